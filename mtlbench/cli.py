@@ -1,0 +1,131 @@
+"""The ``mtlbench`` command: parse, call, print."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_results(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", default="results", help="results folder (default: ./results)")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .config import load_suite
+    from .runner import RunOptions, run_suite
+
+    suite = load_suite(args.suite, args.set)
+    workers = args.workers if args.workers is not None else default_workers()
+    failed = run_suite(suite, RunOptions(args.results, args.force, args.wandb, workers))
+    if failed:
+        print(f"{len(failed)} job(s) failed; see error.txt in their folders under {args.results}/{suite.name}/. "
+              f"Finished jobs are kept: run the same command again to retry only the failed ones.", file=sys.stderr)
+        return 1
+    print(f"suite {suite.name}: {len(suite.jobs)} jobs finished; results in {args.results}/{suite.name}/")
+    return 0
+
+
+def default_workers() -> int:
+    import torch
+
+    return max(1, torch.cuda.device_count())
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from .leaderboard import render_suite
+    from .runner import Store
+
+    store = Store(args.results)
+    suites = [args.suite] if args.suite else store.suites()
+    if not suites:
+        print(f"no suite results under {args.results}/ (run `mtlbench run SUITE.yaml` first)", file=sys.stderr)
+        return 1
+    if args.out and len(suites) > 1:
+        print("--out needs a single SUITE", file=sys.stderr)
+        return 1
+    for suite in suites:
+        name = Path(suite).stem if suite.endswith((".yaml", ".yml")) else suite
+        for path in render_suite(store, name, Path(args.out) if args.out else None, args.baseline):
+            print(f"wrote {path}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .data import DATASETS, SCENARIOS
+    from .methods import AXES, METHODS
+    from .models import MODELS
+    from .registry import parameters
+
+    def show(title: str, registry) -> None:
+        print(f"{title}:")
+        for name in registry.list():
+            params = ", ".join(f"{k}={v!r}" for k, v in parameters(registry.get(name)).items())
+            print(f"  {name}" + (f" ({params})" if params else ""))
+
+    show("datasets", DATASETS)
+    for name in DATASETS.list():
+        print(f"  {name} tasks: {', '.join(DATASETS.get(name)().tasks())}")
+    show("scenarios", SCENARIOS)
+    print("methods:")
+    for name in METHODS.list():
+        recipe = METHODS.get(name)
+        print(f"  {name}: networks={recipe['networks']}, " + ", ".join(f"{a}={recipe[a]['name']}" for a in AXES))
+    for axis, registry in AXES.items():
+        show(f"{axis} parts", registry)
+    show("models", MODELS)
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from .tracking import offline_runs, sync
+
+    root = Path(args.results) / (args.suite or "")
+    runs = offline_runs(root)
+    print(f"syncing {len(runs)} offline W&B run(s) under {root}/")
+    return 1 if sync(root) else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="mtlbench", description="Benchmark suite for label-efficient MTL")
+    sub = main.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a suite (skips finished jobs, resumes interrupted ones)")
+    run.add_argument("suite", help="suite YAML file")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a suite field, e.g. --set train.epochs=2 (repeatable)")
+    run.add_argument("--force", action="store_true", help="rerun finished jobs too")
+    run.add_argument("--wandb", default="offline", choices=["offline", "online", "disabled"])
+    run.add_argument("--workers", type=int, default=None, help="parallel jobs (default: one per GPU, else 1)")
+    add_results(run)
+    run.set_defaults(func=cmd_run)
+
+    board = sub.add_parser("leaderboard", help="render leaderboards/<suite>.md and .csv from the results")
+    board.add_argument("suite", nargs="?", help="suite name (default: every suite in the results folder)")
+    board.add_argument("--out", help="output path (suffixes .md and .csv are set)")
+    board.add_argument("--baseline", help="method ΔMTL is computed against (default: the suite's, else supervised)")
+    add_results(board)
+    board.set_defaults(func=cmd_leaderboard)
+
+    lst = sub.add_parser("list", help="registered datasets, scenarios, methods, recipe parts and models")
+    lst.set_defaults(func=cmd_list)
+
+    sync = sub.add_parser("sync", help="upload offline W&B runs")
+    sync.add_argument("suite", nargs="?", help="only this suite's runs")
+    add_results(sync)
+    sync.set_defaults(func=cmd_sync)
+    return main
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .config import SuiteError
+
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SuiteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""Suite files: schema, validation with precise errors, ``--set`` overrides, and expansion into jobs.
+
+A suite is YAML. Plugins (dataset, scenarios, methods' parts, model, optimiser, scheduler) are written as a
+name or as ``{name: ..., param: value}``; their parameters are checked against the registered dataclass, and
+every default is filled in, so a job's resolved config names everything it depends on and its hash is its id.
+
+Every error names the file, the field (as a dotted path) and the valid choices, and is raised before any
+training starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, TypeAdapter, ValidationError
+
+from .data import DATASETS, SCENARIOS
+from .methods import AXES, METHODS, NETWORKS
+from .models import MODELS
+from .registry import Registry, RegistryError, parameters
+from .train.optim import OPTIMIZERS, SCHEDULERS
+
+SCHEMA_VERSION = 1
+
+
+class SuiteError(ValueError):
+    """A suite that cannot run; the message says where (file and field) and how to fix it."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AugmentSection(Strict):
+    scale_crop: bool = True
+    flip: bool = True
+
+
+class TrainSection(Strict):
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 8
+    eval_batch_size: PositiveInt = 32
+    optimizer: str | dict[str, Any] = "adam"
+    scheduler: str | dict[str, Any] = "step"
+    augment: AugmentSection = AugmentSection()
+    device: str = "auto"
+
+
+class LeaderboardSection(Strict):
+    baseline: str = "supervised"
+    metrics: dict[str, list[str]] = Field(default_factory=dict,
+                                          description="metrics per task entering ΔMTL (default: the primary)")
+
+
+class WandbSection(Strict):
+    project: str = "mtlbench"
+    entity: str | None = None
+
+
+class SuiteFile(Strict):
+    name: str | None = None
+    description: str = ""
+    dataset: str | dict[str, Any] | None = None
+    datasets: list[str | dict[str, Any]] = Field(default_factory=list)
+    tasks: list[str]
+    scenarios: list[str | dict[str, Any]]
+    mask_seed: int = 0
+    methods: list[str | dict[str, Any]]
+    seeds: list[int] = [0]
+    model: str | dict[str, Any] = "segnet"
+    train: TrainSection = TrainSection()
+    leaderboard: LeaderboardSection = LeaderboardSection()
+    wandb: WandbSection = WandbSection()
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    id: str
+    suite: str
+    config: dict[str, Any]
+
+    @property
+    def method(self) -> str:
+        return self.config["method"]["name"]
+
+    @property
+    def dataset(self) -> str:
+        return self.config["dataset"]["name"]
+
+    @property
+    def scenario(self) -> str:
+        return scenario_label(self.config["scenario"])
+
+    @property
+    def seed(self) -> int:
+        return self.config["seed"]
+
+    def describe(self) -> str:
+        return f"{self.dataset}/{self.scenario}/{self.method}/seed{self.seed}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    name: str
+    path: Path
+    raw: SuiteFile
+    jobs: list[Job]
+
+    def summary(self) -> dict[str, Any]:
+        """What the leaderboard needs to know about the suite (saved next to its results)."""
+        return {"name": self.name, "path": str(self.path), "description": self.raw.description,
+                "leaderboard": self.raw.leaderboard.model_dump(), "tasks": self.raw.tasks}
+
+
+def scenario_label(scenario: dict[str, Any]) -> str:
+    unlabeled = scenario.get("unlabeled", 0.0)
+    return scenario["name"] + (f"+{round(100 * unlabeled)}%unlabeled" if unlabeled else "")
+
+
+def job_id(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+
+# ----------------------------------------------------------------------------------------- loading
+def load_suite(path: str | Path, overrides: list[str] = ()) -> Suite:
+    path = Path(path)
+    if not path.exists():
+        raise SuiteError(f"{path}: suite file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise SuiteError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise SuiteError(f"{path}: a suite is a mapping of fields, got {type(data).__name__}")
+    for override in overrides:
+        apply_override(data, override, path)
+    try:
+        raw = SuiteFile.model_validate(data)
+    except ValidationError as error:
+        raise SuiteError(describe_validation_error(path, error)) from None
+    return Suite(raw.name or path.stem, path, raw, expand(raw, path))
+
+
+def apply_override(data: dict[str, Any], override: str, path: Path) -> None:
+    """``--set train.epochs=3`` or ``--set scenarios.0.unlabeled=0.3``: the value is parsed as YAML."""
+    if "=" not in override:
+        raise SuiteError(f"--set {override!r}: expected KEY=VALUE, e.g. --set train.epochs=3")
+    key, value = override.split("=", 1)
+    *parents, last = key.split(".")
+    node: Any = data
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+    if isinstance(node, list):
+        node[int(last)] = yaml.safe_load(value)
+    else:
+        node[last] = yaml.safe_load(value)
+
+
+def describe_validation_error(path: Path, error: ValidationError) -> str:
+    lines = [f"{path}: invalid suite"]
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"] if not str(p).startswith(("str", "dict[", "list[")))
+        if item["type"] == "extra_forbidden":
+            valid = ", ".join(fields_at(SuiteFile, item["loc"][:-1]))
+            lines.append(f"  {where}: unknown field. Valid fields here: {valid}")
+        elif item["type"] == "missing":
+            lines.append(f"  {where}: required field is missing")
+        else:
+            lines.append(f"  {where}: {item['msg']} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    for part in loc:
+        annotation = model.model_fields[part].annotation if part in model.model_fields else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            break
+        model = annotation
+    return list(model.model_fields)
+
+
+# ----------------------------------------------------------------------------------------- plugins
+def plugin(registry: Registry[Any], spec: str | dict[str, Any], where: str, path: Path,
+           shared: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Validate ``spec`` against a registered dataclass and return it resolved, with every default."""
+    spec = {"name": spec} if isinstance(spec, str) else dict(spec)
+    if "name" not in spec:
+        raise SuiteError(f"{path}: {where}: missing 'name'. Valid choices: {', '.join(registry.list())}")
+    name = spec.pop("name")
+    try:
+        cls = registry.get(name)
+    except RegistryError as error:
+        raise SuiteError(f"{path}: {where}.name: {error}") from None
+    declared = parameters(cls)
+    unknown = sorted(set(spec) - set(declared))
+    if unknown:
+        valid = ", ".join(declared) or "(none: it takes no parameters)"
+        raise SuiteError(f"{path}: {where}: unknown parameter {', '.join(unknown)} for {registry.kind} "
+                         f"{name!r}. Valid parameters: {valid}")
+    missing = [k for k, v in declared.items() if v is dataclasses.MISSING and k not in spec]
+    if missing:
+        raise SuiteError(f"{path}: {where}: {registry.kind} {name!r} needs {', '.join(missing)}")
+    try:
+        instance = TypeAdapter(cls).validate_python(spec)
+    except ValidationError as error:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise SuiteError(f"{path}: {where}: {detail}") from None
+    resolved = json.loads(json.dumps(dataclasses.asdict(instance)))  # tuples -> lists, as the hash sees them
+    return {"name": name, **resolved}
+
+
+def resolve_method(spec: str | dict[str, Any], where: str, path: Path) -> dict[str, Any]:
+    if isinstance(spec, str):
+        try:
+            spec = METHODS.get(spec)
+        except RegistryError as error:
+            raise SuiteError(f"{path}: {where}: {error}. A method may also be written as an explicit "
+                             f"recipe {{name, networks, {', '.join(AXES)}}}") from None
+    spec = dict(spec)
+    unknown = sorted(set(spec) - {"name", "networks", *AXES})
+    if unknown or "name" not in spec:
+        raise SuiteError(f"{path}: {where}: a recipe has fields name, networks, {', '.join(AXES)}"
+                         + (f"; unknown: {', '.join(unknown)}" if unknown else "; 'name' is missing"))
+    networks = spec.get("networks", "shared")
+    if networks not in NETWORKS:
+        raise SuiteError(f"{path}: {where}.networks: {networks!r} is not one of {', '.join(NETWORKS)}")
+    method = {"name": spec["name"], "networks": networks}
+    for axis, registry in AXES.items():
+        method[axis] = plugin(registry, spec.get(axis, METHODS.get("supervised")[axis]), f"{where}.{axis}", path)
+    return method
+
+
+def check_scenario_files(scenario: dict[str, Any], where: str, path: Path) -> None:
+    if scenario["name"] == "mask_file" and not Path(scenario["path"]).exists():
+        raise SuiteError(f"{path}: {where}.path: mask file {scenario['path']!r} not found "
+                         f"(paths are relative to the directory mtlbench runs in)")
+
+
+def check_dataset(dataset: dict[str, Any], tasks: list[str], model: dict[str, Any], where: str,
+                  path: Path) -> None:
+    instance = DATASETS.get(dataset["name"])(**{k: v for k, v in dataset.items() if k != "name"})
+    available = instance.tasks()
+    unknown = [t for t in tasks if t not in available]
+    if unknown:
+        raise SuiteError(f"{path}: tasks: {', '.join(unknown)} not in dataset {dataset['name']!r}. "
+                         f"Valid tasks: {', '.join(available)}")
+    multiple = getattr(MODELS.get(model["name"]), "input_multiple", 1)
+    for side in ("height", "width"):
+        if side in dataset and dataset[side] % multiple:
+            raise SuiteError(f"{path}: {where}.{side}: {dataset[side]} is not a multiple of {multiple}, "
+                             f"which model {model['name']!r} needs")
+
+
+def expand(raw: SuiteFile, path: Path) -> list[Job]:
+    """Every (dataset x scenario x method x seed) job, ``stl`` first (other methods may read its results)."""
+    if raw.dataset is not None and raw.datasets:
+        raise SuiteError(f"{path}: give either 'dataset' or 'datasets', not both")
+    dataset_specs = raw.datasets or ([raw.dataset] if raw.dataset is not None else [])
+    if not dataset_specs:
+        raise SuiteError(f"{path}: dataset: required field is missing. Valid choices: {', '.join(DATASETS.list())}")
+    for key in ("tasks", "scenarios", "methods", "seeds"):
+        if not getattr(raw, key):
+            raise SuiteError(f"{path}: {key}: must list at least one entry")
+    model = plugin(MODELS, raw.model, "model", path)
+    train = raw.train.model_dump()
+    train["optimizer"] = plugin(OPTIMIZERS, raw.train.optimizer, "train.optimizer", path)
+    train["scheduler"] = plugin(SCHEDULERS, raw.train.scheduler, "train.scheduler", path)
+    datasets = [plugin(DATASETS, spec, f"datasets[{i}]" if raw.datasets else "dataset", path)
+                for i, spec in enumerate(dataset_specs)]
+    for i, dataset in enumerate(datasets):
+        check_dataset(dataset, raw.tasks, model, f"datasets[{i}]" if raw.datasets else "dataset", path)
+    scenarios = [plugin(SCENARIOS, spec, f"scenarios[{i}]", path) for i, spec in enumerate(raw.scenarios)]
+    for i, scenario in enumerate(scenarios):
+        check_scenario_files(scenario, f"scenarios[{i}]", path)
+        scenario["mask_seed"] = raw.mask_seed
+    methods = [resolve_method(spec, f"methods[{i}]", path) for i, spec in enumerate(raw.methods)]
+    names = [m["name"] for m in methods]
+    if len(set(names)) != len(names):
+        raise SuiteError(f"{path}: methods: duplicate method names {sorted(n for n in set(names) if names.count(n) > 1)}")
+    methods.sort(key=lambda m: m["name"] != "stl")
+    for task in raw.leaderboard.metrics:
+        if task not in raw.tasks:
+            raise SuiteError(f"{path}: leaderboard.metrics.{task}: not a task of this suite ({', '.join(raw.tasks)})")
+    name = raw.name or path.stem
+    jobs = []
+    for dataset in datasets:
+        for scenario in scenarios:
+            for method in methods:
+                for seed in raw.seeds:
+                    config = {"dataset": dataset, "tasks": list(raw.tasks), "scenario": scenario, "method": method,
+                              "model": model, "train": train, "seed": seed}
+                    jobs.append(Job(job_id(config), name, config))
+    return jobs

@@ -1,0 +1,70 @@
+"""MTAN-style augmentation on batched tensors, on the device: random scale-crop and horizontal flip.
+
+RandomScaleCrop of the MTAN / MTPSL code: scale s from {1, 1.2, 1.5}, crop an (H/s, W/s) window at a random
+integer offset, resize back to (H, W), divide depth by s (a zoom brings the scene closer). Here every image of
+the batch gets its own s, offset and flip, applied by one ``grid_sample`` per target: bilinear for images,
+normals, shading and heatmaps, nearest for segmentation, depth and edges, as the authors' code resizes them.
+The affine grid reproduces ``F.interpolate(..., align_corners=False)`` of the crop exactly for bilinear
+targets; nearest targets may pick the neighbouring source pixel on ties (rounding vs floor). A flip negates
+the x component of normals. Image-level targets (``cls``) are left unchanged.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..tasks import Task
+
+SCALES = (1.0, 1.2, 1.5)
+
+
+@dataclass(frozen=True)
+class Augment:
+    scale_crop: bool = True
+    flip: bool = True
+
+    @property
+    def active(self) -> bool:
+        return self.scale_crop or self.flip
+
+    def __call__(self, images: Tensor, targets: dict[str, Tensor], tasks: dict[str, Task],
+                 generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
+        if not self.active:
+            return images, targets
+        b, _, h, w = images.shape
+        device = images.device
+        draw = torch.rand(b, 4, generator=generator, device=generator.device).to(device)
+        scale = torch.tensor(SCALES, device=device)[(draw[:, 0] * len(SCALES)).long()] if self.scale_crop \
+            else torch.ones(b, device=device)
+        crop_h, crop_w = (h / scale).floor(), (w / scale).floor()
+        top = ((h - crop_h + 1) * draw[:, 1]).floor()
+        left = ((w - crop_w + 1) * draw[:, 2]).floor()
+        mirror = (draw[:, 3] < 0.5) if self.flip else torch.zeros(b, dtype=torch.bool, device=device)
+        theta = torch.zeros(b, 2, 3, device=device)
+        theta[:, 0, 0] = torch.where(mirror, -crop_w / w, crop_w / w)
+        theta[:, 0, 2] = (crop_w + 2 * left) / w - 1
+        theta[:, 1, 1] = crop_h / h
+        theta[:, 1, 2] = (crop_h + 2 * top) / h - 1
+        grid = F.affine_grid(theta, [b, 1, h, w], align_corners=False)
+        images = F.grid_sample(images, grid, mode="bilinear", align_corners=False)
+        out = {}
+        for name, target in targets.items():
+            task = tasks[name]
+            if not task.dense:
+                out[name] = target
+                continue
+            out[name] = resample(target, grid, task.interpolation)
+            if task.divide_by_scale:
+                out[name] = out[name] / scale.view(b, 1, 1, 1)
+            if task.is_normal:
+                out[name][:, 0] = torch.where(mirror.view(b, 1, 1), -out[name][:, 0], out[name][:, 0])
+        return images, out
+
+
+def resample(target: Tensor, grid: Tensor, mode: str) -> Tensor:
+    if target.dim() == 3:  # class maps [B, H, W]
+        return F.grid_sample(target[:, None].float(), grid, mode="nearest", align_corners=False)[:, 0].long()
+    return F.grid_sample(target, grid, mode=mode, align_corners=False)

@@ -1,0 +1,52 @@
+"""The in-memory data layer shared by every dataset, scenario and track.
+
+A dataset loads each split once into tensors (images uint8 [N, 3, H, W]; one compact tensor per task), which
+the trainer moves to the device whole, so a training step only indexes: no worker processes, no per-step
+host-to-device copy beyond the batch indices.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from ..registry import Registry
+from ..tasks import Task
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Split:
+    images: Tensor
+    targets: dict[str, Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def to(self, device: torch.device | str) -> "Split":
+        return Split(self.images.to(device), {k: v.to(device) for k, v in self.targets.items()})
+
+    def select(self, tasks: list[str]) -> "Split":
+        return Split(self.images, {t: self.targets[t] for t in tasks})
+
+    def subset(self, index: Tensor) -> "Split":
+        return Split(self.images[index], {k: v[index] for k, v in self.targets.items()})
+
+    def batch(self, index: Tensor, tasks: dict[str, Task]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Images as float in [0, 1]; each target in the dtype its task trains on."""
+        images = self.images[index].float().div_(255)
+        return images, {k: tasks[k].prepare(v[index]) for k, v in self.targets.items()}
+
+
+class Dataset(Protocol):
+    """What the trainer needs of a dataset; register implementations in ``DATASETS``."""
+
+    def tasks(self) -> dict[str, Task]: ...
+
+    def load(self, split: str) -> Split: ...
+
+
+DATASETS: Registry[type] = Registry("dataset")

@@ -1,0 +1,130 @@
+"""Label scenarios: which training images carry a label for which task, as a mask [N, T].
+
+A mask is a pure function of (scenario, its parameters, N, task list, mask seed) and never of the training
+seed, so every method and seed of a comparison sees the same labels; the runner saves it with each job.
+
+Every scenario also takes ``unlabeled``, a fraction of images left with no label at all (paper 004 Sec. 4.4).
+Those images are drawn from a random stream of their own, so the labelled images keep exactly the mask the
+base scenario gives them, as in paper 004 Tables 4-5 ("the labeled portion is kept consistent").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..registry import Registry
+
+SCENARIOS: Registry[type] = Registry("scenario")
+BASE_STREAM, UNLABELED_STREAM = 0, 1
+
+
+class ScenarioError(ValueError):
+    pass
+
+
+def rng(mask_seed: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([mask_seed, stream])
+
+
+def random_subsets(sizes: np.ndarray, n_tasks: int, generator: np.random.Generator) -> np.ndarray:
+    """A mask whose row i has ``sizes[i]`` ones at uniformly random positions (vectorised over rows)."""
+    ranks = generator.random((len(sizes), n_tasks)).argsort(1).argsort(1)
+    return (ranks < sizes[:, None]).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    unlabeled: float = 0.0
+
+    def base_mask(self, n: int, tasks: list[str], generator: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def mask(self, n: int, tasks: list[str], mask_seed: int) -> np.ndarray:
+        if not 0.0 <= self.unlabeled < 1.0:
+            raise ScenarioError(f"unlabeled must lie in [0, 1), got {self.unlabeled}")
+        mask = self.base_mask(n, tasks, rng(mask_seed, BASE_STREAM))
+        n_unlabeled = int(round(self.unlabeled * n))
+        mask[rng(mask_seed, UNLABELED_STREAM).permutation(n)[:n_unlabeled]] = 0
+        return mask
+
+
+@SCENARIOS.register("full")
+@dataclass(frozen=True)
+class Full(Scenario):
+    """Every image labelled for every task."""
+
+    def base_mask(self, n: int, tasks: list[str], generator: np.random.Generator) -> np.ndarray:
+        return np.ones((n, len(tasks)), np.float32)
+
+
+@SCENARIOS.register("onelabel")
+@dataclass(frozen=True)
+class OneLabel(Scenario):
+    """Exactly one task per image; tasks dealt round-robin over a random order, so counts differ by <= 1."""
+
+    def base_mask(self, n: int, tasks: list[str], generator: np.random.Generator) -> np.ndarray:
+        mask = np.zeros((n, len(tasks)), np.float32)
+        mask[generator.permutation(n), np.arange(n) % len(tasks)] = 1
+        return mask
+
+
+@SCENARIOS.register("randomlabels")
+@dataclass(frozen=True)
+class RandomLabels(Scenario):
+    """k ~ Uniform{1, ..., T-1} labels per image, on a uniformly random subset of tasks (paper 004 Sec. 4.1)."""
+
+    def base_mask(self, n: int, tasks: list[str], generator: np.random.Generator) -> np.ndarray:
+        if len(tasks) < 2:
+            raise ScenarioError("randomlabels needs at least 2 tasks (1 to T-1 labels per image)")
+        return random_subsets(generator.integers(1, len(tasks), n), len(tasks), generator)
+
+
+@SCENARIOS.register("halflabels")
+@dataclass(frozen=True)
+class HalfLabels(Scenario):
+    """floor(T/2) or ceil(T/2) labels per image with equal probability (paper 004: 3 or 4 of 7 tasks)."""
+
+    def base_mask(self, n: int, tasks: list[str], generator: np.random.Generator) -> np.ndarray:
+        t = len(tasks)
+        sizes = np.where(generator.random(n) < 0.5, t // 2, (t + 1) // 2)
+        return random_subsets(sizes, t, generator)
+
+
+@SCENARIOS.register("mask_file")
+@dataclass(frozen=True)
+class MaskFile(Scenario):
+    """A saved mask, e.g. the canonical MTPSL/JTR masks (legacy torch format, {'labels_weights': [N, T]}).
+
+    ``columns`` names the task of each column of the file (MTPSL's order: semantic, depth, normal).
+    """
+
+    path: str = ""
+    columns: tuple[str, ...] = ("seg", "depth", "normal")
+
+    def base_mask(self, n: int, tasks: list[str], generator: np.random.Generator) -> np.ndarray:
+        stored = read_mask_file(Path(self.path))
+        if stored.shape != (n, len(self.columns)):
+            raise ScenarioError(f"{self.path}: mask has shape {tuple(stored.shape)}, expected ({n}, "
+                                f"{len(self.columns)}) for {n} training images and columns {list(self.columns)}")
+        missing = [t for t in tasks if t not in self.columns]
+        if missing:
+            raise ScenarioError(f"{self.path}: no column for tasks {missing}; columns are {list(self.columns)}")
+        return np.ascontiguousarray(stored[:, [self.columns.index(t) for t in tasks]], np.float32)
+
+
+def read_mask_file(path: Path) -> np.ndarray:
+    import torch
+
+    if not path.exists():
+        raise ScenarioError(f"{path}: mask file not found (set scenario field 'path')")
+    data = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(data, dict) or "labels_weights" not in data:
+        raise ScenarioError(f"{path}: expected a dict with key 'labels_weights', found {type(data).__name__}")
+    return data["labels_weights"].numpy()
+
+
+def label_mask(spec: dict, n: int, tasks: list[str], mask_seed: int) -> np.ndarray:
+    params = dict(spec)
+    return SCENARIOS.get(params.pop("name"))(**params).mask(n, tasks, mask_seed)

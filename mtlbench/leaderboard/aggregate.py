@@ -1,0 +1,85 @@
+"""From result files to leaderboard tables: mean ± std over seeds and ΔMTL against a baseline method.
+
+ΔMTL convention (README, "Metrics"): paper 003 Eq. 7 in percent. For each seed of a method, its metrics are
+compared with the baseline method's metrics averaged over the baseline's seeds; the table shows the mean and
+standard deviation (ddof 1) of that per-seed ΔMTL. The metrics entering ΔMTL are each task's primary metric
+unless the suite's ``leaderboard.metrics`` chooses others (e.g. depth: [delta1, rmse] as paper 003 Table 7).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..metrics import delta_mtl
+
+
+class LeaderboardError(ValueError):
+    pass
+
+
+@dataclass
+class Table:
+    dataset: str
+    scenario: str
+    tasks: list[str]
+    columns: list[tuple[str, str]]  # (task, metric) shown, in order
+    higher_is_better: dict[tuple[str, str], bool]
+    rows: pd.DataFrame  # index: method; columns: task/metric/mean|std, delta_mean, delta_std, seeds
+    baseline: str | None
+
+
+def frame(results: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (job, task, metric) of the test split."""
+    records = [{"dataset": r["dataset"], "scenario": r["scenario"], "method": r["method"], "seed": r["seed"],
+                "task": task, "metric": metric, "value": value,
+                "higher_is_better": r["directions"][task][metric], "primary": r["primary"][task] == metric}
+               for r in results for task, metrics in r["test"].items() for metric, value in metrics.items()]
+    if not records:
+        raise LeaderboardError("no finished jobs (no result.json) to make a leaderboard from")
+    return pd.DataFrame.from_records(records)
+
+
+def tables(results: list[dict[str, Any]], baseline: str, chosen: dict[str, list[str]]) -> list[Table]:
+    data = frame(results)
+    order = list(dict.fromkeys(r["method"] for r in results))
+    out = []
+    for (dataset, scenario), group in data.groupby(["dataset", "scenario"], sort=False):
+        out.append(table(dataset, scenario, group, order, baseline, chosen))
+    return out
+
+
+def table(dataset: str, scenario: str, group: pd.DataFrame, order: list[str], baseline: str,
+          chosen: dict[str, list[str]]) -> Table:
+    tasks = list(dict.fromkeys(group["task"]))
+    directions = {(t, m): bool(h) for t, m, h in
+                  group[["task", "metric", "higher_is_better"]].drop_duplicates().itertuples(index=False)}
+    primary = {t: m for t, m in group.loc[group["primary"], ["task", "metric"]].itertuples(index=False)}
+    delta_metrics = {t: chosen.get(t, [primary[t]]) for t in tasks}
+    shown = list(dict.fromkeys([(t, primary[t]) for t in tasks] + [(t, m) for t in tasks for m in delta_metrics[t]]))
+    unknown = [(t, m) for t, m in shown if (t, m) not in directions]
+    if unknown:
+        raise LeaderboardError(f"leaderboard.metrics names metrics the results do not have: {unknown}")
+    wide = group.pivot_table(index=["method", "seed"], columns=["task", "metric"], values="value")
+    stats = wide.groupby(level="method").agg(["mean", "std"])
+    seeds = wide.groupby(level="method").size()
+    methods = [m for m in order if m in stats.index]
+    rows = pd.DataFrame(index=methods)
+    for task, metric in shown:
+        rows[f"{task}/{metric}/mean"] = stats[(task, metric, "mean")]
+        rows[f"{task}/{metric}/std"] = stats[(task, metric, "std")]
+    rows["seeds"] = seeds
+    has_baseline = baseline in stats.index
+    if has_baseline:
+        reference = {t: {m: stats.loc[baseline, (t, m, "mean")] for m in delta_metrics[t]} for t in tasks}
+        directions_nested = {t: {m: directions[(t, m)] for m in delta_metrics[t]} for t in tasks}
+        per_seed = {method: [delta_mtl({t: {m: row[(t, m)] for m in delta_metrics[t]} for t in tasks},
+                                       reference, directions_nested, delta_metrics)
+                             for _, row in wide.loc[method].iterrows()] for method in methods}
+        rows["delta_mean"] = [float(np.mean(per_seed[m])) for m in methods]
+        rows["delta_std"] = [float(np.std(per_seed[m], ddof=1)) if len(per_seed[m]) > 1 else np.nan
+                             for m in methods]
+    return Table(dataset, scenario, tasks, shown, {c: directions[c] for c in shown}, rows,
+                 baseline if has_baseline else None)

@@ -1,0 +1,50 @@
+"""Multi-task scores: ΔMTL (paper 003 Eq. 7), Acc_MTL (paper 003 Eq. 8) and Δ_T (paper 000 Eq. 9).
+
+Convention (stated because repositories differ, ../shared/papers/README.md): ΔMTL is in percent, signed so
+that positive is better, averaged first over a task's chosen metrics and then over tasks, against a baseline
+the caller chooses (mtlbench's leaderboards use Supervised MTL by default, STL on request). With one metric
+per task it is exactly the Δ% of paper 004 and the Δ_T of paper 000.
+
+Metrics are passed as ``{task: {metric: value}}``; directions as ``{task: {metric: higher_is_better}}``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+Metrics = Mapping[str, Mapping[str, float]]
+Directions = Mapping[str, Mapping[str, bool]]
+
+
+def _sign(higher_is_better: bool) -> int:
+    return 1 if higher_is_better else -1
+
+
+def delta_mtl(method: Metrics, baseline: Metrics, directions: Directions,
+              chosen: Mapping[str, list[str]]) -> float:
+    """Paper 003 Eq. 7: (1/N_T) Σ_t (1/N_t) Σ_i S_{t,i} (M_{m,t,i} - M_{b,t,i}) / M_{b,t,i}, in percent.
+
+    ``chosen`` maps each task to the metrics that enter the score (every task in it must be in both runs).
+    """
+    per_task = []
+    for task, names in chosen.items():
+        changes = [_sign(directions[task][m]) * (method[task][m] - baseline[task][m]) / baseline[task][m]
+                   for m in names]
+        per_task.append(sum(changes) / len(changes))
+    return 100.0 * sum(per_task) / len(per_task)
+
+
+def acc_mtl(method: Metrics, directions: Directions, chosen: Mapping[str, list[str]]) -> float:
+    """Paper 003 Eq. 8: Π_t Π_i M_{t,i}^(S_{t,i} / (N_T N_t)), the geometric multi-task accuracy.
+
+    Eq. 8 prints M_{m,t} without the metric index; Eq. 9 shows the intended per-metric product.
+    """
+    n_tasks = len(chosen)
+    log_acc = sum(_sign(directions[task][m]) * math.log(method[task][m]) / (n_tasks * len(names))
+                  for task, names in chosen.items() for m in names)
+    return math.exp(log_acc)
+
+
+def delta_t(after: Metrics, seed_only: Metrics, directions: Directions, chosen: Mapping[str, str]) -> float:
+    """Paper 000 Eq. 9: Δ_i = (-1)^{l_i} (S_i - S'_i) / S'_i × 100%, Δ_T = mean_i Δ_i (S' = seed-set model)."""
+    return delta_mtl(after, seed_only, directions, {task: [m] for task, m in chosen.items()})

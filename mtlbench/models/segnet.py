@@ -1,0 +1,82 @@
+"""The MTAN SegNet "split" used by MTPSL and JTR, with a width multiplier.
+
+Architecture of the authors' code (../shared/papers/README.md): encoder stages of 64-128-256-512-512 filters
+with 2-2-3-3-3 convolutions (3x3 conv + BN + ReLU), 2x2 max-pooling whose indices drive the decoder's
+max-unpooling, a mirrored decoder, and per task a head conv3x3(64) -> conv1x1(channels) with no activation in
+between. Normals are L2-normalised. ``width`` scales every filter count (1.0 gives the papers' ~25M
+parameters with three tasks; CPU suites use 0.125-0.25). Image-level tasks (``cls``) get global average
+pooling of the bottleneck and a linear layer. ``forward(x, return_feature=True)`` also returns the shared
+bottleneck (filters[4] x H/32 x W/32) that MTPSL and JTR regularise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..tasks import Task
+from . import MODELS
+
+FILTERS = (64, 128, 256, 512, 512)
+CONVS = (2, 2, 3, 3, 3)
+
+
+def conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+def stage(c_in: int, c_out: int, convs: int) -> nn.Sequential:
+    return nn.Sequential(conv_bn_relu(c_in, c_out), *[conv_bn_relu(c_out, c_out) for _ in range(convs - 1)])
+
+
+class SegNet(nn.Module):
+    def __init__(self, tasks: dict[str, Task], width: float = 1.0, in_channels: int = 3) -> None:
+        super().__init__()
+        f = [max(4, round(c * width)) for c in FILTERS]
+        self.filters = f
+        self.encoder = nn.ModuleList(stage(c_in, c_out, n) for c_in, c_out, n in zip([in_channels, *f[:-1]], f, CONVS))
+        # decoder stage i mirrors encoder stage i: f[i] -> ... -> f[i-1] (f[0] for the first stage)
+        self.decoder = nn.ModuleList(stage(f[i], f[max(i - 1, 0)], n) for i, n in reversed(list(enumerate(CONVS))))
+        self.pool = nn.MaxPool2d(2, 2, return_indices=True)
+        self.unpool = nn.MaxUnpool2d(2, 2)
+        self.tasks = dict(tasks)
+        self.heads = nn.ModuleDict({
+            name: nn.Sequential(nn.Conv2d(f[0], f[0], 3, padding=1), nn.Conv2d(f[0], task.channels, 1))
+            if task.dense else nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(f[-1], task.channels))
+            for name, task in tasks.items()})
+
+    def encode(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        indices = []
+        for block in self.encoder:
+            x, index = self.pool(block(x))
+            indices.append(index)
+        return x, indices
+
+    def decode(self, feature: Tensor, indices: list[Tensor]) -> Tensor:
+        x = feature
+        for block, index in zip(self.decoder, reversed(indices)):
+            x = block(self.unpool(x, index))
+        return x
+
+    def forward(self, x: Tensor, return_feature: bool = False):
+        if x.shape[-1] % 32 or x.shape[-2] % 32:
+            raise ValueError(f"SegNet needs height and width divisible by 32, got {tuple(x.shape[-2:])}")
+        feature, indices = self.encode(x)
+        decoded = self.decode(feature, indices)
+        preds = {name: task.postprocess(self.heads[name](decoded if task.dense else feature))
+                 for name, task in self.tasks.items()}
+        return (preds, feature) if return_feature else preds
+
+
+@MODELS.register("segnet")
+@dataclass(frozen=True)
+class SegNetSpec:
+    """Parameters of the ``segnet`` backbone."""
+
+    width: float = 1.0
+    input_multiple: ClassVar[int] = 32  # five 2x2 poolings
+
+    def build(self, tasks: dict[str, Task]) -> nn.Module:
+        return SegNet(tasks, self.width)

@@ -1,0 +1,133 @@
+"""Run a suite's jobs: skip finished ones, resume interrupted ones, keep going past a failed one.
+
+Local execution is in process; with several GPUs visible (or ``workers > 1``) jobs are spread over one
+spawned worker process per device. The results store is the only shared state, so a suite interrupted at
+any point is resumed by running it again.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from .. import __version__
+from ..config import Job, Suite
+from ..tracking import open_run
+from .progress import Progress
+from .store import Store
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    results: str = "results"
+    force: bool = False
+    wandb: str = "offline"
+    workers: int = 1
+    device: str | None = None  # overrides train.device (set per worker)
+
+
+def execute(job: Job, options: RunOptions, project: str, entity: str | None, progress: Progress) -> dict[str, Any]:
+    """Train one job into the store; returns its result record."""
+    from ..train import run_job  # torch is imported only when a job really runs
+
+    store = Store(options.results)
+    job_dir = store.prepare(job, options.force)
+    config = job.config if options.device is None else {**job.config, "train": {**job.config["train"],
+                                                                               "device": options.device}}
+    run = open_run(options.wandb, project, entity, job, job_dir)
+    history: list[dict[str, Any]] = []
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        history.append(record)
+        store.write_history(job, history)
+        run.log({k: v for k, v in record.items() if k != "epochs"})
+        progress.epoch(job, record)
+
+    outcome = run_job(config, job_dir, on_epoch)
+    store.write_history(job, outcome["history"])
+    result = {
+        "schema": 1, "job_id": job.id, "suite": job.suite, "dataset": job.dataset, "scenario": job.scenario,
+        "method": job.method, "seed": job.seed, "tasks": list(job.config["tasks"]),
+        "test": outcome["test"], "val": outcome["val"],
+        **{k: outcome[k] for k in ("primary", "directions", "history", "labels_per_task",
+                                   "resumed_from_epoch", "train_seconds",
+                                   "device", "torch")},
+        "mtlbench": __version__, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": job.config,
+    }
+    store.finish(job, result)
+    run.finish({"test": result["test"], "val": result["val"], "train_seconds": result["train_seconds"]})
+    return result
+
+
+def run_one(job: Job, options: RunOptions, project: str, entity: str | None, progress: Progress) -> bool:
+    start = time.monotonic()
+    progress.started(job)
+    try:
+        execute(job, options, project, entity, progress)
+    except Exception as error:  # noqa: BLE001 - one failed job must not stop the suite
+        (Store(options.results).job_dir(job) / "error.txt").write_text(traceback.format_exc())
+        progress.failed(job, error)
+        return False
+    progress.finished(job, time.monotonic() - start)
+    return True
+
+
+def run_suite(suite: Suite, options: RunOptions, progress: Progress | None = None) -> list[Job]:
+    """Runs every unfinished job of the suite; returns the jobs that failed."""
+    store = Store(options.results)
+    store.write_suite(suite.name, suite.summary())
+    progress = progress or Progress(suite.jobs)
+    pending = []
+    for job in suite.jobs:
+        if store.is_done(job) and not options.force:
+            progress.skipped(job)
+        else:
+            pending.append(job)
+    project, entity = suite.raw.wandb.project, suite.raw.wandb.entity
+    if options.workers <= 1 or len(pending) <= 1:
+        return [job for job in pending if not run_one(job, options, project, entity, progress)]
+    return run_parallel(pending, options, project, entity)
+
+
+def worker_devices(workers: int) -> list[str | None]:
+    import torch
+
+    gpus = torch.cuda.device_count()
+    return [f"cuda:{i % gpus}" if gpus else "cpu" for i in range(workers)]
+
+
+def _worker(queue: Any, failures: Any, options: RunOptions, project: str, entity: str | None) -> None:
+    import torch
+
+    if options.device == "cpu":
+        torch.set_num_threads(max(1, torch.get_num_threads() // options.workers))
+    while True:
+        job = queue.get()
+        if job is None:
+            return
+        if not run_one(job, options, project, entity, Progress([job], live=False)):
+            failures.put(job.id)
+
+
+def run_parallel(jobs: list[Job], options: RunOptions, project: str, entity: str | None) -> list[Job]:
+    context = multiprocessing.get_context("spawn")
+    queue, failures = context.Queue(), context.Queue()
+    for job in jobs:
+        queue.put(job)
+    workers = []
+    for device in worker_devices(options.workers):
+        queue.put(None)
+        worker_options = RunOptions(options.results, options.force, options.wandb, options.workers, device)
+        process = context.Process(target=_worker, args=(queue, failures, worker_options, project, entity))
+        process.start()
+        workers.append(process)
+    for process in workers:
+        process.join()
+    failed = set()
+    while not failures.empty():
+        failed.add(failures.get())
+    return [job for job in jobs if job.id in failed]

@@ -1,0 +1,74 @@
+"""Weights & Biases: one run per job (id = job hash), offline unless configured online.
+
+wandb is imported only when a run is opened, so the trainer and ``mtlbench bench`` need torch and numpy
+alone. Runs live in the job's folder (``<job>/wandb/``), so ``mtlbench sync`` finds them from the store.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+MODES = ("offline", "online", "disabled")
+
+
+def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "/"))
+        else:
+            flat[name] = value
+    return flat
+
+
+class NullRun:
+    def log(self, record: dict[str, Any]) -> None:
+        pass
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        pass
+
+
+class WandbRun:
+    def __init__(self, mode: str, project: str, entity: str | None, job: Any, job_dir: Path) -> None:
+        try:
+            import wandb
+        except ImportError:
+            raise RuntimeError("W&B logging needs the 'wandb' package: pip install wandb, "
+                               "or run with --wandb disabled") from None
+        self.run = wandb.init(
+            project=project, entity=entity, id=job.id, name=f"{job.method}-seed{job.seed}-{job.id[:6]}",
+            group=f"{job.suite}/{job.dataset}/{job.scenario}", job_type=job.method,
+            config={"suite": job.suite, **job.config}, mode=mode, dir=str(job_dir), resume="allow",
+            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True))
+        self.run.define_metric("epoch")
+        self.run.define_metric("*", step_metric="epoch")
+
+    def log(self, record: dict[str, Any]) -> None:
+        self.run.log(flatten(record))
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        self.run.summary.update(flatten(summary))
+        self.run.finish()
+
+
+def open_run(mode: str, project: str, entity: str | None, job: Any, job_dir: Path) -> NullRun | WandbRun:
+    if mode not in MODES:
+        raise ValueError(f"--wandb {mode!r}: choose one of {', '.join(MODES)}")
+    return NullRun() if mode == "disabled" else WandbRun(mode, project, entity, job, job_dir)
+
+
+def offline_runs(root: Path) -> list[Path]:
+    return sorted(root.glob("**/wandb/offline-run-*"))
+
+
+def sync(root: Path) -> int:
+    """Upload every offline run under ``root`` with ``wandb sync``; returns the number of failures."""
+    failures = 0
+    for run in offline_runs(root):
+        done = subprocess.run([sys.executable, "-m", "wandb", "sync", str(run)]).returncode
+        failures += done != 0
+    return failures

@@ -1,0 +1,189 @@
+"""The one training loop of mtlbench: a resolved job config in, per-epoch history and test metrics out.
+
+Every track trains through ``run_job``; methods differ only in their recipe (methods/). A job trains one or
+more *stages*: a shared network for the MTL recipes, one network per task for ``stl``. Each stage
+checkpoints after every epoch (model, optimiser, scheduler, RNG states, history) and resumes exactly from
+its checkpoint. The model is selected by nothing: the last epoch's network is tested, and the validation
+split is evaluated after every epoch for tracking (and for tuning, which never sees the test split).
+
+Only torch and numpy are needed here; W&B and the results store reach the trainer through callbacks.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..data import DATASETS, SPLITS, Split, label_mask
+from ..data.augment import Augment
+from ..methods import Recipe
+from ..models import MODELS
+from ..registry import build
+from ..tasks import Task
+from . import checkpoint
+from .evaluation import evaluate
+from .optim import OPTIMIZERS, SCHEDULERS
+
+EpochCallback = Callable[[dict[str, Any]], None]
+
+
+def derive_seed(*parts: Any) -> int:
+    """A seed per experiment axis: the same (seed, stage, purpose) always gives the same stream."""
+    return int(hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:8], 16)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast_for(device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+    if device.type == "cuda":
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_model()}, {torch.get_num_threads()} threads"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+@dataclass
+class Stage:
+    """One network to train: its name, its tasks, the training images it sees and their label mask."""
+
+    name: str
+    tasks: dict[str, Task]
+    train: Split
+    mask: Tensor  # [N_stage, T_stage], CPU
+
+
+@dataclass
+class StageResult:
+    history: list[dict[str, Any]] = field(default_factory=list)
+    test: dict[str, dict[str, float]] = field(default_factory=dict)
+    resumed_from_epoch: int = 0
+    train_seconds: float = 0.0
+
+
+def plan_stages(networks: str, tasks: dict[str, Task], train: Split, mask: np.ndarray) -> list[Stage]:
+    mask_t = torch.from_numpy(mask)
+    if networks == "shared":
+        return [Stage("mtl", tasks, train, mask_t)]
+    stages = []
+    for j, (name, task) in enumerate(tasks.items()):
+        labelled = mask_t[:, j].nonzero().squeeze(1)
+        stages.append(Stage(name, {name: task}, train.subset(labelled.to(train.images.device)).select([name]),
+                            torch.ones(len(labelled), 1)))
+    return stages
+
+
+def run_job(job: dict[str, Any], job_dir: Path, on_epoch: EpochCallback = lambda record: None) -> dict[str, Any]:
+    """Train and test one job; returns the result record (without the bookkeeping the runner adds)."""
+    device = resolve_device(job["train"]["device"])
+    dataset = build(DATASETS, job["dataset"])
+    tasks = {name: dataset.tasks()[name] for name in job["tasks"]}
+    splits = {s: dataset.load(s).select(job["tasks"]).to(device) for s in SPLITS}
+    mask = label_mask({k: v for k, v in job["scenario"].items() if k != "mask_seed"}, len(splits["train"]),
+                      job["tasks"], job["scenario"]["mask_seed"])
+    np.save(job_dir / "mask.npy", mask)
+    stages = plan_stages(job["method"]["networks"], tasks, splits["train"], mask)
+    results = {stage.name: train_stage(stage, job, splits, device, job_dir / f"checkpoint-{stage.name}.pt",
+                                       on_epoch) for stage in stages}
+    return {
+        "test": {t: m for r in results.values() for t, m in r.test.items()},
+        "primary": {t: task.primary for t, task in tasks.items()},
+        "directions": {t: dict(task.higher_is_better) for t, task in tasks.items()},
+        "val": {t: m for r in results.values() for t, m in r.history[-1]["val"].items()},
+        "history": [record for r in results.values() for record in r.history],
+        "resumed_from_epoch": {name: r.resumed_from_epoch for name, r in results.items()},
+        "train_seconds": sum(r.train_seconds for r in results.values()),
+        "labels_per_task": dict(zip(job["tasks"], mask.sum(0).astype(int).tolist())),
+        "device": device_name(device),
+        "torch": torch.__version__,
+    }
+
+
+def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], device: torch.device,
+                path: Path, on_epoch: EpochCallback) -> StageResult:
+    cfg = job["train"]
+    seed = job["seed"]
+    torch.manual_seed(derive_seed(seed, stage.name, "init"))
+    model = build(MODELS, job["model"]).build(stage.tasks).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build(OPTIMIZERS, cfg["optimizer"]).build(model.parameters())
+    scheduler = build(SCHEDULERS, cfg["scheduler"]).build(optimizer, cfg["epochs"])
+    recipe = Recipe.from_config(job["method"])
+    augment = Augment(**cfg["augment"])
+    generators = {"order": torch.Generator().manual_seed(derive_seed(seed, stage.name, "order")),
+                  "augment": torch.Generator(device).manual_seed(derive_seed(seed, stage.name, "augment"))}
+    torch.manual_seed(derive_seed(seed, stage.name, "train"))
+    autocast = autocast_for(device)
+    result = StageResult()
+
+    saved = checkpoint.load(path)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        checkpoint.restore_rng(saved["rng"], generators)
+        result = StageResult(saved["history"], saved.get("test", {}), saved["epoch"], saved["train_seconds"])
+        if result.test:
+            return result
+
+    val = splits["val"].select(list(stage.tasks))
+    for epoch in range(result.resumed_from_epoch, cfg["epochs"]):
+        start = time.perf_counter()
+        model.train()
+        sums: dict[str, Tensor] = {}
+        order = torch.randperm(len(stage.train), generator=generators["order"])
+        for index in order.split(cfg["batch_size"]):
+            images, targets = stage.train.batch(index.to(device, non_blocking=True), stage.tasks)
+            images, targets = augment(images, targets, stage.tasks, generators["augment"])
+            if device.type == "cuda":
+                images = images.contiguous(memory_format=torch.channels_last)
+            logs = recipe.train_step(model, optimizer, images, targets, stage.mask[index], stage.tasks, autocast)
+            for key, value in logs.items():
+                sums[key] = sums.get(key, 0) + value
+        scheduler.step()
+        seconds = time.perf_counter() - start
+        result.train_seconds += seconds
+        n_batches = -(-len(stage.train) // cfg["batch_size"])
+        record = {"stage": stage.name, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+                  "seconds": seconds, "images_per_second": len(stage.train) / seconds,
+                  **{f"train/{k}": float(v) / n_batches for k, v in sums.items()},
+                  "val": evaluate(model, val, stage.tasks, cfg["eval_batch_size"], autocast)}
+        result.history.append(record)
+        last = epoch + 1 == cfg["epochs"]
+        if last:
+            result.test = evaluate(model, splits["test"].select(list(stage.tasks)), stage.tasks,
+                                   cfg["eval_batch_size"], autocast)
+        checkpoint.save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                "scheduler": scheduler.state_dict(), "rng": checkpoint.rng_state(generators),
+                                "epoch": epoch + 1, "history": result.history, "test": result.test,
+                                "train_seconds": result.train_seconds}, path)
+        on_epoch({**record, "epochs": cfg["epochs"]})
+    return result
