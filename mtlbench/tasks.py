@@ -118,7 +118,7 @@ class SumMeter(Meter):
         self.counts: dict[str, Tensor] = {}
 
     def update(self, pred: Tensor, target: Tensor) -> None:
-        for key, (total, count) in self.stats(pred.float(), target.float()).items():
+        for key, (total, count) in self.stats(pred.double(), target.double()).items():
             self.sums[key] = self.sums.get(key, 0) + total.double()
             self.counts[key] = self.counts.get(key, 0) + count.double()
 

@@ -4,8 +4,9 @@ RandomScaleCrop of the MTAN / MTPSL code: scale s from {1, 1.2, 1.5}, crop an (H
 integer offset, resize back to (H, W), divide depth by s (a zoom brings the scene closer). Here every image of
 the batch gets its own s, offset and flip, applied by one ``grid_sample`` per target: bilinear for images,
 normals, shading and heatmaps, nearest for segmentation, depth and edges, as the authors' code resizes them.
-The affine grid reproduces ``F.interpolate(..., align_corners=False)`` of the crop exactly for bilinear
-targets; nearest targets may pick the neighbouring source pixel on ties (rounding vs floor). A flip negates
+The affine grid, clamped to the crop, reproduces ``F.interpolate(..., align_corners=False)`` of the crop
+exactly for bilinear targets; nearest targets may pick the neighbouring source pixel (grid_sample rounds
+where interpolate floors). A flip negates
 the x component of normals. Image-level targets (``cls``) are left unchanged.
 """
 from __future__ import annotations
@@ -49,6 +50,9 @@ class Augment:
         theta[:, 1, 1] = crop_h / h
         theta[:, 1, 2] = (crop_h + 2 * top) / h - 1
         grid = F.affine_grid(theta, [b, 1, h, w], align_corners=False)
+        # clamp to the crop's border pixel centres, as interpolating the cropped tensor does
+        grid = torch.stack([clamp_to_crop(grid[..., 0], left, crop_w, w),
+                            clamp_to_crop(grid[..., 1], top, crop_h, h)], -1)
         images = F.grid_sample(images, grid, mode="bilinear", align_corners=False)
         out = {}
         for name, target in targets.items():
@@ -62,6 +66,12 @@ class Augment:
             if task.is_normal:
                 out[name][:, 0] = torch.where(mirror.view(b, 1, 1), -out[name][:, 0], out[name][:, 0])
         return images, out
+
+
+def clamp_to_crop(coordinate: Tensor, start: Tensor, size: Tensor, full: int) -> Tensor:
+    low = (2 * start + 1) / full - 1
+    high = (2 * (start + size - 1) + 1) / full - 1
+    return torch.maximum(torch.minimum(coordinate, high.view(-1, 1, 1)), low.view(-1, 1, 1))
 
 
 def resample(target: Tensor, grid: Tensor, mode: str) -> Tensor:

@@ -1,0 +1,62 @@
+"""Shared fixtures: a private dataset cache and the smallest jobs and suites that still exercise everything."""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+TINY_DATASET = {"name": "synthrooms", "height": 32, "width": 64, "train": 24, "val": 8, "test": 8, "seed": 0}
+TINY_JOB = {
+    "dataset": TINY_DATASET,
+    "tasks": ["seg", "depth", "normal"],
+    "scenario": {"name": "onelabel", "unlabeled": 0.0, "mask_seed": 0},
+    "method": {"name": "supervised", "networks": "shared", "allocation": {"name": "full"},
+               "weighting": {"name": "uniform"}, "gradients": {"name": "sum"}, "regularizer": {"name": "none"}},
+    "model": {"name": "segnet", "width": 0.0625},
+    "train": {"epochs": 2, "batch_size": 8, "eval_batch_size": 8,
+              "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0},
+              "scheduler": {"name": "step", "step_size": 100, "gamma": 0.5},
+              "augment": {"scale_crop": True, "flip": True}, "device": "cpu"},
+    "seed": 0,
+}
+TINY_SUITE = {
+    "name": "tiny",
+    "dataset": TINY_DATASET,
+    "tasks": ["seg", "depth", "normal"],
+    "scenarios": ["onelabel"],
+    "methods": ["stl", "supervised"],
+    "seeds": [0],
+    "model": {"name": "segnet", "width": 0.0625},
+    "train": {"epochs": 2, "batch_size": 8, "eval_batch_size": 8, "device": "cpu"},
+}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["MTLBENCH_CACHE"] = str(path)
+    os.environ["WANDB_SILENT"] = "true"
+    return path
+
+
+@pytest.fixture
+def tiny_job() -> dict:
+    return copy.deepcopy(TINY_JOB)
+
+
+@pytest.fixture
+def write_suite(tmp_path: Path):
+    def write(overrides: dict | None = None, name: str = "tiny.yaml") -> Path:
+        suite = copy.deepcopy(TINY_SUITE)
+        suite.update(overrides or {})
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(suite))
+        return path
+
+    return write

@@ -1,0 +1,76 @@
+"""Label scenarios: the properties each promises, determinism in the mask seed, the canonical files."""
+import numpy as np
+import pytest
+
+from mtlbench.data import label_mask
+from mtlbench.data.scenarios import ScenarioError
+from conftest import SHARED
+
+TASKS = ["seg", "depth", "normal", "edge", "keypoint", "shading", "cls"]
+
+
+def mask(name, n=700, tasks=TASKS, seed=0, **params):
+    return label_mask({"name": name, **params}, n, tasks, seed)
+
+
+def test_full_labels_everything():
+    assert mask("full").min() == 1
+
+
+def test_onelabel_has_exactly_one_label_per_image_balanced_over_tasks():
+    m = mask("onelabel", n=703)
+    assert (m.sum(1) == 1).all()
+    counts = m.sum(0)
+    assert counts.max() - counts.min() <= 1
+
+
+def test_randomlabels_gives_1_to_t_minus_1_labels_uniformly():
+    m = mask("randomlabels", n=6000)
+    sizes = m.sum(1)
+    assert sizes.min() == 1 and sizes.max() == len(TASKS) - 1
+    frequencies = np.bincount(sizes.astype(int), minlength=len(TASKS))[1:len(TASKS)] / len(sizes)
+    assert np.allclose(frequencies, 1 / (len(TASKS) - 1), atol=0.02)
+    assert np.allclose(m.mean(0), m.mean(), atol=0.03)  # no task favoured
+
+
+def test_halflabels_gives_3_or_4_of_7():
+    sizes = mask("halflabels", n=4000).sum(1)
+    assert set(np.unique(sizes)) == {3, 4}
+    assert abs((sizes == 3).mean() - 0.5) < 0.03
+
+
+def test_unlabeled_fraction_blanks_images_and_keeps_the_others_masks():
+    base = mask("randomlabels", n=1000, tasks=TASKS[:3])
+    for fraction in (0.3, 0.5, 0.7):
+        m = mask("randomlabels", n=1000, tasks=TASKS[:3], unlabeled=fraction)
+        blank = m.sum(1) == 0
+        assert blank.sum() == round(fraction * 1000)
+        assert np.array_equal(m[~blank], base[~blank])
+    inner = mask("onelabel", n=1000, tasks=TASKS[:3], unlabeled=0.3).sum(1) == 0
+    outer = mask("onelabel", n=1000, tasks=TASKS[:3], unlabeled=0.5).sum(1) == 0
+    assert (outer[inner]).all()  # the 30% unlabelled images are among the 50%
+
+
+def test_mask_depends_on_mask_seed_only():
+    assert np.array_equal(mask("randomlabels", seed=3), mask("randomlabels", seed=3))
+    assert not np.array_equal(mask("randomlabels", seed=3), mask("randomlabels", seed=4))
+
+
+def test_randomlabels_needs_two_tasks():
+    with pytest.raises(ScenarioError, match="at least 2 tasks"):
+        mask("randomlabels", tasks=["seg"])
+
+
+def test_canonical_mtpsl_masks_are_read_from_the_legacy_torch_files():
+    onelabel = mask("mask_file", n=795, tasks=["seg", "depth", "normal"],
+                    path=str(SHARED / "reference/partial_label_masks/nyuv2/onelabel.pth"))
+    assert (onelabel.sum(1) == 1).all() and onelabel.sum(0).tolist() == [265, 265, 265]
+    random = mask("mask_file", n=795, tasks=["depth", "seg"],
+                  path=str(SHARED / "reference/partial_label_masks/nyuv2/randomlabels.pth"))
+    assert random.shape == (795, 2)
+
+
+def test_mask_file_of_the_wrong_size_names_the_file_and_shapes():
+    path = str(SHARED / "reference/partial_label_masks/nyuv2/onelabel.pth")
+    with pytest.raises(ScenarioError, match=r"onelabel.pth: mask has shape \(795, 3\), expected \(100, 3\)"):
+        mask("mask_file", n=100, tasks=["seg", "depth", "normal"], path=path)

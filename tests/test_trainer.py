@@ -1,0 +1,127 @@
+"""The trainer and the harness's two methods: contracts, masks, exact resume, STL's per-task networks."""
+import contextlib
+
+import numpy as np
+import pytest
+import torch
+
+from mtlbench.data.synthrooms import SynthRooms
+from mtlbench.methods import METHODS, Recipe
+from mtlbench.models import SegNet
+from mtlbench.tracking import flatten
+from mtlbench.train import run_job
+
+TASKS = {k: v for k, v in SynthRooms().tasks().items() if k in ("seg", "depth", "normal")}
+
+
+def batch(n=4):
+    split = SynthRooms(height=32, width=64, train=n, val=1, test=1).load("train")
+    return split.select(list(TASKS)).batch(torch.arange(n), TASKS)
+
+
+def step(mask, targets=None, method="supervised"):
+    torch.manual_seed(0)
+    model = SegNet(TASKS, 0.0625)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    images, default_targets = batch(len(mask))
+    logs = Recipe.from_config(METHODS.get(method)).train_step(
+        model, optimizer, images, targets or default_targets, torch.tensor(mask, dtype=torch.float32), TASKS,
+        contextlib.nullcontext)
+    return model, before, logs
+
+
+@pytest.mark.parametrize("method", METHODS.list())
+def test_every_recipe_gives_finite_losses_and_changes_parameters(method):
+    model, before, logs = step([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]], method=method)
+    assert logs and all(torch.isfinite(v) for v in logs.values())
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k]) and v.is_floating_point()]
+    assert any(k.startswith("encoder") for k in changed)
+
+
+def test_no_gradient_reaches_the_head_of_a_task_without_labels_in_the_batch():
+    model, before, logs = step([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0]])
+    assert "loss/normal" not in logs
+    for name, p in model.heads["normal"].named_parameters():
+        assert p.grad is None
+        assert torch.equal(p, before[f"heads.normal.{name}"])
+    assert all(p.grad is not None for p in model.heads["seg"].parameters())
+
+
+def test_unlabelled_targets_are_never_read():
+    mask = [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]]
+    _, clean_targets = batch()
+    poisoned = {k: v.clone() for k, v in clean_targets.items()}
+    poisoned["depth"][[0, 2, 3]] = float("nan")
+    poisoned["normal"][[0, 1, 3]] = float("nan")
+    poisoned["seg"][[1, 2, 3]] = 10 ** 6
+    _, _, clean = step(mask, clean_targets)
+    _, _, dirty = step(mask, poisoned)
+    assert clean.keys() == dirty.keys() and all(torch.equal(clean[k], dirty[k]) for k in clean)
+
+
+def test_supervised_loss_is_paper_004_eq_1():
+    """Per image, the mean of its labelled tasks' losses; then the mean over the batch."""
+    mask = torch.tensor([[1.0, 0, 0], [1, 1, 0], [0, 1, 1], [0, 0, 0]])
+    images, targets = batch()
+    torch.manual_seed(0)
+    model = SegNet(TASKS, 0.0625)
+    preds = model(images)
+    per_image = torch.stack([TASKS[t].loss_per_image(preds[t], targets[t]) for t in TASKS], 1)
+    expected = ((per_image * mask).sum(1) / mask.sum(1).clamp_min(1)).mean()
+    recipe = Recipe.from_config(METHODS.get("supervised"))
+    rows = {t: mask[:, j].nonzero().squeeze(1) for j, t in enumerate(TASKS)}
+    task_losses = recipe.allocation.task_losses({t: per_image[rows[t], j] for j, t in enumerate(TASKS)}, rows, mask)
+    assert recipe.weighting.combine(task_losses).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+@pytest.fixture
+def one_thread():
+    """With several threads, some CPU kernels are not bitwise reproducible run to run (resumed or not)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_a_job_resumed_from_its_checkpoint_matches_an_uninterrupted_one(tiny_job, tmp_path, one_thread):
+    tiny_job["train"]["epochs"] = 3
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    straight = run_job(tiny_job, tmp_path / "a")
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(record):
+        if record["epoch"] == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_job(tiny_job, tmp_path / "b", stop_after_two)
+    resumed = run_job(tiny_job, tmp_path / "b")
+    assert resumed["resumed_from_epoch"] == {"mtl": 2}
+    weights = [torch.load(tmp_path / run / "checkpoint-mtl.pt")["model"] for run in "ab"]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])  # bit for bit
+    # evaluation of identical weights still varies in the last float32 bits (kernel choice by alignment)
+    assert flatten(resumed["test"]) == pytest.approx(flatten(straight["test"]), rel=1e-6)
+    for a, b in zip(resumed["history"], straight["history"], strict=True):
+        assert flatten(a["val"]) == pytest.approx(flatten(b["val"]), rel=1e-6)
+
+
+def test_stl_trains_one_network_per_task_on_its_labelled_images_only(tiny_job, tmp_path):
+    tiny_job["method"] = METHODS.get("stl")
+    result = run_job(tiny_job, tmp_path)
+    mask = np.load(tmp_path / "mask.npy")
+    assert [r["stage"] for r in result["history"]] == ["seg", "seg", "depth", "depth", "normal", "normal"]
+    seconds = {r["stage"]: r["images_per_second"] * r["seconds"] for r in result["history"]}
+    assert seconds == pytest.approx({t: mask[:, j].sum() for j, t in enumerate(tiny_job["tasks"])})
+    assert set(result["test"]) == {"seg", "depth", "normal"}
+    assert result["labels_per_task"] == {"seg": 8, "depth": 8, "normal": 8}
+
+
+def test_training_seed_changes_the_run_but_not_the_mask(tiny_job, tmp_path):
+    (tmp_path / "0").mkdir(), (tmp_path / "1").mkdir()
+    a = run_job(tiny_job, tmp_path / "0")
+    b = run_job({**tiny_job, "seed": 1}, tmp_path / "1")
+    assert np.array_equal(np.load(tmp_path / "0" / "mask.npy"), np.load(tmp_path / "1" / "mask.npy"))
+    assert a["test"] != b["test"]
