@@ -9,10 +9,10 @@ from ..config import Job
 
 
 class Progress:
-    def __init__(self, jobs: list[Job], stream: TextIO = sys.stdout, live: bool | None = None) -> None:
+    def __init__(self, jobs: list[Job], stream: TextIO | None = None, live: bool | None = None) -> None:
         self.jobs = jobs
-        self.stream = stream
-        self.live = stream.isatty() if live is None else live
+        self.stream = stream or sys.stdout
+        self.live = self.stream.isatty() if live is None else live
         self.status = {job.id: "pending" for job in jobs}
         self.drawn = 0
         self.start = time.monotonic()

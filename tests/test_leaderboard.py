@@ -1,0 +1,68 @@
+"""Leaderboards: mean ± std over seeds, direction arrows, best in bold, ΔMTL against the chosen baseline."""
+import csv
+import json
+
+import pytest
+
+from mtlbench.cli import main
+from mtlbench.metrics import delta_mtl
+from mtlbench.runner.store import write_json_atomic
+
+DIRECTIONS = {"seg": {"miou": True, "pixel_acc": True}, "depth": {"abs_err": False, "delta1": True}}
+PRIMARY = {"seg": "miou", "depth": "abs_err"}
+
+
+def result(method, seed, miou, abs_err, delta1=0.5):
+    return {"schema": 1, "job_id": f"{method}{seed}", "suite": "demo", "dataset": "synthrooms",
+            "scenario": "onelabel", "method": method, "seed": seed,
+            "test": {"seg": {"miou": miou, "pixel_acc": 0.5}, "depth": {"abs_err": abs_err, "delta1": delta1}},
+            "primary": PRIMARY, "directions": DIRECTIONS, "device": "test CPU"}
+
+
+@pytest.fixture
+def store(tmp_path):
+    root = tmp_path / "results"
+    runs = [result("stl", 0, 0.30, 0.50), result("stl", 1, 0.34, 0.54),
+            result("supervised", 0, 0.20, 0.60), result("supervised", 1, 0.24, 0.64),
+            result("mtpsl", 0, 0.25, 0.40)]
+    for r in runs:
+        (root / "demo" / r["job_id"]).mkdir(parents=True)
+        write_json_atomic(root / "demo" / r["job_id"] / "result.json", r)
+    write_json_atomic(root / "demo" / "suite.json", {"name": "demo", "path": "suites/demo.yaml",
+                                                     "leaderboard": {"baseline": "supervised", "metrics": {}}})
+    return root
+
+
+def test_markdown_and_csv_show_statistics_directions_and_delta(store, tmp_path):
+    out = tmp_path / "board" / "demo"
+    assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
+    text = out.with_suffix(".md").read_text()
+    assert "| method | seg miou ↑ | depth abs_err ↓ | ΔMTL % vs supervised ↑ | seeds |" in text
+    assert "| stl | **0.3200 ± 0.0283** |" in text  # mean and sample std of 0.30 and 0.34, best miou
+    assert "**0.4000** |" in text  # mtpsl's single seed has the best (lowest) abs err, no ± for one seed
+    baseline = {"seg": {"miou": 0.22}, "depth": {"abs_err": 0.62}}
+    expected = [delta_mtl({"seg": {"miou": m}, "depth": {"abs_err": a}}, baseline, DIRECTIONS,
+                          {"seg": ["miou"], "depth": ["abs_err"]}) for m, a in ((0.30, 0.50), (0.34, 0.54))]
+    rows = {row["method"]: row for row in csv.DictReader(out.with_suffix(".csv").open())}
+    assert float(rows["stl"]["delta_mean"]) == pytest.approx(sum(expected) / 2, rel=1e-5)
+    assert float(rows["supervised"]["delta_mean"]) == pytest.approx(0.0, abs=1e-9)
+    assert rows["mtpsl"]["seeds"] == "1"
+    assert "Suite `suites/demo.yaml`" in text and "hardware: test CPU" in text
+
+
+def test_baseline_and_metrics_can_be_chosen(store, tmp_path):
+    suite = json.loads((store / "demo" / "suite.json").read_text())
+    suite["leaderboard"]["metrics"] = {"depth": ["abs_err", "delta1"]}
+    write_json_atomic(store / "demo" / "suite.json", suite)
+    out = tmp_path / "demo"
+    assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out), "--baseline", "stl"]) == 0
+    text = out.with_suffix(".md").read_text()
+    assert "ΔMTL % vs stl" in text and "depth delta1 ↑" in text
+    rows = {row["method"]: row for row in csv.DictReader(out.with_suffix(".csv").open())}
+    assert float(rows["stl"]["delta_mean"]) == pytest.approx(0.0, abs=1e-9)
+    assert float(rows["supervised"]["delta_mean"]) < 0
+
+
+def test_no_results_is_a_clear_error(tmp_path, capsys):
+    assert main(["leaderboard", "--results", str(tmp_path)]) == 1
+    assert "no suite results" in capsys.readouterr().err

@@ -1,0 +1,100 @@
+"""The runner and results store: finished jobs stay finished, killed jobs resume, results are complete."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mtlbench.cli import main
+from mtlbench.config import load_suite
+from mtlbench.runner import Store
+from conftest import REPO
+
+
+def run(path, results, *extra):
+    return main(["run", str(path), "--results", str(results), "--wandb", "disabled", *extra])
+
+
+def test_suite_runs_every_job_once_and_writes_the_documented_result(write_suite, tmp_path, capsys):
+    path = write_suite()
+    results = tmp_path / "results"
+    assert run(path, results) == 0
+    suite = load_suite(path)
+    store = Store(results)
+    records = list(store.results("tiny"))
+    assert sorted(r["job_id"] for r in records) == sorted(j.id for j in suite.jobs)
+    for record in records:
+        job_dir = results / "tiny" / record["job_id"]
+        assert json.loads((job_dir / "config.json").read_text()) == record["config"]
+        assert (job_dir / "mask.npy").exists() and not list(job_dir.glob("checkpoint-*"))
+        assert len((job_dir / "metrics.jsonl").read_text().splitlines()) == len(record["history"])
+        assert set(record["test"]) == {"seg", "depth", "normal"}
+        assert record["primary"] == {"seg": "miou", "depth": "abs_err", "normal": "mean_angle"}
+        assert record["directions"]["depth"]["delta1"] is True
+        assert record["schema"] == 1 and record["scenario"] == "onelabel"
+
+    stamps = {p: p.stat().st_mtime_ns for p in results.glob("tiny/*/result.json")}
+    capsys.readouterr()
+    assert run(path, results) == 0
+    assert capsys.readouterr().out.count("skip") == len(suite.jobs)
+    assert {p: p.stat().st_mtime_ns for p in results.glob("tiny/*/result.json")} == stamps
+
+    assert run(path, results, "--force") == 0
+    assert all(p.stat().st_mtime_ns != stamps[p] for p in stamps)
+
+
+def test_a_killed_suite_resumes_without_training_any_job_twice(write_suite, tmp_path):
+    path = write_suite({"train": {"epochs": 30, "batch_size": 8, "eval_batch_size": 8, "device": "cpu"}})
+    results = tmp_path / "results"
+    stl, supervised = load_suite(path).jobs
+    command = [sys.executable, "-m", "mtlbench.cli", "run", str(path), "--results", str(results),
+               "--wandb", "disabled"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    checkpoint = results / "tiny" / supervised.id / "checkpoint-mtl.pt"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert checkpoint.exists(), "the supervised job never wrote a checkpoint"
+    assert not (results / "tiny" / supervised.id / "result.json").exists(), "killed too late; job finished"
+    finished = results / "tiny" / stl.id / "result.json"
+    stamp = finished.stat().st_mtime_ns
+
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"skip {stl.id}" in done.stdout
+    assert finished.stat().st_mtime_ns == stamp
+    result = json.loads((results / "tiny" / supervised.id / "result.json").read_text())
+    assert result["resumed_from_epoch"]["mtl"] >= 1
+    assert [r["epoch"] for r in result["history"]] == list(range(1, 31))
+
+
+def test_a_failing_job_does_not_lose_the_others(write_suite, tmp_path, capsys):
+    path = write_suite({"scenarios": ["onelabel", {"name": "randomlabels"}], "tasks": ["seg"],
+                        "methods": ["supervised"]})
+    results = tmp_path / "results"
+    assert run(path, results) == 1  # randomlabels needs two tasks: that job fails at mask time
+    assert "1 job(s) failed" in capsys.readouterr().err
+    good, bad = load_suite(path).jobs
+    assert (results / "tiny" / good.id / "result.json").exists()
+    assert "at least 2 tasks" in (results / "tiny" / bad.id / "error.txt").read_text()
+
+
+def test_malformed_suite_fails_before_any_job_starts(write_suite, tmp_path, capsys):
+    path = write_suite({"methods": ["supervised", "jrt"]})
+    assert run(path, tmp_path / "results") == 2
+    assert "unknown method 'jrt'" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.skipif(os.cpu_count() < 2, reason="needs two cores for two CPU workers")
+def test_parallel_workers_run_every_job(write_suite, tmp_path):
+    path = write_suite({"methods": ["supervised"], "seeds": [0, 1]})
+    assert run(path, tmp_path / "results", "--workers", "2") == 0
+    assert len(list((tmp_path / "results" / "tiny").glob("*/result.json"))) == 2
