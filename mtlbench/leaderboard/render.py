@@ -42,7 +42,8 @@ def markdown_table(table: Table) -> str:
             cell = fmt(row[f"{t}/{m}/mean"], row[f"{t}/{m}/std"])
             cells.append(f"**{cell}**" if winners[(t, m)] == method else cell)
         if table.baseline:
-            cell = f"{round(row['delta_mean'], 2) + 0.0:+.2f}" + ("" if math.isnan(row["delta_std"]) else f" ± {row['delta_std']:.2f}")
+            spread = "" if math.isnan(row["delta_std"]) else f" ± {row['delta_std']:.2f}"
+            cell = f"{round(row['delta_mean'], 2) + 0.0:+.2f}{spread}"  # + 0.0 turns -0.00 into +0.00
             cells.append(f"**{cell}**" if winners[("delta", "")] == method else cell)
         cells.append(str(int(row["seeds"])))
         lines.append("| " + " | ".join(cells) + " |")
