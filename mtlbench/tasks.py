@@ -66,6 +66,10 @@ class Task:
         """The stored (compact) target as the tensor the loss and metrics take."""
         return stored.float()
 
+    def as_map(self, pred: Tensor) -> Tensor:
+        """A prediction as a map two views can be compared on (class probabilities for segmentation)."""
+        return pred.float()
+
 
 # ----------------------------------------------------------------------------------------------- seg
 class ConfusionMeter(Meter):
@@ -98,6 +102,9 @@ class Segmentation(Task):
 
     def prepare(self, stored: Tensor) -> Tensor:
         return stored.long()
+
+    def as_map(self, pred: Tensor) -> Tensor:
+        return torch.softmax(pred.float(), 1)
 
     def loss_per_image(self, pred: Tensor, target: Tensor) -> Tensor:
         pixel = F.cross_entropy(pred.float(), target.clamp_min(0), reduction="none")

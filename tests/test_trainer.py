@@ -1,5 +1,4 @@
 """The trainer and the harness's two methods: contracts, masks, exact resume, STL's per-task networks."""
-import contextlib
 
 import numpy as np
 import pytest
@@ -23,11 +22,10 @@ def step(mask, targets=None, method="supervised"):
     torch.manual_seed(0)
     model = SegNet(TASKS, 0.0625)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     images, default_targets = batch(len(mask))
-    logs = Recipe.from_config(METHODS.get(method)).train_step(
-        model, optimizer, images, targets or default_targets, torch.tensor(mask, dtype=torch.float32), TASKS,
-        contextlib.nullcontext)
+    recipe = Recipe(METHODS.get(method), TASKS, model)
+    optimizer = torch.optim.Adam(recipe.parameters(), 1e-3)
+    logs = recipe.train_step(optimizer, images, targets or default_targets, torch.tensor(mask, dtype=torch.float32))
     return model, before, logs
 
 
@@ -69,7 +67,7 @@ def test_supervised_loss_is_paper_004_eq_1():
     preds = model(images)
     per_image = torch.stack([TASKS[t].loss_per_image(preds[t], targets[t]) for t in TASKS], 1)
     expected = ((per_image * mask).sum(1) / mask.sum(1).clamp_min(1)).mean()
-    recipe = Recipe.from_config(METHODS.get("supervised"))
+    recipe = Recipe(METHODS.get("supervised"), TASKS, model)
     rows = {t: mask[:, j].nonzero().squeeze(1) for j, t in enumerate(TASKS)}
     task_losses = recipe.allocation.task_losses({t: per_image[rows[t], j] for j, t in enumerate(TASKS)}, rows, mask)
     assert recipe.weighting.combine(task_losses).item() == pytest.approx(expected.item(), rel=1e-6)

@@ -1,13 +1,14 @@
 """MTAN-style augmentation on batched tensors, on the device: random scale-crop and horizontal flip.
 
-RandomScaleCrop of the MTAN / MTPSL code: scale s from {1, 1.2, 1.5}, crop an (H/s, W/s) window at a random
-integer offset, resize back to (H, W), divide depth by s (a zoom brings the scene closer). Here every image of
-the batch gets its own s, offset and flip, applied by one ``grid_sample`` per target: bilinear for images,
-normals, shading and heatmaps, nearest for segmentation, depth and edges, as the authors' code resizes them.
-The affine grid, clamped to the crop, reproduces ``F.interpolate(..., align_corners=False)`` of the crop
-exactly for bilinear targets; nearest targets may pick the neighbouring source pixel (grid_sample rounds
-where interpolate floors). A flip negates
-the x component of normals. Image-level targets (``cls``) are left unchanged.
+RandomScaleCrop of the MTAN / MTPSL / JTR code: scale s from {1, 1.2, 1.5}, crop an (H/s, W/s) window at a
+random integer offset, resize back to (H, W), divide depth by s (a zoom brings the scene closer). Here every
+image of the batch gets its own s, offset and flip, drawn once as a ``Warp`` that then resamples the image,
+every target and, for the regularizers that compare views, predictions, with one ``grid_sample`` each:
+bilinear for images, normals, probabilities, shading and heatmaps, nearest for segmentation labels, depth and
+edges, as the authors' code resizes them. The affine grid, clamped to the crop, reproduces
+``F.interpolate(..., align_corners=False)`` of the crop exactly for bilinear maps; nearest maps may pick the
+neighbouring source pixel (grid_sample rounds where interpolate floors). A flip negates the x component of
+normals. Image-level targets (``cls``) are left unchanged.
 """
 from __future__ import annotations
 
@@ -23,6 +24,36 @@ SCALES = (1.0, 1.2, 1.5)
 
 
 @dataclass(frozen=True)
+class Warp:
+    """One random geometric transform per image: a sampling grid, the zoom factor and the mirror flag."""
+
+    grid: Tensor  # [B, H, W, 2]
+    scale: Tensor  # [B]
+    mirror: Tensor  # [B] bool
+
+    def images(self, images: Tensor) -> Tensor:
+        return F.grid_sample(images, self.grid, mode="bilinear", align_corners=False)
+
+    def map(self, task: Task, value: Tensor, mode: str | None = None) -> Tensor:
+        """Resample a target or prediction of ``task`` (depth divided by the zoom, normals' x mirrored)."""
+        if not task.dense:
+            return value
+        b = len(self.scale)
+        if value.dim() == 3:  # class maps [B, H, W]
+            return F.grid_sample(value[:, None].float(), self.grid, mode="nearest", align_corners=False)[:, 0].long()
+        out = F.grid_sample(value, self.grid, mode=mode or task.interpolation, align_corners=False)
+        if task.divide_by_scale:
+            out = out / self.scale.view(b, 1, 1, 1).to(out.dtype)
+        if task.is_normal:
+            sign = torch.where(self.mirror, -1.0, 1.0).view(b, 1, 1, 1).to(out.dtype)
+            out = torch.cat([out[:, :1] * sign, out[:, 1:]], 1)
+        return out
+
+    def targets(self, targets: dict[str, Tensor], tasks: dict[str, Task]) -> dict[str, Tensor]:
+        return {name: self.map(tasks[name], value) for name, value in targets.items()}
+
+
+@dataclass(frozen=True)
 class Augment:
     scale_crop: bool = True
     flip: bool = True
@@ -31,10 +62,7 @@ class Augment:
     def active(self) -> bool:
         return self.scale_crop or self.flip
 
-    def __call__(self, images: Tensor, targets: dict[str, Tensor], tasks: dict[str, Task],
-                 generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
-        if not self.active:
-            return images, targets
+    def sample(self, images: Tensor, generator: torch.Generator) -> Warp:
         b, _, h, w = images.shape
         device = images.device
         draw = torch.rand(b, 4, generator=generator, device=generator.device).to(device)
@@ -53,28 +81,17 @@ class Augment:
         # clamp to the crop's border pixel centres, as interpolating the cropped tensor does
         grid = torch.stack([clamp_to_crop(grid[..., 0], left, crop_w, w),
                             clamp_to_crop(grid[..., 1], top, crop_h, h)], -1)
-        images = F.grid_sample(images, grid, mode="bilinear", align_corners=False)
-        out = {}
-        for name, target in targets.items():
-            task = tasks[name]
-            if not task.dense:
-                out[name] = target
-                continue
-            out[name] = resample(target, grid, task.interpolation)
-            if task.divide_by_scale:
-                out[name] = out[name] / scale.view(b, 1, 1, 1)
-            if task.is_normal:
-                out[name][:, 0] = torch.where(mirror.view(b, 1, 1), -out[name][:, 0], out[name][:, 0])
-        return images, out
+        return Warp(grid.to(images.dtype), scale, mirror)
+
+    def __call__(self, images: Tensor, targets: dict[str, Tensor], tasks: dict[str, Task],
+                 generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
+        if not self.active:
+            return images, targets
+        warp = self.sample(images, generator)
+        return warp.images(images), warp.targets(targets, tasks)
 
 
 def clamp_to_crop(coordinate: Tensor, start: Tensor, size: Tensor, full: int) -> Tensor:
     low = (2 * start + 1) / full - 1
     high = (2 * (start + size - 1) + 1) / full - 1
     return torch.maximum(torch.minimum(coordinate, high.view(-1, 1, 1)), low.view(-1, 1, 1))
-
-
-def resample(target: Tensor, grid: Tensor, mode: str) -> Tensor:
-    if target.dim() == 3:  # class maps [B, H, W]
-        return F.grid_sample(target[:, None].float(), grid, mode="nearest", align_corners=False)[:, 0].long()
-    return F.grid_sample(target, grid, mode=mode, align_corners=False)

@@ -6,16 +6,16 @@ job config (and its hash) records every part and hyperparameter that the method 
 """
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
-from typing import Callable
-from dataclasses import dataclass
-from typing import Any
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 
+from ..data.augment import Augment
 from ..registry import Registry, build
 from ..tasks import Task
+from .context import StepContext, View
 from .parts import ALLOCATIONS, GRADIENTS, REGULARIZERS, WEIGHTINGS
 
 AXES = {"allocation": ALLOCATIONS, "weighting": WEIGHTINGS, "gradients": GRADIENTS, "regularizer": REGULARIZERS}
@@ -24,51 +24,79 @@ NETWORKS = ("shared", "per_task")
 METHODS: Registry[dict[str, Any]] = Registry("method")
 
 
-def preset(name: str, networks: str = "shared", **parts: str) -> None:
+def preset(name: str, networks: str = "shared", **parts: str | dict[str, Any]) -> None:
     recipe = {"allocation": "full", "weighting": "uniform", "gradients": "sum", "regularizer": "none", **parts}
-    METHODS.register(name)({"name": name, "networks": networks, **{k: {"name": v} for k, v in recipe.items()}})
+    METHODS.register(name)({"name": name, "networks": networks,
+                            **{k: v if isinstance(v, dict) else {"name": v} for k, v in recipe.items()}})
 
 
 preset("supervised")  # paper 004 Eq. 1: one shared network, each image's labelled tasks averaged
 preset("stl", networks="per_task")  # one network per task, trained on that task's labelled images only
+preset("consistency", regularizer="consistency")  # paper 004 Eq. 2
+preset("mtpsl", regularizer="mtpsl")  # Li et al. CVPR 2022 as paper 004 Eq. 3 and the released code
+preset("jtr", regularizer="jtr")  # paper 004 Eq. 4-6, the released code's gradient flow
 
 
-@dataclass
 class Recipe:
-    allocation: Any
-    weighting: Any
-    gradients: Any
-    regularizer: Any
+    """The parts of one method, bound to a model: one call of ``train_step`` per batch."""
 
-    @classmethod
-    def from_config(cls, method: dict[str, Any]) -> "Recipe":
-        return cls(**{axis: build(registry, method[axis]) for axis, registry in AXES.items()})
+    def __init__(self, method: dict[str, Any], tasks: dict[str, Task], model: nn.Module,
+                 augment: Augment = Augment(), generator: torch.Generator | None = None,
+                 autocast: Callable[[], AbstractContextManager] = nullcontext):
+        self.allocation, self.weighting, self.gradients, self.regularizer = (
+            build(registry, method[axis]) for axis, registry in AXES.items())
+        self.tasks, self.model, self.augment, self.autocast = tasks, model, augment, autocast
+        self.generator = generator or torch.Generator().manual_seed(0)
+        self.net = self.regularizer.build(tasks, model)
+        self.own = self.regularizer.own_optimizers(self.net) if self.net is not None else []
 
-    def train_step(self, model: nn.Module, optimizer: torch.optim.Optimizer, images: Tensor,
-                   targets: dict[str, Tensor], mask: Tensor, tasks: dict[str, Task],
-                   autocast: Callable[[], AbstractContextManager]) -> dict[str, Tensor]:
+    def parameters(self) -> list[nn.Parameter]:
+        """What the main optimiser trains: the model and the regularizer's shared parameters."""
+        extra = self.regularizer.main_parameters(self.net) if self.net is not None else []
+        return [*self.model.parameters(), *extra]
+
+    def to(self, device: torch.device) -> "Recipe":
+        if self.net is not None:
+            self.net.to(device)
+        return self
+
+    def views(self, images: Tensor, targets: dict[str, Tensor]) -> list[View]:
+        """View 0 and ``extra_views`` further augmentations of it, forwarded as one batch."""
+        warps = [self.augment.sample(images, self.generator) for _ in range(self.regularizer.extra_views)]
+        batch = torch.cat([images, *(w.images(images) for w in warps)]) if warps else images
+        with self.autocast():
+            preds, feature = self.model(batch, return_feature=True)
+        b = len(images)
+        chunks = [slice(i * b, (i + 1) * b) for i in range(len(warps) + 1)]
+        return [View(batch[c], w.targets(targets, self.tasks) if w else targets, {t: p[c] for t, p in preds.items()},
+                     feature[c], w) for c, w in zip(chunks, [None, *warps])]
+
+    def train_step(self, optimizer: torch.optim.Optimizer, images: Tensor, targets: dict[str, Tensor],
+                   mask: Tensor) -> dict[str, Tensor]:
         """One batch: every sub-step the allocation asks for is a forward, a backward and an update.
 
         ``mask`` [B, T] lives on the CPU, so selecting the labelled rows of each task costs no device sync.
         A task with no supervised image in a sub-step gets no loss term at all, so its head receives no
         gradient (not even a zero one that Adam's momentum would turn into an update).
         """
-        names = list(tasks)
+        names = list(self.tasks)
         logs: dict[str, Tensor] = {}
         for supervise in self.allocation.steps(mask):
             rows = {t: supervise[:, j].nonzero().squeeze(1) for j, t in enumerate(names)}
             active = [t for t in names if len(rows[t])]
-            device_rows = {t: rows[t].to(images.device, non_blocking=True) for t in active}
             optimizer.zero_grad(set_to_none=True)
-            with autocast():
-                preds, feature = model(images, return_feature=True)
-            per_image = {t: tasks[t].loss_per_image(preds[t][device_rows[t]], targets[t][device_rows[t]])
+            for own, _ in self.own:
+                own.zero_grad(set_to_none=True)
+            views = self.views(images, targets)
+            preds = views[0].preds
+            device_rows = {t: rows[t].to(images.device, non_blocking=True) for t in active}
+            per_image = {t: self.tasks[t].loss_per_image(preds[t][device_rows[t]], targets[t][device_rows[t]])
                          for t in active}
             task_losses = self.allocation.task_losses(per_image, {t: rows[t] for t in active}, supervise) \
                 if active else {}
             terms = [self.weighting.combine(task_losses)] if task_losses else []
-            regularization = self.regularizer.loss(model=model, images=images, preds=preds, feature=feature,
-                                                   targets=targets, mask=supervise, tasks=tasks)
+            with self.autocast():
+                regularization = self.regularizer.loss(StepContext(self.tasks, supervise, views), self.net)
             if regularization is not None:
                 terms.append(regularization)
                 logs["regularizer"] = logs.get("regularizer", 0) + regularization.detach()
@@ -76,6 +104,23 @@ class Recipe:
                 continue
             self.gradients.backward(torch.stack(terms).sum())
             optimizer.step()
+            for own, _ in self.own:
+                own.step()
             for t, loss in task_losses.items():
                 logs[f"loss/{t}"] = logs.get(f"loss/{t}", 0) + loss.detach()
         return logs
+
+    def end_epoch(self) -> None:
+        for _, scheduler in self.own:
+            scheduler.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"net": self.net.state_dict() if self.net is not None else None,
+                "own": [(o.state_dict(), s.state_dict()) for o, s in self.own]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.net is not None:
+            self.net.load_state_dict(state["net"])
+        for (optimizer, scheduler), (o, s) in zip(self.own, state["own"], strict=True):
+            optimizer.load_state_dict(o)
+            scheduler.load_state_dict(s)

@@ -4,41 +4,60 @@ Architecture of the authors' code (../shared/papers/README.md): encoder stages o
 with 2-2-3-3-3 convolutions (3x3 conv + BN + ReLU), 2x2 max-pooling whose indices drive the decoder's
 max-unpooling, a mirrored decoder, and per task a head conv3x3(64) -> conv1x1(channels) with no activation in
 between. Normals are L2-normalised. ``width`` scales every filter count (1.0 gives the papers' ~25M
-parameters with three tasks; CPU suites use 0.125-0.25). Image-level tasks (``cls``) get global average
+parameters with three tasks; CPU suites use 0.125-0.25); weights are initialised as in MTAN (xavier-normal
+convolutions, zero biases). Image-level tasks (``cls``) get global average
 pooling of the bottleneck and a linear layer. ``forward(x, return_feature=True)`` also returns the shared
 bottleneck (filters[4] x H/32 x W/32) that MTPSL and JTR regularise.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from ..tasks import Task
 from . import MODELS
+from .init import xavier_init
 
 FILTERS = (64, 128, 256, 512, 512)
 CONVS = (2, 2, 3, 3, 3)
 
 
-def conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+Norm = Callable[[int], nn.Module]
 
 
-def stage(c_in: int, c_out: int, convs: int) -> nn.Sequential:
-    return nn.Sequential(conv_bn_relu(c_in, c_out), *[conv_bn_relu(c_out, c_out) for _ in range(convs - 1)])
+def per_sample_norm(channels: int) -> nn.Module:
+    """BatchNorm as the authors' per-image loops run it (batch of one): statistics of each sample alone."""
+    return nn.GroupNorm(channels, channels)
+
+
+def conv_norm_relu(c_in: int, c_out: int, norm: Norm = nn.BatchNorm2d) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), norm(c_out), nn.ReLU(inplace=True))
+
+
+def stage(c_in: int, c_out: int, convs: int, norm: Norm = nn.BatchNorm2d) -> nn.Sequential:
+    return nn.Sequential(conv_norm_relu(c_in, c_out, norm), *[conv_norm_relu(c_out, c_out, norm)
+                                                               for _ in range(convs - 1)])
+
+
+def filters_for(width: float) -> list[int]:
+    return [max(4, round(c * width)) for c in FILTERS]
 
 
 class SegNet(nn.Module):
-    def __init__(self, tasks: dict[str, Task], width: float = 1.0, in_channels: int = 3) -> None:
+    def __init__(self, tasks: dict[str, Task], width: float = 1.0, in_channels: int = 3,
+                 norm: Norm = nn.BatchNorm2d) -> None:
         super().__init__()
-        f = [max(4, round(c * width)) for c in FILTERS]
+        f = filters_for(width)
         self.filters = f
-        self.encoder = nn.ModuleList(stage(c_in, c_out, n) for c_in, c_out, n in zip([in_channels, *f[:-1]], f, CONVS))
+        self.width = width
+        self.encoder = nn.ModuleList(stage(c_in, c_out, n, norm)
+                                     for c_in, c_out, n in zip([in_channels, *f[:-1]], f, CONVS))
         # decoder stage i mirrors encoder stage i: f[i] -> ... -> f[i-1] (f[0] for the first stage)
-        self.decoder = nn.ModuleList(stage(f[i], f[max(i - 1, 0)], n) for i, n in reversed(list(enumerate(CONVS))))
+        self.decoder = nn.ModuleList(stage(f[i], f[max(i - 1, 0)], n, norm)
+                                     for i, n in reversed(list(enumerate(CONVS))))
         self.pool = nn.MaxPool2d(2, 2, return_indices=True)
         self.unpool = nn.MaxUnpool2d(2, 2)
         self.tasks = dict(tasks)
@@ -46,6 +65,7 @@ class SegNet(nn.Module):
             name: nn.Sequential(nn.Conv2d(f[0], f[0], 3, padding=1), nn.Conv2d(f[0], task.channels, 1))
             if task.dense else nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(f[-1], task.channels))
             for name, task in tasks.items()})
+        xavier_init(self)
 
     def encode(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         indices = []
@@ -60,10 +80,12 @@ class SegNet(nn.Module):
             x = block(self.unpool(x, index))
         return x
 
-    def forward(self, x: Tensor, return_feature: bool = False):
+    def forward(self, x: Tensor, return_feature: bool = False, feature_only: bool = False):
         if x.shape[-1] % 32 or x.shape[-2] % 32:
             raise ValueError(f"SegNet needs height and width divisible by 32, got {tuple(x.shape[-2:])}")
         feature, indices = self.encode(x)
+        if feature_only:
+            return feature
         decoded = self.decode(feature, indices)
         preds = {name: task.postprocess(self.heads[name](decoded if task.dense else feature))
                  for name, task in self.tasks.items()}

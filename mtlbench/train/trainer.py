@@ -134,19 +134,20 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
     model = build(MODELS, job["model"]).build(stage.tasks).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    optimizer = build(OPTIMIZERS, cfg["optimizer"]).build(model.parameters())
-    scheduler = build(SCHEDULERS, cfg["scheduler"]).build(optimizer, cfg["epochs"])
-    recipe = Recipe.from_config(job["method"])
-    augment = Augment(**cfg["augment"])
     generators = {"order": torch.Generator().manual_seed(derive_seed(seed, stage.name, "order")),
                   "augment": torch.Generator(device).manual_seed(derive_seed(seed, stage.name, "augment"))}
-    torch.manual_seed(derive_seed(seed, stage.name, "train"))
+    augment = Augment(**cfg["augment"])
     autocast = autocast_for(device)
+    recipe = Recipe(job["method"], stage.tasks, model, augment, generators["augment"], autocast).to(device)
+    optimizer = build(OPTIMIZERS, cfg["optimizer"]).build(recipe.parameters())
+    scheduler = build(SCHEDULERS, cfg["scheduler"]).build(optimizer, cfg["epochs"])
+    torch.manual_seed(derive_seed(seed, stage.name, "train"))
     result = StageResult()
 
     saved = checkpoint.load(path)
     if saved is not None:
         model.load_state_dict(saved["model"])
+        recipe.load_state_dict(saved["recipe"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         checkpoint.restore_rng(saved["rng"], generators)
@@ -165,10 +166,11 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
             images, targets = augment(images, targets, stage.tasks, generators["augment"])
             if device.type == "cuda":
                 images = images.contiguous(memory_format=torch.channels_last)
-            logs = recipe.train_step(model, optimizer, images, targets, stage.mask[index], stage.tasks, autocast)
+            logs = recipe.train_step(optimizer, images, targets, stage.mask[index])
             for key, value in logs.items():
                 sums[key] = sums.get(key, 0) + value
         scheduler.step()
+        recipe.end_epoch()
         seconds = time.perf_counter() - start
         result.train_seconds += seconds
         n_batches = -(-len(stage.train) // cfg["batch_size"])
@@ -181,7 +183,8 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
         if last:
             result.test = evaluate(model, splits["test"].select(list(stage.tasks)), stage.tasks,
                                    cfg["eval_batch_size"], autocast)
-        checkpoint.save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        checkpoint.save_atomic({"model": model.state_dict(), "recipe": recipe.state_dict(),
+                                "optimizer": optimizer.state_dict(),
                                 "scheduler": scheduler.state_dict(), "rng": checkpoint.rng_state(generators),
                                 "epoch": epoch + 1, "history": result.history, "test": result.test,
                                 "train_seconds": result.train_seconds}, path)

@@ -1,0 +1,42 @@
+"""Consistency Regularization, paper 004 Eq. 2 (the CR baseline of MTPSL and JTR).
+
+For every image, each *unlabelled* task t in U_x contributes L_u between the predictions of two augmented
+views; per image the mean over U_x, then the mean over the batch, added to the supervised loss with weight 1
+(Eq. 2 has no weight). Here view 1 is view 0 warped again by a fresh random scale-crop/flip, so the two
+predictions are aligned by warping view 0's prediction with the same transform (depth divided by the zoom,
+the normal's x mirrored) before comparing; L_u is the mean squared error (Eq. 2's "e.g. L2 loss") of the
+predictions as maps (class probabilities for segmentation). Eq. 2 writes no stop-gradient (the paper marks
+detaches with ⟨·⟩ elsewhere), so both views receive gradients (Π-model).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .context import StepContext
+from .parts import REGULARIZERS, Regularizer
+
+
+@REGULARIZERS.register("consistency")
+@dataclass(frozen=True)
+class Consistency(Regularizer):
+    weight: float = 1.0
+
+    @property
+    def extra_views(self) -> int:
+        return 1
+
+    def loss(self, ctx: StepContext, net: nn.Module | None) -> Tensor | None:
+        first, second = ctx.views
+        if ctx.mask.all():  # CPU mask: no device sync
+            return None
+        unlabelled = 1 - ctx.device_mask()  # [B, T]
+        per_task = []
+        for name, task in ctx.tasks.items():
+            aligned = second.warp.map(task, task.as_map(first.preds[name]), mode="bilinear")
+            difference = (task.as_map(second.preds[name]) - aligned) ** 2
+            per_task.append(difference.flatten(1).mean(1))
+        per_image = (torch.stack(per_task, 1) * unlabelled).sum(1) / unlabelled.sum(1).clamp_min(1)
+        return self.weight * per_image.mean()

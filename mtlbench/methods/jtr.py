@@ -1,0 +1,212 @@
+"""Joint-Task Regularization (JTR), paper 004 Eq. 4-6, supplementary Alg. 1 and the authors' released code.
+
+Predictions of all tasks are stacked into Ŷ and labels into Y (the prediction standing in where a label is
+missing, Eq. 4); a SegNet auto-encoder g = g_θ2 ∘ g_θ1 over the stacked channels has the joint-task space as
+its bottleneck; L_Dist is the cosine distance there and L_Recon reconstructs Y and Ŷ with each task's loss.
+Encodings of the authors' code (KentoNishi/JTR-CVPR-2024, utils/process.py): segmentation one-hot (labels;
+ignored pixels all-zero) or a hard Gumbel-softmax / softmax of the prediction; depth through the CDF of
+Normal(2.3618, 1.5876); normals as (n + 1) / 2; predictions multiplied by the intersection of the labelled
+tasks' valid-pixel masks. The auto-encoder is the MTAN SegNet at the model's width.
+
+``gradient_flow="code"`` (default; the published numbers come from it), per image, with views 1 and 2 two
+further scale-crops of view 0 (view 0 carries the supervised loss):
+
+    L_Dist  = (1 - cos(g'_θ1(Y_1), g'_θ1(Ŷ_1))) + c_recon (1 - cos(g_θ1(⟨Y_2⟩), g_θ1(⟨Ŷ_2⟩)))
+    L_Recon = Recon(g(⟨Y_2⟩), Y_2) + Recon(g(⟨Ŷ_2⟩), Ŷ_2)
+    L_JTR   = (c_dist L_Dist + c_recon L_Recon) / |B|, summed over the batch
+
+where g' is a frozen copy of the encoder (the MTL network learns from L_Dist through it; the JTR network does
+not), predictions of labelled tasks are detached, and Ŷ_1 uses a hard Gumbel-softmax, Ŷ_2 a softmax.
+``gradient_flow="paper"`` follows Eq. 5 and Alg. 1 on view 0 alone: c_dist Dist(g_θ1(Ŷ), g_θ1(Y)) reaches the
+heads and the JTR encoder, c_recon (Recon(g(⟨Ŷ⟩), ⟨Ŷ⟩) + Recon(g(⟨Y⟩), ⟨Y⟩)) trains the auto-encoder.
+
+Images with no label at all (paper 004 Sec. 4.4): Y would equal Ŷ, so with ``unlabeled_consistency`` their Y
+is built from view 0's prediction warped onto the view of Ŷ: consistency in the joint space across
+augmentations (our reading of the modified L_Dist, which the released code does not contain).
+
+Recon losses as in the code: segmentation BCE-with-logits, depth L1 after (sigmoid - 0.5)(1 - 1e-5) + 0.5
+against the CDF of the target, normals 1 - Σ n̂·n; each summed over masked pixels and divided by the number of
+non-zero target entries (so a perfect normal reconstruction scores 1 - 1/3: the code's normalisation, kept).
+Y's targets are the raw labels (or predictions where unlabelled); Ŷ's are the encoded predictions, as in the
+code (its depth target thus passes the CDF twice, and its normal target is (n + 1) / 2; kept).
+Not copied: the code's un-guarded division by the predicted normal's norm (NaN at zero); ours uses an epsilon.
+Tasks beyond seg/depth/normal (edges, keypoints, shading) enter as their values and reconstruct with L1 of the
+sigmoid output, averaged over masked pixels (mtlbench's extension). The auto-encoder's normalisation is per
+sample, as the authors' per-image loop (batch size 1) makes it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..models.segnet import SegNet, per_sample_norm
+from ..tasks import DenseL1, Depth, Normal, Segmentation, Task
+from .context import StepContext
+from .mtpsl import cosine_distance
+from .parts import REGULARIZERS, Regularizer
+
+
+def valid_pixels(task: Task, label: Tensor) -> Tensor:
+    """[B, 1, H, W] float: pixels where the label exists (seg != -1, depth != 0, normal != 0)."""
+    if isinstance(task, Segmentation):
+        return (label >= 0)[:, None].float()
+    if isinstance(task, (Depth, Normal)):
+        return (label.abs().sum(1, keepdim=True) > 0).float()
+    return torch.ones_like(label[:, :1])
+
+
+class Encoding:
+    """The authors' encodings of labels and predictions into the stacked tensors Y and Ŷ."""
+
+    def __init__(self, mean: float, std: float) -> None:
+        self.normal = torch.distributions.Normal(mean, std)
+
+    def cdf(self, depth: Tensor) -> Tensor:
+        return self.normal.cdf(depth)
+
+    def prediction(self, task: Task, pred: Tensor, mask: Tensor, hard: bool) -> Tensor:
+        pred = pred.float()
+        if isinstance(task, Segmentation):
+            probabilities = F.gumbel_softmax(pred, tau=1.0, hard=True, dim=1) if hard else pred.softmax(1)
+            return probabilities * mask
+        if isinstance(task, Depth):
+            return self.cdf(pred * mask)
+        if isinstance(task, Normal):
+            return (pred * mask + 1.0) / 2.0
+        return pred * mask
+
+    def label(self, task: Task, label: Tensor) -> Tensor:
+        if isinstance(task, Segmentation):
+            return F.one_hot(label.clamp_min(0), task.channels).permute(0, 3, 1, 2).float() * (label >= 0)[:, None]
+        if isinstance(task, Depth):
+            return self.cdf(label * valid_pixels(task, label))
+        if isinstance(task, Normal):
+            return (label + 1.0) / 2.0
+        return label.float()
+
+    def recon_target(self, task: Task, value: Tensor, is_label: Tensor, from_pred: Tensor) -> Tensor:
+        """Reconstruction target: the raw label or prediction (segmentation: one-hot / hard Gumbel)."""
+        if isinstance(task, Segmentation):
+            return torch.where(is_label, self.label(task, value), from_pred)
+        return value
+
+    def recon_loss(self, task: Task, output: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+        target = target.detach().float()
+        output = output.float()
+        nonzero = (target != 0).flatten(1).sum(1).clamp_min(1)
+        if isinstance(task, Segmentation):
+            loss = F.binary_cross_entropy_with_logits(output, target, reduction="none") * mask
+        elif isinstance(task, Depth):
+            squashed = (torch.sigmoid(output) - 0.5) * (1 - 1e-5) + 0.5
+            loss = (squashed - self.cdf(target)).abs() * mask
+        elif isinstance(task, Normal):
+            return 1 - (F.normalize(output, dim=1) * target * mask).flatten(1).sum(1) / nonzero
+        else:
+            return ((torch.sigmoid(output) - target).abs() * mask).flatten(1).sum(1) / \
+                (mask.expand_as(target).flatten(1).sum(1).clamp_min(1))
+        return loss.flatten(1).sum(1) / nonzero
+
+
+@REGULARIZERS.register("jtr")
+@dataclass(frozen=True)
+class JTR(Regularizer):
+    c_dist: float = 4.0
+    c_recon: float = 2.0
+    gradient_flow: Literal["code", "paper"] = "code"
+    unlabeled_consistency: bool = True
+    depth_mean: float = 2.3618
+    depth_std: float = 1.5876
+
+    @property
+    def extra_views(self) -> int:
+        return 2 if self.gradient_flow == "code" else int(self.unlabeled_consistency)
+
+    def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module:
+        image_level = [t for t, task in tasks.items() if not task.dense]
+        if image_level:
+            raise ValueError(f"jtr stacks dense maps; image-level tasks {image_level} are not supported")
+        channels = sum(task.channels for task in tasks.values())
+        return SegNet({"joint": DenseL1("joint", channels)}, model.width, in_channels=channels, norm=per_sample_norm)
+
+    # ------------------------------------------------------------------------------------------ tensors
+    def stacks(self, ctx: StepContext, view_index: int, hard_prediction: bool, detach_labelled: bool,
+               from_view0: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        """Ŷ, Y, the valid-pixel mask [B,1,H,W] and the per-task raw recon targets of Y, for one view.
+
+        ``from_view0`` marks images whose Y is view 0's prediction warped onto this view (Sec. 4.4)."""
+        view, encoding = ctx.views[view_index], Encoding(self.depth_mean, self.depth_std)
+        labelled = ctx.device_mask().bool()
+        mask = torch.ones_like(view.images[:, :1])
+        for j, (name, task) in enumerate(ctx.tasks.items()):
+            mask = mask * torch.where(labelled[:, j, None, None, None], valid_pixels(task, view.targets[name]), 1.0)
+        y_hat, y, raw = [], [], {}
+        for j, (name, task) in enumerate(ctx.tasks.items()):
+            is_label = labelled[:, j, None, None, None]
+            pred = view.preds[name]
+            if detach_labelled:
+                pred = torch.where(is_label, pred.detach(), pred)
+            y_hat.append(encoding.prediction(task, pred, mask, hard_prediction))
+            stand_in = pred
+            if from_view0 is not None:
+                warped = view.warp.map(task, ctx.views[0].preds[name], mode="bilinear")
+                stand_in = torch.where(from_view0[:, None, None, None], warped, pred)
+            as_pred = encoding.prediction(task, stand_in, mask, hard=True)
+            y.append(torch.where(is_label, encoding.label(task, view.targets[name]), as_pred))
+            target = view.targets[name] if isinstance(task, Segmentation) else \
+                torch.where(is_label, view.targets[name].float(), pred.detach().float())
+            raw[name] = encoding.recon_target(task, target, is_label, as_pred)
+        return torch.cat(y_hat, 1), torch.cat(y, 1), mask, raw
+
+    def encoded_predictions(self, ctx: StepContext, view_index: int, mask: Tensor) -> dict[str, Tensor]:
+        """Ŷ's reconstruction targets in the code: the *encoded* predictions (hard Gumbel for segmentation),
+        so depth passes the CDF twice (once here, once in the loss) and normals are compared as (n + 1) / 2."""
+        encoding = Encoding(self.depth_mean, self.depth_std)
+        return {name: encoding.prediction(task, ctx.views[view_index].preds[name].detach(), mask, hard=True)
+                for name, task in ctx.tasks.items()}
+
+    def recon(self, net: nn.Module, ctx: StepContext, inputs: Tensor, targets: dict[str, Tensor],
+              mask: Tensor) -> tuple[Tensor, Tensor]:
+        """(bottleneck, per-image reconstruction loss) of g on detached ``inputs``."""
+        preds, feature = net(inputs.detach(), return_feature=True)
+        outputs = preds["joint"].split([task.channels for task in ctx.tasks.values()], 1)
+        encoding = Encoding(self.depth_mean, self.depth_std)
+        loss = sum(encoding.recon_loss(task, out, targets[name], mask)
+                   for (name, task), out in zip(ctx.tasks.items(), outputs))
+        return feature, loss
+
+    # ------------------------------------------------------------------------------------------ losses
+    def loss(self, ctx: StepContext, net: nn.Module | None) -> Tensor:
+        unlabelled = (ctx.mask.sum(1) == 0) if self.unlabeled_consistency else None
+        if unlabelled is not None:
+            unlabelled = unlabelled.to(ctx.views[0].images.device, non_blocking=True) if unlabelled.any() else None
+        per_image = self.code_loss(ctx, net, unlabelled) if self.gradient_flow == "code" \
+            else self.paper_loss(ctx, net, unlabelled)
+        return per_image.sum() / ctx.batch_size
+
+    def code_loss(self, ctx: StepContext, net: nn.Module, unlabelled: Tensor | None) -> Tensor:
+        y_hat_1, y_1, _, _ = self.stacks(ctx, 1, hard_prediction=True, detach_labelled=True, from_view0=unlabelled)
+        frozen = {name: p.detach() for name, p in net.named_parameters()}
+        encode = lambda x: torch.func.functional_call(net, frozen, (x,), {"feature_only": True})  # noqa: E731
+        distance_1 = cosine_distance(encode(y_1), encode(y_hat_1))
+        y_hat_2, y_2, mask_2, raw_2 = self.stacks(ctx, 2, hard_prediction=False, detach_labelled=True)
+        feature_y, recon_y = self.recon(net, ctx, y_2, raw_2, mask_2)
+        feature_hat, recon_hat = self.recon(net, ctx, y_hat_2, self.encoded_predictions(ctx, 2, mask_2), mask_2)
+        distance = distance_1 + self.c_recon * cosine_distance(feature_y, feature_hat)
+        return self.c_dist * distance + self.c_recon * (recon_y + recon_hat)
+
+    def paper_loss(self, ctx: StepContext, net: nn.Module, unlabelled: Tensor | None) -> Tensor:
+        y_hat, y, mask, raw = self.stacks(ctx, 0, hard_prediction=True, detach_labelled=False)
+        if unlabelled is not None:
+            y_hat_u, y_u, _, _ = self.stacks(ctx, 1, hard_prediction=True, detach_labelled=False,
+                                             from_view0=unlabelled)
+            y_hat = torch.where(unlabelled[:, None, None, None], y_hat_u, y_hat)
+            y = torch.where(unlabelled[:, None, None, None], y_u, y)
+        encode = lambda x: net(x, feature_only=True)  # noqa: E731
+        distance = cosine_distance(encode(y), encode(y_hat))
+        _, recon_y = self.recon(net, ctx, y, raw, mask)
+        _, recon_hat = self.recon(net, ctx, y_hat, self.encoded_predictions(ctx, 0, mask), mask)
+        return self.c_dist * distance + self.c_recon * (recon_y + recon_hat)

@@ -1,0 +1,151 @@
+"""MTPSL (Li et al., CVPR 2022): cross-task consistency in pair-wise mapping spaces, paper 004 Eq. 3.
+
+As the authors' code (VICO-UoE/MTPSL, model/mapfns.py and nyu_mtl_xtc.py) does it:
+
+- For every image of the second augmented view and every ordered pair (s, t) with s unlabelled and t
+  labelled, the source *prediction* of s and the target *label* of t are mapped by one shared encoder,
+  conditioned on the pair by FiLM (a gamma and beta per ordered pair and channel after every normalisation),
+  each entering through an input layer of its own task (conv3x3 + norm + ReLU to 64·width channels).
+- Inputs: segmentation predictions through a hard Gumbel-softmax (straight-through), labels one-hot (ignored
+  pixels all-zero); depth divided by its per-image maximum; normals mapped to (n + 1) / 2.
+- Per (image, pair): (1 - cos(m_s, m_t)) + reg_weight [(1 - cos(m_s, f)) + (1 - cos(m_t, f))], cosine over
+  channels averaged over positions, f the model's bottleneck feature of that image, detached; summed over
+  pairs and images, times ``weight`` (2.0 on NYUv2), divided by the batch size. No 1/|U_x| (Eq. 3 writes one;
+  the code has none).
+- The encoder's convolutions train with the main optimiser; the FiLM parameters with their own Adam
+  (lr 1e-3, StepLR(30, 0.5)).
+
+The authors loop over images and pairs with batch size 1, so every normalisation sees one sample; here the
+batch is grouped by task pair and run through the encoder at once, with per-sample normalisation
+(GroupNorm with one group per channel, exactly batch-1 BatchNorm in training mode) and per-sample FiLM
+parameters, which gives the same numbers without the loops.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import permutations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..models.init import xavier_init
+from ..models.segnet import CONVS, conv_norm_relu, per_sample_norm
+from ..tasks import Depth, Normal, Segmentation, Task
+from .context import StepContext
+from .parts import REGULARIZERS, Regularizer
+
+
+class FiLMConv(nn.Module):
+    """conv3x3 -> per-sample norm -> gamma * x + beta (per sample's task pair) -> ReLU (mapfns.conv_task)."""
+
+    def __init__(self, c_in: int, c_out: int, pairs: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.norm = per_sample_norm(c_out)
+        self.gamma = nn.Parameter(torch.ones(c_out, pairs))
+        self.beta = nn.Parameter(torch.zeros(c_out, pairs))
+
+    def forward(self, x: Tensor, pair: Tensor) -> Tensor:
+        x = self.norm(self.conv(x))
+        gamma, beta = self.gamma.t()[pair], self.beta.t()[pair]  # [N, C]
+        return torch.relu(x * gamma[..., None, None] + beta[..., None, None])
+
+
+class MappingNetwork(nn.Module):
+    """Task-specific input layers and the SegNet encoder shared by all task pairs (mapfns.SegNet_enc)."""
+
+    def __init__(self, tasks: dict[str, Task], filters: list[int]) -> None:
+        super().__init__()
+        names = list(tasks)
+        self.pairs = {pair: i for i, pair in enumerate(permutations(names, 2))}
+        self.inputs = nn.ModuleDict({t: conv_norm_relu(task.channels, filters[0], per_sample_norm)
+                                     for t, task in tasks.items()})
+        self.stages = nn.ModuleList()
+        for c_in, c_out, convs in zip([filters[0], *filters[:-1]], filters, CONVS):
+            self.stages.append(nn.ModuleList([FiLMConv(c_in, c_out, len(self.pairs))] +
+                                             [FiLMConv(c_out, c_out, len(self.pairs)) for _ in range(convs - 1)]))
+        xavier_init(self)
+
+    def encode(self, x: Tensor, pair: Tensor) -> Tensor:
+        for stage in self.stages:
+            for conv in stage:
+                x = conv(x, pair)
+            x = F.max_pool2d(x, 2, 2)
+        return x
+
+
+def source_input(task: Task, pred: Tensor) -> Tensor:
+    if isinstance(task, Segmentation):
+        return F.gumbel_softmax(pred.float(), tau=1.0, hard=True, dim=1)
+    if isinstance(task, Depth):
+        return pred / (pred.flatten(1).amax(1).view(-1, 1, 1, 1) + 1e-12)
+    if isinstance(task, Normal):
+        return (pred + 1.0) / 2.0
+    return pred
+
+
+def target_input(task: Task, label: Tensor) -> Tensor:
+    if isinstance(task, Segmentation):
+        return F.one_hot(label.clamp_min(0), task.channels).permute(0, 3, 1, 2).float() * (label >= 0)[:, None]
+    return source_input(task, label)
+
+
+def cosine_distance(a: Tensor, b: Tensor) -> Tensor:
+    """Per sample: 1 - cosine similarity over channels, averaged over positions."""
+    return 1 - F.cosine_similarity(a.float(), b.float(), dim=1, eps=1e-12).flatten(1).mean(1)
+
+
+@REGULARIZERS.register("mtpsl")
+@dataclass(frozen=True)
+class MTPSL(Regularizer):
+    weight: float = 2.0  # --con-weight of nyu_mtl_xtc.py
+    reg_weight: float = 0.5  # --reg-weight
+    film_lr: float = 1e-3
+    film_step: int = 30
+    film_gamma: float = 0.5
+
+    @property
+    def extra_views(self) -> int:
+        return 1
+
+    def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module:
+        dense = [t for t, task in tasks.items() if not task.dense]
+        if dense:
+            raise ValueError(f"mtpsl maps dense predictions; image-level tasks {dense} are not supported")
+        if len(tasks) < 2:
+            raise ValueError("mtpsl needs at least two tasks (it maps task pairs)")
+        return MappingNetwork(tasks, model.filters)
+
+    def main_parameters(self, net: nn.Module) -> list[nn.Parameter]:
+        return [p for name, p in net.named_parameters() if not name.endswith(("gamma", "beta"))]
+
+    def own_optimizers(self, net: nn.Module) -> list[tuple[torch.optim.Optimizer, object]]:
+        film = [p for name, p in net.named_parameters() if name.endswith(("gamma", "beta"))]
+        optimizer = torch.optim.Adam(film, lr=self.film_lr)
+        return [(optimizer, torch.optim.lr_scheduler.StepLR(optimizer, self.film_step, self.film_gamma))]
+
+    def loss(self, ctx: StepContext, net: nn.Module | None) -> Tensor | None:
+        view = ctx.views[1]
+        names = list(ctx.tasks)
+        device = view.images.device
+        sources, targets, pairs, images = [], [], [], []
+        for s, t in permutations(names, 2):
+            rows = ((ctx.mask[:, names.index(s)] == 0) & (ctx.mask[:, names.index(t)] == 1)).nonzero().squeeze(1)
+            if not len(rows):
+                continue
+            rows = rows.to(device, non_blocking=True)
+            sources.append(net.inputs[s](source_input(ctx.tasks[s], view.preds[s][rows])))
+            targets.append(net.inputs[t](target_input(ctx.tasks[t], view.targets[t][rows])))
+            pairs.append(torch.full((len(rows),), net.pairs[(s, t)], device=device))
+            images.append(rows)
+        if not pairs:
+            return None
+        pair = torch.cat(pairs)
+        n = len(pair)
+        mapped = net.encode(torch.cat(sources + targets), torch.cat([pair, pair]))
+        m_s, m_t = mapped[:n], mapped[n:]
+        feature = view.feature[torch.cat(images)].detach()
+        per_entry = cosine_distance(m_s, m_t) + self.reg_weight * (cosine_distance(m_s, feature)
+                                                                   + cosine_distance(m_t, feature))
+        return self.weight * per_entry.sum() / ctx.batch_size
