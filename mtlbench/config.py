@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, TypeAdapter, Val
 from .data import DATASETS, SCENARIOS
 from .methods import AXES, METHODS, NETWORKS
 from .models import MODELS
-from .registry import Registry, RegistryError, parameters
+from .methods import REGULARIZERS
+from .registry import Registry, RegistryError, build, parameters
 from .train.optim import OPTIMIZERS, SCHEDULERS
 
 SCHEMA_VERSION = 1
@@ -234,10 +235,22 @@ def resolve_method(spec: str | dict[str, Any], where: str, path: Path) -> dict[s
     return method
 
 
-def check_scenario_files(scenario: dict[str, Any], where: str, path: Path) -> None:
+def check_scenario(scenario: dict[str, Any], tasks: list[str], datasets: list[dict[str, Any]], where: str,
+                   path: Path) -> None:
     if scenario["name"] == "mask_file" and not Path(scenario["path"]).exists():
         raise SuiteError(f"{path}: {where}.path: mask file {scenario['path']!r} not found "
                          f"(paths are relative to the directory mtlbench runs in)")
+    if scenario["name"] == "extended":
+        bases = [n for n in SCENARIOS.list() if n not in ("extended", "mask_file")]
+        if scenario["base"] not in bases:
+            raise SuiteError(f"{path}: {where}.base: {scenario['base']!r} is not one of {', '.join(bases)}")
+        if scenario["task"] not in tasks:
+            raise SuiteError(f"{path}: {where}.task: {scenario['task']!r} is not a task of this suite "
+                             f"({', '.join(tasks)})")
+        for dataset in datasets:
+            if not dataset.get("pool"):
+                raise SuiteError(f"{path}: {where}: 'extended' needs extra pool images; set the dataset's "
+                                 f"'pool' (e.g. pool: 400)")
 
 
 def check_dataset(dataset: dict[str, Any], tasks: list[str], model: dict[str, Any], where: str,
@@ -275,9 +288,15 @@ def expand(raw: SuiteFile, path: Path) -> list[Job]:
         check_dataset(dataset, raw.tasks, model, f"datasets[{i}]" if raw.datasets else "dataset", path)
     scenarios = [plugin(SCENARIOS, spec, f"scenarios[{i}]", path) for i, spec in enumerate(raw.scenarios)]
     for i, scenario in enumerate(scenarios):
-        check_scenario_files(scenario, f"scenarios[{i}]", path)
+        check_scenario(scenario, raw.tasks, datasets, f"scenarios[{i}]", path)
         scenario["mask_seed"] = raw.mask_seed
     methods = [resolve_method(spec, f"methods[{i}]", path) for i, spec in enumerate(raw.methods)]
+    task_objects = DATASETS.get(datasets[0]["name"])(**{k: v for k, v in datasets[0].items() if k != "name"}).tasks()
+    for i, method in enumerate(methods):
+        try:
+            build(REGULARIZERS, method["regularizer"]).check({t: task_objects[t] for t in raw.tasks})
+        except ValueError as error:
+            raise SuiteError(f"{path}: methods[{i}].regularizer: {error}") from None
     names = [m["name"] for m in methods]
     if len(set(names)) != len(names):
         raise SuiteError(f"{path}: methods: duplicate method names {sorted(n for n in set(names) if names.count(n) > 1)}")

@@ -15,7 +15,7 @@ TINY_DATASET = {"name": "synthrooms", "height": 32, "width": 64, "train": 24, "v
 TINY_JOB = {
     "dataset": TINY_DATASET,
     "tasks": ["seg", "depth", "normal"],
-    "scenario": {"name": "onelabel", "unlabeled": 0.0, "mask_seed": 0},
+    "scenario": {"name": "onelabel", "unlabeled": 0.0, "unlabeled_per_batch": 0, "mask_seed": 0},
     "method": {"name": "supervised", "networks": "shared", "allocation": {"name": "full"},
                "weighting": {"name": "uniform"}, "gradients": {"name": "sum"}, "regularizer": {"name": "none"}},
     "model": {"name": "segnet", "width": 0.0625},

@@ -50,7 +50,7 @@ def test_expansion_fills_defaults_and_hashes_configs(write_suite):
     assert len({job.id for job in suite.jobs}) == len(suite.jobs)
     job = suite.jobs[0]
     assert job.config["train"]["optimizer"] == {"name": "adam", "lr": 1e-4, "weight_decay": 0.0}
-    assert job.config["scenario"] == {"name": "onelabel", "unlabeled": 0.0, "mask_seed": 0}
+    assert job.config["scenario"] == {"name": "onelabel", "unlabeled": 0.0, "unlabeled_per_batch": 0, "mask_seed": 0}
     assert {j.scenario for j in suite.jobs} == {"onelabel", "randomlabels+30%unlabeled"}
     again = load_suite(write_suite({"seeds": [0, 1], "scenarios": ["onelabel", {"name": "randomlabels",
                                                                                "unlabeled": 0.3}]}))
@@ -71,5 +71,5 @@ def test_set_overrides_change_the_job_and_its_id(write_suite):
 def test_explicit_recipe_is_resolved_like_a_preset(write_suite):
     suite = load_suite(write_suite({"methods": [{"name": "mine", "weighting": "uniform"}]}))
     method = suite.jobs[0].config["method"]
-    assert method == {"name": "mine", "networks": "shared", "allocation": {"name": "full"},
+    assert method == {"name": "mine", "networks": "shared", "allocation": {"name": "full", "per_image": "mean"},
                       "weighting": {"name": "uniform"}, "gradients": {"name": "sum"}, "regularizer": {"name": "none"}}

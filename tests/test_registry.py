@@ -23,4 +23,5 @@ def test_unknown_name_lists_choices_and_suggests_the_closest():
 
 
 def test_plugins_declare_parameters_as_data():
-    assert parameters(MaskFile) == {"unlabeled": 0.0, "path": "", "columns": ("seg", "depth", "normal")}
+    assert parameters(MaskFile) == {"unlabeled": 0.0, "unlabeled_per_batch": 0, "path": "",
+                                    "columns": ("seg", "depth", "normal")}

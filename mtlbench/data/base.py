@@ -32,6 +32,10 @@ class Split:
     def select(self, tasks: list[str]) -> "Split":
         return Split(self.images, {t: self.targets[t] for t in tasks})
 
+    def concat(self, other: "Split") -> "Split":
+        return Split(torch.cat([self.images, other.images]),
+                     {k: torch.cat([v, other.targets[k]]) for k, v in self.targets.items()})
+
     def subset(self, index: Tensor) -> "Split":
         return Split(self.images[index], {k: v[index] for k, v in self.targets.items()})
 
@@ -47,6 +51,8 @@ class Dataset(Protocol):
     def tasks(self) -> dict[str, Task]: ...
 
     def load(self, split: str) -> Split: ...
+
+    def split_size(self, split: str) -> int: ...
 
 
 DATASETS: Registry[type] = Registry("dataset")

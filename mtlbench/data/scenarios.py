@@ -6,10 +6,15 @@ seed, so every method and seed of a comparison sees the same labels; the runner 
 Every scenario also takes ``unlabeled``, a fraction of images left with no label at all (paper 004 Sec. 4.4).
 Those images are drawn from a random stream of their own, so the labelled images keep exactly the mask the
 base scenario gives them, as in paper 004 Tables 4-5 ("the labeled portion is kept consistent").
+
+A scenario also says how batches are drawn (``LabelPlan``): by default every training image once per epoch
+in random order; with ``unlabeled_per_batch: k`` an epoch runs over the labelled images and every batch gets
+k unlabelled images appended (paper 004 Sec. 6.2 "Batching": 1 for the partially unlabelled settings);
+``extended`` appends images of an extra pool labelled for one task (4 per batch on NYUv2).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +40,32 @@ def random_subsets(sizes: np.ndarray, n_tasks: int, generator: np.random.Generat
 
 
 @dataclass(frozen=True)
+class LabelPlan:
+    """The training set's label mask [N, T] and the images appended ``per_batch`` to every batch."""
+
+    mask: np.ndarray
+    appended: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    per_batch: int = 0
+
+
+@dataclass(frozen=True)
 class Scenario:
     unlabeled: float = 0.0
+    unlabeled_per_batch: int = 0
+
+    @property
+    def pool(self) -> bool:
+        """Whether the training set includes the dataset's extra ``pool`` split after the train split."""
+        return False
 
     def base_mask(self, n: int, tasks: list[str], generator: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
+
+    def plan(self, n: int, tasks: list[str], mask_seed: int, n_pool: int = 0) -> LabelPlan:
+        mask = self.mask(n, tasks, mask_seed)
+        if not self.unlabeled_per_batch:
+            return LabelPlan(mask)
+        return LabelPlan(mask, np.flatnonzero(mask.sum(1) == 0), self.unlabeled_per_batch)
 
     def mask(self, n: int, tasks: list[str], mask_seed: int) -> np.ndarray:
         if not 0.0 <= self.unlabeled < 1.0:
@@ -114,6 +140,31 @@ class MaskFile(Scenario):
         return np.ascontiguousarray(stored[:, [self.columns.index(t) for t in tasks]], np.float32)
 
 
+@SCENARIOS.register("extended")
+@dataclass(frozen=True)
+class Extended(Scenario):
+    """Paper 004 Sec. 4.3 (depth-extended NYUv2): the train split labelled by ``base``, plus the dataset's
+    ``pool`` split labelled for ``task`` only, ``per_batch`` pool images appended to every batch (Sec. 6.2)."""
+
+    base: str = "onelabel"
+    task: str = "depth"
+    per_batch: int = 4
+
+    @property
+    def pool(self) -> bool:
+        return True
+
+    def plan(self, n: int, tasks: list[str], mask_seed: int, n_pool: int = 0) -> LabelPlan:
+        if self.task not in tasks:
+            raise ScenarioError(f"extended: task {self.task!r} is not one of the suite's tasks {tasks}")
+        if n_pool <= 0:
+            raise ScenarioError("extended needs a pool of extra images: set the dataset's 'pool' size")
+        base = SCENARIOS.get(self.base)(unlabeled=self.unlabeled).mask(n, tasks, mask_seed)
+        pool = np.zeros((n_pool, len(tasks)), np.float32)
+        pool[:, tasks.index(self.task)] = 1
+        return LabelPlan(np.concatenate([base, pool]), np.arange(n, n + n_pool), self.per_batch)
+
+
 def read_mask_file(path: Path) -> np.ndarray:
     import torch
 
@@ -125,6 +176,10 @@ def read_mask_file(path: Path) -> np.ndarray:
     return data["labels_weights"].numpy()
 
 
+def scenario(spec: dict) -> Scenario:
+    params = {k: v for k, v in spec.items() if k not in ("name", "mask_seed")}
+    return SCENARIOS.get(spec["name"])(**params)
+
+
 def label_mask(spec: dict, n: int, tasks: list[str], mask_seed: int) -> np.ndarray:
-    params = dict(spec)
-    return SCENARIOS.get(params.pop("name"))(**params).mask(n, tasks, mask_seed)
+    return scenario(spec).mask(n, tasks, mask_seed)

@@ -24,7 +24,7 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -333,7 +333,8 @@ def class_presence(seg: Tensor, num_classes: int) -> Tensor:
 @DATASETS.register("synthrooms")
 @dataclass(frozen=True)
 class SynthRooms:
-    """Parameters: resolution (multiples of 32 for SegNet), split sizes, and the scene seed."""
+    """Parameters: resolution (multiples of 32 for SegNet), split sizes, the scene seed, and the size of an
+    extra ``pool`` split (scenes of their own) that the ``extended`` scenario labels for one task."""
 
     height: int = 96
     width: int = 128
@@ -341,6 +342,7 @@ class SynthRooms:
     val: int = 100
     test: int = 200
     seed: int = 0
+    pool: int = 0
 
     def tasks(self) -> dict[str, Task]:
         return {"seg": Segmentation("seg", len(CLASSES)), "depth": Depth("depth", 1),
@@ -356,7 +358,8 @@ class SynthRooms:
         return Split(images, {k: torch.from_numpy(v) for k, v in arrays.items()})
 
     def cache_key(self, split: str, n: int) -> str:
-        text = json.dumps({"version": GENERATOR_VERSION, **asdict(self), "split": split, "n": n}, sort_keys=True)
+        text = json.dumps({"version": GENERATOR_VERSION, "height": self.height, "width": self.width,
+                           "seed": self.seed, "split": split, "n": n}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def cached(self, split: str) -> dict[str, np.ndarray]:

@@ -125,10 +125,13 @@ class JTR(Regularizer):
     def extra_views(self) -> int:
         return 2 if self.gradient_flow == "code" else int(self.unlabeled_consistency)
 
-    def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module:
+    def check(self, tasks: dict[str, Task]) -> None:
         image_level = [t for t, task in tasks.items() if not task.dense]
         if image_level:
             raise ValueError(f"jtr stacks dense maps; image-level tasks {image_level} are not supported")
+
+    def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module:
+        self.check(tasks)
         channels = sum(task.channels for task in tasks.values())
         return SegNet({"joint": DenseL1("joint", channels)}, model.width, in_channels=channels, norm=per_sample_norm)
 

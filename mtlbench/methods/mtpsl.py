@@ -109,12 +109,15 @@ class MTPSL(Regularizer):
     def extra_views(self) -> int:
         return 1
 
-    def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module:
-        dense = [t for t, task in tasks.items() if not task.dense]
-        if dense:
-            raise ValueError(f"mtpsl maps dense predictions; image-level tasks {dense} are not supported")
+    def check(self, tasks: dict[str, Task]) -> None:
+        image_level = [t for t, task in tasks.items() if not task.dense]
+        if image_level:
+            raise ValueError(f"mtpsl maps dense predictions; image-level tasks {image_level} are not supported")
         if len(tasks) < 2:
             raise ValueError("mtpsl needs at least two tasks (it maps task pairs)")
+
+    def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module:
+        self.check(tasks)
         return MappingNetwork(tasks, model.filters)
 
     def main_parameters(self, net: nn.Module) -> list[nn.Parameter]:

@@ -80,6 +80,9 @@ class Regularizer:
     def extra_views(self) -> int:
         return 0
 
+    def check(self, tasks: dict[str, Task]) -> None:
+        """Raise ValueError if this regularizer cannot train these tasks (called before any training)."""
+
     def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module | None:
         return None
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data import DATASETS, SPLITS, Split, label_mask
+from ..data import DATASETS, SPLITS, LabelPlan, Split, scenario
 from ..data.augment import Augment
 from ..methods import Recipe
 from ..models import MODELS
@@ -78,6 +78,22 @@ class Stage:
     tasks: dict[str, Task]
     train: Split
     mask: Tensor  # [N_stage, T_stage], CPU
+    appended: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))  # see LabelPlan
+    per_batch: int = 0
+
+    def batches(self, batch_size: int, generator: torch.Generator) -> list[Tensor]:
+        """One epoch: the regular images in random order, ``per_batch`` appended images added to each batch
+        (cycling through fresh permutations of them, so a small pool is over-sampled, a large one under-)."""
+        if not self.per_batch:
+            return list(torch.randperm(len(self.train), generator=generator).split(batch_size))
+        is_appended = torch.zeros(len(self.train), dtype=torch.bool)
+        is_appended[self.appended] = True
+        regular = (~is_appended).nonzero().squeeze(1)
+        batches = list(regular[torch.randperm(len(regular), generator=generator)].split(batch_size))
+        needed = len(batches) * self.per_batch
+        draws = torch.cat([self.appended[torch.randperm(len(self.appended), generator=generator)]
+                           for _ in range(-(-needed // len(self.appended)))])
+        return [torch.cat([b, draws[i * self.per_batch:(i + 1) * self.per_batch]]) for i, b in enumerate(batches)]
 
 
 @dataclass
@@ -88,10 +104,10 @@ class StageResult:
     train_seconds: float = 0.0
 
 
-def plan_stages(networks: str, tasks: dict[str, Task], train: Split, mask: np.ndarray) -> list[Stage]:
-    mask_t = torch.from_numpy(mask)
+def plan_stages(networks: str, tasks: dict[str, Task], train: Split, plan: LabelPlan) -> list[Stage]:
+    mask_t = torch.from_numpy(plan.mask)
     if networks == "shared":
-        return [Stage("mtl", tasks, train, mask_t)]
+        return [Stage("mtl", tasks, train, mask_t, torch.from_numpy(plan.appended), plan.per_batch)]
     stages = []
     for j, (name, task) in enumerate(tasks.items()):
         labelled = mask_t[:, j].nonzero().squeeze(1)
@@ -105,11 +121,16 @@ def run_job(job: dict[str, Any], job_dir: Path, on_epoch: EpochCallback = lambda
     device = resolve_device(job["train"]["device"])
     dataset = build(DATASETS, job["dataset"])
     tasks = {name: dataset.tasks()[name] for name in job["tasks"]}
-    splits = {s: dataset.load(s).select(job["tasks"]).to(device) for s in SPLITS}
-    mask = label_mask({k: v for k, v in job["scenario"].items() if k != "mask_seed"}, len(splits["train"]),
-                      job["tasks"], job["scenario"]["mask_seed"])
+    splits = {s: dataset.load(s).select(job["tasks"]) for s in SPLITS}
+    labels = scenario(job["scenario"])
+    n_pool = dataset.split_size("pool") if labels.pool else 0
+    plan = labels.plan(len(splits["train"]), job["tasks"], job["scenario"]["mask_seed"], n_pool)
+    if labels.pool:
+        splits["train"] = splits["train"].concat(dataset.load("pool").select(job["tasks"]))
+    splits = {name: split.to(device) for name, split in splits.items()}
+    mask = plan.mask
     np.save(job_dir / "mask.npy", mask)
-    stages = plan_stages(job["method"]["networks"], tasks, splits["train"], mask)
+    stages = plan_stages(job["method"]["networks"], tasks, splits["train"], plan)
     results = {stage.name: train_stage(stage, job, splits, device, job_dir / f"checkpoint-{stage.name}.pt",
                                        on_epoch) for stage in stages}
     return {
@@ -160,8 +181,8 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
         start = time.perf_counter()
         model.train()
         sums: dict[str, Tensor] = {}
-        order = torch.randperm(len(stage.train), generator=generators["order"])
-        for index in order.split(cfg["batch_size"]):
+        batches = stage.batches(cfg["batch_size"], generators["order"])
+        for index in batches:
             images, targets = stage.train.batch(index.to(device, non_blocking=True), stage.tasks)
             images, targets = augment(images, targets, stage.tasks, generators["augment"])
             if device.type == "cuda":
@@ -173,10 +194,10 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
         recipe.end_epoch()
         seconds = time.perf_counter() - start
         result.train_seconds += seconds
-        n_batches = -(-len(stage.train) // cfg["batch_size"])
+        images_seen = sum(len(index) for index in batches)
         record = {"stage": stage.name, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-                  "seconds": seconds, "images_per_second": len(stage.train) / seconds,
-                  **{f"train/{k}": float(v) / n_batches for k, v in sums.items()},
+                  "seconds": seconds, "images_per_second": images_seen / seconds,
+                  **{f"train/{k}": float(v) / len(batches) for k, v in sums.items()},
                   "val": evaluate(model, val, stage.tasks, cfg["eval_batch_size"], autocast)}
         result.history.append(record)
         last = epoch + 1 == cfg["epochs"]
