@@ -85,6 +85,17 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return 1 if sync(root) else 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import SHAPES, BenchConfig, header, measure, sweep, table
+
+    height, width = SHAPES[args.shape] if args.shape else (args.height, args.width)
+    config = BenchConfig(tuple(args.methods.split(",")), tuple(args.tasks.split(",")), height, width,
+                         args.model_width, args.batch_size, args.scenario, args.steps, args.warmup, args.device)
+    print(header(config))
+    print(sweep(config) if args.sweep else table(config, measure(config)))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="mtlbench", description="Benchmark suite for label-efficient MTL")
     sub = main.add_subparsers(dest="command", required=True)
@@ -108,6 +119,21 @@ def parser() -> argparse.ArgumentParser:
 
     lst = sub.add_parser("list", help="registered datasets, scenarios, methods, recipe parts and models")
     lst.set_defaults(func=cmd_list)
+
+    bench = sub.add_parser("bench", help="training images/s of each method on random tensors (torch only)")
+    bench.add_argument("--methods", default="supervised,consistency,mtpsl,jtr", help="comma-separated; first = reference")
+    bench.add_argument("--tasks", default="seg,depth,normal")
+    bench.add_argument("--shape", choices=["synthrooms", "nyuv2", "cityscapes"], help="height x width of a dataset")
+    bench.add_argument("--height", type=int, default=64)
+    bench.add_argument("--width", type=int, default=96)
+    bench.add_argument("--model-width", type=float, default=0.125, help="SegNet width multiplier (1.0 = papers)")
+    bench.add_argument("--batch-size", type=int, default=8)
+    bench.add_argument("--scenario", default="onelabel")
+    bench.add_argument("--steps", type=int, default=6)
+    bench.add_argument("--warmup", type=int, default=2)
+    bench.add_argument("--device", default="auto")
+    bench.add_argument("--sweep", action="store_true", help="cost against the number of dense tasks, 2 to 7")
+    bench.set_defaults(func=cmd_bench)
 
     sync = sub.add_parser("sync", help="upload offline W&B runs")
     sync.add_argument("suite", nargs="?", help="only this suite's runs")

@@ -11,7 +11,8 @@ a chunk of scenes gives, per pixel, the first surface hit; every label is derive
   or a normal more than 30 degrees apart (crease)
 - ``keypoint``: Gaussian heatmap of the visible projected corners of the room and of the boxes
 - ``shading``: Lambertian shading, ambient + (1 - ambient) max(0, n . l)
-- the RGB image: albedo (class colour x procedural 3D checker texture) x shading + Gaussian noise
+- ``albedo``: the reflectance, class colour x procedural 3D checker texture (3 channels)
+- the RGB image: albedo x shading + Gaussian noise
 
 Normals follow from depth, edges from normals and classes, shading from normals: the cross-task structure the
 partial-label and budget methods exploit is real here. A scene is a pure function of (seed, split, index), so
@@ -35,11 +36,10 @@ from torch import Tensor
 from ..tasks import Depth, DenseL1, Edge, MultiLabel, Normal, Segmentation, Task
 from .base import DATASETS, SPLITS, Split
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 CLASSES = ("floor", "wall", "ceiling", "painting", "sphere", "box", "cylinder")
 FLOOR, WALL, CEILING, PAINTING, SPHERE, BOX, CYLINDER = range(len(CLASSES))
 N_SPHERES, N_BOXES, N_CYLINDERS = 3, 3, 2
-TASK_NAMES = ("seg", "depth", "normal", "edge", "keypoint", "shading", "cls")
 SPLIT_STREAM = {"train": 0, "val": 1, "test": 2, "pool": 3}
 CHUNK = 32
 EPS = 1e-4
@@ -265,6 +265,7 @@ def render(scenes: dict[str, Tensor], height: int, width: int) -> dict[str, Tens
         "depth": t.view(batch, 1, height, width),
         "normal": normal_cam.view(batch, height, width, 3).permute(0, 3, 1, 2).contiguous(),
         "shading": shading.view(batch, 1, height, width),
+        "albedo": albedo.view(batch, height, width, 3).permute(0, 3, 1, 2).contiguous(),
     }
     maps["edge"] = edges(maps["seg"].long(), instance.view(batch, height, width), maps["normal"])
     maps["keypoint"] = keypoints(scenes, rot, maps["depth"], height, width)
@@ -347,7 +348,8 @@ class SynthRooms:
     def tasks(self) -> dict[str, Task]:
         return {"seg": Segmentation("seg", len(CLASSES)), "depth": Depth("depth", 1),
                 "normal": Normal("normal", 3), "edge": Edge("edge", 1), "keypoint": DenseL1("keypoint", 1),
-                "shading": DenseL1("shading", 1), "cls": MultiLabel("cls", len(CLASSES))}
+                "shading": DenseL1("shading", 1), "albedo": DenseL1("albedo", 3),
+                "cls": MultiLabel("cls", len(CLASSES))}
 
     def split_size(self, split: str) -> int:
         return getattr(self, split)

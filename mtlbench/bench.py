@@ -1,0 +1,129 @@
+"""``mtlbench bench``: training throughput of each method on random tensors of a dataset's shape.
+
+Needs torch and numpy only (it runs on a lent GPU machine without the rest). Methods take turns step by step
+in one process, so drift of the machine (thermal, other load) hits them alike; the figure is the median
+step time over the measured steps, reported as training images per second and as a cost ratio to the
+first method (``supervised`` by default). ``--sweep`` repeats the measurement for 2..7 dense tasks to show
+how each method's cost grows with the number of tasks.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .data import scenario
+from .data.augment import Augment
+from .data.synthrooms import SynthRooms
+from .methods import METHODS, Recipe
+from .models import SegNet
+from .tasks import Task
+from .train.trainer import autocast_for, device_name, resolve_device
+
+SHAPES = {"synthrooms": (64, 96), "nyuv2": (288, 384), "cityscapes": (128, 256)}
+DENSE_TASKS = ("seg", "depth", "normal", "edge", "keypoint", "shading", "albedo")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    methods: tuple[str, ...] = ("supervised", "consistency", "mtpsl", "jtr")
+    tasks: tuple[str, ...] = ("seg", "depth", "normal")
+    height: int = 64
+    width: int = 96
+    model_width: float = 0.125
+    batch_size: int = 8
+    scenario: str = "onelabel"
+    steps: int = 6
+    warmup: int = 2
+    device: str = "auto"
+
+
+def random_batch(tasks: dict[str, Task], batch: int, height: int, width: int, device: torch.device,
+                 generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=generator).to(device)
+
+    targets = {}
+    for name, task in tasks.items():
+        if name == "seg":
+            targets[name] = (rand(batch, height, width) * task.channels).long()
+        elif name == "normal":
+            targets[name] = torch.nn.functional.normalize(rand(batch, 3, height, width) - 0.5, dim=1)
+        elif name == "depth":
+            targets[name] = rand(batch, 1, height, width) * 5 + 0.5
+        else:
+            targets[name] = rand(batch, task.channels, height, width)
+    return rand(batch, 3, height, width), targets
+
+
+def measure(config: BenchConfig) -> dict[str, float]:
+    """Median seconds per training step of each method, taking turns."""
+    device = resolve_device(config.device)
+    all_tasks = SynthRooms().tasks()
+    tasks = {t: all_tasks[t] for t in config.tasks}
+    generator = torch.Generator().manual_seed(0)
+    images, targets = random_batch(tasks, config.batch_size, config.height, config.width, device, generator)
+    mask = torch.from_numpy(scenario({"name": config.scenario}).mask(config.batch_size, list(tasks), 0))
+    autocast = autocast_for(device)
+    runs = {}
+    for method in config.methods:
+        torch.manual_seed(0)
+        model = SegNet(tasks, config.model_width).to(device)
+        if device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        recipe = Recipe(METHODS.get(method), tasks, model, Augment(),
+                        torch.Generator(device).manual_seed(0), autocast).to(device)
+        runs[method] = (recipe, torch.optim.Adam(recipe.parameters(), 1e-4), [])
+    for step in range(config.warmup + config.steps):
+        for recipe, optimizer, times in runs.values():
+            synchronize(device)
+            start = time.perf_counter()
+            recipe.train_step(optimizer, images, targets, mask)
+            synchronize(device)
+            if step >= config.warmup:
+                times.append(time.perf_counter() - start)
+    return {method: statistics.median(times) for method, (_, _, times) in runs.items()}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def table(config: BenchConfig, seconds: dict[str, float]) -> str:
+    reference = seconds[config.methods[0]]
+    rows = [f"| method | images/s | cost vs {config.methods[0]} |", "|---|---|---|"]
+    rows += [f"| {m} | {config.batch_size / s:.1f} | {s / reference:.2f}x |" for m, s in seconds.items()]
+    return "\n".join(rows)
+
+
+def sweep(config: BenchConfig, counts: range = range(2, 8)) -> str:
+    """Seconds per step against the number of dense tasks, and a least-squares fit of the growth."""
+    results = {n: measure(BenchConfig(**{**config.__dict__, "tasks": DENSE_TASKS[:n]})) for n in counts}
+    header = "| tasks | " + " | ".join(f"{m} s/step" for m in config.methods) + " |"
+    rows = [header, "|" + "---|" * (len(config.methods) + 1)]
+    rows += [f"| {n} | " + " | ".join(f"{results[n][m]:.3f}" for m in config.methods) + " |" for n in counts]
+    rows.append("")
+    reference = config.methods[0]
+    for method in config.methods[1:]:
+        extra = np.array([results[n][method] - results[n][reference] for n in counts])
+        rows.append(f"{method}: extra cost over {reference} ≈ {growth(np.array(list(counts)), extra)}")
+    return "\n".join(rows)
+
+
+def growth(n: np.ndarray, extra: np.ndarray) -> str:
+    """Fit extra = a + b n + c n² and say how much of the growth from the smallest to the largest n
+    the quadratic term explains."""
+    a, b, c = np.polyfit(n, extra, 2)[::-1]
+    quadratic_share = c * (n[-1] ** 2 - n[0] ** 2) / max(extra[-1] - extra[0], 1e-12)
+    return f"{a:+.3f} {b:+.4f}·T {c:+.5f}·T² s/step (quadratic term: {100 * quadratic_share:.0f}% of the growth)"
+
+
+def header(config: BenchConfig) -> str:
+    device = resolve_device(config.device)
+    return (f"device: {device_name(device)}; torch {torch.__version__}; {config.height}x{config.width}, "
+            f"SegNet width {config.model_width}, batch {config.batch_size}, scenario {config.scenario}, "
+            f"median of {config.steps} steps after {config.warmup} warm-up")
