@@ -73,3 +73,14 @@ def test_explicit_recipe_is_resolved_like_a_preset(write_suite):
     method = suite.jobs[0].config["method"]
     assert method == {"name": "mine", "networks": "shared", "allocation": {"name": "full", "per_image": "mean"},
                       "weighting": {"name": "uniform"}, "gradients": {"name": "sum"}, "regularizer": {"name": "none"}}
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"scenarios": ["extended"]}, "'extended' needs extra pool images; set the dataset's 'pool'"),
+    ({"scenarios": [{"name": "extended", "task": "albedo"}]}, "scenarios[0].task: 'albedo' is not a task"),
+    ({"tasks": ["seg", "cls"], "methods": ["jtr"]}, "methods[0].regularizer: jtr stacks dense maps"),
+    ({"tasks": ["seg"], "methods": ["mtpsl"]}, "mtpsl needs at least two tasks"),
+])
+def test_partial_label_methods_and_scenarios_are_checked_before_training(write_suite, overrides, expected):
+    message, _ = error_of(write_suite, overrides)
+    assert expected in message, message

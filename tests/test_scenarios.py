@@ -74,3 +74,45 @@ def test_mask_file_of_the_wrong_size_names_the_file_and_shapes():
     path = str(SHARED / "reference/partial_label_masks/nyuv2/onelabel.pth")
     with pytest.raises(ScenarioError, match=r"onelabel.pth: mask has shape \(795, 3\), expected \(100, 3\)"):
         mask("mask_file", n=100, tasks=["seg", "depth", "normal"], path=path)
+
+
+def test_extended_appends_a_pool_labelled_for_one_task():
+    from mtlbench.data import scenario
+    plan = scenario({"name": "extended", "base": "onelabel", "task": "depth", "per_batch": 4}).plan(
+        30, ["seg", "depth", "normal"], 0, n_pool=50)
+    assert plan.mask.shape == (80, 3)
+    assert (plan.mask[:30].sum(1) == 1).all()
+    assert (plan.mask[30:] == [0, 1, 0]).all()
+    assert plan.appended.tolist() == list(range(30, 80)) and plan.per_batch == 4
+
+
+def batches_of(plan, batch_size=8, seed=0):
+    import torch
+    from mtlbench.train.trainer import Stage
+
+    stage = Stage("mtl", {}, type("S", (), {"__len__": lambda self: len(plan.mask)})(),
+                  torch.from_numpy(plan.mask), torch.from_numpy(plan.appended), plan.per_batch)
+    return stage.batches(batch_size, torch.Generator().manual_seed(seed))
+
+
+def test_appended_batching_sees_every_regular_image_once_and_k_appended_per_batch():
+    from mtlbench.data import scenario
+    plan = scenario({"name": "extended", "per_batch": 4}).plan(30, ["seg", "depth", "normal"], 0, n_pool=6)
+    batches = batches_of(plan)
+    regular = np.concatenate([b[b < 30].numpy() for b in batches])
+    assert sorted(regular.tolist()) == list(range(30))
+    assert all(len(b[b >= 30]) == 4 for b in batches)
+    appended = np.concatenate([b[b >= 30].numpy() for b in batches])
+    assert len(appended) == 16 and set(appended.tolist()) == set(range(30, 36))  # the small pool is over-sampled
+
+
+def test_unlabeled_per_batch_appends_unlabelled_images_to_batches_of_labelled_ones():
+    from mtlbench.data import scenario
+    plan = scenario({"name": "randomlabels", "unlabeled": 0.5, "unlabeled_per_batch": 1}).plan(40, TASKS[:3], 0)
+    unlabelled = set(np.flatnonzero(plan.mask.sum(1) == 0).tolist())
+    batches = batches_of(plan)
+    assert len(batches) == 3  # 20 labelled images in batches of 8
+    for b in batches:
+        assert sum(int(i) in unlabelled for i in b) == 1
+    labelled = sorted(int(i) for b in batches for i in b if int(i) not in unlabelled)
+    assert labelled == sorted(set(range(40)) - unlabelled)
