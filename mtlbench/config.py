@@ -268,6 +268,18 @@ def check_dataset(dataset: dict[str, Any], tasks: list[str], model: dict[str, An
                              f"which model {model['name']!r} needs")
 
 
+def check_methods(methods: list[dict[str, Any]], datasets: list[dict[str, Any]], tasks: list[str],
+                  path: Path) -> None:
+    """Each regularizer states which task sets it can train (e.g. JTR stacks dense maps only)."""
+    for dataset in datasets:
+        available = DATASETS.get(dataset["name"])(**{k: v for k, v in dataset.items() if k != "name"}).tasks()
+        for i, method in enumerate(methods):
+            try:
+                build(REGULARIZERS, method["regularizer"]).check({t: available[t] for t in tasks})
+            except ValueError as error:
+                raise SuiteError(f"{path}: methods[{i}].regularizer: {error}") from None
+
+
 def expand(raw: SuiteFile, path: Path) -> list[Job]:
     """Every (dataset x scenario x method x seed) job, ``stl`` first (other methods may read its results)."""
     if raw.dataset is not None and raw.datasets:
@@ -291,12 +303,7 @@ def expand(raw: SuiteFile, path: Path) -> list[Job]:
         check_scenario(scenario, raw.tasks, datasets, f"scenarios[{i}]", path)
         scenario["mask_seed"] = raw.mask_seed
     methods = [resolve_method(spec, f"methods[{i}]", path) for i, spec in enumerate(raw.methods)]
-    task_objects = DATASETS.get(datasets[0]["name"])(**{k: v for k, v in datasets[0].items() if k != "name"}).tasks()
-    for i, method in enumerate(methods):
-        try:
-            build(REGULARIZERS, method["regularizer"]).check({t: task_objects[t] for t in raw.tasks})
-        except ValueError as error:
-            raise SuiteError(f"{path}: methods[{i}].regularizer: {error}") from None
+    check_methods(methods, datasets, raw.tasks, path)
     names = [m["name"] for m in methods]
     if len(set(names)) != len(names):
         raise SuiteError(f"{path}: methods: duplicate method names {sorted(n for n in set(names) if names.count(n) > 1)}")

@@ -268,11 +268,11 @@ def test_regularizer_state_round_trips_through_a_checkpoint():
     tasks = tasks_of("seg", "depth", "normal")
     model = SegNet(tasks, 0.0625)
     recipe = Recipe(METHODS.get("mtpsl"), tasks, model)
-    for parameter in recipe.net.parameters():
+    for parameter in recipe.nets.parameters():
         parameter.data.add_(1.0)
     recipe.own[0][0].step()
     recipe.own[0][1].step()
     restored = Recipe(METHODS.get("mtpsl"), tasks, SegNet(tasks, 0.0625))
     restored.load_state_dict(recipe.state_dict())
-    assert all(torch.equal(a, b) for a, b in zip(recipe.net.state_dict().values(), restored.net.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(recipe.nets.state_dict().values(), restored.nets.state_dict().values()))
     assert restored.own[0][1].last_epoch == 1

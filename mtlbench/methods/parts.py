@@ -8,8 +8,9 @@
 | gradients   | how per-task gradients on shared weights combine     | sum                   |
 | regularizer | what unlabelled (image, task) pairs learn from       | none                  |
 
-A part is a dataclass whose fields are its hyperparameters with the paper's defaults; later issues add parts
-(sta, ista, amtl, pcgrad, mtpsl, jtr, ...) in modules of their own without touching the trainer.
+A part is a dataclass whose fields are its hyperparameters with the paper's defaults; the other parts live in
+modules of their own (allocation.py, weighting.py, gradients.py, consistency.py, mtpsl.py, jtr.py) and plug in
+without touching the trainer.
 """
 from __future__ import annotations
 
@@ -29,9 +30,31 @@ GRADIENTS: Registry[type] = Registry("gradients")
 REGULARIZERS: Registry[type] = Registry("regularizer")
 
 
+class Part:
+    """What every part may do besides its axis' job: own trainable modules or state (``build``; buffers
+    hold state such as loss histories, so checkpoints carry it), train some parameters with optimisers of
+    its own, refuse task sets it cannot train (``check``), and react at the end of an epoch."""
+
+    def check(self, tasks: dict[str, Task]) -> None:
+        """Raise ValueError if this part cannot train these tasks (called before any training)."""
+
+    def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module | None:
+        return None
+
+    def main_parameters(self, net: nn.Module) -> list[nn.Parameter]:
+        """The part's parameters trained by the main optimiser (all of them unless overridden)."""
+        return list(net.parameters())
+
+    def own_optimizers(self, net: nn.Module) -> list[tuple[torch.optim.Optimizer, object]]:
+        return []
+
+    def end_epoch(self, net: nn.Module | None, epoch_losses: dict[str, float]) -> None:
+        """Called after every epoch with each task's mean training loss of that epoch."""
+
+
 @ALLOCATIONS.register("full")
 @dataclass(frozen=True)
-class FullAllocation:
+class FullAllocation(Part):
     """Every labelled (image, task) pair supervises every step: paper 004 Eq. 1.
 
     L = (1/|B|) Σ_x Σ_{t ∈ T_x} L^t(x) / |T_x|, written as task losses L_t = (1/|B|) Σ_{x: t ∈ T_x} L^t(x)/|T_x|
@@ -53,25 +76,42 @@ class FullAllocation:
         return {t: (loss / divisor[rows[t]]).sum() / batch for t, loss in per_image.items()}
 
 
+class Weighting(Part):
+    """Base of the weighting axis: task losses in, one term per task out, whose *sum* is the objective and
+    whose gradients are what the gradients axis combines (non-linear schemes such as the geometric mean
+    return gradient-equivalent terms c_t L_t with c_t detached)."""
+
+    def terms(self, task_losses: dict[str, Tensor], net: nn.Module | None) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+
 @WEIGHTINGS.register("uniform")
 @dataclass(frozen=True)
-class UniformWeighting:
+class UniformWeighting(Weighting):
     """The plain sum of task losses (the "Uniform" row of paper 003 Tables 1 and 7)."""
 
-    def combine(self, task_losses: dict[str, Tensor]) -> Tensor:
-        return torch.stack(list(task_losses.values())).sum()
+    def terms(self, task_losses: dict[str, Tensor], net: nn.Module | None) -> dict[str, Tensor]:
+        return dict(task_losses)
+
+
+class Gradients(Part):
+    """Base of the gradients axis: back-propagate the weighted task terms and the regularizer's ``rest``."""
+
+    def backward(self, terms: dict[str, Tensor], rest: Tensor | None, model: nn.Module) -> None:
+        raise NotImplementedError
 
 
 @GRADIENTS.register("sum")
 @dataclass(frozen=True)
-class SumGradients:
-    """Back-propagate the combined loss: per-task gradients on shared weights simply add up."""
+class SumGradients(Gradients):
+    """Back-propagate the sum: per-task gradients on shared weights simply add up."""
 
-    def backward(self, loss: Tensor) -> None:
-        loss.backward()
+    def backward(self, terms: dict[str, Tensor], rest: Tensor | None, model: nn.Module) -> None:
+        total = [*terms.values()] + ([rest] if rest is not None else [])
+        torch.stack(total).sum().backward()
 
 
-class Regularizer:
+class Regularizer(Part):
     """Base of the regularizer axis. A regularizer may own networks (``build``), train some of their
     parameters with optimisers of its own (``own_optimizers``) and ask for ``extra_views`` further augmented
     views of the batch; the recipe forwards all views through the model in one batch, as the authors do."""
@@ -79,19 +119,6 @@ class Regularizer:
     @property
     def extra_views(self) -> int:
         return 0
-
-    def check(self, tasks: dict[str, Task]) -> None:
-        """Raise ValueError if this regularizer cannot train these tasks (called before any training)."""
-
-    def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module | None:
-        return None
-
-    def main_parameters(self, net: nn.Module) -> list[nn.Parameter]:
-        """The regularizer's parameters trained by the main optimiser (all of them unless overridden)."""
-        return list(net.parameters())
-
-    def own_optimizers(self, net: nn.Module) -> list[tuple[torch.optim.Optimizer, object]]:
-        return []
 
     def loss(self, ctx: StepContext, net: nn.Module | None) -> Tensor | None:
         raise NotImplementedError

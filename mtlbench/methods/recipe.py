@@ -43,21 +43,24 @@ class Recipe:
     def __init__(self, method: dict[str, Any], tasks: dict[str, Task], model: nn.Module,
                  augment: Augment = Augment(), generator: torch.Generator | None = None,
                  autocast: Callable[[], AbstractContextManager] = nullcontext):
-        self.allocation, self.weighting, self.gradients, self.regularizer = (
-            build(registry, method[axis]) for axis, registry in AXES.items())
+        self.parts = {axis: build(registry, method[axis]) for axis, registry in AXES.items()}
+        self.allocation, self.weighting, self.gradients, self.regularizer = self.parts.values()
         self.tasks, self.model, self.augment, self.autocast = tasks, model, augment, autocast
         self.generator = generator or torch.Generator().manual_seed(0)
-        self.net = self.regularizer.build(tasks, model)
-        self.own = self.regularizer.own_optimizers(self.net) if self.net is not None else []
+        built = {axis: part.build(tasks, model) for axis, part in self.parts.items()}
+        self.nets = nn.ModuleDict({axis: net for axis, net in built.items() if net is not None})
+        self.own = [pair for axis, net in self.nets.items() for pair in self.parts[axis].own_optimizers(net)]
+
+    def net(self, axis: str) -> nn.Module | None:
+        return self.nets[axis] if axis in self.nets else None
 
     def parameters(self) -> list[nn.Parameter]:
-        """What the main optimiser trains: the model and the regularizer's shared parameters."""
-        extra = self.regularizer.main_parameters(self.net) if self.net is not None else []
+        """What the main optimiser trains: the model and the parts' shared parameters."""
+        extra = [p for axis, net in self.nets.items() for p in self.parts[axis].main_parameters(net)]
         return [*self.model.parameters(), *extra]
 
     def to(self, device: torch.device) -> "Recipe":
-        if self.net is not None:
-            self.net.to(device)
+        self.nets.to(device)
         return self
 
     def views(self, images: Tensor, targets: dict[str, Tensor]) -> list[View]:
@@ -94,15 +97,15 @@ class Recipe:
                          for t in active}
             task_losses = self.allocation.task_losses(per_image, {t: rows[t] for t in active}, supervise) \
                 if active else {}
-            terms = [self.weighting.combine(task_losses)] if task_losses else []
+            terms = self.weighting.terms(task_losses, self.net("weighting")) if task_losses else {}
             with self.autocast():
-                regularization = self.regularizer.loss(StepContext(self.tasks, supervise, views), self.net)
+                regularization = self.regularizer.loss(StepContext(self.tasks, supervise, views),
+                                                       self.net("regularizer"))
             if regularization is not None:
-                terms.append(regularization)
                 logs["regularizer"] = logs.get("regularizer", 0) + regularization.detach()
-            if not terms:
+            if not terms and regularization is None:
                 continue
-            self.gradients.backward(torch.stack(terms).sum())
+            self.gradients.backward(terms, regularization, self.model)
             optimizer.step()
             for own, _ in self.own:
                 own.step()
@@ -110,17 +113,17 @@ class Recipe:
                 logs[f"loss/{t}"] = logs.get(f"loss/{t}", 0) + loss.detach()
         return logs
 
-    def end_epoch(self) -> None:
+    def end_epoch(self, epoch_losses: dict[str, float]) -> None:
         for _, scheduler in self.own:
             scheduler.step()
+        for axis, part in self.parts.items():
+            part.end_epoch(self.net(axis), epoch_losses)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"net": self.net.state_dict() if self.net is not None else None,
-                "own": [(o.state_dict(), s.state_dict()) for o, s in self.own]}
+        return {"nets": self.nets.state_dict(), "own": [(o.state_dict(), s.state_dict()) for o, s in self.own]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.net is not None:
-            self.net.load_state_dict(state["net"])
+        self.nets.load_state_dict(state["nets"])
         for (optimizer, scheduler), (o, s) in zip(self.own, state["own"], strict=True):
             optimizer.load_state_dict(o)
             scheduler.load_state_dict(s)

@@ -191,7 +191,8 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
             for key, value in logs.items():
                 sums[key] = sums.get(key, 0) + value
         scheduler.step()
-        recipe.end_epoch()
+        recipe.end_epoch({k.removeprefix("loss/"): float(v) / len(batches) for k, v in sums.items()
+                          if k.startswith("loss/")})
         seconds = time.perf_counter() - start
         result.train_seconds += seconds
         images_seen = sum(len(index) for index in batches)
