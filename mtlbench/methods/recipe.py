@@ -35,6 +35,15 @@ preset("stl", networks="per_task")  # one network per task, trained on that task
 preset("consistency", regularizer="consistency")  # paper 004 Eq. 2
 preset("mtpsl", regularizer="mtpsl")  # Li et al. CVPR 2022 as paper 004 Eq. 3 and the released code
 preset("jtr", regularizer="jtr")  # paper 004 Eq. 4-6, the released code's gradient flow
+for _allocation in ("sta", "ista", "ft_plus"):  # paper 002 Alg. 1, Alg. 2, Table 5
+    preset(_allocation, allocation=_allocation)
+for _weighting in ("uncertainty", "dwa", "gls", "rlw"):  # the loss weightings of papers 002 and 003
+    preset(_weighting, weighting=_weighting)
+for _gradients in ("pcgrad", "imtl_g", "mgda", "cagrad"):  # the gradient combiners of papers 002 and 003
+    preset(_gradients, gradients=_gradients)
+preset("sta+uncertainty", allocation="sta", weighting="uncertainty")  # paper 002 Tables 1, 3
+preset("ista+uncertainty", allocation="ista", weighting="uncertainty")
+preset("pcgrad+uncertainty", gradients="pcgrad", weighting="uncertainty")
 
 
 class Recipe:

@@ -67,6 +67,10 @@ class SegNet(nn.Module):
             for name, task in tasks.items()})
         xavier_init(self)
 
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Parameters every task's loss reaches: the encoder and the decoder ("split" SegNet shares both)."""
+        return [*self.encoder.parameters(), *self.decoder.parameters()]
+
     def encode(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         indices = []
         for block in self.encoder:

@@ -1,0 +1,79 @@
+"""Task allocation of paper 002: STA (Alg. 1), ISTA (Alg. 2) and FT+ (Table 5).
+
+The papers' datasets are fully labelled; in mtlbench an image may be labelled for only some tasks, so both
+allocators draw from an image's *labelled* tasks. Task losses are means over the images allocated to each
+task, scaled by 1/T so that the uniform weighting gives Alg. 1 line 10, L_MTL = (1/T) Σ_t λ_t l_t.
+Random choices use torch's global generator, which the trainer seeds and checkpoints.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .parts import ALLOCATIONS, Part
+
+
+def allocate(available: Tensor, k: int) -> Tensor:
+    """Per row, k of the available (1) entries uniformly at random (all of them where fewer are left)."""
+    scores = torch.rand(available.shape).masked_fill(available == 0, -1.0)
+    ranks = scores.argsort(1, descending=True).argsort(1)
+    return ((ranks < k) & (available > 0)).to(available.dtype)
+
+
+def mean_per_task(per_image: dict[str, Tensor], n_tasks: int) -> dict[str, Tensor]:
+    """l_t: the mean loss over the images allocated to t; with 1/T of Alg. 1 line 10 folded in."""
+    return {t: loss.mean() / n_tasks for t, loss in per_image.items()}
+
+
+@ALLOCATIONS.register("sta")
+@dataclass(frozen=True)
+class STA(Part):
+    """Stochastic Task Allocation (paper 002 Alg. 1): each step, every image supervises a random subset of
+    ``k`` of its labelled tasks (k = 1 in most of the paper's experiments)."""
+
+    k: int = 1
+
+    def steps(self, mask: Tensor) -> list[Tensor]:
+        return [allocate(mask, self.k)]
+
+    def task_losses(self, per_image: dict[str, Tensor], rows: dict[str, Tensor], mask: Tensor) -> dict[str, Tensor]:
+        return mean_per_task(per_image, mask.shape[1])
+
+
+@ALLOCATIONS.register("ista")
+@dataclass(frozen=True)
+class ISTA(Part):
+    """Interleaved STA (paper 002 Alg. 2): sub-iterations over the same batch, each a parameter update,
+    allocating ``k`` of each image's remaining labelled tasks, until every labelled (image, task) pair of
+    the batch has been used exactly once."""
+
+    k: int = 1
+
+    def steps(self, mask: Tensor) -> list[Tensor]:
+        remaining, steps = mask.clone(), []
+        while remaining.any():
+            chosen = allocate(remaining, self.k)
+            steps.append(chosen)
+            remaining = remaining - chosen
+        return steps
+
+    def task_losses(self, per_image: dict[str, Tensor], rows: dict[str, Tensor], mask: Tensor) -> dict[str, Tensor]:
+        return mean_per_task(per_image, mask.shape[1])
+
+
+@ALLOCATIONS.register("ft_plus")
+@dataclass(frozen=True)
+class FTPlus(Part):
+    """FT+ (paper 002 Table 5): full-task training (Eq. 1 losses) for as many updates per batch as ISTA with
+    the same ``k`` would make, to separate the effect of allocation from the effect of more steps."""
+
+    k: int = 1
+
+    def steps(self, mask: Tensor) -> list[Tensor]:
+        updates = int(-(-mask.sum(1).max().item() // self.k)) if mask.any() else 1
+        return [mask] * updates
+
+    def task_losses(self, per_image: dict[str, Tensor], rows: dict[str, Tensor], mask: Tensor) -> dict[str, Tensor]:
+        return ALLOCATIONS.get("full")().task_losses(per_image, rows, mask)

@@ -1,0 +1,133 @@
+"""Gradient combiners on the shared parameters (encoder and decoder of the "split" SegNet).
+
+Per step, the gradient of every task's weighted term with respect to the shared parameters is computed once
+(one backward pass per task); the combiner turns the stacked gradients G [T, P] into one, which replaces the
+plain sum; task-specific heads get their own term's gradient; a regularizer's term is added unchanged.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .parts import GRADIENTS, Gradients
+
+
+def flat_gradients(term: Tensor, params: list[nn.Parameter]) -> Tensor:
+    grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
+
+
+class Combiner(Gradients):
+    """Shared parameters get combine(G); everything else the plain gradient of the summed terms."""
+
+    def combine(self, grads: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def backward(self, terms: dict[str, Tensor], rest: Tensor | None, model: nn.Module) -> None:
+        shared = [p for p in model.shared_parameters() if p.requires_grad]
+        stacked = torch.stack([flat_gradients(term, shared) for term in terms.values()]) if terms else None
+        extra = flat_gradients(rest, shared) if rest is not None else 0
+        torch.stack([*terms.values(), *([rest] if rest is not None else [])]).sum().backward()
+        combined = (self.combine(stacked) if stacked is not None else 0) + extra
+        offset = 0
+        for p in shared:
+            p.grad = combined[offset:offset + p.numel()].view_as(p).clone()
+            offset += p.numel()
+
+
+@GRADIENTS.register("pcgrad")
+@dataclass(frozen=True)
+class PCGrad(Combiner):
+    """PCGrad (Yu et al., NeurIPS 2020, Alg. 1): each task gradient, in turn against the others in random
+    order, loses its component along any original gradient it conflicts with (negative inner product)."""
+
+    def combine(self, grads: Tensor) -> Tensor:
+        projected = grads.clone()
+        for i in range(len(grads)):
+            for j in torch.randperm(len(grads)).tolist():
+                if j == i:
+                    continue
+                dot = projected[i] @ grads[j]
+                if dot < 0:
+                    projected[i] -= dot / (grads[j] @ grads[j]).clamp_min(1e-20) * grads[j]
+        return projected.sum(0)
+
+
+@GRADIENTS.register("imtl_g")
+@dataclass(frozen=True)
+class IMTLG(Combiner):
+    """IMTL-G (Liu et al., ICLR 2021, Eq. 6): g = Σ α_t g_t with α_{2..T} = g_1 U^T (D U^T)^{-1},
+    α_1 = 1 - Σ α_{2..T}, D = [g_1 - g_t], U = [u_1 - u_t], u_t = g_t / |g_t|: the combined gradient has
+    equal projections on every unit task gradient."""
+
+    def combine(self, grads: Tensor) -> Tensor:
+        if len(grads) == 1:
+            return grads[0]
+        units = grads / grads.norm(dim=1, keepdim=True).clamp_min(1e-20)
+        d, u = grads[:1] - grads[1:], units[:1] - units[1:]
+        alpha = grads[:1] @ u.t() @ torch.linalg.pinv(d @ u.t())
+        alpha = torch.cat([1 - alpha.sum(1, keepdim=True), alpha], 1)
+        return (alpha @ grads)[0]
+
+
+def min_norm_weights(gram: np.ndarray) -> np.ndarray:
+    """argmin_{w in simplex} w^T K w, exactly: the optimum's support S has weights K_S^+ 1 / 1^T K_S^+ 1;
+    every support is tried (2^T - 1 of them, 127 for 7 tasks) and the feasible one of least norm kept.
+    Exact where the Frank-Wolfe solver of Sener & Koltun stops at a tolerance."""
+    n = len(gram)
+    best, best_value = np.full(n, 1.0 / n), float(np.full(n, 1.0 / n) @ gram @ np.full(n, 1.0 / n))
+    for size in range(1, n + 1):
+        for support in itertools.combinations(range(n), size):
+            index = list(support)
+            direction = np.linalg.pinv(gram[np.ix_(index, index)]) @ np.ones(size)
+            if abs(direction.sum()) < 1e-15:
+                continue
+            weights = np.zeros(n)
+            weights[index] = direction / direction.sum()
+            value = float(weights @ gram @ weights)
+            if weights.min() >= -1e-12 and value < best_value - 1e-15:
+                best, best_value = np.clip(weights, 0, None) / np.clip(weights, 0, None).sum(), value
+    return best
+
+
+@GRADIENTS.register("mgda")
+@dataclass(frozen=True)
+class MGDA(Combiner):
+    """MGDA (Sener & Koltun, NeurIPS 2018): the minimum-norm point of the convex hull of the task gradients
+    on the shared parameters (solved exactly on their Gram matrix; no gradient normalisation)."""
+
+    def combine(self, grads: Tensor) -> Tensor:
+        weights = min_norm_weights((grads @ grads.t()).double().cpu().numpy())
+        return torch.as_tensor(weights, dtype=grads.dtype, device=grads.device) @ grads
+
+
+@GRADIENTS.register("cagrad")
+@dataclass(frozen=True)
+class CAGrad(Combiner):
+    """CAGrad (Liu et al., NeurIPS 2021, Alg. 1, the authors' implementation): w = argmin_{w ∈ simplex}
+    g_w·g_0 + c |g_0| |g_w| (SLSQP), g = (g_0 + c |g_0| / |g_w| g_w) / (1 + c²), g_0 the mean gradient, c = 0.4."""
+
+    c: float = 0.4
+
+    def combine(self, grads: Tensor) -> Tensor:
+        from scipy.optimize import minimize
+
+        n = len(grads)
+        gram = (grads @ grads.t()).double().cpu().numpy()
+        g0_norm = float(np.sqrt(gram.mean() + 1e-8))
+        radius = self.c * g0_norm + 1e-8
+        start = np.full(n, 1.0 / n)
+
+        def objective(x: np.ndarray) -> float:
+            return float(x @ gram @ start + radius * np.sqrt(x @ gram @ x + 1e-8))
+
+        result = minimize(objective, start, bounds=[(0, 1)] * n,
+                          constraints=({"type": "eq", "fun": lambda x: 1 - x.sum()},))
+        weights = torch.as_tensor(result.x, dtype=grads.dtype, device=grads.device)
+        g_w = weights @ grads
+        g = grads.mean(0) + radius / (g_w.norm() + 1e-8) * g_w
+        return g / (1 + self.c ** 2)

@@ -1,0 +1,146 @@
+"""Allocation (STA, ISTA, FT+), loss weightings and gradient combiners: hand values and properties."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mtlbench.data.synthrooms import SynthRooms
+from mtlbench.methods.allocation import FTPlus, ISTA, STA
+from mtlbench.methods.gradients import CAGrad, IMTLG, MGDA, PCGrad, min_norm_weights
+from mtlbench.methods.parts import SumGradients
+from mtlbench.methods.weighting import DWA, GLS, RLW, Uncertainty
+from mtlbench.models import SegNet
+
+TASKS = {k: v for k, v in SynthRooms().tasks().items() if k in ("seg", "depth", "normal")}
+
+
+def random_mask(n=64, t=4, seed=0):
+    return (torch.rand(n, t, generator=torch.Generator().manual_seed(seed)) < 0.6).float()
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_sta_allocates_k_of_each_images_labelled_tasks(k):
+    mask = random_mask()
+    (chosen,) = STA(k).steps(mask)
+    assert ((chosen == 1) <= (mask == 1)).all()
+    assert torch.equal(chosen.sum(1), mask.sum(1).clamp_max(k))
+    counts = torch.stack([STA(1).steps(torch.ones(1, 4))[0][0] for _ in range(400)]).sum(0)
+    assert counts.min() > 70  # uniform over the labelled tasks (100 each expected)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_ista_uses_every_labelled_pair_exactly_once(k):
+    mask = random_mask()
+    steps = ISTA(k).steps(mask)
+    assert torch.equal(torch.stack(steps).sum(0), mask)
+    assert all((step.sum(1) <= k).all() for step in steps)
+    assert len(steps) == math.ceil(mask.sum(1).max().item() / k)
+    assert len(FTPlus(k).steps(mask)) == len(steps)
+    assert all(torch.equal(step, mask) for step in FTPlus(k).steps(mask))
+
+
+def test_sta_task_loss_is_the_mean_over_allocated_images_over_t():
+    losses = {"seg": torch.tensor([1.0, 3.0]), "depth": torch.tensor([4.0])}
+    out = STA().task_losses(losses, {}, torch.zeros(5, 3))
+    assert out["seg"].item() == pytest.approx(2.0 / 3) and out["depth"].item() == pytest.approx(4.0 / 3)
+
+
+def test_uncertainty_weighting_by_hand():
+    part = Uncertainty()
+    net = part.build(TASKS, None)
+    terms = part.terms({"seg": torch.tensor(2.0), "normal": torch.tensor(1.0)}, net)
+    assert terms["seg"].item() == pytest.approx(0.5 * math.exp(0.5) * 2.0 - 0.25)
+    sum(terms.values()).backward()
+    assert net.log_variance.grad[1] == 0 and net.log_variance.grad[0] != 0  # depth absent: untouched
+
+
+def test_dwa_weights_follow_the_loss_ratio_of_the_last_two_epochs():
+    part = DWA()
+    net = part.build(TASKS, None)
+    part.end_epoch(net, {"seg": 2.0, "depth": 1.0, "normal": 1.0})
+    assert torch.equal(net.weights, torch.ones(3))  # first two epochs: w = 1
+    part.end_epoch(net, {"seg": 1.0, "depth": 1.0, "normal": 0.5})
+    ratio = torch.tensor([0.5, 1.0, 0.5])
+    assert torch.allclose(net.weights, 3 * torch.softmax(ratio / 2, 0))
+    terms = part.terms({"seg": torch.tensor(1.0)}, net)
+    assert terms["seg"].item() == pytest.approx(net.weights[0].item())
+
+
+def test_gls_has_the_value_and_gradient_of_the_geometric_mean():
+    x = torch.tensor([0.5, 2.0, 4.0], requires_grad=True)
+    losses = {t: x[j] ** 2 for j, t in enumerate(TASKS)}
+    terms = GLS().terms(losses, None)
+    total = sum(terms.values())
+    reference = torch.prod(torch.stack(list(losses.values()))) ** (1 / 3)
+    assert total.item() == pytest.approx(reference.item())
+    (ours,) = torch.autograd.grad(total, x)
+    (expected,) = torch.autograd.grad(torch.prod(x ** 2) ** (1 / 3), x)
+    assert torch.allclose(ours, expected)
+
+
+def test_rlw_weights_lie_on_the_simplex():
+    terms = RLW().terms({t: torch.tensor(3.0) for t in TASKS}, None)
+    assert sum(terms.values()).item() == pytest.approx(3.0)
+
+
+def test_pcgrad_leaves_no_conflict_between_two_projected_gradients():
+    g = torch.tensor([[1.0, 0.0], [-1.0, 1.0]])
+    torch.manual_seed(0)
+    combined = PCGrad().combine(g)
+    # g1 loses its component along g2 and vice versa: g1' = (0.5, 0.5), g2' = (0, 1)
+    assert torch.allclose(combined, torch.tensor([0.5, 1.5]))
+    for seed in range(20):
+        g = torch.randn(2, 10, generator=torch.Generator().manual_seed(seed))
+        a = g[0] - min(0, g[0] @ g[1]) / (g[1] @ g[1]) * g[1]
+        b = g[1] - min(0, g[1] @ g[0]) / (g[0] @ g[0]) * g[0]
+        assert a @ g[1] >= -1e-6 and b @ g[0] >= -1e-6
+        assert torch.allclose(PCGrad().combine(g), a + b, atol=1e-6)
+
+
+def test_imtl_g_projects_equally_on_every_unit_task_gradient():
+    for seed in range(5):
+        g = torch.randn(4, 30, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        combined = IMTLG().combine(g)
+        projections = (g / g.norm(dim=1, keepdim=True)) @ combined
+        assert torch.allclose(projections, projections[0].expand(4), rtol=1e-8)
+
+
+def test_mgda_finds_the_minimum_norm_point_of_the_convex_hull():
+    for seed in range(5):
+        g = torch.randn(3, 6, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        ours = MGDA().combine(g).norm().item()
+        grid = np.linspace(0, 1, 201)
+        best = min(np.linalg.norm(a * g[0].numpy() + b * g[1].numpy() + (1 - a - b) * g[2].numpy())
+                   for a, b in itertools.product(grid, grid) if a + b <= 1)
+        assert ours <= best + 1e-9
+    w = min_norm_weights(np.array([[1.0, -1.0], [-1.0, 1.0]]))
+    assert np.allclose(w, [0.5, 0.5])  # opposite gradients: the origin
+
+
+def test_cagrad_by_hand_on_agreeing_gradients_and_c_zero():
+    g = torch.tensor([[1.0, 2.0], [1.0, 2.0]])
+    assert torch.allclose(CAGrad(0.4).combine(g), g[0] * (1 + 0.4) / (1 + 0.4 ** 2), atol=1e-4)
+    h = torch.randn(3, 5, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(CAGrad(0.0).combine(h), h.mean(0), atol=1e-5)
+
+
+class SumCombiner(PCGrad):
+    def combine(self, grads):
+        return grads.sum(0)
+
+
+def test_a_combiner_replaces_only_the_shared_gradient():
+    images = torch.rand(2, 3, 32, 32)
+
+    def gradients(combiner):
+        torch.manual_seed(0)
+        model = SegNet(TASKS, 0.0625)
+        preds = model(images)
+        terms = {t: preds[t].float().pow(2).mean() for t in TASKS}
+        combiner.backward(terms, preds["seg"].mean(), model)
+        return {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    plain, combined = gradients(SumGradients()), gradients(SumCombiner())
+    assert all(torch.allclose(plain[k], combined[k], rtol=1e-4, atol=1e-5) for k in plain)  # summation order
