@@ -21,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, TypeAdapter, Val
 from .data import DATASETS, SCENARIOS
 from .methods import AXES, METHODS, NETWORKS
 from .models import MODELS
-from .methods import REGULARIZERS
 from .registry import Registry, RegistryError, build, parameters
 from .train.optim import OPTIMIZERS, SCHEDULERS
 
@@ -270,14 +269,22 @@ def check_dataset(dataset: dict[str, Any], tasks: list[str], model: dict[str, An
 
 def check_methods(methods: list[dict[str, Any]], datasets: list[dict[str, Any]], tasks: list[str],
                   path: Path) -> None:
-    """Each regularizer states which task sets it can train (e.g. JTR stacks dense maps only)."""
+    """Each part states which task sets it can train (e.g. JTR stacks dense maps only; AMTL needs accuracies
+    and, unless given, the potentials of the suite's stl jobs)."""
+    names = [m["name"] for m in methods]
+    for i, method in enumerate(methods):
+        if method["weighting"]["name"] == "amtl" and method["weighting"].get("potentials") is None \
+                and "stl" not in names:
+            raise SuiteError(f"{path}: methods[{i}].weighting: amtl takes its potentials from the suite's stl "
+                             f"results: add stl to methods, or set weighting.potentials")
     for dataset in datasets:
         available = DATASETS.get(dataset["name"])(**{k: v for k, v in dataset.items() if k != "name"}).tasks()
         for i, method in enumerate(methods):
-            try:
-                build(REGULARIZERS, method["regularizer"]).check({t: available[t] for t in tasks})
-            except ValueError as error:
-                raise SuiteError(f"{path}: methods[{i}].regularizer: {error}") from None
+            for axis, registry in AXES.items():
+                try:
+                    build(registry, method[axis]).check({t: available[t] for t in tasks})
+                except ValueError as error:
+                    raise SuiteError(f"{path}: methods[{i}].{axis}: {error}") from None
 
 
 def expand(raw: SuiteFile, path: Path) -> list[Job]:

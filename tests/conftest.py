@@ -37,6 +37,16 @@ TINY_SUITE = {
 }
 
 
+def preset(name: str) -> dict:
+    """A preset's recipe, with the STL potentials AMTL would get from a suite's stl jobs filled in."""
+    from mtlbench.methods import METHODS
+
+    method = copy.deepcopy(METHODS.get(name))
+    if method["weighting"]["name"] == "amtl":
+        method["weighting"]["potentials"] = {"seg": 0.5, "depth": 0.8, "normal": 0.3}
+    return method
+
+
 @pytest.fixture(autouse=True, scope="session")
 def dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("cache")

@@ -144,3 +144,44 @@ def test_a_combiner_replaces_only_the_shared_gradient():
 
     plain, combined = gradients(SumGradients()), gradients(SumCombiner())
     assert all(torch.allclose(plain[k], combined[k], rtol=1e-4, atol=1e-5) for k in plain)  # summation order
+
+
+def amtl_state(potentials=None, **params):
+    from mtlbench.methods.weighting import AMTL
+    part = AMTL(potentials=potentials or {"seg": 0.5, "depth": 0.8, "normal": 0.4}, **params)
+    return part, part.build(TASKS, None)
+
+
+def validation(miou, delta1, within):
+    return {"seg": {"miou": miou}, "depth": {"delta1": delta1}, "normal": {"within_11.25": within}}
+
+
+def test_amtl_weights_start_uniform_and_fall_as_accuracy_nears_the_potential():
+    part, net = amtl_state()
+    assert torch.allclose(net.weights, torch.full((3,), 1 / 3))
+    part.after_validation(net, validation(0.45, 0.2, 0.2))  # seg near its potential, depth far
+    focal = (1 - torch.tensor([0.45, 0.2, 0.2]) / (1.05 * torch.tensor([0.5, 0.8, 0.4]))) ** 2
+    assert torch.allclose(net.weights, torch.softmax(focal, 0))
+    assert net.weights[0] < net.weights[2] < net.weights[1]
+    part.after_validation(net, validation(0.25, 0.2, 0.2))  # EMA: 0.1 * 0.25 + 0.9 * 0.45
+    assert net.accuracy[0].item() == pytest.approx(0.43)
+
+
+def test_amtl_geometric_mean_by_hand_and_scale_invariant_direction():
+    part, net = amtl_state()
+    part.after_validation(net, validation(0.3, 0.5, 0.2))
+    w = net.weights
+    x = torch.tensor([0.7, 1.3, 0.4], requires_grad=True)
+    terms = part.terms({t: x[j] for j, t in enumerate(TASKS)}, net)
+    assert sum(terms.values()).item() == pytest.approx(torch.prod(x.detach() ** w).item(), rel=1e-6)
+    (grad,) = torch.autograd.grad(sum(terms.values()), x)
+    scaled = part.terms({t: x[j] * (10.0 if t == "depth" else 1.0) for j, t in enumerate(TASKS)}, net)
+    (grad_scaled,) = torch.autograd.grad(sum(scaled.values()), x)
+    assert torch.allclose(grad / grad.norm(), grad_scaled / grad_scaled.norm(), atol=1e-6)
+
+
+def test_amtl_without_a_task_in_the_batch_renormalises_instead_of_nan():
+    part, net = amtl_state()
+    terms = part.terms({"seg": torch.tensor(0.5, requires_grad=True), "depth": torch.tensor(2.0)}, net)
+    total = sum(terms.values())
+    assert torch.isfinite(total) and total.item() == pytest.approx(math.sqrt(0.5 * 2.0))

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from mtlbench.data.augment import Augment
 from mtlbench.data.synthrooms import SynthRooms
 from mtlbench.methods import METHODS, Recipe
+from conftest import preset
 from mtlbench.methods.consistency import Consistency
 from mtlbench.methods.context import StepContext, View
 from mtlbench.methods.jtr import JTR, Encoding
@@ -256,7 +257,7 @@ def test_no_supervised_loss_for_a_task_without_labels(method):
     images, targets = split.batch(torch.arange(4), tasks)
     torch.manual_seed(0)
     model = SegNet(tasks, 0.0625)
-    recipe = Recipe(METHODS.get(method), tasks, model)
+    recipe = Recipe(preset(method), tasks, model)
     optimizer = torch.optim.Adam(recipe.parameters(), 1e-3)
     logs = recipe.train_step(optimizer, images, targets, torch.tensor([[1.0, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0]]))
     assert "loss/normal" not in logs and {"loss/seg", "loss/depth"} <= set(logs)

@@ -98,3 +98,21 @@ def test_parallel_workers_run_every_job(write_suite, tmp_path):
     path = write_suite({"methods": ["supervised"], "seeds": [0, 1]})
     assert run(path, tmp_path / "results", "--workers", "2") == 0
     assert len(list((tmp_path / "results" / "tiny").glob("*/result.json"))) == 2
+
+
+def test_amtl_takes_its_potentials_from_the_suites_stl_validation_results(write_suite, tmp_path):
+    path = write_suite({"methods": ["stl", "amtl"], "train": {"epochs": 1, "batch_size": 8, "eval_batch_size": 8,
+                                                               "device": "cpu"}})
+    results = tmp_path / "results"
+    assert run(path, results) == 0
+    records = {r["method"]: r for r in Store(results).results("tiny")}
+    stl_val = records["stl"]["val"]
+    expected = {"seg": stl_val["seg"]["miou"], "depth": stl_val["depth"]["delta1"],
+                "normal": stl_val["normal"]["within_11.25"]}
+    assert records["amtl"]["potentials"] == pytest.approx(expected)
+    assert records["amtl"]["config"]["method"]["weighting"]["potentials"] is None  # not part of the job id
+
+
+def test_amtl_without_stl_in_the_suite_is_refused_before_training(write_suite, tmp_path, capsys):
+    assert run(write_suite({"methods": ["amtl"]}), tmp_path / "results") == 2
+    assert "amtl takes its potentials from the suite's stl results" in capsys.readouterr().err

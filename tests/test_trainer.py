@@ -6,6 +6,7 @@ import torch
 
 from mtlbench.data.synthrooms import SynthRooms
 from mtlbench.methods import METHODS, Recipe
+from conftest import preset
 from mtlbench.models import SegNet
 from mtlbench.tracking import flatten
 from mtlbench.train import run_job
@@ -23,7 +24,7 @@ def step(mask, targets=None, method="supervised"):
     model = SegNet(TASKS, 0.0625)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     images, default_targets = batch(len(mask))
-    recipe = Recipe(METHODS.get(method), TASKS, model)
+    recipe = Recipe(preset(method), TASKS, model)
     optimizer = torch.optim.Adam(recipe.parameters(), 1e-3)
     logs = recipe.train_step(optimizer, images, targets or default_targets, torch.tensor(mask, dtype=torch.float32))
     return model, before, logs

@@ -51,6 +51,9 @@ class Part:
     def end_epoch(self, net: nn.Module | None, epoch_losses: dict[str, float]) -> None:
         """Called after every epoch with each task's mean training loss of that epoch."""
 
+    def after_validation(self, net: nn.Module | None, metrics: dict[str, dict[str, float]]) -> None:
+        """Called after every validation evaluation (never with test metrics)."""
+
 
 @ALLOCATIONS.register("full")
 @dataclass(frozen=True)

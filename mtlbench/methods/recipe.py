@@ -44,6 +44,8 @@ for _gradients in ("pcgrad", "imtl_g", "mgda", "cagrad"):  # the gradient combin
 preset("sta+uncertainty", allocation="sta", weighting="uncertainty")  # paper 002 Tables 1, 3
 preset("ista+uncertainty", allocation="ista", weighting="uncertainty")
 preset("pcgrad+uncertainty", gradients="pcgrad", weighting="uncertainty")
+preset("amtl", weighting="amtl")  # paper 003 Eq. 3-5
+preset("amtl+pcgrad", weighting="amtl", gradients="pcgrad")
 
 
 class Recipe:
@@ -127,6 +129,10 @@ class Recipe:
             scheduler.step()
         for axis, part in self.parts.items():
             part.end_epoch(self.net(axis), epoch_losses)
+
+    def after_validation(self, metrics: dict[str, dict[str, float]]) -> None:
+        for axis, part in self.parts.items():
+            part.after_validation(self.net(axis), metrics)
 
     def state_dict(self) -> dict[str, Any]:
         return {"nets": self.nets.state_dict(), "own": [(o.state_dict(), s.state_dict()) for o, s in self.own]}

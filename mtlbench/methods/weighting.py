@@ -7,11 +7,12 @@ has no term and its weight state is left untouched: no NaN, no update from a zer
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, Optional
 
 import torch
 from torch import Tensor, nn
 
-from ..tasks import Task
+from ..tasks import Depth, MultiLabel, Normal, Segmentation, Task
 from .parts import WEIGHTINGS, Weighting
 
 
@@ -95,3 +96,70 @@ class RLW(Weighting):
     def terms(self, task_losses: dict[str, Tensor], net: nn.Module | None) -> dict[str, Tensor]:
         weights = torch.softmax(torch.randn(len(task_losses)), 0)
         return {t: weights[j].to(loss.device) * loss for j, (t, loss) in enumerate(task_losses.items())}
+
+
+ACCURACY = {Segmentation: "miou", Depth: "delta1", Normal: "within_11.25", MultiLabel: "jaccard"}
+
+
+def accuracy_metric(task: Task) -> str | None:
+    """The accuracy AMTL's official code tracks for a task (higher is better, in [0, 1])."""
+    return next((metric for kind, metric in ACCURACY.items() if isinstance(task, kind)), None)
+
+
+@WEIGHTINGS.register("amtl")
+@dataclass(frozen=True)
+class AMTL(Weighting):
+    """Achievement-based multi-task loss (paper 003 Eq. 3-5, the authors' defaults).
+
+    w_t = (1 - acc_t / (m p_t))^γ with the potential p_t the STL accuracy of task t on the same dataset and
+    scenario (validation split), m = 1 + ``margin``, γ = 2, normalised by a softmax over tasks; acc_t is an
+    EMA of the validation accuracy (new = 0.1 measured + 0.9 old, the first measurement taken as is) updated
+    after every evaluation; weights start at 1/K. The loss is the weighted geometric mean Π_t L_t^{w_t}
+    (``mean: arithmetic`` for Σ w_t L_t, Table 6). Accuracies: seg mIoU, depth δ1, normals within 11.25°, cls
+    Jaccard. Not in the paper: 1 - acc/(m p) is clipped at 0 (acc beyond the margin would otherwise raise the
+    weight again), and in a batch where a task has no label its term is dropped and the others' weights are
+    renormalised (the authors' code takes log 0 there: NaN). ``potentials`` is filled in by the runner from
+    the suite's ``stl`` results unless given.
+    """
+
+    gamma: float = 2.0
+    margin: float = 0.05
+    ema: float = 0.1
+    mean: Literal["geometric", "arithmetic"] = "geometric"
+    potentials: Optional[dict[str, float]] = None
+
+    def check(self, tasks: dict[str, Task]) -> None:
+        missing = [t for t, task in tasks.items() if accuracy_metric(task) is None]
+        if missing:
+            raise ValueError(f"amtl needs an accuracy for every task; {missing} have none "
+                             f"(it knows {', '.join(ACCURACY.values())})")
+
+    def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module:
+        self.check(tasks)
+        if self.potentials is None:
+            raise ValueError("amtl needs the STL potentials (run the suite's stl jobs first, or set "
+                             "weighting.potentials)")
+        state = TaskState(tasks)
+        state.metrics = [accuracy_metric(task) for task in tasks.values()]
+        state.register_buffer("potential", torch.tensor([float(self.potentials[t]) for t in tasks]))
+        state.register_buffer("accuracy", torch.zeros(len(tasks)))
+        state.register_buffer("measured", torch.zeros((), dtype=torch.bool))
+        state.register_buffer("weights", torch.full((len(tasks),), 1.0 / len(tasks)))
+        return state
+
+    def after_validation(self, net: nn.Module | None, metrics: dict[str, dict[str, float]]) -> None:
+        measured = torch.tensor([metrics[t][m] for t, m in zip(net.names, net.metrics)])
+        net.accuracy.copy_(torch.where(net.measured, self.ema * measured + (1 - self.ema) * net.accuracy, measured))
+        net.measured.fill_(True)
+        focal = (1 - net.accuracy / ((1 + self.margin) * net.potential)).clamp_min(0) ** self.gamma
+        net.weights.copy_(torch.softmax(focal, 0))
+
+    def terms(self, task_losses: dict[str, Tensor], net: nn.Module | None) -> dict[str, Tensor]:
+        weights = torch.stack([net.weights[net.index(t)] for t in task_losses])
+        weights = (weights / weights.sum()).to(next(iter(task_losses.values())).device)
+        losses = torch.stack(list(task_losses.values()))
+        if self.mean == "arithmetic":
+            return {t: weights[j] * losses[j] for j, t in enumerate(task_losses)}
+        detached = losses.detach().clamp_min(1e-12)
+        total = torch.exp((weights * detached.log()).sum())
+        return {t: (total * weights[j] / detached[j]) * losses[j] for j, t in enumerate(task_losses)}

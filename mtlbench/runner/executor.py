@@ -35,8 +35,9 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
 
     store = Store(options.results)
     job_dir = store.prepare(job, options.force)
-    config = job.config if options.device is None else {**job.config, "train": {**job.config["train"],
-                                                                               "device": options.device}}
+    config = with_potentials(job, store)
+    if options.device is not None:
+        config = {**config, "train": {**config["train"], "device": options.device}}
     run = open_run(options.wandb, project, entity, job, job_dir)
     history: list[dict[str, Any]] = []
 
@@ -58,9 +59,33 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
         "mtlbench": __version__, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": job.config,
     }
+    if config["method"]["weighting"] != job.config["method"]["weighting"]:
+        result["potentials"] = config["method"]["weighting"]["potentials"]
     store.finish(job, result)
     run.finish({"test": result["test"], "val": result["val"], "train_seconds": result["train_seconds"]})
     return result
+
+
+def with_potentials(job: Job, store: Store) -> dict[str, Any]:
+    """AMTL's potentials: each task's STL accuracy on the same dataset and scenario, from the validation
+    metrics of the suite's finished ``stl`` jobs (mean over their seeds). Other jobs pass unchanged."""
+    weighting = job.config["method"]["weighting"]
+    if weighting["name"] != "amtl" or weighting.get("potentials") is not None:
+        return job.config
+    from ..data import DATASETS
+    from ..methods.weighting import accuracy_metric
+
+    stl = [r for r in store.results(job.suite) if r["method"] == "stl" and r["dataset"] == job.dataset
+           and r["scenario"] == job.scenario and r["tasks"] == job.config["tasks"]]
+    if not stl:
+        raise RuntimeError(f"amtl needs STL potentials for {job.dataset}/{job.scenario}, but "
+                           f"{store.suite_dir(job.suite)} has no finished stl job for them: add stl to the suite's "
+                           f"methods (its jobs run first) or set weighting.potentials")
+    dataset = job.config["dataset"]
+    tasks = DATASETS.get(dataset["name"])(**{k: v for k, v in dataset.items() if k != "name"}).tasks()
+    potentials = {t: sum(r["val"][t][accuracy_metric(tasks[t])] for r in stl) / len(stl) for t in job.config["tasks"]}
+    method = {**job.config["method"], "weighting": {**weighting, "potentials": potentials}}
+    return {**job.config, "method": method}
 
 
 def run_one(job: Job, options: RunOptions, project: str, entity: str | None, progress: Progress) -> bool:
@@ -90,7 +115,10 @@ def run_suite(suite: Suite, options: RunOptions, progress: Progress | None = Non
     project, entity = suite.raw.wandb.project, suite.raw.wandb.entity
     if options.workers <= 1 or len(pending) <= 1:
         return [job for job in pending if not run_one(job, options, project, entity, progress)]
-    return run_parallel(pending, options, project, entity)
+    # stl first, to the end: other jobs (AMTL) read its results
+    first = [job for job in pending if job.method == "stl"]
+    rest = [job for job in pending if job.method != "stl"]
+    return [*run_parallel(first, options, project, entity), *run_parallel(rest, options, project, entity)]
 
 
 def worker_devices(workers: int) -> list[str | None]:
@@ -114,6 +142,8 @@ def _worker(queue: Any, failures: Any, options: RunOptions, project: str, entity
 
 
 def run_parallel(jobs: list[Job], options: RunOptions, project: str, entity: str | None) -> list[Job]:
+    if not jobs:
+        return []
     context = multiprocessing.get_context("spawn")
     queue, failures = context.Queue(), context.Queue()
     for job in jobs:

@@ -200,6 +200,7 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
                   "seconds": seconds, "images_per_second": images_seen / seconds,
                   **{f"train/{k}": float(v) / len(batches) for k, v in sums.items()},
                   "val": evaluate(model, val, stage.tasks, cfg["eval_batch_size"], autocast)}
+        recipe.after_validation(record["val"])
         result.history.append(record)
         last = epoch + 1 == cfg["epochs"]
         if last:
