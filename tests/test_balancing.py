@@ -139,7 +139,7 @@ def test_a_combiner_replaces_only_the_shared_gradient():
         model = SegNet(TASKS, 0.0625)
         preds = model(images)
         terms = {t: preds[t].float().pow(2).mean() for t in TASKS}
-        combiner.backward(terms, preds["seg"].mean(), model)
+        combiner.backward(terms, preds["seg"].mean(), model, None)
         return {name: p.grad.clone() for name, p in model.named_parameters()}
 
     plain, combined = gradients(SumGradients()), gradients(SumCombiner())
@@ -185,3 +185,22 @@ def test_amtl_without_a_task_in_the_batch_renormalises_instead_of_nan():
     terms = part.terms({"seg": torch.tensor(0.5, requires_grad=True), "depth": torch.tensor(2.0)}, net)
     total = sum(terms.values())
     assert torch.isfinite(total) and total.item() == pytest.approx(math.sqrt(0.5 * 2.0))
+
+
+def test_gradnorm_moves_weights_towards_equal_gradient_norms_at_the_last_shared_layer():
+    from mtlbench.methods.gradients import GradNorm
+    torch.manual_seed(0)
+    model = SegNet(TASKS, 0.0625)
+    part = GradNorm()
+    net = part.build(TASKS, model)
+    preds = model(torch.rand(2, 3, 32, 32))
+    terms = {"seg": preds["seg"].float().pow(2).mean(), "depth": 10 * preds["depth"].float().pow(2).mean()}
+    layer = model.last_shared_layer()
+    norms = [torch.autograd.grad(t, layer, retain_graph=True)[0].norm() for t in terms.values()]
+    part.backward(terms, None, model, net)
+    # at the first step r_t = 1: the task with the larger gradient norm gets a positive weight gradient
+    larger = int(norms[1] > norms[0])
+    assert net.weights.grad[[0, 1][larger]] > 0 > net.weights.grad[[0, 1][1 - larger]]
+    assert net.weights.grad[2] == 0  # normal absent from this batch
+    assert torch.equal(net.initial[:2], torch.stack([t.detach() for t in terms.values()]))
+    assert all(p.grad is not None for p in model.shared_parameters())

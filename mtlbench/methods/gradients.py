@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..tasks import Task
 from .parts import GRADIENTS, Gradients
 
 
@@ -27,7 +28,8 @@ class Combiner(Gradients):
     def combine(self, grads: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def backward(self, terms: dict[str, Tensor], rest: Tensor | None, model: nn.Module) -> None:
+    def backward(self, terms: dict[str, Tensor], rest: Tensor | None, model: nn.Module,
+                 net: nn.Module | None) -> None:
         shared = [p for p in model.shared_parameters() if p.requires_grad]
         stacked = torch.stack([flat_gradients(term, shared) for term in terms.values()]) if terms else None
         extra = flat_gradients(rest, shared) if rest is not None else 0
@@ -131,3 +133,40 @@ class CAGrad(Combiner):
         g_w = weights @ grads
         g = grads.mean(0) + radius / (g_w.norm() + 1e-8) * g_w
         return g / (1 + self.c ** 2)
+
+
+@GRADIENTS.register("gradnorm")
+@dataclass(frozen=True)
+class GradNorm(Gradients):
+    """GradNorm (Chen et al., ICML 2018, Alg. 1), α = 1.5: learned task weights w_t (start 1, renormalised
+    to sum to T) scale the terms; G_t = |∇_W w_t L_t| on the last shared layer W; w follows the gradient
+    of Σ_t |G_t - mean(G) r_t^α| (target held constant), r_t = L̃_t / mean(L̃), L̃_t = L_t / L_t(first step);
+    the network follows Σ_t w_t L_t with w held constant. Tasks absent from a batch are left out of both."""
+
+    alpha: float = 1.5
+
+    def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module:
+        state = nn.Module()
+        state.names = list(tasks)
+        state.weights = nn.Parameter(torch.ones(len(tasks)))
+        state.register_buffer("initial", torch.full((len(tasks),), float("nan")))
+        return state
+
+    def backward(self, terms: dict[str, Tensor], rest: Tensor | None, model: nn.Module,
+                 net: nn.Module | None) -> None:
+        with torch.no_grad():
+            net.weights.mul_(len(net.weights) / net.weights.sum())
+        index = [net.names.index(t) for t in terms]
+        losses = torch.stack(list(terms.values()))
+        weights = net.weights[index]
+        layer = model.last_shared_layer()
+        norms = torch.stack([torch.autograd.grad(w * loss, layer, retain_graph=True, create_graph=True)[0].norm()
+                             for w, loss in zip(weights, losses)])
+        with torch.no_grad():
+            initial = net.initial[index]
+            net.initial[index] = torch.where(torch.isnan(initial), losses.detach().float(), initial)
+            ratio = losses.detach() / net.initial[index]
+            target = norms.mean() * (ratio / ratio.mean()) ** self.alpha
+        (net.weights.grad,) = torch.autograd.grad((norms - target).abs().sum(), net.weights, retain_graph=True)
+        total = (weights.detach() * losses).sum() + (rest if rest is not None else 0)
+        total.backward()

@@ -100,7 +100,8 @@ class UniformWeighting(Weighting):
 class Gradients(Part):
     """Base of the gradients axis: back-propagate the weighted task terms and the regularizer's ``rest``."""
 
-    def backward(self, terms: dict[str, Tensor], rest: Tensor | None, model: nn.Module) -> None:
+    def backward(self, terms: dict[str, Tensor], rest: Tensor | None, model: nn.Module,
+                 net: nn.Module | None) -> None:
         raise NotImplementedError
 
 
@@ -109,7 +110,8 @@ class Gradients(Part):
 class SumGradients(Gradients):
     """Back-propagate the sum: per-task gradients on shared weights simply add up."""
 
-    def backward(self, terms: dict[str, Tensor], rest: Tensor | None, model: nn.Module) -> None:
+    def backward(self, terms: dict[str, Tensor], rest: Tensor | None, model: nn.Module,
+                 net: nn.Module | None) -> None:
         total = [*terms.values()] + ([rest] if rest is not None else [])
         torch.stack(total).sum().backward()
 

@@ -39,13 +39,14 @@ for _allocation in ("sta", "ista", "ft_plus"):  # paper 002 Alg. 1, Alg. 2, Tabl
     preset(_allocation, allocation=_allocation)
 for _weighting in ("uncertainty", "dwa", "gls", "rlw"):  # the loss weightings of papers 002 and 003
     preset(_weighting, weighting=_weighting)
-for _gradients in ("pcgrad", "imtl_g", "mgda", "cagrad"):  # the gradient combiners of papers 002 and 003
+for _gradients in ("pcgrad", "imtl_g", "mgda", "cagrad", "gradnorm"):  # the gradient combiners of papers 002 and 003
     preset(_gradients, gradients=_gradients)
 preset("sta+uncertainty", allocation="sta", weighting="uncertainty")  # paper 002 Tables 1, 3
 preset("ista+uncertainty", allocation="ista", weighting="uncertainty")
 preset("pcgrad+uncertainty", gradients="pcgrad", weighting="uncertainty")
 preset("amtl", weighting="amtl")  # paper 003 Eq. 3-5
 preset("amtl+pcgrad", weighting="amtl", gradients="pcgrad")
+preset("ista+gradnorm", allocation="ista", gradients="gradnorm")  # paper 002 Figs. 5-6
 
 
 class Recipe:
@@ -116,7 +117,7 @@ class Recipe:
                 logs["regularizer"] = logs.get("regularizer", 0) + regularization.detach()
             if not terms and regularization is None:
                 continue
-            self.gradients.backward(terms, regularization, self.model)
+            self.gradients.backward(terms, regularization, self.model, self.net("gradients"))
             optimizer.step()
             for own, _ in self.own:
                 own.step()

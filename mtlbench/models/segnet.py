@@ -71,6 +71,10 @@ class SegNet(nn.Module):
         """Parameters every task's loss reaches: the encoder and the decoder ("split" SegNet shares both)."""
         return [*self.encoder.parameters(), *self.decoder.parameters()]
 
+    def last_shared_layer(self) -> nn.Parameter:
+        """The weight of the decoder's last convolution, where GradNorm measures task gradients."""
+        return self.decoder[-1][-1][0].weight
+
     def encode(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         indices = []
         for block in self.encoder:
