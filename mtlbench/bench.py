@@ -119,7 +119,8 @@ def growth(n: np.ndarray, extra: np.ndarray) -> str:
     the quadratic term explains."""
     a, b, c = np.polyfit(n, extra, 2)[::-1]
     quadratic_share = c * (n[-1] ** 2 - n[0] ** 2) / max(extra[-1] - extra[0], 1e-12)
-    return f"{a:+.3f} {b:+.4f}·T {c:+.5f}·T² s/step (quadratic term: {round(100 * quadratic_share):d}% of the growth)"
+    share = round(100 * quadratic_share)
+    return f"{a:+.3f} {b:+.4f}·T {c:+.5f}·T² s/step (quadratic term: {share:d}% of the growth)"
 
 
 def header(config: BenchConfig) -> str:

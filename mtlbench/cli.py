@@ -121,7 +121,8 @@ def parser() -> argparse.ArgumentParser:
     lst.set_defaults(func=cmd_list)
 
     bench = sub.add_parser("bench", help="training images/s of each method on random tensors (torch only)")
-    bench.add_argument("--methods", default="supervised,consistency,mtpsl,jtr", help="comma-separated; first = reference")
+    bench.add_argument("--methods", default="supervised,consistency,mtpsl,jtr",
+                       help="comma-separated; the first is the reference")
     bench.add_argument("--tasks", default="seg,depth,normal")
     bench.add_argument("--shape", choices=["synthrooms", "nyuv2", "cityscapes"], help="height x width of a dataset")
     bench.add_argument("--height", type=int, default=64)

@@ -313,7 +313,8 @@ def expand(raw: SuiteFile, path: Path) -> list[Job]:
     check_methods(methods, datasets, raw.tasks, path)
     names = [m["name"] for m in methods]
     if len(set(names)) != len(names):
-        raise SuiteError(f"{path}: methods: duplicate method names {sorted(n for n in set(names) if names.count(n) > 1)}")
+        duplicated = sorted(n for n in set(names) if names.count(n) > 1)
+        raise SuiteError(f"{path}: methods: duplicate method names {duplicated}")
     methods.sort(key=lambda m: m["name"] != "stl")
     for task in raw.leaderboard.metrics:
         if task not in raw.tasks:

@@ -225,7 +225,8 @@ def reference_jtr_code_loss(part, net, tasks, views, mask):
         for k, t in enumerate(tasks):
             target_y = y2[t] if t in labelled else p2[t].detach()
             recon = recon + enc.recon_loss(tasks[t], outs_y[k], target_y, m2)
-            recon = recon + enc.recon_loss(tasks[t], outs_hat[k], enc.prediction(tasks[t], p2[t].detach(), m2, True), m2)
+            encoded = enc.prediction(tasks[t], p2[t].detach(), m2, True)
+            recon = recon + enc.recon_loss(tasks[t], outs_hat[k], encoded, m2)
         total = total + part.c_dist * dist + part.c_recon * recon
     return total / B
 
@@ -275,5 +276,6 @@ def test_regularizer_state_round_trips_through_a_checkpoint():
     recipe.own[0][1].step()
     restored = Recipe(METHODS.get("mtpsl"), tasks, SegNet(tasks, 0.0625))
     restored.load_state_dict(recipe.state_dict())
-    assert all(torch.equal(a, b) for a, b in zip(recipe.nets.state_dict().values(), restored.nets.state_dict().values()))
+    saved, loaded = recipe.nets.state_dict(), restored.nets.state_dict()
+    assert all(torch.equal(saved[k], loaded[k]) for k in saved)
     assert restored.own[0][1].last_epoch == 1
