@@ -4,7 +4,9 @@ Needs torch and numpy only (it runs on a lent GPU machine without the rest). Met
 in one process, so drift of the machine (thermal, other load) hits them alike; the figure is the median
 step time over the measured steps, reported as training images per second and as a cost ratio to the
 first method (``supervised`` by default). ``--sweep`` repeats the measurement for 2..7 dense tasks to show
-how each method's cost grows with the number of tasks.
+how each method's cost grows with the number of tasks. ``--parts`` measures every registered allocation,
+weighting and gradients part swapped one at a time into ``supervised`` (full allocation, uniform weighting,
+summed gradients), as a cost ratio to that plain recipe.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import torch
 from .data import scenario
 from .data.augment import Augment
 from .data.synthrooms import SynthRooms
-from .methods import METHODS, Recipe
+from .methods import AXES, METHODS, Recipe
 from .models import SegNet
 from .tasks import Task
 from .train.trainer import autocast_for, device_name, resolve_device
@@ -59,24 +61,48 @@ def random_batch(tasks: dict[str, Task], batch: int, height: int, width: int, de
     return rand(batch, 3, height, width), targets
 
 
-def measure(config: BenchConfig) -> dict[str, float]:
-    """Median seconds per training step of each method, taking turns."""
-    device = resolve_device(config.device)
+def bench_tasks(config: BenchConfig) -> dict[str, Task]:
     all_tasks = SynthRooms().tasks()
-    tasks = {t: all_tasks[t] for t in config.tasks}
+    return {t: all_tasks[t] for t in config.tasks}
+
+
+PLAIN = "uniform+sum"
+
+
+def part_recipes(config: BenchConfig) -> dict[str, dict]:
+    """``supervised`` with one part swapped in, for every registered allocation, weighting and gradients
+    part; the first entry is the plain recipe itself."""
+    base = METHODS.get("supervised")
+    recipes = {PLAIN: base}
+    for axis in ("allocation", "weighting", "gradients"):
+        for name in AXES[axis].list():
+            if name == base[axis]["name"]:
+                continue
+            part: dict = {"name": name}
+            if name == "amtl":  # its cost does not depend on the potentials' values
+                part["potentials"] = {t: 0.5 for t in config.tasks}
+            recipes[f"{axis}={name}"] = {**base, axis: part}
+    return recipes
+
+
+def measure(config: BenchConfig, recipes: dict[str, dict] | None = None) -> dict[str, float]:
+    """Median seconds per training step (one batch, however many updates its allocation makes) of each
+    method, or of each of ``recipes``, taking turns."""
+    recipes = recipes or {method: METHODS.get(method) for method in config.methods}
+    device = resolve_device(config.device)
+    tasks = bench_tasks(config)
     generator = torch.Generator().manual_seed(0)
     images, targets = random_batch(tasks, config.batch_size, config.height, config.width, device, generator)
     mask = torch.from_numpy(scenario({"name": config.scenario}).mask(config.batch_size, list(tasks), 0))
     autocast = autocast_for(device)
     runs = {}
-    for method in config.methods:
+    for label, method in recipes.items():
         torch.manual_seed(0)
         model = SegNet(tasks, config.model_width).to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
-        recipe = Recipe(METHODS.get(method), tasks, model, Augment(),
-                        torch.Generator(device).manual_seed(0), autocast).to(device)
-        runs[method] = (recipe, torch.optim.Adam(recipe.parameters(), 1e-4), [])
+        recipe = Recipe(method, tasks, model, Augment(), torch.Generator(device).manual_seed(0), autocast).to(device)
+        runs[label] = (recipe, torch.optim.Adam(recipe.parameters(), 1e-4), [])
     for step in range(config.warmup + config.steps):
         for recipe, optimizer, times in runs.values():
             synchronize(device)
@@ -94,9 +120,10 @@ def synchronize(device: torch.device) -> None:
 
 
 def table(config: BenchConfig, seconds: dict[str, float]) -> str:
-    reference = seconds[config.methods[0]]
-    rows = [f"| method | images/s | cost vs {config.methods[0]} |", "|---|---|---|"]
-    rows += [f"| {m} | {config.batch_size / s:.1f} | {s / reference:.2f}x |" for m, s in seconds.items()]
+    """Images per second and the cost ratio to the first entry (the reference method, or the plain recipe)."""
+    first = next(iter(seconds))
+    rows = [f"| {'recipe' if first == PLAIN else 'method'} | images/s | cost vs {first} |", "|---|---|---|"]
+    rows += [f"| {m} | {config.batch_size / s:.1f} | {s / seconds[first]:.2f}x |" for m, s in seconds.items()]
     return "\n".join(rows)
 
 
@@ -115,12 +142,15 @@ def sweep(config: BenchConfig, counts: range = range(2, 8)) -> str:
 
 
 def growth(n: np.ndarray, extra: np.ndarray) -> str:
-    """Fit extra = a + b n + c n² and say how much of the growth from the smallest to the largest n
-    the quadratic term explains."""
+    """Fit extra = a + b n + c n² and say how much of the growth from the smallest to the largest n the
+    quadratic term explains; an extra cost that changes by less than a tenth of its mean is called flat."""
     a, b, c = np.polyfit(n, extra, 2)[::-1]
-    quadratic_share = c * (n[-1] ** 2 - n[0] ** 2) / max(extra[-1] - extra[0], 1e-12)
-    share = round(100 * quadratic_share)
-    return f"{a:+.3f} {b:+.4f}·T {c:+.5f}·T² s/step (quadratic term: {share:d}% of the growth)"
+    fit = f"{a:+.3f} {b:+.4f}·T {c:+.5f}·T² s/step"
+    change = extra[-1] - extra[0]
+    if abs(change) < 0.1 * np.abs(extra).mean():
+        return f"{fit} (flat: {extra[0]:.3f} s at T={n[0]}, {extra[-1]:.3f} s at T={n[-1]})"
+    share = round(100 * c * (n[-1] ** 2 - n[0] ** 2) / change)
+    return f"{fit} (x{extra[-1] / extra[0]:.1f} from T={n[0]} to T={n[-1]}; quadratic term: {share:d}% of the growth)"
 
 
 def header(config: BenchConfig) -> str:

@@ -86,13 +86,16 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import SHAPES, BenchConfig, header, measure, sweep, table
+    from .bench import SHAPES, BenchConfig, header, measure, part_recipes, sweep, table
 
     height, width = SHAPES[args.shape] if args.shape else (args.height, args.width)
     config = BenchConfig(tuple(args.methods.split(",")), tuple(args.tasks.split(",")), height, width,
                          args.model_width, args.batch_size, args.scenario, args.steps, args.warmup, args.device)
     print(header(config))
-    print(sweep(config) if args.sweep else table(config, measure(config)))
+    if args.sweep:
+        print(sweep(config))
+    else:
+        print(table(config, measure(config, part_recipes(config) if args.parts else None)))
     return 0
 
 
@@ -133,7 +136,10 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--steps", type=int, default=6)
     bench.add_argument("--warmup", type=int, default=2)
     bench.add_argument("--device", default="auto")
-    bench.add_argument("--sweep", action="store_true", help="cost against the number of dense tasks, 2 to 7")
+    mode = bench.add_mutually_exclusive_group()
+    mode.add_argument("--sweep", action="store_true", help="cost against the number of dense tasks, 2 to 7")
+    mode.add_argument("--parts", action="store_true",
+                      help="each allocation, weighting and gradients part swapped into supervised, vs uniform+sum")
     bench.set_defaults(func=cmd_bench)
 
     sync = sub.add_parser("sync", help="upload offline W&B runs")

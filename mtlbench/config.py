@@ -113,7 +113,8 @@ class Suite:
     def summary(self) -> dict[str, Any]:
         """What the leaderboard needs to know about the suite (saved next to its results)."""
         return {"name": self.name, "path": str(self.path), "description": self.raw.description,
-                "leaderboard": self.raw.leaderboard.model_dump(), "tasks": self.raw.tasks}
+                "leaderboard": self.raw.leaderboard.model_dump(), "tasks": self.raw.tasks,
+                "methods": list(dict.fromkeys(job.method for job in self.jobs))}
 
 
 def scenario_label(scenario: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""Allocation (STA, ISTA, FT+), loss weightings and gradient combiners: hand values and properties."""
+"""Allocation (STA, ISTA, STA-gap, FT+), loss weightings and gradient combiners: hand values and properties."""
 import itertools
 import math
 
@@ -39,6 +39,39 @@ def test_ista_uses_every_labelled_pair_exactly_once(k):
     assert len(steps) == math.ceil(mask.sum(1).max().item() / k)
     assert len(FTPlus(k).steps(mask)) == len(steps)
     assert all(torch.equal(step, mask) for step in FTPlus(k).steps(mask))
+
+
+def updates_of(method, masks):
+    """The (batch, supervised pairs) of every update the recipe makes on these consecutive batches."""
+    from mtlbench.methods import Recipe
+    recipe = Recipe(method, TASKS, SegNet(TASKS, 0.0625))
+    made = []
+    recipe.update = lambda optimizer, images, targets, supervise, logs: made.append((images, supervise))
+    group = recipe.interleaved_batches
+    for first in range(0, len(masks), group):
+        recipe.train_batches(None, [(i, None, masks[i]) for i in range(first, min(first + group, len(masks)))])
+    return made
+
+
+@pytest.mark.parametrize("gap", [1, 2, 4])
+def test_sta_gap_meets_a_batch_again_gap_updates_later_and_uses_each_pair_once(gap):
+    from mtlbench.methods import METHODS
+    method = {**METHODS.get("ista"), "allocation": {"name": "sta_gap", "gap": gap}}
+    full = updates_of(method, [torch.ones(8, 3)] * 8)
+    masks = [random_mask(8, 3, seed) for seed in range(8)]
+    made = updates_of(method, masks)
+    for b, mask in enumerate(masks):
+        visits = [step for step, (batch, _) in enumerate(full) if batch == b]
+        assert len(visits) == 3 and all(later - earlier == gap for earlier, later in zip(visits, visits[1:]))
+        visits = [step for step, (batch, _) in enumerate(made) if batch == b]
+        assert all(later - earlier <= gap for earlier, later in zip(visits, visits[1:]))  # partial labels
+        assert torch.equal(sum(supervise for batch, supervise in made if batch == b), mask)
+    torch.manual_seed(0)
+    interleaved = updates_of(method, masks)
+    torch.manual_seed(0)
+    ista = updates_of(METHODS.get("ista"), masks)
+    if gap == 1:  # ISTA is the special case gap = 1 (paper 002 Sec. 4.4)
+        assert all(a == b and torch.equal(x, y) for (a, x), (b, y) in zip(interleaved, ista, strict=True))
 
 
 def test_sta_task_loss_is_the_mean_over_allocated_images_over_t():
@@ -185,6 +218,26 @@ def test_amtl_without_a_task_in_the_batch_renormalises_instead_of_nan():
     terms = part.terms({"seg": torch.tensor(0.5, requires_grad=True), "depth": torch.tensor(2.0)}, net)
     total = sum(terms.values())
     assert torch.isfinite(total) and total.item() == pytest.approx(math.sqrt(0.5 * 2.0))
+
+
+def test_dtp_weights_are_focal_weights_of_the_accuracy_ema_by_hand():
+    from mtlbench.methods.weighting import DTP
+    part = DTP()
+    net = part.build(TASKS, None)
+    x = torch.tensor([0.7, 1.3, 0.4])
+    assert sum(part.terms({t: x[j] for j, t in enumerate(TASKS)}, net).values()).item() == pytest.approx(2.4)
+    part.after_validation(net, validation(0.5, 0.9, 0.2))
+    part.after_validation(net, validation(0.3, 0.9, 0.2))  # seg EMA: 0.1 * 0.3 + 0.9 * 0.5 = 0.48
+    expected = [-(1 - k) * math.log(k) for k in (0.48, 0.9, 0.2)]
+    assert net.weights.tolist() == pytest.approx(expected, rel=1e-5)
+    assert net.weights[2] > net.weights[0] > net.weights[1]  # the least accurate task is prioritised
+    terms = part.terms({"seg": x[0], "normal": x[2]}, net)  # depth unlabelled in this batch
+    assert sum(terms.values()).item() == pytest.approx(expected[0] * 0.7 + expected[2] * 0.4, rel=1e-5)
+    x.requires_grad_(True)
+    geometric = DTP(mean="geometric").terms({t: x[j] for j, t in enumerate(TASKS)}, net)
+    (grad,) = torch.autograd.grad(sum(geometric.values()), x)
+    (expected_grad,) = torch.autograd.grad(torch.prod(x ** torch.tensor(expected)), x)  # gradient-equivalent
+    assert torch.allclose(grad, expected_grad, rtol=1e-5)
 
 
 def test_gradnorm_moves_weights_towards_equal_gradient_norms_at_the_last_shared_layer():

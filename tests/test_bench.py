@@ -1,6 +1,7 @@
 import numpy as np
 
-from mtlbench.bench import BenchConfig, growth, measure, table
+from mtlbench.bench import PLAIN, BenchConfig, growth, measure, part_recipes, table
+from mtlbench.methods import AXES
 
 
 def test_bench_measures_every_method_on_random_tensors():
@@ -14,3 +15,17 @@ def test_growth_fit_tells_linear_from_quadratic():
     n = np.arange(2, 8)
     assert "quadratic term: 100%" in growth(n, 0.01 * n ** 2)
     assert "quadratic term: 0%" in growth(n, 0.3 + 0.05 * n)
+    assert "flat" in growth(n, 0.5 + 0.001 * np.sin(n))
+
+
+def test_bench_parts_swaps_every_part_of_three_axes_into_the_plain_recipe():
+    config = BenchConfig(height=32, width=32, model_width=0.0625, batch_size=4, steps=1, warmup=0, device="cpu",
+                         scenario="full")
+    recipes = part_recipes(config)
+    expected = {f"{axis}={name}" for axis in ("allocation", "weighting", "gradients") for name in AXES[axis].list()}
+    assert set(recipes) - {PLAIN} == expected - {"allocation=full", "weighting=uniform", "gradients=sum"}
+    assert all(sum(recipes[label][axis] != recipes[PLAIN][axis] for axis in AXES) == 1 for label in recipes
+               if label != PLAIN)
+    seconds = measure(config, {k: recipes[k] for k in (PLAIN, "weighting=amtl", "allocation=ista")})
+    rendered = table(config, seconds)
+    assert "cost vs uniform+sum" in rendered and "| uniform+sum |" in rendered and "1.00x" in rendered

@@ -63,6 +63,19 @@ def test_baseline_and_metrics_can_be_chosen(store, tmp_path):
     assert float(rows["supervised"]["delta_mean"]) < 0
 
 
+def test_rows_follow_the_suites_method_order_then_the_alphabet(store, tmp_path):
+    def methods(out):
+        return [row["method"] for row in csv.DictReader(out.with_suffix(".csv").open())]
+
+    out = tmp_path / "demo"
+    assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
+    assert methods(out) == ["mtpsl", "stl", "supervised"]  # suite.json of an older run: no method order
+    suite = json.loads((store / "demo" / "suite.json").read_text())
+    write_json_atomic(store / "demo" / "suite.json", {**suite, "methods": ["supervised", "stl"]})
+    assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
+    assert methods(out) == ["supervised", "stl", "mtpsl"]
+
+
 def test_no_results_is_a_clear_error(tmp_path, capsys):
     assert main(["leaderboard", "--results", str(tmp_path)]) == 1
     assert "no suite results" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from mtlbench.methods import METHODS, Recipe
 from conftest import preset
 from mtlbench.models import SegNet
 from mtlbench.tracking import flatten
-from mtlbench.train import run_job
+from mtlbench.train import checkpoint, run_job
 
 TASKS = {k: v for k, v in SynthRooms().tasks().items() if k in ("seg", "depth", "normal")}
 
@@ -105,6 +105,18 @@ def test_a_job_resumed_from_its_checkpoint_matches_an_uninterrupted_one(tiny_job
     assert flatten(resumed["test"]) == pytest.approx(flatten(straight["test"]), rel=1e-6)
     for a, b in zip(resumed["history"], straight["history"], strict=True):
         assert flatten(a["val"]) == pytest.approx(flatten(b["val"]), rel=1e-6)
+
+
+def test_a_checkpoint_of_another_format_is_refused_by_name_and_kept(tiny_job, tmp_path):
+    tiny_job["train"]["epochs"] = 1
+    run_job(tiny_job, tmp_path)
+    path = tmp_path / "checkpoint-mtl.pt"
+    state = torch.load(path, weights_only=False)
+    del state["format"]  # as written before checkpoints carried their format
+    torch.save(state, path)
+    with pytest.raises(checkpoint.StaleCheckpoint, match=r"checkpoint-mtl.pt: field 'format' is 1.*delete"):
+        run_job(tiny_job, tmp_path)
+    assert "format" not in torch.load(path, weights_only=False)
 
 
 def test_stl_trains_one_network_per_task_on_its_labelled_images_only(tiny_job, tmp_path):

@@ -13,7 +13,8 @@ def render_suite(store: Store, suite: str, out: Path | None = None, baseline: st
     summary = store.suite_summary(suite)
     settings = summary.get("leaderboard", {})
     results = list(store.results(suite))
-    built = tables(results, baseline or settings.get("baseline", "supervised"), settings.get("metrics", {}))
+    built = tables(results, baseline or settings.get("baseline", "supervised"), settings.get("metrics", {}),
+                   summary.get("methods", []))
     hardware = sorted({r["device"] for r in results})
     return write(out or Path("leaderboards") / suite, markdown(summary, built, hardware), csv(built))
 

@@ -42,9 +42,12 @@ def frame(results: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def tables(results: list[dict[str, Any]], baseline: str, chosen: dict[str, list[str]]) -> list[Table]:
+def tables(results: list[dict[str, Any]], baseline: str, chosen: dict[str, list[str]],
+           order: list[str] = ()) -> list[Table]:
+    """One table per (dataset, scenario); rows in ``order`` (the suite's method order), then any other
+    method with results, alphabetically."""
     data = frame(results)
-    order = list(dict.fromkeys(r["method"] for r in results))
+    order = list(dict.fromkeys([*order, *sorted({r["method"] for r in results})]))
     out = []
     for (dataset, scenario), group in data.groupby(["dataset", "scenario"], sort=False):
         out.append(table(dataset, scenario, group, order, baseline, chosen))

@@ -1,4 +1,5 @@
-"""Task allocation of paper 002: STA (Alg. 1), ISTA (Alg. 2) and FT+ (Table 5).
+"""Task allocation of paper 002: STA (Alg. 1), ISTA (Alg. 2), the STA-gap interpolation (Table 7) and FT+
+(Table 5).
 
 The papers' datasets are fully labelled; in mtlbench an image may be labelled for only some tasks, so both
 allocators draw from an image's *labelled* tasks. Task losses are means over the images allocated to each
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .parts import ALLOCATIONS, Part
+from .parts import ALLOCATIONS, Allocation
 
 
 def allocate(available: Tensor, k: int) -> Tensor:
@@ -29,7 +30,7 @@ def mean_per_task(per_image: dict[str, Tensor], n_tasks: int) -> dict[str, Tenso
 
 @ALLOCATIONS.register("sta")
 @dataclass(frozen=True)
-class STA(Part):
+class STA(Allocation):
     """Stochastic Task Allocation (paper 002 Alg. 1): each step, every image supervises a random subset of
     ``k`` of its labelled tasks (k = 1 in most of the paper's experiments)."""
 
@@ -44,7 +45,7 @@ class STA(Part):
 
 @ALLOCATIONS.register("ista")
 @dataclass(frozen=True)
-class ISTA(Part):
+class ISTA(Allocation):
     """Interleaved STA (paper 002 Alg. 2): sub-iterations over the same batch, each a parameter update,
     allocating ``k`` of each image's remaining labelled tasks, until every labelled (image, task) pair of
     the batch has been used exactly once."""
@@ -63,9 +64,31 @@ class ISTA(Part):
         return mean_per_task(per_image, mask.shape[1])
 
 
+@ALLOCATIONS.register("sta_gap")
+@dataclass(frozen=True)
+class STAGap(ISTA):
+    """The interpolation between STA and ISTA of paper 002 Table 7: a batch trained at step t with one
+    allocation is trained again at step t + ``gap`` with another, ``gap`` batches taking turns. The gap is
+    exact when every batch needs as many sub-steps (the paper's fully labelled data); with partial labels a
+    batch that needs fewer drops out of the later turns, shortening the others' gaps, and the last group of
+    an epoch may hold fewer than ``gap`` batches. The next allocation of an image is drawn from its
+    labelled tasks not yet used in this epoch, as ISTA does, so that gap 1 is exactly ISTA, which the paper
+    calls "a special case where the gap is 1"; the paper does not say whether revisits may repeat a task."""
+
+    gap: int = 2
+
+    def __post_init__(self) -> None:
+        if self.gap < 1:
+            raise ValueError(f"sta_gap: field 'gap' must be at least 1 (1 is ISTA), got {self.gap}")
+
+    @property
+    def interleaved_batches(self) -> int:
+        return self.gap
+
+
 @ALLOCATIONS.register("ft_plus")
 @dataclass(frozen=True)
-class FTPlus(Part):
+class FTPlus(Allocation):
     """FT+ (paper 002 Table 5): full-task training (Eq. 1 losses) for as many updates per batch as ISTA with
     the same ``k`` would make, to separate the effect of allocation from the effect of more steps."""
 

@@ -55,9 +55,26 @@ class Part:
         """Called after every validation evaluation (never with test metrics)."""
 
 
+class Allocation(Part):
+    """Base of the allocation axis: the sub-steps of a batch and how their per-image losses average."""
+
+    @property
+    def interleaved_batches(self) -> int:
+        """How many consecutive batches take turns in their sub-steps (1: a batch's sub-steps run back to
+        back; see the STA-gap interpolation of paper 002 Table 7)."""
+        return 1
+
+    def steps(self, mask: Tensor) -> list[Tensor]:
+        """The (image, task) pairs [B, T] that supervise each update made with this batch."""
+        raise NotImplementedError
+
+    def task_losses(self, per_image: dict[str, Tensor], rows: dict[str, Tensor], mask: Tensor) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+
 @ALLOCATIONS.register("full")
 @dataclass(frozen=True)
-class FullAllocation(Part):
+class FullAllocation(Allocation):
     """Every labelled (image, task) pair supervises every step: paper 004 Eq. 1.
 
     L = (1/|B|) Σ_x Σ_{t ∈ T_x} L^t(x) / |T_x|, written as task losses L_t = (1/|B|) Σ_{x: t ∈ T_x} L^t(x)/|T_x|

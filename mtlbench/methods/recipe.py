@@ -47,6 +47,9 @@ preset("pcgrad+uncertainty", gradients="pcgrad", weighting="uncertainty")
 preset("amtl", weighting="amtl")  # paper 003 Eq. 3-5
 preset("amtl+pcgrad", weighting="amtl", gradients="pcgrad")
 preset("ista+gradnorm", allocation="ista", gradients="gradnorm")  # paper 002 Figs. 5-6
+for _gap in (2, 4, 8, 16):  # paper 002 Table 7
+    preset(f"sta_gap{_gap}", allocation={"name": "sta_gap", "gap": _gap})
+preset("dtp", weighting="dtp")  # Guo et al. 2018, as paper 003 runs it
 
 
 class Recipe:
@@ -86,44 +89,62 @@ class Recipe:
         return [View(batch[c], w.targets(targets, self.tasks) if w else targets, {t: p[c] for t, p in preds.items()},
                      feature[c], w) for c, w in zip(chunks, [None, *warps])]
 
+    @property
+    def interleaved_batches(self) -> int:
+        return self.allocation.interleaved_batches
+
     def train_step(self, optimizer: torch.optim.Optimizer, images: Tensor, targets: dict[str, Tensor],
                    mask: Tensor) -> dict[str, Tensor]:
-        """One batch: every sub-step the allocation asks for is a forward, a backward and an update.
+        """One batch: every sub-step the allocation asks for is a forward, a backward and an update."""
+        return self.train_batches(optimizer, [(images, targets, mask)])
 
-        ``mask`` [B, T] lives on the CPU, so selecting the labelled rows of each task costs no device sync.
-        A task with no supervised image in a sub-step gets no loss term at all, so its head receives no
-        gradient (not even a zero one that Adam's momentum would turn into an update).
+    def train_batches(self, optimizer: torch.optim.Optimizer,
+                      batches: list[tuple[Tensor, dict[str, Tensor], Tensor]]) -> dict[str, Tensor]:
+        """Consecutive batches taking turns: round r makes the r-th sub-step of every batch that has one, so
+        a batch meets its next allocation ``len(batches)`` updates later (one batch: back to back)."""
+        plans = [self.allocation.steps(mask) for _, _, mask in batches]
+        logs: dict[str, Tensor] = {}
+        for r in range(max(map(len, plans))):
+            for (images, targets, _), plan in zip(batches, plans):
+                if r < len(plan):
+                    self.update(optimizer, images, targets, plan[r], logs)
+        return logs
+
+    def update(self, optimizer: torch.optim.Optimizer, images: Tensor, targets: dict[str, Tensor],
+               supervise: Tensor, logs: dict[str, Tensor]) -> None:
+        """A forward, a backward and an update, supervised by the (image, task) pairs of ``supervise``.
+
+        ``supervise`` [B, T] lives on the CPU, so selecting the labelled rows of each task costs no device
+        sync. A task with no supervised image gets no loss term at all, so its head receives no gradient (not
+        even a zero one that Adam's momentum would turn into an update).
         """
         names = list(self.tasks)
-        logs: dict[str, Tensor] = {}
-        for supervise in self.allocation.steps(mask):
-            rows = {t: supervise[:, j].nonzero().squeeze(1) for j, t in enumerate(names)}
-            active = [t for t in names if len(rows[t])]
-            optimizer.zero_grad(set_to_none=True)
-            for own, _ in self.own:
-                own.zero_grad(set_to_none=True)
-            views = self.views(images, targets)
-            preds = views[0].preds
-            device_rows = {t: rows[t].to(images.device, non_blocking=True) for t in active}
-            per_image = {t: self.tasks[t].loss_per_image(preds[t][device_rows[t]], targets[t][device_rows[t]])
-                         for t in active}
-            task_losses = self.allocation.task_losses(per_image, {t: rows[t] for t in active}, supervise) \
-                if active else {}
-            terms = self.weighting.terms(task_losses, self.net("weighting")) if task_losses else {}
-            with self.autocast():
-                regularization = self.regularizer.loss(StepContext(self.tasks, supervise, views),
-                                                       self.net("regularizer"))
-            if regularization is not None:
-                logs["regularizer"] = logs.get("regularizer", 0) + regularization.detach()
-            if not terms and regularization is None:
-                continue
-            self.gradients.backward(terms, regularization, self.model, self.net("gradients"))
-            optimizer.step()
-            for own, _ in self.own:
-                own.step()
-            for t, loss in task_losses.items():
-                logs[f"loss/{t}"] = logs.get(f"loss/{t}", 0) + loss.detach()
-        return logs
+        rows = {t: supervise[:, j].nonzero().squeeze(1) for j, t in enumerate(names)}
+        active = [t for t in names if len(rows[t])]
+        optimizer.zero_grad(set_to_none=True)
+        for own, _ in self.own:
+            own.zero_grad(set_to_none=True)
+        views = self.views(images, targets)
+        preds = views[0].preds
+        device_rows = {t: rows[t].to(images.device, non_blocking=True) for t in active}
+        per_image = {t: self.tasks[t].loss_per_image(preds[t][device_rows[t]], targets[t][device_rows[t]])
+                     for t in active}
+        task_losses = self.allocation.task_losses(per_image, {t: rows[t] for t in active}, supervise) \
+            if active else {}
+        terms = self.weighting.terms(task_losses, self.net("weighting")) if task_losses else {}
+        with self.autocast():
+            regularization = self.regularizer.loss(StepContext(self.tasks, supervise, views),
+                                                   self.net("regularizer"))
+        if regularization is not None:
+            logs["regularizer"] = logs.get("regularizer", 0) + regularization.detach()
+        if not terms and regularization is None:
+            return
+        self.gradients.backward(terms, regularization, self.model, self.net("gradients"))
+        optimizer.step()
+        for own, _ in self.own:
+            own.step()
+        for t, loss in task_losses.items():
+            logs[f"loss/{t}"] = logs.get(f"loss/{t}", 0) + loss.detach()
 
     def end_epoch(self, epoch_losses: dict[str, float]) -> None:
         for _, scheduler in self.own:

@@ -106,6 +106,48 @@ def accuracy_metric(task: Task) -> str | None:
     return next((metric for kind, metric in ACCURACY.items() if isinstance(task, kind)), None)
 
 
+def check_accuracies(method: str, tasks: dict[str, Task]) -> None:
+    missing = [t for t, task in tasks.items() if accuracy_metric(task) is None]
+    if missing:
+        raise ValueError(f"{method} needs an accuracy for every task; {missing} have none "
+                         f"(it knows {', '.join(ACCURACY.values())})")
+
+
+def accuracy_state(tasks: dict[str, Task], initial_weight: float) -> TaskState:
+    """An EMA of each task's validation accuracy, and the weights derived from it."""
+    state = TaskState(tasks)
+    state.metrics = [accuracy_metric(task) for task in tasks.values()]
+    state.register_buffer("accuracy", torch.zeros(len(tasks)))
+    state.register_buffer("measured", torch.zeros((), dtype=torch.bool))
+    state.register_buffer("weights", torch.full((len(tasks),), initial_weight))
+    return state
+
+
+def update_accuracy(net: nn.Module, metrics: dict[str, dict[str, float]], ema: float) -> Tensor:
+    """new = ema * measured + (1 - ema) * old; the first measurement is taken as is (the authors' code)."""
+    measured = torch.tensor([metrics[t][m] for t, m in zip(net.names, net.metrics)])
+    net.accuracy.copy_(torch.where(net.measured, ema * measured + (1 - ema) * net.accuracy, measured))
+    net.measured.fill_(True)
+    return net.accuracy
+
+
+def weighted_mean_terms(weights: Tensor, task_losses: dict[str, Tensor],
+                        mean: Literal["geometric", "arithmetic"]) -> dict[str, Tensor]:
+    """Σ_t w_t L_t, or the weighted geometric mean Π_t L_t^{w_t} as gradient-equivalent terms
+    (Π L^w) (w_t / L_t) L_t with the coefficients detached."""
+    losses = torch.stack(list(task_losses.values()))
+    weights = weights.to(losses.device)
+    if mean == "arithmetic":
+        return {t: weights[j] * losses[j] for j, t in enumerate(task_losses)}
+    detached = losses.detach().clamp_min(1e-12)
+    total = torch.exp((weights * detached.log()).sum())
+    return {t: (total * weights[j] / detached[j]) * losses[j] for j, t in enumerate(task_losses)}
+
+
+def present_weights(net: nn.Module, task_losses: dict[str, Tensor]) -> Tensor:
+    return torch.stack([net.weights[net.index(t)] for t in task_losses])
+
+
 @WEIGHTINGS.register("amtl")
 @dataclass(frozen=True)
 class AMTL(Weighting):
@@ -129,37 +171,50 @@ class AMTL(Weighting):
     potentials: Optional[dict[str, float]] = None
 
     def check(self, tasks: dict[str, Task]) -> None:
-        missing = [t for t, task in tasks.items() if accuracy_metric(task) is None]
-        if missing:
-            raise ValueError(f"amtl needs an accuracy for every task; {missing} have none "
-                             f"(it knows {', '.join(ACCURACY.values())})")
+        check_accuracies("amtl", tasks)
 
     def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module:
         self.check(tasks)
         if self.potentials is None:
             raise ValueError("amtl needs the STL potentials (run the suite's stl jobs first, or set "
                              "weighting.potentials)")
-        state = TaskState(tasks)
-        state.metrics = [accuracy_metric(task) for task in tasks.values()]
+        state = accuracy_state(tasks, 1.0 / len(tasks))
         state.register_buffer("potential", torch.tensor([float(self.potentials[t]) for t in tasks]))
-        state.register_buffer("accuracy", torch.zeros(len(tasks)))
-        state.register_buffer("measured", torch.zeros((), dtype=torch.bool))
-        state.register_buffer("weights", torch.full((len(tasks),), 1.0 / len(tasks)))
         return state
 
     def after_validation(self, net: nn.Module | None, metrics: dict[str, dict[str, float]]) -> None:
-        measured = torch.tensor([metrics[t][m] for t, m in zip(net.names, net.metrics)])
-        net.accuracy.copy_(torch.where(net.measured, self.ema * measured + (1 - self.ema) * net.accuracy, measured))
-        net.measured.fill_(True)
-        focal = (1 - net.accuracy / ((1 + self.margin) * net.potential)).clamp_min(0) ** self.gamma
+        accuracy = update_accuracy(net, metrics, self.ema)
+        focal = (1 - accuracy / ((1 + self.margin) * net.potential)).clamp_min(0) ** self.gamma
         net.weights.copy_(torch.softmax(focal, 0))
 
     def terms(self, task_losses: dict[str, Tensor], net: nn.Module | None) -> dict[str, Tensor]:
-        weights = torch.stack([net.weights[net.index(t)] for t in task_losses])
-        weights = (weights / weights.sum()).to(next(iter(task_losses.values())).device)
-        losses = torch.stack(list(task_losses.values()))
-        if self.mean == "arithmetic":
-            return {t: weights[j] * losses[j] for j, t in enumerate(task_losses)}
-        detached = losses.detach().clamp_min(1e-12)
-        total = torch.exp((weights * detached.log()).sum())
-        return {t: (total * weights[j] / detached[j]) * losses[j] for j, t in enumerate(task_losses)}
+        weights = present_weights(net, task_losses)
+        return weighted_mean_terms(weights / weights.sum(), task_losses, self.mean)
+
+
+@WEIGHTINGS.register("dtp")
+@dataclass(frozen=True)
+class DTP(Weighting):
+    """Dynamic Task Prioritization (Guo et al., ECCV 2018, task-level focal weights), as paper 003 runs it
+    (Tables 1, 4, 6; its authors' code base): w_t = -(1 - κ_t)^γ log κ_t with κ_t the EMA of task t's
+    validation accuracy (the same accuracies and EMA as ``amtl``: new = 0.1 measured + 0.9 old), γ = 1,
+    weights 1 until the first evaluation and not normalised; L = Σ_t w_t L_t (``mean: geometric`` gives the
+    DTP-G row of Table 6, Π_t L_t^{w_t}). A task without labels in a batch has no term."""
+
+    gamma: float = 1.0
+    ema: float = 0.1
+    mean: Literal["geometric", "arithmetic"] = "arithmetic"
+
+    def check(self, tasks: dict[str, Task]) -> None:
+        check_accuracies("dtp", tasks)
+
+    def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module:
+        self.check(tasks)
+        return accuracy_state(tasks, 1.0)
+
+    def after_validation(self, net: nn.Module | None, metrics: dict[str, dict[str, float]]) -> None:
+        kpi = update_accuracy(net, metrics, self.ema)
+        net.weights.copy_(-((1 - kpi) ** self.gamma) * torch.log(kpi + 1e-20))
+
+    def terms(self, task_losses: dict[str, Tensor], net: nn.Module | None) -> dict[str, Tensor]:
+        return weighted_mean_terms(present_weights(net, task_losses), task_losses, self.mean)

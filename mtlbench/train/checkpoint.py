@@ -1,4 +1,9 @@
-"""Atomic checkpoints: everything an exact resume needs (model, optimiser, scheduler, RNG states, epoch)."""
+"""Atomic checkpoints: everything an exact resume needs (model, optimiser, scheduler, RNG states, epoch).
+
+A checkpoint carries the version of its layout: a job whose config is unchanged keeps its id across mtlbench
+releases, so a run interrupted under an older release meets a checkpoint this one cannot read, and must say so
+rather than fail on a missing key.
+"""
 from __future__ import annotations
 
 import os
@@ -8,16 +13,31 @@ from typing import Any
 import torch
 
 
+# 2: recipe state became {"nets", "own"} when every recipe axis could own modules
+FORMAT = 2
+
+
+class StaleCheckpoint(RuntimeError):
+    pass
+
+
 def save_atomic(state: dict[str, Any], path: Path) -> None:
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    torch.save(state, tmp)
+    torch.save({**state, "format": FORMAT}, tmp)
     os.replace(tmp, path)
 
 
 def load(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    written = state.get("format", 1)
+    if written != FORMAT:
+        raise StaleCheckpoint(
+            f"{path}: field 'format' is {written}, this mtlbench reads checkpoint format {FORMAT}. The job was "
+            f"interrupted under another mtlbench release; delete {path.name} to restart the job from epoch 0 "
+            "(its other files are rewritten), or resume it with the release that wrote it.")
+    return state
 
 
 def rng_state(generators: dict[str, torch.Generator]) -> dict[str, Any]:

@@ -147,6 +147,16 @@ def run_job(job: dict[str, Any], job_dir: Path, on_epoch: EpochCallback = lambda
     }
 
 
+def load_batch(stage: Stage, index: Tensor, augment: Augment, generator: torch.Generator,
+               device: torch.device) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+    """Images and targets on the device, augmented, and the batch's label mask (kept on the CPU)."""
+    images, targets = stage.train.batch(index.to(device, non_blocking=True), stage.tasks)
+    images, targets = augment(images, targets, stage.tasks, generator)
+    if device.type == "cuda":
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, targets, stage.mask[index]
+
+
 def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], device: torch.device,
                 path: Path, on_epoch: EpochCallback) -> StageResult:
     cfg = job["train"]
@@ -182,12 +192,11 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
         model.train()
         sums: dict[str, Tensor] = {}
         batches = stage.batches(cfg["batch_size"], generators["order"])
-        for index in batches:
-            images, targets = stage.train.batch(index.to(device, non_blocking=True), stage.tasks)
-            images, targets = augment(images, targets, stage.tasks, generators["augment"])
-            if device.type == "cuda":
-                images = images.contiguous(memory_format=torch.channels_last)
-            logs = recipe.train_step(optimizer, images, targets, stage.mask[index])
+        group = recipe.interleaved_batches
+        for first in range(0, len(batches), group):
+            loaded = [load_batch(stage, index, augment, generators["augment"], device)
+                      for index in batches[first:first + group]]
+            logs = recipe.train_batches(optimizer, loaded)
             for key, value in logs.items():
                 sums[key] = sums.get(key, 0) + value
         scheduler.step()
