@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 
@@ -45,7 +46,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         return 1
     for suite in suites:
         name = Path(suite).stem if suite.endswith((".yaml", ".yml")) else suite
-        for path in render_suite(store, name, Path(args.out) if args.out else None, args.baseline):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            paths = render_suite(store, name, Path(args.out) if args.out else None, args.baseline)
+        for warning in caught:
+            print(f"warning: {warning.message}", file=sys.stderr)
+        for path in paths:
             print(f"wrote {path}")
     return 0
 

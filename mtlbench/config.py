@@ -114,7 +114,9 @@ class Suite:
         """What the leaderboard needs to know about the suite (saved next to its results)."""
         return {"name": self.name, "path": str(self.path), "description": self.raw.description,
                 "leaderboard": self.raw.leaderboard.model_dump(), "tasks": self.raw.tasks,
-                "methods": list(dict.fromkeys(job.method for job in self.jobs))}
+                "scenarios": list(dict.fromkeys(job.scenario for job in self.jobs)),
+                "methods": list(dict.fromkeys(job.method for job in self.jobs)),
+                "jobs": [job.id for job in self.jobs]}
 
 
 def scenario_label(scenario: dict[str, Any]) -> str:

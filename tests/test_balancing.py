@@ -99,6 +99,10 @@ def test_dwa_weights_follow_the_loss_ratio_of_the_last_two_epochs():
     assert torch.allclose(net.weights, 3 * torch.softmax(ratio / 2, 0))
     terms = part.terms({"seg": torch.tensor(1.0)}, net)
     assert terms["seg"].item() == pytest.approx(net.weights[0].item())
+    x = torch.tensor([0.7, 1.3, 0.4], requires_grad=True)  # DWA-G (paper 003 Table 6): gradient of Π L^w
+    (grad,) = torch.autograd.grad(sum(DWA(mean="geometric").terms(dict(zip(TASKS, x)), net).values()), x)
+    (expected,) = torch.autograd.grad(torch.prod(x ** net.weights), x)
+    assert torch.allclose(grad, expected, rtol=1e-5)
 
 
 def test_gls_has_the_value_and_gradient_of_the_geometric_mean():
@@ -255,5 +259,7 @@ def test_gradnorm_moves_weights_towards_equal_gradient_norms_at_the_last_shared_
     larger = int(norms[1] > norms[0])
     assert net.weights.grad[[0, 1][larger]] > 0 > net.weights.grad[[0, 1][1 - larger]]
     assert net.weights.grad[2] == 0  # normal absent from this batch
+    g = torch.stack(norms)  # d/dw_t Σ|w_t G_t - mean(G)| at w = 1, r = 1: sign(G_t - mean G) G_t
+    assert torch.allclose(net.weights.grad[:2], torch.sign(g - g.mean()) * g, rtol=1e-5)
     assert torch.equal(net.initial[:2], torch.stack([t.detach() for t in terms.values()]))
     assert all(p.grad is not None for p in model.shared_parameters())

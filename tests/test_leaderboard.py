@@ -1,6 +1,7 @@
 """Leaderboards: mean ± std over seeds, direction arrows, best in bold, ΔMTL against the chosen baseline."""
 import csv
 import json
+import re
 
 import pytest
 
@@ -63,17 +64,31 @@ def test_baseline_and_metrics_can_be_chosen(store, tmp_path):
     assert float(rows["supervised"]["delta_mean"]) < 0
 
 
-def test_rows_follow_the_suites_method_order_then_the_alphabet(store, tmp_path):
-    def methods(out):
-        return [row["method"] for row in csv.DictReader(out.with_suffix(".csv").open())]
+def test_tables_and_rows_follow_the_suites_order_then_the_alphabet(store, tmp_path):
+    def order(out):
+        rows = list(csv.DictReader(out.with_suffix(".csv").open()))
+        return list(dict.fromkeys(row["scenario"] for row in rows)), [row["method"] for row in rows[:3]]
 
+    full = {**result("supervised", 0, 0.2, 0.6), "job_id": "full", "scenario": "full"}
+    (store / "demo" / "full").mkdir()
+    write_json_atomic(store / "demo" / "full" / "result.json", full)
     out = tmp_path / "demo"
     assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
-    assert methods(out) == ["mtpsl", "stl", "supervised"]  # suite.json of an older run: no method order
+    assert order(out) == (["full", "onelabel"], ["supervised", "mtpsl", "stl"])  # an older run's suite.json
     suite = json.loads((store / "demo" / "suite.json").read_text())
-    write_json_atomic(store / "demo" / "suite.json", {**suite, "methods": ["supervised", "stl"]})
+    write_json_atomic(store / "demo" / "suite.json",
+                      {**suite, "methods": ["supervised", "stl"], "scenarios": ["onelabel", "full"]})
     assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
-    assert methods(out) == ["supervised", "stl", "mtpsl"]
+    assert order(out) == (["onelabel", "full"], ["supervised", "stl", "mtpsl"])
+
+
+def test_results_of_jobs_the_suite_no_longer_has_are_left_out_with_a_warning(store, tmp_path, capsys):
+    suite = json.loads((store / "demo" / "suite.json").read_text())
+    write_json_atomic(store / "demo" / "suite.json", {**suite, "jobs": ["stl0", "stl1", "supervised0", "supervised1"]})
+    out = tmp_path / "demo"
+    assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
+    assert re.search(r"^warning: demo: left out 1 result.*mtpsl0", capsys.readouterr().err, re.MULTILINE)
+    assert [row["method"] for row in csv.DictReader(out.with_suffix(".csv").open())] == ["stl", "supervised"]
 
 
 def test_no_results_is_a_clear_error(tmp_path, capsys):

@@ -42,16 +42,21 @@ def frame(results: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+def suite_order(first: list[str], present: set[str]) -> list[str]:
+    """The suite's order, then anything else with results (older runs), alphabetically."""
+    return [x for x in dict.fromkeys([*first, *sorted(present)]) if x in present]
+
+
 def tables(results: list[dict[str, Any]], baseline: str, chosen: dict[str, list[str]],
-           order: list[str] = ()) -> list[Table]:
-    """One table per (dataset, scenario); rows in ``order`` (the suite's method order), then any other
-    method with results, alphabetically."""
+           methods: list[str] = (), scenarios: list[str] = ()) -> list[Table]:
+    """One table per (dataset, scenario), scenarios in the suite's order; rows in the suite's method order."""
     data = frame(results)
-    order = list(dict.fromkeys([*order, *sorted({r["method"] for r in results})]))
-    out = []
-    for (dataset, scenario), group in data.groupby(["dataset", "scenario"], sort=False):
-        out.append(table(dataset, scenario, group, order, baseline, chosen))
-    return out
+    methods = suite_order(list(methods), {r["method"] for r in results})
+    scenarios = suite_order(list(scenarios), {r["scenario"] for r in results})
+    groups = dict(list(data.groupby(["dataset", "scenario"], sort=False)))
+    return [table(dataset, scenario, groups[dataset, scenario], methods, baseline, chosen)
+            for dataset in suite_order([], {d for d, _ in groups}) for scenario in scenarios
+            if (dataset, scenario) in groups]
 
 
 def table(dataset: str, scenario: str, group: pd.DataFrame, order: list[str], baseline: str,

@@ -160,8 +160,9 @@ class GradNorm(Gradients):
         losses = torch.stack(list(terms.values()))
         weights = net.weights[index]
         layer = model.last_shared_layer()
-        norms = torch.stack([torch.autograd.grad(w * loss, layer, retain_graph=True, create_graph=True)[0].norm()
-                             for w, loss in zip(weights, losses)])
+        # ∇_W (w_t L_t) = w_t ∇_W L_t: G_t is differentiable in w without a double backward through the network
+        norms = weights.abs() * torch.stack([torch.autograd.grad(loss, layer, retain_graph=True)[0].norm()
+                                             for loss in losses])
         with torch.no_grad():
             initial = net.initial[index]
             net.initial[index] = torch.where(torch.isnan(initial), losses.detach().float(), initial)

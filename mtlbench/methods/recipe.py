@@ -50,6 +50,9 @@ preset("ista+gradnorm", allocation="ista", gradients="gradnorm")  # paper 002 Fi
 for _gap in (2, 4, 8, 16):  # paper 002 Table 7
     preset(f"sta_gap{_gap}", allocation={"name": "sta_gap", "gap": _gap})
 preset("dtp", weighting="dtp")  # Guo et al. 2018, as paper 003 runs it
+for _weighting in ("rlw", "dwa", "dtp"):  # paper 003 Table 6: the weighted geometric mean
+    preset(f"{_weighting}_g", weighting={"name": _weighting, "mean": "geometric"})
+preset("amtl+cagrad", weighting="amtl", gradients="cagrad")  # paper 003 Table 5
 
 
 class Recipe:

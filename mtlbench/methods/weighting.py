@@ -27,6 +27,23 @@ class TaskState(nn.Module):
         return self.names.index(name)
 
 
+def weighted_mean_terms(weights: Tensor, task_losses: dict[str, Tensor],
+                        mean: Literal["geometric", "arithmetic"]) -> dict[str, Tensor]:
+    """Σ_t w_t L_t, or the weighted geometric mean Π_t L_t^{w_t} as gradient-equivalent terms
+    (Π L^w) (w_t / L_t) L_t with the coefficients detached."""
+    losses = torch.stack(list(task_losses.values()))
+    weights = weights.to(losses.device)
+    if mean == "arithmetic":
+        return {t: weights[j] * losses[j] for j, t in enumerate(task_losses)}
+    detached = losses.detach().clamp_min(1e-12)
+    total = torch.exp((weights * detached.log()).sum())
+    return {t: (total * weights[j] / detached[j]) * losses[j] for j, t in enumerate(task_losses)}
+
+
+def present_weights(net: nn.Module, task_losses: dict[str, Tensor]) -> Tensor:
+    return torch.stack([net.weights[net.index(t)] for t in task_losses])
+
+
 @WEIGHTINGS.register("uncertainty")
 @dataclass(frozen=True)
 class Uncertainty(Weighting):
@@ -50,9 +67,10 @@ class Uncertainty(Weighting):
 class DWA(Weighting):
     """Dynamic Weight Average (Liu et al., CVPR 2019, Eq. 1): w_t = T exp(r_t / τ) / Σ_i exp(r_i / τ) with
     r_t = L_t(e-1) / L_t(e-2), the ratio of the last two epochs' mean training losses; w = 1 in the first two
-    epochs; τ = 2."""
+    epochs; τ = 2. L = Σ_t w_t L_t, or with ``mean: geometric`` Π_t L_t^{w_t} (paper 003 Table 6, DWA-G)."""
 
     temperature: float = 2.0
+    mean: Literal["arithmetic", "geometric"] = "arithmetic"
 
     def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module:
         state = TaskState(tasks)
@@ -72,7 +90,7 @@ class DWA(Weighting):
             net.weights.copy_(len(ratio) * torch.softmax(ratio / self.temperature, 0))
 
     def terms(self, task_losses: dict[str, Tensor], net: nn.Module | None) -> dict[str, Tensor]:
-        return {t: net.weights[net.index(t)] * loss for t, loss in task_losses.items()}
+        return weighted_mean_terms(present_weights(net, task_losses), task_losses, self.mean)
 
 
 @WEIGHTINGS.register("gls")
@@ -91,11 +109,13 @@ class GLS(Weighting):
 @WEIGHTINGS.register("rlw")
 @dataclass(frozen=True)
 class RLW(Weighting):
-    """Random Loss Weighting (Lin et al., TMLR 2022): every step, w = softmax(z) with z ~ N(0, I)."""
+    """Random Loss Weighting (Lin et al., TMLR 2022): every step, w = softmax(z) with z ~ N(0, I) over the tasks
+    present; L = Σ_t w_t L_t, or with ``mean: geometric`` Π_t L_t^{w_t} (paper 003 Table 6, RLW-G)."""
+
+    mean: Literal["arithmetic", "geometric"] = "arithmetic"
 
     def terms(self, task_losses: dict[str, Tensor], net: nn.Module | None) -> dict[str, Tensor]:
-        weights = torch.softmax(torch.randn(len(task_losses)), 0)
-        return {t: weights[j].to(loss.device) * loss for j, (t, loss) in enumerate(task_losses.items())}
+        return weighted_mean_terms(torch.softmax(torch.randn(len(task_losses)), 0), task_losses, self.mean)
 
 
 ACCURACY = {Segmentation: "miou", Depth: "delta1", Normal: "within_11.25", MultiLabel: "jaccard"}
@@ -129,23 +149,6 @@ def update_accuracy(net: nn.Module, metrics: dict[str, dict[str, float]], ema: f
     net.accuracy.copy_(torch.where(net.measured, ema * measured + (1 - ema) * net.accuracy, measured))
     net.measured.fill_(True)
     return net.accuracy
-
-
-def weighted_mean_terms(weights: Tensor, task_losses: dict[str, Tensor],
-                        mean: Literal["geometric", "arithmetic"]) -> dict[str, Tensor]:
-    """Σ_t w_t L_t, or the weighted geometric mean Π_t L_t^{w_t} as gradient-equivalent terms
-    (Π L^w) (w_t / L_t) L_t with the coefficients detached."""
-    losses = torch.stack(list(task_losses.values()))
-    weights = weights.to(losses.device)
-    if mean == "arithmetic":
-        return {t: weights[j] * losses[j] for j, t in enumerate(task_losses)}
-    detached = losses.detach().clamp_min(1e-12)
-    total = torch.exp((weights * detached.log()).sum())
-    return {t: (total * weights[j] / detached[j]) * losses[j] for j, t in enumerate(task_losses)}
-
-
-def present_weights(net: nn.Module, task_losses: dict[str, Tensor]) -> Tensor:
-    return torch.stack([net.weights[net.index(t)] for t in task_losses])
 
 
 @WEIGHTINGS.register("amtl")
