@@ -11,6 +11,7 @@ def test_list_shows_every_registry(capsys):
     for name in ("synthrooms", "onelabel", "randomlabels", "halflabels", "mask_file", "supervised", "stl",
                  "segnet", "uniform", "full"):
         assert name in out
+    assert "sta_gap4: networks=shared, allocation=sta_gap(gap=4)," in out  # a preset's non-default settings
 
 
 def test_import_and_trainer_need_only_torch_and_numpy():
