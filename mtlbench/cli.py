@@ -86,6 +86,28 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from .data import DATASETS, DatasetError
+
+    dataset = DATASETS.get(args.name)
+    if not hasattr(dataset, "check"):
+        print(f"{args.name} has no files to check (it is generated)", file=sys.stderr)
+        return 1
+    instance = dataset(root=args.path, **({"classes": args.classes} if args.classes else {}))
+    try:
+        problems = instance.check()
+    except DatasetError as error:
+        problems = [str(error)]
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{args.name} at {args.path}: {len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    sizes = ", ".join(f"{split} {instance.split_size(split)}" for split in ("train", "val", "test"))
+    print(f"{args.name} at {args.path}: every file is well-formed ({sizes} images)")
+    return 0
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
     from .tracking import offline_runs, sync
 
@@ -151,6 +173,13 @@ def parser() -> argparse.ArgumentParser:
     mode.add_argument("--parts", action="store_true",
                       help="each allocation, weighting and gradients part swapped into supervised, vs uniform+sum")
     bench.set_defaults(func=cmd_bench)
+
+    data = sub.add_parser("data", help="dataset utilities").add_subparsers(dest="action", required=True)
+    check = data.add_parser("check", help="validate a dataset folder: counts, shapes, dtypes, value ranges")
+    check.add_argument("name", help="dataset name (nyuv2, cityscapes)")
+    check.add_argument("path", help="the dataset folder (holding train/ and val/)")
+    check.add_argument("--classes", type=int, help="cityscapes: 7 or 19 segmentation classes")
+    check.set_defaults(func=cmd_data_check)
 
     sync = sub.add_parser("sync", help="upload offline W&B runs")
     sync.add_argument("suite", nargs="?", help="only this suite's runs")

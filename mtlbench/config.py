@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, TypeAdapter, ValidationError
 
-from .data import DATASETS, SCENARIOS
+from .data import DATASETS, SCENARIOS, DatasetError
 from .methods import AXES, METHODS, NETWORKS
 from .models import MODELS
 from .registry import Registry, RegistryError, build, parameters
@@ -258,6 +258,11 @@ def check_scenario(scenario: dict[str, Any], tasks: list[str], datasets: list[di
 def check_dataset(dataset: dict[str, Any], tasks: list[str], model: dict[str, Any], where: str,
                   path: Path) -> None:
     instance = DATASETS.get(dataset["name"])(**{k: v for k, v in dataset.items() if k != "name"})
+    if hasattr(instance, "require"):  # datasets read from disk: fail in seconds, before any job starts
+        try:
+            instance.require()
+        except DatasetError as error:
+            raise SuiteError(f"{path}: {where}: {error}") from None
     available = instance.tasks()
     unknown = [t for t in tasks if t not in available]
     if unknown:
