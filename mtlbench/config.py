@@ -121,7 +121,8 @@ class Suite:
 
 def scenario_label(scenario: dict[str, Any]) -> str:
     unlabeled = scenario.get("unlabeled", 0.0)
-    return scenario["name"] + (f"+{round(100 * unlabeled)}%unlabeled" if unlabeled else "")
+    name = f"canonical-{scenario['labels']}" if scenario["name"] == "canonical" else scenario["name"]
+    return name + (f"+{round(100 * unlabeled)}%unlabeled" if unlabeled else "")
 
 
 def job_id(config: dict[str, Any]) -> str:

@@ -111,3 +111,14 @@ def test_a_job_trains_and_tests_on_the_nyuv2_fixture(tmp_path):
     result = run_job(job, tmp_path / "job")
     assert set(result["test"]) == {"seg", "depth", "normal"}
     assert all(np.isfinite(v) for metrics in result["test"].values() for v in metrics.values())
+
+
+@pytest.mark.parametrize("suite, folders", [("nyu_partial", NYU), ("cityscapes_partial", CITY)])
+def test_the_real_dataset_suites_validate_against_a_folder_and_fail_fast_without(suite, folders, tmp_path):
+    from conftest import REPO
+    with pytest.raises(SuiteError, match="not found"):
+        load_suite(REPO / "suites" / f"{suite}.yaml", [f"dataset.root={tmp_path / 'absent'}"])
+    write_mtan(tmp_path, folders)
+    loaded = load_suite(REPO / "suites" / f"{suite}.yaml", [f"dataset.root={tmp_path}"])
+    assert {job.scenario for job in loaded.jobs} <= {"canonical-onelabel", "canonical-randomlabels"}
+    assert len(loaded.jobs) == len(loaded.summary()["methods"]) * len(loaded.summary()["scenarios"]) * 3

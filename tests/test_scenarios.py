@@ -70,6 +70,25 @@ def test_canonical_mtpsl_masks_are_read_from_the_legacy_torch_files():
     assert random.shape == (795, 2)
 
 
+@pytest.mark.parametrize("dataset, name, tasks", [("nyuv2", "onelabel", ["seg", "depth", "normal"]),
+                                                 ("nyuv2", "randomlabels", ["seg", "depth", "normal"]),
+                                                 ("cityscapes", "onelabel", ["seg", "depth"])])
+def test_bundled_canonical_masks_equal_the_published_files(dataset, name, tasks):
+    published = mask("mask_file", n={"nyuv2": 795, "cityscapes": 2975}[dataset], tasks=tasks, columns=tasks,
+                     path=str(SHARED / f"reference/partial_label_masks/{dataset}/{name}.pth"))
+    bundled = mask("canonical", n=len(published), tasks=tasks, dataset=dataset, labels=name)
+    assert np.array_equal(bundled, published)
+    assert np.array_equal(mask("canonical", n=len(published), tasks=tasks[::-1], dataset=dataset, labels=name),
+                          published[:, ::-1])  # columns follow the suite's task order
+
+
+def test_canonical_refuses_unpublished_masks_and_a_held_out_train_split():
+    with pytest.raises(ScenarioError, match="no published mask cityscapes/randomlabels"):
+        mask("canonical", n=2975, tasks=["seg", "depth"], dataset="cityscapes", labels="randomlabels")
+    with pytest.raises(ScenarioError, match="795 rows .* 700 images; set the dataset's val to 0"):
+        mask("canonical", n=700, tasks=["seg"], dataset="nyuv2", labels="onelabel")
+
+
 def test_mask_file_of_the_wrong_size_names_the_file_and_shapes():
     path = str(SHARED / "reference/partial_label_masks/nyuv2/onelabel.pth")
     with pytest.raises(ScenarioError, match=r"onelabel.pth: mask has shape \(795, 3\), expected \(100, 3\)"):

@@ -140,6 +140,38 @@ class MaskFile(Scenario):
         return np.ascontiguousarray(stored[:, [self.columns.index(t) for t in tasks]], np.float32)
 
 
+CANONICAL = {("nyuv2", "onelabel"): ("seg", "depth", "normal"), ("nyuv2", "randomlabels"): ("seg", "depth", "normal"),
+             ("cityscapes", "onelabel"): ("seg", "depth")}
+
+
+@SCENARIOS.register("canonical")
+@dataclass(frozen=True)
+class Canonical(Scenario):
+    """The masks MTPSL published and JTR reused (bundled in mtlbench/data/masks, MIT licence), so that results
+    compare with the papers' like for like: ``dataset`` nyuv2 (``labels`` onelabel or randomlabels) or
+    cityscapes (onelabel). Rows are the images of the full MTAN training split, so the dataset's ``val`` must be 0."""
+
+    dataset: str = "nyuv2"
+    labels: str = "onelabel"
+
+    def __post_init__(self) -> None:
+        if (self.dataset, self.labels) not in CANONICAL:
+            known = ", ".join(f"{d}/{m}" for d, m in CANONICAL)
+            raise ScenarioError(f"canonical: no published mask {self.dataset}/{self.labels}; there are {known}")
+
+    def base_mask(self, n: int, tasks: list[str], generator: np.random.Generator) -> np.ndarray:
+        columns = CANONICAL[self.dataset, self.labels]
+        stored = np.load(Path(__file__).parent / "masks" / f"{self.dataset}-{self.labels}.npy")
+        if len(stored) != n:
+            raise ScenarioError(f"canonical {self.dataset}/{self.labels}: the mask has {len(stored)} rows (the full "
+                                f"training split) but the train split has {n} images; set the dataset's val to 0")
+        missing = [t for t in tasks if t not in columns]
+        if missing:
+            raise ScenarioError(f"canonical {self.dataset}/{self.labels}: no labels for tasks {missing}; it has "
+                                f"{list(columns)}")
+        return np.ascontiguousarray(stored[:, [columns.index(t) for t in tasks]], np.float32)
+
+
 @SCENARIOS.register("extended")
 @dataclass(frozen=True)
 class Extended(Scenario):
