@@ -258,7 +258,7 @@ def check_scenario(scenario: dict[str, Any], tasks: list[str], datasets: list[di
 
 def check_dataset(dataset: dict[str, Any], tasks: list[str], model: dict[str, Any], where: str,
                   path: Path) -> None:
-    instance = DATASETS.get(dataset["name"])(**{k: v for k, v in dataset.items() if k != "name"})
+    instance = build(DATASETS, dataset)
     if hasattr(instance, "require"):  # datasets read from disk: fail in seconds, before any job starts
         try:
             instance.require()
@@ -287,7 +287,7 @@ def check_methods(methods: list[dict[str, Any]], datasets: list[dict[str, Any]],
             raise SuiteError(f"{path}: methods[{i}].weighting: amtl takes its potentials from the suite's stl "
                              f"results: add stl to methods, or set weighting.potentials")
     for dataset in datasets:
-        available = DATASETS.get(dataset["name"])(**{k: v for k, v in dataset.items() if k != "name"}).tasks()
+        available = build(DATASETS, dataset).tasks()
         for i, method in enumerate(methods):
             for axis, registry in AXES.items():
                 try:
