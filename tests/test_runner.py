@@ -113,6 +113,25 @@ def test_amtl_takes_its_potentials_from_the_suites_stl_validation_results(write_
     assert records["amtl"]["config"]["method"]["weighting"]["potentials"] is None  # not part of the job id
 
 
+def test_amtl_potentials_ignore_stl_results_of_jobs_the_suite_no_longer_has(write_suite, tmp_path):
+    from mtlbench.runner.executor import with_potentials
+    from mtlbench.runner.store import write_json_atomic
+
+    path = write_suite({"methods": ["stl", "amtl"], "train": {"epochs": 1, "batch_size": 8, "eval_batch_size": 8,
+                                                               "device": "cpu"}})
+    results = tmp_path / "results"
+    assert run(path, results) == 0
+    store = Store(results)
+    current = next(r for r in store.results("tiny") if r["method"] == "stl")
+    stale = {**current, "job_id": "000000000000",
+             "val": {t: {m: 0.0 for m in metrics} for t, metrics in current["val"].items()}}
+    (results / "tiny" / stale["job_id"]).mkdir()
+    write_json_atomic(results / "tiny" / stale["job_id"] / "result.json", stale)
+    amtl = next(job for job in load_suite(path, []).jobs if job.method == "amtl")
+    potentials = with_potentials(amtl, store)["method"]["weighting"]["potentials"]
+    assert potentials["seg"] == pytest.approx(current["val"]["seg"]["miou"])
+
+
 def test_amtl_without_stl_in_the_suite_is_refused_before_training(write_suite, tmp_path, capsys):
     assert run(write_suite({"methods": ["amtl"]}), tmp_path / "results") == 2
     assert "amtl takes its potentials from the suite's stl results" in capsys.readouterr().err

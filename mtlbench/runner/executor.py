@@ -68,21 +68,24 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
 
 def with_potentials(job: Job, store: Store) -> dict[str, Any]:
     """AMTL's potentials: each task's STL accuracy on the same dataset and scenario, from the validation
-    metrics of the suite's finished ``stl`` jobs (mean over their seeds). Other jobs pass unchanged."""
+    metrics of the suite's finished ``stl`` jobs (mean over their seeds; only jobs the suite still expands to,
+    as in its leaderboard). Other jobs pass unchanged."""
     weighting = job.config["method"]["weighting"]
     if weighting["name"] != "amtl" or weighting.get("potentials") is not None:
         return job.config
     from ..data import DATASETS
     from ..methods.weighting import accuracy_metric
+    from ..registry import build
 
+    current = store.suite_summary(job.suite).get("jobs")
     stl = [r for r in store.results(job.suite) if r["method"] == "stl" and r["dataset"] == job.dataset
-           and r["scenario"] == job.scenario and r["tasks"] == job.config["tasks"]]
+           and r["scenario"] == job.scenario and r["tasks"] == job.config["tasks"]
+           and (current is None or r["job_id"] in current)]
     if not stl:
         raise RuntimeError(f"amtl needs STL potentials for {job.dataset}/{job.scenario}, but "
                            f"{store.suite_dir(job.suite)} has no finished stl job for them: add stl to the suite's "
                            f"methods (its jobs run first) or set weighting.potentials")
-    dataset = job.config["dataset"]
-    tasks = DATASETS.get(dataset["name"])(**{k: v for k, v in dataset.items() if k != "name"}).tasks()
+    tasks = build(DATASETS, job.config["dataset"]).tasks()
     potentials = {t: sum(r["val"][t][accuracy_metric(tasks[t])] for r in stl) / len(stl) for t in job.config["tasks"]}
     method = {**job.config["method"], "weighting": {**weighting, "potentials": potentials}}
     return {**job.config, "method": method}
