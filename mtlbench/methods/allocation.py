@@ -23,14 +23,17 @@ def allocate(available: Tensor, k: int) -> Tensor:
     return ((ranks < k) & (available > 0)).to(available.dtype)
 
 
-def mean_per_task(per_image: dict[str, Tensor], n_tasks: int) -> dict[str, Tensor]:
-    """l_t: the mean loss over the images allocated to t; with 1/T of Alg. 1 line 10 folded in."""
-    return {t: loss.mean() / n_tasks for t, loss in per_image.items()}
+class MeanOverAllocated(Allocation):
+    """Task losses of paper 002: l_t, the mean loss over the images allocated to t, with the 1/T of Alg. 1
+    line 10 folded in."""
+
+    def task_losses(self, per_image: dict[str, Tensor], rows: dict[str, Tensor], mask: Tensor) -> dict[str, Tensor]:
+        return {t: loss.mean() / mask.shape[1] for t, loss in per_image.items()}
 
 
 @ALLOCATIONS.register("sta")
 @dataclass(frozen=True)
-class STA(Allocation):
+class STA(MeanOverAllocated):
     """Stochastic Task Allocation (paper 002 Alg. 1): each step, every image supervises a random subset of
     ``k`` of its labelled tasks (k = 1 in most of the paper's experiments)."""
 
@@ -39,13 +42,10 @@ class STA(Allocation):
     def steps(self, mask: Tensor) -> list[Tensor]:
         return [allocate(mask, self.k)]
 
-    def task_losses(self, per_image: dict[str, Tensor], rows: dict[str, Tensor], mask: Tensor) -> dict[str, Tensor]:
-        return mean_per_task(per_image, mask.shape[1])
-
 
 @ALLOCATIONS.register("ista")
 @dataclass(frozen=True)
-class ISTA(Allocation):
+class ISTA(MeanOverAllocated):
     """Interleaved STA (paper 002 Alg. 2): sub-iterations over the same batch, each a parameter update,
     allocating ``k`` of each image's remaining labelled tasks, until every labelled (image, task) pair of
     the batch has been used exactly once."""
@@ -59,9 +59,6 @@ class ISTA(Allocation):
             steps.append(chosen)
             remaining = remaining - chosen
         return steps
-
-    def task_losses(self, per_image: dict[str, Tensor], rows: dict[str, Tensor], mask: Tensor) -> dict[str, Tensor]:
-        return mean_per_task(per_image, mask.shape[1])
 
 
 @ALLOCATIONS.register("sta_gap")
