@@ -134,10 +134,7 @@ class MaskFile(Scenario):
         if stored.shape != (n, len(self.columns)):
             raise ScenarioError(f"{self.path}: mask has shape {tuple(stored.shape)}, expected ({n}, "
                                 f"{len(self.columns)}) for {n} training images and columns {list(self.columns)}")
-        missing = [t for t in tasks if t not in self.columns]
-        if missing:
-            raise ScenarioError(f"{self.path}: no column for tasks {missing}; columns are {list(self.columns)}")
-        return np.ascontiguousarray(stored[:, [self.columns.index(t) for t in tasks]], np.float32)
+        return task_columns(stored, self.columns, tasks, self.path)
 
 
 CANONICAL = {("nyuv2", "onelabel"): ("seg", "depth", "normal"), ("nyuv2", "randomlabels"): ("seg", "depth", "normal"),
@@ -165,11 +162,7 @@ class Canonical(Scenario):
         if len(stored) != n:
             raise ScenarioError(f"canonical {self.dataset}/{self.labels}: the mask has {len(stored)} rows (the full "
                                 f"training split) but the train split has {n} images; set the dataset's val to 0")
-        missing = [t for t in tasks if t not in columns]
-        if missing:
-            raise ScenarioError(f"canonical {self.dataset}/{self.labels}: no labels for tasks {missing}; it has "
-                                f"{list(columns)}")
-        return np.ascontiguousarray(stored[:, [columns.index(t) for t in tasks]], np.float32)
+        return task_columns(stored, columns, tasks, f"canonical {self.dataset}/{self.labels}")
 
 
 @SCENARIOS.register("extended")
@@ -195,6 +188,14 @@ class Extended(Scenario):
         pool = np.zeros((n_pool, len(tasks)), np.float32)
         pool[:, tasks.index(self.task)] = 1
         return LabelPlan(np.concatenate([base, pool]), np.arange(n, n + n_pool), self.per_batch)
+
+
+def task_columns(stored: np.ndarray, columns: tuple[str, ...], tasks: list[str], source: str) -> np.ndarray:
+    """The columns of a stored mask in the suite's task order, as float32."""
+    missing = [t for t in tasks if t not in columns]
+    if missing:
+        raise ScenarioError(f"{source}: no column for tasks {missing}; columns are {list(columns)}")
+    return np.ascontiguousarray(stored[:, [columns.index(t) for t in tasks]], np.float32)
 
 
 def read_mask_file(path: Path) -> np.ndarray:
