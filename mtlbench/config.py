@@ -277,9 +277,9 @@ def check_dataset(dataset: dict[str, Any], tasks: list[str], model: dict[str, An
 
 
 def check_methods(methods: list[dict[str, Any]], datasets: list[dict[str, Any]], tasks: list[str],
-                  path: Path) -> None:
+                  model: dict[str, Any], path: Path) -> None:
     """Each part states which task sets it can train (e.g. JTR stacks dense maps only; AMTL needs accuracies
-    and, unless given, the potentials of the suite's stl jobs)."""
+    and, unless given, the potentials of the suite's stl jobs) and which backbones it is defined for."""
     names = [m["name"] for m in methods]
     for i, method in enumerate(methods):
         if method["weighting"]["name"] == "amtl" and method["weighting"].get("potentials") is None \
@@ -290,8 +290,12 @@ def check_methods(methods: list[dict[str, Any]], datasets: list[dict[str, Any]],
         available = build(DATASETS, dataset).tasks()
         for i, method in enumerate(methods):
             for axis, registry in AXES.items():
+                part = build(registry, method[axis])
+                if part.models is not None and model["name"] not in part.models:
+                    raise SuiteError(f"{path}: methods[{i}].{axis}: {method[axis]['name']} is defined for models "
+                                     f"{list(part.models)} only, not {model['name']!r}")
                 try:
-                    build(registry, method[axis]).check({t: available[t] for t in tasks})
+                    part.check({t: available[t] for t in tasks})
                 except ValueError as error:
                     raise SuiteError(f"{path}: methods[{i}].{axis}: {error}") from None
 
@@ -319,7 +323,7 @@ def expand(raw: SuiteFile, path: Path) -> list[Job]:
         check_scenario(scenario, raw.tasks, datasets, f"scenarios[{i}]", path)
         scenario["mask_seed"] = raw.mask_seed
     methods = [resolve_method(spec, f"methods[{i}]", path) for i, spec in enumerate(raw.methods)]
-    check_methods(methods, datasets, raw.tasks, path)
+    check_methods(methods, datasets, raw.tasks, model, path)
     names = [m["name"] for m in methods]
     if len(set(names)) != len(names):
         duplicated = sorted(n for n in set(names) if names.count(n) > 1)

@@ -80,6 +80,10 @@ def test_explicit_recipe_is_resolved_like_a_preset(write_suite):
     ({"scenarios": [{"name": "extended", "task": "albedo"}]}, "scenarios[0].task: 'albedo' is not a task"),
     ({"tasks": ["seg", "cls"], "methods": ["jtr"]}, "methods[0].regularizer: jtr stacks dense maps"),
     ({"tasks": ["seg"], "methods": ["mtpsl"]}, "mtpsl needs at least two tasks"),
+    ({"model": {"name": "deeplab_resnet50"}, "methods": ["mtpsl"]},
+     "methods[0].regularizer: mtpsl is defined for models ['segnet'] only, not 'deeplab_resnet50'"),
+    ({"model": {"name": "deeplab_resnet50"}, "dataset": {"name": "synthrooms", "height": 36}},
+     "dataset.height: 36 is not a multiple of 8"),
 ])
 def test_partial_label_methods_and_scenarios_are_checked_before_training(write_suite, overrides, expected):
     message, _ = error_of(write_suite, overrides)

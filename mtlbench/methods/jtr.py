@@ -6,7 +6,8 @@ its bottleneck; L_Dist is the cosine distance there and L_Recon reconstructs Y a
 Encodings of the authors' code (KentoNishi/JTR-CVPR-2024, utils/process.py): segmentation one-hot (labels;
 ignored pixels all-zero) or a hard Gumbel-softmax / softmax of the prediction; depth through the CDF of
 Normal(2.3618, 1.5876); normals as (n + 1) / 2; predictions multiplied by the intersection of the labelled
-tasks' valid-pixel masks. The auto-encoder is the MTAN SegNet at the model's width.
+tasks' valid-pixel masks. The auto-encoder is the MTAN SegNet at ``width`` (None: the backbone's own width if
+it is a SegNet, else 1.0, the paper's).
 
 ``gradient_flow="code"`` (default; the published numbers come from it), per image, with views 1 and 2 two
 further scale-crops of view 0 (view 0 carries the supervised loss):
@@ -120,6 +121,7 @@ class JTR(Regularizer):
     unlabeled_consistency: bool = True
     depth_mean: float = 2.3618
     depth_std: float = 1.5876
+    width: float | None = None
 
     @property
     def extra_views(self) -> int:
@@ -133,7 +135,8 @@ class JTR(Regularizer):
     def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module:
         self.check(tasks)
         channels = sum(task.channels for task in tasks.values())
-        return SegNet({"joint": DenseL1("joint", channels)}, model.width, in_channels=channels, norm=per_sample_norm)
+        width = self.width if self.width is not None else getattr(model, "width", 1.0)
+        return SegNet({"joint": DenseL1("joint", channels)}, width, in_channels=channels, norm=per_sample_norm)
 
     # ------------------------------------------------------------------------------------------ tensors
     def stacks(self, ctx: StepContext, view_index: int, hard_prediction: bool, detach_labelled: bool,

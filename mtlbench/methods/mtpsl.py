@@ -23,6 +23,7 @@ parameters, which gives the same numbers without the loops.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 from itertools import permutations
 
 import torch
@@ -99,6 +100,10 @@ def cosine_distance(a: Tensor, b: Tensor) -> Tensor:
 @REGULARIZERS.register("mtpsl")
 @dataclass(frozen=True)
 class MTPSL(Regularizer):
+    """Its mapping network is the SegNet encoder and its feature term compares with a SegNet bottleneck, so it
+    is defined for the ``segnet`` backbone only (``models``)."""
+
+    models: ClassVar[tuple[str, ...] | None] = ("segnet",)
     weight: float = 2.0  # --con-weight of nyu_mtl_xtc.py
     reg_weight: float = 0.5  # --reg-weight
     film_lr: float = 1e-3

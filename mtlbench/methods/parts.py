@@ -15,7 +15,7 @@ without touching the trainer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -33,7 +33,10 @@ REGULARIZERS: Registry[type] = Registry("regularizer")
 class Part:
     """What every part may do besides its axis' job: own trainable modules or state (``build``; buffers
     hold state such as loss histories, so checkpoints carry it), train some parameters with optimisers of
-    its own, refuse task sets it cannot train (``check``), and react at the end of an epoch."""
+    its own, refuse task sets it cannot train (``check``) or backbones it is not defined for (``models``, None
+    for any), and react at the end of an epoch."""
+
+    models: ClassVar[tuple[str, ...] | None] = None
 
     def check(self, tasks: dict[str, Task]) -> None:
         """Raise ValueError if this part cannot train these tasks (called before any training)."""

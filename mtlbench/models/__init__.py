@@ -3,7 +3,8 @@ from ..registry import Registry
 
 MODELS: Registry[type] = Registry("model")
 
-from . import segnet  # noqa: E402,F401  (registers "segnet")
+from . import deeplab, segnet  # noqa: E402,F401  (register "deeplab_resnet50", "segnet")
+from .deeplab import DeepLabResNet50  # noqa: E402
 from .segnet import SegNet  # noqa: E402
 
-__all__ = ["MODELS", "SegNet"]
+__all__ = ["MODELS", "DeepLabResNet50", "SegNet"]
