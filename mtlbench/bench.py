@@ -25,7 +25,7 @@ from .models import SegNet
 from .tasks import Task
 from .train.trainer import autocast_for, device_name, resolve_device
 
-SHAPES = {"synthrooms": (64, 96), "nyuv2": (288, 384), "cityscapes": (128, 256)}
+SHAPES = {"synthrooms": (64, 96), "nyuv2": (288, 384), "cityscapes": (128, 256), "taskonomy": (256, 256)}
 DENSE_TASKS = ("seg", "depth", "normal", "edge", "keypoint", "shading", "albedo")
 
 

@@ -87,15 +87,22 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
+    from .config import SuiteError, apply_override
     from .data import DATASETS, DatasetError
 
     dataset = DATASETS.get(args.name)
     if not hasattr(dataset, "check"):
         print(f"{args.name} has no files to check (it is generated)", file=sys.stderr)
         return 1
-    instance = dataset(root=args.path, **({"classes": args.classes} if args.classes else {}))
+    params: dict = {"root": args.path}
     try:
+        for override in args.set:
+            apply_override(params, override, Path("data check"))
+        instance = dataset(**params)
         problems = instance.check()
+    except (SuiteError, TypeError) as error:
+        print(f"data check: {error}", file=sys.stderr)
+        return 2
     except DatasetError as error:
         problems = [str(error)]
     for problem in problems:
@@ -176,9 +183,10 @@ def parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="dataset utilities").add_subparsers(dest="action", required=True)
     check = data.add_parser("check", help="validate a dataset folder: counts, shapes, dtypes, value ranges")
-    check.add_argument("name", help="dataset name (nyuv2, cityscapes)")
-    check.add_argument("path", help="the dataset folder (holding train/ and val/)")
-    check.add_argument("--classes", type=int, help="cityscapes: 7 or 19 segmentation classes")
+    check.add_argument("name", help="dataset name (nyuv2, cityscapes, taskonomy, pascal_voc)")
+    check.add_argument("path", help="the dataset folder (its root)")
+    check.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="a dataset parameter, e.g. --set classes=19 (cityscapes), --set split_file=F (taskonomy)")
     check.set_defaults(func=cmd_data_check)
 
     sync = sub.add_parser("sync", help="upload offline W&B runs")

@@ -253,7 +253,8 @@ def check_scenario(scenario: dict[str, Any], tasks: list[str], datasets: list[di
         for dataset in datasets:
             if not dataset.get("pool"):
                 raise SuiteError(f"{path}: {where}: 'extended' needs extra pool images; set the dataset's "
-                                 f"'pool' (e.g. pool: 400)")
+                                 f"'pool' (synthrooms: a number of images, e.g. pool: 400; nyuv2: the folder of its "
+                                 f"depth-only images)")
 
 
 def check_dataset(dataset: dict[str, Any], tasks: list[str], model: dict[str, Any], where: str,

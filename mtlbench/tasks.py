@@ -220,18 +220,21 @@ class Normal(Task):
 
 # ---------------------------------------------------------------------------------- edge, keypoint...
 def l1_stats(pred: Tensor, target: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
-    return {"l1": ((pred - target).abs().sum(), torch.tensor(target.numel(), device=target.device))}
+    valid = target.isfinite()
+    return {"l1": ((pred - target)[valid].abs().sum(), valid.sum())}
 
 
 @dataclass(frozen=True)
 class DenseL1(Task):
-    """L1 regression on every pixel (edges, keypoint heatmaps, shading), as Standley et al. train them."""
+    """L1 regression (edges, keypoint heatmaps, shading, standardised depth), as Standley et al. train them;
+    a NaN target marks a masked pixel (Taskonomy's invalid-depth mask), left out of loss and metric."""
 
     higher_is_better: ClassVar[dict[str, bool]] = {"l1": False}
     primary: ClassVar[str] = "l1"
 
     def loss_per_image(self, pred: Tensor, target: Tensor) -> Tensor:
-        return (pred.float() - target).abs().flatten(1).mean(1)
+        valid = target.isfinite()
+        return masked_mean_per_image((pred.float() - target.nan_to_num()).abs(), valid)
 
     def meter(self) -> Meter:
         return SumMeter(l1_stats)

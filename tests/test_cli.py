@@ -16,7 +16,8 @@ def test_list_shows_every_registry(capsys):
 
 def test_import_and_trainer_need_only_torch_and_numpy():
     code = ("import sys, mtlbench, mtlbench.train; "
-            "heavy = {'wandb', 'optuna', 'pydantic', 'pandas', 'yaml', 'scipy', 'matplotlib'} & set(sys.modules); "
+            "heavy = {'wandb', 'optuna', 'pydantic', 'pandas', 'yaml', 'scipy', 'matplotlib', 'torchvision', 'PIL'} "
+            "& set(sys.modules); "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 

@@ -2,7 +2,6 @@
 import copy
 from itertools import permutations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

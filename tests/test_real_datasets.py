@@ -84,7 +84,7 @@ def test_corrupt_and_misshapen_files_are_named_and_all_reported(tmp_path, capsys
 
 def test_data_check_passes_a_well_formed_folder(tmp_path, capsys):
     write_mtan(tmp_path, CITY, sizes=(2, 1))
-    assert main(["data", "check", "cityscapes", str(tmp_path), "--classes", "19"]) == 0
+    assert main(["data", "check", "cityscapes", str(tmp_path), "--set", "classes=19"]) == 0
     assert "every file is well-formed (train 2, val 1, test 1 images)" in capsys.readouterr().out
 
 
@@ -122,3 +122,49 @@ def test_the_real_dataset_suites_validate_against_a_folder_and_fail_fast_without
     loaded = load_suite(REPO / "suites" / f"{suite}.yaml", [f"dataset.root={tmp_path}"])
     assert {job.scenario for job in loaded.jobs} <= {"canonical-onelabel", "canonical-randomlabels"}
     assert len(loaded.jobs) == len(loaded.summary()["methods"]) * len(loaded.summary()["scenarios"]) * 3
+
+
+def write_pool(folder, n=5, size=(H, W), seed=1):
+    rng = np.random.default_rng(seed)
+    for name in ("image", "depth"):
+        (folder / name).mkdir(parents=True)
+    depths = []
+    for i in range(n):
+        np.save(folder / "image" / f"{i}.npy", rng.random((*size, 3)))
+        depths.append(rng.random((*size, 1)) * 5)
+        np.save(folder / "depth" / f"{i}.npy", depths[-1])
+    return depths
+
+
+def test_nyuv2_depth_only_pool_extends_onelabel(tmp_path):
+    """Paper 004 Sec. 4.3: extra images labelled for depth only, appended to every batch."""
+    write_mtan(tmp_path / "nyu", NYU, sizes=(6, 2))
+    depths = write_pool(tmp_path / "pool")
+    dataset = DATASETS.get("nyuv2")(root=str(tmp_path / "nyu"), pool=str(tmp_path / "pool"), pool_size=4)
+    assert dataset.split_size("pool") == 4
+    pool = dataset.load("pool")
+    assert (pool.targets["seg"] == -1).all() and (pool.targets["normal"] == 0).all()
+    assert torch.allclose(pool.targets["depth"][3, 0], torch.from_numpy(depths[3][..., 0]).float())
+    job = copy.deepcopy(TINY_JOB)
+    job["dataset"] = {"name": "nyuv2", "root": str(tmp_path / "nyu"), "val": 0, "pool": str(tmp_path / "pool"),
+                      "pool_size": 0}
+    job["scenario"] = {"name": "extended", "base": "onelabel", "task": "depth", "per_batch": 2, "unlabeled": 0.0,
+                       "unlabeled_per_batch": 0, "mask_seed": 0}
+    job["train"]["epochs"] = 1
+    (tmp_path / "job").mkdir()
+    result = run_job(job, tmp_path / "job")
+    mask = np.load(tmp_path / "job" / "mask.npy")
+    assert mask.shape == (6 + 5, 3) and (mask[6:] == [0, 1, 0]).all()
+    assert all(np.isfinite(v) for metrics in result["test"].values() for v in metrics.values())
+
+
+def test_a_bad_pool_is_named(tmp_path, capsys):
+    write_mtan(tmp_path / "nyu", NYU)
+    write_pool(tmp_path / "pool", n=2, size=(H, W + 32))
+    with pytest.raises(DatasetError, match=r"pool/image: images of 32x96, the training images are 32x64"):
+        DATASETS.get("nyuv2")(root=str(tmp_path / "nyu"), pool=str(tmp_path / "pool")).load("pool")
+    np.save(tmp_path / "pool" / "depth" / "1.npy", -np.ones((H, W + 32, 1)))
+    assert main(["data", "check", "nyuv2", str(tmp_path / "nyu"), "--set", f"pool={tmp_path / 'pool'}"]) == 1
+    assert "pool/depth/1.npy: negative values" in capsys.readouterr().out
+    with pytest.raises(DatasetError, match=r"nyuv2 pool: folder .*absent/image not found"):
+        DATASETS.get("nyuv2")(root=str(tmp_path / "nyu"), pool=str(tmp_path / "absent")).require()

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..tasks import Depth, DenseL1, Edge, MultiLabel, Normal, Segmentation, Task
-from .base import DATASETS, SPLITS, Split
+from .base import DATASETS, Split
 
 GENERATOR_VERSION = 2
 CLASSES = ("floor", "wall", "ceiling", "painting", "sphere", "box", "cylinder")

@@ -57,7 +57,7 @@ def valid_pixels(task: Task, label: Tensor) -> Tensor:
         return (label >= 0)[:, None].float()
     if isinstance(task, (Depth, Normal)):
         return (label.abs().sum(1, keepdim=True) > 0).float()
-    return torch.ones_like(label[:, :1])
+    return label.isfinite().all(1, keepdim=True).float()  # NaN marks a masked pixel (see tasks.DenseL1)
 
 
 class Encoding:
@@ -87,13 +87,13 @@ class Encoding:
             return self.cdf(label * valid_pixels(task, label))
         if isinstance(task, Normal):
             return (label + 1.0) / 2.0
-        return label.float()
+        return label.float().nan_to_num()
 
     def recon_target(self, task: Task, value: Tensor, is_label: Tensor, from_pred: Tensor) -> Tensor:
         """Reconstruction target: the raw label or prediction (segmentation: one-hot / hard Gumbel)."""
         if isinstance(task, Segmentation):
             return torch.where(is_label, self.label(task, value), from_pred)
-        return value
+        return value.nan_to_num()
 
     def recon_loss(self, task: Task, output: Tensor, target: Tensor, mask: Tensor) -> Tensor:
         target = target.detach().float()

@@ -89,7 +89,7 @@ def source_input(task: Task, pred: Tensor) -> Tensor:
 def target_input(task: Task, label: Tensor) -> Tensor:
     if isinstance(task, Segmentation):
         return F.one_hot(label.clamp_min(0), task.channels).permute(0, 3, 1, 2).float() * (label >= 0)[:, None]
-    return source_input(task, label)
+    return source_input(task, label.nan_to_num())  # a masked pixel (NaN, see tasks.DenseL1) maps as 0
 
 
 def cosine_distance(a: Tensor, b: Tensor) -> Tensor:

@@ -16,8 +16,9 @@
 - Weights: ``weights=None`` (random init, no download). ``weights=PATH`` loads a local torchvision ResNet-50
   state dict (e.g. ``resnet50-11ad3fa6.pth``; its ``fc`` entries are dropped).
 
-``forward(x, return_feature=True)`` also returns the backbone's output (2048 x H/8 x W/8; with ``task_norm``,
-that of the first task's pass).
+Training leaves out an epoch's last batch if it holds a single image (``min_batch``): ASPP's image-pooling
+branch batch-normalises a 1x1 map, which one image cannot. ``forward(x, return_feature=True)`` also returns
+the backbone's output (2048 x H/8 x W/8; with ``task_norm``, that of the first task's pass).
 """
 from __future__ import annotations
 
@@ -28,8 +29,6 @@ from typing import ClassVar, Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.models import resnet50
-from torchvision.models.segmentation.deeplabv3 import ASPP, DeepLabHead
 
 from ..tasks import Task
 from . import MODELS
@@ -87,6 +86,8 @@ class DeepLabV3PlusHead(nn.Module):
     """ASPP, then DeepLabV3+'s decoder over the stride-4 features."""
 
     def __init__(self, channels: int) -> None:
+        from torchvision.models.segmentation.deeplabv3 import ASPP
+
         super().__init__()
         self.aspp = ASPP(BACKBONE_CHANNELS, ATROUS_RATES, HEAD_CHANNELS)
         self.project = nn.Sequential(*conv_bn_relu(LOW_LEVEL_CHANNELS, 48, 1))
@@ -107,6 +108,10 @@ def image_level_head(channels: int) -> nn.Sequential:
 class DeepLabResNet50(nn.Module):
     def __init__(self, tasks: dict[str, Task], decoder: Literal["v3", "v3+"] = "v3", weights: str | None = None,
                  task_norm: bool = False) -> None:
+        # torchvision is imported when a DeepLab is built, so that `import mtlbench` needs only torch and numpy
+        from torchvision.models import resnet50
+        from torchvision.models.segmentation.deeplabv3 import DeepLabHead
+
         super().__init__()
         resnet = resnet50(weights=None, replace_stride_with_dilation=[False, True, True])
         if weights is not None:
@@ -182,6 +187,7 @@ class DeepLabSpec:
     weights: str | None = None
     task_norm: bool = False
     input_multiple: ClassVar[int] = 8  # output stride
+    min_batch: ClassVar[int] = 2  # ASPP's image-pooling branch batch-normalises a 1x1 map: one image cannot
 
     def build(self, tasks: dict[str, Task]) -> nn.Module:
         return DeepLabResNet50(tasks, self.decoder, self.weights, self.task_norm)

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, ClassVar
 
-import torch
 from torch import Tensor, nn
 
 from ..tasks import Task

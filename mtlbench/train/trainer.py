@@ -162,7 +162,9 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
     cfg = job["train"]
     seed = job["seed"]
     torch.manual_seed(derive_seed(seed, stage.name, "init"))
-    model = build(MODELS, job["model"]).build(stage.tasks).to(device)
+    spec = build(MODELS, job["model"])
+    min_batch = getattr(spec, "min_batch", 1)  # a smaller last batch of the epoch is left out
+    model = spec.build(stage.tasks).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     generators = {"order": torch.Generator().manual_seed(derive_seed(seed, stage.name, "order")),
@@ -191,7 +193,7 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
         start = time.perf_counter()
         model.train()
         sums: dict[str, Tensor] = {}
-        batches = stage.batches(cfg["batch_size"], generators["order"])
+        batches = [b for b in stage.batches(cfg["batch_size"], generators["order"]) if len(b) >= min_batch]
         group = recipe.interleaved_batches
         for first in range(0, len(batches), group):
             loaded = [load_batch(stage, index, augment, generators["augment"], device)
