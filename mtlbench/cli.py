@@ -138,6 +138,37 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_allocate(args: argparse.Namespace) -> int:
+    import json
+
+    from .budget import allocate, gathered
+
+    def numbers(text: str, name: str, kind: type) -> list:
+        try:
+            return [kind(x) for x in text.split(",")]
+        except ValueError:
+            raise SystemExit(f"allocate: --{name} {text!r}: expected comma-separated numbers") from None
+
+    costs = numbers(args.costs, "costs", int)
+    informativeness = numbers(args.informativeness, "informativeness", float)
+    beta = numbers(args.beta, "beta", float)
+    try:
+        counts = allocate(informativeness, beta, costs, args.budget)
+    except ValueError as error:
+        print(f"allocate: {error}", file=sys.stderr)
+        return 2
+    spent = sum(c * n for c, n in zip(costs, counts))
+    value = sum(float(gathered(i, b, n)) for i, b, n in zip(informativeness, beta, counts))
+    if args.json:
+        print(json.dumps({"counts": list(counts), "spent": spent, "budget": args.budget, "gathered": value}))
+        return 0
+    print("| task | cost | informativeness | beta | new labels | budget spent |\n|---|---|---|---|---|---|")
+    for k, (c, i, b, n) in enumerate(zip(costs, informativeness, beta, counts), 1):
+        print(f"| T{k} | {c} | {i:g} | {b:g} | {n} | {c * n} |")
+    print(f"spent {spent} of {args.budget}; gathered informativeness (Eq. 2) {value:.4g}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="mtlbench", description="Benchmark suite for label-efficient MTL")
     sub = main.add_subparsers(dest="command", required=True)
@@ -161,6 +192,14 @@ def parser() -> argparse.ArgumentParser:
 
     lst = sub.add_parser("list", help="registered datasets, scenarios, methods, recipe parts and models")
     lst.set_defaults(func=cmd_list)
+
+    allocate = sub.add_parser("allocate", help="TABA's label allocation (paper 000 Eq. 2, 4) from your estimates")
+    allocate.add_argument("--costs", required=True, help="integer label cost per task, e.g. 1,20")
+    allocate.add_argument("--budget", required=True, type=int, help="integer label budget B")
+    allocate.add_argument("--informativeness", required=True, help="I_i per task (Eq. 3), e.g. 1.13,2.03")
+    allocate.add_argument("--beta", required=True, help="reduction rate beta_i per task (Eq. 4), e.g. 0.999,0.997")
+    allocate.add_argument("--json", action="store_true", help="print {counts, spent, budget, gathered} as JSON")
+    allocate.set_defaults(func=cmd_allocate)
 
     bench = sub.add_parser("bench", help="training images/s of each method on random tensors (torch only)")
     bench.add_argument("--methods", default="supervised,consistency,mtpsl,jtr",
