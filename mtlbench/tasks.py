@@ -221,7 +221,7 @@ class Normal(Task):
 # ---------------------------------------------------------------------------------- edge, keypoint...
 def l1_stats(pred: Tensor, target: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
     valid = target.isfinite()
-    return {"l1": ((pred - target)[valid].abs().sum(), valid.sum())}
+    return {"l1": (torch.where(valid, pred - target, 0.0).abs().sum(), valid.sum())}
 
 
 @dataclass(frozen=True)
