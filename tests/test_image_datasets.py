@@ -193,6 +193,10 @@ def test_pascal_voc_problems_are_named(tmp_path, capsys):
     (lists / "train_aug.txt").write_text("2008_000002\n2007_000033\n")
     with pytest.raises(DatasetError, match="1 images of val.txt are also in train_aug.txt"):
         DATASETS.get("pascal_voc")(root=str(tmp_path)).require()
+    (lists / "train_aug.txt").write_text("2008_000002\n")
+    (lists / "val.txt").write_text("")
+    with pytest.raises(DatasetError, match="pascal_voc: split test has no images under"):
+        DATASETS.get("pascal_voc")(root=str(tmp_path)).load("test")
 
 
 def test_a_pascal_voc_job_trains_deeplab_on_seg_and_cls(tmp_path):

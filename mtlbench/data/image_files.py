@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 import torch
@@ -62,23 +62,24 @@ def resize(array: np.ndarray, height: int, width: int, nearest: bool) -> np.ndar
 
 
 def load_all(records: list[T], load: Callable[[T], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """``load`` over every record on a thread pool, stacked by key, in record order."""
-    if not records:
-        raise DatasetError("no images to load")
+    """``load`` over every record (at least one) on a thread pool, stacked by key, in record order."""
     with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
         loaded = list(pool.map(load, records))
     return {key: np.stack([item[key] for item in loaded]) for key in loaded[0]}
 
 
-def first_problem(problems: Iterable[str]) -> None:
+def first_problem(problems: list[str]) -> None:
     """Raise the first problem, if any, pointing at ``mtlbench data check`` for the full list."""
-    for problem in problems:
-        raise DatasetError(f"{problem} (run `mtlbench data check` to list every problem)")
+    if problems:
+        raise DatasetError(f"{problems[0]} (run `mtlbench data check` to list every problem)")
 
 
 class ImageFileDataset:
     """What Taskonomy and PASCAL VOC share: a split is a list of records (one image and its label files), each
     read once and checked; ``load`` stops at the first problem, ``check`` lists every problem of every record."""
+
+    name: str
+    root: str
 
     def require(self) -> None:
         raise NotImplementedError
@@ -104,7 +105,10 @@ class ImageFileDataset:
 
     def load(self, split: str) -> Split:
         self.require()
-        arrays = load_all(self.records(split), self.load_record)
+        records = self.records(split)
+        if not records:
+            raise DatasetError(f"{self.name}: split {split} has no images under {self.root}")
+        arrays = load_all(records, self.load_record)
         images = torch.from_numpy(arrays.pop("image"))
         return Split(images, {task: torch.from_numpy(values) for task, values in arrays.items()})
 

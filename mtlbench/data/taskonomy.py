@@ -117,8 +117,8 @@ def label_path(rgb: Path, root: Path, folder: str) -> Path:
 @DATASETS.register("taskonomy")
 @dataclass(frozen=True)
 class Taskonomy(ImageFileDataset):
-    """``root`` holds one folder per domain (rgb and those of ``tasks``); ``split_file`` the split CSV
-    (default ``<root>/train_val_test_tiny.csv``); ``tasks`` the domains to read (default: paper 004's seven);
+    """``root`` holds one folder per domain (rgb and those of ``tasks_read``); ``split_file`` the split CSV
+    (default ``<root>/train_val_test_tiny.csv``); ``tasks_read`` the tasks to read (default: paper 004's seven);
     ``limit`` {split: max images} for a seeded subset (``seed``)."""
 
     name: ClassVar[str] = "taskonomy"
