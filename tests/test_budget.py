@@ -48,7 +48,7 @@ def test_a_task_whose_labels_carry_no_information_gets_none():
     assert allocate([-0.3, 1.0], [0.9, 0.9], [1, 1], 50)[0] == 0
 
 
-def test_paper_scale_budgets_are_solved_quickly():
+def test_paper_000_taskonomy_scale_instance_stays_within_budget():
     counts = allocate([0.73, 0.23, 2.24, 2.74, 2.17], [0.9964, 0.9997, 0.9998, 0.9999, 0.9998], [10, 3, 3, 2, 3],
                       210_000)
     assert sum(c * n for c, n in zip([10, 3, 3, 2, 3], counts)) <= 210_000

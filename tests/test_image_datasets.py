@@ -83,7 +83,10 @@ def test_taskonomy_reads_splits_by_building_with_standleys_normalisations(taskon
 def test_taskonomy_resizes_and_caps_a_split_with_a_seeded_subset(taskonomy):
     root, written = taskonomy
     make = lambda **kw: DATASETS.get("taskonomy")(root=str(root), height=16, width=24, **kw)  # noqa: E731
+    checkerboard = np.where(np.indices((S, S)).sum(0) % 2 == 0, 0, 17).astype(np.uint8)
+    save(checkerboard, root / "segment_semantic" / "collierville" / "point_0_view_0_domain_segment_semantic.png")
     split = make().load("val")
+    assert set(split.targets["seg"][0].unique().tolist()) <= {-1, 17}  # bilinear would blend 0 and 17
     assert split.images.shape == (2, 3, 16, 24) and split.targets["depth"].shape == (2, 1, 16, 24)
     assert set(split.targets) == {"seg", "depth", "normal", "edge", "shading", "keypoint", "texture"}
     assert set(split.targets["seg"].unique().tolist()) <= set(range(-1, 18))  # nearest: no blended label
