@@ -72,18 +72,20 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in DATASETS.list():
         print(f"  {name} tasks: {', '.join(DATASETS.get(name)().tasks())}")
     show("scenarios", SCENARIOS)
-    def part(spec: dict) -> str:
-        settings = ", ".join(f"{k}={v!r}" for k, v in spec.items() if k != "name")
-        return spec["name"] + (f"({settings})" if settings else "")
-
     print("methods:")
     for name in METHODS.list():
         recipe = METHODS.get(name)
-        print(f"  {name}: networks={recipe['networks']}, " + ", ".join(f"{a}={part(recipe[a])}" for a in AXES))
+        print(f"  {name}: networks={recipe['networks']}, " + ", ".join(f"{a}={part_label(recipe[a])}" for a in AXES))
     for axis, registry in AXES.items():
         show(f"{axis} parts", registry)
     show("models", MODELS)
     return 0
+
+
+def part_label(spec: dict) -> str:
+    """``sta_gap(gap=4)``: a recipe part with its non-default settings."""
+    settings = ", ".join(f"{k}={v!r}" for k, v in spec.items() if k != "name")
+    return spec["name"] + (f"({settings})" if settings else "")
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:

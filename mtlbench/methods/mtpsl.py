@@ -23,8 +23,8 @@ parameters, which gives the same numbers without the loops.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 from itertools import permutations
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
