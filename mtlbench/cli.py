@@ -57,6 +57,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from .budget import ALLOCATORS
     from .data import DATASETS, SCENARIOS
     from .methods import AXES, METHODS
     from .models import MODELS
@@ -79,6 +80,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for axis, registry in AXES.items():
         show(f"{axis} parts", registry)
     show("models", MODELS)
+    show("allocators", ALLOCATORS)
     return 0
 
 
@@ -192,7 +194,7 @@ def parser() -> argparse.ArgumentParser:
     add_results(board)
     board.set_defaults(func=cmd_leaderboard)
 
-    lst = sub.add_parser("list", help="registered datasets, scenarios, methods, recipe parts and models")
+    lst = sub.add_parser("list", help="registered datasets, scenarios, methods, recipe parts, models and allocators")
     lst.set_defaults(func=cmd_list)
 
     allocate = sub.add_parser("allocate", help="TABA's label allocation (paper 000 Eq. 2, 4) from your estimates")

@@ -61,15 +61,29 @@ class WandbSection(Strict):
     entity: str | None = None
 
 
+class BudgetSection(Strict):
+    """The label-budget track (paper 000): seed labels per task, one table per cost setting, the allocators."""
+
+    seed_labels: PositiveInt
+    costs: dict[str, dict[str, PositiveInt]] = Field(description="cost setting label -> {task: cost per label}")
+    budget: PositiveInt | None = Field(None, description="default: seed_labels x the sum of costs (Sec. 5.2)")
+    allocators: list[str | dict[str, Any]]
+    probe: dict[str, Any] = Field(default_factory=dict, description="TABA's informativeness probe settings")
+    reduction: dict[str, Any] = Field(default_factory=dict, description="TABA's reduction-rate settings")
+    estimate_seeds: list[int] = [0]
+    steps_per_epoch: int = Field(0, ge=0, description="0: an epoch draws as many labels as there are")
+
+
 class SuiteFile(Strict):
     name: str | None = None
     description: str = ""
     dataset: str | dict[str, Any] | None = None
     datasets: list[str | dict[str, Any]] = Field(default_factory=list)
     tasks: list[str]
-    scenarios: list[str | dict[str, Any]]
+    scenarios: list[str | dict[str, Any]] = Field(default_factory=list)
     mask_seed: int = 0
-    methods: list[str | dict[str, Any]]
+    methods: list[str | dict[str, Any]] = Field(default_factory=list)
+    budget: BudgetSection | None = None
     seeds: list[int] = [0]
     model: str | dict[str, Any] = "segnet"
     train: TrainSection = TrainSection()
@@ -82,10 +96,20 @@ class Job:
     id: str
     suite: str
     config: dict[str, Any]
+    label: str = ""  # how progress shows it (not part of the id)
 
     @property
     def method(self) -> str:
+        if "probe" in self.config:
+            return "taba-probe"
+        if "reduction" in self.config:
+            return f"taba-reduction-{self.config['reduction']['task']}"
         return self.config["method"]["name"]
+
+    @property
+    def phase(self) -> int:
+        """Jobs of phase 0 run before the others, which may read their results (AMTL, TABA)."""
+        return 0 if self.method == "stl" or "probe" in self.config or "reduction" in self.config else 1
 
     @property
     def dataset(self) -> str:
@@ -100,7 +124,7 @@ class Job:
         return self.config["seed"]
 
     def describe(self) -> str:
-        return f"{self.dataset}/{self.scenario}/{self.method}/seed{self.seed}"
+        return f"{self.dataset}/{self.label or self.scenario}/{self.method}/seed{self.seed}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,17 +133,21 @@ class Suite:
     path: Path
     raw: SuiteFile
     jobs: list[Job]
+    budget: dict[str, Any] | None = None  # the budget track's tables: which jobs make which row
 
     def summary(self) -> dict[str, Any]:
         """What the leaderboard needs to know about the suite (saved next to its results)."""
-        return {"name": self.name, "path": str(self.path), "description": self.raw.description,
-                "leaderboard": self.raw.leaderboard.model_dump(), "tasks": self.raw.tasks,
-                "scenarios": list(dict.fromkeys(job.scenario for job in self.jobs)),
-                "methods": list(dict.fromkeys(job.method for job in self.jobs)),
-                "jobs": [job.id for job in self.jobs]}
+        summary = {"name": self.name, "path": str(self.path), "description": self.raw.description,
+                   "leaderboard": self.raw.leaderboard.model_dump(), "tasks": self.raw.tasks,
+                   "scenarios": list(dict.fromkeys(job.scenario for job in self.jobs)),
+                   "methods": list(dict.fromkeys(job.method for job in self.jobs)),
+                   "jobs": [job.id for job in self.jobs]}
+        return summary | ({"budget": self.budget} if self.budget is not None else {})
 
 
 def scenario_label(scenario: dict[str, Any]) -> str:
+    if scenario["name"] == "budget":
+        return "budget"
     unlabeled = scenario.get("unlabeled", 0.0)
     name = f"canonical-{scenario['labels']}" if scenario["name"] == "canonical" else scenario["name"]
     return name + (f"+{round(100 * unlabeled)}%unlabeled" if unlabeled else "")
@@ -146,6 +174,10 @@ def load_suite(path: str | Path, overrides: list[str] = ()) -> Suite:
         raw = SuiteFile.model_validate(data)
     except ValidationError as error:
         raise SuiteError(describe_validation_error(path, error)) from None
+    if raw.budget is not None:
+        from .budget.suite import expand_budget
+
+        return Suite(raw.name or path.stem, path, raw, *expand_budget(raw, path))
     return Suite(raw.name or path.stem, path, raw, expand(raw, path))
 
 
@@ -243,8 +275,11 @@ def check_scenario(scenario: dict[str, Any], tasks: list[str], datasets: list[di
     if scenario["name"] == "mask_file" and not Path(scenario["path"]).exists():
         raise SuiteError(f"{path}: {where}.path: mask file {scenario['path']!r} not found "
                          f"(paths are relative to the directory mtlbench runs in)")
+    if scenario["name"] == "budget":
+        raise SuiteError(f"{path}: {where}: the budget scenario is made by a suite's budget section (README, "
+                         f"\"Label-budget track\"), not listed under scenarios")
     if scenario["name"] == "extended":
-        bases = [n for n in SCENARIOS.list() if n not in ("extended", "mask_file")]
+        bases = [n for n in SCENARIOS.list() if n not in ("extended", "mask_file", "budget")]
         if scenario["base"] not in bases:
             raise SuiteError(f"{path}: {where}.base: {scenario['base']!r} is not one of {', '.join(bases)}")
         if scenario["task"] not in tasks:
@@ -301,14 +336,14 @@ def check_methods(methods: list[dict[str, Any]], datasets: list[dict[str, Any]],
                     raise SuiteError(f"{path}: methods[{i}].{axis}: {error}") from None
 
 
-def expand(raw: SuiteFile, path: Path) -> list[Job]:
-    """Every (dataset x scenario x method x seed) job, ``stl`` first (other methods may read its results)."""
+def resolve_common(raw: SuiteFile, path: Path) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """The model, the training settings and the datasets, resolved and checked (every track has them)."""
     if raw.dataset is not None and raw.datasets:
         raise SuiteError(f"{path}: give either 'dataset' or 'datasets', not both")
     dataset_specs = raw.datasets or ([raw.dataset] if raw.dataset is not None else [])
     if not dataset_specs:
         raise SuiteError(f"{path}: dataset: required field is missing. Valid choices: {', '.join(DATASETS.list())}")
-    for key in ("tasks", "scenarios", "methods", "seeds"):
+    for key in ("tasks", "seeds"):
         if not getattr(raw, key):
             raise SuiteError(f"{path}: {key}: must list at least one entry")
     model = plugin(MODELS, raw.model, "model", path)
@@ -319,6 +354,15 @@ def expand(raw: SuiteFile, path: Path) -> list[Job]:
                 for i, spec in enumerate(dataset_specs)]
     for i, dataset in enumerate(datasets):
         check_dataset(dataset, raw.tasks, model, f"datasets[{i}]" if raw.datasets else "dataset", path)
+    return model, train, datasets
+
+
+def expand(raw: SuiteFile, path: Path) -> list[Job]:
+    """Every (dataset x scenario x method x seed) job, ``stl`` first (other methods may read its results)."""
+    for key in ("scenarios", "methods"):
+        if not getattr(raw, key):
+            raise SuiteError(f"{path}: {key}: must list at least one entry")
+    model, train, datasets = resolve_common(raw, path)
     scenarios = [plugin(SCENARIOS, spec, f"scenarios[{i}]", path) for i, spec in enumerate(raw.scenarios)]
     for i, scenario in enumerate(scenarios):
         check_scenario(scenario, raw.tasks, datasets, f"scenarios[{i}]", path)

@@ -70,6 +70,11 @@ class Task:
         """A prediction as a map two views can be compared on (class probabilities for segmentation)."""
         return pred.float()
 
+    def ensemble_label(self, preds: Tensor) -> Tensor:
+        """A pseudo-label from the predictions [E, B, ...] of E networks, as ``prepare`` gives targets (the
+        mean prediction for regression tasks)."""
+        return preds.float().mean(0)
+
 
 # ----------------------------------------------------------------------------------------------- seg
 class ConfusionMeter(Meter):
@@ -105,6 +110,10 @@ class Segmentation(Task):
 
     def as_map(self, pred: Tensor) -> Tensor:
         return torch.softmax(pred.float(), 1)
+
+    def ensemble_label(self, preds: Tensor) -> Tensor:
+        """The class of highest mean probability."""
+        return torch.softmax(preds.float(), 2).mean(0).argmax(1)
 
     def loss_per_image(self, pred: Tensor, target: Tensor) -> Tensor:
         pixel = F.cross_entropy(pred.float(), target.clamp_min(0), reduction="none")
@@ -214,6 +223,10 @@ class Normal(Task):
     def postprocess(self, raw: Tensor) -> Tensor:
         return F.normalize(raw, dim=1)
 
+    def ensemble_label(self, preds: Tensor) -> Tensor:
+        """The normalised mean direction."""
+        return F.normalize(preds.float().mean(0), dim=1)
+
     def meter(self) -> Meter:
         return AngleMeter()
 
@@ -277,6 +290,10 @@ class MultiLabel(Task):
 
     def loss_per_image(self, pred: Tensor, target: Tensor) -> Tensor:
         return F.binary_cross_entropy_with_logits(pred.float(), target, reduction="none").mean(1)
+
+    def ensemble_label(self, preds: Tensor) -> Tensor:
+        """The classes whose mean probability exceeds 1/2."""
+        return (torch.sigmoid(preds.float()).mean(0) > 0.5).float()
 
     def meter(self) -> Meter:
         return JaccardMeter()

@@ -225,3 +225,31 @@ def test_the_taskonomy_suite_validates_against_a_folder_and_fails_fast_without(t
     assert len(loaded.jobs) == 4 * 3 * 3
     assert loaded.jobs[0].config["tasks"] == ["seg", "depth", "normal", "edge", "shading", "keypoint", "texture"]
     assert loaded.jobs[0].config["train"]["augment"] == {"scale_crop": False, "flip": True}
+
+
+def test_the_paper_000_budget_suites_validate_with_the_papers_numbers(taskonomy, tmp_path, monkeypatch):
+    """voc_budget / taskonomy_budget against fixture folders; the split sizes of the real datasets stand in
+    (a fixture has a handful of images, far fewer than the paper's purchases need)."""
+    from conftest import REPO
+    from mtlbench.config import SuiteError, load_suite
+    from mtlbench.data.pascal_voc import PascalVOC
+    from mtlbench.data.taskonomy import Taskonomy
+
+    write_voc(tmp_path / "voc")
+    with pytest.raises(SuiteError, match=r"2 seed sets of 300 need more than the pascal_voc train split's \d+ im"):
+        load_suite(REPO / "suites" / "voc_budget.yaml", [f"dataset.root={tmp_path / 'voc'}"])
+    monkeypatch.setattr(PascalVOC, "split_size", lambda self, split: 10582 - 500)  # train_aug less the val holdout
+    voc = load_suite(REPO / "suites" / "voc_budget.yaml", [f"dataset.root={tmp_path / 'voc'}"])
+    settings = {s["label"]: {r["allocator"]: r["new_labels"] for r in s["rows"]}
+                for s in voc.budget["tables"][0]["settings"]}
+    assert settings["1:20"]["Equal Budget"] == {"cls": 3150, "seg": 157}  # B = 300 x 21 = 6300
+    assert settings["1:30"]["100% cls"] == {"cls": 9300, "seg": 0} and settings["1:3"]["Equal New Images"]["seg"] == 300
+    assert sum(job.method == "taba-probe" for job in voc.jobs) == 10
+
+    root, _ = taskonomy
+    monkeypatch.setattr(Taskonomy, "split_size", lambda self, split: 160000)
+    tasko = load_suite(REPO / "suites" / "taskonomy_budget.yaml", [f"dataset.root={root}"])
+    rows = {r["allocator"]: r["new_labels"] for r in tasko.budget["tables"][0]["settings"][0]["rows"]}
+    assert rows["Equal New Images"] == dict.fromkeys(["seg", "normal", "depth", "keypoint", "edge"], 10000)
+    assert rows["100% keypoint"]["keypoint"] == 105000 and tasko.jobs[0].config["dataset"]["tasks_read"] == [
+        "seg", "normal", "depth", "keypoint", "edge"]

@@ -110,8 +110,8 @@ def batches_of(plan, batch_size=8, seed=0):
     from mtlbench.train.trainer import Stage
 
     stage = Stage("mtl", {}, type("S", (), {"__len__": lambda self: len(plan.mask)})(),
-                  torch.from_numpy(plan.mask), torch.from_numpy(plan.appended), plan.per_batch)
-    return stage.batches(batch_size, torch.Generator().manual_seed(seed))
+                  torch.from_numpy(plan.mask), torch.from_numpy(plan.appended), plan.per_batch, plan.per_task)
+    return [index for index, _ in stage.batches(batch_size, torch.Generator().manual_seed(seed))]
 
 
 def test_appended_batching_sees_every_regular_image_once_and_k_appended_per_batch():

@@ -6,7 +6,18 @@ from pathlib import Path
 
 from ..runner.store import Store
 from .aggregate import LeaderboardError, Table, tables
-from .render import csv, markdown, write
+from .budget import budget_report
+from .render import csv, markdown, page, write
+
+BUDGET_NOTE = ("Δ_i: paper 000 Eq. 9, the test-split gain in percent of each task's primary metric over the model "
+               "trained on the seed set only (mean of its seeds); Δ_T = mean_i Δ_i. Mean ± std over the repeats "
+               "(each a new draw of the bought images and a new training seed); best Δ_T in bold. N: labels bought "
+               "per task; spent: Σ N_i c_i.")
+
+
+def render_budget(summary: dict, results: list[dict], hardware: list[str], out: Path) -> tuple[Path, Path]:
+    body, frame = budget_report(summary, results)
+    return write(out, page(summary, BUDGET_NOTE, body, hardware), frame)
 
 
 def render_suite(store: Store, suite: str, out: Path | None = None, baseline: str | None = None) -> tuple[Path, Path]:
@@ -25,9 +36,11 @@ def render_suite(store: Store, suite: str, out: Path | None = None, baseline: st
             warnings.warn(f"{suite}: left out {len(stale)} result(s) of jobs the suite no longer has (their config "
                           f"changed since they ran): {', '.join(sorted(stale))}", stacklevel=2)
         results = [r for r in results if r["job_id"] in current]
+    hardware = sorted({r["device"] for r in results})
+    if "budget" in summary:
+        return render_budget(summary, results, hardware, out or Path("leaderboards") / suite)
     built = tables(results, baseline or settings.get("baseline", "supervised"), settings.get("metrics", {}),
                    summary.get("methods", []), summary.get("scenarios", []))
-    hardware = sorted({r["device"] for r in results})
     return write(out or Path("leaderboards") / suite, markdown(summary, built, hardware), csv(built))
 
 

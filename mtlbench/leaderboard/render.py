@@ -62,13 +62,20 @@ def commit() -> str:
 
 
 def markdown(suite: dict, tables: list[Table], hardware: list[str]) -> str:
+    body = []
+    for table in tables:
+        body += [f"## {table.dataset} / {table.scenario}", "", markdown_table(table), ""]
+    return page(suite, "Test-split metrics of the last epoch, mean ± std over seeds; best in bold. "
+                       "ΔMTL: paper 003 Eq. 7 in percent (README, \"Metrics\").", body, hardware)
+
+
+def page(suite: dict, note: str, body: list[str], hardware: list[str]) -> str:
+    """A leaderboard page: title, the suite's description, a note on what the numbers are, the tables, and a
+    footer with the suite, commit, hardware and date."""
     parts = [f"# Leaderboard: {suite['name']}", ""]
     if suite.get("description"):
         parts += [suite["description"].strip(), ""]
-    parts += ["Test-split metrics of the last epoch, mean ± std over seeds; best in bold. "
-              "ΔMTL: paper 003 Eq. 7 in percent (README, \"Metrics\").", ""]
-    for table in tables:
-        parts += [f"## {table.dataset} / {table.scenario}", "", markdown_table(table), ""]
+    parts += [note, "", *body]
     parts += [f"Suite `{suite.get('path', suite['name'])}` · commit {commit()} · hardware: {'; '.join(hardware)} · "
               f"python {platform.python_version()} · {date.today().isoformat()}", ""]
     return "\n".join(parts)

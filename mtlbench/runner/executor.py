@@ -35,7 +35,7 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
 
     store = Store(options.results)
     job_dir = store.prepare(job, options.force)
-    config = with_potentials(job, store)
+    config = with_allocation(job, store, with_potentials(job, store))
     if options.device is not None:
         config = {**config, "train": {**config["train"], "device": options.device}}
     run = open_run(options.wandb, project, entity, job, job_dir)
@@ -61,6 +61,12 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
     }
     if config["method"]["weighting"] != job.config["method"]["weighting"]:
         result["potentials"] = config["method"]["weighting"]["potentials"]
+    if "estimate" in outcome:
+        result["estimate"] = outcome["estimate"]
+    if config["scenario"]["name"] == "budget":
+        result["new_labels"] = config["scenario"]["new_labels"]
+    if "allocation" in config:
+        result["allocation"] = config["allocation"]
     store.finish(job, result)
     run.finish({"test": result["test"], "val": result["val"], "train_seconds": result["train_seconds"]})
     return result
@@ -91,6 +97,18 @@ def with_potentials(job: Job, store: Store) -> dict[str, Any]:
     return {**job.config, "method": method}
 
 
+def with_allocation(job: Job, store: Store, config: dict[str, Any]) -> dict[str, Any]:
+    """TABA's label counts, from the finished estimate jobs the config names (budget/suite.py); the resolved
+    counts and the estimates they came from go into the config the job trains with and into its result."""
+    if "allocation" not in config:
+        return config
+    from ..budget.estimates import resolve_allocation
+
+    allocation = resolve_allocation(config["allocation"], lambda job_id: store.result(job.suite, job_id))
+    scenario = {**config["scenario"], "new_labels": allocation["new_labels"]}
+    return {**config, "scenario": scenario, "allocation": {**config["allocation"], **allocation}}
+
+
 def run_one(job: Job, options: RunOptions, project: str, entity: str | None, progress: Progress) -> bool:
     start = time.monotonic()
     progress.started(job)
@@ -118,9 +136,9 @@ def run_suite(suite: Suite, options: RunOptions, progress: Progress | None = Non
     project, entity = suite.raw.wandb.project, suite.raw.wandb.entity
     if options.workers <= 1 or len(pending) <= 1:
         return [job for job in pending if not run_one(job, options, project, entity, progress)]
-    # stl first, to the end: other jobs (AMTL) read its results
-    first = [job for job in pending if job.method == "stl"]
-    rest = [job for job in pending if job.method != "stl"]
+    # phase 0 (stl, TABA's estimates) first, to the end: other jobs (AMTL, TABA) read its results
+    first = [job for job in pending if job.phase == 0]
+    rest = [job for job in pending if job.phase != 0]
     return [*run_parallel(first, options, project, entity), *run_parallel(rest, options, project, entity)]
 
 

@@ -77,6 +77,11 @@ class Store:
         for path in sorted(self.suite_dir(suite).glob(f"*/{RESULT}")):
             yield json.loads(path.read_text())
 
+    def result(self, suite: str, job_id: str) -> dict[str, Any] | None:
+        """A finished job's result record, or None."""
+        path = self.suite_dir(suite) / job_id / RESULT
+        return json.loads(path.read_text()) if path.exists() else None
+
     def suite_summary(self, suite: str) -> dict[str, Any]:
         path = self.suite_dir(suite) / "suite.json"
         return json.loads(path.read_text()) if path.exists() else {"name": suite}

@@ -50,8 +50,12 @@ class Step:
 @SCHEDULERS.register("cosine")
 @dataclass(frozen=True)
 class Cosine:
+    """Cosine annealing over the epochs down to ``eta_min`` (paper 000: to 1e-4)."""
+
+    eta_min: float = 0.0
+
     def build(self, optimizer: torch.optim.Optimizer, epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs, eta_min=self.eta_min)
 
 
 @SCHEDULERS.register("constant")

@@ -16,11 +16,11 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..data import DATASETS, SPLITS, LabelPlan, Split, scenario
 from ..data.augment import Augment
@@ -70,6 +70,12 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cycled(items: Tensor, count: int, generator: torch.Generator) -> Tensor:
+    """``count`` items drawn as consecutive fresh permutations of ``items`` (a small set is over-sampled)."""
+    rounds = -(-count // len(items))
+    return torch.cat([items[torch.randperm(len(items), generator=generator)] for _ in range(rounds)])[:count]
+
+
 @dataclass
 class Stage:
     """One network to train: its name, its tasks, the training images it sees and their label mask."""
@@ -80,20 +86,39 @@ class Stage:
     mask: Tensor  # [N_stage, T_stage], CPU
     appended: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))  # see LabelPlan
     per_batch: int = 0
+    per_task: bool = False
+    steps: int = 0  # per_task: steps per epoch (0: as many labels as there are)
 
-    def batches(self, batch_size: int, generator: torch.Generator) -> list[Tensor]:
-        """One epoch: the regular images in random order, ``per_batch`` appended images added to each batch
-        (cycling through fresh permutations of them, so a small pool is over-sampled, a large one under-)."""
+    def batches(self, batch_size: int, generator: torch.Generator) -> list[tuple[Tensor, Tensor]]:
+        """One epoch of (image rows, their label mask [B, T]).
+
+        By default the regular images in random order, ``per_batch`` appended images added to each batch
+        (cycling through fresh permutations of them). With ``per_task``, every step holds one mini-batch of
+        ``batch_size`` images per task, drawn from that task's labelled images and supervising that task only;
+        an epoch draws as many (image, task) labels as the stage has, or ``steps`` steps.
+        """
+        if self.per_task:
+            return self.per_task_batches(batch_size, generator)
         if not self.per_batch:
-            return list(torch.randperm(len(self.train), generator=generator).split(batch_size))
+            return [(index, self.mask[index]) for index in torch.randperm(len(self.train), generator=generator)
+                    .split(batch_size)]
         is_appended = torch.zeros(len(self.train), dtype=torch.bool)
         is_appended[self.appended] = True
         regular = (~is_appended).nonzero().squeeze(1)
         batches = list(regular[torch.randperm(len(regular), generator=generator)].split(batch_size))
-        needed = len(batches) * self.per_batch
-        draws = torch.cat([self.appended[torch.randperm(len(self.appended), generator=generator)]
-                           for _ in range(-(-needed // len(self.appended)))])
-        return [torch.cat([b, draws[i * self.per_batch:(i + 1) * self.per_batch]]) for i, b in enumerate(batches)]
+        draws = cycled(self.appended, len(batches) * self.per_batch, generator)
+        indices = [torch.cat([b, draws[i * self.per_batch:(i + 1) * self.per_batch]]) for i, b in enumerate(batches)]
+        return [(index, self.mask[index]) for index in indices]
+
+    def per_task_batches(self, batch_size: int, generator: torch.Generator) -> list[tuple[Tensor, Tensor]]:
+        labelled = {j: self.mask[:, j].nonzero().squeeze(1) for j in range(self.mask.shape[1])}
+        labelled = {j: rows for j, rows in labelled.items() if len(rows)}
+        steps = self.steps or -(-sum(map(len, labelled.values())) // (len(labelled) * batch_size))
+        draws = {j: cycled(rows, steps * batch_size, generator).view(steps, batch_size) for j, rows in labelled.items()}
+        block_mask = torch.zeros(len(labelled) * batch_size, self.mask.shape[1])
+        for k, j in enumerate(labelled):
+            block_mask[k * batch_size:(k + 1) * batch_size, j] = 1
+        return [(torch.cat([draws[j][s] for j in labelled]), block_mask) for s in range(steps)]
 
 
 @dataclass
@@ -102,12 +127,30 @@ class StageResult:
     test: dict[str, dict[str, float]] = field(default_factory=dict)
     resumed_from_epoch: int = 0
     train_seconds: float = 0.0
+    model: nn.Module | None = None  # the trained network, for procedures that use it further (not saved here)
+    observed: Any = None  # what a StepObserver reports
+
+
+class StepObserver(Protocol):
+    """Watches a stage's training steps (e.g. TABA's probes); its state is checkpointed with the stage."""
+
+    def after_step(self, step: int) -> None: ...
+
+    def state(self) -> Any: ...
+
+    def restore(self, state: Any) -> None: ...
+
+    def report(self) -> Any: ...
+
+
+ObserverFactory = Callable[["Stage", nn.Module, torch.optim.Optimizer, "Recipe"], StepObserver]
 
 
 def plan_stages(networks: str, tasks: dict[str, Task], train: Split, plan: LabelPlan) -> list[Stage]:
     mask_t = torch.from_numpy(plan.mask)
     if networks == "shared":
-        return [Stage("mtl", tasks, train, mask_t, torch.from_numpy(plan.appended), plan.per_batch)]
+        return [Stage("mtl", tasks, train, mask_t, torch.from_numpy(plan.appended), plan.per_batch, plan.per_task,
+                      plan.steps)]
     stages = []
     for j, (name, task) in enumerate(tasks.items()):
         labelled = mask_t[:, j].nonzero().squeeze(1)
@@ -116,23 +159,59 @@ def plan_stages(networks: str, tasks: dict[str, Task], train: Split, plan: Label
     return stages
 
 
-def run_job(job: dict[str, Any], job_dir: Path, on_epoch: EpochCallback = lambda record: None) -> dict[str, Any]:
-    """Train and test one job; returns the result record (without the bookkeeping the runner adds)."""
-    device = resolve_device(job["train"]["device"])
+@dataclass
+class JobData:
+    """A job's tasks, its splits on the device and the label plan of its training split."""
+
+    tasks: dict[str, Task]
+    splits: dict[str, Split]
+    plan: LabelPlan
+
+
+def load_job_data(job: dict[str, Any], device: torch.device, test: bool = True) -> JobData:
+    """The data a job trains on; ``test=False`` for jobs that must not read the test split (estimates that
+    decide an experiment, like TABA's probes)."""
     dataset = build(DATASETS, job["dataset"])
     tasks = {name: dataset.tasks()[name] for name in job["tasks"]}
-    splits = {s: dataset.load(s).select(job["tasks"]) for s in SPLITS}
+    splits = {s: dataset.load(s).select(job["tasks"]) for s in SPLITS if test or s != "test"}
     labels = scenario(job["scenario"])
     n_pool = dataset.split_size("pool") if labels.pool else 0
     plan = labels.plan(len(splits["train"]), job["tasks"], job["scenario"]["mask_seed"], n_pool)
     if labels.pool:
         splits["train"] = splits["train"].concat(dataset.load("pool").select(job["tasks"]))
-    splits = {name: split.to(device) for name, split in splits.items()}
-    mask = plan.mask
-    np.save(job_dir / "mask.npy", mask)
-    stages = plan_stages(job["method"]["networks"], tasks, splits["train"], plan)
-    results = {stage.name: train_stage(stage, job, splits, device, job_dir / f"checkpoint-{stage.name}.pt",
-                                       on_epoch) for stage in stages}
+    return JobData(tasks, {name: split.to(device) for name, split in splits.items()}, plan)
+
+
+def run_job(job: dict[str, Any], job_dir: Path, on_epoch: EpochCallback = lambda record: None) -> dict[str, Any]:
+    """Train and test one job; returns the result record (without the bookkeeping the runner adds).
+
+    A job with a ``probe`` (TABA's informativeness, paper 000 Eq. 5) trains as usual with the probe observing
+    its steps; one with a ``reduction`` (TABA's reduction rate, Eq. 7) runs that procedure's STL trainings.
+    Neither reads the test split.
+    """
+    if "reduction" in job:
+        from ..budget.reduction import run_reduction
+
+        return run_reduction(job, job_dir, on_epoch)
+    device = resolve_device(job["train"]["device"])
+    data = load_job_data(job, device, test="probe" not in job)
+    np.save(job_dir / "mask.npy", data.plan.mask)
+    observer = None
+    if "probe" in job:
+        from ..budget.probe import Probe
+
+        observer = Probe.factory(job, data.splits["val"], device)
+    stages = plan_stages(job["method"]["networks"], data.tasks, data.splits["train"], data.plan)
+    results = {stage.name: train_stage(stage, job, data.splits, device, job_dir / f"checkpoint-{stage.name}.pt",
+                                       on_epoch, observer) for stage in stages}
+    outcome = job_outcome(job, data.tasks, data.plan.mask, results, device)
+    if observer is not None:
+        outcome["estimate"] = next(iter(results.values())).observed
+    return outcome
+
+
+def job_outcome(job: dict[str, Any], tasks: dict[str, Task], mask: np.ndarray, results: dict[str, "StageResult"],
+                device: torch.device) -> dict[str, Any]:
     return {
         "test": {t: m for r in results.values() for t, m in r.test.items()},
         "primary": {t: task.primary for t, task in tasks.items()},
@@ -141,24 +220,26 @@ def run_job(job: dict[str, Any], job_dir: Path, on_epoch: EpochCallback = lambda
         "history": [record for r in results.values() for record in r.history],
         "resumed_from_epoch": {name: r.resumed_from_epoch for name, r in results.items()},
         "train_seconds": sum(r.train_seconds for r in results.values()),
-        "labels_per_task": dict(zip(job["tasks"], mask.sum(0).astype(int).tolist())),
+        "labels_per_task": dict(zip(tasks, mask.sum(0).astype(int).tolist())),
         "device": device_name(device),
         "torch": torch.__version__,
     }
 
 
-def load_batch(stage: Stage, index: Tensor, augment: Augment, generator: torch.Generator,
+def load_batch(stage: Stage, index: Tensor, mask: Tensor, augment: Augment, generator: torch.Generator,
                device: torch.device) -> tuple[Tensor, dict[str, Tensor], Tensor]:
     """Images and targets on the device, augmented, and the batch's label mask (kept on the CPU)."""
     images, targets = stage.train.batch(index.to(device, non_blocking=True), stage.tasks)
     images, targets = augment(images, targets, stage.tasks, generator)
     if device.type == "cuda":
         images = images.contiguous(memory_format=torch.channels_last)
-    return images, targets, stage.mask[index]
+    return images, targets, mask
 
 
 def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], device: torch.device,
-                path: Path, on_epoch: EpochCallback) -> StageResult:
+                path: Path, on_epoch: EpochCallback, observe: ObserverFactory | None = None) -> StageResult:
+    """Train one stage to ``train.epochs`` (resuming from its checkpoint), validate after every epoch and test
+    the last epoch's network when ``splits`` has a test split."""
     cfg = job["train"]
     seed = job["seed"]
     torch.manual_seed(derive_seed(seed, stage.name, "init"))
@@ -175,6 +256,7 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
     optimizer = build(OPTIMIZERS, cfg["optimizer"]).build(recipe.parameters())
     scheduler = build(SCHEDULERS, cfg["scheduler"]).build(optimizer, cfg["epochs"])
     torch.manual_seed(derive_seed(seed, stage.name, "train"))
+    observer = observe(stage, model, optimizer, recipe) if observe is not None else None
     result = StageResult()
 
     saved = checkpoint.load(path)
@@ -185,28 +267,30 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
         scheduler.load_state_dict(saved["scheduler"])
         checkpoint.restore_rng(saved["rng"], generators)
         result = StageResult(saved["history"], saved.get("test", {}), saved["epoch"], saved["train_seconds"])
-        if result.test:
-            return result
+        if observer is not None:
+            observer.restore(saved["observer"])
 
     val = splits["val"].select(list(stage.tasks))
     for epoch in range(result.resumed_from_epoch, cfg["epochs"]):
         start = time.perf_counter()
         model.train()
         sums: dict[str, Tensor] = {}
-        batches = [b for b in stage.batches(cfg["batch_size"], generators["order"]) if len(b) >= min_batch]
+        batches = [b for b in stage.batches(cfg["batch_size"], generators["order"]) if len(b[0]) >= min_batch]
         group = recipe.interleaved_batches
         for first in range(0, len(batches), group):
-            loaded = [load_batch(stage, index, augment, generators["augment"], device)
-                      for index in batches[first:first + group]]
+            loaded = [load_batch(stage, index, mask, augment, generators["augment"], device)
+                      for index, mask in batches[first:first + group]]
             logs = recipe.train_batches(optimizer, loaded)
             for key, value in logs.items():
                 sums[key] = sums.get(key, 0) + value
+            if observer is not None:
+                observer.after_step(epoch * len(batches) + first + len(loaded))
         scheduler.step()
         recipe.end_epoch({k.removeprefix("loss/"): float(v) / len(batches) for k, v in sums.items()
                           if k.startswith("loss/")})
         seconds = time.perf_counter() - start
         result.train_seconds += seconds
-        images_seen = sum(len(index) for index in batches)
+        images_seen = sum(len(index) for index, _ in batches)
         record = {"stage": stage.name, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                   "seconds": seconds, "images_per_second": images_seen / seconds,
                   **{f"train/{k}": float(v) / len(batches) for k, v in sums.items()},
@@ -214,13 +298,16 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
         recipe.after_validation(record["val"])
         result.history.append(record)
         last = epoch + 1 == cfg["epochs"]
-        if last:
+        if last and "test" in splits:
             result.test = evaluate(model, splits["test"].select(list(stage.tasks)), stage.tasks,
                                    cfg["eval_batch_size"], autocast)
         checkpoint.save_atomic({"model": model.state_dict(), "recipe": recipe.state_dict(),
                                 "optimizer": optimizer.state_dict(),
                                 "scheduler": scheduler.state_dict(), "rng": checkpoint.rng_state(generators),
                                 "epoch": epoch + 1, "history": result.history, "test": result.test,
-                                "train_seconds": result.train_seconds}, path)
+                                "train_seconds": result.train_seconds,
+                                "observer": observer.state() if observer is not None else None}, path)
         on_epoch({**record, "epochs": cfg["epochs"]})
+    result.model = model
+    result.observed = observer.report() if observer is not None else None
     return result

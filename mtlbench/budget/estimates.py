@@ -1,0 +1,47 @@
+"""TABA's estimates read back from the finished estimate jobs, and the allocation they lead to."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from ..registry import build
+from .allocators import ALLOCATORS, Estimates
+
+ResultLookup = Callable[[str], "dict[str, Any] | None"]
+
+
+class EstimateError(RuntimeError):
+    pass
+
+
+def estimate_results(ids: list[str], lookup: ResultLookup, what: str) -> list[dict[str, Any]]:
+    results = [lookup(job_id) for job_id in ids]
+    missing = [job_id for job_id, result in zip(ids, results) if result is None]
+    if missing:
+        raise EstimateError(f"TABA needs the {what} of jobs {', '.join(missing)}, which have not finished; run the "
+                            f"suite again (they run first) or look at their error.txt")
+    return results  # type: ignore[return-value]
+
+
+def gather_estimates(estimates: dict[str, Any], lookup: ResultLookup) -> Estimates:
+    """Eq. 3's I_i (Eq. 5 and TAG) averaged over the probe jobs, Eq. 7's beta_i over each task's reduction jobs."""
+    fields: dict[str, dict[str, float]] = {}
+    if "probe" in estimates:
+        probes = [r["estimate"] for r in estimate_results(estimates["probe"], lookup, "informativeness probes")]
+        for key in ("informativeness", "tag_informativeness"):
+            fields[key] = {t: float(np.mean([p[key][t] for p in probes])) for t in probes[0][key]}
+    if "reduction" in estimates:
+        fields["beta"] = {t: float(np.mean([r["estimate"]["beta"] for r in
+                                            estimate_results(ids, lookup, f"reduction rate of {t}")]))
+                          for t, ids in estimates["reduction"].items()}
+    return Estimates(**fields)
+
+
+def resolve_allocation(allocation: dict[str, Any], lookup: ResultLookup) -> dict[str, Any]:
+    """The label counts of an allocation whose allocator reads estimates, with the estimates used."""
+    estimates = gather_estimates(allocation["estimates"], lookup)
+    allocator = build(ALLOCATORS, allocation["allocator"])
+    counts = allocator.allocate(allocation["costs"], allocation["budget"], estimates)
+    return {"new_labels": counts, "informativeness": estimates.informativeness or None,
+            "tag_informativeness": estimates.tag_informativeness or None, "beta": estimates.beta or None}

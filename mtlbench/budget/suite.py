@@ -1,0 +1,148 @@
+"""A budget suite (a ``budget:`` section) expanded into jobs, in the order they must run:
+
+1. TABA's estimate jobs on the seed set, when an allocator needs them: one probe job (Eq. 5) and one
+   reduction job per task (Eq. 7) per ``estimate_seeds`` entry;
+2. the seed-set jobs: the MTL network on the seed labels only (S'_i of Eq. 9), one per seed;
+3. per cost setting, allocator and seed (= repeat): the MTL network retrained on seed + bought labels.
+
+A heuristic's allocation is computed here, so its job config holds the label counts, and a retraining that
+two cost settings share (Equal New Images, whose N is the same when B = n sum c) is one job. TABA's counts
+depend on its estimates: its job config names the estimate jobs and the allocator, and the runner resolves
+the counts when the job starts (runner/executor.py). The repeat seeds both the purchase draw and training.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from ..config import Job, SuiteError, SuiteFile, check_methods, job_id, plugin, resolve_common, resolve_method
+from ..data import DATASETS, SCENARIOS
+from ..registry import build
+from .allocators import ALLOCATORS, Allocator, AllocationError
+from .probe import ProbeSettings
+from .reduction import ReductionSettings
+
+
+def settings(cls: type, spec: dict[str, Any], where: str, path: Path) -> dict[str, Any]:
+    """A settings dataclass validated and resolved with every default."""
+    unknown = sorted(set(spec) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise SuiteError(f"{path}: {where}: unknown field {', '.join(unknown)}. Valid fields: "
+                         f"{', '.join(f.name for f in dataclasses.fields(cls))}")
+    try:
+        instance = TypeAdapter(cls).validate_python(spec)
+    except (ValidationError, ValueError) as error:
+        raise SuiteError(f"{path}: {where}: {error}") from None
+    return json.loads(json.dumps(dataclasses.asdict(instance)))
+
+
+def check_costs(costs: dict[str, dict[str, int]], tasks: list[str], path: Path) -> None:
+    if not costs:
+        raise SuiteError(f"{path}: budget.costs: give at least one cost setting, e.g. '1:20': {{cls: 1, seg: 20}}")
+    for label, per_task in costs.items():
+        if set(per_task) != set(tasks):
+            raise SuiteError(f"{path}: budget.costs.{label}: give one cost per task of the suite ({', '.join(tasks)}), "
+                             f"got {', '.join(per_task) or 'none'}")
+
+
+def expand_budget(raw: SuiteFile, path: Path) -> tuple[list[Job], dict[str, Any]]:
+    section = raw.budget
+    if raw.scenarios:
+        raise SuiteError(f"{path}: scenarios: a budget suite has none (the budget section decides the labels)")
+    if len(raw.methods) > 1:
+        raise SuiteError(f"{path}: methods: a budget suite retrains one method (default supervised, Eq. 8 with "
+                         f"lambda_i = 1), got {len(raw.methods)}")
+    model, train, datasets = resolve_common(raw, path)
+    method = resolve_method(raw.methods[0] if raw.methods else "supervised", "methods[0]", path)
+    if method["networks"] != "shared":
+        raise SuiteError(f"{path}: methods[0]: the budget track retrains one shared MTL network, not "
+                         f"{method['networks']!r} networks")
+    check_methods([method], datasets, raw.tasks, model, path)
+    check_costs(section.costs, raw.tasks, path)
+    allocators = [(plugin(ALLOCATORS, spec, f"budget.allocators[{i}]", path), i)
+                  for i, spec in enumerate(section.allocators)]
+    if not allocators:
+        raise SuiteError(f"{path}: budget.allocators: must list at least one entry")
+    built: list[tuple[dict[str, Any], Allocator]] = []
+    for spec, i in allocators:
+        try:
+            built.append((spec, build(ALLOCATORS, spec)))
+        except AllocationError as error:
+            raise SuiteError(f"{path}: budget.allocators[{i}]: {error}") from None
+    probe = settings(ProbeSettings, section.probe, "budget.probe", path)
+    reduction = settings(ReductionSettings, section.reduction, "budget.reduction", path)
+    needs = {need for _, allocator in built for need in allocator.needs}
+    stl = resolve_method("stl", "budget.reduction", path)
+    labels = [allocator.label() for _, allocator in built]
+    if len(set(labels)) != len(labels):
+        twice = sorted({x for x in labels if labels.count(x) > 1})
+        raise SuiteError(f"{path}: budget.allocators: listed twice: {twice}")
+
+    jobs: dict[str, Job] = {}
+
+    def add(config: dict[str, Any], label: str) -> str:
+        job = Job(job_id(config), raw.name or path.stem, config, label)
+        jobs.setdefault(job.id, job)
+        return job.id
+
+    def purchase(new_labels: dict[str, int] | None, same_images: bool, draw: int) -> dict[str, Any]:
+        spec = {"name": "budget", "seed_labels": section.seed_labels, "new_labels": new_labels,
+                "same_images": same_images, "draw": draw, "steps_per_epoch": section.steps_per_epoch}
+        return {**plugin(SCENARIOS, spec, "budget", path), "mask_seed": raw.mask_seed}
+
+    tables = []
+    for dataset in datasets:
+        train_size = build(DATASETS, dataset).split_size("train")
+        pool = train_size - len(raw.tasks) * section.seed_labels
+        if pool < 0:
+            raise SuiteError(f"{path}: budget.seed_labels: {len(raw.tasks)} seed sets of {section.seed_labels} need "
+                             f"more than the {dataset['name']} train split's {train_size} images")
+        if "reduction" in needs and round(max(reduction["pseudo_labels"]) * section.seed_labels) > pool:
+            raise SuiteError(f"{path}: budget.reduction.pseudo_labels: {max(reduction['pseudo_labels'])} x "
+                             f"{section.seed_labels} pseudo-labelled images exceed the {pool} pool images")
+        def config(seed: int, scenario: dict[str, Any], **extra: Any) -> dict[str, Any]:
+            return {"dataset": dataset, "tasks": list(raw.tasks), "scenario": scenario, "method": method,
+                    "model": model, "train": train, "seed": seed, **extra}
+
+        seed_set = purchase(dict.fromkeys(raw.tasks, 0), False, 0)
+        estimates: dict[str, Any] = {}
+        if "probe" in needs:
+            estimates["probe"] = [add(config(s, seed_set, probe=probe), "TABA informativeness probe")
+                                  for s in section.estimate_seeds]
+        if "reduction" in needs:
+            estimates["reduction"] = {
+                t: [add({**config(s, seed_set, reduction={"task": t, **reduction}), "method": stl},
+                        f"TABA reduction rate of {t}") for s in section.estimate_seeds] for t in raw.tasks}
+        seed_jobs = [add(config(seed, seed_set), "seed set") for seed in raw.seeds]
+        settings_rows = []
+        for cost_label, costs in section.costs.items():
+            costs = {t: costs[t] for t in raw.tasks}
+            budget = section.budget or section.seed_labels * sum(costs.values())
+            rows = []
+            for spec, allocator in built:
+                extra: dict[str, Any] = {}
+                new_labels = None
+                if allocator.needs:
+                    extra["allocation"] = {"allocator": spec, "costs": costs, "budget": budget,
+                                           "estimates": {k: estimates[k] for k in allocator.needs}}
+                else:
+                    try:
+                        new_labels = allocator.allocate(costs, budget)
+                    except AllocationError as error:
+                        raise SuiteError(f"{path}: budget.allocators: {error}") from None
+                    bought = max(new_labels.values()) if allocator.same_images else sum(new_labels.values())
+                    if bought > pool:
+                        raise SuiteError(f"{path}: budget.costs.{cost_label}: {allocator.label()} buys {bought} "
+                                         f"labels ({new_labels}) but {dataset['name']} has {pool} train images "
+                                         f"outside the seed sets; enlarge its train split or lower the budget")
+                ids = [add(config(seed, purchase(new_labels, allocator.same_images, seed), **extra),
+                           f"{cost_label} {allocator.label()}") for seed in raw.seeds]
+                rows.append({"allocator": allocator.label(), "spec": spec, "new_labels": new_labels, "jobs": ids})
+            settings_rows.append({"label": cost_label, "costs": costs, "budget": budget, "rows": rows})
+        tables.append({"dataset": dataset["name"], "seed_labels": section.seed_labels, "seed_jobs": seed_jobs,
+                       "estimates": estimates, "settings": settings_rows})
+    return list(jobs.values()), {"tables": tables}
