@@ -226,14 +226,14 @@ def job_outcome(job: dict[str, Any], tasks: dict[str, Task], mask: np.ndarray, r
     }
 
 
-def load_batch(stage: Stage, index: Tensor, mask: Tensor, augment: Augment, generator: torch.Generator,
-               device: torch.device) -> tuple[Tensor, dict[str, Tensor], Tensor]:
-    """Images and targets on the device, augmented, and the batch's label mask (kept on the CPU)."""
+def load_batch(stage: Stage, index: Tensor, augment: Augment, generator: torch.Generator,
+               device: torch.device) -> tuple[Tensor, dict[str, Tensor]]:
+    """A batch's images and targets on the device, augmented."""
     images, targets = stage.train.batch(index.to(device, non_blocking=True), stage.tasks)
     images, targets = augment(images, targets, stage.tasks, generator)
     if device.type == "cuda":
         images = images.contiguous(memory_format=torch.channels_last)
-    return images, targets, mask
+    return images, targets
 
 
 def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], device: torch.device,
@@ -278,7 +278,7 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
         batches = [b for b in stage.batches(cfg["batch_size"], generators["order"]) if len(b[0]) >= min_batch]
         group = recipe.interleaved_batches
         for first in range(0, len(batches), group):
-            loaded = [load_batch(stage, index, mask, augment, generators["augment"], device)
+            loaded = [(*load_batch(stage, index, augment, generators["augment"], device), mask)  # mask stays on CPU
                       for index, mask in batches[first:first + group]]
             logs = recipe.train_batches(optimizer, loaded)
             for key, value in logs.items():
