@@ -63,16 +63,10 @@ def expand_budget(raw: SuiteFile, path: Path) -> tuple[list[Job], dict[str, Any]
                          f"{method['networks']!r} networks")
     check_methods([method], datasets, raw.tasks, model, path)
     check_costs(section.costs, raw.tasks, path)
-    allocators = [(plugin(ALLOCATORS, spec, f"budget.allocators[{i}]", path), i)
-                  for i, spec in enumerate(section.allocators)]
-    if not allocators:
+    specs = [plugin(ALLOCATORS, spec, f"budget.allocators[{i}]", path) for i, spec in enumerate(section.allocators)]
+    if not specs:
         raise SuiteError(f"{path}: budget.allocators: must list at least one entry")
-    built: list[tuple[dict[str, Any], Allocator]] = []
-    for spec, i in allocators:
-        try:
-            built.append((spec, build(ALLOCATORS, spec)))
-        except AllocationError as error:
-            raise SuiteError(f"{path}: budget.allocators[{i}]: {error}") from None
+    built: list[tuple[dict[str, Any], Allocator]] = [(spec, build(ALLOCATORS, spec)) for spec in specs]
     probe = settings(ProbeSettings, section.probe, "budget.probe", path)
     reduction = settings(ReductionSettings, section.reduction, "budget.reduction", path)
     needs = {need for _, allocator in built for need in allocator.needs}
