@@ -59,6 +59,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from .budget import ALLOCATORS
     from .data import DATASETS, SCENARIOS
+    from .grouping import OBJECTIVES, SELECTORS
     from .methods import AXES, METHODS
     from .models import MODELS
     from .registry import parameters
@@ -81,6 +82,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         show(f"{axis} parts", registry)
     show("models", MODELS)
     show("allocators", ALLOCATORS)
+    show("grouping selectors", SELECTORS)
+    show("grouping objectives", OBJECTIVES)
     return 0
 
 
@@ -129,8 +132,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import SHAPES, BenchConfig, header, measure, part_recipes, sweep, table
+    from .bench import SHAPES, BenchConfig, header, measure, part_recipes, selection_timing, sweep, table
 
+    if args.selection:
+        print(selection_timing(args.selection))
+        return 0
     height, width = SHAPES[args.shape] if args.shape else (args.height, args.width)
     config = BenchConfig(tuple(args.methods.split(",")), tuple(args.tasks.split(",")), height, width,
                          args.model_width, args.batch_size, args.scenario, args.steps, args.warmup, args.device)
@@ -173,6 +179,67 @@ def cmd_allocate(args: argparse.Namespace) -> int:
     return 0
 
 
+def budget_range(text: str) -> list[float]:
+    """``1:5:0.5`` (start:stop:step, stop included) or a comma-separated list."""
+    try:
+        if ":" in text:
+            start, stop, step = (float(x) for x in text.split(":"))
+            return [round(start + i * step, 10) for i in range(int(round((stop - start) / step)) + 1)]
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"select: --budgets {text!r}: expected START:STOP:STEP (e.g. 1:5:0.5) or a list") from None
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from .grouping import OBJECTIVES, SELECTORS, LossFileError, Tables, read_losses
+    from .registry import build
+
+    methods = args.method.split(",")
+    unknown = [m for m in methods if m not in SELECTORS]
+    if unknown:
+        print(f"select: --method: {', '.join(unknown)}; choose from {', '.join(SELECTORS.list())}", file=sys.stderr)
+        return 2
+    limits = {}
+    for item in args.limit:
+        task, _, value = item.partition("=")
+        try:
+            limits[task] = float(value)
+        except ValueError:
+            print(f"select: --limit {item!r}: expected TASK=LOSS", file=sys.stderr)
+            return 2
+    try:
+        tables = Tables(read_losses(args.val), read_losses(args.test), read_losses(args.esa) if args.esa else None,
+                        tuple(args.selection_sizes))
+        objective = build(OBJECTIVES, {"name": "task_limits", "limits": limits} if limits else {"name": "lowest_total"})
+        out = {}
+        for method in methods:
+            spec = {"name": method, **({"trials": args.trials} if method == "random" else {})}
+            selector, previous, rows = build(SELECTORS, spec), (), []
+            start = time.perf_counter()
+            for budget in budget_range(args.budgets):
+                choice = selector.choose(tables, budget, objective, previous)
+                previous = choice.networks if choice is not None and choice.networks else previous
+                rows.append({"budget": budget, "total": None if choice is None else choice.total,
+                             "networks": [] if choice is None else [n.name for n in choice.networks],
+                             "task_losses": [] if choice is None else list(choice.task_losses)})
+            out[method] = {"seconds": time.perf_counter() - start, "budgets": rows}
+    except (LossFileError, ValueError) as error:
+        print(f"select: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return 0
+    for method, found in out.items():
+        print(f"{method} ({found['seconds']:.3f} s; total test loss, chosen networks)")
+        for row in found["budgets"]:
+            total = "no valid grouping" if row["total"] is None else f"{row['total']:.4f}"
+            print(f"  {row['budget']:g} SNT: {total}  {' + '.join(row['networks'])}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="mtlbench", description="Benchmark suite for label-efficient MTL")
     sub = main.add_subparsers(dest="command", required=True)
@@ -194,7 +261,8 @@ def parser() -> argparse.ArgumentParser:
     add_results(board)
     board.set_defaults(func=cmd_leaderboard)
 
-    lst = sub.add_parser("list", help="registered datasets, scenarios, methods, recipe parts, models and allocators")
+    lst = sub.add_parser("list", help="registered datasets, scenarios, methods, recipe parts, models, allocators, "
+                                     "selectors and objectives")
     lst.set_defaults(func=cmd_list)
 
     allocate = sub.add_parser("allocate", help="TABA's label allocation (paper 000 Eq. 2, 4) from your estimates")
@@ -204,6 +272,22 @@ def parser() -> argparse.ArgumentParser:
     allocate.add_argument("--beta", required=True, help="reduction rate beta_i per task (Eq. 4), e.g. 0.999,0.997")
     allocate.add_argument("--json", action="store_true", help="print {counts, spent, budget, gathered} as JSON")
     allocate.set_defaults(func=cmd_allocate)
+
+    select = sub.add_parser("select", help="task grouping (paper 001): choose networks per inference budget from "
+                                           "per-network losses (mtlbench's CSV or Standley et al.'s release)")
+    select.add_argument("--val", required=True, help="losses to choose on (validation)")
+    select.add_argument("--test", required=True, help="losses to report (test)")
+    select.add_argument("--esa", help="early-stopped validation losses (for --method esa)")
+    select.add_argument("--method", default="optimal",
+                        help="comma-separated: optimal, esa, hoa, random, pessimal, traditional, independent")
+    select.add_argument("--budgets", default="1:5:0.5", help="SNT, START:STOP:STEP or a list (default 1:5:0.5)")
+    select.add_argument("--limit", action="append", default=[], metavar="TASK=LOSS",
+                        help="a hard per-task loss limit (BETTER: objective task_limits); repeatable")
+    select.add_argument("--selection-sizes", type=float, nargs="+", default=[0.5],
+                        help="sizes of single-task networks that join C_0 (default 0.5)")
+    select.add_argument("--trials", type=int, default=1000, help="random groupings per budget (--method random)")
+    select.add_argument("--json", action="store_true")
+    select.set_defaults(func=cmd_select)
 
     bench = sub.add_parser("bench", help="training images/s of each method on random tensors (torch only)")
     bench.add_argument("--methods", default="supervised,consistency,mtpsl,jtr",
@@ -222,6 +306,8 @@ def parser() -> argparse.ArgumentParser:
     mode.add_argument("--sweep", action="store_true", help="cost against the number of dense tasks, 2 to 7")
     mode.add_argument("--parts", action="store_true",
                       help="each allocation, weighting and gradients part swapped into supervised, vs uniform+sum")
+    mode.add_argument("--selection", type=int, metavar="K",
+                      help="time paper 001's network selection (Algorithm 1) for K synthetic tasks, budgets 1 to K")
     bench.set_defaults(func=cmd_bench)
 
     data = sub.add_parser("data", help="dataset utilities").add_subparsers(dest="action", required=True)

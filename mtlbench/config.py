@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, TypeAdapter, ValidationError
 
 from .data import DATASETS, SCENARIOS, DatasetError
 from .methods import AXES, METHODS, NETWORKS
@@ -74,6 +74,21 @@ class BudgetSection(Strict):
     steps_per_epoch: int = Field(0, ge=0, description="0: an epoch draws as many labels as there are")
 
 
+class GroupingSection(Strict):
+    """The task-grouping track (paper 001): which networks to train, which selectors to compare, at which budgets."""
+
+    selection_sizes: list[PositiveFloat] = Field([0.5], description="single-task sizes that join C_0 (Sec. 4.2)")
+    independent_sizes: list[PositiveFloat] = Field([0.2, 0.3, 0.4, 0.5, 0.8, 1.0],
+                                                   description="single-task sizes of the Independent baseline")
+    traditional_sizes: list[PositiveFloat] = Field([1.0, 2.0, 2.5, 4.0],
+                                                   description="all-task network sizes of Traditional MTL")
+    budgets: list[PositiveFloat] | None = Field(None, description="SNT; default 1 to K in steps of 0.5")
+    esa_fraction: float = Field(0.2, ge=0, description="ESA's passes through the training data (0: no ESA)")
+    methods: list[str | dict[str, Any]] = ["optimal", "esa", "hoa", "traditional", "independent", "random",
+                                           "pessimal"]
+    objective: str | dict[str, Any] = "lowest_total"
+
+
 class SuiteFile(Strict):
     name: str | None = None
     description: str = ""
@@ -84,6 +99,7 @@ class SuiteFile(Strict):
     mask_seed: int = 0
     methods: list[str | dict[str, Any]] = Field(default_factory=list)
     budget: BudgetSection | None = None
+    grouping: GroupingSection | None = None
     seeds: list[int] = [0]
     model: str | dict[str, Any] = "segnet"
     train: TrainSection = TrainSection()
@@ -134,6 +150,7 @@ class Suite:
     raw: SuiteFile
     jobs: list[Job]
     budget: dict[str, Any] | None = None  # the budget track's tables: which jobs make which row
+    grouping: dict[str, Any] | None = None  # the grouping track's networks, their costs and jobs, the selectors
 
     def summary(self) -> dict[str, Any]:
         """What the leaderboard needs to know about the suite (saved next to its results)."""
@@ -142,7 +159,8 @@ class Suite:
                    "scenarios": list(dict.fromkeys(job.scenario for job in self.jobs)),
                    "methods": list(dict.fromkeys(job.method for job in self.jobs)),
                    "jobs": [job.id for job in self.jobs]}
-        return summary | ({"budget": self.budget} if self.budget is not None else {})
+        tracks = {"budget": self.budget, "grouping": self.grouping}
+        return summary | {key: value for key, value in tracks.items() if value is not None}
 
 
 def scenario_label(scenario: dict[str, Any]) -> str:
@@ -174,10 +192,17 @@ def load_suite(path: str | Path, overrides: list[str] = ()) -> Suite:
         raw = SuiteFile.model_validate(data)
     except ValidationError as error:
         raise SuiteError(describe_validation_error(path, error)) from None
+    if raw.budget is not None and raw.grouping is not None:
+        raise SuiteError(f"{path}: a suite has a budget or a grouping section, not both")
     if raw.budget is not None:
         from .budget.suite import expand_budget
 
         return Suite(raw.name or path.stem, path, raw, *expand_budget(raw, path))
+    if raw.grouping is not None:
+        from .grouping.suite import expand_grouping
+
+        jobs, grouping = expand_grouping(raw, path)
+        return Suite(raw.name or path.stem, path, raw, jobs, grouping=grouping)
     return Suite(raw.name or path.stem, path, raw, expand(raw, path))
 
 
@@ -355,6 +380,25 @@ def resolve_common(raw: SuiteFile, path: Path) -> tuple[dict[str, Any], dict[str
     for i, dataset in enumerate(datasets):
         check_dataset(dataset, raw.tasks, model, f"datasets[{i}]" if raw.datasets else "dataset", path)
     return model, train, datasets
+
+
+def resolve_single_method_track(raw: SuiteFile, path: Path, track: str, no_scenarios: str,
+                                method_role: str) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]],
+                                                            dict[str, Any]]:
+    """A track that trains one shared-network method on labels it decides itself (budget, grouping): the
+    model, training settings, datasets and that method (default ``supervised``), checked."""
+    if raw.scenarios:
+        raise SuiteError(f"{path}: scenarios: a {track} suite has none ({no_scenarios})")
+    if len(raw.methods) > 1:
+        raise SuiteError(f"{path}: methods: a {track} suite trains one method ({method_role}), got "
+                         f"{len(raw.methods)}")
+    model, train, datasets = resolve_common(raw, path)
+    method = resolve_method(raw.methods[0] if raw.methods else "supervised", "methods[0]", path)
+    if method["networks"] != "shared":
+        raise SuiteError(f"{path}: methods[0]: the {track} track trains one shared network per job, not "
+                         f"{method['networks']!r} networks")
+    check_methods([method], datasets, raw.tasks, model, path)
+    return model, train, datasets, method
 
 
 def expand(raw: SuiteFile, path: Path) -> list[Job]:

@@ -58,6 +58,11 @@ class Task:
     def meter(self) -> Meter:
         raise NotImplementedError
 
+    @property
+    def directions(self) -> dict[str, bool]:
+        """Every metric evaluation reports, with its direction: the task's metrics and its ``loss``."""
+        return {**self.higher_is_better, "loss": False}
+
     def postprocess(self, raw: Tensor) -> Tensor:
         """Map the raw head output to the task's prediction space (identity unless overridden)."""
         return raw

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from ..config import Job, SuiteError, SuiteFile, check_methods, job_id, plugin, resolve_common, resolve_method
+from ..config import Job, SuiteError, SuiteFile, job_id, plugin, resolve_method, resolve_single_method_track
 from ..data import DATASETS, SCENARIOS
 from ..registry import build
 from .allocators import ALLOCATORS, Allocator, AllocationError
@@ -51,17 +51,9 @@ def check_costs(costs: dict[str, dict[str, int]], tasks: list[str], path: Path) 
 
 def expand_budget(raw: SuiteFile, path: Path) -> tuple[list[Job], dict[str, Any]]:
     section = raw.budget
-    if raw.scenarios:
-        raise SuiteError(f"{path}: scenarios: a budget suite has none (the budget section decides the labels)")
-    if len(raw.methods) > 1:
-        raise SuiteError(f"{path}: methods: a budget suite retrains one method (default supervised, Eq. 8 with "
-                         f"lambda_i = 1), got {len(raw.methods)}")
-    model, train, datasets = resolve_common(raw, path)
-    method = resolve_method(raw.methods[0] if raw.methods else "supervised", "methods[0]", path)
-    if method["networks"] != "shared":
-        raise SuiteError(f"{path}: methods[0]: the budget track retrains one shared MTL network, not "
-                         f"{method['networks']!r} networks")
-    check_methods([method], datasets, raw.tasks, model, path)
+    model, train, datasets, method = resolve_single_method_track(
+        raw, path, "budget", "the budget section decides the labels",
+        "default supervised, Eq. 8 with lambda_i = 1")
     check_costs(section.costs, raw.tasks, path)
     specs = [plugin(ALLOCATORS, spec, f"budget.allocators[{i}]", path) for i, spec in enumerate(section.allocators)]
     if not specs:

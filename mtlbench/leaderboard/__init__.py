@@ -7,6 +7,7 @@ from pathlib import Path
 from ..runner.store import Store
 from .aggregate import LeaderboardError, Table, tables
 from .budget import budget_report
+from .grouping import grouping_report
 from .render import csv, markdown, page, write
 
 BUDGET_NOTE = ("Δ_i: paper 000 Eq. 9, the test-split gain in percent of each task's primary metric over the model "
@@ -18,6 +19,19 @@ BUDGET_NOTE = ("Δ_i: paper 000 Eq. 9, the test-split gain in percent of each ta
 def render_budget(summary: dict, results: list[dict], hardware: list[str], out: Path) -> tuple[Path, Path]:
     body, frame = budget_report(summary, results)
     return write(out, page(summary, BUDGET_NOTE, body, hardware), frame)
+
+
+GROUPING_NOTE = ("Paper 001's task grouping: every selector chooses networks on validation losses (ESA: the "
+                 "early-stopped validation losses; HOA: higher-order networks predicted from their pairs) within "
+                 "the budget, and the table reports the chosen set's total test loss Σ_t min_n L(n, t) (Sec. 3); "
+                 "lower is better, lowest per budget in bold; — where a baseline has no network of that size. "
+                 "Random: the mean over its random groupings; Pessimal: the worst valid grouping.")
+
+
+def render_grouping(summary: dict, results: list[dict], hardware: list[str], out: Path) -> tuple[Path, Path]:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    body, frame = grouping_report(summary, results, out)
+    return write(out, page(summary, GROUPING_NOTE, body, hardware), frame)
 
 
 def render_suite(store: Store, suite: str, out: Path | None = None, baseline: str | None = None) -> tuple[Path, Path]:
@@ -39,6 +53,8 @@ def render_suite(store: Store, suite: str, out: Path | None = None, baseline: st
     hardware = sorted({r["device"] for r in results})
     if "budget" in summary:
         return render_budget(summary, results, hardware, out or Path("leaderboards") / suite)
+    if "grouping" in summary:
+        return render_grouping(summary, results, hardware, out or Path("leaderboards") / suite)
     built = tables(results, baseline or settings.get("baseline", "supervised"), settings.get("metrics", {}),
                    summary.get("methods", []), summary.get("scenarios", []))
     return write(out or Path("leaderboards") / suite, markdown(summary, built, hardware), csv(built))

@@ -1,4 +1,7 @@
-"""Evaluation over a whole split: metrics accumulate on the device, one host sync per task at the end."""
+"""Evaluation over a whole split: metrics accumulate on the device, one host sync per task at the end.
+
+Besides its metrics, every task reports ``loss``: its training loss (``Task.loss_per_image``) averaged over the
+split's images, the score paper 001 selects networks by."""
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
@@ -17,11 +20,13 @@ def evaluate(model: nn.Module, split: Split, tasks: dict[str, Task], batch_size:
     was_training = model.training
     model.eval()
     meters = {name: task.meter() for name, task in tasks.items()}
+    loss_sums = {name: torch.zeros((), dtype=torch.float64, device=split.images.device) for name in tasks}
     for index in torch.arange(len(split), device=split.images.device).split(batch_size):
         images, targets = split.batch(index, tasks)
         with autocast():
             preds = model(images)
         for name, meter in meters.items():
             meter.update(preds[name].float(), targets[name])
+            loss_sums[name] += tasks[name].loss_per_image(preds[name].float(), targets[name]).double().sum()
     model.train(was_training)
-    return {name: meter.compute() for name, meter in meters.items()}
+    return {name: {**meter.compute(), "loss": loss_sums[name].item() / len(split)} for name, meter in meters.items()}

@@ -186,8 +186,9 @@ def run_job(job: dict[str, Any], job_dir: Path, on_epoch: EpochCallback = lambda
     """Train and test one job; returns the result record (without the bookkeeping the runner adds).
 
     A job with a ``probe`` (TABA's informativeness, paper 000 Eq. 5) trains as usual with the probe observing
-    its steps; one with a ``reduction`` (TABA's reduction rate, Eq. 7) runs that procedure's STL trainings.
-    Neither reads the test split.
+    its steps, a grouping candidate with an ``esa_fraction`` records its early validation losses (paper 001
+    Sec. 3.3.1) the same way, and their reports are the result's ``estimate``; one with a ``reduction`` (TABA's
+    reduction rate, Eq. 7) runs that procedure's STL trainings. TABA's jobs never read the test split.
     """
     if "reduction" in job:
         from ..budget.reduction import run_reduction
@@ -196,11 +197,7 @@ def run_job(job: dict[str, Any], job_dir: Path, on_epoch: EpochCallback = lambda
     device = resolve_device(job["train"]["device"])
     data = load_job_data(job, device, test="probe" not in job)
     np.save(job_dir / "mask.npy", data.plan.mask)
-    observer = None
-    if "probe" in job:
-        from ..budget.probe import Probe
-
-        observer = Probe.factory(job, data.splits["val"], device)
+    observer = step_observer(job, data.splits["val"], device)
     stages = plan_stages(job["method"]["networks"], data.tasks, data.splits["train"], data.plan)
     results = {stage.name: train_stage(stage, job, data.splits, device, job_dir / f"checkpoint-{stage.name}.pt",
                                        on_epoch, observer) for stage in stages}
@@ -210,12 +207,25 @@ def run_job(job: dict[str, Any], job_dir: Path, on_epoch: EpochCallback = lambda
     return outcome
 
 
+def step_observer(job: dict[str, Any], val: Split, device: torch.device) -> ObserverFactory | None:
+    """What watches the training steps: TABA's probe (paper 000 Eq. 5), or ESA's early losses (paper 001)."""
+    if "probe" in job:
+        from ..budget.probe import Probe
+
+        return Probe.factory(job, val, device)
+    if job.get("grouping", {}).get("esa_fraction"):
+        from ..grouping.early import EarlyLosses
+
+        return EarlyLosses.factory(job, val, device)
+    return None
+
+
 def job_outcome(job: dict[str, Any], tasks: dict[str, Task], mask: np.ndarray, results: dict[str, "StageResult"],
                 device: torch.device) -> dict[str, Any]:
     return {
         "test": {t: m for r in results.values() for t, m in r.test.items()},
         "primary": {t: task.primary for t, task in tasks.items()},
-        "directions": {t: dict(task.higher_is_better) for t, task in tasks.items()},
+        "directions": {t: task.directions for t, task in tasks.items()},
         "val": {t: m for r in results.values() for t, m in r.history[-1]["val"].items()},
         "history": [record for r in results.values() for record in r.history],
         "resumed_from_epoch": {name: r.resumed_from_epoch for name, r in results.items()},

@@ -1,0 +1,56 @@
+"""ESA's losses (paper 001 Sec. 3.3.1), recorded while a candidate network trains.
+
+The trainer's learning-rate schedules step once per epoch, so up to the end of the first epoch (and, for any
+fraction, up to the same step of the same schedule) the network of a full run is the network an early-stopped
+run with the same seed would have: the validation losses taken after ``fraction`` x N training images are the
+early-stopped network's, at no extra training.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import Split
+from ..train.evaluation import evaluate
+from ..train.trainer import ObserverFactory, Stage, autocast_for
+
+
+class EarlyLosses:
+    """A StepObserver of the trainer: the validation metrics (and losses) once ``fraction`` x N images are seen."""
+
+    def __init__(self, fraction: float, stage: Stage, model: nn.Module, val: Split, batch_size: int,
+                 eval_batch_size: int, device: torch.device) -> None:
+        self.step = max(1, math.ceil(fraction * len(stage.train) / batch_size))
+        self.images = self.step * batch_size
+        self.model, self.tasks = model, stage.tasks
+        self.val = val.select(list(stage.tasks))
+        self.eval_batch_size, self.autocast = eval_batch_size, autocast_for(device)
+        self.recorded: dict[str, Any] | None = None
+
+    @staticmethod
+    def factory(job: dict[str, Any], val: Split, device: torch.device) -> ObserverFactory:
+        def build(stage: Stage, model: nn.Module, optimizer: torch.optim.Optimizer, recipe: Any) -> EarlyLosses:
+            return EarlyLosses(job["grouping"]["esa_fraction"], stage, model, val, job["train"]["batch_size"],
+                               job["train"]["eval_batch_size"], device)
+
+        return build
+
+    def after_step(self, step: int) -> None:
+        if self.recorded is None and step >= self.step:
+            start = time.perf_counter()
+            val = evaluate(self.model, self.val, self.tasks, self.eval_batch_size, self.autocast)
+            self.recorded = {"step": step, "images": self.images, "val": val,
+                             "seconds": time.perf_counter() - start}
+
+    def state(self) -> dict[str, Any] | None:
+        return self.recorded
+
+    def restore(self, state: dict[str, Any] | None) -> None:
+        self.recorded = state
+
+    def report(self) -> dict[str, Any] | None:
+        return self.recorded

@@ -1,0 +1,90 @@
+"""A grouping suite (a ``grouping:`` section) expanded into one job per candidate network and seed.
+
+The networks (paper 001 Sec. 3.1, 4.2): every non-empty subset of the suite's tasks at full size (2^K - 1), the
+single-task networks of ``selection_sizes`` (which join C_0) and of ``independent_sizes`` (the Independent
+baseline), and the all-task networks of ``traditional_sizes`` (Traditional MTL). A network of size s has the
+encoder width whose measured FLOPs are s SNT (grouping/sizing.py). Each is an ordinary job of the harness:
+full labels, the suite's method (default ``supervised``: with every label present, the unweighted mean of its
+tasks' losses, Sec. 4.2), the suite's model and schedule; the runner caches, resumes and distributes them like
+any other job. Selection happens in the leaderboard (or ``mtlbench select``), from the finished jobs' losses.
+"""
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+from ..config import Job, SuiteError, SuiteFile, job_id, plugin, resolve_single_method_track
+from ..data import DATASETS, SCENARIOS
+from ..registry import build
+from .losses import Network
+from .methods import SELECTORS
+from .selection import OBJECTIVES
+from .sizing import width_for
+
+
+def networks_of(tasks: list[str], section: Any) -> list[Network]:
+    subsets = [Network(tuple(c)) for r in range(1, len(tasks) + 1) for c in itertools.combinations(tasks, r)]
+    smaller = sorted({s for s in [*section.selection_sizes, *section.independent_sizes] if s != 1}, reverse=True)
+    singles = [Network((t,), s) for s in smaller for t in tasks]
+    everything = [Network(tuple(tasks), s) for s in sorted(set(section.traditional_sizes) - {1})]
+    return subsets + singles + everything
+
+
+def default_budgets(k: int) -> list[float]:
+    """1 to K SNT in steps of 0.5, as the paper's 1 to 5 for five tasks."""
+    return [1 + 0.5 * i for i in range(2 * k - 1)]
+
+
+def expand_grouping(raw: SuiteFile, path: Path) -> tuple[list[Job], dict[str, Any]]:
+    section = raw.grouping
+    if len(raw.tasks) < 2:
+        raise SuiteError(f"{path}: tasks: grouping needs at least two tasks")
+    model, train, datasets, method = resolve_single_method_track(
+        raw, path, "grouping", "every network trains on full labels",
+        "default supervised: the unweighted mean of the task losses, Sec. 4.2")
+    selectors = [plugin(SELECTORS, spec, f"grouping.methods[{i}]", path) for i, spec in enumerate(section.methods)]
+    if not selectors:
+        raise SuiteError(f"{path}: grouping.methods: must list at least one of {', '.join(SELECTORS.list())}")
+    objective = plugin(OBJECTIVES, section.objective, "grouping.objective", path)
+    unknown = sorted(set(objective.get("limits", {})) - set(raw.tasks))
+    if unknown:
+        raise SuiteError(f"{path}: grouping.objective.limits: {', '.join(unknown)} not a task of this suite")
+    if any(s["name"] == "esa" for s in selectors) and not section.esa_fraction:
+        raise SuiteError(f"{path}: grouping.esa_fraction: esa needs the early losses; set a fraction > 0 (paper: 0.2)")
+    if section.esa_fraction > train["epochs"]:
+        raise SuiteError(f"{path}: grouping.esa_fraction: {section.esa_fraction} passes through the data exceed "
+                         f"train.epochs = {train['epochs']}")
+    if "width" not in model:
+        raise SuiteError(f"{path}: model: {model['name']!r} has no 'width' to size encoders by (use segnet)")
+    scenario = {**plugin(SCENARIOS, "full", "scenario", path), "mask_seed": raw.mask_seed}
+    budgets = sorted(section.budgets or default_budgets(len(raw.tasks)))
+    name = raw.name or path.stem
+    jobs: list[Job] = []
+    tables = []
+    for dataset in datasets:
+        instance = build(DATASETS, dataset)
+        height, width = getattr(instance, "height", None), getattr(instance, "width", None)
+        if height is None or width is None:
+            raise SuiteError(f"{path}: dataset: {dataset['name']!r} has no fixed height and width to measure "
+                             f"encoder FLOPs at")
+        standard = width_for(model, 1, height, width)
+        rows = []
+        for network in networks_of(list(raw.tasks), section):
+            encoder = width_for(model, network.size, height, width)
+            ids = []
+            for seed in raw.seeds:
+                config = {"dataset": dataset, "tasks": list(network.tasks), "scenario": scenario, "method": method,
+                          "model": {**model, "width": encoder.width}, "train": train, "seed": seed,
+                          "grouping": {"size": network.size, "esa_fraction": section.esa_fraction}}
+                jobs.append(Job(job_id(config), name, config, network.name))
+                ids.append(jobs[-1].id)
+            rows.append({"tasks": list(network.tasks), "size": network.size, "width": encoder.width,
+                         "cost": encoder.flops / standard.flops, "params": encoder.params / standard.params,
+                         "jobs": ids})
+        tables.append({"dataset": dataset["name"], "input": [height, width],
+                       "snt": {"flops": standard.flops, "params": standard.params}, "networks": rows})
+    summary = {"tasks": list(raw.tasks), "seeds": list(raw.seeds), "budgets": budgets,
+               "selection_sizes": sorted(section.selection_sizes), "esa_fraction": section.esa_fraction,
+               "methods": selectors, "objective": objective, "tables": tables}
+    return jobs, summary

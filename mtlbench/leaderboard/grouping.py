@@ -1,0 +1,240 @@
+"""Grouping-track leaderboards like paper 001: Table 4 (total test loss per selector and budget, mean ± std over
+seeds), the chosen networks per budget as text (Fig. 5), Tables 1-2 (multi-task relationships from the pair and
+half-size networks), the candidates' measured costs, and Fig. 4 (total loss against budget) as a PNG. The loss
+tables of every seed are written next to it, in the format ``mtlbench select`` reads.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..grouping.baselines import affinity, relative_performance
+from ..grouping.losses import LossFileError, LossTable, Network, write_losses
+from ..grouping.methods import SELECTORS, Choice, Tables
+from ..grouping.selection import OBJECTIVES
+from ..registry import build
+
+SPLITS = ("val", "test", "esa")
+
+
+def loss_of(result: dict[str, Any], split: str, task: str) -> float:
+    if split == "esa":
+        return result["estimate"]["val"][task]["loss"]
+    return result[split][task]["loss"]
+
+
+def seed_tables(table: dict[str, Any], tasks: list[str], seed_index: int, by_id: dict[str, dict[str, Any]],
+                selection_sizes: list[float]) -> Tables | None:
+    """One seed's loss tables from the finished candidate jobs (networks not finished yet are left out)."""
+    rows: dict[str, list] = {split: [] for split in SPLITS}
+    for network in table["networks"]:
+        result = by_id.get(network["jobs"][seed_index])
+        if result is None:
+            continue
+        net = Network(tuple(network["tasks"]), network["size"])
+        for split in SPLITS:
+            if split != "esa" or result.get("estimate"):
+                rows[split].append((net, network["cost"], {t: loss_of(result, split, t) for t in net.tasks}))
+    if not rows["test"]:
+        return None
+    tables = {split: LossTable.from_rows(tuple(tasks), rows[split]) if rows[split] else None for split in SPLITS}
+    return Tables(tables["val"], tables["test"], tables["esa"], tuple(selection_sizes))
+
+
+def choices(tables: Tables, selectors: list[dict[str, Any]], budgets: list[float],
+            objective: Any) -> dict[str, dict[float, Choice | None]]:
+    out: dict[str, dict[float, Choice | None]] = {}
+    for spec in selectors:
+        selector = build(SELECTORS, spec)
+        out[spec["name"]] = {}
+        previous: tuple[Network, ...] = ()
+        for budget in budgets:
+            try:
+                choice = selector.choose(tables, budget, objective, previous)
+            except (LossFileError, ValueError):  # e.g. HOA before every pair network has finished
+                choice = None
+            out[spec["name"]][budget] = choice
+            previous = choice.networks if choice is not None and choice.networks else previous
+    return out
+
+
+def uses(choice: Choice, tables: Tables) -> str:
+    """The chosen networks and the tasks each predicts (its best among the chosen, Fig. 5's black edges)."""
+    rows = tables.test.rows_of(list(choice.networks))
+    losses = tables.test.losses[rows]
+    owner = losses.argmin(0)
+    parts = []
+    for k, network in enumerate(choice.networks):
+        served = [t for j, t in enumerate(tables.test.tasks) if owner[j] == k]
+        parts.append(f"{network.name} → {', '.join(served) if served else 'nothing'}")
+    return " · ".join(parts)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+
+
+def cell(mean: float, std: float, bold: bool) -> str:
+    text = f"{mean:.4f}" + ("" if math.isnan(std) else f" ± {std:.4f}")
+    return f"**{text}**" if bold else text
+
+
+def table4(per_seed: list[dict[str, dict[float, Choice | None]]], names: list[str], budgets: list[float]) -> tuple[
+        list[str], pd.DataFrame]:
+    records = []
+    for name in names:
+        for budget in budgets:
+            totals = [seed[name][budget].total for seed in per_seed if seed[name][budget] is not None]
+            if totals:
+                mean, std = mean_std(totals)
+                records.append({"method": name, "budget": budget, "total_test_loss": mean, "std": std,
+                                "seeds": len(totals)})
+    frame = pd.DataFrame.from_records(records, columns=["method", "budget", "total_test_loss", "std", "seeds"])
+    lowest = frame.groupby("budget")["total_test_loss"].min() if len(frame) else pd.Series(dtype=float)
+    lines = ["| method | " + " | ".join(f"{b:g}" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
+    for name in names:
+        cells = []
+        for budget in budgets:
+            row = frame[(frame["method"] == name) & (frame["budget"] == budget)]
+            if row.empty:
+                cells.append("—")
+            else:
+                mean, std = float(row["total_test_loss"].iloc[0]), float(row["std"].iloc[0])
+                cells.append(cell(mean, std, len(names) > 1 and np.isclose(mean, lowest[budget])))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines, frame
+
+
+def matrix_lines(tasks: tuple[str, ...], values: np.ndarray, corner: str, upper_only: bool = False) -> list[str]:
+    lines = [f"| {corner} | " + " | ".join(tasks) + " | mean |", "|---|" + "---|" * (len(tasks) + 1)]
+    for i, task in enumerate(tasks):
+        shown = [("" if (upper_only and j <= i) or np.isnan(values[i, j]) else f"{values[i, j]:+.2f}%")
+                 for j in range(len(tasks))]
+        mean = np.nanmean(values[i]) if not upper_only else math.nan
+        lines.append(f"| {task} | " + " | ".join(shown) + f" | {'' if math.isnan(mean) else f'{mean:+.2f}%'} |")
+    if not upper_only:
+        means = np.nanmean(values, 0)
+        lines.append("| mean | " + " | ".join(f"{m:+.2f}%" for m in means) + f" | {np.nanmean(values):+.2f}% |")
+    return lines
+
+
+def relationships(tables: Tables) -> list[str]:
+    try:
+        relative = relative_performance(tables.test, 0.5)
+    except LossFileError:
+        return []
+    return ["Relative performance on each task (columns) when trained in a full-size pair with another (rows) "
+            "instead of alone in a half-size network, test losses (Table 1):", "",
+            *matrix_lines(tables.test.tasks, relative, "trained with ↓ / on →"), "",
+            "Multi-task affinity: the mean of that table and its transpose (Table 2):", "",
+            *matrix_lines(tables.test.tasks, affinity(relative), "", upper_only=True), ""]
+
+
+def training_cost(table: dict[str, Any], by_id: dict[str, dict[str, Any]], summary: dict[str, Any]) -> list[str]:
+    """What each selector needed trained, in measured CPU seconds of the candidates (one seed)."""
+    seconds = {}
+    for network in table["networks"]:
+        result = by_id.get(network["jobs"][0])
+        if result is not None:
+            seconds[(tuple(network["tasks"]), network["size"])] = result["train_seconds"]
+    c0 = [key for key in seconds if key[1] == 1 or (len(key[0]) == 1 and key[1] in summary["selection_sizes"])]
+    full = sum(seconds[k] for k in c0)
+    if not full:
+        return []
+    hoa = sum(seconds[k] for k in c0 if len(k[0]) <= 2)
+    epochs = by_id[table["networks"][0]["jobs"][0]]["config"]["train"]["epochs"] if table["networks"][0]["jobs"][
+        0] in by_id else math.nan
+    esa = summary["esa_fraction"] / epochs
+    return [f"Training C_0 ({len(c0)} networks) took {full:.0f} s (seed {summary['seeds'][0]}). HOA trains only "
+            f"the networks of one or two tasks: {hoa:.0f} s ({100 * hoa / full:.0f}%); ESA trains each network "
+            f"for {summary['esa_fraction']:g} of {epochs} epochs ({100 * esa:.1f}% of the candidates' training), "
+            f"then only the chosen networks to the end.", ""]
+
+
+def candidates_lines(table: dict[str, Any]) -> list[str]:
+    snt = table["snt"]
+    sizes: dict[float, dict[str, Any]] = {}
+    for network in table["networks"]:
+        sizes.setdefault(network["size"], network)
+    lines = [f"1 SNT = {snt['flops'] / 1e9:.3f} GFLOPs per {table['input'][0]}x{table['input'][1]} image through the "
+             f"shared encoder ({snt['params'] / 1e6:.3f} M parameters), measured. Sizes:", "",
+             "| size | width | cost (SNT, measured FLOPs) | parameters (x standard) |", "|---|---|---|---|"]
+    for size, network in sorted(sizes.items()):
+        lines.append(f"| {size:g} | {network['width']:g} | {network['cost']:.4f} | {network['params']:.4f} |")
+    return lines + [""]
+
+
+def plot(frame: pd.DataFrame, names: list[str], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    for name in names:
+        rows = frame[frame["method"] == name].sort_values("budget")
+        if len(rows):
+            axes.errorbar(rows["budget"], rows["total_test_loss"], yerr=rows["std"].fillna(0), marker="o",
+                          capsize=2, label=name)
+    axes.set_xlabel("inference budget (SNT)")
+    axes.set_ylabel("total test loss (lower is better)")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def grouping_report(summary: dict[str, Any], results: list[dict[str, Any]], out: Path) -> tuple[list[str],
+                                                                                               pd.DataFrame]:
+    """The page body and the Table 4 frame; writes the plot and the per-seed loss tables next to ``out``."""
+    grouping = summary["grouping"]
+    by_id = {r["job_id"]: r for r in results}
+    budgets = grouping["budgets"]
+    objective = build(OBJECTIVES, grouping["objective"])
+    names = [spec["name"] for spec in grouping["methods"]]
+    body: list[str] = []
+    frames = []
+    for table in grouping["tables"]:
+        per_seed, first = [], None
+        for index, seed in enumerate(grouping["seeds"]):
+            tables = seed_tables(table, grouping["tasks"], index, by_id, grouping["selection_sizes"])
+            if tables is None:
+                continue
+            first = first or tables
+            per_seed.append(choices(tables, grouping["methods"], budgets, objective))
+            for split in SPLITS:
+                loss_table = getattr(tables, split)
+                if loss_table is not None:
+                    write_losses(loss_table, out.parent / f"{out.name}-{table['dataset']}-seed{seed}-{split}.csv")
+        if not per_seed:
+            continue
+        lines, frame = table4(per_seed, names, budgets)
+        frame.insert(0, "dataset", table["dataset"])
+        frames.append(frame)
+        image = out.parent / f"{out.name}-{table['dataset']}.png"
+        plot(frame, names, image, f"{summary['name']}: {table['dataset']}")
+        body += [f"## {table['dataset']}: total test loss per inference budget (Table 4)", "",
+                 f"{len(per_seed)} seed(s); the objective: {grouping['objective']['name']}.", "", *lines, "",
+                 f"![total test loss against budget]({image.name})", "",
+                 "### Chosen networks (Fig. 5), first seed", "",
+                 "Each network with the tasks it predicts (its lowest test loss among the chosen); a network "
+                 "name lists its tasks, @s marks a size other than 1 SNT.", ""]
+        for name in names:
+            if name == "random":
+                continue
+            body.append(f"- **{name}**")
+            for budget in budgets:
+                choice = per_seed[0][name][budget]
+                if choice is not None and choice.networks:
+                    body.append(f"  - {budget:g} SNT ({choice.total:.4f}): {uses(choice, first)}")
+        body += ["", "### Task relationships", "", *relationships(first), "### Candidates", "",
+                 *candidates_lines(table), *training_cost(table, by_id, grouping)]
+    if not frames:
+        raise LookupError(f"{summary['name']}: no finished candidate network yet")
+    return body, pd.concat(frames, ignore_index=True)

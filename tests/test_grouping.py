@@ -1,0 +1,271 @@
+"""The task-grouping track (paper 001): published numbers from the authors' network losses, exactness of
+Algorithm 1 and of the baselines on small instances, ESA and HOA, and a grouping suite end to end."""
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import SHARED, TINY_DATASET
+from mtlbench.cli import main
+from mtlbench.config import SuiteError, load_suite
+from mtlbench.grouping import (LossFileError, LossTable, Network, Tables, affinity, best_networks, exhaustive,
+                               higher_order, pessimal, random_groupings, read_losses, relative_performance)
+from mtlbench.grouping.baselines import independent
+from mtlbench.grouping.methods import SELECTORS
+from mtlbench.grouping.selection import LowestTotal, TaskLimits
+from mtlbench.registry import build
+
+REFERENCE = SHARED / "reference" / "taskgrouping"
+BUDGETS = [1 + 0.5 * i for i in range(9)]
+TABLE_4 = {  # paper 001 Table 4, the rows the released code reproduces (../shared/reference/taskgrouping)
+    "optimal": [0.503, 0.461, 0.452, 0.446, 0.442, 0.439, 0.436, 0.436, 0.435],
+    "esa": [0.503, 0.487, 0.467, 0.461, 0.457, 0.451, 0.451, 0.447, 0.447],
+    "hoa": [0.503, 0.461, 0.455, 0.451, 0.449, 0.445, 0.444, 0.445, 0.442],
+    "pessimal": [0.503, 0.503, 0.503, 0.503, 0.503, 0.502, 0.499, 0.496, 0.495],
+}
+
+
+@pytest.fixture(scope="module")
+def setting_1() -> Tables:
+    return Tables(read_losses(REFERENCE / "results.txt"), read_losses(REFERENCE / "results_test.txt"),
+                  read_losses(REFERENCE / "results_20.txt"))
+
+
+def row(tables: Tables, method: str) -> list[float]:
+    selector, previous, totals = build(SELECTORS, {"name": method}), (), []
+    for budget in BUDGETS:
+        choice = selector.choose(tables, budget, LowestTotal(), previous)
+        previous, totals = choice.networks, totals + [choice.total]
+    return totals
+
+
+@pytest.mark.parametrize("method", ["optimal", "esa"])
+def test_optimal_and_esa_reproduce_table_4_exactly(setting_1, method):
+    assert [round(total, 3) for total in row(setting_1, method)] == TABLE_4[method]
+
+
+def test_hoa_reproduces_table_4_within_the_authors_own_discrepancy(setting_1):
+    assert row(setting_1, "hoa") == pytest.approx(TABLE_4["hoa"], abs=0.003)
+
+
+def test_the_exact_pessimal_is_at_least_the_worst_of_the_authors_random_draws(setting_1):
+    totals = row(setting_1, "pessimal")
+    assert all(ours >= published - 0.0005 for ours, published in zip(totals, TABLE_4["pessimal"]))
+    assert [round(t, 3) for t in totals[:5]] == TABLE_4["pessimal"][:5]
+
+
+def test_independent_networks_and_figure_1(setting_1):
+    test = setting_1.test
+    assert round(float(test.task_losses(list(independent(test, 2.5))).sum()), 3) == 0.465  # five 1/2 networks
+    assert round(float(test.task_losses(list(independent(test, 5.0))).sum()), 3) == 0.448  # five full ones
+    choice = build(SELECTORS, {"name": "optimal"}).choose(setting_1, 2.5, LowestTotal())
+    # Fig. 1: s+d+n and n+k+e at full size, normals alone in a half-size network
+    assert sorted(n.name for n in choice.networks) == ["n+k+e", "n@0.5", "s+d+n"]
+
+
+def test_task_relationships_reproduce_tables_1_and_2(setting_1):
+    relative = relative_performance(setting_1.test)
+    tasks = setting_1.test.tasks
+    published_1 = {("d", "s"): 4.17, ("d", "n"): -3.55, ("d", "k"): 3.49, ("d", "e"): 3.76, ("s", "e"): -34.64,
+                   ("n", "e"): 12.33, ("k", "n"): -0.02, ("e", "d"): -0.92}  # (trained with, performance on)
+    for (other, on), value in published_1.items():
+        assert round(relative[tasks.index(other), tasks.index(on)], 2) == value
+    assert np.round(np.nanmean(relative, 1), 2).tolist() == [-13.92, 1.97, 6.17, 0.23, -0.23]  # Table 1 "Average"
+    published_2 = {("s", "e"): -15.78, ("n", "e"): 3.95, ("d", "k"): 2.43, ("s", "k"): 0.25, ("k", "e"): -1.95}
+    for (a, b), value in published_2.items():
+        assert round(affinity(relative)[tasks.index(a), tasks.index(b)], 2) == value
+
+
+def random_table(rng: np.random.Generator, k: int, extra_half: bool = True) -> LossTable:
+    tasks = tuple("abcdefg"[:k])
+    rows = [(Network(c), 1.0, {t: rng.uniform(0.1, 1.0) for t in c})
+            for r in range(1, k + 1) for c in itertools.combinations(tasks, r)]
+    if extra_half:
+        rows += [(Network((t,), 0.5), 0.5, {t: rng.uniform(0.1, 1.2)}) for t in tasks]
+    return LossTable.from_rows(tasks, rows)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_branch_and_bound_equals_exhaustive_search_and_respects_budget_and_coverage(seed):
+    rng = np.random.default_rng(seed)
+    table = random_table(rng, 3 if seed % 2 else 4)
+    if table.tasks == tuple("abcd"):  # keep exhaustive search small: the pairs, the all-task net and the halves
+        table = table.where(lambda n: len(n.tasks) in (1, 2, 4) or n.size < 1)
+    limits = TaskLimits({table.tasks[0]: 0.3})
+    for budget in (1.0, 1.5, 2.0, 2.5, 3.5):
+        for objective in (LowestTotal(), limits):
+            found = best_networks(table, budget, objective)
+            assert found.key == pytest.approx(exhaustive(table, budget, objective))
+            assert table.costs[list(found.rows)].sum() <= budget + 1e-9
+            assert np.isfinite(table.task_losses(list(found.rows))).all()
+
+
+def test_a_hard_limit_changes_the_choice_when_it_binds():
+    table = LossTable.from_rows(("a", "b"), [(Network(("a", "b")), 1.0, {"a": 0.35, "b": 0.1}),
+                                             (Network(("a",)), 1.5, {"a": 0.3}), (Network(("b",)), 0.5, {"b": 0.3})])
+    assert [table.networks[i].name for i in best_networks(table, 2.0).rows] == ["a+b"]
+    limited = best_networks(table, 2.0, TaskLimits({"a": 0.32}))
+    assert [table.networks[i].name for i in limited.rows] == ["a", "b"] and limited.key == (0.0, 0.6)
+    assert best_networks(table, 0.9) is None
+
+
+def maximal_groupings(table: LossTable, budget: float):
+    for r in range(1, len(table.networks) + 1):
+        for rows in itertools.combinations(range(len(table.networks)), r):
+            left = budget - table.costs[list(rows)].sum()
+            others = [i for i in range(len(table.networks)) if i not in rows]
+            if left >= -1e-9 and all(table.costs[i] > left + 1e-9 for i in others):
+                losses = table.task_losses(list(rows))
+                if np.isfinite(losses).all():
+                    yield rows, float(losses.sum())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pessimal_is_the_worst_maximal_grouping(seed):
+    table = random_table(np.random.default_rng(seed), 3)
+    for budget in (1.0, 2.0, 3.0):
+        worst = max(total for _, total in maximal_groupings(table, budget))
+        assert pessimal(table, budget)[0] == pytest.approx(worst)
+
+
+def test_random_groupings_follow_the_authors_sampler_in_expectation():
+    """Networks in a uniformly random order, each kept if it fits; a grouping missing a task is redrawn: on a
+    small instance the exact expectation is an average over every order."""
+    table = LossTable.from_rows(("a", "b"), [
+        (Network(("a", "b")), 1.0, {"a": 0.5, "b": 0.5}), (Network(("a",), 0.5), 0.5, {"a": 0.2}),
+        (Network(("b",), 0.5), 0.5, {"b": 0.1}), (Network(("a",)), 1.0, {"a": 0.3})])
+    totals = []
+    for order in itertools.permutations(range(4)):
+        left, chosen = 1.5, []
+        for i in order:
+            if table.costs[i] <= left:
+                chosen.append(i)
+                left -= table.costs[i]
+        losses = table.task_losses(chosen)
+        if np.isfinite(losses).all():
+            totals.append(losses.sum())
+    assert random_groupings(table, 1.5, 40000, seed=1) == pytest.approx(np.mean(totals), abs=0.003)
+
+
+def test_hoa_predicts_higher_order_networks_from_their_pairs_only(setting_1):
+    val = setting_1.val
+    hoa = higher_order(val)
+    index = val.index()
+    sdn, sd, sn = index[Network(("s", "d", "n"))], index[Network(("s", "d"))], index[Network(("s", "n"))]
+    assert hoa.losses[sdn, 0] == pytest.approx((val.losses[sd, 0] + val.losses[sn, 0]) / 2)
+    small = [i for i, n in enumerate(val.networks) if len(n.tasks) <= 2]
+    assert np.array_equal(hoa.losses[small], val.losses[small])
+    with pytest.raises(LossFileError, match="train every network of two tasks"):
+        higher_order(val.where(lambda n: n.tasks != ("s", "d")))
+
+
+def test_standley_files_match_networks_by_their_tasks_not_their_rows(tmp_path):
+    alt_20 = read_losses(REFERENCE / "results_alt_20.txt")  # no row for the network of columns 2 and 3
+    assert len(alt_20.networks) == 35 and Network(("d", "n")) not in alt_20.index()
+    assert Network(("d", "k")) in alt_20.index()
+    bad = tmp_path / "bad.txt"
+    bad.write_text("0.1\t0.2\t0.3\t0.4\t0.5\n0.1\tx\t\t\t\n")
+    with pytest.raises(LossFileError, match=r"bad.txt:2: column d: 'x' is not a number"):
+        read_losses(bad)
+
+
+def test_select_cli_reads_the_release_and_its_own_csv(tmp_path, capsys):
+    files = ["--val", str(REFERENCE / "results.txt"), "--test", str(REFERENCE / "results_test.txt")]
+    assert main(["select", *files, "--method", "optimal,hoa", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [round(r["total"], 3) for r in out["optimal"]["budgets"]] == TABLE_4["optimal"]
+    assert out["optimal"]["seconds"] < 5  # the paper: under a second for 5 tasks (CI machines are slower)
+    assert main(["select", *files, "--method", "optimal", "--budgets", "3", "--limit", "e=0.035", "--json"]) == 0
+    limited = json.loads(capsys.readouterr().out)["optimal"]["budgets"][0]
+    assert limited["task_losses"][4] <= 0.035
+    assert main(["select", *files, "--method", "esa"]) == 2
+    assert "esa needs" in capsys.readouterr().err
+
+
+GROUPING_SUITE = {
+    "name": "grouping_tiny",
+    "dataset": {**TINY_DATASET, "width": 32},
+    "tasks": ["seg", "depth", "edge"],
+    "seeds": [0],
+    "model": {"name": "segnet", "width": 0.125},
+    "train": {"epochs": 2, "batch_size": 8, "eval_batch_size": 8, "device": "cpu",
+              "augment": {"scale_crop": False, "flip": False}},
+    "grouping": {"independent_sizes": [0.5, 1.0], "traditional_sizes": [1.0, 2.0], "budgets": [1, 1.5, 2, 3],
+                 "esa_fraction": 1.0},
+}
+
+
+def write_grouping_suite(tmp_path, **changes) -> object:
+    suite = copy.deepcopy(GROUPING_SUITE)
+    suite["grouping"].update(changes)
+    path = tmp_path / "grouping.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    return path
+
+
+def test_grouping_suite_expands_every_subset_and_the_baseline_sizes_with_measured_costs(tmp_path):
+    suite = load_suite(write_grouping_suite(tmp_path))
+    names = [job.label for job in suite.jobs]
+    assert names == ["seg", "depth", "edge", "seg+depth", "seg+edge", "depth+edge", "seg+depth+edge",
+                     "seg@0.5", "depth@0.5", "edge@0.5", "seg+depth+edge@2"]
+    networks = suite.grouping["tables"][0]["networks"]
+    for network in networks:
+        assert network["cost"] <= network["size"] + 1e-9 and network["cost"] > 0.8 * network["size"]
+    half = next(n for n in networks if n["size"] == 0.5)
+    assert half["width"] < 0.125 and abs(half["params"] - 0.5) < 0.15  # channels shrunk: parameters follow
+    job = next(j for j in suite.jobs if j.label == "seg@0.5")
+    assert job.config["model"]["width"] == half["width"] and job.config["scenario"]["name"] == "full"
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"esa_fraction": 0}, "esa needs the early losses"),
+    ({"esa_fraction": 3}, "exceed train.epochs"),
+    ({"methods": ["optimal", "oracle"]}, "unknown selector 'oracle'"),
+    ({"objective": {"name": "task_limits", "limits": {"normal": 0.1}}}, "normal not a task of this suite"),
+])
+def test_a_bad_grouping_section_is_refused_before_training(tmp_path, changes, message):
+    with pytest.raises(SuiteError, match=message):
+        load_suite(write_grouping_suite(tmp_path, **changes))
+
+
+def test_grouping_suite_runs_end_to_end_and_the_leaderboard_agrees_with_select(tmp_path, capsys):
+    path, results = write_grouping_suite(tmp_path), tmp_path / "results"
+    assert main(["run", str(path), "--results", str(results), "--wandb", "disabled"]) == 0
+    suite = load_suite(path)
+    single = json.loads((results / "grouping_tiny" / suite.jobs[0].id / "result.json").read_text())
+    # ESA after one pass through the data (fraction 1) is the network validated after its first epoch
+    assert single["estimate"]["val"] == single["history"][0]["val"]
+    assert single["test"]["seg"]["loss"] > 0 and "loss" in single["val"]["seg"]
+    assert main(["leaderboard", "grouping_tiny", "--results", str(results), "--out", str(tmp_path / "lb")]) == 0
+    text = (tmp_path / "lb.md").read_text()
+    assert "total test loss per inference budget (Table 4)" in text and "Table 1" in text
+    assert (tmp_path / "lb-synthrooms.png").stat().st_size > 1000
+    frame = __import__("pandas").read_csv(tmp_path / "lb.csv")
+    optimal = frame[frame.method == "optimal"].set_index("budget")["total_test_loss"]
+    traditional = frame[frame.method == "traditional"].set_index("budget")["total_test_loss"]
+    assert set(traditional.index) == {1.0, 2.0} and set(optimal.index) == {1.0, 1.5, 2.0, 3.0}
+    assert optimal[1.0] == pytest.approx(traditional[1.0])  # at 1 SNT only the all-task network covers every task
+    capsys.readouterr()
+    files = [str(tmp_path / f"lb-synthrooms-seed0-{split}.csv") for split in ("val", "test", "esa")]
+    assert main(["select", "--val", files[0], "--test", files[1], "--esa", files[2], "--method", "optimal",
+                 "--budgets", "1,1.5,2,3", "--json"]) == 0
+    selected = json.loads(capsys.readouterr().out)["optimal"]["budgets"]
+    assert [r["total"] for r in selected] == pytest.approx(optimal.tolist(), rel=1e-5)
+    assert all(math.isfinite(r["total"]) for r in selected)
+
+
+def test_the_taskonomy_grouping_suite_validates_against_a_folder(tmp_path):
+    from conftest import REPO
+    from test_image_datasets import write_taskonomy
+
+    write_taskonomy(tmp_path / "taskonomy")
+    suite = load_suite(REPO / "suites" / "taskonomy_grouping.yaml", [f"dataset.root={tmp_path / 'taskonomy'}"])
+    assert len(suite.jobs) == 31 + 5 * 5 + 3  # subsets, single-task sizes 0.2-0.8, all-task 2 / 2.5 / 4
+    costs = {n["size"]: n["cost"] for n in suite.grouping["tables"][0]["networks"]}
+    assert costs[1.0] == 1.0 and all(0.9 * s <= c <= s for s, c in costs.items())
