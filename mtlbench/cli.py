@@ -194,7 +194,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from .grouping import OBJECTIVES, SELECTORS, LossFileError, Tables, read_losses
+    from .grouping import OBJECTIVES, SELECTORS, LossFileError, Tables, choose_per_budget, read_losses
     from .registry import build
 
     methods = args.method.split(",")
@@ -217,14 +217,12 @@ def cmd_select(args: argparse.Namespace) -> int:
         out = {}
         for method in methods:
             spec = {"name": method, **({"trials": args.trials} if method == "random" else {})}
-            selector, previous, rows = build(SELECTORS, spec), (), []
             start = time.perf_counter()
-            for budget in budget_range(args.budgets):
-                choice = selector.choose(tables, budget, objective, previous)
-                previous = choice.networks if choice is not None and choice.networks else previous
-                rows.append({"budget": budget, "total": None if choice is None else choice.total,
-                             "networks": [] if choice is None else [n.name for n in choice.networks],
-                             "task_losses": [] if choice is None else list(choice.task_losses)})
+            chosen = choose_per_budget(build(SELECTORS, spec), tables, budget_range(args.budgets), objective)
+            rows = [{"budget": budget, "total": None if choice is None else choice.total,
+                     "networks": [] if choice is None else [n.name for n in choice.networks],
+                     "task_losses": [] if choice is None else list(choice.task_losses)}
+                    for budget, choice in chosen.items()]
             out[method] = {"seconds": time.perf_counter() - start, "budgets": rows}
     except (LossFileError, ValueError) as error:
         print(f"select: {error}", file=sys.stderr)

@@ -2,10 +2,10 @@
 from .approximations import higher_order
 from .baselines import affinity, independent, pessimal, random_groupings, relative_performance, traditional
 from .losses import LossFileError, LossTable, Network, read_losses, write_losses
-from .methods import SELECTORS, Choice, Selector, Tables
-from .selection import OBJECTIVES, Objective, Selection, best_networks, exhaustive, select_budgets
+from .methods import SELECTORS, Choice, Selector, Tables, choose_per_budget
+from .selection import OBJECTIVES, Objective, Selection, best_networks, exhaustive
 
 __all__ = ["OBJECTIVES", "SELECTORS", "Choice", "LossFileError", "LossTable", "Network", "Objective", "Selection",
-           "Selector", "Tables", "affinity", "best_networks", "exhaustive", "higher_order", "independent",
-           "pessimal", "random_groupings", "read_losses", "relative_performance", "select_budgets", "traditional",
+           "Selector", "Tables", "affinity", "best_networks", "choose_per_budget", "exhaustive", "higher_order",
+           "independent", "pessimal", "random_groupings", "read_losses", "relative_performance", "traditional",
            "write_losses"]

@@ -61,6 +61,18 @@ class Selector:
         raise NotImplementedError
 
 
+def choose_per_budget(selector: Selector, tables: Tables, budgets: list[float],
+                      objective: Objective) -> dict[float, Choice | None]:
+    """The selector's choice at each budget, in increasing order; each search starts from the last choice (a
+    grouping that fits a smaller budget fits a larger one), which only speeds Algorithm 1 up."""
+    out: dict[float, Choice | None] = {}
+    previous: tuple[Network, ...] = ()
+    for budget in sorted(budgets):
+        out[budget] = selector.choose(tables, budget, objective, previous)
+        previous = out[budget].networks if out[budget] is not None and out[budget].networks else previous
+    return out
+
+
 def select_on(table: LossTable, tables: Tables, budget: float, objective: Objective,
               incumbent: tuple[Network, ...]) -> Choice | None:
     index = table.index()
@@ -137,5 +149,6 @@ class Pessimal(Selector):
     """The worst valid grouping of C_0 on the test split (Sec. 4.3)."""
 
     def choose(self, tables, budget, objective, incumbent=()):
-        found = pessimal(tables.c0(tables.test), budget)
-        return None if found is None else report(tables, [tables.c0(tables.test).networks[i] for i in found[1]])
+        table = tables.c0(tables.test)
+        found = pessimal(table, budget)
+        return None if found is None else report(tables, [table.networks[i] for i in found[1]])

@@ -84,17 +84,6 @@ class TaskLimits(Objective):
         return (excess, float(task_losses.sum()))
 
 
-def select_budgets(table: LossTable, budgets: list[float],
-                   objective: Objective = LowestTotal()) -> dict[float, Selection | None]:
-    """Algorithm 1 for each budget, in increasing order, each search starting from the last one's optimum."""
-    out: dict[float, Selection | None] = {}
-    previous = None
-    for budget in sorted(budgets):
-        out[budget] = best_networks(table, budget, objective, previous.rows if previous else None)
-        previous = out[budget] or previous
-    return out
-
-
 @dataclass(frozen=True)
 class Selection:
     rows: tuple[int, ...]  # rows of the table the selection ran on

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..grouping.baselines import affinity, relative_performance
 from ..grouping.losses import LossFileError, LossTable, Network, write_losses
-from ..grouping.methods import SELECTORS, Choice, Tables
+from ..grouping.methods import SELECTORS, Choice, Tables, choose_per_budget
 from ..grouping.selection import OBJECTIVES
 from ..registry import build
 
@@ -49,16 +49,10 @@ def choices(tables: Tables, selectors: list[dict[str, Any]], budgets: list[float
             objective: Any) -> dict[str, dict[float, Choice | None]]:
     out: dict[str, dict[float, Choice | None]] = {}
     for spec in selectors:
-        selector = build(SELECTORS, spec)
-        out[spec["name"]] = {}
-        previous: tuple[Network, ...] = ()
-        for budget in budgets:
-            try:
-                choice = selector.choose(tables, budget, objective, previous)
-            except (LossFileError, ValueError):  # e.g. HOA before every pair network has finished
-                choice = None
-            out[spec["name"]][budget] = choice
-            previous = choice.networks if choice is not None and choice.networks else previous
+        try:
+            out[spec["name"]] = choose_per_budget(build(SELECTORS, spec), tables, budgets, objective)
+        except (LossFileError, ValueError):  # e.g. HOA before every pair network has finished
+            out[spec["name"]] = dict.fromkeys(budgets)
     return out
 
 
@@ -146,8 +140,7 @@ def training_cost(table: dict[str, Any], by_id: dict[str, dict[str, Any]], summa
     if not full:
         return []
     hoa = sum(seconds[k] for k in c0 if len(k[0]) <= 2)
-    epochs = by_id[table["networks"][0]["jobs"][0]]["config"]["train"]["epochs"] if table["networks"][0]["jobs"][
-        0] in by_id else math.nan
+    epochs = next(iter(by_id.values()))["config"]["train"]["epochs"]  # one schedule for every network
     esa = summary["esa_fraction"] / epochs
     return [f"Training C_0 ({len(c0)} networks) took {full:.0f} s (seed {summary['seeds'][0]}). HOA trains only "
             f"the networks of one or two tasks: {hoa:.0f} s ({100 * hoa / full:.0f}%); ESA trains each network "
