@@ -47,6 +47,14 @@ def preset(name: str) -> dict:
     return method
 
 
+def write_track_suite(path: Path, suite: dict, section: str, changes: dict) -> Path:
+    """A copy of ``suite`` whose track section (budget, grouping) has ``changes``, written as YAML to ``path``."""
+    suite = copy.deepcopy(suite)
+    suite[section].update(changes)
+    path.write_text(yaml.safe_dump(suite))
+    return path
+
+
 @pytest.fixture(autouse=True, scope="session")
 def dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("cache")

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import write_track_suite
 from mtlbench.budget import ALLOCATORS, Estimates
 from mtlbench.budget.allocators import AllocationError
 from mtlbench.budget.probe import Probe, ProbeSettings
@@ -177,14 +178,7 @@ BUDGET_SUITE = {
 
 
 def write_budget_suite(tmp_path, **changes):
-    import yaml
-
-    suite = json.loads(json.dumps(BUDGET_SUITE))
-    for key, value in changes.items():
-        suite["budget"][key] = value
-    path = tmp_path / "budget.yaml"
-    path.write_text(yaml.safe_dump(suite))
-    return path
+    return write_track_suite(tmp_path / "budget.yaml", BUDGET_SUITE, "budget", changes)
 
 
 def test_budget_suite_expands_estimates_first_and_shares_identical_retrainings(tmp_path):

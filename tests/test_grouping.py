@@ -2,20 +2,19 @@
 Algorithm 1 and of the baselines on small instances, ESA and HOA, and a grouping suite end to end."""
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 import math
 
 import numpy as np
 import pytest
-import yaml
 
-from conftest import SHARED, TINY_DATASET
+from conftest import SHARED, TINY_DATASET, write_track_suite
 from mtlbench.cli import main
 from mtlbench.config import SuiteError, load_suite
-from mtlbench.grouping import (LossFileError, LossTable, Network, Tables, affinity, best_networks, exhaustive,
-                               higher_order, pessimal, random_groupings, read_losses, relative_performance)
+from mtlbench.grouping import (LossFileError, LossTable, Network, Tables, affinity, best_networks, choose_per_budget,
+                               exhaustive, higher_order, pessimal, random_groupings, read_losses,
+                               relative_performance)
 from mtlbench.grouping.baselines import independent
 from mtlbench.grouping.methods import SELECTORS
 from mtlbench.grouping.selection import LowestTotal, TaskLimits
@@ -38,11 +37,8 @@ def setting_1() -> Tables:
 
 
 def row(tables: Tables, method: str) -> list[float]:
-    selector, previous, totals = build(SELECTORS, {"name": method}), (), []
-    for budget in BUDGETS:
-        choice = selector.choose(tables, budget, LowestTotal(), previous)
-        previous, totals = choice.networks, totals + [choice.total]
-    return totals
+    chosen = choose_per_budget(build(SELECTORS, {"name": method}), tables, BUDGETS, LowestTotal())
+    return [chosen[budget].total for budget in BUDGETS]
 
 
 @pytest.mark.parametrize("method", ["optimal", "esa"])
@@ -202,11 +198,7 @@ GROUPING_SUITE = {
 
 
 def write_grouping_suite(tmp_path, **changes) -> object:
-    suite = copy.deepcopy(GROUPING_SUITE)
-    suite["grouping"].update(changes)
-    path = tmp_path / "grouping.yaml"
-    path.write_text(yaml.safe_dump(suite))
-    return path
+    return write_track_suite(tmp_path / "grouping.yaml", GROUPING_SUITE, "grouping", changes)
 
 
 def test_grouping_suite_expands_every_subset_and_the_baseline_sizes_with_measured_costs(tmp_path):
