@@ -16,6 +16,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runner import RunOptions, run_suite
 
     suite = load_suite(args.suite, args.set)
+    if args.params:
+        from .tuning import apply_params
+
+        suite = apply_params(suite, args.params)
     workers = args.workers if args.workers is not None else default_workers()
     failed = run_suite(suite, RunOptions(args.results, args.force, args.wandb, workers))
     if failed:
@@ -23,6 +27,25 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"Finished jobs are kept: run the same command again to retry only the failed ones.", file=sys.stderr)
         return 1
     print(f"suite {suite.name}: {len(suite.jobs)} jobs finished; results in {args.results}/{suite.name}/")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .config import load_suite
+    from .tuning import TuneOptions, plan_studies, tune_suite
+
+    suite = load_suite(args.suite, args.set)
+    studies = plan_studies(suite, args.method.split(",") if args.method else None)
+    options = TuneOptions(args.results, args.trials, args.storage, args.out, args.wandb, args.reclaim)
+    try:
+        tune_suite(suite, studies, options)
+    except KeyboardInterrupt:
+        print("interrupted: run the same command to resume (the stopped trial's parameters are queued again and "
+              "its job goes on from its checkpoint)", file=sys.stderr)
+        return 130
+    except ValueError as error:
+        print(f"tune: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -63,12 +86,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     from .methods import AXES, METHODS
     from .models import MODELS
     from .registry import parameters
+    from .space import describe, search_space
+    from .train.optim import OPTIMIZERS
+    from .tuning import PRUNERS
 
     def show(title: str, registry) -> None:
         print(f"{title}:")
         for name in registry.list():
             params = ", ".join(f"{k}={v!r}" for k, v in parameters(registry.get(name)).items())
-            print(f"  {name}" + (f" ({params})" if params else ""))
+            space = ", ".join(f"{k} in {describe(s)}" for k, s in search_space(registry.get(name)).items())
+            print(f"  {name}" + (f" ({params})" if params else "") + (f"; tune: {space}" if space else ""))
 
     show("datasets", DATASETS)
     for name in DATASETS.list():
@@ -81,6 +108,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     for axis, registry in AXES.items():
         show(f"{axis} parts", registry)
     show("models", MODELS)
+    show("optimizers", OPTIMIZERS)
+    show("pruners (mtlbench tune)", PRUNERS)
     show("allocators", ALLOCATORS)
     show("grouping selectors", SELECTORS)
     show("grouping objectives", OBJECTIVES)
@@ -179,6 +208,12 @@ def cmd_allocate(args: argparse.Namespace) -> int:
     return 0
 
 
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
+
+
 def budget_range(text: str) -> list[float]:
     """``1:5:0.5`` (start:stop:step, stop included) or a comma-separated list."""
     try:
@@ -249,8 +284,23 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="rerun finished jobs too")
     run.add_argument("--wandb", default="offline", choices=["offline", "online", "disabled"])
     run.add_argument("--workers", type=int, default=None, help="parallel jobs (default: one per GPU, else 1)")
+    run.add_argument("--params", metavar="FILE", help="train with the best parameters `mtlbench tune` wrote")
     add_results(run)
     run.set_defaults(func=cmd_run)
+
+    tune = sub.add_parser("tune", help="Optuna search per (dataset, scenario, method), validation split only")
+    tune.add_argument("suite", help="suite YAML file (its tune section sets trials, seeds, objective, pruner)")
+    tune.add_argument("--method", help="comma-separated: tune only these methods of the suite")
+    tune.add_argument("--trials", type=positive_int, help="finished trials per study (default: the suite's tune.trials)")
+    tune.add_argument("--storage", help="sqlite:///FILE.db (default: RESULTS/SUITE/tuning/optuna.db), "
+                                        "journal:FILE (shared filesystem) or postgresql://USER:PASSWORD@HOST/DB")
+    tune.add_argument("--out", help="best-parameters YAML (default: RESULTS/SUITE/tuning/params.yaml)")
+    tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite field")
+    tune.add_argument("--wandb", default="offline", choices=["offline", "online", "disabled"])
+    tune.add_argument("--reclaim", action="store_true",
+                      help="re-queue trials left running by dead processes (only when no other tune process runs)")
+    add_results(tune)
+    tune.set_defaults(func=cmd_tune)
 
     board = sub.add_parser("leaderboard", help="render leaderboards/<suite>.md and .csv from the results")
     board.add_argument("suite", nargs="?", help="suite name (default: every suite in the results folder)")

@@ -89,6 +89,20 @@ class GroupingSection(Strict):
     objective: str | dict[str, Any] = "lowest_total"
 
 
+class TuneSection(Strict):
+    """``mtlbench tune``: one Optuna study per (dataset, scenario, method), scored on the validation split."""
+
+    trials: PositiveInt = Field(20, description="finished (complete or pruned) trials per study, every method alike")
+    seeds: list[int] | None = Field(None, description="training seeds of every trial (default: the suite's first)")
+    objective: str = Field("delta_mtl", description="delta_mtl (validation ΔMTL vs baseline) or TASK/METRIC")
+    baseline: str | None = Field(None, description="ΔMTL's reference method (default: leaderboard.baseline)")
+    pruner: str | dict[str, Any] = "median"
+    sampler_seed: int = 0
+    startup_trials: PositiveInt = Field(10, description="TPE's random trials before it models the results")
+    space: dict[str, dict[str, Any] | None] = Field(
+        default_factory=dict, description="per parameter path: null (not tuned), {low, high} or {values: [...]}")
+
+
 class SuiteFile(Strict):
     name: str | None = None
     description: str = ""
@@ -104,6 +118,7 @@ class SuiteFile(Strict):
     model: str | dict[str, Any] = "segnet"
     train: TrainSection = TrainSection()
     leaderboard: LeaderboardSection = LeaderboardSection()
+    tune: TuneSection = TuneSection()
     wandb: WandbSection = WandbSection()
 
 

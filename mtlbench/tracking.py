@@ -28,12 +28,13 @@ class NullRun:
     def log(self, record: dict[str, Any]) -> None:
         pass
 
-    def finish(self, summary: dict[str, Any]) -> None:
+    def finish(self, summary: dict[str, Any], exit_code: int = 0) -> None:
         pass
 
 
 class WandbRun:
-    def __init__(self, mode: str, project: str, entity: str | None, job: Any, job_dir: Path) -> None:
+    def __init__(self, mode: str, project: str, entity: str | None, job: Any, job_dir: Path, group: str | None = None,
+                 extra_config: dict[str, Any] | None = None) -> None:
         try:
             import wandb
         except ImportError:
@@ -41,8 +42,9 @@ class WandbRun:
                                "or run with --wandb disabled") from None
         self.run = wandb.init(
             project=project, entity=entity, id=job.id, name=f"{job.method}-seed{job.seed}-{job.id[:6]}",
-            group=f"{job.suite}/{job.dataset}/{job.scenario}", job_type=job.method,
-            config={"suite": job.suite, **job.config}, mode=mode, dir=str(job_dir), resume="allow",
+            group=group or f"{job.suite}/{job.dataset}/{job.scenario}", job_type=job.method,
+            config={"suite": job.suite, **job.config, **(extra_config or {})}, mode=mode, dir=str(job_dir),
+            resume="allow",
             settings=wandb.Settings(silent=True, console="off", x_disable_stats=True))
         self.run.define_metric("epoch")
         self.run.define_metric("*", step_metric="epoch")
@@ -50,15 +52,17 @@ class WandbRun:
     def log(self, record: dict[str, Any]) -> None:
         self.run.log(flatten(record))
 
-    def finish(self, summary: dict[str, Any]) -> None:
+    def finish(self, summary: dict[str, Any], exit_code: int = 0) -> None:
         self.run.summary.update(flatten(summary))
-        self.run.finish()
+        self.run.finish(exit_code=exit_code)
 
 
-def open_run(mode: str, project: str, entity: str | None, job: Any, job_dir: Path) -> NullRun | WandbRun:
+def open_run(mode: str, project: str, entity: str | None, job: Any, job_dir: Path, group: str | None = None,
+             extra_config: dict[str, Any] | None = None) -> NullRun | WandbRun:
+    """One run per job; ``group`` (default suite/dataset/scenario) and ``extra_config`` for tuning trials."""
     if mode not in MODES:
         raise ValueError(f"--wandb {mode!r}: choose one of {', '.join(MODES)}")
-    return NullRun() if mode == "disabled" else WandbRun(mode, project, entity, job, job_dir)
+    return NullRun() if mode == "disabled" else WandbRun(mode, project, entity, job, job_dir, group, extra_config)
 
 
 def offline_runs(root: Path) -> list[Path]:

@@ -42,3 +42,24 @@ def test_job_is_logged_as_an_offline_run(write_suite, tmp_path):
     for task, metrics in result["test"].items():
         for metric, value in metrics.items():
             assert summary["summary"][f"test/{task}/{metric}"] == pytest.approx(value)
+
+
+@pytest.mark.skipif(not Path(WANDB).exists(), reason="wandb command-line tool not installed")
+def test_each_tuning_trial_is_a_run_in_its_studys_group(write_suite, tmp_path):
+    from mtlbench.tuning import plan_studies
+
+    path = write_suite({"methods": ["supervised", "dwa"], "tune": {"trials": 1}})
+    results = tmp_path / "results"
+    assert main(["tune", str(path), "--method", "dwa", "--results", str(results), "--wandb", "offline"]) == 0
+    (study,) = plan_studies(load_suite(path), ["dwa"])
+    trial_job = study.trial_job(study.jobs[0], study.first)  # trial 0: the suite's values
+    (run_dir,) = (results / "tiny" / "tuning" / trial_job.id / "wandb").glob("offline-run-*")
+    records = [json.loads(line) for line in inspect(run_dir).splitlines()]
+    run = next(r["run"] for r in records if r["type"] == "run")
+    assert run["run_group"] == study.name
+    history = [r["history"]["item"] for r in records if r["type"] == "history"]
+    assert [h["epoch"] for h in history] == [1, 2] and all("tune/objective" in h for h in history)
+    summary = json.loads(inspect(run_dir, "--summary"))
+    config = summary["config"]
+    assert config["study"] == study.name and config["trial"] == 0 and config["params"] == study.first
+    assert not any(key.startswith("test/") for key in summary["summary"])  # validation only

@@ -27,14 +27,15 @@ class Table:
     tasks: list[str]
     columns: list[tuple[str, str]]  # (task, metric) shown, in order
     higher_is_better: dict[tuple[str, str], bool]
-    rows: pd.DataFrame  # index: method; columns: task/metric/mean|std, delta_mean, delta_std, seeds
+    rows: pd.DataFrame  # index: method; columns: task/metric/mean|std, delta_mean, delta_std, seeds, params
     baseline: str | None
 
 
 def frame(results: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per (job, task, metric) of the test split."""
+    """One row per (job, task, metric) of the test split; ``tuned``: the job ran with `mtlbench tune`'s
+    parameters (``run --params``)."""
     records = [{"dataset": r["dataset"], "scenario": r["scenario"], "method": r["method"], "seed": r["seed"],
-                "task": task, "metric": metric, "value": value,
+                "tuned": bool(r.get("config", {}).get("tuned")), "task": task, "metric": metric, "value": value,
                 "higher_is_better": r["directions"][task][metric], "primary": r["primary"][task] == metric}
                for r in results for task, metrics in r["test"].items() for metric, value in metrics.items()]
     if not records:
@@ -79,6 +80,8 @@ def table(dataset: str, scenario: str, group: pd.DataFrame, order: list[str], ba
         rows[f"{task}/{metric}/mean"] = stats[(task, metric, "mean")]
         rows[f"{task}/{metric}/std"] = stats[(task, metric, "std")]
     rows["seeds"] = seeds
+    tuned = group.groupby("method")["tuned"].any()
+    rows["params"] = ["tuned" if tuned[m] else "paper" for m in methods]
     has_baseline = baseline in stats.index
     if has_baseline:
         reference = {t: {m: stats.loc[baseline, (t, m, "mean")] for m in delta_metrics[t]} for t in tasks}

@@ -31,7 +31,7 @@ def markdown_table(table: Table) -> str:
     header = ["method"] + [f"{t} {m} {ARROW[table.higher_is_better[(t, m)]]}" for t, m in table.columns]
     if table.baseline:
         header.append(f"ΔMTL % vs {table.baseline} ↑")
-    header.append("seeds")
+    header += ["seeds", "params"]
     winners = {(t, m): best(table.rows[f"{t}/{m}/mean"], table.higher_is_better[(t, m)]) for t, m in table.columns}
     if table.baseline:
         winners[("delta", "")] = best(table.rows["delta_mean"], True)
@@ -45,7 +45,7 @@ def markdown_table(table: Table) -> str:
             spread = "" if math.isnan(row["delta_std"]) else f" ± {row['delta_std']:.2f}"
             cell = f"{round(row['delta_mean'], 2) + 0.0:+.2f}{spread}"  # + 0.0 turns -0.00 into +0.00
             cells.append(f"**{cell}**" if winners[("delta", "")] == method else cell)
-        cells.append(str(int(row["seeds"])))
+        cells += [str(int(row["seeds"])), row["params"]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -66,7 +66,8 @@ def markdown(suite: dict, tables: list[Table], hardware: list[str]) -> str:
     for table in tables:
         body += [f"## {table.dataset} / {table.scenario}", "", markdown_table(table), ""]
     return page(suite, "Test-split metrics of the last epoch, mean ± std over seeds; best in bold. "
-                       "ΔMTL: paper 003 Eq. 7 in percent (README, \"Metrics\").", body, hardware)
+                       "ΔMTL: paper 003 Eq. 7 in percent (README, \"Metrics\"). params: the paper's (suite's) "
+                       "hyperparameters, or tuned on the validation split by `mtlbench tune`.", body, hardware)
 
 
 def page(suite: dict, note: str, body: list[str], hardware: list[str]) -> str:

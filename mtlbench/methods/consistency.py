@@ -11,10 +11,12 @@ detaches with ⟨·⟩ elsewhere), so both views receive gradients (Π-model).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from ..space import Float, Space
 from .context import StepContext
 from .parts import REGULARIZERS, Regularizer
 
@@ -22,6 +24,7 @@ from .parts import REGULARIZERS, Regularizer
 @REGULARIZERS.register("consistency")
 @dataclass(frozen=True)
 class Consistency(Regularizer):
+    space: ClassVar[dict[str, Space]] = {"weight": Float(0.1, 10.0, log=True)}
     weight: float = 1.0
 
     @property

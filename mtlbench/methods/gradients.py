@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..space import Float, Space
 from ..tasks import Task
 from .parts import GRADIENTS, Gradients
 
@@ -113,6 +115,7 @@ class CAGrad(Combiner):
     """CAGrad (Liu et al., NeurIPS 2021, Alg. 1, the authors' implementation): w = argmin_{w ∈ simplex}
     g_w·g_0 + c |g_0| |g_w| (SLSQP), g = (g_0 + c |g_0| / |g_w| g_w) / (1 + c²), g_0 the mean gradient, c = 0.4."""
 
+    space: ClassVar[dict[str, Space]] = {"c": Float(0.1, 0.9)}  # Alg. 1 needs 0 ≤ c < 1
     c: float = 0.4
 
     def combine(self, grads: Tensor) -> Tensor:
@@ -143,6 +146,7 @@ class GradNorm(Gradients):
     of Σ_t |G_t - mean(G) r_t^α| (target held constant), r_t = L̃_t / mean(L̃), L̃_t = L_t / L_t(first step);
     the network follows Σ_t w_t L_t with w held constant. Tasks absent from a batch are left out of both."""
 
+    space: ClassVar[dict[str, Space]] = {"alpha": Float(0.0, 3.0)}  # GradNorm's Sec. 4: 0 < α < 3
     alpha: float = 1.5
 
     def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module:

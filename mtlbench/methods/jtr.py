@@ -38,13 +38,14 @@ sample, as the authors' per-image loop (batch size 1) makes it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models.segnet import SegNet, per_sample_norm
+from ..space import Float, Space
 from ..tasks import DenseL1, Depth, Normal, Segmentation, Task
 from .context import StepContext
 from .mtpsl import cosine_distance
@@ -115,6 +116,7 @@ class Encoding:
 @REGULARIZERS.register("jtr")
 @dataclass(frozen=True)
 class JTR(Regularizer):
+    space: ClassVar[dict[str, Space]] = {"c_dist": Float(1.0, 16.0, log=True), "c_recon": Float(0.5, 8.0, log=True)}
     c_dist: float = 4.0
     c_recon: float = 2.0
     gradient_flow: Literal["code", "paper"] = "code"

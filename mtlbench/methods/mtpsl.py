@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from ..models.init import xavier_init
 from ..models.segnet import CONVS, conv_norm_relu, per_sample_norm
+from ..space import Float, Space
 from ..tasks import Depth, Normal, Segmentation, Task
 from .context import StepContext
 from .parts import REGULARIZERS, Regularizer
@@ -104,6 +105,7 @@ class MTPSL(Regularizer):
     is defined for the ``segnet`` backbone only (``models``)."""
 
     models: ClassVar[tuple[str, ...] | None] = ("segnet",)
+    space: ClassVar[dict[str, Space]] = {"weight": Float(0.25, 8.0, log=True), "reg_weight": Float(0.1, 2.0, log=True)}
     weight: float = 2.0  # --con-weight of nyu_mtl_xtc.py
     reg_weight: float = 0.5  # --reg-weight
     film_lr: float = 1e-3

@@ -7,11 +7,12 @@ has no term and its weight state is left untouched: no NaN, no update from a zer
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import ClassVar, Literal, Optional
 
 import torch
 from torch import Tensor, nn
 
+from ..space import Float, Space
 from ..tasks import Depth, MultiLabel, Normal, Segmentation, Task
 from .parts import WEIGHTINGS, Weighting
 
@@ -69,6 +70,7 @@ class DWA(Weighting):
     r_t = L_t(e-1) / L_t(e-2), the ratio of the last two epochs' mean training losses; w = 1 in the first two
     epochs; τ = 2. L = Σ_t w_t L_t, or with ``mean: geometric`` Π_t L_t^{w_t} (paper 003 Table 6, DWA-G)."""
 
+    space: ClassVar[dict[str, Space]] = {"temperature": Float(0.5, 8.0, log=True)}
     temperature: float = 2.0
     mean: Literal["arithmetic", "geometric"] = "arithmetic"
 
@@ -167,6 +169,7 @@ class AMTL(Weighting):
     the suite's ``stl`` results unless given.
     """
 
+    space: ClassVar[dict[str, Space]] = {"gamma": Float(0.5, 5.0), "margin": Float(0.0, 0.2)}
     gamma: float = 2.0
     margin: float = 0.05
     ema: float = 0.1
@@ -204,6 +207,7 @@ class DTP(Weighting):
     weights 1 until the first evaluation and not normalised; L = Σ_t w_t L_t (``mean: geometric`` gives the
     DTP-G row of Table 6, Π_t L_t^{w_t}). A task without labels in a batch has no term."""
 
+    space: ClassVar[dict[str, Space]] = {"gamma": Float(0.5, 4.0)}
     gamma: float = 1.0
     ema: float = 0.1
     mean: Literal["geometric", "arithmetic"] = "arithmetic"

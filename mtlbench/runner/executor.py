@@ -9,9 +9,9 @@ from __future__ import annotations
 import multiprocessing
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from .. import __version__
 from ..config import Job, Suite
@@ -29,8 +29,20 @@ class RunOptions:
     device: str | None = None  # overrides train.device (set per worker)
 
 
-def execute(job: Job, options: RunOptions, project: str, entity: str | None, progress: Progress) -> dict[str, Any]:
-    """Train one job into the store; returns its result record."""
+@dataclass(frozen=True)
+class Validation:
+    """How tuning runs a job: the test split is never loaded, the W&B run joins the study's group with the
+    trial in its config, and ``score`` turns each epoch's record into values logged with it (it may raise to
+    stop the job, e.g. when a pruner says so)."""
+
+    group: str
+    config: dict[str, Any] = field(default_factory=dict)
+    score: Callable[[dict[str, Any]], dict[str, float]] = lambda record: {}
+
+
+def execute(job: Job, options: RunOptions, project: str, entity: str | None, progress: Progress,
+            validation: Validation | None = None) -> dict[str, Any]:
+    """Train one job into the store; returns its result record (``test`` empty under ``validation``)."""
     from ..train import run_job  # torch is imported only when a job really runs
 
     store = Store(options.results)
@@ -38,16 +50,22 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
     config = with_allocation(job, store, with_potentials(job, store))
     if options.device is not None:
         config = {**config, "train": {**config["train"], "device": options.device}}
-    run = open_run(options.wandb, project, entity, job, job_dir)
-    history: list[dict[str, Any]] = []
+    group, extra = (validation.group, validation.config) if validation else (None, None)
+    run = open_run(options.wandb, project, entity, job, job_dir, group, extra)
+    history = store.history(job)  # a resumed job keeps the records of the epochs it trained before
 
     def on_epoch(record: dict[str, Any]) -> None:
         history.append(record)
         store.write_history(job, history)
-        run.log({k: v for k, v in record.items() if k != "epochs"})
+        scores = validation.score(record) if validation else {}
+        run.log({**{k: v for k, v in record.items() if k != "epochs"}, **scores})
         progress.epoch(job, record)
 
-    outcome = run_job(config, job_dir, on_epoch)
+    try:
+        outcome = run_job(config, job_dir, on_epoch, test=validation is None)
+    except BaseException as error:  # pruned, interrupted or failed: the W&B run says so and the job resumes later
+        run.finish({"stopped": type(error).__name__}, exit_code=1)
+        raise
     store.write_history(job, outcome["history"])
     result = {
         "schema": 1, "job_id": job.id, "suite": job.suite, "dataset": job.dataset, "scenario": job.scenario,

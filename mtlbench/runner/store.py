@@ -60,11 +60,24 @@ class Store:
         tmp.write_text("".join(json.dumps(record) + "\n" for record in history))
         os.replace(tmp, self.job_dir(job) / "metrics.jsonl")
 
+    def history(self, job: Job) -> list[dict[str, Any]]:
+        """The per-epoch records written so far (an unfinished job's, up to its last checkpoint at most)."""
+        path = self.job_dir(job) / "metrics.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
     def finish(self, job: Job, result: dict[str, Any]) -> None:
-        directory = self.job_dir(job)
-        write_json_atomic(directory / RESULT, result)
-        for stale in directory.glob("checkpoint-*.pt"):
+        write_json_atomic(self.job_dir(job) / RESULT, result)
+        self.discard_checkpoints(job)
+
+    def discard_checkpoints(self, job: Job) -> None:
+        for stale in self.job_dir(job).glob("checkpoint-*.pt"):
             stale.unlink()
+
+    def restart(self, job: Job) -> None:
+        """Drop an unfinished job's checkpoints and records, so that it trains from scratch if it runs again
+        (a pruned trial's job); its W&B run stays for syncing."""
+        self.discard_checkpoints(job)
+        (self.job_dir(job) / "metrics.jsonl").unlink(missing_ok=True)
 
     def write_suite(self, suite: str, summary: dict[str, Any]) -> None:
         self.suite_dir(suite).mkdir(parents=True, exist_ok=True)

@@ -182,20 +182,22 @@ def load_job_data(job: dict[str, Any], device: torch.device, test: bool = True) 
     return JobData(tasks, {name: split.to(device) for name, split in splits.items()}, plan)
 
 
-def run_job(job: dict[str, Any], job_dir: Path, on_epoch: EpochCallback = lambda record: None) -> dict[str, Any]:
+def run_job(job: dict[str, Any], job_dir: Path, on_epoch: EpochCallback = lambda record: None,
+            test: bool = True) -> dict[str, Any]:
     """Train and test one job; returns the result record (without the bookkeeping the runner adds).
 
     A job with a ``probe`` (TABA's informativeness, paper 000 Eq. 5) trains as usual with the probe observing
     its steps, a grouping candidate with an ``esa_fraction`` records its early validation losses (paper 001
     Sec. 3.3.1) the same way, and their reports are the result's ``estimate``; one with a ``reduction`` (TABA's
-    reduction rate, Eq. 7) runs that procedure's STL trainings. TABA's jobs never read the test split.
+    reduction rate, Eq. 7) runs that procedure's STL trainings. TABA's jobs never read the test split, nor does
+    a job run with ``test=False`` (tuning trials): its result's ``test`` is empty.
     """
     if "reduction" in job:
         from ..budget.reduction import run_reduction
 
         return run_reduction(job, job_dir, on_epoch)
     device = resolve_device(job["train"]["device"])
-    data = load_job_data(job, device, test="probe" not in job)
+    data = load_job_data(job, device, test=test and "probe" not in job)
     np.save(job_dir / "mask.npy", data.plan.mask)
     observer = step_observer(job, data.splits["val"], device)
     stages = plan_stages(job["method"]["networks"], data.tasks, data.splits["train"], data.plan)

@@ -1,0 +1,204 @@
+"""What ``mtlbench tune`` searches: one study per (dataset, scenario, method) of a suite, its search space, the
+jobs each trial trains, the reference jobs it is scored against, and the study's name (a hash of all that).
+
+Parameters are addressed by their path in the job config (``train.optimizer.lr``,
+``method.weighting.temperature``); each path's range is the ``space`` its plugin declares (mtlbench/space.py),
+narrowed or switched off by the suite's ``tune.space``. The suite's own value of each parameter (the paper's,
+unless the suite changed it) is the study's first trial, so it must lie inside the range.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+from ..config import Job, Suite, SuiteError, TuneSection, job_id, plugin
+from ..data import DATASETS
+from ..methods import AXES
+from ..metrics import delta_mtl
+from ..registry import build
+from ..space import Choice, Space, describe, search_space
+from ..train.optim import OPTIMIZERS
+from .pruners import PRUNERS
+
+TUNING = "tuning"  # trials and references live in <results>/<suite>/tuning/, the default storage too
+Metrics = dict[str, dict[str, float]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Score:
+    """A trial's score on the validation split: ΔMTL (paper 003 Eq. 7, percent) against the reference
+    method's mean validation metrics, or one validation metric ``task/metric``."""
+
+    objective: str
+    chosen: dict[str, list[str]]  # the metrics per task that enter ΔMTL
+    directions: dict[str, dict[str, bool]]
+
+    @property
+    def maximize(self) -> bool:
+        if self.objective == "delta_mtl":
+            return True
+        task, metric = self.objective.split("/")
+        return self.directions[task][metric]
+
+    def covers(self, metrics: Metrics) -> bool:
+        """Whether an epoch's validation has every task (a per-task network's stage has only its own)."""
+        return all(task in metrics for task in self.chosen)
+
+    def __call__(self, metrics: Metrics, reference: Metrics | None) -> float:
+        if self.objective == "delta_mtl":
+            return delta_mtl(metrics, reference, self.directions, self.chosen)
+        task, metric = self.objective.split("/")
+        return metrics[task][metric]
+
+
+@dataclasses.dataclass(frozen=True)
+class StudySpec:
+    name: str
+    suite: str
+    dataset: str
+    scenario: str
+    method: str
+    jobs: tuple[Job, ...]  # this method's job per tuning seed, with the suite's parameters
+    space: dict[str, Space]  # parameter path -> range
+    references: tuple[Job, ...]  # trained first, with the suite's parameters: ΔMTL's baseline, AMTL's STL
+    baseline: str | None  # the method whose references ΔMTL compares with (None: a plain metric)
+    score: Score
+    pruner: dict[str, Any]  # resolved PRUNERS spec
+    settings: TuneSection
+
+    @property
+    def first(self) -> dict[str, Any]:
+        """The suite's value of every searched parameter: the first trial."""
+        return {path: get_path(self.jobs[0].config, path) for path in self.space}
+
+    def trial_job(self, base: Job, params: dict[str, Any]) -> Job:
+        config = with_values(base.config, params)
+        return Job(job_id(config), f"{self.suite}/{TUNING}", config, f"{self.method} trial")
+
+
+def get_path(config: dict[str, Any], path: str) -> Any:
+    node = config
+    for key in path.split("."):
+        node = node[key]
+    return node
+
+
+def with_values(config: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``config`` with each ``path: value`` set (every path must exist)."""
+    config = copy.deepcopy(config)
+    for path, value in values.items():
+        *parents, last = path.split(".")
+        node = config
+        for key in parents:
+            node = node[key]
+        if last not in node:
+            raise KeyError(path)
+        node[last] = value
+    return config
+
+
+def declared_space(config: dict[str, Any]) -> dict[str, Space]:
+    """The ranges the job's optimiser and recipe parts declare, by parameter path."""
+    spaces = {f"train.optimizer.{k}": s for k, s in search_space(OPTIMIZERS.get(config["train"]["optimizer"]["name"]))
+              .items()}
+    for axis, registry in AXES.items():
+        part = registry.get(config["method"][axis]["name"])
+        spaces.update({f"method.{axis}.{k}": s for k, s in search_space(part).items()})
+    return spaces
+
+
+def overridden(space: dict[str, Space], overrides: dict[str, dict[str, Any] | None], where: str) -> dict[str, Space]:
+    """``tune.space``: ``null`` keeps a parameter at the suite's value, ``{low, high}`` narrows or widens a
+    range, ``{values: [...]}`` makes it a choice."""
+    space = dict(space)
+    for path, override in overrides.items():
+        if path not in space:
+            continue
+        if override is None:
+            del space[path]
+        elif set(override) == {"values"} and override["values"]:
+            space[path] = Choice(tuple(override["values"]))
+        elif set(override) == {"low", "high"} and not isinstance(space[path], Choice) \
+                and 0 <= override["low"] < override["high"]:
+            space[path] = dataclasses.replace(space[path], low=float(override["low"]), high=float(override["high"]))
+        else:
+            raise SuiteError(f"{where}.space.{path}: expected null, {{low: L, high: H}} with 0 <= L < H (ranges "
+                             f"only), or {{values: [...]}}; got {override!r}")
+    return space
+
+
+def plan_studies(suite: Suite, methods: list[str] | None = None) -> list[StudySpec]:
+    """The suite's studies (of ``methods`` only, if given), checked before anything trains."""
+    raw, path = suite.raw, suite.path
+    where = f"{path}: tune"
+    if suite.budget is not None or suite.grouping is not None:
+        raise SuiteError(f"{where}: tuning compares the methods of a partial-label suite (scenarios x methods); a "
+                         f"{'budget' if suite.budget is not None else 'grouping'} suite trains one method")
+    settings = raw.tune
+    seeds = settings.seeds or raw.seeds[:1]
+    groups: dict[tuple[str, str, str], Job] = {}
+    for job in suite.jobs:
+        groups.setdefault((job.dataset, job.scenario, job.method), job)
+    names = list(dict.fromkeys(method for _, _, method in groups))
+    unknown = [m for m in methods or [] if m not in names]
+    if unknown:
+        raise SuiteError(f"--method: {', '.join(unknown)} not in suite {suite.name}; its methods: {', '.join(names)}")
+    baseline = (settings.baseline or raw.leaderboard.baseline) if settings.objective == "delta_mtl" else None
+    if baseline is not None and baseline not in names:
+        raise SuiteError(f"{where}.baseline: ΔMTL compares with method {baseline!r}, which the suite does not run; "
+                         f"add it to methods or set tune.baseline to one of {', '.join(names)}")
+    pruner = plugin(PRUNERS, settings.pruner, "tune.pruner", path)
+    used: set[str] = set()
+    studies = []
+    for (dataset, scenario, method), job in groups.items():
+        if methods and method not in methods:
+            continue
+        jobs = tuple(seeded(job, seed) for seed in seeds)
+        declared = declared_space(job.config)
+        used |= set(declared) & set(settings.space)
+        space = overridden(declared, settings.space, where)
+        check_first(space, job.config, f"{where}: method {method!r}")
+        references = [seeded(groups[dataset, scenario, baseline], seed) for seed in seeds] if baseline else []
+        weighting = job.config["method"]["weighting"]
+        if weighting["name"] == "amtl" and weighting.get("potentials") is None:
+            references += [seeded(groups[dataset, scenario, "stl"], seed) for seed in seeds]
+        score = make_score(settings.objective, job.config, raw.leaderboard.metrics, where)
+        identity = {"jobs": [j.id for j in jobs], "references": [j.id for j in references],
+                    "space": {p: describe(s) for p, s in space.items()}, "objective": settings.objective,
+                    "metrics": score.chosen, "pruner": pruner, "sampler_seed": settings.sampler_seed,
+                    "startup_trials": settings.startup_trials}
+        name = f"{suite.name}/{dataset}/{scenario}/{method}-{job_id(identity)[:8]}"
+        studies.append(StudySpec(name, suite.name, dataset, scenario, method, jobs, space,
+                                 tuple({j.id: j for j in references}.values()), baseline, score, pruner, settings))
+    stray = sorted(set(settings.space) - used)
+    if stray and not methods:
+        raise SuiteError(f"{where}.space: {', '.join(stray)} is no tunable parameter of the suite's methods; see "
+                         f"`mtlbench list` for each part's space")
+    return studies
+
+
+def seeded(job: Job, seed: int) -> Job:
+    config = {**job.config, "seed": seed}
+    return Job(job_id(config), f"{job.suite}/{TUNING}", config, job.label)
+
+
+def check_first(space: dict[str, Space], config: dict[str, Any], where: str) -> None:
+    for path, range_ in space.items():
+        value = get_path(config, path)
+        if not range_.contains(value):
+            raise SuiteError(f"{where}: {path} = {value!r} lies outside its search space {describe(range_)}; the "
+                             f"suite's value is the first trial, so set tune.space.{path} to a range that holds it")
+
+
+def make_score(objective: str, config: dict[str, Any], chosen: dict[str, list[str]], where: str) -> Score:
+    tasks = build(DATASETS, config["dataset"]).tasks()
+    directions = {t: tasks[t].directions for t in config["tasks"]}
+    metrics = {t: chosen.get(t, [tasks[t].primary]) for t in config["tasks"]}
+    if objective != "delta_mtl":
+        task, _, metric = objective.partition("/")
+        if task not in directions or metric not in directions[task]:
+            valid = ", ".join(f"{t}/{m}" for t, ms in directions.items() for m in ms)
+            raise SuiteError(f"{where}.objective: {objective!r} is neither delta_mtl nor a validation metric "
+                             f"TASK/METRIC of this suite ({valid})")
+    return Score(objective, metrics, directions)
