@@ -17,7 +17,7 @@ from mtlbench.data.synthrooms import SynthRooms
 from mtlbench.runner.store import Store
 from mtlbench.tuning import apply_params, plan_studies, read_params
 from mtlbench.tuning.backend import PaperFirstTPE, open_storage, redacted
-from mtlbench.tuning.objective import is_surplus
+from mtlbench.tuning.objective import counts, is_surplus
 
 from conftest import TINY_SUITE
 
@@ -42,13 +42,6 @@ def load_study(results: Path, storage: str | None = None) -> optuna.Study:
     url = storage or f"sqlite:///{results / 'tunable' / 'tuning' / 'optuna.db'}"
     (summary,) = [s for s in optuna.get_all_study_summaries(open_storage(url)) if "/dwa-" in s.study_name]
     return optuna.load_study(study_name=summary.study_name, storage=open_storage(url))
-
-
-def states(study: optuna.Study) -> dict[str, int]:
-    tally: dict[str, int] = {}
-    for trial in study.trials:
-        tally[trial.state.name] = tally.get(trial.state.name, 0) + 1
-    return tally
 
 
 def test_search_spaces_are_declared_by_the_parts_and_checked_against_the_suite(tune_suite, tmp_path):
@@ -148,7 +141,7 @@ def test_study_prunes_resumes_after_an_interruption_and_its_best_parameters_run(
     monkeypatch.setattr("mtlbench.tuning.objective.execute", execute)
     assert main(command) == 0
     study = load_study(results)
-    tally = states(study)
+    tally = counts(study)
     assert tally.get("COMPLETE", 0) + tally.get("PRUNED", 0) == 5 and tally["FAIL"] == 1
     assert study.trials[0].params["train.optimizer.lr"] == 1e-4
     resumed = next(t for t in study.trials if t.user_attrs.get("resumes") == stopped.number)

@@ -146,7 +146,7 @@ class GradNorm(Gradients):
     of Σ_t |G_t - mean(G) r_t^α| (target held constant), r_t = L̃_t / mean(L̃), L̃_t = L_t / L_t(first step);
     the network follows Σ_t w_t L_t with w held constant. Tasks absent from a batch are left out of both."""
 
-    space: ClassVar[dict[str, Space]] = {"alpha": Float(0.0, 3.0)}  # GradNorm's Sec. 4: 0 < α < 3
+    space: ClassVar[dict[str, Space]] = {"alpha": Float(0.0, 3.0)}  # 0 (equal gradient norms) to twice 1.5
     alpha: float = 1.5
 
     def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module:

@@ -80,8 +80,9 @@ def run_study(spec: StudySpec, storage: Any, context: Context, budget: int, recl
           f" ({objective_label(spec)})")
     objective = Objective(spec, context, reference_metrics(spec, context), budget)
     while places_left(study, budget):
-        if failed(study) >= budget:
-            raise RuntimeError(f"{spec.name}: {failed(study)} trials failed (see the errors above); the study stops")
+        errors = failed(study)
+        if errors >= budget:
+            raise RuntimeError(f"{spec.name}: {errors} trials failed (see the errors above); the study stops")
         study.optimize(objective, n_trials=1, catch=(Surplus,), callbacks=[print_trial])
     tally = counts(study)
     if tally.get("RUNNING"):

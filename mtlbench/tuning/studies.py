@@ -74,7 +74,7 @@ class StudySpec:
 
     def trial_job(self, base: Job, params: dict[str, Any]) -> Job:
         config = with_values(base.config, params)
-        return Job(job_id(config), f"{self.suite}/{TUNING}", config, f"{self.method} trial")
+        return Job(job_id(config), base.suite, config, base.label)
 
 
 def get_path(config: dict[str, Any], path: str) -> Any:
