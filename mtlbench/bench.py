@@ -4,8 +4,8 @@ Needs torch and numpy only (it runs on a lent GPU machine without the rest). Met
 in one process, so drift of the machine (thermal, other load) hits them alike; the figure is the median
 step time over the measured steps, reported as training images per second and as a cost ratio to the
 first method (``supervised`` by default). ``--sweep`` repeats the measurement for 2..7 dense tasks to show
-how each method's cost grows with the number of tasks. ``--parts`` measures every registered allocation,
-weighting and gradients part swapped one at a time into ``supervised`` (full allocation, uniform weighting,
+how each method's cost grows with the number of tasks. ``--parts`` measures every registered supervision,
+weighting and gradients part swapped one at a time into ``supervised`` (full supervision, uniform weighting,
 summed gradients), as a cost ratio to that plain recipe. ``--selection K`` times paper 001's Algorithm 1 (network
 selection for budgets 1 to K SNT) on synthetic losses of K tasks: 2^K - 1 full-size networks and K half-size ones.
 """
@@ -71,11 +71,11 @@ PLAIN = "uniform+sum"
 
 
 def part_recipes(config: BenchConfig) -> dict[str, dict]:
-    """``supervised`` with one part swapped in, for every registered allocation, weighting and gradients
+    """``supervised`` with one part swapped in, for every registered supervision, weighting and gradients
     part; the first entry is the plain recipe itself."""
     base = METHODS.get("supervised")
     recipes = {PLAIN: base}
-    for axis in ("allocation", "weighting", "gradients"):
+    for axis in ("supervision", "weighting", "gradients"):
         for name in AXES[axis].list():
             if name == base[axis]["name"]:
                 continue
@@ -87,7 +87,7 @@ def part_recipes(config: BenchConfig) -> dict[str, dict]:
 
 
 def measure(config: BenchConfig, recipes: dict[str, dict] | None = None) -> dict[str, float]:
-    """Median seconds per training step (one batch, however many updates its allocation makes) of each
+    """Median seconds per training step (one batch, however many updates its supervision part makes) of each
     method, or of each of ``recipes``, taking turns."""
     recipes = recipes or {method: METHODS.get(method) for method in config.methods}
     device = resolve_device(config.device)
@@ -167,7 +167,7 @@ def synthetic_losses(k: int, seed: int = 0):
     are 5% worse."""
     from itertools import combinations
 
-    from .grouping import LossTable, Network
+    from .tracks.grouping import LossTable, Network
 
     rng = np.random.default_rng(seed)
     tasks = tuple(f"t{i}" for i in range(k))
@@ -184,7 +184,7 @@ def synthetic_losses(k: int, seed: int = 0):
 
 def selection_timing(k: int, seed: int = 0) -> str:
     """Seconds of Algorithm 1 per budget (1 to K SNT in steps of 0.5) for K synthetic tasks."""
-    from .grouping import best_networks
+    from .tracks.grouping import best_networks
 
     table = synthetic_losses(k, seed)
     rows = [f"K = {k}: {len(table.networks)} candidate networks; Algorithm 1 per budget, each search started "

@@ -23,8 +23,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else default_workers()
     failed = run_suite(suite, RunOptions(args.results, args.force, args.wandb, workers))
     if failed:
-        print(f"{len(failed)} job(s) failed; see error.txt in their folders under {args.results}/{suite.name}/. "
-              f"Finished jobs are kept: run the same command again to retry only the failed ones.", file=sys.stderr)
+        print(f"{len(failed)} job(s) failed or were blocked by a failed need; see error.txt in their folders under "
+              f"{args.results}/{suite.name}/ and `mtlbench status {args.suite}`. Finished jobs are kept: run the same "
+              f"command again to retry only the others.", file=sys.stderr)
         return 1
     print(f"suite {suite.name}: {len(suite.jobs)} jobs finished; results in {args.results}/{suite.name}/")
     return 0
@@ -46,6 +47,23 @@ def cmd_tune(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"tune: {error}", file=sys.stderr)
         return 2
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from .config import load_suite
+    from .runner import Store
+    from .runner.status import counts, job_states, status_table
+
+    suite = load_suite(args.suite, args.set)
+    rows = job_states(suite, Store(args.results))
+    if args.json:
+        print(json.dumps({"suite": suite.name, "results": str(Path(args.results) / suite.name), "track": suite.track,
+                          "jobs": rows, "counts": counts(rows)}, indent=1))
+    else:
+        print(status_table(rows))
     return 0
 
 
@@ -80,15 +98,18 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .budget import ALLOCATORS
+    from .tracks.budget import ALLOCATORS
     from .data import DATASETS, SCENARIOS
-    from .grouping import OBJECTIVES, SELECTORS
+    from .tracks.grouping import OBJECTIVES, SELECTORS
     from .methods import AXES, METHODS
     from .models import MODELS
     from .registry import parameters
     from .space import describe, search_space
     from .train.optim import OPTIMIZERS
     from .tuning import PRUNERS
+
+    from .jobs import KINDS, RESOLVERS
+    from .track import TRACKS
 
     def show(title: str, registry) -> None:
         print(f"{title}:")
@@ -113,6 +134,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     show("allocators", ALLOCATORS)
     show("grouping selectors", SELECTORS)
     show("grouping objectives", OBJECTIVES)
+    print(f"tracks: {', '.join(TRACKS.list())}")
+    print(f"job kinds: {', '.join(KINDS.list())}")
+    print(f"resolvers: {', '.join(RESOLVERS.list())}")
     return 0
 
 
@@ -180,7 +204,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_allocate(args: argparse.Namespace) -> int:
     import json
 
-    from .budget import allocate, gathered
+    from .tracks.budget import allocate, gathered
 
     def numbers(text: str, name: str, kind: type) -> list:
         try:
@@ -229,7 +253,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from .grouping import OBJECTIVES, SELECTORS, LossFileError, Tables, choose_per_budget, read_losses
+    from .tracks.grouping import OBJECTIVES, SELECTORS, LossFileError, Tables, choose_per_budget, read_losses
     from .registry import build
 
     methods = args.method.split(",")
@@ -287,6 +311,13 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--params", metavar="FILE", help="train with the best parameters `mtlbench tune` wrote")
     add_results(run)
     run.set_defaults(func=cmd_run)
+
+    status = sub.add_parser("status", help="every job of a suite with its kind, needs and state (reads the store only)")
+    status.add_argument("suite", help="suite YAML file")
+    status.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite field")
+    status.add_argument("--json", action="store_true", help="print {suite, track, jobs: [...], counts} as JSON")
+    add_results(status)
+    status.set_defaults(func=cmd_status)
 
     tune = sub.add_parser("tune", help="Optuna search per (dataset, scenario, method), validation split only")
     tune.add_argument("suite", help="suite YAML file (its tune section sets trials, seeds, objective, pruner)")
@@ -353,7 +384,7 @@ def parser() -> argparse.ArgumentParser:
     mode = bench.add_mutually_exclusive_group()
     mode.add_argument("--sweep", action="store_true", help="cost against the number of dense tasks, 2 to 7")
     mode.add_argument("--parts", action="store_true",
-                      help="each allocation, weighting and gradients part swapped into supervised, vs uniform+sum")
+                      help="each supervision, weighting and gradients part swapped into supervised, vs uniform+sum")
     mode.add_argument("--selection", type=int, metavar="K",
                       help="time paper 001's network selection (Algorithm 1) for K synthetic tasks, budgets 1 to K")
     bench.set_defaults(func=cmd_bench)

@@ -10,18 +10,20 @@ training starts.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, TypeAdapter, ValidationError, create_model
 
 from .data import DATASETS, SCENARIOS, DatasetError
-from .methods import AXES, METHODS, NETWORKS
+from .data.scenarios import ScenarioError
+from .jobs import GraphError, Job, check_graph
+from .methods import AXES, AXIS_ALIASES, METHODS, NETWORKS
 from .models import MODELS
 from .registry import Registry, RegistryError, build, parameters
+from .track import DEFAULT_TRACK, TRACKS
 from .train.optim import OPTIMIZERS, SCHEDULERS
 
 SCHEMA_VERSION = 1
@@ -61,34 +63,6 @@ class WandbSection(Strict):
     entity: str | None = None
 
 
-class BudgetSection(Strict):
-    """The label-budget track (paper 000): seed labels per task, one table per cost setting, the allocators."""
-
-    seed_labels: PositiveInt
-    costs: dict[str, dict[str, PositiveInt]] = Field(description="cost setting label -> {task: cost per label}")
-    budget: PositiveInt | None = Field(None, description="default: seed_labels x the sum of costs (Sec. 5.2)")
-    allocators: list[str | dict[str, Any]]
-    probe: dict[str, Any] = Field(default_factory=dict, description="TABA's informativeness probe settings")
-    reduction: dict[str, Any] = Field(default_factory=dict, description="TABA's reduction-rate settings")
-    estimate_seeds: list[int] = [0]
-    steps_per_epoch: int = Field(0, ge=0, description="0: an epoch draws as many labels as there are")
-
-
-class GroupingSection(Strict):
-    """The task-grouping track (paper 001): which networks to train, which selectors to compare, at which budgets."""
-
-    selection_sizes: list[PositiveFloat] = Field([0.5], description="single-task sizes that join C_0 (Sec. 4.2)")
-    independent_sizes: list[PositiveFloat] = Field([0.2, 0.3, 0.4, 0.5, 0.8, 1.0],
-                                                   description="single-task sizes of the Independent baseline")
-    traditional_sizes: list[PositiveFloat] = Field([1.0, 2.0, 2.5, 4.0],
-                                                   description="all-task network sizes of Traditional MTL")
-    budgets: list[PositiveFloat] | None = Field(None, description="SNT; default 1 to K in steps of 0.5")
-    esa_fraction: float = Field(0.2, ge=0, description="ESA's passes through the training data (0: no ESA)")
-    methods: list[str | dict[str, Any]] = ["optimal", "esa", "hoa", "traditional", "independent", "random",
-                                           "pessimal"]
-    objective: str | dict[str, Any] = "lowest_total"
-
-
 class TuneSection(Strict):
     """``mtlbench tune``: one Optuna study per (dataset, scenario, method), scored on the validation split."""
 
@@ -104,6 +78,8 @@ class TuneSection(Strict):
 
 
 class SuiteFile(Strict):
+    """The fields every suite has; each registered track with a section adds it (``suite_schema``)."""
+
     name: str | None = None
     description: str = ""
     dataset: str | dict[str, Any] | None = None
@@ -112,8 +88,6 @@ class SuiteFile(Strict):
     scenarios: list[str | dict[str, Any]] = Field(default_factory=list)
     mask_seed: int = 0
     methods: list[str | dict[str, Any]] = Field(default_factory=list)
-    budget: BudgetSection | None = None
-    grouping: GroupingSection | None = None
     seeds: list[int] = [0]
     model: str | dict[str, Any] = "segnet"
     train: TrainSection = TrainSection()
@@ -123,49 +97,13 @@ class SuiteFile(Strict):
 
 
 @dataclasses.dataclass(frozen=True)
-class Job:
-    id: str
-    suite: str
-    config: dict[str, Any]
-    label: str = ""  # how progress shows it (not part of the id)
-
-    @property
-    def method(self) -> str:
-        if "probe" in self.config:
-            return "taba-probe"
-        if "reduction" in self.config:
-            return f"taba-reduction-{self.config['reduction']['task']}"
-        return self.config["method"]["name"]
-
-    @property
-    def phase(self) -> int:
-        """Jobs of phase 0 run before the others, which may read their results (AMTL, TABA)."""
-        return 0 if self.method == "stl" or "probe" in self.config or "reduction" in self.config else 1
-
-    @property
-    def dataset(self) -> str:
-        return self.config["dataset"]["name"]
-
-    @property
-    def scenario(self) -> str:
-        return scenario_label(self.config["scenario"])
-
-    @property
-    def seed(self) -> int:
-        return self.config["seed"]
-
-    def describe(self) -> str:
-        return f"{self.dataset}/{self.label or self.scenario}/{self.method}/seed{self.seed}"
-
-
-@dataclasses.dataclass(frozen=True)
 class Suite:
     name: str
     path: Path
     raw: SuiteFile
     jobs: list[Job]
-    budget: dict[str, Any] | None = None  # the budget track's tables: which jobs make which row
-    grouping: dict[str, Any] | None = None  # the grouping track's networks, their costs and jobs, the selectors
+    track: str = DEFAULT_TRACK
+    details: dict[str, Any] | None = None  # the track's summary: which jobs make which table (budget, grouping)
 
     def summary(self) -> dict[str, Any]:
         """What the leaderboard needs to know about the suite (saved next to its results)."""
@@ -173,21 +111,8 @@ class Suite:
                    "leaderboard": self.raw.leaderboard.model_dump(), "tasks": self.raw.tasks,
                    "scenarios": list(dict.fromkeys(job.scenario for job in self.jobs)),
                    "methods": list(dict.fromkeys(job.method for job in self.jobs)),
-                   "jobs": [job.id for job in self.jobs]}
-        tracks = {"budget": self.budget, "grouping": self.grouping}
-        return summary | {key: value for key, value in tracks.items() if value is not None}
-
-
-def scenario_label(scenario: dict[str, Any]) -> str:
-    if scenario["name"] == "budget":
-        return "budget"
-    unlabeled = scenario.get("unlabeled", 0.0)
-    name = f"canonical-{scenario['labels']}" if scenario["name"] == "canonical" else scenario["name"]
-    return name + (f"+{round(100 * unlabeled)}%unlabeled" if unlabeled else "")
-
-
-def job_id(config: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+                   "jobs": [job.id for job in self.jobs], "track": self.track}
+        return summary | ({self.track: self.details} if self.details is not None else {})
 
 
 # ----------------------------------------------------------------------------------------- loading
@@ -203,22 +128,49 @@ def load_suite(path: str | Path, overrides: list[str] = ()) -> Suite:
         raise SuiteError(f"{path}: a suite is a mapping of fields, got {type(data).__name__}")
     for override in overrides:
         apply_override(data, override, path)
+    schema = suite_schema()
     try:
-        raw = SuiteFile.model_validate(data)
+        raw = schema.model_validate(data)
     except ValidationError as error:
-        raise SuiteError(describe_validation_error(path, error)) from None
-    if raw.budget is not None and raw.grouping is not None:
-        raise SuiteError(f"{path}: a suite has a budget or a grouping section, not both")
-    if raw.budget is not None:
-        from .budget.suite import expand_budget
+        raise SuiteError(describe_validation_error(path, error, schema)) from None
+    track = track_of(raw, path)
+    jobs, details = TRACKS.get(track)().expand(raw, path)
+    jobs = with_part_inputs(jobs, path)
+    try:
+        check_graph(jobs)
+    except GraphError as error:
+        raise SuiteError(f"{path}: {error}") from None
+    return Suite(raw.name or path.stem, path, raw, jobs, track, details)
 
-        return Suite(raw.name or path.stem, path, raw, *expand_budget(raw, path))
-    if raw.grouping is not None:
-        from .grouping.suite import expand_grouping
 
-        jobs, grouping = expand_grouping(raw, path)
-        return Suite(raw.name or path.stem, path, raw, jobs, grouping=grouping)
-    return Suite(raw.name or path.stem, path, raw, expand(raw, path))
+def suite_schema() -> type[SuiteFile]:
+    """The suite model: the common fields and every registered track's section (optional)."""
+    sections = {name: TRACKS.get(name)().section() for name in TRACKS.list()}
+    fields = {name: (model | None, None) for name, model in sections.items() if model is not None}
+    return create_model("Suite", __base__=SuiteFile, **fields)  # type: ignore[call-overload]
+
+
+def track_of(raw: SuiteFile, path: Path) -> str:
+    """The track whose section the suite has (the default track when it has none)."""
+    given = [name for name in TRACKS.list() if getattr(raw, name, None) is not None]
+    if len(given) > 1:
+        raise SuiteError(f"{path}: a suite has at most one track section; got {', '.join(given)}")
+    return given[0] if given else DEFAULT_TRACK
+
+
+def with_part_inputs(jobs: list[Job], path: Path) -> list[Job]:
+    """Each job with the inputs its recipe parts read from other jobs' results (AMTL: the STL potentials)."""
+    out = []
+    for job in jobs:
+        inputs = dict(job.inputs)
+        for axis, registry in AXES.items() if "method" in job.config else ():
+            part = build(registry, job.config["method"][axis])
+            try:
+                inputs.update(part.inputs(job, jobs))
+            except ValueError as error:
+                raise SuiteError(f"{path}: method {job.method!r}, {axis}: {error}") from None
+        out.append(dataclasses.replace(job, inputs={k: tuple(v) for k, v in inputs.items()}))
+    return out
 
 
 def apply_override(data: dict[str, Any], override: str, path: Path) -> None:
@@ -236,12 +188,12 @@ def apply_override(data: dict[str, Any], override: str, path: Path) -> None:
         node[last] = yaml.safe_load(value)
 
 
-def describe_validation_error(path: Path, error: ValidationError) -> str:
+def describe_validation_error(path: Path, error: ValidationError, schema: type[BaseModel] = SuiteFile) -> str:
     lines = [f"{path}: invalid suite"]
     for item in error.errors():
         where = ".".join(str(p) for p in item["loc"] if not str(p).startswith(("str", "dict[", "list[")))
         if item["type"] == "extra_forbidden":
-            valid = ", ".join(fields_at(SuiteFile, item["loc"][:-1]))
+            valid = ", ".join(fields_at(schema, item["loc"][:-1]))
             lines.append(f"  {where}: unknown field. Valid fields here: {valid}")
         elif item["type"] == "missing":
             lines.append(f"  {where}: required field is missing")
@@ -266,11 +218,11 @@ def plugin(registry: Registry[Any], spec: str | dict[str, Any], where: str, path
     spec = {"name": spec} if isinstance(spec, str) else dict(spec)
     if "name" not in spec:
         raise SuiteError(f"{path}: {where}: missing 'name'. Valid choices: {', '.join(registry.list())}")
-    name = spec.pop("name")
     try:
-        cls = registry.get(name)
+        cls = registry.get(spec["name"])
     except RegistryError as error:
         raise SuiteError(f"{path}: {where}.name: {error}") from None
+    name = registry.canonical(spec.pop("name"))
     declared = parameters(cls)
     unknown = sorted(set(spec) - set(declared))
     if unknown:
@@ -296,7 +248,7 @@ def resolve_method(spec: str | dict[str, Any], where: str, path: Path) -> dict[s
         except RegistryError as error:
             raise SuiteError(f"{path}: {where}: {error}. A method may also be written as an explicit "
                              f"recipe {{name, networks, {', '.join(AXES)}}}") from None
-    spec = dict(spec)
+    spec = {AXIS_ALIASES.get(key, key): value for key, value in spec.items()}
     unknown = sorted(set(spec) - {"name", "networks", *AXES})
     if unknown or "name" not in spec:
         raise SuiteError(f"{path}: {where}: a recipe has fields name, networks, {', '.join(AXES)}"
@@ -312,24 +264,15 @@ def resolve_method(spec: str | dict[str, Any], where: str, path: Path) -> dict[s
 
 def check_scenario(scenario: dict[str, Any], tasks: list[str], datasets: list[dict[str, Any]], where: str,
                    path: Path) -> None:
-    if scenario["name"] == "mask_file" and not Path(scenario["path"]).exists():
-        raise SuiteError(f"{path}: {where}.path: mask file {scenario['path']!r} not found "
-                         f"(paths are relative to the directory mtlbench runs in)")
-    if scenario["name"] == "budget":
-        raise SuiteError(f"{path}: {where}: the budget scenario is made by a suite's budget section (README, "
-                         f"\"Label-budget track\"), not listed under scenarios")
-    if scenario["name"] == "extended":
-        bases = [n for n in SCENARIOS.list() if n not in ("extended", "mask_file", "budget")]
-        if scenario["base"] not in bases:
-            raise SuiteError(f"{path}: {where}.base: {scenario['base']!r} is not one of {', '.join(bases)}")
-        if scenario["task"] not in tasks:
-            raise SuiteError(f"{path}: {where}.task: {scenario['task']!r} is not a task of this suite "
-                             f"({', '.join(tasks)})")
-        for dataset in datasets:
-            if not dataset.get("pool"):
-                raise SuiteError(f"{path}: {where}: 'extended' needs extra pool images; set the dataset's "
-                                 f"'pool' (synthrooms: a number of images, e.g. pool: 400; nyuv2: the folder of its "
-                                 f"depth-only images)")
+    """A scenario the suite lists: one a suite may list, and usable with these tasks and datasets."""
+    made_by = SCENARIOS.get(scenario["name"]).made_by
+    if made_by:
+        raise SuiteError(f"{path}: {where}: the {scenario['name']} scenario is made by a suite's {made_by} section, "
+                         f"not listed under scenarios")
+    try:
+        build(SCENARIOS, {k: v for k, v in scenario.items() if k != "mask_seed"}).check_suite(tasks, datasets)
+    except ScenarioError as error:
+        raise SuiteError(f"{path}: {where}{'.' + error.field if error.field else ''}: {error}") from None
 
 
 def check_dataset(dataset: dict[str, Any], tasks: list[str], model: dict[str, Any], where: str,
@@ -354,14 +297,8 @@ def check_dataset(dataset: dict[str, Any], tasks: list[str], model: dict[str, An
 
 def check_methods(methods: list[dict[str, Any]], datasets: list[dict[str, Any]], tasks: list[str],
                   model: dict[str, Any], path: Path) -> None:
-    """Each part states which task sets it can train (e.g. JTR stacks dense maps only; AMTL needs accuracies
-    and, unless given, the potentials of the suite's stl jobs) and which backbones it is defined for."""
-    names = [m["name"] for m in methods]
-    for i, method in enumerate(methods):
-        if method["weighting"]["name"] == "amtl" and method["weighting"].get("potentials") is None \
-                and "stl" not in names:
-            raise SuiteError(f"{path}: methods[{i}].weighting: amtl takes its potentials from the suite's stl "
-                             f"results: add stl to methods, or set weighting.potentials")
+    """Each part states which task sets it can train (e.g. JTR stacks dense maps only; AMTL needs accuracies)
+    and which backbones it is defined for; what a part reads from other jobs is checked with the job graph."""
     for dataset in datasets:
         available = build(DATASETS, dataset).tasks()
         for i, method in enumerate(methods):
@@ -416,33 +353,3 @@ def resolve_single_method_track(raw: SuiteFile, path: Path, track: str, no_scena
     return model, train, datasets, method
 
 
-def expand(raw: SuiteFile, path: Path) -> list[Job]:
-    """Every (dataset x scenario x method x seed) job, ``stl`` first (other methods may read its results)."""
-    for key in ("scenarios", "methods"):
-        if not getattr(raw, key):
-            raise SuiteError(f"{path}: {key}: must list at least one entry")
-    model, train, datasets = resolve_common(raw, path)
-    scenarios = [plugin(SCENARIOS, spec, f"scenarios[{i}]", path) for i, spec in enumerate(raw.scenarios)]
-    for i, scenario in enumerate(scenarios):
-        check_scenario(scenario, raw.tasks, datasets, f"scenarios[{i}]", path)
-        scenario["mask_seed"] = raw.mask_seed
-    methods = [resolve_method(spec, f"methods[{i}]", path) for i, spec in enumerate(raw.methods)]
-    check_methods(methods, datasets, raw.tasks, model, path)
-    names = [m["name"] for m in methods]
-    if len(set(names)) != len(names):
-        duplicated = sorted(n for n in set(names) if names.count(n) > 1)
-        raise SuiteError(f"{path}: methods: duplicate method names {duplicated}")
-    methods.sort(key=lambda m: m["name"] != "stl")
-    for task in raw.leaderboard.metrics:
-        if task not in raw.tasks:
-            raise SuiteError(f"{path}: leaderboard.metrics.{task}: not a task of this suite ({', '.join(raw.tasks)})")
-    name = raw.name or path.stem
-    jobs = []
-    for dataset in datasets:
-        for scenario in scenarios:
-            for method in methods:
-                for seed in raw.seeds:
-                    config = {"dataset": dataset, "tasks": list(raw.tasks), "scenario": scenario, "method": method,
-                              "model": model, "train": train, "seed": seed}
-                    jobs.append(Job(job_id(config), name, config))
-    return jobs

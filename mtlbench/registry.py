@@ -1,7 +1,9 @@
 """One registry type for every plugin kind: datasets, scenarios, models, recipe parts, allocators, selectors.
 
 Modelled on torchvision's model registry: ``register`` refuses a duplicate name, ``get`` names the valid
-choices (and the closest match) when a name is unknown, ``list`` shows what is there. A plugin declares its
+choices (and the closest match) when a name is unknown, ``list`` shows what is there. As timm keeps deprecated
+model names, an entry may carry ``aliases``: older names that still resolve (``canonical`` gives the current
+one), so a renamed plugin keeps working in suites written before the rename. A plugin declares its
 parameters as data: a registered class is a dataclass whose fields (with the paper's defaults) are its
 parameters, so the suite validator, the CLI and the docs read them without instantiating anything.
 """
@@ -25,21 +27,32 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._aliases: dict[str, str] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
+    def register(self, name: str, aliases: tuple[str, ...] = ()) -> Callable[[T], T]:
         def add(item: T) -> T:
-            if name in self._items:
-                raise RegistryError(f"{self.kind} {name!r} is already registered")
+            for taken in (name, *aliases):
+                if taken in self._items or taken in self._aliases:
+                    raise RegistryError(f"{self.kind} {taken!r} is already registered")
             self._items[name] = item
+            self._aliases.update(dict.fromkeys(aliases, name))
             return item
 
         return add
 
+    def canonical(self, name: str) -> str:
+        """The current name of ``name`` (itself unless it is an alias)."""
+        return self._aliases.get(name, name)
+
     def get(self, name: str) -> T:
         try:
-            return self._items[name]
+            return self._items[self.canonical(name)]
         except KeyError:
             raise RegistryError(self.unknown_message(name)) from None
+
+    def aliases(self) -> dict[str, str]:
+        """Every alias and the name it stands for."""
+        return dict(self._aliases)
 
     def unknown_message(self, name: str) -> str:
         close = difflib.get_close_matches(name, self._items, n=1)
@@ -50,7 +63,7 @@ class Registry(Generic[T]):
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._items
+        return name in self._items or name in self._aliases
 
 
 def parameters(plugin: Any) -> dict[str, Any]:

@@ -9,14 +9,14 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+REFERENCE = Path(__file__).resolve().parent / "data" / "reference"  # vendored, see its README
 
 TINY_DATASET = {"name": "synthrooms", "height": 32, "width": 64, "train": 24, "val": 8, "test": 8, "seed": 0}
 TINY_JOB = {
     "dataset": TINY_DATASET,
     "tasks": ["seg", "depth", "normal"],
     "scenario": {"name": "onelabel", "unlabeled": 0.0, "unlabeled_per_batch": 0, "mask_seed": 0},
-    "method": {"name": "supervised", "networks": "shared", "allocation": {"name": "full"},
+    "method": {"name": "supervised", "networks": "shared", "supervision": {"name": "full"},
                "weighting": {"name": "uniform"}, "gradients": {"name": "sum"}, "regularizer": {"name": "none"}},
     "model": {"name": "segnet", "width": 0.0625},
     "train": {"epochs": 2, "batch_size": 8, "eval_batch_size": 8,

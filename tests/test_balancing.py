@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mtlbench.data.synthrooms import SynthRooms
-from mtlbench.methods.allocation import FTPlus, ISTA, STA
+from mtlbench.methods.supervision import FTPlus, ISTA, STA
 from mtlbench.methods.gradients import CAGrad, IMTLG, MGDA, PCGrad, min_norm_weights
 from mtlbench.methods.parts import SumGradients
 from mtlbench.methods.weighting import DWA, GLS, RLW, Uncertainty
@@ -56,7 +56,7 @@ def updates_of(method, masks):
 @pytest.mark.parametrize("gap", [1, 2, 4])
 def test_sta_gap_meets_a_batch_again_gap_updates_later_and_uses_each_pair_once(gap):
     from mtlbench.methods import METHODS
-    method = {**METHODS.get("ista"), "allocation": {"name": "sta_gap", "gap": gap}}
+    method = {**METHODS.get("ista"), "supervision": {"name": "sta_gap", "gap": gap}}
     full = updates_of(method, [torch.ones(8, 3)] * 8)
     masks = [random_mask(8, 3, seed) for seed in range(8)]
     made = updates_of(method, masks)

@@ -22,10 +22,10 @@ def test_bench_parts_swaps_every_part_of_three_axes_into_the_plain_recipe():
     config = BenchConfig(height=32, width=32, model_width=0.0625, batch_size=4, steps=1, warmup=0, device="cpu",
                          scenario="full")
     recipes = part_recipes(config)
-    expected = {f"{axis}={name}" for axis in ("allocation", "weighting", "gradients") for name in AXES[axis].list()}
-    assert set(recipes) - {PLAIN} == expected - {"allocation=full", "weighting=uniform", "gradients=sum"}
+    expected = {f"{axis}={name}" for axis in ("supervision", "weighting", "gradients") for name in AXES[axis].list()}
+    assert set(recipes) - {PLAIN} == expected - {"supervision=full", "weighting=uniform", "gradients=sum"}
     assert all(sum(recipes[label][axis] != recipes[PLAIN][axis] for axis in AXES) == 1 for label in recipes
                if label != PLAIN)
-    seconds = measure(config, {k: recipes[k] for k in (PLAIN, "weighting=amtl", "allocation=ista")})
+    seconds = measure(config, {k: recipes[k] for k in (PLAIN, "weighting=amtl", "supervision=ista")})
     rendered = table(config, seconds)
     assert "cost vs uniform+sum" in rendered and "| uniform+sum |" in rendered and "1.00x" in rendered

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from mtlbench.budget import allocate, gathered
+from mtlbench.tracks.budget import allocate, gathered
 from mtlbench.cli import main
 
 

@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from conftest import write_track_suite
-from mtlbench.budget import ALLOCATORS, Estimates
-from mtlbench.budget.allocators import AllocationError
-from mtlbench.budget.probe import Probe, ProbeSettings
-from mtlbench.budget.reduction import fit_reduction
+from mtlbench.tracks.budget import ALLOCATORS, Estimates
+from mtlbench.tracks.budget.allocators import AllocationError
+from mtlbench.tracks.budget.probe import Probe, ProbeSettings
+from mtlbench.tracks.budget.reduction import fit_reduction
 from mtlbench.cli import main
 from mtlbench.config import SuiteError, load_suite
 from mtlbench.data import Split, scenario
@@ -185,15 +185,20 @@ def test_budget_suite_expands_estimates_first_and_shares_identical_retrainings(t
     suite = load_suite(write_budget_suite(tmp_path))
     methods = [job.method for job in suite.jobs]
     assert methods[:3] == ["taba-probe", "taba-reduction-cls", "taba-reduction-seg"]
-    assert all(job.phase == 0 for job in suite.jobs[:3]) and all(job.phase == 1 for job in suite.jobs[3:])
-    table = suite.budget["tables"][0]
+    assert [job.kind for job in suite.jobs[:3]] == ["taba-probe", "taba-reduction", "taba-reduction"]
+    estimates = {job.id for job in suite.jobs[:3]}
+    taba_jobs = [job for job in suite.jobs if job.needs]
+    assert taba_jobs and all(set(job.needs) == estimates for job in taba_jobs)  # TABA reads every estimate
+    assert all(job.kind == "train" for job in suite.jobs[3:])
+    table = suite.details["tables"][0]
     rows = {s["label"]: {r["allocator"]: r for r in s["rows"]} for s in table["settings"]}
     # B = n (c_cls + c_seg): Equal New Images buys n labels per task in both settings, so one job per seed
     assert rows["1:3"]["Equal New Images"]["jobs"] == rows["1:5"]["Equal New Images"]["jobs"]
     assert rows["1:5"]["Equal Budget"]["new_labels"] == {"cls": 18, "seg": 3}
     taba = next(j for j in suite.jobs if j.id == rows["1:5"]["TABA (TAG relatedness)"]["jobs"][0])
     assert taba.config["scenario"]["new_labels"] is None
-    assert taba.config["allocation"]["estimates"] == table["estimates"]  # TAG's I and the Eq. 7 betas
+    assert taba.config["purchase"]["estimates"] == table["estimates"]  # TAG's I and the Eq. 7 betas
+    assert set(taba.inputs) == {"budget-purchase"} and set(taba.inputs["budget-purchase"]) == estimates
     assert set(table["estimates"]) == {"probe", "reduction"}
     assert len(suite.jobs) == 3 + 2 + 2 * (1 + 2 + 2)  # estimates, seed sets, per seed: shared ENI + 2 x (EB, TABA)
 
@@ -234,13 +239,13 @@ def test_budget_suite_runs_end_to_end_without_reading_the_test_split_for_estimat
     for task in ("cls", "seg"):
         fit = by_method[f"taba-reduction-{task}"][0]["estimate"]
         assert 0 <= fit["beta"] <= 1 and [p["pseudo_labels"] for p in fit["curve"]] == [6, 12]
-    table = suite.budget["tables"][0]
+    table = suite.details["tables"][0]
     taba_jobs = [r for s in table["settings"] for r in s["rows"] if r["allocator"].startswith("TABA")]
     for row in taba_jobs:
         result = json.loads((results / "budget_tiny" / row["jobs"][0] / "result.json").read_text())
         setting = next(s for s in table["settings"] if row in s["rows"])
         spent = sum(n * setting["costs"][t] for t, n in result["new_labels"].items())
-        assert spent <= setting["budget"] and result["allocation"]["tag_informativeness"] == pytest.approx(
+        assert spent <= setting["budget"] and result["purchase"]["tag_informativeness"] == pytest.approx(
             probe["tag_informativeness"])
         assert result["labels_per_task"] == {t: 6 + n for t, n in result["new_labels"].items()}
 

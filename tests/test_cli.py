@@ -12,12 +12,12 @@ def test_list_shows_every_registry(capsys):
                  "segnet", "uniform", "full", "budget", "equal_budget", "single_task"):
         assert name in out
     assert "taba (same_images=False, relatedness='eq5', beta=None)" in out
-    assert "sta_gap4: networks=shared, allocation=sta_gap(gap=4)," in out  # a preset's non-default settings
+    assert "sta_gap4: networks=shared, supervision=sta_gap(gap=4)," in out  # a preset's non-default settings
 
 
 def test_import_and_trainer_need_only_torch_and_numpy():
-    code = ("import sys, mtlbench, mtlbench.train, mtlbench.budget.probe, mtlbench.budget.reduction, "
-            "mtlbench.budget.estimates; "
+    code = ("import sys, mtlbench, mtlbench.train, mtlbench.tracks.budget.probe, mtlbench.tracks.budget.reduction, "
+            "mtlbench.tracks.budget.estimates; "
             "heavy = {'wandb', 'optuna', 'pydantic', 'pandas', 'yaml', 'scipy', 'matplotlib', 'torchvision', 'PIL'} "
             "& set(sys.modules); "
             "assert not heavy, heavy")

@@ -71,7 +71,7 @@ def test_set_overrides_change_the_job_and_its_id(write_suite):
 def test_explicit_recipe_is_resolved_like_a_preset(write_suite):
     suite = load_suite(write_suite({"methods": [{"name": "mine", "weighting": "uniform"}]}))
     method = suite.jobs[0].config["method"]
-    assert method == {"name": "mine", "networks": "shared", "allocation": {"name": "full", "per_image": "mean"},
+    assert method == {"name": "mine", "networks": "shared", "supervision": {"name": "full", "per_image": "mean"},
                       "weighting": {"name": "uniform"}, "gradients": {"name": "sum"}, "regularizer": {"name": "none"}}
 
 

@@ -9,20 +9,20 @@ import math
 import numpy as np
 import pytest
 
-from conftest import SHARED, TINY_DATASET, write_track_suite
+from conftest import REFERENCE, TINY_DATASET, write_track_suite
 from mtlbench.cli import main
 from mtlbench.config import SuiteError, load_suite
-from mtlbench.grouping import (LossFileError, LossTable, Network, Tables, affinity, best_networks, choose_per_budget,
+from mtlbench.tracks.grouping import (LossFileError, LossTable, Network, Tables, affinity, best_networks, choose_per_budget,
                                exhaustive, higher_order, pessimal, random_groupings, read_losses,
                                relative_performance)
-from mtlbench.grouping.baselines import independent
-from mtlbench.grouping.methods import SELECTORS
-from mtlbench.grouping.selection import LowestTotal, TaskLimits
+from mtlbench.tracks.grouping.baselines import independent
+from mtlbench.tracks.grouping.methods import SELECTORS
+from mtlbench.tracks.grouping.selection import LowestTotal, TaskLimits
 from mtlbench.registry import build
 
-REFERENCE = SHARED / "reference" / "taskgrouping"
+TASKGROUPING = REFERENCE / "taskgrouping"
 BUDGETS = [1 + 0.5 * i for i in range(9)]
-TABLE_4 = {  # paper 001 Table 4, the rows the released code reproduces (../shared/reference/taskgrouping)
+TABLE_4 = {  # paper 001 Table 4, the rows the released code reproduces (tests/data/reference/taskgrouping)
     "optimal": [0.503, 0.461, 0.452, 0.446, 0.442, 0.439, 0.436, 0.436, 0.435],
     "esa": [0.503, 0.487, 0.467, 0.461, 0.457, 0.451, 0.451, 0.447, 0.447],
     "hoa": [0.503, 0.461, 0.455, 0.451, 0.449, 0.445, 0.444, 0.445, 0.442],
@@ -32,8 +32,8 @@ TABLE_4 = {  # paper 001 Table 4, the rows the released code reproduces (../shar
 
 @pytest.fixture(scope="module")
 def setting_1() -> Tables:
-    return Tables(read_losses(REFERENCE / "results.txt"), read_losses(REFERENCE / "results_test.txt"),
-                  read_losses(REFERENCE / "results_20.txt"))
+    return Tables(read_losses(TASKGROUPING / "results.txt"), read_losses(TASKGROUPING / "results_test.txt"),
+                  read_losses(TASKGROUPING / "results_20.txt"))
 
 
 def row(tables: Tables, method: str) -> list[float]:
@@ -162,7 +162,7 @@ def test_hoa_predicts_higher_order_networks_from_their_pairs_only(setting_1):
 
 
 def test_standley_files_match_networks_by_their_tasks_not_their_rows(tmp_path):
-    alt_20 = read_losses(REFERENCE / "results_alt_20.txt")  # no row for the network of columns 2 and 3
+    alt_20 = read_losses(TASKGROUPING / "results_alt_20.txt")  # no row for the network of columns 2 and 3
     assert len(alt_20.networks) == 35 and Network(("d", "n")) not in alt_20.index()
     assert Network(("d", "k")) in alt_20.index()
     bad = tmp_path / "bad.txt"
@@ -172,7 +172,7 @@ def test_standley_files_match_networks_by_their_tasks_not_their_rows(tmp_path):
 
 
 def test_select_cli_reads_the_release_and_its_own_csv(tmp_path, capsys):
-    files = ["--val", str(REFERENCE / "results.txt"), "--test", str(REFERENCE / "results_test.txt")]
+    files = ["--val", str(TASKGROUPING / "results.txt"), "--test", str(TASKGROUPING / "results_test.txt")]
     assert main(["select", *files, "--method", "optimal,hoa", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [round(r["total"], 3) for r in out["optimal"]["budgets"]] == TABLE_4["optimal"]
@@ -206,7 +206,7 @@ def test_grouping_suite_expands_every_subset_and_the_baseline_sizes_with_measure
     names = [job.label for job in suite.jobs]
     assert names == ["seg", "depth", "edge", "seg+depth", "seg+edge", "depth+edge", "seg+depth+edge",
                      "seg@0.5", "depth@0.5", "edge@0.5", "seg+depth+edge@2"]
-    networks = suite.grouping["tables"][0]["networks"]
+    networks = suite.details["tables"][0]["networks"]
     for network in networks:
         assert network["cost"] <= network["size"] + 1e-9 and network["cost"] > 0.8 * network["size"]
     half = next(n for n in networks if n["size"] == 0.5)
@@ -259,5 +259,5 @@ def test_the_taskonomy_grouping_suite_validates_against_a_folder(tmp_path):
     write_taskonomy(tmp_path / "taskonomy")
     suite = load_suite(REPO / "suites" / "taskonomy_grouping.yaml", [f"dataset.root={tmp_path / 'taskonomy'}"])
     assert len(suite.jobs) == 31 + 5 * 5 + 3  # subsets, single-task sizes 0.2-0.8, all-task 2 / 2.5 / 4
-    costs = {n["size"]: n["cost"] for n in suite.grouping["tables"][0]["networks"]}
+    costs = {n["size"]: n["cost"] for n in suite.details["tables"][0]["networks"]}
     assert costs[1.0] == 1.0 and all(0.9 * s <= c <= s for s, c in costs.items())

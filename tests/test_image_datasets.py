@@ -241,7 +241,7 @@ def test_the_paper_000_budget_suites_validate_with_the_papers_numbers(taskonomy,
     monkeypatch.setattr(PascalVOC, "split_size", lambda self, split: 10582 - 500)  # train_aug less the val holdout
     voc = load_suite(REPO / "suites" / "voc_budget.yaml", [f"dataset.root={tmp_path / 'voc'}"])
     settings = {s["label"]: {r["allocator"]: r["new_labels"] for r in s["rows"]}
-                for s in voc.budget["tables"][0]["settings"]}
+                for s in voc.details["tables"][0]["settings"]}
     assert settings["1:20"]["Equal Budget"] == {"cls": 3150, "seg": 157}  # B = 300 x 21 = 6300
     assert settings["1:30"]["100% cls"] == {"cls": 9300, "seg": 0} and settings["1:3"]["Equal New Images"]["seg"] == 300
     assert sum(job.method == "taba-probe" for job in voc.jobs) == 10
@@ -249,7 +249,7 @@ def test_the_paper_000_budget_suites_validate_with_the_papers_numbers(taskonomy,
     root, _ = taskonomy
     monkeypatch.setattr(Taskonomy, "split_size", lambda self, split: 160000)
     tasko = load_suite(REPO / "suites" / "taskonomy_budget.yaml", [f"dataset.root={root}"])
-    rows = {r["allocator"]: r["new_labels"] for r in tasko.budget["tables"][0]["settings"][0]["rows"]}
+    rows = {r["allocator"]: r["new_labels"] for r in tasko.details["tables"][0]["settings"][0]["rows"]}
     assert rows["Equal New Images"] == dict.fromkeys(["seg", "normal", "depth", "keypoint", "edge"], 10000)
     assert rows["100% keypoint"]["keypoint"] == 105000 and tasko.jobs[0].config["dataset"]["tasks_read"] == [
         "seg", "normal", "depth", "keypoint", "edge"]

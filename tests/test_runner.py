@@ -113,8 +113,8 @@ def test_amtl_takes_its_potentials_from_the_suites_stl_validation_results(write_
     assert records["amtl"]["config"]["method"]["weighting"]["potentials"] is None  # not part of the job id
 
 
-def test_amtl_potentials_ignore_stl_results_of_jobs_the_suite_no_longer_has(write_suite, tmp_path):
-    from mtlbench.runner.executor import with_potentials
+def test_amtl_needs_the_suites_stl_jobs_and_reads_only_their_results(write_suite, tmp_path):
+    from mtlbench.runner.executor import resolve_inputs
     from mtlbench.runner.store import write_json_atomic
 
     path = write_suite({"methods": ["stl", "amtl"], "train": {"epochs": 1, "batch_size": 8, "eval_batch_size": 8,
@@ -127,9 +127,12 @@ def test_amtl_potentials_ignore_stl_results_of_jobs_the_suite_no_longer_has(writ
              "val": {t: {m: 0.0 for m in metrics} for t, metrics in current["val"].items()}}
     (results / "tiny" / stale["job_id"]).mkdir()
     write_json_atomic(results / "tiny" / stale["job_id"] / "result.json", stale)
-    amtl = next(job for job in load_suite(path, []).jobs if job.method == "amtl")
-    potentials = with_potentials(amtl, store)["method"]["weighting"]["potentials"]
-    assert potentials["seg"] == pytest.approx(current["val"]["seg"]["miou"])
+    suite = load_suite(path, [])
+    amtl = next(job for job in suite.jobs if job.method == "amtl")
+    assert amtl.needs == tuple(job.id for job in suite.jobs if job.method == "stl")
+    assert dict(amtl.inputs) == {"amtl-potentials": amtl.needs}
+    potentials = resolve_inputs(amtl, store).config["method"]["weighting"]["potentials"]
+    assert potentials["seg"] == pytest.approx(current["val"]["seg"]["miou"])  # the stale stl result is not read
 
 
 def test_amtl_without_stl_in_the_suite_is_refused_before_training(write_suite, tmp_path, capsys):

@@ -4,7 +4,7 @@ import pytest
 
 from mtlbench.data import label_mask
 from mtlbench.data.scenarios import ScenarioError
-from conftest import SHARED
+from conftest import REFERENCE
 
 TASKS = ["seg", "depth", "normal", "edge", "keypoint", "shading", "cls"]
 
@@ -63,10 +63,10 @@ def test_randomlabels_needs_two_tasks():
 
 def test_canonical_mtpsl_masks_are_read_from_the_legacy_torch_files():
     onelabel = mask("mask_file", n=795, tasks=["seg", "depth", "normal"],
-                    path=str(SHARED / "reference/partial_label_masks/nyuv2/onelabel.pth"))
+                    path=str(REFERENCE / "partial_label_masks/nyuv2/onelabel.pth"))
     assert (onelabel.sum(1) == 1).all() and onelabel.sum(0).tolist() == [265, 265, 265]
     random = mask("mask_file", n=795, tasks=["depth", "seg"],
-                  path=str(SHARED / "reference/partial_label_masks/nyuv2/randomlabels.pth"))
+                  path=str(REFERENCE / "partial_label_masks/nyuv2/randomlabels.pth"))
     assert random.shape == (795, 2)
 
 
@@ -75,7 +75,7 @@ def test_canonical_mtpsl_masks_are_read_from_the_legacy_torch_files():
                                                  ("cityscapes", "onelabel", ["seg", "depth"])])
 def test_bundled_canonical_masks_equal_the_published_files(dataset, name, tasks):
     published = mask("mask_file", n={"nyuv2": 795, "cityscapes": 2975}[dataset], tasks=tasks, columns=tasks,
-                     path=str(SHARED / f"reference/partial_label_masks/{dataset}/{name}.pth"))
+                     path=str(REFERENCE / f"partial_label_masks/{dataset}/{name}.pth"))
     bundled = mask("canonical", n=len(published), tasks=tasks, dataset=dataset, labels=name)
     assert np.array_equal(bundled, published)
     assert np.array_equal(mask("canonical", n=len(published), tasks=tasks[::-1], dataset=dataset, labels=name),
@@ -90,7 +90,7 @@ def test_canonical_refuses_unpublished_masks_and_a_held_out_train_split():
 
 
 def test_mask_file_of_the_wrong_size_names_the_file_and_shapes():
-    path = str(SHARED / "reference/partial_label_masks/nyuv2/onelabel.pth")
+    path = str(REFERENCE / "partial_label_masks/nyuv2/onelabel.pth")
     with pytest.raises(ScenarioError, match=r"onelabel.pth: mask has shape \(795, 3\), expected \(100, 3\)"):
         mask("mask_file", n=100, tasks=["seg", "depth", "normal"], path=path)
 

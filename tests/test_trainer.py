@@ -80,7 +80,7 @@ def test_supervised_loss_is_paper_004_eq_1():
     expected = ((per_image * mask).sum(1) / mask.sum(1).clamp_min(1)).mean()
     recipe = Recipe(METHODS.get("supervised"), TASKS, model)
     rows = {t: mask[:, j].nonzero().squeeze(1) for j, t in enumerate(TASKS)}
-    task_losses = recipe.allocation.task_losses({t: per_image[rows[t], j] for j, t in enumerate(TASKS)}, rows, mask)
+    task_losses = recipe.supervision.task_losses({t: per_image[rows[t], j] for j, t in enumerate(TASKS)}, rows, mask)
     assert sum(recipe.weighting.terms(task_losses, None).values()).item() == pytest.approx(expected.item(), rel=1e-6)
 
 

@@ -211,4 +211,4 @@ def test_tune_refuses_other_tracks_and_an_empty_budget(tune_suite, tmp_path, cap
     path = tmp_path / "grouping.yaml"
     path.write_text(yaml.safe_dump(grouping))
     assert main(["tune", str(path), "--results", str(tmp_path / "r")]) == 2
-    assert "tuning compares the methods of a partial-label suite" in capsys.readouterr().err
+    assert "tuning compares the methods of a suite of scenarios x methods; a grouping suite" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -27,7 +28,11 @@ BASE_STREAM, UNLABELED_STREAM, PURCHASE_STREAM = 0, 1, 2
 
 
 class ScenarioError(ValueError):
-    pass
+    """A scenario that cannot make its mask; ``field`` names the scenario field at fault, when one is."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def rng(mask_seed: int, stream: int) -> np.random.Generator:
@@ -55,8 +60,25 @@ class LabelPlan:
 
 @dataclass(frozen=True)
 class Scenario:
+    made_by: ClassVar[str] = ""  # the track section that makes this scenario ("": a suite lists it under scenarios)
+    extendable: ClassVar[bool] = True  # ``extended`` may use it as its base
+
     unlabeled: float = 0.0
     unlabeled_per_batch: int = 0
+
+    @classmethod
+    def label_of(cls, spec: dict[str, Any]) -> str:
+        """How results and tables name the scenario of ``spec`` (its name, and the unlabelled share)."""
+        unlabeled = spec.get("unlabeled", 0.0)
+        return cls.base_label(spec) + (f"+{round(100 * unlabeled)}%unlabeled" if unlabeled else "")
+
+    @classmethod
+    def base_label(cls, spec: dict[str, Any]) -> str:
+        return spec["name"]
+
+    def check_suite(self, tasks: list[str], datasets: list[dict[str, Any]]) -> None:
+        """Raise ScenarioError if a suite with these tasks and datasets cannot use this scenario (called before
+        anything trains)."""
 
     @property
     def pool(self) -> bool:
@@ -131,8 +153,15 @@ class MaskFile(Scenario):
     ``columns`` names the task of each column of the file (MTPSL's order: semantic, depth, normal).
     """
 
+    extendable: ClassVar[bool] = False
+
     path: str = ""
     columns: tuple[str, ...] = ("seg", "depth", "normal")
+
+    def check_suite(self, tasks: list[str], datasets: list[dict[str, Any]]) -> None:
+        if not Path(self.path).exists():
+            raise ScenarioError(f"mask file {self.path!r} not found (paths are relative to the directory mtlbench "
+                                f"runs in)", "path")
 
     def base_mask(self, n: int, tasks: list[str], generator: np.random.Generator) -> np.ndarray:
         stored = read_mask_file(Path(self.path))
@@ -156,6 +185,10 @@ class Canonical(Scenario):
     dataset: str = "nyuv2"
     labels: str = "onelabel"
 
+    @classmethod
+    def base_label(cls, spec: dict[str, Any]) -> str:
+        return f"canonical-{spec['labels']}"
+
     def __post_init__(self) -> None:
         if (self.dataset, self.labels) not in CANONICAL:
             known = ", ".join(f"{d}/{m}" for d, m in CANONICAL)
@@ -176,8 +209,20 @@ class Extended(Scenario):
     """Paper 004 Sec. 4.3 (depth-extended NYUv2): the train split labelled by ``base``, plus the dataset's
     ``pool`` split labelled for ``task`` only, ``per_batch`` pool images appended to every batch (Sec. 6.2)."""
 
+    extendable: ClassVar[bool] = False
+
     base: str = "onelabel"
     task: str = "depth"
+
+    def check_suite(self, tasks: list[str], datasets: list[dict[str, Any]]) -> None:
+        bases = [name for name in SCENARIOS.list() if SCENARIOS.get(name).extendable]
+        if self.base not in bases:
+            raise ScenarioError(f"{self.base!r} is not one of {', '.join(bases)}", "base")
+        if self.task not in tasks:
+            raise ScenarioError(f"{self.task!r} is not a task of this suite ({', '.join(tasks)})", "task")
+        if any(not dataset.get("pool") for dataset in datasets):
+            raise ScenarioError("'extended' needs extra pool images; set the dataset's 'pool' (synthrooms: a number "
+                                "of images, e.g. pool: 400; nyuv2: the folder of its depth-only images)")
     per_batch: int = 4
 
     @property
@@ -213,8 +258,15 @@ class Budget(Scenario):
     being compared under-trained (the paper's 100 epochs make that moot; a CPU-sized run is not there).
     """
 
+    made_by: ClassVar[str] = "budget"
+    extendable: ClassVar[bool] = False
+
     seed_labels: int = 0
     new_labels: dict[str, int] | None = None
+
+    @classmethod
+    def label_of(cls, spec: dict[str, Any]) -> str:
+        return "budget"
     same_images: bool = False
     draw: int = 0
     steps_per_epoch: int = 0

@@ -1,7 +1,7 @@
-"""Training methods as recipes of four orthogonal parts (../shared/DESIGN.md)."""
-from .parts import ALLOCATIONS, GRADIENTS, REGULARIZERS, WEIGHTINGS, Regularizer
-from . import allocation, consistency, gradients, jtr, mtpsl, weighting  # noqa: F401  (register the parts)
-from .recipe import AXES, METHODS, NETWORKS, Recipe
+"""Training methods as recipes of four orthogonal parts (docs/design.md, "A method is a recipe")."""
+from .parts import GRADIENTS, REGULARIZERS, SUPERVISIONS, WEIGHTINGS, Regularizer
+from . import consistency, gradients, jtr, mtpsl, supervision, weighting  # noqa: F401  (register the parts)
+from .recipe import AXES, AXIS_ALIASES, METHODS, NETWORKS, Recipe
 
-__all__ = ["ALLOCATIONS", "AXES", "GRADIENTS", "METHODS", "NETWORKS", "REGULARIZERS", "Recipe", "Regularizer",
-           "WEIGHTINGS"]
+__all__ = ["AXES", "AXIS_ALIASES", "GRADIENTS", "METHODS", "NETWORKS", "REGULARIZERS", "Recipe", "Regularizer",
+           "SUPERVISIONS", "WEIGHTINGS"]

@@ -2,20 +2,20 @@
 
 | axis        | decides                                              | this module registers |
 |-------------|------------------------------------------------------|-----------------------|
-| allocation  | which (image, task) pairs supervise a step, and how  | full (paper 004 Eq. 1)|
+| supervision | which (image, task) pairs supervise a step, and how  | full (paper 004 Eq. 1)|
 |             | their per-image losses average into task losses      |                       |
 | weighting   | how task losses combine into one scalar              | uniform               |
 | gradients   | how per-task gradients on shared weights combine     | sum                   |
 | regularizer | what unlabelled (image, task) pairs learn from       | none                  |
 
 A part is a dataclass whose fields are its hyperparameters with the paper's defaults; the other parts live in
-modules of their own (allocation.py, weighting.py, gradients.py, consistency.py, mtpsl.py, jtr.py) and plug in
+modules of their own (supervision.py, weighting.py, gradients.py, consistency.py, mtpsl.py, jtr.py) and plug in
 without touching the trainer.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -24,7 +24,10 @@ from ..registry import Registry
 from ..tasks import Task
 from .context import StepContext
 
-ALLOCATIONS: Registry[type] = Registry("allocation")
+if TYPE_CHECKING:
+    from ..jobs import Job
+
+SUPERVISIONS: Registry[type] = Registry("supervision")
 WEIGHTINGS: Registry[type] = Registry("weighting")
 GRADIENTS: Registry[type] = Registry("gradients")
 REGULARIZERS: Registry[type] = Registry("regularizer")
@@ -34,7 +37,8 @@ class Part:
     """What every part may do besides its axis' job: own trainable modules or state (``build``; buffers
     hold state such as loss histories, so checkpoints carry it), train some parameters with optimisers of
     its own, refuse task sets it cannot train (``check``) or backbones it is not defined for (``models``, None
-    for any), and react at the end of an epoch."""
+    for any), read other jobs' results (``inputs``, with a resolver registered in ``mtlbench.jobs.RESOLVERS``)
+    and react at the end of an epoch."""
 
     models: ClassVar[tuple[str, ...] | None] = None
 
@@ -43,6 +47,11 @@ class Part:
 
     def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module | None:
         return None
+
+    def inputs(self, job: "Job", jobs: list["Job"]) -> dict[str, list[str]]:
+        """For each resolver, the ids of the suite's jobs whose results it gives this job before it trains
+        (those jobs then run first); raise ValueError if the suite lacks them."""
+        return {}
 
     def main_parameters(self, net: nn.Module) -> list[nn.Parameter]:
         """The part's parameters trained by the main optimiser (all of them unless overridden)."""
@@ -58,8 +67,8 @@ class Part:
         """Called after every validation evaluation (never with test metrics)."""
 
 
-class Allocation(Part):
-    """Base of the allocation axis: the sub-steps of a batch and how their per-image losses average."""
+class Supervision(Part):
+    """Base of the supervision axis: the sub-steps of a batch and how their per-image losses average."""
 
     @property
     def interleaved_batches(self) -> int:
@@ -75,9 +84,9 @@ class Allocation(Part):
         raise NotImplementedError
 
 
-@ALLOCATIONS.register("full")
+@SUPERVISIONS.register("full")
 @dataclass(frozen=True)
-class FullAllocation(Allocation):
+class FullSupervision(Supervision):
     """Every labelled (image, task) pair supervises every step: paper 004 Eq. 1.
 
     L = (1/|B|) Σ_x Σ_{t ∈ T_x} L^t(x) / |T_x|, written as task losses L_t = (1/|B|) Σ_{x: t ∈ T_x} L^t(x)/|T_x|

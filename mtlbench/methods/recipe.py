@@ -1,7 +1,7 @@
 """A training method is a recipe: one part per axis (methods/parts.py) plus how many networks it trains.
 
 ``METHODS`` holds the named presets a suite refers to; a suite may also spell out a recipe explicitly
-(``{name: my_method, allocation: full, weighting: uniform, ...}``). Presets are plain data, so the resolved
+(``{name: my_method, supervision: full, weighting: uniform, ...}``). Presets are plain data, so the resolved
 job config (and its hash) records every part and hyperparameter that the method ran with.
 """
 from __future__ import annotations
@@ -16,16 +16,17 @@ from ..data.augment import Augment
 from ..registry import Registry, build
 from ..tasks import Task
 from .context import StepContext, View
-from .parts import ALLOCATIONS, GRADIENTS, REGULARIZERS, WEIGHTINGS
+from .parts import SUPERVISIONS, GRADIENTS, REGULARIZERS, WEIGHTINGS
 
-AXES = {"allocation": ALLOCATIONS, "weighting": WEIGHTINGS, "gradients": GRADIENTS, "regularizer": REGULARIZERS}
+AXES = {"supervision": SUPERVISIONS, "weighting": WEIGHTINGS, "gradients": GRADIENTS, "regularizer": REGULARIZERS}
+AXIS_ALIASES = {"allocation": "supervision"}  # the axis' name until 0.2, still read in suites
 NETWORKS = ("shared", "per_task")
 
 METHODS: Registry[dict[str, Any]] = Registry("method")
 
 
 def preset(name: str, networks: str = "shared", **parts: str | dict[str, Any]) -> None:
-    recipe = {"allocation": "full", "weighting": "uniform", "gradients": "sum", "regularizer": "none", **parts}
+    recipe = {"supervision": "full", "weighting": "uniform", "gradients": "sum", "regularizer": "none", **parts}
     METHODS.register(name)({"name": name, "networks": networks,
                             **{k: v if isinstance(v, dict) else {"name": v} for k, v in recipe.items()}})
 
@@ -35,20 +36,20 @@ preset("stl", networks="per_task")  # one network per task, trained on that task
 preset("consistency", regularizer="consistency")  # paper 004 Eq. 2
 preset("mtpsl", regularizer="mtpsl")  # Li et al. CVPR 2022 as paper 004 Eq. 3 and the released code
 preset("jtr", regularizer="jtr")  # paper 004 Eq. 4-6, the released code's gradient flow
-for _allocation in ("sta", "ista", "ft_plus"):  # paper 002 Alg. 1, Alg. 2, Table 5
-    preset(_allocation, allocation=_allocation)
+for _supervision in ("sta", "ista", "ft_plus"):  # paper 002 Alg. 1, Alg. 2, Table 5
+    preset(_supervision, supervision=_supervision)
 for _weighting in ("uncertainty", "dwa", "gls", "rlw"):  # the loss weightings of papers 002 and 003
     preset(_weighting, weighting=_weighting)
 for _gradients in ("pcgrad", "imtl_g", "mgda", "cagrad", "gradnorm"):  # the gradient combiners of papers 002 and 003
     preset(_gradients, gradients=_gradients)
-preset("sta+uncertainty", allocation="sta", weighting="uncertainty")  # paper 002 Tables 1, 3
-preset("ista+uncertainty", allocation="ista", weighting="uncertainty")
+preset("sta+uncertainty", supervision="sta", weighting="uncertainty")  # paper 002 Tables 1, 3
+preset("ista+uncertainty", supervision="ista", weighting="uncertainty")
 preset("pcgrad+uncertainty", gradients="pcgrad", weighting="uncertainty")
 preset("amtl", weighting="amtl")  # paper 003 Eq. 3-5
 preset("amtl+pcgrad", weighting="amtl", gradients="pcgrad")
-preset("ista+gradnorm", allocation="ista", gradients="gradnorm")  # paper 002 Figs. 5-6
+preset("ista+gradnorm", supervision="ista", gradients="gradnorm")  # paper 002 Figs. 5-6
 for _gap in (2, 4, 8, 16):  # paper 002 Table 7
-    preset(f"sta_gap{_gap}", allocation={"name": "sta_gap", "gap": _gap})
+    preset(f"sta_gap{_gap}", supervision={"name": "sta_gap", "gap": _gap})
 preset("dtp", weighting="dtp")  # Guo et al. 2018, as paper 003 runs it
 for _weighting in ("rlw", "dwa", "dtp"):  # paper 003 Table 6: the weighted geometric mean
     preset(f"{_weighting}_g", weighting={"name": _weighting, "mean": "geometric"})
@@ -62,7 +63,7 @@ class Recipe:
                  augment: Augment = Augment(), generator: torch.Generator | None = None,
                  autocast: Callable[[], AbstractContextManager] = nullcontext):
         self.parts = {axis: build(registry, method[axis]) for axis, registry in AXES.items()}
-        self.allocation, self.weighting, self.gradients, self.regularizer = self.parts.values()
+        self.supervision, self.weighting, self.gradients, self.regularizer = self.parts.values()
         self.tasks, self.model, self.augment, self.autocast = tasks, model, augment, autocast
         self.generator = generator or torch.Generator().manual_seed(0)
         built = {axis: part.build(tasks, model) for axis, part in self.parts.items()}
@@ -94,7 +95,7 @@ class Recipe:
 
     @property
     def interleaved_batches(self) -> int:
-        return self.allocation.interleaved_batches
+        return self.supervision.interleaved_batches
 
     def train_step(self, optimizer: torch.optim.Optimizer, images: Tensor, targets: dict[str, Tensor],
                    mask: Tensor) -> dict[str, Tensor]:
@@ -105,7 +106,7 @@ class Recipe:
                       batches: list[tuple[Tensor, dict[str, Tensor], Tensor]]) -> dict[str, Tensor]:
         """Consecutive batches taking turns: round r makes the r-th sub-step of every batch that has one, so
         a batch meets its next allocation ``len(batches)`` updates later (one batch: back to back)."""
-        plans = [self.allocation.steps(mask) for _, _, mask in batches]
+        plans = [self.supervision.steps(mask) for _, _, mask in batches]
         logs: dict[str, Tensor] = {}
         for r in range(max(map(len, plans))):
             for (images, targets, _), plan in zip(batches, plans):
@@ -132,7 +133,7 @@ class Recipe:
         device_rows = {t: rows[t].to(images.device, non_blocking=True) for t in active}
         per_image = {t: self.tasks[t].loss_per_image(preds[t][device_rows[t]], targets[t][device_rows[t]])
                      for t in active}
-        task_losses = self.allocation.task_losses(per_image, {t: rows[t] for t in active}, supervise) \
+        task_losses = self.supervision.task_losses(per_image, {t: rows[t] for t in active}, supervise) \
             if active else {}
         terms = self.weighting.terms(task_losses, self.net("weighting")) if task_losses else {}
         with self.autocast():

@@ -7,14 +7,20 @@ has no term and its weight state is left untouched: no NaN, no update from a zer
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional
 
 import torch
 from torch import Tensor, nn
 
+from ..data import DATASETS
+from ..jobs import RESOLVERS, Resolution, ResultLookup
+from ..registry import build
 from ..space import Float, Space
 from ..tasks import Depth, MultiLabel, Normal, Segmentation, Task
 from .parts import WEIGHTINGS, Weighting
+
+if TYPE_CHECKING:
+    from ..jobs import Job
 
 
 class TaskState(nn.Module):
@@ -165,8 +171,9 @@ class AMTL(Weighting):
     (``mean: arithmetic`` for Σ w_t L_t, Table 6). Accuracies: seg mIoU, depth δ1, normals within 11.25°, cls
     Jaccard. Not in the paper: 1 - acc/(m p) is clipped at 0 (acc beyond the margin would otherwise raise the
     weight again), and in a batch where a task has no label its term is dropped and the others' weights are
-    renormalised (the authors' code takes log 0 there: NaN). ``potentials`` is filled in by the runner from
-    the suite's ``stl`` results unless given.
+    renormalised (the authors' code takes log 0 there: NaN). Unless ``potentials`` is given, the job needs
+    the suite's single-task (``networks: per_task``) jobs of its dataset, scenario and tasks, and the
+    ``amtl-potentials`` resolver fills the potentials in from their results when the job starts.
     """
 
     space: ClassVar[dict[str, Space]] = {"gamma": Float(0.5, 5.0), "margin": Float(0.0, 0.2)}
@@ -178,6 +185,15 @@ class AMTL(Weighting):
 
     def check(self, tasks: dict[str, Task]) -> None:
         check_accuracies("amtl", tasks)
+
+    def inputs(self, job: "Job", jobs: list["Job"]) -> dict[str, list[str]]:
+        if self.potentials is not None:
+            return {}
+        stl = [other.id for other in jobs if other.kind == "train" and is_stl_of(other.config, job.config)]
+        if not stl:
+            raise ValueError("amtl takes its potentials from the suite's stl results: add stl to methods, or set "
+                             "weighting.potentials")
+        return {"amtl-potentials": stl}
 
     def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module:
         self.check(tasks)
@@ -196,6 +212,27 @@ class AMTL(Weighting):
     def terms(self, task_losses: dict[str, Tensor], net: nn.Module | None) -> dict[str, Tensor]:
         weights = present_weights(net, task_losses)
         return weighted_mean_terms(weights / weights.sum(), task_losses, self.mean)
+
+
+def is_stl_of(candidate: dict[str, Any], config: dict[str, Any]) -> bool:
+    """Whether ``candidate`` trains single-task networks on the same data and labels as ``config``."""
+    return candidate.get("method", {}).get("networks") == "per_task" and all(
+        candidate[key] == config[key] for key in ("dataset", "scenario", "tasks"))
+
+
+@RESOLVERS.register("amtl-potentials")
+def stl_potentials(config: dict[str, Any], needs: tuple[str, ...], lookup: ResultLookup) -> Resolution:
+    """AMTL's potentials: each task's STL accuracy on the validation split, the mean over the needed STL jobs
+    (one per seed of the suite); recorded in the result as ``potentials``."""
+    results = [lookup(job_id) for job_id in needs]
+    missing = [job_id for job_id, result in zip(needs, results) if result is None]
+    if missing:
+        raise RuntimeError(f"amtl needs the STL potentials of jobs {', '.join(missing)}, which have not finished")
+    tasks = build(DATASETS, config["dataset"]).tasks()
+    potentials = {t: sum(r["val"][t][accuracy_metric(tasks[t])] for r in results) / len(results)
+                  for t in config["tasks"]}
+    method = {**config["method"], "weighting": {**config["method"]["weighting"], "potentials": potentials}}
+    return Resolution({**config, "method": method}, {"potentials": potentials})
 
 
 @WEIGHTINGS.register("dtp")

@@ -1,8 +1,11 @@
-"""Run a suite's jobs: skip finished ones, resume interrupted ones, keep going past a failed one.
+"""Run a suite's jobs in dependency order: skip finished ones, resume interrupted ones, keep going past a
+failed one, and report the jobs that need a failed one as blocked (they do not run).
 
-Local execution is in process; with several GPUs visible (or ``workers > 1``) jobs are spread over one
-spawned worker process per device. The results store is the only shared state, so a suite interrupted at
-any point is resumed by running it again.
+Local execution is in process; with several GPUs visible (or ``workers > 1``) each level of the job graph is
+spread over one spawned worker process per device. The results store is the only shared state, so a suite
+interrupted at any point is resumed by running it again. How a job runs is its kind's business
+(``mtlbench.jobs.KINDS``) and what it takes from its needs its resolvers' (``RESOLVERS``): this module knows
+no track and no method.
 """
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from .. import __version__
-from ..config import Job, Suite
+from ..config import Suite
+from ..jobs import KINDS, RESOLVERS, Job, Resolution, blocked_by, levels
 from ..tracking import open_run
 from .progress import Progress
 from .store import Store
@@ -47,7 +51,8 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
 
     store = Store(options.results)
     job_dir = store.prepare(job, options.force)
-    config = with_allocation(job, store, with_potentials(job, store))
+    resolved = resolve_inputs(job, store)
+    config = resolved.config
     if options.device is not None:
         config = {**config, "train": {**config["train"], "device": options.device}}
     group, extra = (validation.group, validation.config) if validation else (None, None)
@@ -62,7 +67,7 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
         progress.epoch(job, record)
 
     try:
-        outcome = run_job(config, job_dir, on_epoch, test=validation is None)
+        outcome = KINDS.get(job.kind)().run(config, job_dir, on_epoch, validation is None)
     except BaseException as error:  # pruned, interrupted or failed: the W&B run says so and the job resumes later
         run.finish({"stopped": type(error).__name__}, exit_code=1)
         raise
@@ -74,57 +79,24 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
         **{k: outcome[k] for k in ("primary", "directions", "history", "labels_per_task",
                                    "resumed_from_epoch", "train_seconds",
                                    "device", "torch")},
+        **{k: outcome[k] for k in ("estimate",) if k in outcome},
+        **resolved.record,
         "mtlbench": __version__, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": job.config,
     }
-    if config["method"]["weighting"] != job.config["method"]["weighting"]:
-        result["potentials"] = config["method"]["weighting"]["potentials"]
-    if "estimate" in outcome:
-        result["estimate"] = outcome["estimate"]
-    if config["scenario"]["name"] == "budget":
-        result["new_labels"] = config["scenario"]["new_labels"]
-    if "allocation" in config:
-        result["allocation"] = config["allocation"]
     store.finish(job, result)
     run.finish({"test": result["test"], "val": result["val"], "train_seconds": result["train_seconds"]})
     return result
 
 
-def with_potentials(job: Job, store: Store) -> dict[str, Any]:
-    """AMTL's potentials: each task's STL accuracy on the same dataset and scenario, from the validation
-    metrics of the suite's finished ``stl`` jobs (mean over their seeds; only jobs the suite still expands to,
-    as in its leaderboard). Other jobs pass unchanged."""
-    weighting = job.config["method"]["weighting"]
-    if weighting["name"] != "amtl" or weighting.get("potentials") is not None:
-        return job.config
-    from ..data import DATASETS
-    from ..methods.weighting import accuracy_metric
-    from ..registry import build
-
-    current = store.suite_summary(job.suite).get("jobs")
-    stl = [r for r in store.results(job.suite) if r["method"] == "stl" and r["dataset"] == job.dataset
-           and r["scenario"] == job.scenario and r["tasks"] == job.config["tasks"]
-           and (current is None or r["job_id"] in current)]
-    if not stl:
-        raise RuntimeError(f"amtl needs STL potentials for {job.dataset}/{job.scenario}, but "
-                           f"{store.suite_dir(job.suite)} has no finished stl job for them: add stl to the suite's "
-                           f"methods (its jobs run first) or set weighting.potentials")
-    tasks = build(DATASETS, job.config["dataset"]).tasks()
-    potentials = {t: sum(r["val"][t][accuracy_metric(tasks[t])] for r in stl) / len(stl) for t in job.config["tasks"]}
-    method = {**job.config["method"], "weighting": {**weighting, "potentials": potentials}}
-    return {**job.config, "method": method}
-
-
-def with_allocation(job: Job, store: Store, config: dict[str, Any]) -> dict[str, Any]:
-    """TABA's label counts, from the finished estimate jobs the config names (budget/suite.py); the resolved
-    counts and the estimates they came from go into the config the job trains with and into its result."""
-    if "allocation" not in config:
-        return config
-    from ..budget.estimates import resolve_allocation
-
-    allocation = resolve_allocation(config["allocation"], lambda job_id: store.result(job.suite, job_id))
-    scenario = {**config["scenario"], "new_labels": allocation["new_labels"]}
-    return {**config, "scenario": scenario, "allocation": {**config["allocation"], **allocation}}
+def resolve_inputs(job: Job, store: Store) -> Resolution:
+    """The config the job trains with and the fields its result records, from its resolvers (each reads
+    the results of the jobs it names; they are finished, since a job runs after its needs)."""
+    resolution = Resolution(job.config, {})
+    for name, ids in job.inputs.items():
+        step = RESOLVERS.get(name)(resolution.config, ids, lambda job_id: store.result(job.suite, job_id))
+        resolution = Resolution(step.config, {**resolution.record, **step.record})
+    return resolution
 
 
 def run_one(job: Job, options: RunOptions, project: str, entity: str | None, progress: Progress) -> bool:
@@ -133,7 +105,7 @@ def run_one(job: Job, options: RunOptions, project: str, entity: str | None, pro
     try:
         execute(job, options, project, entity, progress)
     except Exception as error:  # noqa: BLE001 - one failed job must not stop the suite
-        (Store(options.results).job_dir(job) / "error.txt").write_text(traceback.format_exc())
+        Store(options.results).write_error(job, error, traceback.format_exc())
         progress.failed(job, error)
         return False
     progress.finished(job, time.monotonic() - start)
@@ -141,23 +113,34 @@ def run_one(job: Job, options: RunOptions, project: str, entity: str | None, pro
 
 
 def run_suite(suite: Suite, options: RunOptions, progress: Progress | None = None) -> list[Job]:
-    """Runs every unfinished job of the suite; returns the jobs that failed."""
+    """Runs every unfinished job of the suite, level by level of the job graph; returns the jobs that failed
+    or were blocked by a failed need."""
     store = Store(options.results)
     store.write_suite(suite.name, suite.summary())
     progress = progress or Progress(suite.jobs)
-    pending = []
-    for job in suite.jobs:
-        if store.is_done(job) and not options.force:
-            progress.skipped(job)
-        else:
-            pending.append(job)
     project, entity = suite.raw.wandb.project, suite.raw.wandb.entity
-    if options.workers <= 1 or len(pending) <= 1:
-        return [job for job in pending if not run_one(job, options, project, entity, progress)]
-    # phase 0 (stl, TABA's estimates) first, to the end: other jobs (AMTL, TABA) read its results
-    first = [job for job in pending if job.phase == 0]
-    rest = [job for job in pending if job.phase != 0]
-    return [*run_parallel(first, options, project, entity), *run_parallel(rest, options, project, entity)]
+    failed: dict[str, tuple[str, str]] = {}  # job id -> (the failed job at the root, its first error line)
+    stopped: list[Job] = []
+    for level in levels(suite.jobs):
+        pending = []
+        for job in level:
+            culprit = blocked_by(job, failed)
+            if store.is_done(job) and not options.force:
+                progress.skipped(job)
+            elif culprit is not None:
+                failed[job.id] = culprit
+                stopped.append(job)
+                progress.blocked(job, *culprit)
+            else:
+                pending.append(job)
+        if options.workers <= 1 or len(pending) <= 1:
+            lost = [job for job in pending if not run_one(job, options, project, entity, progress)]
+        else:
+            lost = run_parallel(pending, options, project, entity)
+        failed.update({job.id: (job.id, store.error_line(job)) for job in lost})
+        stopped += lost
+    stopped_ids = {job.id for job in stopped}
+    return [job for job in suite.jobs if job.id in stopped_ids]
 
 
 def worker_devices(workers: int) -> list[str | None]:

@@ -5,7 +5,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from ..config import Job
+from ..jobs import Job
 
 
 class Progress:
@@ -50,6 +50,10 @@ class Progress:
     def finished(self, job: Job, seconds: float) -> None:
         self.status[job.id] = f"done in {seconds:.0f}s"
         self._line(f"done {job.id} {job.describe()} in {seconds:.1f}s")
+
+    def blocked(self, job: Job, need: str, error: str) -> None:
+        self.status[job.id] = f"BLOCKED by {need}"
+        self._line(f"BLOCKED {job.id} {job.describe()}: needs {need}, which failed: {error}")
 
     def failed(self, job: Job, error: BaseException) -> None:
         self.status[job.id] = f"FAILED: {error}"

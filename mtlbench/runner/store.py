@@ -23,9 +23,10 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..config import Job
+from ..jobs import Job
 
 RESULT = "result.json"
+ERROR = "error.txt"
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
@@ -78,6 +79,26 @@ class Store:
         (a pruned trial's job); its W&B run stays for syncing."""
         self.discard_checkpoints(job)
         (self.job_dir(job) / "metrics.jsonl").unlink(missing_ok=True)
+
+    def write_error(self, job: Job, error: BaseException, trace: str) -> None:
+        """error.txt: the error in one line (what ``status`` shows), then the traceback."""
+        headline = f"{type(error).__name__}: {error}".splitlines()[0]
+        self.job_dir(job).mkdir(parents=True, exist_ok=True)
+        (self.job_dir(job) / ERROR).write_text(f"{headline}\n\n{trace}")
+
+    def error_line(self, job: Job) -> str:
+        """The first line of the job's error (an older error.txt holds only a traceback: its last line)."""
+        path = self.job_dir(job) / ERROR
+        if not path.exists():
+            return ""
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        if not lines:
+            return "(empty error.txt)"
+        return lines[-1] if lines[0].startswith("Traceback") else lines[0]
+
+    def has_failed(self, job: Job) -> bool:
+        """Whether the job's last attempt failed (and it has not finished since)."""
+        return (self.job_dir(job) / ERROR).exists() and not self.is_done(job)
 
     def write_suite(self, suite: str, summary: dict[str, Any]) -> None:
         self.suite_dir(suite).mkdir(parents=True, exist_ok=True)

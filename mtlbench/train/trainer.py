@@ -1,7 +1,7 @@
 """The one training loop of mtlbench: a resolved job config in, per-epoch history and test metrics out.
 
 Every track trains through ``run_job``; methods differ only in their recipe (methods/). A job trains one or
-more *stages*: a shared network for the MTL recipes, one network per task for ``stl``. Each stage
+more *stages*: a shared network for the MTL recipes, one network per task for ``networks: per_task``. Each stage
 checkpoints after every epoch (model, optimiser, scheduler, RNG states, history) and resumes exactly from
 its checkpoint. The model is selected by nothing: the last epoch's network is tested, and the validation
 split is evaluated after every epoch for tracking (and for tuning, which never sees the test split).
@@ -16,7 +16,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from ..data import DATASETS, SPLITS, LabelPlan, Split, scenario
 from ..data.augment import Augment
+from ..jobs import EpochCallback
 from ..methods import Recipe
 from ..models import MODELS
 from ..registry import build
@@ -31,9 +32,6 @@ from ..tasks import Task
 from . import checkpoint
 from .evaluation import evaluate
 from .optim import OPTIMIZERS, SCHEDULERS
-
-EpochCallback = Callable[[dict[str, Any]], None]
-
 
 def derive_seed(*parts: Any) -> int:
     """A seed per experiment axis: the same (seed, stage, purpose) always gives the same stream."""
@@ -128,11 +126,12 @@ class StageResult:
     resumed_from_epoch: int = 0
     train_seconds: float = 0.0
     model: nn.Module | None = None  # the trained network, for procedures that use it further (not saved here)
-    observed: Any = None  # what a StepObserver reports
+    observed: list[Any] = field(default_factory=list)  # what each StepObserver reports
 
 
 class StepObserver(Protocol):
-    """Watches a stage's training steps (e.g. TABA's probes); its state is checkpointed with the stage."""
+    """Watches a stage's training steps, as a Lightning callback does (the estimates some tracks take while a
+    network trains); its state is checkpointed with the stage."""
 
     def after_step(self, step: int) -> None: ...
 
@@ -143,7 +142,21 @@ class StepObserver(Protocol):
     def report(self) -> Any: ...
 
 
-ObserverFactory = Callable[["Stage", nn.Module, torch.optim.Optimizer, "Recipe"], StepObserver]
+@dataclass(frozen=True)
+class Observed:
+    """What a step observer is built from: the job, the stage being trained, its network, optimiser and
+    recipe, the validation split and the device."""
+
+    job: dict[str, Any]
+    stage: Stage
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    recipe: Recipe
+    val: Split
+    device: torch.device
+
+
+ObserverFactory = Callable[[Observed], StepObserver]
 
 
 def plan_stages(networks: str, tasks: dict[str, Task], train: Split, plan: LabelPlan) -> list[Stage]:
@@ -170,7 +183,7 @@ class JobData:
 
 def load_job_data(job: dict[str, Any], device: torch.device, test: bool = True) -> JobData:
     """The data a job trains on; ``test=False`` for jobs that must not read the test split (estimates that
-    decide an experiment, like TABA's probes)."""
+    decide an experiment)."""
     dataset = build(DATASETS, job["dataset"])
     tasks = {name: dataset.tasks()[name] for name in job["tasks"]}
     splits = {s: dataset.load(s).select(job["tasks"]) for s in SPLITS if test or s != "test"}
@@ -183,43 +196,23 @@ def load_job_data(job: dict[str, Any], device: torch.device, test: bool = True) 
 
 
 def run_job(job: dict[str, Any], job_dir: Path, on_epoch: EpochCallback = lambda record: None,
-            test: bool = True) -> dict[str, Any]:
+            test: bool = True, observers: Sequence[ObserverFactory] = ()) -> dict[str, Any]:
     """Train and test one job; returns the result record (without the bookkeeping the runner adds).
 
-    A job with a ``probe`` (TABA's informativeness, paper 000 Eq. 5) trains as usual with the probe observing
-    its steps, a grouping candidate with an ``esa_fraction`` records its early validation losses (paper 001
-    Sec. 3.3.1) the same way, and their reports are the result's ``estimate``; one with a ``reduction`` (TABA's
-    reduction rate, Eq. 7) runs that procedure's STL trainings. TABA's jobs never read the test split, nor does
-    a job run with ``test=False`` (tuning trials): its result's ``test`` is empty.
+    ``observers`` watch every stage's training steps (the caller's hooks: the trainer knows none of them);
+    what they report on the first stage is the outcome's ``observed`` list. With ``test=False`` (tuning
+    trials, estimates that decide an experiment) the test split is never loaded and ``test`` is empty.
     """
-    if "reduction" in job:
-        from ..budget.reduction import run_reduction
-
-        return run_reduction(job, job_dir, on_epoch)
     device = resolve_device(job["train"]["device"])
-    data = load_job_data(job, device, test=test and "probe" not in job)
+    data = load_job_data(job, device, test=test)
     np.save(job_dir / "mask.npy", data.plan.mask)
-    observer = step_observer(job, data.splits["val"], device)
     stages = plan_stages(job["method"]["networks"], data.tasks, data.splits["train"], data.plan)
     results = {stage.name: train_stage(stage, job, data.splits, device, job_dir / f"checkpoint-{stage.name}.pt",
-                                       on_epoch, observer) for stage in stages}
+                                       on_epoch, observers) for stage in stages}
     outcome = job_outcome(job, data.tasks, data.plan.mask, results, device)
-    if observer is not None:
-        outcome["estimate"] = next(iter(results.values())).observed
+    if observers:
+        outcome["observed"] = next(iter(results.values())).observed
     return outcome
-
-
-def step_observer(job: dict[str, Any], val: Split, device: torch.device) -> ObserverFactory | None:
-    """What watches the training steps: TABA's probe (paper 000 Eq. 5), or ESA's early losses (paper 001)."""
-    if "probe" in job:
-        from ..budget.probe import Probe
-
-        return Probe.factory(job, val, device)
-    if job.get("grouping", {}).get("esa_fraction"):
-        from ..grouping.early import EarlyLosses
-
-        return EarlyLosses.factory(job, val, device)
-    return None
 
 
 def job_outcome(job: dict[str, Any], tasks: dict[str, Task], mask: np.ndarray, results: dict[str, "StageResult"],
@@ -249,7 +242,7 @@ def load_batch(stage: Stage, index: Tensor, augment: Augment, generator: torch.G
 
 
 def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], device: torch.device,
-                path: Path, on_epoch: EpochCallback, observe: ObserverFactory | None = None) -> StageResult:
+                path: Path, on_epoch: EpochCallback, observers: Sequence[ObserverFactory] = ()) -> StageResult:
     """Train one stage to ``train.epochs`` (resuming from its checkpoint), validate after every epoch and test
     the last epoch's network when ``splits`` has a test split."""
     cfg = job["train"]
@@ -268,7 +261,7 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
     optimizer = build(OPTIMIZERS, cfg["optimizer"]).build(recipe.parameters())
     scheduler = build(SCHEDULERS, cfg["scheduler"]).build(optimizer, cfg["epochs"])
     torch.manual_seed(derive_seed(seed, stage.name, "train"))
-    observer = observe(stage, model, optimizer, recipe) if observe is not None else None
+    watchers = [make(Observed(job, stage, model, optimizer, recipe, splits["val"], device)) for make in observers]
     result = StageResult()
 
     saved = checkpoint.load(path)
@@ -279,8 +272,8 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
         scheduler.load_state_dict(saved["scheduler"])
         checkpoint.restore_rng(saved["rng"], generators)
         result = StageResult(saved["history"], saved.get("test", {}), saved["epoch"], saved["train_seconds"])
-        if observer is not None:
-            observer.restore(saved["observer"])
+        for watcher, state in zip(watchers, observer_states(saved)):
+            watcher.restore(state)
 
     val = splits["val"].select(list(stage.tasks))
     for epoch in range(result.resumed_from_epoch, cfg["epochs"]):
@@ -295,8 +288,8 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
             logs = recipe.train_batches(optimizer, loaded)
             for key, value in logs.items():
                 sums[key] = sums.get(key, 0) + value
-            if observer is not None:
-                observer.after_step(epoch * len(batches) + first + len(loaded))
+            for watcher in watchers:
+                watcher.after_step(epoch * len(batches) + first + len(loaded))
         scheduler.step()
         recipe.end_epoch({k.removeprefix("loss/"): float(v) / len(batches) for k, v in sums.items()
                           if k.startswith("loss/")})
@@ -318,8 +311,15 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
                                 "scheduler": scheduler.state_dict(), "rng": checkpoint.rng_state(generators),
                                 "epoch": epoch + 1, "history": result.history, "test": result.test,
                                 "train_seconds": result.train_seconds,
-                                "observer": observer.state() if observer is not None else None}, path)
+                                "observers": [watcher.state() for watcher in watchers]}, path)
         on_epoch({**record, "epochs": cfg["epochs"]})
     result.model = model
-    result.observed = observer.report() if observer is not None else None
+    result.observed = [watcher.report() for watcher in watchers]
     return result
+
+
+def observer_states(saved: dict[str, Any]) -> list[Any]:
+    """The observers' states in a checkpoint (one written before observers became a list has one)."""
+    if "observers" in saved:
+        return saved["observers"]
+    return [saved["observer"]] if saved.get("observer") is not None else []

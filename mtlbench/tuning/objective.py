@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from ..config import Job
+from ..jobs import Job
 from ..runner.executor import RunOptions, Validation, execute
 from ..runner.progress import Progress
 from ..runner.store import Store

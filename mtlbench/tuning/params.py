@@ -28,7 +28,9 @@ from typing import Any
 
 import yaml
 
-from ..config import Job, Suite, SuiteError, job_id
+from ..config import Suite, SuiteError
+from ..jobs import Job, job_id
+from ..track import TRACKS
 from .studies import with_values
 
 KEY_FIELDS = ("dataset", "scenario", "method")
@@ -76,9 +78,9 @@ def key(entry: dict[str, Any]) -> tuple[str, ...]:
 def apply_params(suite: Suite, path: str | Path) -> Suite:
     """The suite with each job whose (dataset, scenario, method) has an entry trained with its parameters."""
     entries = {key(e): e for e in read_params(path)}
-    if suite.budget is not None or suite.grouping is not None:
-        raise SuiteError(f"--params: suite {suite.name} is a budget or grouping suite; tuned parameters apply to "
-                         f"partial-label suites")
+    if not TRACKS.get(suite.track).tunable:
+        raise SuiteError(f"--params: suite {suite.name} is a {suite.track} suite, which `mtlbench tune` does not "
+                         f"tune; tuned parameters apply to suites of the tunable tracks ({', '.join(tunable_tracks())})")
     jobs, matched = [], set()
     for job in suite.jobs:
         entry = entries.get((job.dataset, job.scenario, job.method))
@@ -91,8 +93,18 @@ def apply_params(suite: Suite, path: str | Path) -> Suite:
         except (KeyError, TypeError) as error:
             raise SuiteError(f"{path}: study {entry['study']}: parameter {error} is not in the config of "
                              f"{job.describe()}; the file was tuned for another recipe") from None
-        jobs.append(Job(job_id(config), job.suite, config, job.label))
+        jobs.append(dataclasses.replace(job, id=job_id(config), config=config))
     if not matched:
         raise SuiteError(f"{path}: no entry matches a (dataset, scenario, method) of suite {suite.name}; entries: "
                          f"{', '.join('/'.join(k) for k in entries)}")
-    return dataclasses.replace(suite, jobs=jobs)
+    return dataclasses.replace(suite, jobs=renamed_needs(jobs, dict(zip((j.id for j in suite.jobs), jobs))))
+
+
+def renamed_needs(jobs: list[Job], by_old_id: dict[str, Job]) -> list[Job]:
+    """The jobs with their inputs pointing at the tuned jobs' new ids (a tuned stl job feeds AMTL)."""
+    return [dataclasses.replace(job, inputs={r: tuple(by_old_id[i].id for i in ids) for r, ids in job.inputs.items()})
+            for job in jobs]
+
+
+def tunable_tracks() -> list[str]:
+    return [name for name in TRACKS.list() if TRACKS.get(name).tunable]

@@ -12,7 +12,9 @@ import copy
 import dataclasses
 from typing import Any
 
-from ..config import Job, Suite, SuiteError, TuneSection, job_id, plugin
+from ..config import Suite, SuiteError, TuneSection, plugin
+from ..jobs import Job, job_id
+from ..track import TRACKS
 from ..data import DATASETS
 from ..methods import AXES
 from ..metrics import delta_mtl
@@ -74,7 +76,7 @@ class StudySpec:
 
     def trial_job(self, base: Job, params: dict[str, Any]) -> Job:
         config = with_values(base.config, params)
-        return Job(job_id(config), base.suite, config, base.label)
+        return dataclasses.replace(base, id=job_id(config), config=config)
 
 
 def get_path(config: dict[str, Any], path: str) -> Any:
@@ -132,11 +134,12 @@ def plan_studies(suite: Suite, methods: list[str] | None = None) -> list[StudySp
     """The suite's studies (of ``methods`` only, if given), checked before anything trains."""
     raw, path = suite.raw, suite.path
     where = f"{path}: tune"
-    if suite.budget is not None or suite.grouping is not None:
-        raise SuiteError(f"{where}: tuning compares the methods of a partial-label suite (scenarios x methods); a "
-                         f"{'budget' if suite.budget is not None else 'grouping'} suite trains one method")
+    if not TRACKS.get(suite.track).tunable:
+        raise SuiteError(f"{where}: tuning compares the methods of a suite of scenarios x methods; a {suite.track} "
+                         f"suite trains one method")
     settings = raw.tune
     seeds = settings.seeds or raw.seeds[:1]
+    by_id = {job.id: job for job in suite.jobs}
     groups: dict[tuple[str, str, str], Job] = {}
     for job in suite.jobs:
         groups.setdefault((job.dataset, job.scenario, job.method), job)
@@ -154,15 +157,14 @@ def plan_studies(suite: Suite, methods: list[str] | None = None) -> list[StudySp
     for (dataset, scenario, method), job in groups.items():
         if methods and method not in methods:
             continue
-        jobs = tuple(seeded(job, seed) for seed in seeds)
+        jobs = tuple(seeded(job, seed, by_id) for seed in seeds)
         declared = declared_space(job.config)
         used |= set(declared) & set(settings.space)
         space = overridden(declared, settings.space, where)
         check_first(space, job.config, f"{where}: method {method!r}")
-        references = [seeded(groups[dataset, scenario, baseline], seed) for seed in seeds] if baseline else []
-        weighting = job.config["method"]["weighting"]
-        if weighting["name"] == "amtl" and weighting.get("potentials") is None:
-            references += [seeded(groups[dataset, scenario, "stl"], seed) for seed in seeds]
+        references = [seeded(groups[dataset, scenario, baseline], seed, by_id) for seed in seeds] if baseline else []
+        references += [seeded(by_id[need], seed, by_id) for seed in seeds for need in job.needs]
+        references = list({j.id: j for j in references}.values())
         score = make_score(settings.objective, job.config, raw.leaderboard.metrics, where)
         identity = {"jobs": [j.id for j in jobs], "references": [j.id for j in references],
                     "space": {p: describe(s) for p, s in space.items()}, "objective": settings.objective,
@@ -170,7 +172,7 @@ def plan_studies(suite: Suite, methods: list[str] | None = None) -> list[StudySp
                     "startup_trials": settings.startup_trials}
         name = f"{suite.name}/{dataset}/{scenario}/{method}-{job_id(identity)[:8]}"
         studies.append(StudySpec(name, suite.name, dataset, scenario, method, jobs, space,
-                                 tuple({j.id: j for j in references}.values()), baseline, score, pruner, settings))
+                                 tuple(references), baseline, score, pruner, settings))
     stray = sorted(set(settings.space) - used)
     if stray and not methods:
         raise SuiteError(f"{where}.space: {', '.join(stray)} is no tunable parameter of the suite's methods; see "
@@ -178,9 +180,13 @@ def plan_studies(suite: Suite, methods: list[str] | None = None) -> list[StudySp
     return studies
 
 
-def seeded(job: Job, seed: int) -> Job:
+def seeded(job: Job, seed: int, by_id: dict[str, Job]) -> Job:
+    """The job with training seed ``seed`` in the tuning folder; its needs are seeded alike (AMTL's trial at
+    seed s reads the STL jobs at seed s)."""
     config = {**job.config, "seed": seed}
-    return Job(job_id(config), f"{job.suite}/{TUNING}", config, job.label)
+    inputs = {resolver: tuple(dict.fromkeys(seeded(by_id[i], seed, by_id).id for i in ids))
+              for resolver, ids in job.inputs.items()}
+    return dataclasses.replace(job, id=job_id(config), suite=f"{job.suite}/{TUNING}", config=config, inputs=inputs)
 
 
 def check_first(space: dict[str, Space], config: dict[str, Any], where: str) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..registry import Registry
+from ...registry import Registry
 from .losses import LossTable
 
 OBJECTIVES: Registry[type] = Registry("objective")

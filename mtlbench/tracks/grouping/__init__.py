@@ -4,6 +4,7 @@ from .baselines import affinity, independent, pessimal, random_groupings, relati
 from .losses import LossFileError, LossTable, Network, read_losses, write_losses
 from .methods import SELECTORS, Choice, Selector, Tables, choose_per_budget
 from .selection import OBJECTIVES, Objective, Selection, best_networks, exhaustive
+from . import track  # noqa: F401  (registers the track, its job kinds and resolvers)
 
 __all__ = ["OBJECTIVES", "SELECTORS", "Choice", "LossFileError", "LossTable", "Network", "Objective", "Selection",
            "Selector", "Tables", "affinity", "best_networks", "choose_per_budget", "exhaustive", "higher_order",

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..metrics import delta_t
-from .render import ARROW, fmt
+from ...metrics import delta_t
+from ...leaderboard.render import ARROW, fmt
 
 
 def mean_metrics(results: list[dict[str, Any]], tasks: list[str]) -> dict[str, dict[str, float]]:

@@ -22,9 +22,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..data import Split
-from ..tasks import Task
-from ..train.trainer import (EpochCallback, Stage, StageResult, derive_seed, job_outcome, load_job_data,
+from ...data import Split
+from ...tasks import Task
+from ...jobs import KINDS, EpochCallback
+from ...train.trainer import (Stage, StageResult, derive_seed, job_outcome, load_job_data,
                              resolve_device, train_stage)
 
 
@@ -148,3 +149,11 @@ def run_reduction(job: dict[str, Any], job_dir: Path, on_epoch: EpochCallback) -
                            "curve": [{"pseudo_labels": a, "score": p, "gain": g}
                                      for a, p, g in zip(a_values, points, gains)]}
     return outcome
+
+
+@KINDS.register("taba-reduction")
+class ReductionJob:
+    """The job of one task's reduction rate (``run_reduction``); it never loads the test split."""
+
+    def run(self, config: dict[str, Any], job_dir: Path, on_epoch: EpochCallback, test: bool) -> dict[str, Any]:
+        return run_reduction(config, job_dir, on_epoch)

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ..registry import Registry
+from ...registry import Registry
 from .dp import allocate
 
 ALLOCATORS: Registry[type] = Registry("allocator")

@@ -33,16 +33,19 @@ import itertools
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data import Split
-from ..data.augment import Augment
-from ..train.evaluation import evaluate
-from ..train.trainer import ObserverFactory, Stage, autocast_for, derive_seed
+from ...data import Split
+from ...data.augment import Augment
+from ...train.evaluation import evaluate
+from ...jobs import KINDS, EpochCallback
+from ...train import run_job
+from ...train.trainer import ObserverFactory, Observed, Stage, autocast_for, derive_seed
 
 AVERAGES = ("ratios", "terms")
 
@@ -81,12 +84,13 @@ class Probe:
         self.seconds = 0.0
 
     @staticmethod
-    def factory(job: dict[str, Any], val: Split, device: torch.device) -> ObserverFactory:
+    def factory(job: dict[str, Any]) -> ObserverFactory:
         settings = ProbeSettings(**job["probe"])
 
-        def build(stage: Stage, model: nn.Module, optimizer: torch.optim.Optimizer, recipe: Any) -> Probe:
-            return Probe(settings, stage, model, optimizer, val, job["train"]["batch_size"],
-                         job["train"]["eval_batch_size"], Augment(**job["train"]["augment"]), job["seed"], device)
+        def build(seen: Observed) -> Probe:
+            return Probe(settings, seen.stage, seen.model, seen.optimizer, seen.val, job["train"]["batch_size"],
+                         job["train"]["eval_batch_size"], Augment(**job["train"]["augment"]), job["seed"],
+                         seen.device)
 
         return build
 
@@ -215,3 +219,14 @@ def summarise(records: list[dict[str, Any]], names: list[str], average: str = "r
             "tag_relatedness": nested(tag),
             "tag_informativeness": {a: float(tag[i].sum()) for i, a in enumerate(names)},
             "skipped": int(((denominator == 0).any(axis=1)).sum())}
+
+
+@KINDS.register("taba-probe")
+class ProbeJob:
+    """The job of TABA's informativeness: the MTL network trained on the seed set with a Probe watching its
+    steps; the probe's report is the result's ``estimate``. It never loads the test split."""
+
+    def run(self, config: dict[str, Any], job_dir: Path, on_epoch: EpochCallback, test: bool) -> dict[str, Any]:
+        outcome = run_job(config, job_dir, on_epoch, test=False, observers=[Probe.factory(config)])
+        outcome["estimate"] = outcome.pop("observed")[0]
+        return outcome

@@ -20,9 +20,9 @@ from functools import lru_cache
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..data.synthrooms import cache_dir
-from ..models import MODELS
-from ..registry import build
+from ...data.synthrooms import cache_dir
+from ...models import MODELS
+from ...registry import build
 
 WIDTH_STEP = 1e-4
 

@@ -1,14 +1,14 @@
-"""TABA's estimates read back from the finished estimate jobs, and the allocation they lead to."""
+"""TABA's estimates read back from the finished estimate jobs, and the label counts they lead to: the
+``budget-purchase`` resolver of a budget job whose allocator reads estimates."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from ..registry import build
+from ...jobs import RESOLVERS, Resolution, ResultLookup
+from ...registry import build
 from .allocators import ALLOCATORS, Estimates
-
-ResultLookup = Callable[[str], "dict[str, Any] | None"]
 
 
 class EstimateError(RuntimeError):
@@ -45,3 +45,13 @@ def resolve_allocation(allocation: dict[str, Any], lookup: ResultLookup) -> dict
     counts = allocator.allocate(allocation["costs"], allocation["budget"], estimates)
     return {"new_labels": counts, "informativeness": estimates.informativeness or None,
             "tag_informativeness": estimates.tag_informativeness or None, "beta": estimates.beta or None}
+
+
+@RESOLVERS.register("budget-purchase")
+def purchase_from_estimates(config: dict[str, Any], needs: tuple[str, ...], lookup: ResultLookup) -> Resolution:
+    """The budget job's ``purchase`` resolved: the label counts of its allocator from the finished estimate jobs
+    (its needs), set as the scenario's ``new_labels``; the result records the counts and the estimates used."""
+    resolved = {**config["purchase"], **resolve_allocation(config["purchase"], lookup)}
+    scenario = {**config["scenario"], "new_labels": resolved["new_labels"]}
+    return Resolution({**config, "scenario": scenario, "purchase": resolved},
+                      {"new_labels": resolved["new_labels"], "purchase": resolved})

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..data import Split
-from ..train.evaluation import evaluate
-from ..train.trainer import ObserverFactory, Stage, autocast_for
+from ...data import Split
+from ...train.evaluation import evaluate
+from ...jobs import KINDS, EpochCallback
+from ...train import run_job
+from ...train.trainer import ObserverFactory, Observed, Stage, autocast_for
 
 
 class EarlyLosses:
@@ -32,10 +35,10 @@ class EarlyLosses:
         self.recorded: dict[str, Any] | None = None
 
     @staticmethod
-    def factory(job: dict[str, Any], val: Split, device: torch.device) -> ObserverFactory:
-        def build(stage: Stage, model: nn.Module, optimizer: torch.optim.Optimizer, recipe: Any) -> EarlyLosses:
-            return EarlyLosses(job["grouping"]["esa_fraction"], stage, model, val, job["train"]["batch_size"],
-                               job["train"]["eval_batch_size"], device)
+    def factory(job: dict[str, Any]) -> ObserverFactory:
+        def build(seen: Observed) -> EarlyLosses:
+            return EarlyLosses(job["grouping"]["esa_fraction"], seen.stage, seen.model, seen.val,
+                               job["train"]["batch_size"], job["train"]["eval_batch_size"], seen.device)
 
         return build
 
@@ -54,3 +57,16 @@ class EarlyLosses:
 
     def report(self) -> dict[str, Any] | None:
         return self.recorded
+
+
+@KINDS.register("grouping-network")
+class NetworkJob:
+    """A candidate network of the grouping track: an ordinary training job that, with ``esa_fraction`` > 0,
+    records ESA's early validation losses as the result's ``estimate``."""
+
+    def run(self, config: dict[str, Any], job_dir: Path, on_epoch: EpochCallback, test: bool) -> dict[str, Any]:
+        observers = [EarlyLosses.factory(config)] if config["grouping"]["esa_fraction"] else []
+        outcome = run_job(config, job_dir, on_epoch, test=test, observers=observers)
+        if observers:
+            outcome["estimate"] = outcome.pop("observed")[0]
+        return outcome

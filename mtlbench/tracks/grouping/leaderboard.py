@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..grouping.baselines import affinity, relative_performance
-from ..grouping.losses import LossFileError, LossTable, Network, write_losses
-from ..grouping.methods import SELECTORS, Choice, Tables, choose_per_budget
-from ..grouping.selection import OBJECTIVES
-from ..registry import build
+from .baselines import affinity, relative_performance
+from .losses import LossFileError, LossTable, Network, write_losses
+from .methods import SELECTORS, Choice, Tables, choose_per_budget
+from .selection import OBJECTIVES
+from ...registry import build
 
 SPLITS = ("val", "test", "esa")
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..registry import Registry
+from ...registry import Registry
 from .approximations import higher_order
 from .baselines import independent, pessimal, random_groupings, traditional
 from .losses import LossTable, Network

@@ -1,5 +1,6 @@
-"""Task allocation of paper 002: STA (Alg. 1), ISTA (Alg. 2), the STA-gap interpolation (Table 7) and FT+
-(Table 5).
+"""The recipe's supervision axis: paper 002's task allocation, STA (Alg. 1), ISTA (Alg. 2), the STA-gap
+interpolation (Table 7) and FT+ (Table 5). (mtlbench calls the axis "supervision": which (image, task) pairs
+supervise a step; "allocation" is kept for the label-budget allocators of paper 000.)
 
 The papers' datasets are fully labelled; in mtlbench an image may be labelled for only some tasks, so both
 allocators draw from an image's *labelled* tasks. Task losses are means over the images allocated to each
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .parts import ALLOCATIONS, Allocation
+from .parts import SUPERVISIONS, Supervision
 
 
 def allocate(available: Tensor, k: int) -> Tensor:
@@ -23,7 +24,7 @@ def allocate(available: Tensor, k: int) -> Tensor:
     return ((ranks < k) & (available > 0)).to(available.dtype)
 
 
-class MeanOverAllocated(Allocation):
+class MeanOverAllocated(Supervision):
     """Task losses of paper 002: l_t, the mean loss over the images allocated to t, with the 1/T of Alg. 1
     line 10 folded in."""
 
@@ -31,7 +32,7 @@ class MeanOverAllocated(Allocation):
         return {t: loss.mean() / mask.shape[1] for t, loss in per_image.items()}
 
 
-@ALLOCATIONS.register("sta")
+@SUPERVISIONS.register("sta")
 @dataclass(frozen=True)
 class STA(MeanOverAllocated):
     """Stochastic Task Allocation (paper 002 Alg. 1): each step, every image supervises a random subset of
@@ -43,7 +44,7 @@ class STA(MeanOverAllocated):
         return [allocate(mask, self.k)]
 
 
-@ALLOCATIONS.register("ista")
+@SUPERVISIONS.register("ista")
 @dataclass(frozen=True)
 class ISTA(MeanOverAllocated):
     """Interleaved STA (paper 002 Alg. 2): sub-iterations over the same batch, each a parameter update,
@@ -61,7 +62,7 @@ class ISTA(MeanOverAllocated):
         return steps
 
 
-@ALLOCATIONS.register("sta_gap")
+@SUPERVISIONS.register("sta_gap")
 @dataclass(frozen=True)
 class STAGap(ISTA):
     """The interpolation between STA and ISTA of paper 002 Table 7: a batch trained at step t with one
@@ -83,9 +84,9 @@ class STAGap(ISTA):
         return self.gap
 
 
-@ALLOCATIONS.register("ft_plus")
+@SUPERVISIONS.register("ft_plus")
 @dataclass(frozen=True)
-class FTPlus(Allocation):
+class FTPlus(Supervision):
     """FT+ (paper 002 Table 5): full-task training (Eq. 1 losses) for as many updates per batch as ISTA with
     the same ``k`` would make, to separate the effect of allocation from the effect of more steps."""
 
@@ -96,4 +97,4 @@ class FTPlus(Allocation):
         return [mask] * updates
 
     def task_losses(self, per_image: dict[str, Tensor], rows: dict[str, Tensor], mask: Tensor) -> dict[str, Tensor]:
-        return ALLOCATIONS.get("full")().task_losses(per_image, rows, mask)
+        return SUPERVISIONS.get("full")().task_losses(per_image, rows, mask)

@@ -14,13 +14,31 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from ..config import Job, SuiteError, SuiteFile, job_id, plugin, resolve_single_method_track
-from ..data import DATASETS, SCENARIOS
-from ..registry import build
+from pydantic import Field, PositiveFloat
+
+from ...config import Strict, SuiteError, SuiteFile, plugin, resolve_single_method_track
+from ...data import DATASETS, SCENARIOS
+from ...jobs import Job, new_job
+from ...registry import build
 from .losses import Network
 from .methods import SELECTORS
 from .selection import OBJECTIVES
 from .sizing import width_for
+
+
+class GroupingSection(Strict):
+    """The task-grouping track (paper 001): which networks to train, which selectors to compare, at which budgets."""
+
+    selection_sizes: list[PositiveFloat] = Field([0.5], description="single-task sizes that join C_0 (Sec. 4.2)")
+    independent_sizes: list[PositiveFloat] = Field([0.2, 0.3, 0.4, 0.5, 0.8, 1.0],
+                                                   description="single-task sizes of the Independent baseline")
+    traditional_sizes: list[PositiveFloat] = Field([1.0, 2.0, 2.5, 4.0],
+                                                   description="all-task network sizes of Traditional MTL")
+    budgets: list[PositiveFloat] | None = Field(None, description="SNT; default 1 to K in steps of 0.5")
+    esa_fraction: float = Field(0.2, ge=0, description="ESA's passes through the training data (0: no ESA)")
+    methods: list[str | dict[str, Any]] = ["optimal", "esa", "hoa", "traditional", "independent", "random",
+                                           "pessimal"]
+    objective: str | dict[str, Any] = "lowest_total"
 
 
 def networks_of(tasks: list[str], section: Any) -> list[Network]:
@@ -77,7 +95,7 @@ def expand_grouping(raw: SuiteFile, path: Path) -> tuple[list[Job], dict[str, An
                 config = {"dataset": dataset, "tasks": list(network.tasks), "scenario": scenario, "method": method,
                           "model": {**model, "width": encoder.width}, "train": train, "seed": seed,
                           "grouping": {"size": network.size, "esa_fraction": section.esa_fraction}}
-                jobs.append(Job(job_id(config), name, config, network.name))
+                jobs.append(new_job(name, config, network.name, kind="grouping-network"))
                 ids.append(jobs[-1].id)
             rows.append({"tasks": list(network.tasks), "size": network.size, "width": encoder.width,
                          "cost": encoder.flops / standard.flops, "params": encoder.params / standard.params,

@@ -7,8 +7,9 @@
 
 A heuristic's allocation is computed here, so its job config holds the label counts, and a retraining that
 two cost settings share (Equal New Images, whose N is the same when B = n sum c) is one job. TABA's counts
-depend on its estimates: its job config names the estimate jobs and the allocator, and the runner resolves
-the counts when the job starts (runner/executor.py). The repeat seeds both the purchase draw and training.
+depend on its estimates: its job config's ``purchase`` names the allocator, the costs, the budget and the
+estimate jobs, which are its needs, and the ``budget-purchase`` resolver (estimates.py) turns them into label
+counts when the job starts. The repeat seeds both the purchase draw and training.
 """
 from __future__ import annotations
 
@@ -17,14 +18,28 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, PositiveInt, TypeAdapter, ValidationError
 
-from ..config import Job, SuiteError, SuiteFile, job_id, plugin, resolve_method, resolve_single_method_track
-from ..data import DATASETS, SCENARIOS
-from ..registry import build
+from ...config import Strict, SuiteError, SuiteFile, plugin, resolve_method, resolve_single_method_track
+from ...data import DATASETS, SCENARIOS
+from ...jobs import Job, new_job
+from ...registry import build
 from .allocators import ALLOCATORS, Allocator, AllocationError
 from .probe import ProbeSettings
 from .reduction import ReductionSettings
+
+
+class BudgetSection(Strict):
+    """The label-budget track (paper 000): seed labels per task, one table per cost setting, the allocators."""
+
+    seed_labels: PositiveInt
+    costs: dict[str, dict[str, PositiveInt]] = Field(description="cost setting label -> {task: cost per label}")
+    budget: PositiveInt | None = Field(None, description="default: seed_labels x the sum of costs (Sec. 5.2)")
+    allocators: list[str | dict[str, Any]]
+    probe: dict[str, Any] = Field(default_factory=dict, description="TABA's informativeness probe settings")
+    reduction: dict[str, Any] = Field(default_factory=dict, description="TABA's reduction-rate settings")
+    estimate_seeds: list[int] = [0]
+    steps_per_epoch: int = Field(0, ge=0, description="0: an epoch draws as many labels as there are")
 
 
 def settings(cls: type, spec: dict[str, Any], where: str, path: Path) -> dict[str, Any]:
@@ -49,6 +64,14 @@ def check_costs(costs: dict[str, dict[str, int]], tasks: list[str], path: Path) 
                              f"got {', '.join(per_task) or 'none'}")
 
 
+def estimate_ids(estimates: dict[str, Any]) -> list[str]:
+    """The ids of the estimate jobs named in ``{probe: [ids], reduction: {task: [ids]}}``."""
+    ids = []
+    for value in estimates.values():
+        ids += value if isinstance(value, list) else [i for per_task in value.values() for i in per_task]
+    return ids
+
+
 def expand_budget(raw: SuiteFile, path: Path) -> tuple[list[Job], dict[str, Any]]:
     section = raw.budget
     model, train, datasets, method = resolve_single_method_track(
@@ -70,8 +93,8 @@ def expand_budget(raw: SuiteFile, path: Path) -> tuple[list[Job], dict[str, Any]
 
     jobs: dict[str, Job] = {}
 
-    def add(config: dict[str, Any], label: str) -> str:
-        job = Job(job_id(config), raw.name or path.stem, config, label)
+    def add(config: dict[str, Any], label: str, **how: Any) -> str:
+        job = new_job(raw.name or path.stem, config, label, **how)
         jobs.setdefault(job.id, job)
         return job.id
 
@@ -97,12 +120,13 @@ def expand_budget(raw: SuiteFile, path: Path) -> tuple[list[Job], dict[str, Any]
         seed_set = purchase(dict.fromkeys(raw.tasks, 0), False, 0)
         estimates: dict[str, Any] = {}
         if "probe" in needs:
-            estimates["probe"] = [add(config(s, seed_set, probe=probe), "TABA informativeness probe")
-                                  for s in section.estimate_seeds]
+            estimates["probe"] = [add(config(s, seed_set, probe=probe), "TABA informativeness probe",
+                                      kind="taba-probe", name="taba-probe") for s in section.estimate_seeds]
         if "reduction" in needs:
             estimates["reduction"] = {
                 t: [add({**config(s, seed_set, reduction={"task": t, **reduction}), "method": stl},
-                        f"TABA reduction rate of {t}") for s in section.estimate_seeds] for t in raw.tasks}
+                        f"TABA reduction rate of {t}", kind="taba-reduction", name=f"taba-reduction-{t}")
+                    for s in section.estimate_seeds] for t in raw.tasks}
         seed_jobs = [add(config(seed, seed_set), "seed set") for seed in raw.seeds]
         settings_rows = []
         for cost_label, costs in section.costs.items():
@@ -111,10 +135,12 @@ def expand_budget(raw: SuiteFile, path: Path) -> tuple[list[Job], dict[str, Any]
             rows = []
             for spec, allocator in built:
                 extra: dict[str, Any] = {}
+                how: dict[str, Any] = {}
                 new_labels = None
                 if allocator.needs:
-                    extra["allocation"] = {"allocator": spec, "costs": costs, "budget": budget,
-                                           "estimates": {k: estimates[k] for k in allocator.needs}}
+                    used = {k: estimates[k] for k in allocator.needs}
+                    extra["purchase"] = {"allocator": spec, "costs": costs, "budget": budget, "estimates": used}
+                    how["inputs"] = {"budget-purchase": estimate_ids(used)}
                 else:
                     try:
                         new_labels = allocator.allocate(costs, budget)
@@ -126,7 +152,7 @@ def expand_budget(raw: SuiteFile, path: Path) -> tuple[list[Job], dict[str, Any]
                                          f"labels ({new_labels}) but {dataset['name']} has {pool} train images "
                                          f"outside the seed sets; enlarge its train split or lower the budget")
                 ids = [add(config(seed, purchase(new_labels, allocator.same_images, seed), **extra),
-                           f"{cost_label} {allocator.label()}") for seed in raw.seeds]
+                           f"{cost_label} {allocator.label()}", **how) for seed in raw.seeds]
                 rows.append({"allocator": allocator.label(), "spec": spec, "new_labels": new_labels, "jobs": ids})
             settings_rows.append({"label": cost_label, "costs": costs, "budget": budget, "rows": rows})
         tables.append({"dataset": dataset["name"], "seed_labels": section.seed_labels, "seed_jobs": seed_jobs,

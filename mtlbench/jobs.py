@@ -1,0 +1,184 @@
+"""Jobs and the job graph: what every layer shares (suite expansion, tracks, runner, tuning, leaderboards).
+
+A job is one fully resolved config (its hash is the job's id), the suite it belongs to, its **kind** (how it
+runs: ``train`` for an ordinary training job; tracks register others, e.g. TABA's estimates) and its
+**inputs**: for each registered resolver, the ids of the jobs whose results that resolver reads when the job
+starts (AMTL's STL potentials, TABA's estimates). The ids a job reads are its ``needs``; they make the suite a
+directed acyclic graph that executors run in dependency order.
+
+Kinds and resolvers are registries, like every other plugin: the runner looks a job's kind and resolvers up
+by name and knows none of them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any, Callable, Iterable, Mapping, Protocol
+
+from .registry import Registry
+
+# Config keys renamed after job ids were first issued. A job's id hashes its config as the key was first
+# spelt, so a rename (a change that trains nothing differently) keeps every stored result's id.
+FIRST_SPELLING: dict[tuple[str, ...], str] = {
+    ("method", "supervision"): "allocation",  # the recipe axis of STA/ISTA, named "allocation" until 0.2
+    ("purchase",): "allocation",  # a budget job's allocator, costs and estimates, named "allocation" until 0.2
+}
+
+
+def first_spelling(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with every renamed key spelt as when ids were first issued."""
+    spelt = dict(config)
+    for path, old in FIRST_SPELLING.items():
+        *parents, key = path
+        node = spelt
+        for parent in parents:
+            if not isinstance(node.get(parent), dict):
+                break
+            node[parent] = node = dict(node[parent])
+        else:
+            if key in node:
+                node[old] = node.pop(key)
+    return spelt
+
+
+def job_id(config: dict[str, Any]) -> str:
+    """The first 12 hex digits of the SHA-256 of the config's canonical JSON (sorted keys, first spelling)."""
+    return hashlib.sha256(json.dumps(first_spelling(config), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def scenario_label(scenario: dict[str, Any]) -> str:
+    """How results and tables name a scenario, e.g. ``onelabel+30%unlabeled`` (each scenario class says)."""
+    from .data import SCENARIOS
+
+    return SCENARIOS.get(scenario["name"]).label_of(scenario)
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    id: str
+    suite: str
+    config: dict[str, Any]
+    label: str = ""  # how progress shows it (not part of the id)
+    kind: str = "train"  # a name in KINDS: how the job runs
+    inputs: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # resolver -> job ids
+    name: str = ""  # what results and tables call the job (default: its method's name)
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """The ids of the jobs whose results this job reads: they must finish first."""
+        return tuple(dict.fromkeys(i for ids in self.inputs.values() for i in ids))
+
+    @property
+    def method(self) -> str:
+        return self.name or self.config["method"]["name"]
+
+    @property
+    def dataset(self) -> str:
+        return self.config["dataset"]["name"]
+
+    @property
+    def scenario(self) -> str:
+        return scenario_label(self.config["scenario"])
+
+    @property
+    def seed(self) -> int:
+        return self.config["seed"]
+
+    def describe(self) -> str:
+        return f"{self.dataset}/{self.label or self.scenario}/{self.method}/seed{self.seed}"
+
+
+def new_job(suite: str, config: dict[str, Any], label: str = "", kind: str = "train",
+            inputs: Mapping[str, Iterable[str]] | None = None, name: str = "") -> Job:
+    """A job whose id is the hash of ``config``."""
+    return Job(job_id(config), suite, config, label, kind,
+               {resolver: tuple(ids) for resolver, ids in (inputs or {}).items()}, name)
+
+
+# ------------------------------------------------------------------------------------------ the graph
+class GraphError(ValueError):
+    """A need that is not in the suite, or a cycle; raised before anything trains."""
+
+
+def check_graph(jobs: list[Job]) -> None:
+    """Every need is a job of the suite, every kind and resolver is registered, and there is no cycle."""
+    ids = {job.id for job in jobs}
+    for job in jobs:
+        if job.kind not in KINDS:
+            raise GraphError(f"job {job.id} ({job.describe()}): {KINDS.unknown_message(job.kind)}")
+        for resolver in job.inputs:
+            if resolver not in RESOLVERS:
+                raise GraphError(f"job {job.id} ({job.describe()}): {RESOLVERS.unknown_message(resolver)}")
+        missing = [need for need in job.needs if need not in ids]
+        if missing:
+            raise GraphError(f"job {job.id} ({job.describe()}) needs {', '.join(missing)}, which the suite does not "
+                             f"have")
+    levels(jobs)
+
+
+def levels(jobs: list[Job]) -> list[list[Job]]:
+    """The jobs in dependency order: level k holds the jobs whose needs all lie in levels < k, each level in
+    the suite's order (so a suite without needs is one level, in its own order)."""
+    depth: dict[str, int] = {}
+    by_id = {job.id: job for job in jobs}
+    visiting: set[str] = set()
+
+    def depth_of(job: Job) -> int:
+        if job.id not in depth:
+            if job.id in visiting:
+                raise GraphError(f"job {job.id} ({job.describe()}) needs itself through {', '.join(job.needs)}")
+            visiting.add(job.id)
+            depth[job.id] = 1 + max((depth_of(by_id[n]) for n in job.needs if n in by_id), default=-1)
+            visiting.discard(job.id)
+        return depth[job.id]
+
+    out: list[list[Job]] = []
+    for job in jobs:
+        level = depth_of(job)
+        out.extend([] for _ in range(level + 1 - len(out)))
+        out[level].append(job)
+    return out
+
+
+def blocked_by(job: Job, failed: Mapping[str, tuple[str, str]]) -> tuple[str, str] | None:
+    """Why ``job`` cannot run: for its first need in ``failed`` (job id -> the failed job at the root of it and
+    that job's first error line), that root and line; None if no need failed."""
+    return next((failed[need] for need in job.needs if need in failed), None)
+
+
+# ------------------------------------------------------------------------------ kinds and resolvers
+EpochCallback = Callable[[dict[str, Any]], None]
+ResultLookup = Callable[[str], "dict[str, Any] | None"]
+
+
+class JobKind(Protocol):
+    """How a job of a kind runs: ``run`` trains it and returns the outcome the runner records in result.json
+    (``test`` and ``val`` metrics, ``history``, ...; ``estimate`` for jobs that estimate something)."""
+
+    def run(self, config: dict[str, Any], job_dir: Any, on_epoch: EpochCallback, test: bool) -> dict[str, Any]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolution:
+    """What a resolver takes from a job's finished needs: the config the job then trains with (its id stays
+    the hash of the unresolved config) and the fields it adds to the job's result.json."""
+
+    config: dict[str, Any]
+    record: dict[str, Any]
+
+
+Resolver = Callable[[dict[str, Any], tuple[str, ...], ResultLookup], Resolution]
+
+KINDS: Registry[type[JobKind]] = Registry("job kind")
+RESOLVERS: Registry[Resolver] = Registry("resolver")
+
+
+@KINDS.register("train")
+class Train:  # registered as a class, like every plugin: the runner calls KINDS.get(kind)().run(...)
+    """An ordinary job: the trainer's ``run_job`` on its config."""
+
+    def run(self, config: dict[str, Any], job_dir: Any, on_epoch: EpochCallback, test: bool) -> dict[str, Any]:
+        from .train import run_job  # torch is imported only when a job really runs
+
+        return run_job(config, job_dir, on_epoch, test=test)

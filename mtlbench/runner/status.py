@@ -1,0 +1,58 @@
+"""Where a suite stands, read from the results store alone: every job's state, before or after it ran.
+
+States: ``done`` (a result.json), ``failed`` (its last attempt left error.txt; the first line is shown),
+``blocked`` (a job it needs failed, directly or through another need: that job and its error are shown) and
+``pending`` (not run yet, or interrupted: it resumes from its checkpoint).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import Suite
+from ..jobs import blocked_by, levels
+from .store import Store
+
+STATES = ("done", "pending", "blocked", "failed")
+
+
+def job_states(suite: Suite, store: Store) -> list[dict[str, Any]]:
+    """One record per job of the suite, in the suite's order."""
+    failed: dict[str, tuple[str, str]] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    for level in levels(suite.jobs):
+        for job in level:
+            row = {"id": job.id, "kind": job.kind, "needs": list(job.needs), "dataset": job.dataset,
+                   "scenario": job.scenario, "method": job.method, "seed": job.seed, "label": job.label}
+            culprit = blocked_by(job, failed)
+            if store.is_done(job):
+                row["state"] = "done"
+            elif store.has_failed(job):
+                row |= {"state": "failed", "error": store.error_line(job)}
+                failed[job.id] = (job.id, row["error"])
+            elif culprit is not None:
+                row |= {"state": "blocked", "blocked_by": culprit[0], "error": culprit[1]}
+                failed[job.id] = culprit
+            else:
+                row["state"] = "pending"
+            rows[job.id] = row
+    return [rows[job.id] for job in suite.jobs]
+
+
+def counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    return {state: sum(row["state"] == state for row in rows) for state in STATES}
+
+
+def status_table(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table of the jobs, then the counts."""
+    lines = [f"{'job':<14}{'kind':<18}{'run':<56}{'needs':>6}  state"]
+    for row in rows:
+        run = f"{row['dataset']}/{row['label'] or row['scenario']}/{row['method']}/seed{row['seed']}"
+        state = row["state"]
+        if state == "failed":
+            state += f": {row['error']}"
+        elif state == "blocked":
+            state += f" by {row['blocked_by']}: {row['error']}"
+        lines.append(f"{row['id']:<14}{row['kind']:<18}{run:<56}{len(row['needs']):>6}  {state}")
+    total = counts(rows)
+    lines.append(", ".join(f"{n} {state}" for state, n in total.items()) + f" of {len(rows)} jobs")
+    return "\n".join(lines)

@@ -1,0 +1,50 @@
+"""Benchmark tracks as plugins: what a track supplies, and the registry the core finds tracks in.
+
+A track (partial-label, label budget, task grouping, ...) supplies:
+
+- ``section()``: the pydantic model of its suite section (``budget:``, ``grouping:``), or None for the
+  default track, whose suites have no section of their own;
+- ``expand``: the suite's jobs (with their kinds and inputs) and the track's summary, which is saved with the
+  results under the section's name and read back by its leaderboard;
+- ``render``: its leaderboard, from that summary and the finished results;
+- ``tunable``: whether ``mtlbench tune`` can compare its methods.
+
+The job kinds and resolvers a track's jobs use are registered in ``mtlbench.jobs.KINDS`` / ``RESOLVERS`` by
+the track's own modules. Suite expansion, the runner, the trainer, tuning and the leaderboard core import no
+track; ``mtlbench.tracks`` imports them all, one line each, so that they register. A track imports pydantic
+and pandas only inside ``section``/``expand`` and ``render``, so that ``import mtlbench`` needs torch and
+numpy alone.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .registry import Registry
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from .config import SuiteFile
+    from .jobs import Job
+
+
+class Track:
+    tunable: ClassVar[bool] = False
+
+    def section(self) -> "type[BaseModel] | None":
+        """The model of the track's suite section, named like the track (None: the track has none)."""
+        return None
+
+    def expand(self, raw: "SuiteFile", path: Path) -> tuple[list["Job"], dict[str, Any] | None]:
+        """The suite's jobs, in the order they should run, and the summary the leaderboard reads (or None)."""
+        raise NotImplementedError
+
+    def render(self, summary: dict[str, Any], results: list[dict[str, Any]], hardware: list[str], out: Path,
+               baseline: str | None) -> tuple[Path, Path]:
+        """Write the leaderboard ``out``.md and .csv; returns both paths."""
+        raise NotImplementedError
+
+
+TRACKS: Registry[type[Track]] = Registry("track")
+DEFAULT_TRACK = "partial"  # a suite with no track section: scenarios x methods x seeds

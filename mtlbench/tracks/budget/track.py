@@ -1,0 +1,36 @@
+"""The label-budget track registered: its suite section, expansion, job kinds and leaderboard."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ...track import TRACKS, Track
+from . import estimates, probe, reduction  # noqa: F401  (register the resolver and the job kinds)
+
+NOTE = ("Δ_i: paper 000 Eq. 9, the test-split gain in percent of each task's primary metric over the model "
+        "trained on the seed set only (mean of its seeds); Δ_T = mean_i Δ_i. Mean ± std over the repeats "
+        "(each a new draw of the bought images and a new training seed); best Δ_T in bold. N: labels bought "
+        "per task; spent: Σ N_i c_i.")
+
+
+@TRACKS.register("budget")
+class BudgetTrack(Track):
+    """Paper 000: allocators decide how many labels each task buys under a budget; Δ_T scores the retraining."""
+
+    def section(self) -> Any:
+        from .suite import BudgetSection  # pydantic, only where suites are read
+
+        return BudgetSection
+
+    def expand(self, raw: Any, path: Path) -> tuple[list, dict[str, Any]]:
+        from .suite import expand_budget
+
+        return expand_budget(raw, path)
+
+    def render(self, summary: dict[str, Any], results: list[dict[str, Any]], hardware: list[str], out: Path,
+               baseline: str | None) -> tuple[Path, Path]:
+        from ...leaderboard.render import page, write  # pandas, only where leaderboards are made
+        from .leaderboard import budget_report
+
+        body, frame = budget_report(summary, results)
+        return write(out, page(summary, NOTE, body, hardware), frame)

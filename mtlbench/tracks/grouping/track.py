@@ -1,0 +1,38 @@
+"""The task-grouping track registered: its suite section, expansion, job kind and leaderboard."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ...track import TRACKS, Track
+from . import early  # noqa: F401  (registers the grouping-network job kind)
+
+NOTE = ("Paper 001's task grouping: every selector chooses networks on validation losses (ESA: the "
+        "early-stopped validation losses; HOA: higher-order networks predicted from their pairs) within "
+        "the budget, and the table reports the chosen set's total test loss Σ_t min_n L(n, t) (Sec. 3); "
+        "lower is better, lowest per budget in bold; — where a baseline has no network of that size. "
+        "Random: the mean over its random groupings; Pessimal: the worst valid grouping.")
+
+
+@TRACKS.register("grouping")
+class GroupingTrack(Track):
+    """Paper 001: which networks (task subsets, encoder sizes) to train and deploy under an inference budget."""
+
+    def section(self) -> Any:
+        from .suite import GroupingSection  # pydantic, only where suites are read
+
+        return GroupingSection
+
+    def expand(self, raw: Any, path: Path) -> tuple[list, dict[str, Any]]:
+        from .suite import expand_grouping
+
+        return expand_grouping(raw, path)
+
+    def render(self, summary: dict[str, Any], results: list[dict[str, Any]], hardware: list[str], out: Path,
+               baseline: str | None) -> tuple[Path, Path]:
+        from ...leaderboard.render import page, write  # pandas, only where leaderboards are made
+        from .leaderboard import grouping_report
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        body, frame = grouping_report(summary, results, out)
+        return write(out, page(summary, NOTE, body, hardware), frame)

@@ -1,0 +1,31 @@
+"""The partial-label track registered: the default track, whose suites list ``scenarios`` and ``methods``.
+
+Its jobs are every (dataset x scenario x method x seed); a method whose recipe reads other jobs' results (AMTL's
+STL potentials) gets them as inputs from its part (``Part.inputs``), so those jobs run first. Its leaderboard
+is one table per (dataset, scenario): per-task metrics and ΔMTL against the suite's baseline method.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ...track import TRACKS, Track
+
+
+@TRACKS.register("partial")
+class PartialTrack(Track):
+    tunable = True
+
+    def expand(self, raw: Any, path: Path) -> tuple[list, None]:
+        from .suite import expand  # pydantic, only where suites are read
+
+        return expand(raw, path), None
+
+    def render(self, summary: dict[str, Any], results: list[dict[str, Any]], hardware: list[str], out: Path,
+               baseline: str | None) -> tuple[Path, Path]:
+        from ...leaderboard import csv, markdown, tables, write  # pandas, only where leaderboards are made
+
+        settings = summary.get("leaderboard", {})
+        built = tables(results, baseline or settings.get("baseline", "supervised"), settings.get("metrics", {}),
+                       summary.get("methods", []), summary.get("scenarios", []))
+        return write(out, markdown(summary, built, hardware), csv(built))
