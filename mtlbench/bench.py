@@ -6,8 +6,9 @@ step time over the measured steps, reported as training images per second and as
 first method (``supervised`` by default). ``--sweep`` repeats the measurement for 2..7 dense tasks to show
 how each method's cost grows with the number of tasks. ``--parts`` measures every registered supervision,
 weighting and gradients part swapped one at a time into ``supervised`` (full supervision, uniform weighting,
-summed gradients), as a cost ratio to that plain recipe. ``--selection K`` times paper 001's Algorithm 1 (network
-selection for budgets 1 to K SNT) on synthetic losses of K tasks: 2^K - 1 full-size networks and K half-size ones.
+summed gradients), as a cost ratio to that plain recipe. ``--selection K`` times Standley et al. 2020's Algorithm 1
+(network selection for budgets 1 to K SNT) on synthetic losses of K tasks: 2^K - 1 full-size networks and K half-size
+ones.
 """
 from __future__ import annotations
 
@@ -162,8 +163,8 @@ def header(config: BenchConfig) -> str:
 
 
 def synthetic_losses(k: int, seed: int = 0):
-    """A loss table shaped like paper 001's: each task has a base loss; in a network, a task's loss moves by the
-    mean affinity to its companions (pairwise, plus noise, so higher-order effects exist); half-size networks
+    """A loss table shaped like Standley et al. 2020's: each task has a base loss; in a network, a task's loss moves by
+    the mean affinity to its companions (pairwise, plus noise, so higher-order effects exist); half-size networks
     are 5% worse."""
     from itertools import combinations
 

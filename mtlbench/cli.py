@@ -322,7 +322,8 @@ def parser() -> argparse.ArgumentParser:
     tune = sub.add_parser("tune", help="Optuna search per (dataset, scenario, method), validation split only")
     tune.add_argument("suite", help="suite YAML file (its tune section sets trials, seeds, objective, pruner)")
     tune.add_argument("--method", help="comma-separated: tune only these methods of the suite")
-    tune.add_argument("--trials", type=positive_int, help="finished trials per study (default: the suite's tune.trials)")
+    tune.add_argument("--trials", type=positive_int,
+                      help="finished trials per study (default: the suite's tune.trials)")
     tune.add_argument("--storage", help="sqlite:///FILE.db (default: RESULTS/SUITE/tuning/optuna.db), "
                                         "journal:FILE (shared filesystem) or postgresql://USER:PASSWORD@HOST/DB")
     tune.add_argument("--out", help="best-parameters YAML (default: RESULTS/SUITE/tuning/params.yaml)")
@@ -344,7 +345,7 @@ def parser() -> argparse.ArgumentParser:
                                      "selectors and objectives")
     lst.set_defaults(func=cmd_list)
 
-    allocate = sub.add_parser("allocate", help="TABA's label allocation (paper 000 Eq. 2, 4) from your estimates")
+    allocate = sub.add_parser("allocate", help="TABA's label allocation (Sun et al. 2023 Eq. 2, 4) from your estimates")
     allocate.add_argument("--costs", required=True, help="integer label cost per task, e.g. 1,20")
     allocate.add_argument("--budget", required=True, type=int, help="integer label budget B")
     allocate.add_argument("--informativeness", required=True, help="I_i per task (Eq. 3), e.g. 1.13,2.03")
@@ -352,8 +353,9 @@ def parser() -> argparse.ArgumentParser:
     allocate.add_argument("--json", action="store_true", help="print {counts, spent, budget, gathered} as JSON")
     allocate.set_defaults(func=cmd_allocate)
 
-    select = sub.add_parser("select", help="task grouping (paper 001): choose networks per inference budget from "
-                                           "per-network losses (mtlbench's CSV or Standley et al.'s release)")
+    select = sub.add_parser("select", help="task grouping (Standley et al. 2020): choose networks per inference "
+                                           "budget from per-network losses (mtlbench's CSV or Standley et al.'s "
+                                           "release)")
     select.add_argument("--val", required=True, help="losses to choose on (validation)")
     select.add_argument("--test", required=True, help="losses to report (test)")
     select.add_argument("--esa", help="early-stopped validation losses (for --method esa)")
@@ -386,7 +388,8 @@ def parser() -> argparse.ArgumentParser:
     mode.add_argument("--parts", action="store_true",
                       help="each supervision, weighting and gradients part swapped into supervised, vs uniform+sum")
     mode.add_argument("--selection", type=int, metavar="K",
-                      help="time paper 001's network selection (Algorithm 1) for K synthetic tasks, budgets 1 to K")
+                      help="time Standley et al. 2020's network selection (Algorithm 1) for K synthetic tasks, "
+                           "budgets 1 to K")
     bench.set_defaults(func=cmd_bench)
 
     data = sub.add_parser("data", help="dataset utilities").add_subparsers(dest="action", required=True)

@@ -265,7 +265,7 @@ class Edge(DenseL1):
 
 # ------------------------------------------------------------------------------------------------ cls
 class JaccardMeter(Meter):
-    """Per-image Jaccard score of predicted vs true class sets, averaged over images (paper 000, footnote 4).
+    """Per-image Jaccard score of predicted vs true class sets, averaged over images (Sun et al. 2023, footnote 4).
 
     An image with no true and no predicted class scores 1 (both sets agree).
     """

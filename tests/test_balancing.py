@@ -70,7 +70,7 @@ def test_sta_gap_meets_a_batch_again_gap_updates_later_and_uses_each_pair_once(g
     interleaved = updates_of(method, masks)
     torch.manual_seed(0)
     ista = updates_of(METHODS.get("ista"), masks)
-    if gap == 1:  # ISTA is the special case gap = 1 (paper 002 Sec. 4.4)
+    if gap == 1:  # ISTA is the special case gap = 1 (Li et al. 2022a Sec. 4.4)
         assert all(a == b and torch.equal(x, y) for (a, x), (b, y) in zip(interleaved, ista, strict=True))
 
 
@@ -99,7 +99,7 @@ def test_dwa_weights_follow_the_loss_ratio_of_the_last_two_epochs():
     assert torch.allclose(net.weights, 3 * torch.softmax(ratio / 2, 0))
     terms = part.terms({"seg": torch.tensor(1.0)}, net)
     assert terms["seg"].item() == pytest.approx(net.weights[0].item())
-    x = torch.tensor([0.7, 1.3, 0.4], requires_grad=True)  # DWA-G (paper 003 Table 6): gradient of Π L^w
+    x = torch.tensor([0.7, 1.3, 0.4], requires_grad=True)  # DWA-G (Yun and Cho 2023 Table 6): gradient of Π L^w
     (grad,) = torch.autograd.grad(sum(DWA(mean="geometric").terms(dict(zip(TASKS, x)), net).values()), x)
     (expected,) = torch.autograd.grad(torch.prod(x ** net.weights), x)
     assert torch.allclose(grad, expected, rtol=1e-5)

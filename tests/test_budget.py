@@ -1,4 +1,4 @@
-"""TABA's allocation (paper 000 Eq. 2 and 4): the exact DP against brute force, and its limiting cases."""
+"""TABA's allocation (Sun et al. 2023 Eq. 2 and 4): the exact DP against brute force, and its limiting cases."""
 import itertools
 import json
 

@@ -1,4 +1,4 @@
-"""The label-budget track (paper 000): purchases, per-task batching, allocators, TABA's probes (Eq. 5, TAG) and
+"""The label-budget track (Sun et al. 2023): purchases, per-task batching, allocators, TABA's probes (Eq. 5, TAG) and
 reduction-rate fit (Eq. 7), suite expansion and a budget suite end to end with its Δ_T leaderboard."""
 import json
 
@@ -92,7 +92,7 @@ def test_heuristic_allocators_follow_sec_5_2():
 def test_taba_uses_the_estimates_its_ablation_names():
     estimates = Estimates({"cls": 1.13, "seg": 2.03}, {"cls": 3.0, "seg": 0.1}, {"cls": 0.999, "seg": 0.997})
     taba = allocator("taba").allocate(COSTS, 6300, estimates)
-    assert taba == {"cls": 2920, "seg": 169}  # paper 000's VOC estimates (Sec. 5.3)
+    assert taba == {"cls": 2920, "seg": 169}  # Sun et al. 2023's VOC estimates (Sec. 5.3)
     assert allocator({"name": "taba", "beta": 1.0}).allocate(COSTS, 6300, estimates) == {"cls": 6300, "seg": 0}
     assert allocator({"name": "taba", "relatedness": "tag"}).allocate(COSTS, 6300, estimates)["cls"] > taba["cls"]
     no_relatedness = allocator({"name": "taba", "relatedness": "none"})

@@ -1,4 +1,4 @@
-"""The task-grouping track (paper 001): published numbers from the authors' network losses, exactness of
+"""The task-grouping track (Standley et al. 2020): published numbers from the authors' network losses, exactness of
 Algorithm 1 and of the baselines on small instances, ESA and HOA, and a grouping suite end to end."""
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from conftest import REFERENCE, TINY_DATASET, write_track_suite
 from mtlbench.cli import main
 from mtlbench.config import SuiteError, load_suite
-from mtlbench.tracks.grouping import (LossFileError, LossTable, Network, Tables, affinity, best_networks, choose_per_budget,
-                               exhaustive, higher_order, pessimal, random_groupings, read_losses,
-                               relative_performance)
+from mtlbench.tracks.grouping import (LossFileError, LossTable, Network, Tables, affinity, best_networks,
+                                      choose_per_budget, exhaustive, higher_order, pessimal, random_groupings,
+                                      read_losses, relative_performance)
 from mtlbench.tracks.grouping.baselines import independent
 from mtlbench.tracks.grouping.methods import SELECTORS
 from mtlbench.tracks.grouping.selection import LowestTotal, TaskLimits
@@ -22,7 +22,7 @@ from mtlbench.registry import build
 
 TASKGROUPING = REFERENCE / "taskgrouping"
 BUDGETS = [1 + 0.5 * i for i in range(9)]
-TABLE_4 = {  # paper 001 Table 4, the rows the released code reproduces (tests/data/reference/taskgrouping)
+TABLE_4 = {  # Standley et al. 2020 Table 4, the rows the released code reproduces (tests/data/reference/taskgrouping)
     "optimal": [0.503, 0.461, 0.452, 0.446, 0.442, 0.439, 0.436, 0.436, 0.435],
     "esa": [0.503, 0.487, 0.467, 0.461, 0.457, 0.451, 0.451, 0.447, 0.447],
     "hoa": [0.503, 0.461, 0.455, 0.451, 0.449, 0.445, 0.444, 0.445, 0.442],

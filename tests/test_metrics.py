@@ -16,7 +16,7 @@ def nyu(miou, depth, normal):
 
 
 @pytest.mark.parametrize("method, published", [
-    (nyu(30.40, 0.5926, 31.68), 11.04),  # paper 004 Table 1, onelabel, MTPSL
+    (nyu(30.40, 0.5926, 31.68), 11.04),  # Nishi et al. 2024 Table 1, onelabel, MTPSL
     (nyu(31.96, 0.5919, 30.80), 13.97),  # JTR
     (nyu(27.52, 0.6499, 33.58), 2.501),  # Consistency Reg.
 ])
@@ -34,7 +34,7 @@ def voc(m, s, d1, rmse):
 
 
 @pytest.mark.parametrize("method, delta, acc", [
-    (voc(0.5922, 0.7823, 0.8731, 0.4498), -0.25, 0.8642),  # paper 003 Table 7, Uniform
+    (voc(0.5922, 0.7823, 0.8731, 0.4498), -0.25, 0.8642),  # Yun and Cho 2023 Table 7, Uniform
     (voc(0.5870, 0.8025, 0.8903, 0.4300), 1.37, 0.8784),  # AMTL
     (voc(0.5833, 0.8007, 0.8917, 0.4329), 1.00, 0.8752),  # GLS
 ])

@@ -1,7 +1,7 @@
 """NYUv2 as MTAN preprocessed it (and MTPSL and JTR train on): 795 training and 654 test images at 288x384,
 13 classes (-1 ignore), depth in metres (0 invalid), unit normals (all-zero invalid).
 
-The depth-only extension pool of paper 004 Sec. 4.3 (the 47,584 images of the raw NYUv2 dataset that carry only
+The depth-only extension pool of Nishi et al. 2024 Sec. 4.3 (the 47,584 images of the raw NYUv2 dataset that carry only
 depth) comes from a user-given folder ``pool`` in the same format: ``<pool>/image/<i>.npy`` ([288, 384, 3] in
 [0, 1]) and ``<pool>/depth/<i>.npy`` ([288, 384, 1] in metres, 0 invalid). Its images carry no segmentation or
 normal label (stored as ignore / all-zero), so only the ``extended`` scenario's depth mask supervises them.
@@ -49,7 +49,7 @@ class NYUv2(MTANFolders):
         super().require()
         if self.pool:
             require_layout("nyuv2 pool", Path(self.pool).parent, {Path(self.pool).name: list(POOL_FIELDS)},
-                           "The depth-only pool holds image/ and depth/ in MTAN's format (paper 004 Sec. 4.3).")
+                           "The depth-only pool holds image/ and depth/ in MTAN's format (Nishi et al. 2024 Sec. 4.3).")
 
     def pool_count(self) -> int:
         n = count(Path(self.pool) / "image")

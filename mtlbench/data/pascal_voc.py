@@ -1,4 +1,4 @@
-"""PASCAL VOC 2012 with the SBD augmentation, as paper 000 (Sec. 5.1) builds it after DeepLab-v3: train on
+"""PASCAL VOC 2012 with the SBD augmentation, as Sun et al. 2023 (Sec. 5.1) builds it after DeepLab-v3: train on
 ``train_aug`` (VOC 2012 train + SBD, 10,582 images), test on VOC 2012 ``val`` (1,449 images). Two tasks:
 ``seg`` (21 classes, the boundary label 255 ignored) and ``cls``, the multi-label presence of the 20 foreground
 classes, derived from the full-resolution segmentation ("we extract class labels of the foreground objects in

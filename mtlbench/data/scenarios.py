@@ -3,15 +3,15 @@
 A mask is a pure function of (scenario, its parameters, N, task list, mask seed) and never of the training
 seed, so every method and seed of a comparison sees the same labels; the runner saves it with each job.
 
-Every scenario also takes ``unlabeled``, a fraction of images left with no label at all (paper 004 Sec. 4.4).
+Every scenario also takes ``unlabeled``, a fraction of images left with no label at all (Nishi et al. 2024 Sec. 4.4).
 Those images are drawn from a random stream of their own, so the labelled images keep exactly the mask the
-base scenario gives them, as in paper 004 Tables 4-5 ("the labeled portion is kept consistent").
+base scenario gives them, as in Nishi et al. 2024 Tables 4-5 ("the labeled portion is kept consistent").
 
 A scenario also says how batches are drawn (``LabelPlan``): by default every training image once per epoch
 in random order; with ``unlabeled_per_batch: k`` an epoch runs over the labelled images and every batch gets
-k unlabelled images appended (paper 004 Sec. 6.2 "Batching": 1 for the partially unlabelled settings);
+k unlabelled images appended (Nishi et al. 2024 Sec. 6.2 "Batching": 1 for the partially unlabelled settings);
 ``extended`` appends images of an extra pool labelled for one task (4 per batch on NYUv2); ``budget`` (the
-label-budget track, paper 000) draws one mini-batch per task from that task's labelled images.
+label-budget track, Sun et al. 2023) draws one mini-batch per task from that task's labelled images.
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def random_subsets(sizes: np.ndarray, n_tasks: int, generator: np.random.Generat
 @dataclass(frozen=True)
 class LabelPlan:
     """The training set's label mask [N, T], the images appended ``per_batch`` to every batch, and whether a
-    step draws one mini-batch per task from that task's labelled images (``per_task``, paper 000 Sec. 4), and
+    step draws one mini-batch per task from that task's labelled images (``per_task``, Sun et al. 2023 Sec. 4), and
     then how many ``steps`` an epoch has (0: as many labels as there are)."""
 
     mask: np.ndarray
@@ -126,7 +126,7 @@ class OneLabel(Scenario):
 @SCENARIOS.register("randomlabels")
 @dataclass(frozen=True)
 class RandomLabels(Scenario):
-    """k ~ Uniform{1, ..., T-1} labels per image, on a uniformly random subset of tasks (paper 004 Sec. 4.1)."""
+    """k ~ Uniform{1, ..., T-1} labels per image, on a uniformly random subset of tasks (Nishi et al. 2024 Sec. 4.1)."""
 
     def base_mask(self, n: int, tasks: list[str], generator: np.random.Generator) -> np.ndarray:
         if len(tasks) < 2:
@@ -137,7 +137,7 @@ class RandomLabels(Scenario):
 @SCENARIOS.register("halflabels")
 @dataclass(frozen=True)
 class HalfLabels(Scenario):
-    """floor(T/2) or ceil(T/2) labels per image with equal probability (paper 004: 3 or 4 of 7 tasks)."""
+    """floor(T/2) or ceil(T/2) labels per image with equal probability (Nishi et al. 2024: 3 or 4 of 7 tasks)."""
 
     def base_mask(self, n: int, tasks: list[str], generator: np.random.Generator) -> np.ndarray:
         t = len(tasks)
@@ -243,7 +243,7 @@ class Extended(Scenario):
 @SCENARIOS.register("budget")
 @dataclass(frozen=True)
 class Budget(Scenario):
-    """The label-budget track (paper 000 Sec. 3.1, 5.2): ``seed_labels`` images labelled per task, then
+    """The label-budget track (Sun et al. 2023 Sec. 3.1, 5.2): ``seed_labels`` images labelled per task, then
     ``new_labels[t]`` labels bought for task t from the pool (the train images outside every seed set).
 
     Seed sets are different images for different tasks and depend on the mask seed only, so every allocator

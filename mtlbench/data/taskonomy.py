@@ -1,6 +1,6 @@
 """Taskonomy (Zamir et al. 2018) in its official folder layout, with the label normalisations of Standley et al.'s
-release (github.com/tstandley/taskgrouping, taskonomy_loader.py), which paper 001 trains with and paper 004
-follows for its seven Taskonomy tasks.
+release (github.com/tstandley/taskgrouping, taskonomy_loader.py), which Standley et al. 2020 trains with and Nishi et
+al. 2024 follows for its seven Taskonomy tasks.
 
 Layout: ``<root>/<domain>/<building>/point_<p>_view_<v>_domain_<domain>.png`` (rgb included; the label of an
 RGB file is the same path with ``rgb`` replaced by the domain, in the folder and in the file name). The split
@@ -20,12 +20,12 @@ is a CSV in the format of Taskonomy's ``train_val_test_<size>.csv`` (e.g. the of
 
 The mask is his: depth_zbuffer < 2^13 (his saved ``mask`` files are this test). Masked pixels are NaN for the
 L1 tasks (``tasks.DenseL1`` leaves them out) and an all-zero vector for normals (``tasks.Normal``'s invalid).
-Paper 004 trains seven tasks (all but curvature), papers 000 and 001 five (seg, depth, normal, keypoint and
-edge; paper 000's "2D edges" are ``texture``). Normals train with the cosine loss as in paper 004 (Standley
-uses L1). Images (512x512 in the release) are resized to ``height`` x ``width`` (256x256 as Standley's
-training): bilinear as his loader, except segmentation and depth (and so the mask), which are resized nearest
-so no label or invalid value is blended (mtlbench's choice). ``limit`` caps a split at a seeded random subset
-of its images, since the tiny split (~250k training images) does not fit in memory at any useful size.
+Nishi et al. 2024 train seven tasks (all but curvature), Sun et al. 2023 and Standley et al. 2020 five (seg, depth,
+normal, keypoint and edge; Sun et al. 2023's "2D edges" are ``texture``). Normals train with the cosine loss as in
+Nishi et al. 2024 (Standley uses L1). Images (512x512 in the release) are resized to ``height`` x ``width`` (256x256
+as Standley's training): bilinear as his loader, except segmentation and depth (and so the mask), which are resized
+nearest so no label or invalid value is blended (mtlbench's choice). ``limit`` caps a split at a seeded random
+subset of its images, since the tiny split (~250k training images) does not fit in memory at any useful size.
 Regression targets are held as float16 (a named simplification to halve memory: 1.4 MB per 256x256 image with
 the seven tasks; relative rounding below 2^-11, e.g. 4 mm of depth at 6 m).
 """
@@ -118,7 +118,7 @@ def label_path(rgb: Path, root: Path, folder: str) -> Path:
 @dataclass(frozen=True)
 class Taskonomy(ImageFileDataset):
     """``root`` holds one folder per domain (rgb and those of ``tasks_read``); ``split_file`` the split CSV
-    (default ``<root>/train_val_test_tiny.csv``); ``tasks_read`` the tasks to read (default: paper 004's seven);
+    (default ``<root>/train_val_test_tiny.csv``); ``tasks_read`` the tasks to read (default: Nishi et al. 2024's seven);
     ``limit`` {split: max images} for a seeded subset (``seed``)."""
 
     name: ClassVar[str] = "taskonomy"

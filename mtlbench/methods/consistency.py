@@ -1,4 +1,4 @@
-"""Consistency Regularization, paper 004 Eq. 2 (the CR baseline of MTPSL and JTR).
+"""Consistency Regularization, Nishi et al. 2024 Eq. 2 (the CR baseline of MTPSL and JTR).
 
 For every image, each *unlabelled* task t in U_x contributes L_u between the predictions of two augmented
 views; per image the mean over U_x, then the mean over the batch, added to the supervised loss with weight 1

@@ -1,4 +1,4 @@
-"""Joint-Task Regularization (JTR), paper 004 Eq. 4-6, supplementary Alg. 1 and the authors' released code.
+"""Joint-Task Regularization (JTR), Nishi et al. 2024 Eq. 4-6, supplementary Alg. 1 and the authors' released code.
 
 Predictions of all tasks are stacked into Ŷ and labels into Y (the prediction standing in where a label is
 missing, Eq. 4); a SegNet auto-encoder g = g_θ2 ∘ g_θ1 over the stacked channels has the joint-task space as
@@ -21,7 +21,7 @@ not), predictions of labelled tasks are detached, and Ŷ_1 uses a hard Gumbel-so
 ``gradient_flow="paper"`` follows Eq. 5 and Alg. 1 on view 0 alone: c_dist Dist(g_θ1(Ŷ), g_θ1(Y)) reaches the
 heads and the JTR encoder, c_recon (Recon(g(⟨Ŷ⟩), ⟨Ŷ⟩) + Recon(g(⟨Y⟩), ⟨Y⟩)) trains the auto-encoder.
 
-Images with no label at all (paper 004 Sec. 4.4): Y would equal Ŷ, so with ``unlabeled_consistency`` their Y
+Images with no label at all (Nishi et al. 2024 Sec. 4.4): Y would equal Ŷ, so with ``unlabeled_consistency`` their Y
 is built from view 0's prediction warped onto the view of Ŷ: consistency in the joint space across
 augmentations (our reading of the modified L_Dist, which the released code does not contain).
 

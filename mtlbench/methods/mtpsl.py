@@ -1,4 +1,4 @@
-"""MTPSL (Li et al., CVPR 2022): cross-task consistency in pair-wise mapping spaces, paper 004 Eq. 3.
+"""MTPSL (Li et al. 2022b): cross-task consistency in pair-wise mapping spaces, Nishi et al. 2024 Eq. 3.
 
 As the authors' code (VICO-UoE/MTPSL, model/mapfns.py and nyu_mtl_xtc.py) does it:
 

@@ -2,7 +2,7 @@
 
 | axis        | decides                                              | this module registers |
 |-------------|------------------------------------------------------|-----------------------|
-| supervision | which (image, task) pairs supervise a step, and how  | full (paper 004 Eq. 1)|
+| supervision | which (image, task) pairs supervise a step, and how  | full (Nishi et al. 2024 Eq. 1)|
 |             | their per-image losses average into task losses      |                       |
 | weighting   | how task losses combine into one scalar              | uniform               |
 | gradients   | how per-task gradients on shared weights combine     | sum                   |
@@ -73,7 +73,7 @@ class Supervision(Part):
     @property
     def interleaved_batches(self) -> int:
         """How many consecutive batches take turns in their sub-steps (1: a batch's sub-steps run back to
-        back; see the STA-gap interpolation of paper 002 Table 7)."""
+        back; see the STA-gap interpolation of Li et al. 2022a Table 7)."""
         return 1
 
     def steps(self, mask: Tensor) -> list[Tensor]:
@@ -87,7 +87,7 @@ class Supervision(Part):
 @SUPERVISIONS.register("full")
 @dataclass(frozen=True)
 class FullSupervision(Supervision):
-    """Every labelled (image, task) pair supervises every step: paper 004 Eq. 1.
+    """Every labelled (image, task) pair supervises every step: Nishi et al. 2024 Eq. 1.
 
     L = (1/|B|) Σ_x Σ_{t ∈ T_x} L^t(x) / |T_x|, written as task losses L_t = (1/|B|) Σ_{x: t ∈ T_x} L^t(x)/|T_x|
     so that the weighting and gradient axes see one loss per task (their plain sum is Eq. 1). Images with
@@ -120,7 +120,7 @@ class Weighting(Part):
 @WEIGHTINGS.register("uniform")
 @dataclass(frozen=True)
 class UniformWeighting(Weighting):
-    """The plain sum of task losses (the "Uniform" row of paper 003 Tables 1 and 7)."""
+    """The plain sum of task losses (the "Uniform" row of Yun and Cho 2023 Tables 1 and 7)."""
 
     def terms(self, task_losses: dict[str, Tensor], net: nn.Module | None) -> dict[str, Tensor]:
         return dict(task_losses)

@@ -31,29 +31,30 @@ def preset(name: str, networks: str = "shared", **parts: str | dict[str, Any]) -
                             **{k: v if isinstance(v, dict) else {"name": v} for k, v in recipe.items()}})
 
 
-preset("supervised")  # paper 004 Eq. 1: one shared network, each image's labelled tasks averaged
+preset("supervised")  # Nishi et al. 2024 Eq. 1: one shared network, each image's labelled tasks averaged
 preset("stl", networks="per_task")  # one network per task, trained on that task's labelled images only
-preset("consistency", regularizer="consistency")  # paper 004 Eq. 2
-preset("mtpsl", regularizer="mtpsl")  # Li et al. CVPR 2022 as paper 004 Eq. 3 and the released code
-preset("jtr", regularizer="jtr")  # paper 004 Eq. 4-6, the released code's gradient flow
-for _supervision in ("sta", "ista", "ft_plus"):  # paper 002 Alg. 1, Alg. 2, Table 5
+preset("consistency", regularizer="consistency")  # Nishi et al. 2024 Eq. 2
+preset("mtpsl", regularizer="mtpsl")  # Li et al. 2022b as Nishi et al. 2024 Eq. 3 and the released code
+preset("jtr", regularizer="jtr")  # Nishi et al. 2024 Eq. 4-6, the released code's gradient flow
+for _supervision in ("sta", "ista", "ft_plus"):  # Li et al. 2022a Alg. 1, Alg. 2, Table 5
     preset(_supervision, supervision=_supervision)
-for _weighting in ("uncertainty", "dwa", "gls", "rlw"):  # the loss weightings of papers 002 and 003
+for _weighting in ("uncertainty", "dwa", "gls", "rlw"):  # the loss weightings of Li et al. 2022a and Yun and Cho 2023
     preset(_weighting, weighting=_weighting)
-for _gradients in ("pcgrad", "imtl_g", "mgda", "cagrad", "gradnorm"):  # the gradient combiners of papers 002 and 003
+# the gradient combiners of Li et al. 2022a and Yun and Cho 2023
+for _gradients in ("pcgrad", "imtl_g", "mgda", "cagrad", "gradnorm"):
     preset(_gradients, gradients=_gradients)
-preset("sta+uncertainty", supervision="sta", weighting="uncertainty")  # paper 002 Tables 1, 3
+preset("sta+uncertainty", supervision="sta", weighting="uncertainty")  # Li et al. 2022a Tables 1, 3
 preset("ista+uncertainty", supervision="ista", weighting="uncertainty")
 preset("pcgrad+uncertainty", gradients="pcgrad", weighting="uncertainty")
-preset("amtl", weighting="amtl")  # paper 003 Eq. 3-5
+preset("amtl", weighting="amtl")  # Yun and Cho 2023 Eq. 3-5
 preset("amtl+pcgrad", weighting="amtl", gradients="pcgrad")
-preset("ista+gradnorm", supervision="ista", gradients="gradnorm")  # paper 002 Figs. 5-6
-for _gap in (2, 4, 8, 16):  # paper 002 Table 7
+preset("ista+gradnorm", supervision="ista", gradients="gradnorm")  # Li et al. 2022a Figs. 5-6
+for _gap in (2, 4, 8, 16):  # Li et al. 2022a Table 7
     preset(f"sta_gap{_gap}", supervision={"name": "sta_gap", "gap": _gap})
-preset("dtp", weighting="dtp")  # Guo et al. 2018, as paper 003 runs it
-for _weighting in ("rlw", "dwa", "dtp"):  # paper 003 Table 6: the weighted geometric mean
+preset("dtp", weighting="dtp")  # Guo et al. 2018, as Yun and Cho 2023 runs it
+for _weighting in ("rlw", "dwa", "dtp"):  # Yun and Cho 2023 Table 6: the weighted geometric mean
     preset(f"{_weighting}_g", weighting={"name": _weighting, "mean": "geometric"})
-preset("amtl+cagrad", weighting="amtl", gradients="cagrad")  # paper 003 Table 5
+preset("amtl+cagrad", weighting="amtl", gradients="cagrad")  # Yun and Cho 2023 Table 5
 
 
 class Recipe:

@@ -1,6 +1,6 @@
-"""The recipe's supervision axis: paper 002's task allocation, STA (Alg. 1), ISTA (Alg. 2), the STA-gap
+"""The recipe's supervision axis: Li et al. 2022a's task allocation, STA (Alg. 1), ISTA (Alg. 2), the STA-gap
 interpolation (Table 7) and FT+ (Table 5). (mtlbench calls the axis "supervision": which (image, task) pairs
-supervise a step; "allocation" is kept for the label-budget allocators of paper 000.)
+supervise a step; "allocation" is kept for the label-budget allocators of Sun et al. 2023.)
 
 The papers' datasets are fully labelled; in mtlbench an image may be labelled for only some tasks, so both
 allocators draw from an image's *labelled* tasks. Task losses are means over the images allocated to each
@@ -25,7 +25,7 @@ def allocate(available: Tensor, k: int) -> Tensor:
 
 
 class MeanOverAllocated(Supervision):
-    """Task losses of paper 002: l_t, the mean loss over the images allocated to t, with the 1/T of Alg. 1
+    """Task losses of Li et al. 2022a: l_t, the mean loss over the images allocated to t, with the 1/T of Alg. 1
     line 10 folded in."""
 
     def task_losses(self, per_image: dict[str, Tensor], rows: dict[str, Tensor], mask: Tensor) -> dict[str, Tensor]:
@@ -35,7 +35,7 @@ class MeanOverAllocated(Supervision):
 @SUPERVISIONS.register("sta")
 @dataclass(frozen=True)
 class STA(MeanOverAllocated):
-    """Stochastic Task Allocation (paper 002 Alg. 1): each step, every image supervises a random subset of
+    """Stochastic Task Allocation (Li et al. 2022a Alg. 1): each step, every image supervises a random subset of
     ``k`` of its labelled tasks (k = 1 in most of the paper's experiments)."""
 
     k: int = 1
@@ -47,7 +47,7 @@ class STA(MeanOverAllocated):
 @SUPERVISIONS.register("ista")
 @dataclass(frozen=True)
 class ISTA(MeanOverAllocated):
-    """Interleaved STA (paper 002 Alg. 2): sub-iterations over the same batch, each a parameter update,
+    """Interleaved STA (Li et al. 2022a Alg. 2): sub-iterations over the same batch, each a parameter update,
     allocating ``k`` of each image's remaining labelled tasks, until every labelled (image, task) pair of
     the batch has been used exactly once."""
 
@@ -65,7 +65,7 @@ class ISTA(MeanOverAllocated):
 @SUPERVISIONS.register("sta_gap")
 @dataclass(frozen=True)
 class STAGap(ISTA):
-    """The interpolation between STA and ISTA of paper 002 Table 7: a batch trained at step t with one
+    """The interpolation between STA and ISTA of Li et al. 2022a Table 7: a batch trained at step t with one
     allocation is trained again at step t + ``gap`` with another, ``gap`` batches taking turns. The gap is
     exact when every batch needs as many sub-steps (the paper's fully labelled data); with partial labels a
     batch that needs fewer drops out of the later turns, shortening the others' gaps, and the last group of
@@ -87,7 +87,7 @@ class STAGap(ISTA):
 @SUPERVISIONS.register("ft_plus")
 @dataclass(frozen=True)
 class FTPlus(Supervision):
-    """FT+ (paper 002 Table 5): full-task training (Eq. 1 losses) for as many updates per batch as ISTA with
+    """FT+ (Li et al. 2022a Table 5): full-task training (Eq. 1 losses) for as many updates per batch as ISTA with
     the same ``k`` would make, to separate the effect of allocation from the effect of more steps."""
 
     k: int = 1

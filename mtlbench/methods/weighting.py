@@ -1,4 +1,4 @@
-"""Loss weightings that paper 003 (Tables 1, 7) and paper 002 (Table 1) compare against.
+"""Loss weightings that Yun and Cho 2023 (Tables 1, 7) and Li et al. 2022a (Table 1) compare against.
 
 Each returns one term per task whose sum is the objective (gradient-equivalent terms for non-linear
 schemes), so every weighting composes with every gradient combiner. A task absent from a batch (no label)
@@ -74,7 +74,7 @@ class Uncertainty(Weighting):
 class DWA(Weighting):
     """Dynamic Weight Average (Liu et al., CVPR 2019, Eq. 1): w_t = T exp(r_t / τ) / Σ_i exp(r_i / τ) with
     r_t = L_t(e-1) / L_t(e-2), the ratio of the last two epochs' mean training losses; w = 1 in the first two
-    epochs; τ = 2. L = Σ_t w_t L_t, or with ``mean: geometric`` Π_t L_t^{w_t} (paper 003 Table 6, DWA-G)."""
+    epochs; τ = 2. L = Σ_t w_t L_t, or with ``mean: geometric`` Π_t L_t^{w_t} (Yun and Cho 2023 Table 6, DWA-G)."""
 
     space: ClassVar[dict[str, Space]] = {"temperature": Float(0.5, 8.0, log=True)}
     temperature: float = 2.0
@@ -118,7 +118,7 @@ class GLS(Weighting):
 @dataclass(frozen=True)
 class RLW(Weighting):
     """Random Loss Weighting (Lin et al., TMLR 2022): every step, w = softmax(z) with z ~ N(0, I) over the tasks
-    present; L = Σ_t w_t L_t, or with ``mean: geometric`` Π_t L_t^{w_t} (paper 003 Table 6, RLW-G)."""
+    present; L = Σ_t w_t L_t, or with ``mean: geometric`` Π_t L_t^{w_t} (Yun and Cho 2023 Table 6, RLW-G)."""
 
     mean: Literal["arithmetic", "geometric"] = "arithmetic"
 
@@ -162,7 +162,7 @@ def update_accuracy(net: nn.Module, metrics: dict[str, dict[str, float]], ema: f
 @WEIGHTINGS.register("amtl")
 @dataclass(frozen=True)
 class AMTL(Weighting):
-    """Achievement-based multi-task loss (paper 003 Eq. 3-5, the authors' defaults).
+    """Achievement-based multi-task loss (Yun and Cho 2023 Eq. 3-5, the authors' defaults).
 
     w_t = (1 - acc_t / (m p_t))^γ with the potential p_t the STL accuracy of task t on the same dataset and
     scenario (validation split), m = 1 + ``margin``, γ = 2, normalised by a softmax over tasks; acc_t is an
@@ -238,7 +238,7 @@ def stl_potentials(config: dict[str, Any], needs: tuple[str, ...], lookup: Resul
 @WEIGHTINGS.register("dtp")
 @dataclass(frozen=True)
 class DTP(Weighting):
-    """Dynamic Task Prioritization (Guo et al., ECCV 2018, task-level focal weights), as paper 003 runs it
+    """Dynamic Task Prioritization (Guo et al., ECCV 2018, task-level focal weights), as Yun and Cho 2023 runs it
     (Tables 1, 4, 6; its authors' code base): w_t = -(1 - κ_t)^γ log κ_t with κ_t the EMA of task t's
     validation accuracy (the same accuracies and EMA as ``amtl``: new = 0.1 measured + 0.9 old), γ = 1,
     weights 1 until the first evaluation and not normalised; L = Σ_t w_t L_t (``mean: geometric`` gives the

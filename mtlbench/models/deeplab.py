@@ -1,4 +1,4 @@
-"""DeepLab-ResNet-50 as paper 000 (TABA) shares it among tasks: App. B and Sec. 5.1.
+"""DeepLab-ResNet-50 as Sun et al. 2023 (TABA) shares it among tasks: App. B and Sec. 5.1.
 
 - Backbone: torchvision's ResNet-50 with dilated convolutions, strides [1, 2, 1, 1] and dilations [1, 1, 2, 4]
   for the four residual stages (App. B), i.e. ``replace_stride_with_dilation=[False, True, True]``: output
@@ -181,7 +181,7 @@ class DeepLabResNet50(nn.Module):
 @MODELS.register("deeplab_resnet50")
 @dataclass(frozen=True)
 class DeepLabSpec:
-    """Parameters of the ``deeplab_resnet50`` backbone (paper 000 App. B)."""
+    """Parameters of the ``deeplab_resnet50`` backbone (Sun et al. 2023 App. B)."""
 
     decoder: Literal["v3", "v3+"] = "v3"
     weights: str | None = None

@@ -1,7 +1,7 @@
 """Evaluation over a whole split: metrics accumulate on the device, one host sync per task at the end.
 
 Besides its metrics, every task reports ``loss``: its training loss (``Task.loss_per_image``) averaged over the
-split's images, the score paper 001 selects networks by."""
+split's images, the score Standley et al. 2020 selects networks by."""
 from __future__ import annotations
 
 from contextlib import AbstractContextManager

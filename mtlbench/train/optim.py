@@ -19,7 +19,7 @@ WEIGHT_DECAY = Choice((0.0, 1e-5, 1e-4, 1e-3))
 @OPTIMIZERS.register("adam")
 @dataclass(frozen=True)
 class Adam:
-    """The papers' optimiser (MTPSL, JTR: Adam, lr 1e-4). Tuned learning rates span paper 003's grid
+    """The papers' optimiser (MTPSL, JTR: Adam, lr 1e-4). Tuned learning rates span Yun and Cho 2023's grid
     (Sec. 4.1: 8e-5 to 8e-4, searched for every method alike) on a log scale."""
 
     space: ClassVar[dict[str, Space]] = {"lr": Float(8e-5, 8e-4, log=True), "weight_decay": WEIGHT_DECAY}
@@ -57,7 +57,7 @@ class Step:
 @SCHEDULERS.register("cosine")
 @dataclass(frozen=True)
 class Cosine:
-    """Cosine annealing over the epochs down to ``eta_min`` (paper 000: to 1e-4)."""
+    """Cosine annealing over the epochs down to ``eta_min`` (Sun et al. 2023: to 1e-4)."""
 
     eta_min: float = 0.0
 

@@ -80,7 +80,7 @@ def apply_params(suite: Suite, path: str | Path) -> Suite:
     entries = {key(e): e for e in read_params(path)}
     if not TRACKS.get(suite.track).tunable:
         raise SuiteError(f"--params: suite {suite.name} is a {suite.track} suite, which `mtlbench tune` does not "
-                         f"tune; tuned parameters apply to suites of the tunable tracks ({', '.join(tunable_tracks())})")
+                         f"tune; tuned parameters apply to suites of the tracks {', '.join(tunable_tracks())}")
     jobs, matched = [], set()
     for job in suite.jobs:
         entry = entries.get((job.dataset, job.scenario, job.method))

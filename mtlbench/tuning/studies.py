@@ -29,7 +29,7 @@ Metrics = dict[str, dict[str, float]]
 
 @dataclasses.dataclass(frozen=True)
 class Score:
-    """A trial's score on the validation split: ΔMTL (paper 003 Eq. 7, percent) against the reference
+    """A trial's score on the validation split: ΔMTL (Yun and Cho 2023 Eq. 7, percent) against the reference
     method's mean validation metrics, or one validation metric ``task/metric``."""
 
     objective: str

@@ -1,4 +1,4 @@
-"""Allocators: how many new labels N_i each task gets from a budget B at label costs c_i (paper 000 Eq. 1).
+"""Allocators: how many new labels N_i each task gets from a budget B at label costs c_i (Sun et al. 2023 Eq. 1).
 
 The heuristics of Sec. 5.2 ("Baselines") need only (c, B); TABA and its Table 3 ablations also read estimates
 that jobs of the suite measure on the seed set (``needs``): the informativeness probe (budget/probe.py) and
@@ -90,7 +90,7 @@ class SingleTask(Allocator):
 @ALLOCATORS.register("taba")
 @dataclass(frozen=True)
 class TABA(Allocator):
-    """Task-Adaptive Budget Allocation (paper 000 Algorithm 1): N_i by the exact DP of Eq. 2 with g_i of Eq. 4.
+    """Task-Adaptive Budget Allocation (Sun et al. 2023 Algorithm 1): N_i by the exact DP of Eq. 2 with g_i of Eq. 4.
 
     ``relatedness``: ``eq5`` (TABA, I_i of Eq. 3 from Eq. 5 probes), ``tag`` (Table 3a: TAG's loss look-ahead
     instead of Eq. 5) or ``none`` (Table 3a: I_i = 1). ``beta``: null for the Eq. 7 estimate of each task, or one

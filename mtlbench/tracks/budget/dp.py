@@ -1,4 +1,4 @@
-"""TABA's allocation step, paper 000 Eq. 2 and 4: exact dynamic programming over integer label costs.
+"""TABA's allocation step, Sun et al. 2023 Eq. 2 and 4: exact dynamic programming over integer label costs.
 
     argmax_{N_1..N_K} sum_i g_i(I_i, N_i)  s.t.  sum_i N_i c_i <= B,   g_i(I_i, N) = I_i (1 - beta_i^N) / (1 - beta_i)
 

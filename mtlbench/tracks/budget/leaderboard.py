@@ -1,4 +1,4 @@
-"""Budget-track leaderboards like paper 000 Tables 1-3: one table per (dataset, cost setting), a row per
+"""Budget-track leaderboards like Sun et al. 2023 Tables 1-3: one table per (dataset, cost setting), a row per
 allocator with its label counts, Δ_i per task and Δ_T (Eq. 9, in percent) as mean ± std over the repeats, and
 the test metrics themselves (App. C); then TABA's estimates (I_i, β_i, the relatedness of Table 5) and its
 compute as a multiple of one MTL retraining.

@@ -1,4 +1,4 @@
-"""TABA's informativeness (paper 000 Eq. 3 and 5, Algorithm 1 Part 1), probed while an MTL network trains on
+"""TABA's informativeness (Sun et al. 2023 Eq. 3 and 5, Algorithm 1 Part 1), probed while an MTL network trains on
 the seed set, and TAG's loss look-ahead affinity (Fifty et al. 2021) at the same steps for the Table 3 ablation.
 
 Every ``every`` training steps (10, Alg. 1 line 3, following TAG) the probe copies the network and optimiser,

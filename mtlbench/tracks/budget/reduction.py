@@ -1,4 +1,4 @@
-"""TABA's reduction rate beta_i (paper 000 Eq. 6-7, Algorithm 1 Part 2), one job per task:
+"""TABA's reduction rate beta_i (Sun et al. 2023 Eq. 6-7, Algorithm 1 Part 2), one job per task:
 
 1. ``ensemble`` STL networks train on the task's seed set (line 8); their mean prediction pseudo-labels the
    pool, the train images outside every seed set (line 9; ``Task.ensemble_label``).

@@ -30,7 +30,7 @@ from .reduction import ReductionSettings
 
 
 class BudgetSection(Strict):
-    """The label-budget track (paper 000): seed labels per task, one table per cost setting, the allocators."""
+    """The label-budget track (Sun et al. 2023): seed labels per task, one table per cost setting, the allocators."""
 
     seed_labels: PositiveInt
     costs: dict[str, dict[str, PositiveInt]] = Field(description="cost setting label -> {task: cost per label}")

@@ -1,4 +1,5 @@
-"""The task-grouping track (paper 001): candidate networks, Algorithm 1, ESA, HOA and the Table 4 baselines."""
+"""The task-grouping track (Standley et al. 2020): candidate networks, Algorithm 1, ESA, HOA and the Table 4
+baselines."""
 from .approximations import higher_order
 from .baselines import affinity, independent, pessimal, random_groupings, relative_performance, traditional
 from .losses import LossFileError, LossTable, Network, read_losses, write_losses

@@ -1,4 +1,4 @@
-"""Cheaper candidate losses than training every network to convergence (paper 001 Sec. 3.3).
+"""Cheaper candidate losses than training every network to convergence (Standley et al. 2020 Sec. 3.3).
 
 - ESA (Sec. 3.3.1): every candidate's validation loss after a pass through a fraction of the training data (20% in
   the paper). mtlbench records it during the candidate's own training (``grouping/early.py``): with a

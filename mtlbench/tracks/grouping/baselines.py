@@ -1,4 +1,4 @@
-"""The baselines of paper 001 Table 4 and its task-affinity tables (Tables 1-2), from trained candidates.
+"""The baselines of Standley et al. 2020 Table 4 and its task-affinity tables (Tables 1-2), from trained candidates.
 
 - Random (Sec. 4.3): valid random groupings, scored on the test split and averaged. A grouping is drawn as the
   authors' code draws it (network_selection/main.cpp, ``do_one_random``): networks in random order, each kept

@@ -1,4 +1,4 @@
-"""ESA's losses (paper 001 Sec. 3.3.1), recorded while a candidate network trains.
+"""ESA's losses (Standley et al. 2020 Sec. 3.3.1), recorded while a candidate network trains.
 
 The trainer's learning-rate schedules step once per epoch, so up to the end of the first epoch (and, for any
 fraction, up to the same step of the same schedule) the network of a full run is the network an early-stopped

@@ -1,5 +1,5 @@
-"""Grouping-track leaderboards like paper 001: Table 4 (total test loss per selector and budget, mean ± std over
-seeds), the chosen networks per budget as text (Fig. 5), Tables 1-2 (multi-task relationships from the pair and
+"""Grouping-track leaderboards like Standley et al. 2020: Table 4 (total test loss per selector and budget, mean ± std
+over seeds), the chosen networks per budget as text (Fig. 5), Tables 1-2 (multi-task relationships from the pair and
 half-size networks), the candidates' measured costs, and Fig. 4 (total loss against budget) as a PNG. The loss
 tables of every seed are written next to it, in the format ``mtlbench select`` reads.
 """

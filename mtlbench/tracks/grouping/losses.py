@@ -1,4 +1,4 @@
-"""Per-network loss tables: the input of network selection (paper 001 Sec. 3).
+"""Per-network loss tables: the input of network selection (Standley et al. 2020 Sec. 3).
 
 A network is identified by the tasks it solves and its encoder size (a fraction of the standard network); its
 cost is in SNT (standard network time: one full-size encoder's inference). A ``LossTable`` holds one split's

@@ -1,4 +1,4 @@
-"""The rows of paper 001 Table 4, as registered selectors.
+"""The rows of Standley et al. 2020 Table 4, as registered selectors.
 
 A selector turns one seed's loss tables (validation losses to choose on, test losses to report, ESA's early
 validation losses) and an inference budget into a ``Choice``: the networks it deploys and their total test loss.

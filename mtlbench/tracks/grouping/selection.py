@@ -1,4 +1,4 @@
-"""Network selection: paper 001 Algorithm 1 (GetBestNetworks), exact branch and bound.
+"""Network selection: Standley et al. 2020 Algorithm 1 (GetBestNetworks), exact branch and bound.
 
 S_b = argmin over S ⊆ C_0 with cost(S) <= b of L(S), L(S) = Σ_t min_{n ∈ S} L(n, t) (Sec. 3, 3.2). Algorithm 1
 explores solutions recursively: FILTER drops the networks over the remaining budget and those that cannot

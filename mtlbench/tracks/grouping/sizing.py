@@ -1,4 +1,4 @@
-"""Smaller and larger encoders, and their inference cost in SNT (paper 001 Sec. 4.2).
+"""Smaller and larger encoders, and their inference cost in SNT (Standley et al. 2020 Sec. 4.2).
 
 Sec. 4.2: smaller models shrink "the number of channels in every layer of the encoder such that it had the
 appropriate number of parameters and flops"; the SNT (standard network time) is one full-size encoder's

@@ -1,11 +1,11 @@
 """A grouping suite (a ``grouping:`` section) expanded into one job per candidate network and seed.
 
-The networks (paper 001 Sec. 3.1, 4.2): every non-empty subset of the suite's tasks at full size (2^K - 1), the
-single-task networks of ``selection_sizes`` (which join C_0) and of ``independent_sizes`` (the Independent
-baseline), and the all-task networks of ``traditional_sizes`` (Traditional MTL). A network of size s has the
-encoder width whose measured FLOPs are s SNT (grouping/sizing.py). Each is an ordinary job of the harness:
-full labels, the suite's method (default ``supervised``: with every label present, the unweighted mean of its
-tasks' losses, Sec. 4.2), the suite's model and schedule; the runner caches, resumes and distributes them like
+The networks (Standley et al. 2020 Sec. 3.1, 4.2): every non-empty subset of the suite's tasks at full size
+(2^K - 1), the single-task networks of ``selection_sizes`` (which join C_0) and of ``independent_sizes`` (the
+Independent baseline), and the all-task networks of ``traditional_sizes`` (Traditional MTL). A network of size s has
+the encoder width whose measured FLOPs are s SNT (sizing.py). Each is a ``grouping-network`` job (an ordinary
+training job that also records ESA's early losses): full labels, the suite's method (default ``supervised``: with
+every label present, the unweighted mean of its tasks' losses, Sec. 4.2), the suite's model and schedule; the runner caches, resumes and distributes them like
 any other job. Selection happens in the leaderboard (or ``mtlbench select``), from the finished jobs' losses.
 """
 from __future__ import annotations
@@ -27,7 +27,8 @@ from .sizing import width_for
 
 
 class GroupingSection(Strict):
-    """The task-grouping track (paper 001): which networks to train, which selectors to compare, at which budgets."""
+    """The task-grouping track (Standley et al. 2020): which networks to train, which selectors to compare, at which
+    budgets."""
 
     selection_sizes: list[PositiveFloat] = Field([0.5], description="single-task sizes that join C_0 (Sec. 4.2)")
     independent_sizes: list[PositiveFloat] = Field([0.2, 0.3, 0.4, 0.5, 0.8, 1.0],

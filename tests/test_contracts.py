@@ -1,0 +1,287 @@
+"""Contracts every registered entry keeps, in the style of torchjd's property testers: parametrised over each
+registry's entries (not only the presets), so a newly registered part, model, dataset, scenario, allocator,
+selector, pruner or track is checked the moment it is registered."""
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mtlbench.config import SuiteFile, plugin
+from mtlbench.data import DATASETS, SCENARIOS, DatasetError
+from mtlbench.data.synthrooms import SynthRooms
+from mtlbench.jobs import KINDS, RESOLVERS
+from mtlbench.methods import AXES, METHODS, Recipe
+from mtlbench.models import MODELS, MultiTaskModel
+from mtlbench.registry import build, parameters
+from mtlbench.space import search_space
+from mtlbench.track import DEFAULT_TRACK, TRACKS
+from mtlbench.tracks.budget import ALLOCATORS, Estimates
+from mtlbench.tracks.grouping import OBJECTIVES, SELECTORS, Tables, read_losses
+from mtlbench.train.optim import OPTIMIZERS, SCHEDULERS
+from mtlbench.tuning import PRUNERS
+from conftest import REFERENCE
+
+TASKS = {k: v for k, v in SynthRooms().tasks().items() if k in ("seg", "depth", "normal")}
+POTENTIALS = {"seg": 0.5, "depth": 0.8, "normal": 0.3}
+REGISTRIES = {**{f"{axis} part": registry for axis, registry in AXES.items()}, "model": MODELS, "dataset": DATASETS,
+              "scenario": SCENARIOS, "allocator": ALLOCATORS, "selector": SELECTORS, "objective": OBJECTIVES,
+              "pruner": PRUNERS, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}
+REQUIRED = {("allocator", "single_task"): {"task": "seg"}}  # parameters without a default
+
+
+def entries(*kinds):
+    return [pytest.param(kind, name, id=f"{kind}:{name}") for kind in kinds for name in REGISTRIES[kind].list()]
+
+
+def part_spec(axis, name):
+    """A recipe part with the settings it cannot do without (AMTL's potentials come from STL jobs in a suite)."""
+    return {"name": name, **({"potentials": POTENTIALS} if name == "amtl" else {})}
+
+
+# ----------------------------------------------------------------------------------------- every registry
+@pytest.mark.parametrize("kind, name", entries(*REGISTRIES))
+def test_defaults_round_trip_through_the_suite_schema(kind, name):
+    registry = REGISTRIES[kind]
+    resolved = plugin(registry, {"name": name, **REQUIRED.get((kind, name), {})}, kind, Path("contract.yaml"))
+    assert resolved == plugin(registry, resolved, kind, Path("contract.yaml"))  # resolving twice changes nothing
+    assert json.loads(json.dumps(resolved)) == resolved  # the hash sees what the config holds
+    assert set(resolved) - {"name"} == set(parameters(registry.get(name)))
+    build(registry, resolved)
+
+
+@pytest.mark.parametrize("kind, name", entries(*REGISTRIES))
+def test_search_space_keys_are_fields_and_defaults_lie_inside(kind, name):
+    plugin_class = REGISTRIES[kind].get(name)
+    declared = parameters(plugin_class)
+    for key, space in search_space(plugin_class).items():
+        assert key in declared, f"{kind} {name}: space names {key!r}, which is no parameter"
+        assert space.contains(declared[key]), f"{kind} {name}: default {key}={declared[key]!r} outside {space}"
+
+
+# -------------------------------------------------------------------------------------------- recipe parts
+def recipe_with(axis, name, model=None):
+    method = {**METHODS.get("supervised"), axis: part_spec(axis, name)}
+    torch.manual_seed(0)
+    model = model or MODELS.get("segnet")(width=0.0625).build(TASKS)
+    return Recipe(method, TASKS, model), model
+
+
+def tiny_batch(n=4):
+    split = SynthRooms(height=32, width=64, train=n, val=1, test=1).load("train").select(list(TASKS))
+    return split.batch(torch.arange(n), TASKS)
+
+
+RECIPE_PARTS = [pytest.param(axis, name, id=f"{axis}:{name}") for axis, registry in AXES.items()
+                for name in registry.list()]
+
+
+@pytest.mark.parametrize("axis, name", RECIPE_PARTS)
+def test_every_part_trains_a_finite_step_and_respects_the_mask(axis, name):
+    recipe, model = recipe_with(axis, name)
+    images, targets = tiny_batch()
+    mask = torch.tensor([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 0]], dtype=torch.float32)  # normal unlabelled
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    logs = recipe.train_step(torch.optim.Adam(recipe.parameters(), 1e-3), images, targets, mask)
+    assert logs and all(torch.isfinite(torch.as_tensor(v)).all() for v in logs.values())
+    assert "loss/normal" not in logs  # no supervised loss without a label
+    assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items() if k.startswith("encoder"))
+    if axis != "regularizer":  # a regularizer exists to teach unlabelled tasks; the others never reach them
+        assert all(torch.equal(p, before[f"heads.normal.{k}"]) for k, p in model.heads["normal"].named_parameters())
+
+
+@pytest.mark.parametrize("name", AXES["supervision"].list())
+def test_supervision_steps_only_use_labelled_pairs(name):
+    part = build(AXES["supervision"], part_spec("supervision", name))
+    mask = (torch.rand(16, 3, generator=torch.Generator().manual_seed(0)) < 0.6).float()
+    steps = part.steps(mask)
+    assert steps and all(step.shape == mask.shape and bool((step <= mask).all()) for step in steps)
+
+
+@pytest.mark.parametrize("axis, name", RECIPE_PARTS)
+def test_part_state_round_trips_through_a_checkpoint(axis, name):
+    recipe, _ = recipe_with(axis, name)
+    images, targets = tiny_batch()
+    recipe.train_step(torch.optim.Adam(recipe.parameters(), 1e-3), images, targets, torch.ones(4, 3))
+    recipe.end_epoch({"seg": 1.5, "depth": 0.7, "normal": 0.4})
+    recipe.after_validation({"seg": {"miou": 0.3}, "depth": {"delta1": 0.6}, "normal": {"within_11.25": 0.2}})
+    buffer = io.BytesIO()
+    torch.save(recipe.state_dict(), buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)  # checkpoints never unpickle arbitrary objects
+    fresh, _ = recipe_with(axis, name)
+    fresh.load_state_dict(saved)
+    for key, value in recipe.state_dict()["nets"].items():
+        assert torch.equal(fresh.state_dict()["nets"][key], value), key
+
+
+class TwoLayers(nn.Module):
+    """The smallest model that keeps the protocol combiners rely on: shared layer, one head per task."""
+
+    def __init__(self, tasks):
+        super().__init__()
+        torch.manual_seed(0)
+        self.shared = nn.Linear(4, 4)
+        self.heads = nn.ModuleDict({t: nn.Linear(4, 1) for t in tasks})
+
+    def shared_parameters(self):
+        return list(self.shared.parameters())
+
+    def last_shared_layer(self):
+        return self.shared.weight
+
+    def forward(self, x):
+        return {t: head(torch.tanh(self.shared(x))) for t, head in self.heads.items()}
+
+
+def combined_gradients(name, scale, tasks=("seg", "depth", "normal")):
+    model = TwoLayers(tasks)
+    part = build(AXES["gradients"], part_spec("gradients", name))
+    net = part.build({t: TASKS[t] for t in tasks}, model)
+    x = torch.randn(8, 4, generator=torch.Generator().manual_seed(1))
+    preds = model(x)
+    terms = {t: scale * (preds[t] - i).pow(2).mean() for i, t in enumerate(tasks)}
+    part.backward(terms, None, model, net)
+    return model, terms
+
+
+@pytest.mark.parametrize("name", AXES["gradients"].list())
+@pytest.mark.parametrize("scale", [0.0, 1e-10, 1e10])
+def test_combiners_stay_finite_on_zero_tiny_and_huge_gradients(name, scale):
+    model, _ = combined_gradients(name, scale)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.shared_parameters())
+
+
+# CAGrad's update with one task is (g + c g) / (1 + c^2): its authors' rescaling (rescale=1), same direction
+SINGLE_TASK_SCALE = {"cagrad": lambda part: (1 + part.c) / (1 + part.c ** 2)}
+
+
+@pytest.mark.parametrize("name", AXES["gradients"].list())
+def test_combiners_leave_a_single_tasks_gradient_unchanged(name):
+    model, _ = combined_gradients(name, 1.0, tasks=("depth",))
+    reference = TwoLayers(("depth",))
+    plain = (reference(torch.randn(8, 4, generator=torch.Generator().manual_seed(1)))["depth"] - 0).pow(2).mean()
+    expected = torch.autograd.grad(plain, reference.shared_parameters())
+    part = build(AXES["gradients"], part_spec("gradients", name))
+    scale = SINGLE_TASK_SCALE.get(name, lambda part: 1.0)(part)
+    for p, g in zip(model.shared_parameters(), expected):
+        assert torch.allclose(p.grad, scale * g, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", AXES["weighting"].list())
+def test_weightings_give_one_finite_term_per_present_task(name):
+    part = build(AXES["weighting"], part_spec("weighting", name))
+    model = TwoLayers(TASKS)
+    net = part.build(TASKS, model)
+    params = nn.Parameter(torch.tensor([0.7, 1.3, 0.2]))
+    for present in (["seg", "depth", "normal"], ["seg", "normal"], ["depth"]):
+        losses = {t: params[i] for i, t in enumerate(TASKS) if t in present}
+        terms = part.terms(losses, net)
+        assert list(terms) == present
+        assert all(torch.isfinite(term) for term in terms.values())
+    part.end_epoch(net, {"seg": 1.0, "depth": 0.5, "normal": 0.3})
+    part.after_validation(net, {"seg": {"miou": 0.3}, "depth": {"delta1": 0.6}, "normal": {"within_11.25": 0.2}})
+    assert all(torch.isfinite(term) for term in part.terms({"depth": params[1]}, net).values())
+
+
+# ------------------------------------------------------------------------------------------------ models
+@pytest.mark.parametrize("name", MODELS.list())
+def test_models_keep_the_protocol_the_parts_rely_on(name):
+    spec = build(MODELS, plugin(MODELS, name, "model", Path("contract.yaml")))
+    model = spec.build(TASKS)
+    assert isinstance(model, MultiTaskModel) and spec.input_multiple >= 1
+    side = 32 * spec.input_multiple // math.gcd(32, spec.input_multiple)
+    images = torch.rand(getattr(spec, "min_batch", 1) + 1, 3, side, side)
+    model.eval()
+    preds, feature = model(images, return_feature=True)
+    assert list(preds) == list(TASKS) and feature.shape[0] == len(images)
+    for task_name, task in TASKS.items():
+        assert preds[task_name].shape[:2] == (len(images), task.channels)
+    assert torch.equal(model(images, feature_only=True), feature)
+    shared = {id(p) for p in model.shared_parameters()}
+    assert shared and shared < {id(p) for p in model.parameters()}  # heads are not shared
+    assert id(model.last_shared_layer()) in shared
+
+
+# ------------------------------------------------------------------------------------- data and scenarios
+@pytest.mark.parametrize("name", DATASETS.list())
+def test_datasets_declare_their_tasks_and_say_where_files_are_missing(name, tmp_path):
+    dataset_class = DATASETS.get(name)
+    tasks = dataset_class().tasks()
+    assert tasks and all(task.primary in task.directions for task in tasks.values())
+    if hasattr(dataset_class, "require"):
+        with pytest.raises(DatasetError, match=str(tmp_path)):
+            dataset_class(root=str(tmp_path)).require()
+    else:
+        split = dataset_class(height=32, width=64, train=4, val=2, test=2).load("val")
+        assert len(split) == 2 and set(split.targets) >= set(tasks)
+
+
+SCENARIO_SETTINGS = {
+    "mask_file": ({"path": str(REFERENCE / "partial_label_masks/nyuv2/onelabel.pth")}, 795),
+    "canonical": ({}, 795),
+    "budget": ({"seed_labels": 5, "new_labels": {"seg": 10, "depth": 3, "normal": 0}}, 60),
+}
+
+
+@pytest.mark.parametrize("name", SCENARIOS.list())
+def test_scenario_masks_are_binary_and_a_function_of_the_mask_seed(name):
+    params, n = SCENARIO_SETTINGS.get(name, ({}, 60))
+    scenario = SCENARIOS.get(name)(**params)
+    tasks = list(TASKS)
+    plan = scenario.plan(n, tasks, 3, 20 if scenario.pool else 0)
+    mask = plan.mask
+    assert mask.shape == (n + (20 if scenario.pool else 0), len(tasks)) and mask.dtype == np.float32
+    assert set(np.unique(mask)) <= {0.0, 1.0}
+    assert np.array_equal(mask, scenario.plan(n, tasks, 3, 20 if scenario.pool else 0).mask)
+    assert SCENARIOS.get(name).label_of(plugin(SCENARIOS, {"name": name, **params}, "scenario", Path("c.yaml")))
+
+
+# ------------------------------------------------------------------------------------- the tracks' plugins
+@pytest.mark.parametrize("name", ALLOCATORS.list())
+def test_allocators_spend_at_most_the_budget_in_whole_labels(name):
+    allocator = build(ALLOCATORS, plugin(ALLOCATORS, {"name": name, **REQUIRED.get(("allocator", name), {})},
+                                         "allocator", Path("contract.yaml")))
+    costs = {"seg": 3, "depth": 1, "normal": 2}
+    estimates = Estimates({"seg": 1.4, "depth": 1.1, "normal": 1.2}, {"seg": 1.2, "depth": 1.0, "normal": 1.3},
+                          {"seg": 0.99, "depth": 0.98, "normal": 0.995})
+    counts = allocator.allocate(costs, 60, estimates)
+    assert set(counts) == set(costs) and all(isinstance(n, int) and n >= 0 for n in counts.values())
+    assert sum(n * costs[t] for t, n in counts.items()) <= 60 and allocator.label()
+
+
+@pytest.mark.parametrize("name", SELECTORS.list())
+def test_selectors_choose_within_the_budget(name):
+    tables = Tables(*(read_losses(REFERENCE / "taskgrouping" / f) for f in
+                      ("results.txt", "results_test.txt", "results_20.txt")))
+    selector = build(SELECTORS, plugin(SELECTORS, name, "selector", Path("contract.yaml")))
+    objective = build(OBJECTIVES, {"name": "lowest_total"})
+    costs = dict(zip(tables.test.networks, tables.test.costs))
+    for budget in (1.0, 2.5):
+        choice = selector.choose(tables, budget, objective)
+        if choice is not None:
+            assert math.isfinite(choice.total)
+            assert sum(costs[n] for n in choice.networks) <= budget + 1e-9
+
+
+@pytest.mark.parametrize("name", PRUNERS.list())
+def test_pruners_build_an_optuna_pruner(name):
+    import optuna
+
+    assert isinstance(build(PRUNERS, {"name": name}).build(), optuna.pruners.BasePruner)
+
+
+def test_tracks_kinds_and_resolvers_are_complete():
+    from pydantic import BaseModel
+
+    assert DEFAULT_TRACK in TRACKS and TRACKS.get(DEFAULT_TRACK)().section() is None
+    for name in TRACKS.list():
+        section = TRACKS.get(name)().section()
+        assert name not in SuiteFile.model_fields  # a section is named like its track
+        assert section is None or issubclass(section, BaseModel)
+    assert all(callable(getattr(KINDS.get(kind)(), "run", None)) for kind in KINDS.list())
+    assert all(callable(RESOLVERS.get(name)) for name in RESOLVERS.list())

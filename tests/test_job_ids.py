@@ -1,0 +1,43 @@
+"""Job ids are a contract: users' stored results hang on them. Every shipped suite expands to exactly the ids
+(and order) it had when they were pinned (tests/data/job_ids.json, written at commit 751bd3b, before the job
+graph); a change that trains nothing differently must keep them."""
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from mtlbench.config import load_suite
+from mtlbench.data import DATASETS
+from mtlbench.jobs import job_id
+from conftest import REPO
+
+PINNED = json.loads((Path(__file__).parent / "data" / "job_ids.json").read_text())
+
+
+@pytest.fixture
+def without_dataset_files(monkeypatch):
+    """Real datasets as if their files were there (no file decides an id; only split sizes bound budgets)."""
+    for name in DATASETS.list():
+        cls = DATASETS.get(name)
+        if hasattr(cls, "require"):
+            monkeypatch.setattr(cls, "require", lambda self: None)
+            monkeypatch.setattr(cls, "split_size", lambda self, split: 10**7)
+
+
+def test_every_shipped_suite_is_pinned():
+    assert sorted(PINNED) == sorted(p.stem for p in (REPO / "suites").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("suite", sorted(PINNED))
+def test_a_shipped_suite_expands_to_its_pinned_job_ids(suite, without_dataset_files, monkeypatch):
+    monkeypatch.chdir(REPO)  # suites name dataset roots relative to the repository
+    assert [job.id for job in load_suite(REPO / "suites" / f"{suite}.yaml").jobs] == PINNED[suite]
+
+
+def test_a_renamed_config_key_hashes_as_first_spelt():
+    method = {"name": "sta", "networks": "shared", "supervision": {"name": "sta"}}
+    first = {"method": {**{k: v for k, v in method.items() if k != "supervision"}, "allocation": {"name": "sta"}},
+             "allocation": {"budget": 10}, "seed": 0}
+    expected = hashlib.sha256(json.dumps(first, sort_keys=True).encode()).hexdigest()[:12]
+    assert job_id({"method": method, "purchase": {"budget": 10}, "seed": 0}) == expected

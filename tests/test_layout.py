@@ -1,0 +1,52 @@
+"""The architecture as the code must keep it: the core imports no track, and the trainer and the runner know
+no method, track, job kind or resolver by name (they reach them through registries)."""
+import ast
+from pathlib import Path
+
+import pytest
+
+from mtlbench.jobs import KINDS, RESOLVERS
+from mtlbench.methods import METHODS
+from mtlbench.track import TRACKS
+from conftest import REPO
+
+PACKAGE = REPO / "mtlbench"
+CORE = ["config.py", "jobs.py", "track.py", "registry.py", "runner", "train", "tuning", "leaderboard"]
+
+
+def sources(*names):
+    for name in names:
+        path = PACKAGE / name
+        yield from sorted(path.rglob("*.py")) if path.is_dir() else [path]
+
+
+def imported_modules(path: Path):
+    package = path.relative_to(REPO).with_suffix("").parts[:-1]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = [*package[:len(package) - node.level + 1], *(node.module or "").split(".")] if node.level \
+                else node.module.split(".")
+            module = ".".join(part for part in base if part)
+            yield module
+            yield from (f"{module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+
+
+@pytest.mark.parametrize("path", list(sources(*CORE)), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_the_core_imports_no_track(path):
+    tracks = [m for m in imported_modules(path) if m.startswith("mtlbench.tracks")]
+    assert not tracks, f"{path.relative_to(REPO)} imports {tracks}"
+
+
+@pytest.mark.parametrize("path", list(sources("train", "runner")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_trainer_and_runner_name_no_method_track_kind_or_resolver(path):
+    names = {*METHODS.list(), *TRACKS.list(), *(set(KINDS.list()) - {"train"}), *RESOLVERS.list()}
+    literals = {node.value for node in ast.walk(ast.parse(path.read_text()))
+                if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+    assert not literals & names, f"{path.relative_to(REPO)} names {sorted(literals & names)}"
+
+
+def test_the_import_check_sees_relative_imports():
+    modules = set(imported_modules(PACKAGE / "tracks" / "budget" / "track.py"))
+    assert "mtlbench.track.TRACKS" in modules and "mtlbench.tracks.budget.estimates" in modules
