@@ -3,7 +3,7 @@
 The public API is re-exported here; ``import mtlbench`` needs only torch and numpy (pydantic, pandas, wandb
 and optuna are imported by the commands that use them). Importing it registers every track.
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .data import DATASETS, SCENARIOS, label_mask  # noqa: E402
 from .jobs import KINDS, RESOLVERS, Job, job_id  # noqa: E402
