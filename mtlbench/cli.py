@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -21,7 +22,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         suite = apply_params(suite, args.params)
     workers = args.workers if args.workers is not None else default_workers()
-    failed = run_suite(suite, RunOptions(args.results, args.force, args.wandb, workers))
+    options = RunOptions(args.results, args.force, args.wandb, workers, stale_after=args.claim_timeout)
+    try:
+        failed = run_suite(suite, options)
+    except KeyboardInterrupt as stop:
+        return interrupted(stop, suite, args)
     if failed:
         print(f"{len(failed)} job(s) failed or were blocked by a failed need; see error.txt in their folders under "
               f"{args.results}/{suite.name}/ and `mtlbench status {args.suite}`. Finished jobs are kept: run the same "
@@ -29,6 +34,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     print(f"suite {suite.name}: {len(suite.jobs)} jobs finished; results in {args.results}/{suite.name}/")
     return 0
+
+
+def interrupted(stop: KeyboardInterrupt, suite, args: argparse.Namespace) -> int:
+    """One line on what an interrupted run leaves, and the exit code of the signal (130 Ctrl-C, 143 SIGTERM)."""
+    from .runner import Store
+    from .runner.executor import exit_code_of
+
+    store = Store(args.results)
+    done = sum(store.is_done(job) for job in suite.jobs)
+    print(f"interrupted: {done} of {len(suite.jobs)} jobs finished; an unfinished job keeps its last epoch checkpoint "
+          f"and resumes from it: run `mtlbench run {args.suite}` again", file=sys.stderr)
+    return exit_code_of(stop)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -40,10 +57,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     options = TuneOptions(args.results, args.trials, args.storage, args.out, args.wandb, args.reclaim)
     try:
         tune_suite(suite, studies, options)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        from .runner.executor import exit_code_of
+
         print("interrupted: run the same command to resume (the stopped trial's parameters are queued again and "
               "its job goes on from its checkpoint)", file=sys.stderr)
-        return 130
+        return exit_code_of(stop)
     except ValueError as error:
         print(f"tune: {error}", file=sys.stderr)
         return 2
@@ -74,7 +93,8 @@ def default_workers() -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from .leaderboard import render_suite
+    from .files import CorruptFile, check_name
+    from .leaderboard import LeaderboardError, render_suite
     from .runner import Store
 
     store = Store(args.results)
@@ -89,9 +109,14 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         name = Path(suite).stem if suite.endswith((".yaml", ".yml")) else suite
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            paths = render_suite(store, name, Path(args.out) if args.out else None, args.baseline)
-        for warning in caught:
-            print(f"warning: {warning.message}", file=sys.stderr)
+            try:
+                paths = render_suite(store, check_name(name), Path(args.out) if args.out else None, args.baseline)
+            except (LeaderboardError, CorruptFile, ValueError) as error:
+                print(f"leaderboard: {error}", file=sys.stderr)
+                return 2
+            finally:
+                for warning in caught:
+                    print(f"warning: {warning.message}", file=sys.stderr)
         for path in paths:
             print(f"wrote {path}")
     return 0
@@ -309,6 +334,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--wandb", default="offline", choices=["offline", "online", "disabled"])
     run.add_argument("--workers", type=int, default=None, help="parallel jobs (default: one per GPU, else 1)")
     run.add_argument("--params", metavar="FILE", help="train with the best parameters `mtlbench tune` wrote")
+    run.add_argument("--claim-timeout", type=float, default=300.0, metavar="SECONDS",
+                     help="take over a job whose runner's heartbeat is older than this (default 300; a runner on "
+                          "this host that is gone is taken over at once)")
     add_results(run)
     run.set_defaults(func=cmd_run)
 
@@ -409,13 +437,21 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .config import SuiteError
+    from .runner.executor import stop_on_sigterm
 
     args = parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        stop_on_sigterm()  # SIGTERM stops a command as cleanly as Ctrl-C
     try:
         return args.func(args)
     except SuiteError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as stop:  # a command with no interrupt handling of its own: one line, no traceback
+        from .runner.executor import exit_code_of
+
+        print(f"interrupted ({'SIGTERM' if exit_code_of(stop) == 143 else 'Ctrl-C'})", file=sys.stderr)
+        return exit_code_of(stop)
 
 
 if __name__ == "__main__":

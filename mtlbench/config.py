@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, TypeAdapter, ValidationError, create_model
+from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, TypeAdapter, ValidationError, create_model,
+                      field_validator)
 
-from .data import DATASETS, SCENARIOS, DatasetError
+from .data import DATASETS, SCENARIOS, SPLITS, DatasetError
 from .data.scenarios import ScenarioError
+from .files import check_name
 from .jobs import GraphError, Job, check_graph
 from .methods import AXES, AXIS_ALIASES, METHODS, NETWORKS
 from .models import MODELS
@@ -95,6 +97,14 @@ class SuiteFile(Strict):
     tune: TuneSection = TuneSection()
     wandb: WandbSection = WandbSection()
 
+    @field_validator("seeds", "tasks")
+    @classmethod
+    def listed_once(cls, values: list[Any]) -> list[Any]:
+        twice = sorted({str(v) for v in values if values.count(v) > 1})
+        if twice:
+            raise ValueError(f"listed more than once: {', '.join(twice)} (each would train the same jobs again)")
+        return values
+
 
 @dataclasses.dataclass(frozen=True)
 class Suite:
@@ -111,19 +121,45 @@ class Suite:
                    "leaderboard": self.raw.leaderboard.model_dump(), "tasks": self.raw.tasks,
                    "scenarios": list(dict.fromkeys(job.scenario for job in self.jobs)),
                    "methods": list(dict.fromkeys(job.method for job in self.jobs)),
-                   "jobs": [job.id for job in self.jobs], "track": self.track}
+                   "jobs": [job.id for job in self.jobs], "track": self.track,
+                   "index": {job.id: [job.dataset, job.scenario, job.method, job.seed] for job in self.jobs}}
         return summary | ({self.track: self.details} if self.details is not None else {})
 
 
 # ----------------------------------------------------------------------------------------- loading
-def load_suite(path: str | Path, overrides: list[str] = ()) -> Suite:
-    path = Path(path)
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML would silently keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: Path) -> Any:
+    """A suite file's content; SuiteError names the file when it is missing, not a file, not text or not YAML."""
     if not path.exists():
         raise SuiteError(f"{path}: suite file not found")
+    if not path.is_file():
+        raise SuiteError(f"{path}: is a directory, not a suite file; give the path of a .yaml file")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise SuiteError(f"{path}: not a text file (a suite is YAML text)") from None
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)
     except yaml.YAMLError as error:
         raise SuiteError(f"{path}: not valid YAML: {error}") from None
+
+
+def load_suite(path: str | Path, overrides: list[str] = ()) -> Suite:
+    path = Path(path)
+    data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise SuiteError(f"{path}: a suite is a mapping of fields, got {type(data).__name__}")
     for override in overrides:
@@ -133,6 +169,7 @@ def load_suite(path: str | Path, overrides: list[str] = ()) -> Suite:
         raw = schema.model_validate(data)
     except ValidationError as error:
         raise SuiteError(describe_validation_error(path, error, schema)) from None
+    suite_name(raw, path)
     track = track_of(raw, path)
     jobs, details = TRACKS.get(track)().expand(raw, path)
     jobs = with_part_inputs(jobs, path)
@@ -140,7 +177,16 @@ def load_suite(path: str | Path, overrides: list[str] = ()) -> Suite:
         check_graph(jobs)
     except GraphError as error:
         raise SuiteError(f"{path}: {error}") from None
-    return Suite(raw.name or path.stem, path, raw, jobs, track, details)
+    return Suite(suite_name(raw, path), path, raw, jobs, track, details)
+
+
+def suite_name(raw: SuiteFile, path: Path) -> str:
+    """The suite's name (its ``name``, else the file's stem), which names its results and leaderboard folders."""
+    try:
+        return check_name(raw.name or path.stem)
+    except ValueError as error:
+        where = "name" if raw.name is not None else "name (not set: the file name gives it)"
+        raise SuiteError(f"{path}: {where}: {error}") from None
 
 
 def suite_schema() -> type[SuiteFile]:
@@ -198,7 +244,7 @@ def describe_validation_error(path: Path, error: ValidationError, schema: type[B
         elif item["type"] == "missing":
             lines.append(f"  {where}: required field is missing")
         else:
-            lines.append(f"  {where}: {item['msg']} (got {item.get('input')!r})")
+            lines.append(f"  {where}: {item['msg'].removeprefix('Value error, ')} (got {item.get('input')!r})")
     return "\n".join(lines)
 
 
@@ -235,7 +281,8 @@ def plugin(registry: Registry[Any], spec: str | dict[str, Any], where: str, path
     try:
         instance = TypeAdapter(cls).validate_python(spec)
     except ValidationError as error:
-        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        detail = "; ".join(f"{'.'.join(map(str, e['loc'])) + ': ' if e['loc'] else ''}"
+                           f"{e['msg'].removeprefix('Value error, ')}" for e in error.errors())
         raise SuiteError(f"{path}: {where}: {detail}") from None
     resolved = json.loads(json.dumps(dataclasses.asdict(instance)))  # tuples -> lists, as the hash sees them
     return {"name": name, **resolved}
@@ -283,6 +330,10 @@ def check_dataset(dataset: dict[str, Any], tasks: list[str], model: dict[str, An
             instance.require()
         except DatasetError as error:
             raise SuiteError(f"{path}: {where}: {error}") from None
+    for split in SPLITS:
+        if instance.split_size(split) < 1:
+            raise SuiteError(f"{path}: {where}: the {split} split has no images; every job trains, validates and "
+                             f"tests, so give each split at least one")
     available = instance.tasks()
     unknown = [t for t in tasks if t not in available]
     if unknown:

@@ -78,6 +78,12 @@ def parameters(plugin: Any) -> dict[str, Any]:
     }
 
 
+def require(field: str, value: Any, ok: bool, rule: str) -> None:
+    """For a plugin's ``__post_init__``: refuse a parameter value, naming the field and the rule it breaks."""
+    if not ok:
+        raise ValueError(f"{field} = {value!r}: {rule}")
+
+
 def build(registry: Registry[Any], spec: dict[str, Any]) -> Any:
     """Instantiate ``{name: ..., **params}`` from a registry (specs are validated by config.py first)."""
     params = dict(spec)

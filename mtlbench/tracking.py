@@ -2,9 +2,15 @@
 
 wandb is imported only when a run is opened, so the trainer and ``mtlbench bench`` need torch and numpy
 alone. Runs live in the job's folder (``<job>/wandb/``), so ``mtlbench sync`` finds them from the store.
+
+One run per job, whatever happened to it: online, a resumed job continues its run (same id). Offline, every
+attempt writes a new run folder, so a resumed attempt first removes the folders its killed or interrupted
+attempts left and logs the epochs they trained again (from metrics.jsonl): the run it leaves carries every
+epoch, and ``sync`` uploads one run per job.
 """
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,12 +40,15 @@ class NullRun:
 
 class WandbRun:
     def __init__(self, mode: str, project: str, entity: str | None, job: Any, job_dir: Path, group: str | None = None,
-                 extra_config: dict[str, Any] | None = None) -> None:
+                 extra_config: dict[str, Any] | None = None, earlier: list[dict[str, Any]] = ()) -> None:
         try:
             import wandb
         except ImportError:
             raise RuntimeError("W&B logging needs the 'wandb' package: pip install wandb, "
                                "or run with --wandb disabled") from None
+        if mode == "offline":
+            for attempt in job_dir.glob(f"wandb/offline-run-*-{job.id}"):
+                shutil.rmtree(attempt, ignore_errors=True)
         self.run = wandb.init(
             project=project, entity=entity, id=job.id, name=f"{job.method}-seed{job.seed}-{job.id[:6]}",
             group=group or f"{job.suite}/{job.dataset}/{job.scenario}", job_type=job.method,
@@ -48,6 +57,9 @@ class WandbRun:
             settings=wandb.Settings(silent=True, console="off", x_disable_stats=True))
         self.run.define_metric("epoch")
         self.run.define_metric("*", step_metric="epoch")
+        if mode == "offline":
+            for record in earlier:
+                self.log({k: v for k, v in record.items() if k != "epochs"})
 
     def log(self, record: dict[str, Any]) -> None:
         self.run.log(flatten(record))
@@ -58,15 +70,22 @@ class WandbRun:
 
 
 def open_run(mode: str, project: str, entity: str | None, job: Any, job_dir: Path, group: str | None = None,
-             extra_config: dict[str, Any] | None = None) -> NullRun | WandbRun:
-    """One run per job; ``group`` (default suite/dataset/scenario) and ``extra_config`` for tuning trials."""
+             extra_config: dict[str, Any] | None = None, earlier: list[dict[str, Any]] = ()) -> NullRun | WandbRun:
+    """One run per job; ``group`` (default suite/dataset/scenario) and ``extra_config`` for tuning trials;
+    ``earlier``: the epochs a resumed job trained before (re-logged offline)."""
     if mode not in MODES:
         raise ValueError(f"--wandb {mode!r}: choose one of {', '.join(MODES)}")
-    return NullRun() if mode == "disabled" else WandbRun(mode, project, entity, job, job_dir, group, extra_config)
+    if mode == "disabled":
+        return NullRun()
+    return WandbRun(mode, project, entity, job, job_dir, group, extra_config, earlier)
 
 
 def offline_runs(root: Path) -> list[Path]:
-    return sorted(root.glob("**/wandb/offline-run-*"))
+    """The offline runs under ``root``, the newest per run id (an older one is a superseded attempt)."""
+    newest: dict[str, Path] = {}
+    for run in sorted(root.glob("**/wandb/offline-run-*")):  # the folder name starts with its date and time
+        newest[run.name.rsplit("-", 1)[-1]] = run
+    return sorted(newest.values())
 
 
 def sync(root: Path) -> int:

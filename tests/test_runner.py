@@ -101,14 +101,13 @@ def test_parallel_workers_run_every_job(write_suite, tmp_path):
 
 
 def test_amtl_takes_its_potentials_from_the_suites_stl_validation_results(write_suite, tmp_path):
-    path = write_suite({"methods": ["stl", "amtl"], "train": {"epochs": 1, "batch_size": 8, "eval_batch_size": 8,
+    path = write_suite({"methods": ["stl", "amtl"], "tasks": ["seg", "normal"], "train": {"epochs": 1, "batch_size": 8, "eval_batch_size": 8,
                                                                "device": "cpu"}})
     results = tmp_path / "results"
     assert run(path, results) == 0
     records = {r["method"]: r for r in Store(results).results("tiny")}
     stl_val = records["stl"]["val"]
-    expected = {"seg": stl_val["seg"]["miou"], "depth": stl_val["depth"]["delta1"],
-                "normal": stl_val["normal"]["within_11.25"]}
+    expected = {"seg": stl_val["seg"]["miou"], "normal": stl_val["normal"]["within_11.25"]}
     assert records["amtl"]["potentials"] == pytest.approx(expected)
     assert records["amtl"]["config"]["method"]["weighting"]["potentials"] is None  # not part of the job id
 
@@ -117,7 +116,7 @@ def test_amtl_needs_the_suites_stl_jobs_and_reads_only_their_results(write_suite
     from mtlbench.runner.executor import resolve_inputs
     from mtlbench.runner.store import write_json_atomic
 
-    path = write_suite({"methods": ["stl", "amtl"], "train": {"epochs": 1, "batch_size": 8, "eval_batch_size": 8,
+    path = write_suite({"methods": ["stl", "amtl"], "tasks": ["seg", "normal"], "train": {"epochs": 1, "batch_size": 8, "eval_batch_size": 8,
                                                                "device": "cpu"}})
     results = tmp_path / "results"
     assert run(path, results) == 0
@@ -133,6 +132,16 @@ def test_amtl_needs_the_suites_stl_jobs_and_reads_only_their_results(write_suite
     assert dict(amtl.inputs) == {"amtl-potentials": amtl.needs}
     potentials = resolve_inputs(amtl, store).config["method"]["weighting"]["potentials"]
     assert potentials["seg"] == pytest.approx(current["val"]["seg"]["miou"])  # the stale stl result is not read
+
+
+def test_amtl_refuses_a_zero_potential_instead_of_dividing_by_it(write_suite, tmp_path):
+    from mtlbench.methods.weighting import stl_potentials
+
+    path = write_suite({"methods": ["stl", "amtl"]})
+    amtl = next(job for job in load_suite(path).jobs if job.method == "amtl")
+    stl = {"val": {"seg": {"miou": 0.2}, "depth": {"delta1": 0.0}, "normal": {"within_11.25": 0.1}}}
+    with pytest.raises(ValueError, match=r"STL potential of depth \(delta1 = 0\) is not positive .* Eq. 3"):
+        stl_potentials(amtl.config, amtl.needs, lambda job_id: stl)
 
 
 def test_amtl_without_stl_in_the_suite_is_refused_before_training(write_suite, tmp_path, capsys):

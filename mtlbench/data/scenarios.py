@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..files import CorruptFile, UnsafeFile, load_tensors
 from ..registry import Registry
 
 SCENARIOS: Registry[type] = Registry("scenario")
@@ -159,9 +160,10 @@ class MaskFile(Scenario):
     columns: tuple[str, ...] = ("seg", "depth", "normal")
 
     def check_suite(self, tasks: list[str], datasets: list[dict[str, Any]]) -> None:
-        if not Path(self.path).exists():
+        if not Path(self.path).is_file():
             raise ScenarioError(f"mask file {self.path!r} not found (paths are relative to the directory mtlbench "
                                 f"runs in)", "path")
+        read_mask_file(Path(self.path))  # refused now, before training, if unreadable or unsafe
 
     def base_mask(self, n: int, tasks: list[str], generator: np.random.Generator) -> np.ndarray:
         stored = read_mask_file(Path(self.path))
@@ -321,8 +323,11 @@ def read_mask_file(path: Path) -> np.ndarray:
 
     if not path.exists():
         raise ScenarioError(f"{path}: mask file not found (set scenario field 'path')")
-    data = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(data, dict) or "labels_weights" not in data:
+    try:
+        data = load_tensors(path, "mask file")  # never unpickles objects: a mask file may come from anyone
+    except (UnsafeFile, CorruptFile) as error:
+        raise ScenarioError(str(error), "path") from None
+    if not isinstance(data, dict) or not isinstance(data.get("labels_weights"), torch.Tensor):
         raise ScenarioError(f"{path}: expected a dict with key 'labels_weights', found {type(data).__name__}")
     return data["labels_weights"].numpy()
 

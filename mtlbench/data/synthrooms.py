@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..registry import require
 from ..tasks import Depth, DenseL1, Edge, MultiLabel, Normal, Segmentation, Task
 from .base import DATASETS, Split
 
@@ -345,6 +346,13 @@ class SynthRooms:
     seed: int = 0
     pool: int = 0
 
+    def __post_init__(self) -> None:
+        for side in ("height", "width"):
+            require(side, getattr(self, side), getattr(self, side) >= 1, "must be >= 1 pixel")
+        for split in ("train", "val", "test"):
+            require(split, getattr(self, split), getattr(self, split) >= 1, "a split needs at least one image")
+        require("pool", self.pool, self.pool >= 0, "must be >= 0")
+
     def tasks(self) -> dict[str, Task]:
         return {"seg": Segmentation("seg", len(CLASSES)), "depth": Depth("depth", 1),
                 "normal": Normal("normal", 3), "edge": Edge("edge", 1), "keypoint": DenseL1("keypoint", 1),
@@ -365,17 +373,19 @@ class SynthRooms:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def cached(self, split: str) -> dict[str, np.ndarray]:
+        """The split's arrays, always as read from the cache file: the run that renders them reads them back too,
+        so that it trains on arrays laid out exactly as every later run's (a freshly rendered array may have
+        other strides, and the kernels' summation order, so the results' last digits, would differ)."""
         n = self.split_size(split)
         path = cache_dir() / f"synthrooms-{split}-{self.cache_key(split, n)}.npz"
-        if path.exists():
-            with np.load(path) as stored:
-                return dict(stored)
-        arrays = self.generate(split, n)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-        return arrays
+        if not path.exists():
+            arrays = self.generate(split, n)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, **arrays)
+            os.replace(tmp, path)
+        with np.load(path) as stored:
+            return dict(stored)
 
     def generate(self, split: str, n: int) -> dict[str, np.ndarray]:
         stream = SPLIT_STREAM[split]

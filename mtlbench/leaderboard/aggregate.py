@@ -7,6 +7,7 @@ unless the suite's ``leaderboard.metrics`` chooses others (e.g. depth: [delta1, 
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,13 @@ class Table:
     higher_is_better: dict[tuple[str, str], bool]
     rows: pd.DataFrame  # index: method; columns: task/metric/mean|std, delta_mean, delta_std, seeds, params
     baseline: str | None
+    missing: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # method -> job ids without a result
+    expected_seeds: int | None = None  # seeds the suite asks for (None: unknown, a summary of an older run)
+    asked_baseline: str = ""  # the ΔMTL baseline asked for (``baseline`` is None when it has no results here)
+
+    def complete(self, method: str) -> bool:
+        """Whether the method has every seed the suite asks for (only complete rows can be bold)."""
+        return not self.missing.get(method)
 
 
 def frame(results: list[dict[str, Any]]) -> pd.DataFrame:
@@ -49,15 +57,28 @@ def suite_order(first: list[str], present: set[str]) -> list[str]:
 
 
 def tables(results: list[dict[str, Any]], baseline: str, chosen: dict[str, list[str]],
-           methods: list[str] = (), scenarios: list[str] = ()) -> list[Table]:
-    """One table per (dataset, scenario), scenarios in the suite's order; rows in the suite's method order."""
+           methods: list[str] = (), scenarios: list[str] = (),
+           expected: dict[str, list[Any]] | None = None) -> list[Table]:
+    """One table per (dataset, scenario), scenarios in the suite's order; rows in the suite's method order.
+    ``expected`` (job id -> [dataset, scenario, method, seed], from the suite's summary) lets each table mark the
+    methods with fewer finished seeds than the suite asks for, and name the jobs they lack."""
     data = frame(results)
     methods = suite_order(list(methods), {r["method"] for r in results})
     scenarios = suite_order(list(scenarios), {r["scenario"] for r in results})
     groups = dict(list(data.groupby(["dataset", "scenario"], sort=False)))
-    return [table(dataset, scenario, groups[dataset, scenario], methods, baseline, chosen)
-            for dataset in suite_order([], {d for d, _ in groups}) for scenario in scenarios
-            if (dataset, scenario) in groups]
+    built = [table(dataset, scenario, groups[dataset, scenario], methods, baseline, chosen)
+             for dataset in suite_order([], {d for d, _ in groups}) for scenario in scenarios
+             if (dataset, scenario) in groups]
+    if expected is not None:
+        finished = {r["job_id"] for r in results}
+        for made in built:
+            asked = [(job_id, row) for job_id, row in expected.items() if row[:2] == [made.dataset, made.scenario]]
+            seeds = {row[3] for _, row in asked}
+            made.expected_seeds = len(seeds)
+            for job_id, row in asked:
+                if job_id not in finished:
+                    made.missing.setdefault(row[2], []).append(job_id)
+    return built
 
 
 def table(dataset: str, scenario: str, group: pd.DataFrame, order: list[str], baseline: str,
@@ -93,4 +114,4 @@ def table(dataset: str, scenario: str, group: pd.DataFrame, order: list[str], ba
         rows["delta_std"] = [float(np.std(per_seed[m], ddof=1)) if len(per_seed[m]) > 1 else np.nan
                              for m in methods]
     return Table(dataset, scenario, tasks, shown, {c: directions[c] for c in shown}, rows,
-                 baseline if has_baseline else None)
+                 baseline if has_baseline else None, asked_baseline=baseline)

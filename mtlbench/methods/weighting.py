@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ..data import DATASETS
 from ..jobs import RESOLVERS, Resolution, ResultLookup
-from ..registry import build
+from ..registry import build, require
 from ..space import Float, Space
 from ..tasks import Depth, MultiLabel, Normal, Segmentation, Task
 from .parts import WEIGHTINGS, Weighting
@@ -183,6 +183,11 @@ class AMTL(Weighting):
     mean: Literal["geometric", "arithmetic"] = "geometric"
     potentials: Optional[dict[str, float]] = None
 
+    def __post_init__(self) -> None:
+        require("gamma", self.gamma, self.gamma >= 0, "must be >= 0 (the focusing factor)")
+        require("margin", self.margin, self.margin >= 0, "must be >= 0")
+        require("ema", self.ema, 0 < self.ema <= 1, "must lie in (0, 1]")
+
     def check(self, tasks: dict[str, Task]) -> None:
         check_accuracies("amtl", tasks)
 
@@ -231,6 +236,11 @@ def stl_potentials(config: dict[str, Any], needs: tuple[str, ...], lookup: Resul
     tasks = build(DATASETS, config["dataset"]).tasks()
     potentials = {t: sum(r["val"][t][accuracy_metric(tasks[t])] for r in results) / len(results)
                   for t in config["tasks"]}
+    zero = [f"{t} ({accuracy_metric(tasks[t])} = {p:g})" for t, p in potentials.items() if not p > 0]
+    if zero:
+        raise ValueError(f"amtl: the STL potential of {', '.join(zero)} is not positive (jobs {', '.join(needs)}), "
+                         f"so the achievement accuracy / potential (Yun and Cho 2023 Eq. 3) is undefined: train the "
+                         f"stl jobs longer, or set weighting.potentials")
     method = {**config["method"], "weighting": {**config["method"]["weighting"], "potentials": potentials}}
     return Resolution({**config, "method": method}, {"potentials": potentials})
 
@@ -248,6 +258,10 @@ class DTP(Weighting):
     gamma: float = 1.0
     ema: float = 0.1
     mean: Literal["geometric", "arithmetic"] = "arithmetic"
+
+    def __post_init__(self) -> None:
+        require("gamma", self.gamma, self.gamma >= 0, "must be >= 0 (the focusing factor)")
+        require("ema", self.ema, 0 < self.ema <= 1, "must lie in (0, 1]")
 
     def check(self, tasks: dict[str, Task]) -> None:
         check_accuracies("dtp", tasks)

@@ -16,6 +16,7 @@ from typing import Callable, ClassVar
 
 from torch import Tensor, nn
 
+from ..registry import require
 from ..tasks import Task
 from . import MODELS
 from .init import xavier_init
@@ -106,6 +107,9 @@ class SegNetSpec:
 
     width: float = 1.0
     input_multiple: ClassVar[int] = 32  # five 2x2 poolings
+
+    def __post_init__(self) -> None:
+        require("width", self.width, self.width > 0, "must be > 0 (1.0: the papers' 64-128-256-512-512 filters)")
 
     def build(self, tasks: dict[str, Task]) -> nn.Module:
         return SegNet(tasks, self.width)

@@ -1,15 +1,19 @@
 """Run a suite's jobs in dependency order: skip finished ones, resume interrupted ones, keep going past a
-failed one, and report the jobs that need a failed one as blocked (they do not run).
+failed one, report the jobs that need a failed one as blocked (they do not run), and never train a job that
+another runner holds (runner/claims.py).
 
-Local execution is in process; with several GPUs visible (or ``workers > 1``) each level of the job graph is
-spread over one spawned worker process per device. The results store is the only shared state, so a suite
-interrupted at any point is resumed by running it again. How a job runs is its kind's business
-(``mtlbench.jobs.KINDS``) and what it takes from its needs its resolvers' (``RESOLVERS``): this module knows
-no track and no method.
+Local execution is in process; with several GPUs visible (or ``workers > 1``) the runnable jobs of each level of
+the job graph are spread over one spawned worker process per device. The results store is the only shared
+state, so a suite interrupted at any point is resumed by running it again, and several runners (processes,
+machines) can share one results folder. How a job runs is its kind's business (``mtlbench.jobs.KINDS``) and what
+it takes from its needs its resolvers' (``RESOLVERS``): this module knows no track and no method.
 """
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
+import signal
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -18,19 +22,39 @@ from typing import Any, Callable
 
 from .. import __version__
 from ..config import Suite
+from ..files import non_finite_fields
 from ..jobs import KINDS, RESOLVERS, Job, Resolution, blocked_by, levels
 from ..tracking import open_run
+from .claims import STALE_AFTER, Claims
 from .progress import Progress
 from .store import Store
+
+FINISHED, FAILED, ELSEWHERE = "finished", "failed", "elsewhere"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that it stops as cleanly as on Ctrl-C (exit 143)."""
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into ``Terminated`` in this process (the main thread)."""
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 @dataclass(frozen=True)
 class RunOptions:
+    """How a suite runs; none of it enters a job's config (ids do not depend on it)."""
+
     results: str = "results"
     force: bool = False
     wandb: str = "offline"
     workers: int = 1
     device: str | None = None  # overrides train.device (set per worker)
+    stale_after: float = STALE_AFTER  # seconds without a heartbeat after which another runner's claim is taken over
+    poll: float = 5.0  # seconds between looks at jobs that other runners hold
 
 
 @dataclass(frozen=True)
@@ -56,8 +80,8 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
     if options.device is not None:
         config = {**config, "train": {**config["train"], "device": options.device}}
     group, extra = (validation.group, validation.config) if validation else (None, None)
-    run = open_run(options.wandb, project, entity, job, job_dir, group, extra)
     history = store.history(job)  # a resumed job keeps the records of the epochs it trained before
+    run = open_run(options.wandb, project, entity, job, job_dir, group, extra, earlier=history)
 
     def on_epoch(record: dict[str, Any]) -> None:
         history.append(record)
@@ -69,7 +93,7 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
     try:
         outcome = KINDS.get(job.kind)().run(config, job_dir, on_epoch, validation is None)
     except BaseException as error:  # pruned, interrupted or failed: the W&B run says so and the job resumes later
-        run.finish({"stopped": type(error).__name__}, exit_code=1)
+        run.finish({"stopped": type(error).__name__}, exit_code=exit_code_of(error))
         raise
     store.write_history(job, outcome["history"])
     result = {
@@ -84,6 +108,10 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
         "mtlbench": __version__, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": job.config,
     }
+    bad = non_finite_fields(result)
+    if bad:
+        raise ValueError(f"job {job.id}: {', '.join(bad[:5])} {'is' if len(bad) == 1 else 'are'} not finite; no "
+                         f"result is written (strict JSON has no NaN or infinity)")
     store.finish(job, result)
     run.finish({"test": result["test"], "val": result["val"], "train_seconds": result["train_seconds"]})
     return result
@@ -99,48 +127,109 @@ def resolve_inputs(job: Job, store: Store) -> Resolution:
     return resolution
 
 
-def run_one(job: Job, options: RunOptions, project: str, entity: str | None, progress: Progress) -> bool:
-    start = time.monotonic()
-    progress.started(job)
-    try:
-        execute(job, options, project, entity, progress)
-    except Exception as error:  # noqa: BLE001 - one failed job must not stop the suite
-        Store(options.results).write_error(job, error, traceback.format_exc())
-        progress.failed(job, error)
-        return False
+def exit_code_of(error: BaseException) -> int:
+    """The exit code a stopped run reports: 143 for SIGTERM, 130 for Ctrl-C, 1 for anything else."""
+    return 143 if isinstance(error, Terminated) else 130 if isinstance(error, KeyboardInterrupt) else 1
+
+
+def run_one(job: Job, options: RunOptions, project: str, entity: str | None, progress: Progress) -> str:
+    """Claim the job and train it: FINISHED (also when another runner finished it first), FAILED, or
+    ELSEWHERE when another live runner holds it."""
+    store = Store(options.results)
+    claims = Claims(options.stale_after)
+    held = claims.acquire(store.job_dir(job))
+    if held is None:
+        progress.elsewhere(job, claims.holder(store.job_dir(job)))
+        return ELSEWHERE
+    with held:
+        if store.is_done(job) and not options.force:
+            progress.skipped(job)
+            return FINISHED
+        start = time.monotonic()
+        progress.started(job)
+        try:
+            execute(job, options, project, entity, progress)
+        except Exception as error:  # noqa: BLE001 - one failed job must not stop the suite
+            record_failure(store, job, error)
+            progress.failed(job, error)
+            return FAILED
     progress.finished(job, time.monotonic() - start)
-    return True
+    return FINISHED
+
+
+def record_failure(store: Store, job: Job, error: Exception) -> None:
+    """error.txt in the job's folder; if even that cannot be written (a full disk), the error goes to stderr."""
+    try:
+        store.write_error(job, error, traceback.format_exc())
+    except OSError as unwritable:
+        print(f"{job.id}: could not write error.txt ({unwritable}); the job failed with: {error}", file=sys.stderr)
+
+
+@dataclass
+class Ledger:
+    """What one ``run`` knows of the suite's jobs: settled ones (finished, failed or blocked) and why."""
+
+    done: set[str] = field(default_factory=set)
+    failed: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (failed job at the root, error line)
+    ran: set[str] = field(default_factory=set)  # run by this invocation (--force reruns each job once)
+
+    def settled(self, job: Job) -> bool:
+        return job.id in self.done or job.id in self.failed
 
 
 def run_suite(suite: Suite, options: RunOptions, progress: Progress | None = None) -> list[Job]:
-    """Runs every unfinished job of the suite, level by level of the job graph; returns the jobs that failed
-    or were blocked by a failed need."""
+    """Runs every unfinished job of the suite, level by level of the job graph, until each is finished, failed
+    or blocked by a failed need; jobs that other runners hold are waited for (and taken over if their runner
+    dies). Returns the jobs that failed or were blocked."""
     store = Store(options.results)
     store.write_suite(suite.name, suite.summary())
     progress = progress or Progress(suite.jobs)
     project, entity = suite.raw.wandb.project, suite.raw.wandb.entity
-    failed: dict[str, tuple[str, str]] = {}  # job id -> (the failed job at the root, its first error line)
-    stopped: list[Job] = []
-    for level in levels(suite.jobs):
-        pending = []
-        for job in level:
-            culprit = blocked_by(job, failed)
-            if store.is_done(job) and not options.force:
-                progress.skipped(job)
-            elif culprit is not None:
-                failed[job.id] = culprit
-                stopped.append(job)
-                progress.blocked(job, *culprit)
+    ledger = Ledger()
+    graph = levels(suite.jobs)
+    while True:
+        moved = False
+        for level in graph:
+            runnable = [job for job in level if not ledger.settled(job) and ready(job, store, options, ledger, progress)]
+            if options.workers <= 1 or len(runnable) <= 1:
+                outcomes = {job.id: run_one(job, options, project, entity, progress) for job in runnable}
             else:
-                pending.append(job)
-        if options.workers <= 1 or len(pending) <= 1:
-            lost = [job for job in pending if not run_one(job, options, project, entity, progress)]
-        else:
-            lost = run_parallel(pending, options, project, entity)
-        failed.update({job.id: (job.id, store.error_line(job)) for job in lost})
-        stopped += lost
-    stopped_ids = {job.id for job in stopped}
-    return [job for job in suite.jobs if job.id in stopped_ids]
+                outcomes = run_parallel(runnable, options, project, entity)
+            for job in runnable:
+                moved |= settle(job, outcomes[job.id], store, ledger)
+        if all(ledger.settled(job) for job in suite.jobs):
+            break
+        if not moved:
+            time.sleep(options.poll)  # what is left is held by other runners (or needs what they hold)
+    return [job for job in suite.jobs if job.id in ledger.failed]
+
+
+def ready(job: Job, store: Store, options: RunOptions, ledger: Ledger, progress: Progress) -> bool:
+    """Whether the job should run now; settles it in the ledger if it is finished or blocked."""
+    if (job.id in ledger.ran or not options.force) and store.is_done(job):
+        if job.id not in ledger.ran:
+            progress.skipped(job)
+            store.tidy(job)
+        ledger.done.add(job.id)
+        return False
+    culprit = blocked_by(job, ledger.failed)
+    if culprit is not None:
+        ledger.failed[job.id] = culprit
+        progress.blocked(job, *culprit)
+        return False
+    return all(need in ledger.done for need in job.needs)
+
+
+def settle(job: Job, outcome: str, store: Store, ledger: Ledger) -> bool:
+    """Record a run's outcome; True if the suite moved on (finished or failed)."""
+    if outcome == ELSEWHERE:
+        return False
+    ledger.ran.add(job.id)
+    if outcome == FINISHED:
+        ledger.done.add(job.id)
+    else:
+        ledger.failed[job.id] = (job.id, store.error_line(job))
+    return True
 
 
 def worker_devices(workers: int) -> list[str | None]:
@@ -150,36 +239,69 @@ def worker_devices(workers: int) -> list[str | None]:
     return [f"cuda:{i % gpus}" if gpus else "cpu" for i in range(workers)]
 
 
-def _worker(queue: Any, failures: Any, options: RunOptions, project: str, entity: str | None) -> None:
+def die_with_parent() -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies, so that no worker outlives a killed run."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _worker(queue: Any, outcomes: Any, options: RunOptions, project: str, entity: str | None) -> None:
     import torch
 
+    die_with_parent()
+    stop_on_sigterm()
     if options.device == "cpu":
         torch.set_num_threads(max(1, torch.get_num_threads() // options.workers))
-    while True:
-        job = queue.get()
-        if job is None:
-            return
-        if not run_one(job, options, project, entity, Progress([job], live=False)):
-            failures.put(job.id)
+    try:
+        while True:
+            job = queue.get()
+            if job is None:
+                return
+            outcomes.put((job.id, run_one(job, options, project, entity, Progress([job], live=False))))
+    except KeyboardInterrupt:  # the parent stops the suite: the job keeps its last checkpoint
+        return
 
 
-def run_parallel(jobs: list[Job], options: RunOptions, project: str, entity: str | None) -> list[Job]:
-    if not jobs:
-        return []
+def collect(results: Any, workers: list[Any], jobs: list[Job]) -> dict[str, str]:
+    """Each job's outcome from the workers; a job whose worker died without a word (killed, out of memory)
+    counts as failed."""
+    import queue as queues
+
+    outcomes: dict[str, str] = {}
+    while len(outcomes) < len(jobs):
+        try:
+            job_id, outcome = results.get(timeout=1.0)
+            outcomes[job_id] = outcome
+        except queues.Empty:
+            if not any(process.is_alive() for process in workers):
+                break
+    return {job.id: outcomes.get(job.id, FAILED) for job in jobs}
+
+
+def run_parallel(jobs: list[Job], options: RunOptions, project: str, entity: str | None) -> dict[str, str]:
+    """The jobs spread over one worker process per device; their outcomes by job id."""
     context = multiprocessing.get_context("spawn")
-    queue, failures = context.Queue(), context.Queue()
+    queue, results = context.Queue(), context.Queue()
     for job in jobs:
         queue.put(job)
     workers = []
-    for device in worker_devices(options.workers):
-        queue.put(None)
-        worker_options = RunOptions(options.results, options.force, options.wandb, options.workers, device)
-        process = context.Process(target=_worker, args=(queue, failures, worker_options, project, entity))
-        process.start()
-        workers.append(process)
+    try:
+        for device in worker_devices(options.workers):
+            queue.put(None)
+            worker_options = dataclasses.replace(options, device=device)
+            process = context.Process(target=_worker, args=(queue, results, worker_options, project, entity))
+            process.start()
+            workers.append(process)
+        outcomes = collect(results, workers, jobs)
+    except BaseException:  # interrupted: the workers stop with the run, each job keeps its last checkpoint
+        for process in workers:
+            process.terminate()
+        for process in workers:
+            process.join()
+        raise
     for process in workers:
         process.join()
-    failed = set()
-    while not failures.empty():
-        failed.add(failures.get())
-    return [job for job in jobs if job.id in failed]
+    return outcomes

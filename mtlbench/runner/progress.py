@@ -51,6 +51,13 @@ class Progress:
         self.status[job.id] = f"done in {seconds:.0f}s"
         self._line(f"done {job.id} {job.describe()} in {seconds:.1f}s")
 
+    def elsewhere(self, job: Job, holder: Any) -> None:
+        where = holder.describe().split(" (heartbeat")[0] if holder is not None else "another runner"
+        status = f"running elsewhere: {where}"
+        if self.status[job.id] != status:  # said once, not at every look
+            self.status[job.id] = status
+            self._line(f"elsewhere {job.id} {job.describe()}: claimed by {where}; waiting for it")
+
     def blocked(self, job: Job, need: str, error: str) -> None:
         self.status[job.id] = f"BLOCKED by {need}"
         self._line(f"BLOCKED {job.id} {job.describe()}: needs {need}, which failed: {error}")

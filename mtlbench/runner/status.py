@@ -1,21 +1,24 @@
 """Where a suite stands, read from the results store alone: every job's state, before or after it ran.
 
-States: ``done`` (a result.json), ``failed`` (its last attempt left error.txt; the first line is shown),
-``blocked`` (a job it needs failed, directly or through another need: that job and its error are shown) and
-``pending`` (not run yet, or interrupted: it resumes from its checkpoint).
+States: ``done`` (a valid result.json), ``running`` (a runner holds a live claim on it: host, process and
+heartbeat are shown), ``failed`` (its last attempt left error.txt; the first line is shown), ``blocked`` (a job
+it needs failed, directly or through another need: that job and its error are shown) and ``pending`` (not run
+yet, or interrupted: it resumes from its checkpoint).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from ..config import Suite
 from ..jobs import blocked_by, levels
+from .claims import Claims
 from .store import Store
 
-STATES = ("done", "pending", "blocked", "failed")
+STATES = ("done", "running", "pending", "blocked", "failed")
 
 
-def job_states(suite: Suite, store: Store) -> list[dict[str, Any]]:
+def job_states(suite: Suite, store: Store, claims: Claims = Claims()) -> list[dict[str, Any]]:
     """One record per job of the suite, in the suite's order."""
     failed: dict[str, tuple[str, str]] = {}
     rows: dict[str, dict[str, Any]] = {}
@@ -24,8 +27,11 @@ def job_states(suite: Suite, store: Store) -> list[dict[str, Any]]:
             row = {"id": job.id, "kind": job.kind, "needs": list(job.needs), "dataset": job.dataset,
                    "scenario": job.scenario, "method": job.method, "seed": job.seed, "label": job.label}
             culprit = blocked_by(job, failed)
+            holder = claims.holder(store.job_dir(job))
             if store.is_done(job):
                 row["state"] = "done"
+            elif holder is not None:
+                row |= {"state": "running", "claim": dataclasses.asdict(holder)}
             elif store.has_failed(job):
                 row |= {"state": "failed", "error": store.error_line(job)}
                 failed[job.id] = (job.id, row["error"])
@@ -52,6 +58,8 @@ def status_table(rows: list[dict[str, Any]]) -> str:
             state += f": {row['error']}"
         elif state == "blocked":
             state += f" by {row['blocked_by']}: {row['error']}"
+        elif state == "running":
+            state += f" on {row['claim']['host']} (pid {row['claim']['pid']}, since {row['claim']['started']})"
         lines.append(f"{row['id']:<14}{row['kind']:<18}{run:<56}{len(row['needs']):>6}  {state}")
     total = counts(rows)
     lines.append(", ".join(f"{n} {state}" for state, n in total.items()) + f" of {len(rows)} jobs")

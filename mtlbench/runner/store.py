@@ -1,6 +1,9 @@
 """The results store: ``<results>/<suite>/<job id>/`` with config, mask, per-epoch metrics and result.json.
 
-result.json is written last and atomically: a job is finished exactly when it exists. Its schema:
+result.json is written last and atomically, as strict JSON (no NaN or infinity). A job is finished exactly when
+its result.json parses and has the fields below; one that does not (a truncated copy, a hand edit) is
+corrupt: ``run`` moves it aside with a warning and trains the job again, ``status`` shows the job as pending
+and the leaderboard names the file and leaves it out. Its schema:
 
 | field | content |
 |---|---|
@@ -18,21 +21,35 @@ result.json is written last and atomically: a job is finished exactly when it ex
 from __future__ import annotations
 
 import json
-import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..files import CorruptFile, check_name, move_aside, read_json, remove_stale_temporaries, write_json_atomic
 from ..jobs import Job
+from .claims import CLAIM
 
 RESULT = "result.json"
 ERROR = "error.txt"
+HISTORY = "metrics.jsonl"
+# the fields every reader of results relies on (leaderboards, resolvers, tuning)
+REQUIRED = {"schema": int, "job_id": str, "suite": str, "dataset": str, "scenario": str, "method": str,
+            "seed": int, "test": dict, "primary": dict, "directions": dict}
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, sort_keys=False))
-    os.replace(tmp, path)
+def result_problem(result: Any, job_id: str) -> str | None:
+    """Why a parsed result.json is not a finished job's result (None if it is one)."""
+    if not isinstance(result, dict):
+        return f"a result is a JSON object, this is {type(result).__name__}"
+    wrong = [f"{key} ({kind.__name__})" for key, kind in REQUIRED.items() if not isinstance(result.get(key), kind)]
+    if wrong:
+        return f"fields missing or of the wrong type: {', '.join(wrong)}"
+    if result["schema"] != 1:
+        return f"schema {result['schema']}, this mtlbench reads schema 1"
+    if result["job_id"] != job_id:
+        return f"job_id {result['job_id']!r} in the folder of job {job_id}"
+    return None
 
 
 class Store:
@@ -40,48 +57,106 @@ class Store:
         self.root = Path(root)
 
     def suite_dir(self, suite: str) -> Path:
-        return self.root / suite
+        """The suite's folder; every part of the name is checked, so it never leaves the results folder (a
+        tuning suite is ``<suite>/tuning``)."""
+        return self.root.joinpath(*(check_name(part) for part in suite.split("/")))
 
     def job_dir(self, job: Job) -> Path:
         return self.suite_dir(job.suite) / job.id
 
-    def is_done(self, job: Job) -> bool:
-        return (self.job_dir(job) / RESULT).exists()
+    # ------------------------------------------------------------------------------------------ results
+    def read_result(self, directory: Path) -> tuple[dict[str, Any] | None, str | None]:
+        """(result, None) for a finished job, (None, why) for a corrupt result.json, (None, None) without one."""
+        path = directory / RESULT
+        if not path.exists():
+            return None, None
+        try:
+            result = read_json(path)
+        except CorruptFile as error:
+            return None, str(error)
+        problem = result_problem(result, directory.name)
+        return (None, f"{path}: {problem}") if problem else (result, None)
 
+    def is_done(self, job: Job) -> bool:
+        return self.read_result(self.job_dir(job))[0] is not None
+
+    def result(self, suite: str, job_id: str) -> dict[str, Any] | None:
+        """A finished job's result record, or None."""
+        return self.read_result(self.suite_dir(suite) / job_id)[0]
+
+    def results(self, suite: str) -> Iterator[dict[str, Any]]:
+        """Every finished job's result; a corrupt one is named in a warning and left out."""
+        for path in sorted(self.suite_dir(suite).glob(f"*/{RESULT}")):
+            result, problem = self.read_result(path.parent)
+            if problem:
+                warnings.warn(f"{problem}; left out (run the suite again to retrain the job)", stacklevel=2)
+            elif result is not None:
+                yield result
+
+    def set_aside_corrupt_result(self, job: Job) -> None:
+        """Move a corrupt result.json aside (with a warning naming it), so the job trains again."""
+        _, problem = self.read_result(self.job_dir(job))
+        if problem:
+            move_aside(self.job_dir(job) / RESULT, problem)
+
+    # ----------------------------------------------------------------------------------- a job's files
     def prepare(self, job: Job, force: bool) -> Path:
+        """The job's folder, ready for training (emptied but for the claim with ``force``); temporary files of
+        killed writers are removed (the caller holds the job's claim)."""
         directory = self.job_dir(job)
         if force and directory.exists():
-            shutil.rmtree(directory)
+            for entry in directory.iterdir():
+                if entry.name != CLAIM:
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         directory.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(directory)
+        self.set_aside_corrupt_result(job)
         write_json_atomic(directory / "config.json", job.config)
         return directory
 
     def write_history(self, job: Job, history: list[dict[str, Any]]) -> None:
-        tmp = self.job_dir(job) / f"metrics.jsonl.{os.getpid()}.tmp"
-        tmp.write_text("".join(json.dumps(record) + "\n" for record in history))
-        os.replace(tmp, self.job_dir(job) / "metrics.jsonl")
+        path = self.job_dir(job) / HISTORY
+        tmp = path.with_name(f"{HISTORY}.tmp")
+        tmp.write_text("".join(json.dumps(record, allow_nan=False) + "\n" for record in history))
+        tmp.replace(path)
 
     def history(self, job: Job) -> list[dict[str, Any]]:
-        """The per-epoch records written so far (an unfinished job's, up to its last checkpoint at most)."""
-        path = self.job_dir(job) / "metrics.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        """The per-epoch records written so far (an unfinished job's, up to its last checkpoint at most); a
+        corrupt metrics.jsonl is moved aside with a warning (the checkpoint holds the history too)."""
+        path = self.job_dir(job) / HISTORY
+        if not path.exists():
+            return []
+        try:
+            return [json.loads(line) for line in path.read_text().splitlines()]
+        except (ValueError, UnicodeDecodeError) as error:
+            move_aside(path, f"unreadable per-epoch records ({error})")
+            return []
 
     def finish(self, job: Job, result: dict[str, Any]) -> None:
+        """Write result.json (the job is finished from then on), then tidy the folder."""
         write_json_atomic(self.job_dir(job) / RESULT, result)
-        self.discard_checkpoints(job)
+        self.tidy(job)
 
-    def discard_checkpoints(self, job: Job) -> None:
-        for stale in self.job_dir(job).glob("checkpoint-*.pt"):
-            stale.unlink()
+    def tidy(self, job: Job) -> None:
+        """Remove what a finished job no longer needs: checkpoints, temporary files, its last error. Never
+        fails: the job is finished whatever happens to these files."""
+        directory = self.job_dir(job)
+        for stale in [*directory.glob("checkpoint-*.pt"), *directory.glob("*.tmp"), directory / ERROR]:
+            try:
+                stale.unlink(missing_ok=True)
+            except OSError:
+                pass
 
     def restart(self, job: Job) -> None:
         """Drop an unfinished job's checkpoints and records, so that it trains from scratch if it runs again
         (a pruned trial's job); its W&B run stays for syncing."""
-        self.discard_checkpoints(job)
-        (self.job_dir(job) / "metrics.jsonl").unlink(missing_ok=True)
+        for stale in self.job_dir(job).glob("checkpoint-*.pt"):
+            stale.unlink(missing_ok=True)
+        (self.job_dir(job) / HISTORY).unlink(missing_ok=True)
 
     def write_error(self, job: Job, error: BaseException, trace: str) -> None:
-        """error.txt: the error in one line (what ``status`` shows), then the traceback."""
+        """error.txt: the error in one line (what ``status`` shows), then the traceback. The folder is made
+        again if something deleted it while the job ran."""
         headline = f"{type(error).__name__}: {error}".splitlines()[0]
         self.job_dir(job).mkdir(parents=True, exist_ok=True)
         (self.job_dir(job) / ERROR).write_text(f"{headline}\n\n{trace}")
@@ -89,9 +164,10 @@ class Store:
     def error_line(self, job: Job) -> str:
         """The first line of the job's error (an older error.txt holds only a traceback: its last line)."""
         path = self.job_dir(job) / ERROR
-        if not path.exists():
+        try:
+            lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        except FileNotFoundError:
             return ""
-        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
         if not lines:
             return "(empty error.txt)"
         return lines[-1] if lines[0].startswith("Traceback") else lines[0]
@@ -100,6 +176,7 @@ class Store:
         """Whether the job's last attempt failed (and it has not finished since)."""
         return (self.job_dir(job) / ERROR).exists() and not self.is_done(job)
 
+    # ------------------------------------------------------------------------------------------ suites
     def write_suite(self, suite: str, summary: dict[str, Any]) -> None:
         self.suite_dir(suite).mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.suite_dir(suite) / "suite.json", summary)
@@ -107,15 +184,14 @@ class Store:
     def suites(self) -> list[str]:
         return sorted(p.parent.name for p in self.root.glob("*/suite.json"))
 
-    def results(self, suite: str) -> Iterator[dict[str, Any]]:
-        for path in sorted(self.suite_dir(suite).glob(f"*/{RESULT}")):
-            yield json.loads(path.read_text())
-
-    def result(self, suite: str, job_id: str) -> dict[str, Any] | None:
-        """A finished job's result record, or None."""
-        path = self.suite_dir(suite) / job_id / RESULT
-        return json.loads(path.read_text()) if path.exists() else None
-
     def suite_summary(self, suite: str) -> dict[str, Any]:
         path = self.suite_dir(suite) / "suite.json"
-        return json.loads(path.read_text()) if path.exists() else {"name": suite}
+        if not path.exists():
+            return {"name": suite}
+        summary = read_json(path)
+        if not isinstance(summary, dict):
+            raise CorruptFile(f"{path}: not a suite summary; run the suite again to rewrite it")
+        return summary
+
+
+__all__ = ["ERROR", "HISTORY", "RESULT", "Store", "result_problem", "write_json_atomic"]

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ..files import CorruptFile, load_tensors, move_aside
 
 # 2: recipe state became {"nets", "own"} when every recipe axis could own modules
 FORMAT = 2
@@ -28,9 +29,19 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
 
 
 def load(path: Path) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` (None if there is none). It is loaded with ``weights_only``: one that holds
+    other objects is refused (UnsafeFile, naming it); one that cannot be read (a kill while the disk was full,
+    a truncated copy) is moved aside with a warning, and the stage starts again from epoch 0."""
     if not path.exists():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = load_tensors(path, "checkpoint")
+    except CorruptFile as error:
+        move_aside(path, f"unreadable checkpoint ({error})")
+        return None
+    if not isinstance(state, dict):
+        move_aside(path, f"a checkpoint is a dict, this is a {type(state).__name__}")
+        return None
     written = state.get("format", 1)
     if written != FORMAT:
         raise StaleCheckpoint(

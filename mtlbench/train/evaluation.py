@@ -21,12 +21,21 @@ def evaluate(model: nn.Module, split: Split, tasks: dict[str, Task], batch_size:
     model.eval()
     meters = {name: task.meter() for name, task in tasks.items()}
     loss_sums = {name: torch.zeros((), dtype=torch.float64, device=split.images.device) for name in tasks}
+    finite = {name: torch.ones((), dtype=torch.bool, device=split.images.device) for name in tasks}
     for index in torch.arange(len(split), device=split.images.device).split(batch_size):
         images, targets = split.batch(index, tasks)
         with autocast():
             preds = model(images)
         for name, meter in meters.items():
-            meter.update(preds[name].float(), targets[name])
-            loss_sums[name] += tasks[name].loss_per_image(preds[name].float(), targets[name]).double().sum()
+            pred = preds[name].float()
+            ok = torch.isfinite(pred)
+            finite[name] &= ok.all()
+            pred = torch.where(ok, pred, 0.0)  # the metrics stay computable; the job fails below, naming the task
+            meter.update(pred, targets[name])
+            loss_sums[name] += tasks[name].loss_per_image(pred, targets[name]).double().sum()
     model.train(was_training)
+    diverged = [name for name, flag in finite.items() if not flag]
+    if diverged:
+        raise FloatingPointError(f"evaluation: the predictions of {', '.join(diverged)} are NaN or infinite (the "
+                                 f"network diverged); no metric of them is recorded")
     return {name: {**meter.compute(), "loss": loss_sums[name].item() / len(split)} for name, meter in meters.items()}

@@ -6,7 +6,7 @@ from typing import ClassVar, Iterable
 
 import torch
 
-from ..registry import Registry
+from ..registry import Registry, require
 from ..space import Choice, Float, Space
 
 OPTIMIZERS: Registry[type] = Registry("optimizer")
@@ -26,6 +26,10 @@ class Adam:
     lr: float = 1e-4
     weight_decay: float = 0.0
 
+    def __post_init__(self) -> None:
+        require("lr", self.lr, self.lr > 0, "must be > 0")
+        require("weight_decay", self.weight_decay, self.weight_decay >= 0, "must be >= 0")
+
     def build(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
 
@@ -37,6 +41,11 @@ class SGD:
     lr: float = 1e-2
     momentum: float = 0.9
     weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        require("lr", self.lr, self.lr > 0, "must be > 0")
+        require("momentum", self.momentum, 0 <= self.momentum < 1, "must lie in [0, 1)")
+        require("weight_decay", self.weight_decay, self.weight_decay >= 0, "must be >= 0")
 
     def build(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
@@ -50,6 +59,10 @@ class Step:
     step_size: int = 100
     gamma: float = 0.5
 
+    def __post_init__(self) -> None:
+        require("step_size", self.step_size, self.step_size >= 1, "must be >= 1 (epochs between decays)")
+        require("gamma", self.gamma, 0 < self.gamma <= 1, "must lie in (0, 1] (the factor of each decay)")
+
     def build(self, optimizer: torch.optim.Optimizer, epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
         return torch.optim.lr_scheduler.StepLR(optimizer, self.step_size, self.gamma)
 
@@ -60,6 +73,9 @@ class Cosine:
     """Cosine annealing over the epochs down to ``eta_min`` (Sun et al. 2023: to 1e-4)."""
 
     eta_min: float = 0.0
+
+    def __post_init__(self) -> None:
+        require("eta_min", self.eta_min, self.eta_min >= 0, "must be >= 0")
 
     def build(self, optimizer: torch.optim.Optimizer, epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs, eta_min=self.eta_min)

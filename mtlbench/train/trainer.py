@@ -280,16 +280,19 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
         start = time.perf_counter()
         model.train()
         sums: dict[str, Tensor] = {}
+        watch = NonFiniteWatch()
         batches = [b for b in stage.batches(cfg["batch_size"], generators["order"]) if len(b[0]) >= min_batch]
         group = recipe.interleaved_batches
         for first in range(0, len(batches), group):
             loaded = [(*load_batch(stage, index, augment, generators["augment"], device), mask)  # mask stays on CPU
                       for index, mask in batches[first:first + group]]
             logs = recipe.train_batches(optimizer, loaded)
+            watch.step(logs, first + 1)
             for key, value in logs.items():
                 sums[key] = sums.get(key, 0) + value
             for watcher in watchers:
                 watcher.after_step(epoch * len(batches) + first + len(loaded))
+        watch.check(stage.name, epoch + 1)  # before anything of this epoch is validated, checkpointed or logged
         scheduler.step()
         recipe.end_epoch({k.removeprefix("loss/"): float(v) / len(batches) for k, v in sums.items()
                           if k.startswith("loss/")})
@@ -316,6 +319,34 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
     result.model = model
     result.observed = [watcher.report() for watcher in watchers]
     return result
+
+
+class NonFiniteLoss(FloatingPointError):
+    """A training loss became NaN or infinite: the job stops, its last finite checkpoint stays."""
+
+
+class NonFiniteWatch:
+    """Remembers, on the device, the first step at which each logged loss was not finite, so that a training
+    step needs no host sync; ``check`` (once per epoch) raises NonFiniteLoss naming the task, epoch and step."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, Tensor] = {}
+
+    def step(self, logs: dict[str, Tensor], step: int) -> None:
+        for key, value in logs.items():
+            bad = ~torch.isfinite(torch.as_tensor(value).detach())
+            seen = self.first.get(key)
+            self.first[key] = torch.where(bad, step, -1) if seen is None else torch.where((seen < 0) & bad, step, seen)
+
+    def check(self, stage: str, epoch: int) -> None:
+        steps = {key: int(step) for key, step in self.first.items()}
+        bad = {key: step for key, step in steps.items() if step >= 0}
+        if bad:
+            key, step = min(bad.items(), key=lambda item: item[1])
+            task = key.removeprefix("loss/")
+            raise NonFiniteLoss(f"the training loss of {task} (stage {stage}) became NaN or infinite at epoch {epoch}, "
+                                f"step {step}: the run diverged. Lower the learning rate or check the data; the "
+                                f"checkpoint of epoch {epoch - 1} stays, and nothing of epoch {epoch} is recorded")
 
 
 def observer_states(saved: dict[str, Any]) -> list[Any]:

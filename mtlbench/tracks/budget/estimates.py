@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ...files import as_float, finite_or_none
 from ...jobs import RESOLVERS, Resolution, ResultLookup
 from ...registry import build
 from .allocators import ALLOCATORS, Estimates
@@ -29,8 +30,8 @@ def gather_estimates(estimates: dict[str, Any], lookup: ResultLookup) -> Estimat
     fields: dict[str, dict[str, float]] = {}
     if "probe" in estimates:
         probes = [r["estimate"] for r in estimate_results(estimates["probe"], lookup, "informativeness probes")]
-        for key in ("informativeness", "tag_informativeness"):
-            fields[key] = {t: float(np.mean([p[key][t] for p in probes])) for t in probes[0][key]}
+        for key in ("informativeness", "tag_informativeness"):  # null (an undefined pair) stays undefined: NaN
+            fields[key] = {t: float(np.mean([as_float(p[key][t]) for p in probes])) for t in probes[0][key]}
     if "reduction" in estimates:
         fields["beta"] = {t: float(np.mean([r["estimate"]["beta"] for r in
                                             estimate_results(ids, lookup, f"reduction rate of {t}")]))
@@ -43,8 +44,11 @@ def resolve_allocation(allocation: dict[str, Any], lookup: ResultLookup) -> dict
     estimates = gather_estimates(allocation["estimates"], lookup)
     allocator = build(ALLOCATORS, allocation["allocator"])
     counts = allocator.allocate(allocation["costs"], allocation["budget"], estimates)
-    return {"new_labels": counts, "informativeness": estimates.informativeness or None,
-            "tag_informativeness": estimates.tag_informativeness or None, "beta": estimates.beta or None}
+    def recorded(values: dict[str, float]) -> dict[str, float | None] | None:
+        return {t: finite_or_none(v) for t, v in values.items()} or None
+
+    return {"new_labels": counts, "informativeness": recorded(estimates.informativeness),
+            "tag_informativeness": recorded(estimates.tag_informativeness), "beta": recorded(estimates.beta)}
 
 
 @RESOLVERS.register("budget-purchase")

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ...files import as_float
 from ...metrics import delta_t
 from ...leaderboard.render import ARROW, fmt
 
@@ -55,6 +56,11 @@ def setting_rows(setting: dict[str, Any], by_id: dict[str, dict[str, Any]], task
     return rows
 
 
+def number(value: float, spec: str) -> str:
+    """A value as the table prints it; an undefined one (no usable probe step) as —, never as nan."""
+    return format(value, spec) if math.isfinite(value) else "—"
+
+
 def signed(mean: float, std: float) -> str:
     text = f"{round(mean, 1) + 0.0:+.1f}"
     return text if math.isnan(std) else f"{text} ± {std:.1f}"
@@ -94,7 +100,7 @@ def markdown_estimates(table: dict[str, Any], by_id: dict[str, dict[str, Any]], 
     for t in tasks:
         cells = [t]
         for key in ("informativeness", "tag_informativeness"):
-            cells.append(f"{np.mean([p['estimate'][key][t] for p in probes]):.3f}" if probes else "")
+            cells.append(number(np.mean([as_float(p["estimate"][key][t]) for p in probes]), ".3f") if probes else "")
         fits = [r["estimate"] for r in reductions.get(t, [])]
         cells += ([f"{np.mean([f['beta'] for f in fits]):.5f}", f"{np.mean([f['delta_s'] for f in fits]):.3g}",
                    f"{np.mean([f['fit_l1'] for f in fits]):.3g}"] if fits else ["", "", ""])
@@ -104,8 +110,8 @@ def markdown_estimates(table: dict[str, Any], by_id: dict[str, dict[str, Any]], 
         lines += ["Relatedness I_{i→j} (row i gives to column j; Eq. 5, mean over probe steps):", "",
                   "| i \\ j | " + " | ".join(tasks) + " |", "|" + "---|" * (len(tasks) + 1)]
         for i in tasks:
-            means = [np.mean([p["estimate"]["relatedness"][i][j] for p in probes]) for j in tasks]
-            lines.append(f"| {i} | " + " | ".join(f"{m:+.2f}" for m in means) + " |")
+            means = [np.mean([as_float(p["estimate"]["relatedness"][i][j]) for p in probes]) for j in tasks]
+            lines.append(f"| {i} | " + " | ".join(number(m, "+.2f") for m in means) + " |")
         lines.append("")
     seconds = sum(p["train_seconds"] for p in probes)
     seconds += sum(r["train_seconds"] for rs in reductions.values() for r in rs)

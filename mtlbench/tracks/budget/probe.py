@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from ...data import Split
 from ...data.augment import Augment
 from ...train.evaluation import evaluate
+from ...files import finite_or_none
 from ...jobs import KINDS, EpochCallback
 from ...train import run_job
 from ...train.trainer import ObserverFactory, Observed, Stage, autocast_for, derive_seed
@@ -211,13 +212,13 @@ def summarise(records: list[dict[str, Any]], names: list[str], average: str = "r
     tag = z / np.diag(z)[None, :]
     np.fill_diagonal(tag, 1.0)
 
-    def nested(matrix: np.ndarray) -> dict[str, dict[str, float]]:
-        return {a: {b: float(matrix[i, j]) for j, b in enumerate(names)} for i, a in enumerate(names)}
+    def nested(matrix: np.ndarray) -> dict[str, dict[str, float | None]]:
+        return {a: {b: finite_or_none(float(matrix[i, j])) for j, b in enumerate(names)} for i, a in enumerate(names)}
 
     return {"tasks": names, "probes": len(records), "relatedness": nested(relatedness),
-            "informativeness": {a: float(relatedness[i].sum()) for i, a in enumerate(names)},
+            "informativeness": {a: finite_or_none(float(relatedness[i].sum())) for i, a in enumerate(names)},
             "tag_relatedness": nested(tag),
-            "tag_informativeness": {a: float(tag[i].sum()) for i, a in enumerate(names)},
+            "tag_informativeness": {a: finite_or_none(float(tag[i].sum())) for i, a in enumerate(names)},
             "skipped": int(((denominator == 0).any(axis=1)).sum())}
 
 

@@ -4,8 +4,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...config import SuiteError, SuiteFile, check_methods, check_scenario, plugin, resolve_common, resolve_method
-from ...data import SCENARIOS
+from ...data import DATASETS, SCENARIOS
 from ...jobs import Job, new_job
+from ...registry import build
+
+
+def check_leaderboard(raw: SuiteFile, methods: list[str], datasets: list[dict], path: Path) -> None:
+    """A baseline the suite names is one of its methods (the default, supervised, may be absent: the tables then
+    have no ΔMTL column and say so), and every ΔMTL metric is one its task reports."""
+    baseline = raw.leaderboard.baseline
+    if "baseline" in raw.leaderboard.model_fields_set and baseline not in methods:
+        raise SuiteError(f"{path}: leaderboard.baseline: {baseline!r} is not a method of this suite; ΔMTL needs it. "
+                         f"Add it to methods or set leaderboard.baseline to one of {', '.join(methods)}")
+    for task, metrics in raw.leaderboard.metrics.items():
+        if task not in raw.tasks:
+            raise SuiteError(f"{path}: leaderboard.metrics.{task}: not a task of this suite ({', '.join(raw.tasks)})")
+        for dataset in datasets:
+            reported = build(DATASETS, dataset).tasks()[task].directions
+            unknown = [m for m in metrics if m not in reported]
+            if unknown:
+                raise SuiteError(f"{path}: leaderboard.metrics.{task}: {', '.join(unknown)} is not a metric of "
+                                 f"{task}; its metrics: {', '.join(reported)}")
 
 
 def expand(raw: SuiteFile, path: Path) -> list[Job]:
@@ -25,9 +44,7 @@ def expand(raw: SuiteFile, path: Path) -> list[Job]:
     if len(set(names)) != len(names):
         duplicated = sorted(n for n in set(names) if names.count(n) > 1)
         raise SuiteError(f"{path}: methods: duplicate method names {duplicated}")
-    for task in raw.leaderboard.metrics:
-        if task not in raw.tasks:
-            raise SuiteError(f"{path}: leaderboard.metrics.{task}: not a task of this suite ({', '.join(raw.tasks)})")
+    check_leaderboard(raw, names, datasets, path)
     name = raw.name or path.stem
     return [new_job(name, {"dataset": dataset, "tasks": list(raw.tasks), "scenario": scenario, "method": method,
                            "model": model, "train": train, "seed": seed})

@@ -6,6 +6,7 @@ is one table per (dataset, scenario): per-task metrics and ΔMTL against the sui
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,17 @@ class PartialTrack(Track):
 
     def render(self, summary: dict[str, Any], results: list[dict[str, Any]], hardware: list[str], out: Path,
                baseline: str | None) -> tuple[Path, Path]:
-        from ...leaderboard import csv, markdown, tables, write  # pandas, only where leaderboards are made
+        from ...leaderboard import LeaderboardError, csv, markdown, tables, write  # pandas, only here
 
         settings = summary.get("leaderboard", {})
-        built = tables(results, baseline or settings.get("baseline", "supervised"), settings.get("metrics", {}),
-                       summary.get("methods", []), summary.get("scenarios", []))
+        baseline = baseline or settings.get("baseline", "supervised")
+        if baseline not in summary.get("methods", [baseline]):
+            raise LeaderboardError(f"--baseline {baseline!r} is not a method of suite {summary['name']} "
+                                   f"({', '.join(summary['methods'])})")
+        built = tables(results, baseline, settings.get("metrics", {}), summary.get("methods", []),
+                       summary.get("scenarios", []), summary.get("index"))
+        missing = [job_id for table in built for ids in table.missing.values() for job_id in ids]
+        if missing:
+            warnings.warn(f"{summary['name']}: {len(missing)} job(s) of the suite have no result (failed or not run), "
+                          f"their rows are marked: {', '.join(missing)}", stacklevel=2)
         return write(out, markdown(summary, built, hardware), csv(built))

@@ -1,0 +1,123 @@
+"""Files in folders others may write to: atomic writes, strict JSON, loads that never unpickle code, and
+corrupt files moved aside rather than trusted or left to fail every retry.
+
+Results folders and mask files are shared on clusters, so mtlbench treats what it reads as untrusted:
+``torch.load`` runs with ``weights_only=True`` (tensors and plain containers only; a pickle that would build
+any other object is refused with an error naming the file), JSON is parsed strictly, and NaN or infinity is
+never written.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import re
+import time
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+
+class UnsafeFile(ValueError):
+    """A file that holds objects mtlbench will not unpickle."""
+
+
+class CorruptFile(ValueError):
+    """A file that cannot be read (truncated, not of its format)."""
+
+
+NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def check_name(name: str, what: str = "suite name") -> str:
+    """A name that becomes a folder or file name: letters, digits, ``_``, ``-`` and ``.``, not ``.`` or ``..``
+    (so it can never reach outside the folder it is placed in)."""
+    if not isinstance(name, str) or not NAME.fullmatch(name) or name in (".", ".."):
+        raise ValueError(f"{what} {name!r}: use letters, digits, '_', '-' and '.' only (not '.' or '..'), e.g. "
+                         f"'my_suite-v2'")
+    return name
+
+
+def inside(root: Path, *parts: str) -> Path:
+    """``root / parts``, refused if it would leave ``root``."""
+    path = root.joinpath(*parts)
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise ValueError(f"{path}: leaves {root}")
+    return path
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file in the same folder and rename it: a reader sees the old or the new
+    content, never a part (a kill while writing leaves only a ``.tmp`` file, removed on the next write)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Strict JSON (``allow_nan=False``: a NaN or infinity is an error, never written), atomically."""
+    write_text_atomic(path, json.dumps(payload, indent=1, allow_nan=False))
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file; CorruptFile names the file when it does not parse. (Files written before mtlbench 0.2 may
+    hold NaN, which is still read: a stored result stays valid; readers show such a value as undefined.)"""
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CorruptFile(f"{path}: not valid JSON ({error})") from None
+
+
+def load_tensors(path: Path, what: str) -> Any:
+    """``torch.load`` of tensors and plain containers only. UnsafeFile if the file asks to build any other
+    object (it is never built), CorruptFile if it cannot be read."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise UnsafeFile(f"{path}: refused to load this {what}: it holds Python objects other than tensors and "
+                         f"plain containers, which mtlbench never unpickles (a file in a shared folder could run "
+                         f"code). Save it as a dict of tensors, e.g. torch.save({{'labels_weights': mask}}, path). "
+                         f"({str(error).splitlines()[0]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+        raise CorruptFile(f"{path}: cannot read this {what} ({type(error).__name__}: "
+                          f"{str(error).splitlines()[0] if str(error) else 'truncated'})") from None
+
+
+def finite_or_none(value: float) -> float | None:
+    """A statistic that is undefined (NaN) or unbounded is written as null, never as a number."""
+    return value if math.isfinite(value) else None
+
+
+def as_float(value: float | None) -> float:
+    """A stored statistic back as a float (null -> NaN), for arithmetic that must see it undefined."""
+    return math.nan if value is None else float(value)
+
+
+def non_finite_fields(value: Any, path: str = "") -> list[str]:
+    """The dotted paths of every NaN or infinite number in a JSON-like value."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [f"{path} = {value}"]
+    if isinstance(value, dict):
+        return [bad for key, item in value.items() for bad in non_finite_fields(item, f"{path}.{key}" if path else
+                                                                                  str(key))]
+    if isinstance(value, (list, tuple)):
+        return [bad for i, item in enumerate(value) for bad in non_finite_fields(item, f"{path}[{i}]")]
+    return []
+
+
+def move_aside(path: Path, reason: str) -> Path:
+    """Rename a corrupt file to ``<name>.corrupt-<unix time>`` (kept for inspection, no longer read) and warn."""
+    target = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+    os.replace(path, target)
+    warnings.warn(f"{path}: {reason}; moved aside to {target.name}", stacklevel=2)
+    return target
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete ``*.tmp`` files that killed writers left in ``folder``."""
+    for stale in folder.glob("*.tmp"):
+        stale.unlink(missing_ok=True)

@@ -1,0 +1,401 @@
+"""Nothing lost, nothing trained twice, nothing trusted that should not be: unsafe files, paths, claims,
+corrupt state, non-finite values, early validation, interrupts, one W&B run per job, and a chaos test."""
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from mtlbench.cli import main
+from mtlbench.config import SuiteError, load_suite
+from mtlbench.files import read_json
+from mtlbench.jobs import Train
+from mtlbench.runner import Store
+from mtlbench.runner.claims import CLAIM, Claims
+from conftest import REPO
+
+FAST = {"epochs": 1, "batch_size": 8, "eval_batch_size": 8, "device": "cpu"}
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true"}
+
+
+def run(path, results, *extra):
+    return main(["run", str(path), "--results", str(results), "--wandb", "disabled", *extra])
+
+
+def command(path, results, *extra):
+    return [sys.executable, "-m", "mtlbench.cli", "run", str(path), "--results", str(results), "--wandb", "disabled",
+            *extra]
+
+
+def strict(path: Path):
+    """result.json parsed as strict JSON: NaN and Infinity are refused."""
+    def refuse(constant):
+        raise ValueError(f"{constant} in {path}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+class Payload:
+    """Unpickling this runs a shell command: what a hostile mask or checkpoint file would hold."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+# ------------------------------------------------------------------------------------------- no pickle
+def test_a_pickle_payload_in_a_mask_file_never_runs(write_suite, tmp_path):
+    marker = tmp_path / "owned"
+    mask = tmp_path / "mask.pth"
+    torch.save({"labels_weights": torch.ones(24, 3), "extra": Payload(marker)}, mask)
+    path = write_suite({"scenarios": [{"name": "mask_file", "path": str(mask)}]})
+    with pytest.raises(SuiteError, match=r"scenarios\[0\]\.path: .*mask.pth: refused to load this mask file"):
+        load_suite(path)
+    assert not marker.exists()
+
+
+def test_a_pickle_payload_in_a_checkpoint_never_runs(write_suite, tmp_path, capsys):
+    marker = tmp_path / "owned"
+    path = write_suite({"methods": ["supervised"], "train": FAST})
+    job = load_suite(path).jobs[0]
+    folder = tmp_path / "results" / "tiny" / job.id
+    folder.mkdir(parents=True)
+    torch.save({"model": Payload(marker), "format": 2}, folder / "checkpoint-mtl.pt")
+    assert run(path, tmp_path / "results") == 1
+    assert not marker.exists()
+    assert "checkpoint-mtl.pt: refused to load this checkpoint" in (folder / "error.txt").read_text()
+
+
+# ------------------------------------------------------------------------------------------ names, paths
+@pytest.mark.parametrize("name", ["../x", "a/../../x", "..", ".", "/tmp/elsewhere", "a b"])
+def test_a_suite_name_cannot_leave_the_results_folder(write_suite, tmp_path, name):
+    with pytest.raises(SuiteError, match=r"name: suite name .*letters, digits"):
+        load_suite(write_suite({"name": name}))
+    with pytest.raises(SuiteError, match=r"name: suite name"):
+        load_suite(write_suite(), [f"name={name}"])
+
+
+def test_a_leaderboard_name_cannot_leave_its_folder_and_dotted_names_do_not_collide(write_suite, tmp_path, capsys,
+                                                                                    monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["leaderboard", "../../x", "--results", str(tmp_path / "results")]) == 2
+    assert "letters, digits" in capsys.readouterr().err
+    for name in ("tiny", "tiny.v2"):
+        assert run(write_suite({"name": name, "methods": ["supervised"], "train": FAST}), tmp_path / "results") == 0
+        assert main(["leaderboard", name, "--results", str(tmp_path / "results")]) == 0
+    assert sorted(p.name for p in (tmp_path / "leaderboards").iterdir()) == ["tiny.csv", "tiny.md", "tiny.v2.csv",
+                                                                             "tiny.v2.md"]
+
+
+# ----------------------------------------------------------------------------------------------- claims
+def test_a_live_claim_is_respected_and_a_stale_or_orphaned_one_taken_over(tmp_path):
+    claims = Claims(stale_after=60, beat=0.05)
+    held = claims.acquire(tmp_path / "job")
+    assert held is not None and claims.acquire(tmp_path / "job") is None  # this process is alive: live claim
+    holder = claims.holder(tmp_path / "job")
+    assert holder.pid == os.getpid() and holder.heartbeat_age < 60
+    old = time.time() - 120
+    os.utime(tmp_path / "job" / CLAIM, (old, old))
+    time.sleep(0.2)
+    assert claims.holder(tmp_path / "job").heartbeat_age < 1  # the heartbeat refreshed it
+    held.release()
+    assert not (tmp_path / "job" / CLAIM).exists()
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = {"host": os.uname().nodename, "pid": int(gone.stdout), "started": "then", "token": "x"}
+    (tmp_path / "job" / CLAIM).write_text(json.dumps(orphan))
+    assert claims.holder(tmp_path / "job") is None  # its process is gone
+    taken = claims.acquire(tmp_path / "job")
+    assert taken is not None
+    taken.release()
+
+    (tmp_path / "job" / CLAIM).write_text(json.dumps({**orphan, "host": "another-node", "pid": 1}))
+    assert claims.acquire(tmp_path / "job") is None  # another host: only its heartbeat tells, and it is fresh
+    os.utime(tmp_path / "job" / CLAIM, (old, old))
+    assert claims.acquire(tmp_path / "job") is not None  # stale heartbeat: taken over
+
+
+def test_status_shows_who_runs_a_job(write_suite, tmp_path, capsys):
+    path = write_suite({"methods": ["supervised"], "train": FAST})
+    job = load_suite(path).jobs[0]
+    held = Claims().acquire(tmp_path / "results" / "tiny" / job.id)
+    assert main(["status", str(path), "--results", str(tmp_path / "results"), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["jobs"]
+    assert row["state"] == "running" and row["claim"]["pid"] == os.getpid()
+    held.release()
+
+
+def test_two_runners_on_one_results_folder_train_each_job_once(write_suite, tmp_path):
+    path = write_suite({"methods": ["stl", "supervised", "amtl"], "seeds": [0, 1], "tasks": ["seg", "normal"],
+                        "train": {**FAST, "epochs": 2}})
+    results = tmp_path / "results"
+    runners = [subprocess.Popen(command(path, results, "--claim-timeout", "60"), env=ENV, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    logs = [runner.communicate(timeout=600) for runner in runners]
+    assert [runner.returncode for runner in runners] == [0, 0], logs
+    jobs = load_suite(path).jobs
+    starts = [match for out, _ in logs for match in re.findall(r"\] start (\w{12}) ", out)]
+    assert sorted(starts) == sorted(job.id for job in jobs)  # every job started once, by one of the two
+    assert all(Store(results).is_done(job) for job in jobs)
+    assert not list(results.glob("tiny/*/claim.json*"))
+
+
+# ------------------------------------------------------------------------------------------ corrupt state
+def test_a_corrupt_result_checkpoint_or_record_is_moved_aside_and_the_job_retrains(write_suite, tmp_path, capsys):
+    path = write_suite({"methods": ["supervised"], "seeds": [0, 1], "train": FAST})
+    results = tmp_path / "results"
+    assert run(path, results) == 0
+    first, second = load_suite(path).jobs
+    (results / "tiny" / first.id / "result.json").write_text('{"schema": 1, "job_')  # truncated
+    (results / "tiny" / second.id / "result.json").unlink()
+    (results / "tiny" / second.id / "checkpoint-mtl.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
+    (results / "tiny" / second.id / "metrics.jsonl").write_text('{"epoch": 1, "val"\n')
+    (results / "tiny" / second.id / "result.json.123.tmp").write_text("{")
+    capsys.readouterr()
+    assert main(["status", str(path), "--results", str(results), "--json"]) == 0
+    assert [row["state"] for row in json.loads(capsys.readouterr().out)["jobs"]] == ["pending", "pending"]
+    with pytest.warns(UserWarning) as caught:
+        assert run(path, results) == 0
+    messages = "\n".join(str(w.message) for w in caught)
+    assert f"{first.id}/result.json" in messages and "moved aside" in messages
+    assert "checkpoint-mtl.pt: unreadable checkpoint" in messages and "metrics.jsonl: unreadable" in messages
+    for job in (first, second):
+        folder = results / "tiny" / job.id
+        assert strict(folder / "result.json")["job_id"] == job.id
+        assert not list(folder.glob("*.tmp")) and not list(folder.glob("checkpoint-*.pt"))
+    assert list((results / "tiny" / first.id).glob("result.json.corrupt-*"))
+
+
+def test_the_leaderboard_names_a_corrupt_result_and_leaves_it_out(write_suite, tmp_path, capsys):
+    path = write_suite({"methods": ["supervised"], "seeds": [0, 1], "train": FAST})
+    results = tmp_path / "results"
+    assert run(path, results) == 0
+    bad = load_suite(path).jobs[1]
+    (results / "tiny" / bad.id / "result.json").write_text("not json")
+    capsys.readouterr()
+    assert main(["leaderboard", "tiny", "--results", str(results), "--out", str(tmp_path / "board")]) == 0
+    err = capsys.readouterr().err
+    assert f"{bad.id}/result.json: not valid JSON" in err and f"missing job {bad.id}" not in err
+    board = (tmp_path / "board.md").read_text()
+    assert "| supervised |" in board and "1/2 seeds" in board and f"missing job {bad.id}" in board
+
+
+# ------------------------------------------------------------------------------------- honest leaderboards
+def test_a_method_with_fewer_seeds_is_marked_never_bold_and_its_missing_jobs_named(write_suite, tmp_path, capsys,
+                                                                                   monkeypatch):
+    path = write_suite({"methods": ["stl", "supervised"], "seeds": [0, 1], "train": FAST})
+    suite = load_suite(path)
+    lost = suite.jobs[3]  # supervised, seed 1
+    original = Train.run
+
+    def lose_one(self, config, job_dir, on_epoch, test):
+        if Path(job_dir).name == lost.id:
+            raise RuntimeError("lost on purpose")
+        return original(self, config, job_dir, on_epoch, test)
+
+    monkeypatch.setattr(Train, "run", lose_one)
+    assert run(path, tmp_path / "results") == 1
+    capsys.readouterr()
+    assert main(["leaderboard", "tiny", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "b")]) == 0
+    assert f"have no result (failed or not run), their rows are marked: {lost.id}" in capsys.readouterr().err
+    rows = {line.split(" | ")[0].strip("| "): line for line in (tmp_path / "b.md").read_text().splitlines()
+            if line.startswith("| s")}
+    assert "1/2 seeds" in rows["supervised"] and "**" not in rows["supervised"]
+    assert "| 2 | paper |" in rows["stl"]
+    csv_rows = (tmp_path / "b.csv").read_text().splitlines()
+    assert "seeds_asked" in csv_rows[0]
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"leaderboard": {"baseline": "supervisd"}}, "leaderboard.baseline: 'supervisd' is not a method of this suite"),
+    ({"leaderboard": {"metrics": {"depth": ["delta9"]}}}, "leaderboard.metrics.depth: delta9 is not a metric of depth"),
+])
+def test_an_unknown_baseline_or_metric_is_a_validation_error(write_suite, overrides, expected):
+    with pytest.raises(SuiteError, match=expected):
+        load_suite(write_suite(overrides))
+
+
+# ------------------------------------------------------------------------------------------- non-finite
+def test_a_diverging_job_stops_with_its_task_epoch_and_step_and_writes_no_nan(write_suite, tmp_path, capsys):
+    path = write_suite({"methods": ["supervised"], "train": {**FAST, "epochs": 3, "optimizer":
+                                                              {"name": "sgd", "lr": 1.0e6}}})
+    assert run(path, tmp_path / "results") == 1
+    job = load_suite(path).jobs[0]
+    error = Store(tmp_path / "results").error_line(job)
+    assert re.match(r"NonFiniteLoss: the training loss of \w+ \(stage mtl\) became NaN or infinite at epoch 1, "
+                    r"step \d+: the run diverged", error), error
+    assert job.id in capsys.readouterr().out  # the FAILED line names the job
+    folder = tmp_path / "results" / "tiny" / job.id
+    assert not (folder / "result.json").exists() and not list(folder.glob("checkpoint-*"))
+
+
+def test_results_and_records_are_strict_json(write_suite, tmp_path):
+    path = write_suite({"methods": ["supervised"], "train": FAST})
+    assert run(path, tmp_path / "results") == 0
+    folder = tmp_path / "results" / "tiny" / load_suite(path).jobs[0].id
+    strict(folder / "result.json")
+    for line in (folder / "metrics.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+
+
+# ------------------------------------------------------------------------------------ validation up front
+@pytest.mark.parametrize("overrides, expected", [
+    ({"dataset": {"name": "synthrooms", "height": 32, "width": 64, "train": 0}}, "dataset: train = 0: a split"),
+    ({"dataset": {"name": "synthrooms", "height": 0, "width": 64}}, "dataset: height = 0: must be >= 1"),
+    ({"train": {"scheduler": {"name": "step", "step_size": 0}}}, "train.scheduler: step_size = 0: must be >= 1"),
+    ({"train": {"scheduler": {"name": "step", "gamma": -0.5}}}, "train.scheduler: gamma = -0.5: must lie in"),
+    ({"model": {"name": "segnet", "width": 0}}, "model: width = 0.0: must be > 0"),
+    ({"model": {"name": "segnet", "width": -1}}, "model: width = -1.0: must be > 0"),
+    ({"methods": [{"name": "a", "weighting": {"name": "amtl", "gamma": -1, "potentials": {"seg": 1}}}]},
+     "methods[0].weighting: gamma = -1.0: must be >= 0"),
+    ({"seeds": [0, 1, 0]}, "seeds: listed more than once: 0"),
+    ({"tasks": ["seg", "depth", "seg"]}, "tasks: listed more than once: seg"),
+    ({"train": {"optimizer": {"name": "adam", "lr": 0}}}, "train.optimizer: lr = 0.0: must be > 0"),
+])
+def test_malformed_suites_fail_before_training_naming_the_field(write_suite, tmp_path, overrides, expected):
+    with pytest.raises(SuiteError, match=r"tiny.yaml: (invalid suite\n  )?" + re.escape(expected)):
+        load_suite(write_suite(overrides))
+
+
+def test_duplicate_yaml_keys_a_binary_file_and_a_directory_are_refused(tmp_path, capsys):
+    (tmp_path / "twice.yaml").write_text("name: a\ntasks: [seg]\nname: b\n")
+    (tmp_path / "binary.yaml").write_bytes(bytes(range(256)))
+    for suite, expected in [("twice.yaml", "key 'name' is given twice"), ("binary.yaml", "not a text file"),
+                            (".", "is a directory, not a suite file")]:
+        assert main(["run", str(tmp_path / suite), "--results", str(tmp_path / "r")]) == 2
+        assert expected in capsys.readouterr().err
+
+
+# -------------------------------------------------------------------------------------------- interrupts
+def wait_for(path: Path, process: subprocess.Popen, seconds: float = 300) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    assert path.exists(), f"{path} never appeared"
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_and_ctrl_c_stop_cleanly_and_the_run_resumes(write_suite, tmp_path, signum, code):
+    path = write_suite({"methods": ["supervised"], "train": {**FAST, "epochs": 40}})
+    results = tmp_path / "results"
+    job = load_suite(path).jobs[0]
+    process = subprocess.Popen(command(path, results), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    wait_for(results / "tiny" / job.id / "checkpoint-mtl.pt", process)
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == code, err
+    assert "Traceback" not in err and err.strip().endswith("resumes from it: run `mtlbench run " + str(path) + "` again")
+    assert (results / "tiny" / job.id / "checkpoint-mtl.pt").exists()
+    assert not (results / "tiny" / job.id / CLAIM).exists()
+    done = subprocess.run(command(path, results), env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    result = strict(results / "tiny" / job.id / "result.json")
+    assert result["resumed_from_epoch"]["mtl"] >= 1 and [r["epoch"] for r in result["history"]] == list(range(1, 41))
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_stop_with_a_terminated_run(write_suite, tmp_path):
+    path = write_suite({"methods": ["supervised"], "seeds": [0, 1], "train": {**FAST, "epochs": 40}})
+    results = tmp_path / "results"
+    process = subprocess.Popen(command(path, results, "--workers", "2"), env=ENV, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    first = load_suite(path).jobs[0]
+    wait_for(results / "tiny" / first.id / "checkpoint-mtl.pt", process)
+    workers = [pid for pid in children_of(process.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert workers
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    time.sleep(1)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+
+
+def test_a_job_that_deletes_its_own_folder_fails_alone(write_suite, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    path = write_suite({"methods": ["stl", "supervised"], "train": FAST})
+    original = Train.run
+
+    def vandal(self, config, job_dir, on_epoch, test):
+        if config["method"]["networks"] == "per_task":
+            shutil.rmtree(job_dir)
+            raise RuntimeError("folder gone")
+        return original(self, config, job_dir, on_epoch, test)
+
+    monkeypatch.setattr(Train, "run", vandal)
+    assert run(path, tmp_path / "results") == 1
+    stl, supervised = load_suite(path).jobs
+    store = Store(tmp_path / "results")
+    assert store.is_done(supervised) and store.error_line(stl) == "RuntimeError: folder gone"
+
+
+# --------------------------------------------------------------------------------------------------- W&B
+def test_a_resumed_job_leaves_one_offline_run_with_every_epoch(write_suite, tmp_path):
+    from test_wandb import inspect
+
+    path = write_suite({"methods": ["supervised"], "train": {**FAST, "epochs": 30}})
+    results = tmp_path / "results"
+    job = load_suite(path).jobs[0]
+    offline = [sys.executable, "-m", "mtlbench.cli", "run", str(path), "--results", str(results), "--wandb", "offline"]
+    process = subprocess.Popen(offline, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    folder = results / "tiny" / job.id
+    wait_for(folder / "checkpoint-mtl.pt", process)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    done = subprocess.run(offline, env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    runs = list(folder.glob("wandb/offline-run-*"))
+    assert len(runs) == 1
+    records = [json.loads(line) for line in inspect(runs[0]).splitlines()]
+    epochs = [r["history"]["item"]["epoch"] for r in records if r["type"] == "history"]
+    assert epochs == list(range(1, 31)), epochs
+
+
+# ------------------------------------------------------------------------------------------------- chaos
+def test_a_suite_killed_at_random_moments_finishes_as_an_uninterrupted_one(write_suite, tmp_path):
+    """SIGKILL at 6 seeded random moments, then a last run to the end: the results equal an uninterrupted
+    run's, bit for bit, and no job ever ran twice to the end."""
+    path = write_suite({"methods": ["stl", "supervised", "amtl"], "tasks": ["seg", "normal"],
+                        "train": {**FAST, "epochs": 4}})
+    reference, chaotic = tmp_path / "reference", tmp_path / "chaotic"
+    start = time.monotonic()
+    assert subprocess.run(command(path, reference), env=ENV, capture_output=True, timeout=600).returncode == 0
+    duration = time.monotonic() - start
+    moments = random.Random(20261130)
+    for _ in range(6):
+        process = subprocess.Popen(command(path, chaotic), env=ENV, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(moments.uniform(0.3, 0.9) * duration)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert subprocess.run(command(path, chaotic), env=ENV, capture_output=True, timeout=600).returncode == 0
+    for job in load_suite(path).jobs:
+        want = read_json(reference / "tiny" / job.id / "result.json")
+        got = read_json(chaotic / "tiny" / job.id / "result.json")
+        assert (got["test"], got["val"], got.get("potentials")) == (want["test"], want["val"], want.get("potentials"))
+        assert [r["epoch"] for r in got["history"]] == [r["epoch"] for r in want["history"]]
+        assert not list((chaotic / "tiny" / job.id).glob("claim.json*"))
