@@ -175,6 +175,12 @@ def test_a_corrupt_result_checkpoint_or_record_is_moved_aside_and_the_job_retrai
         assert not list(folder.glob("*.tmp")) and not list(folder.glob("checkpoint-*.pt"))
     assert list((results / "tiny" / first.id).glob("result.json.corrupt-*"))
 
+    leftovers = [results / "tiny" / first.id / name for name in ("checkpoint-mtl.pt", "metrics.jsonl.77.tmp")]
+    for leftover in leftovers:  # what a writer killed after result.json would leave beside it
+        leftover.write_bytes(b"stale")
+    assert run(path, results) == 0
+    assert not any(leftover.exists() for leftover in leftovers)
+
 
 def test_the_leaderboard_names_a_corrupt_result_and_leaves_it_out(write_suite, tmp_path, capsys):
     path = write_suite({"methods": ["supervised"], "seeds": [0, 1], "train": FAST})
