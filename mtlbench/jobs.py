@@ -26,9 +26,24 @@ FIRST_SPELLING: dict[tuple[str, ...], str] = {
 }
 
 
+SpellingRule = Callable[[dict[str, Any]], dict[str, Any]]
+SPELLING_RULES: list[SpellingRule] = []
+
+
+def spelt_as_before(rule: SpellingRule) -> SpellingRule:
+    """Register a rule for ``job_id``: given a config (a copy it may change), return the config a job that
+    trains identically had before a setting was added or a default changed (e.g. drop a new key whose value
+    reproduces the old behaviour). A job whose training a change leaves alone thus keeps its id; a job whose
+    training it changes gets a new one. Each rule must be exact: it may only rewrite configs whose training
+    the change did not alter."""
+    SPELLING_RULES.append(rule)
+    return rule
+
+
 def first_spelling(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` with every renamed key spelt as when ids were first issued."""
-    spelt = dict(config)
+    """``config`` as its job would have been spelt when ids were first issued: renamed keys under their first
+    names, and each registered spelling rule applied."""
+    spelt = json.loads(json.dumps(config))  # a deep copy the rules may change
     for path, old in FIRST_SPELLING.items():
         *parents, key = path
         node = spelt
@@ -39,6 +54,8 @@ def first_spelling(config: dict[str, Any]) -> dict[str, Any]:
         else:
             if key in node:
                 node[old] = node.pop(key)
+    for rule in SPELLING_RULES:
+        spelt = rule(spelt)
     return spelt
 
 

@@ -278,3 +278,31 @@ def test_regularizer_state_round_trips_through_a_checkpoint():
     saved, loaded = recipe.nets.state_dict(), restored.nets.state_dict()
     assert all(torch.equal(saved[k], loaded[k]) for k in saved)
     assert restored.own[0][1].last_epoch == 1
+
+
+def test_jtr_reconstructs_an_unlabelled_segmentation_against_a_fresh_gumbel_sample(monkeypatch):
+    """The authors' code draws the hard Gumbel sample of an unlabelled segmentation once for Y_2 and once more for
+    its reconstruction target (models/nyuv2_segnet_jtr.py): two independent samples, not one reused."""
+    tasks = tasks_of("seg", "depth")
+    calls = []
+
+    def numbered_sample(logits, tau=1.0, hard=True, dim=1):  # the k-th draw picks class k everywhere
+        calls.append(len(calls))
+        return F.one_hot(torch.full(logits.shape[:1] + logits.shape[2:], len(calls) % logits.shape[1]),
+                         logits.shape[1]).permute(0, 3, 1, 2).float()
+
+    monkeypatch.setattr(F, "gumbel_softmax", numbered_sample)
+    views = [random_view(tasks, 0)] + [random_view(tasks, k, identity_warp()) for k in (1, 2)]
+    mask = torch.tensor([[0.0, 1], [1, 1], [0, 1], [1, 0]])  # images 0 and 2: segmentation unlabelled
+    _, y, _, raw = JTR().stacks(StepContext(tasks, mask, views), 2, hard_prediction=False, detach_labelled=True)
+    fed = y[:, :ALL["seg"].channels].argmax(1)
+    target = raw["seg"].argmax(1)
+    assert (fed[[0, 2]] != target[[0, 2]]).all()  # a second draw: another class here
+    assert torch.equal(target[1], views[2].targets["seg"][1])  # a labelled image's target is its label
+
+
+def test_jtr_leaves_images_without_labels_alone_by_default():
+    assert JTR().unlabeled_consistency is False and JTR().extra_views == 2
+    tasks, part, net, views, mask = jtr_setup(mask=torch.tensor([[1.0, 0], [0, 0], [1, 1], [1, 0]]))
+    part.loss(StepContext(tasks, mask, views), net).backward()
+    assert views[0].preds["normal"].grad is None or views[0].preds["normal"].grad[1].abs().sum() == 0

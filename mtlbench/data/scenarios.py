@@ -77,6 +77,17 @@ class Scenario:
     def base_label(cls, spec: dict[str, Any]) -> str:
         return spec["name"]
 
+    @classmethod
+    def label_range(cls, spec: dict[str, Any], tasks: list[str]) -> tuple[int, int]:
+        """The fewest and most tasks a training image of this scenario is labelled for (recipe parts whose
+        behaviour depends on it use this to tell which jobs a change of theirs can affect)."""
+        low, high = cls.base_range(spec, tasks)
+        return (0 if spec.get("unlabeled", 0) else low), high
+
+    @classmethod
+    def base_range(cls, spec: dict[str, Any], tasks: list[str]) -> tuple[int, int]:
+        return 0, len(tasks)  # unknown: anything
+
     def check_suite(self, tasks: list[str], datasets: list[dict[str, Any]]) -> None:
         """Raise ScenarioError if a suite with these tasks and datasets cannot use this scenario (called before
         anything trains)."""
@@ -109,6 +120,10 @@ class Scenario:
 class Full(Scenario):
     """Every image labelled for every task."""
 
+    @classmethod
+    def base_range(cls, spec: dict[str, Any], tasks: list[str]) -> tuple[int, int]:
+        return len(tasks), len(tasks)
+
     def base_mask(self, n: int, tasks: list[str], generator: np.random.Generator) -> np.ndarray:
         return np.ones((n, len(tasks)), np.float32)
 
@@ -117,6 +132,10 @@ class Full(Scenario):
 @dataclass(frozen=True)
 class OneLabel(Scenario):
     """Exactly one task per image; tasks dealt round-robin over a random order, so counts differ by <= 1."""
+
+    @classmethod
+    def base_range(cls, spec: dict[str, Any], tasks: list[str]) -> tuple[int, int]:
+        return 1, 1
 
     def base_mask(self, n: int, tasks: list[str], generator: np.random.Generator) -> np.ndarray:
         mask = np.zeros((n, len(tasks)), np.float32)
@@ -129,6 +148,10 @@ class OneLabel(Scenario):
 class RandomLabels(Scenario):
     """k ~ Uniform{1, ..., T-1} labels per image, on a uniformly random subset of tasks (Nishi et al. 2024 Sec. 4.1)."""
 
+    @classmethod
+    def base_range(cls, spec: dict[str, Any], tasks: list[str]) -> tuple[int, int]:
+        return 1, max(1, len(tasks) - 1)
+
     def base_mask(self, n: int, tasks: list[str], generator: np.random.Generator) -> np.ndarray:
         if len(tasks) < 2:
             raise ScenarioError("randomlabels needs at least 2 tasks (1 to T-1 labels per image)")
@@ -139,6 +162,10 @@ class RandomLabels(Scenario):
 @dataclass(frozen=True)
 class HalfLabels(Scenario):
     """floor(T/2) or ceil(T/2) labels per image with equal probability (Nishi et al. 2024: 3 or 4 of 7 tasks)."""
+
+    @classmethod
+    def base_range(cls, spec: dict[str, Any], tasks: list[str]) -> tuple[int, int]:
+        return len(tasks) // 2, (len(tasks) + 1) // 2
 
     def base_mask(self, n: int, tasks: list[str], generator: np.random.Generator) -> np.ndarray:
         t = len(tasks)
@@ -177,6 +204,10 @@ CANONICAL = {("nyuv2", "onelabel"): ("seg", "depth", "normal"), ("nyuv2", "rando
              ("cityscapes", "onelabel"): ("seg", "depth")}
 
 
+def bundled_mask(dataset: str, labels: str) -> np.ndarray:
+    return np.load(Path(__file__).parent / "masks" / f"{dataset}-{labels}.npy")
+
+
 @SCENARIOS.register("canonical")
 @dataclass(frozen=True)
 class Canonical(Scenario):
@@ -191,6 +222,13 @@ class Canonical(Scenario):
     def base_label(cls, spec: dict[str, Any]) -> str:
         return f"canonical-{spec['labels']}"
 
+    @classmethod
+    def base_range(cls, spec: dict[str, Any], tasks: list[str]) -> tuple[int, int]:
+        stored = bundled_mask(spec["dataset"], spec["labels"])
+        columns = CANONICAL[spec["dataset"], spec["labels"]]
+        counts = stored[:, [columns.index(t) for t in tasks if t in columns]].sum(1)
+        return int(counts.min()), int(counts.max())
+
     def __post_init__(self) -> None:
         if (self.dataset, self.labels) not in CANONICAL:
             known = ", ".join(f"{d}/{m}" for d, m in CANONICAL)
@@ -198,7 +236,7 @@ class Canonical(Scenario):
 
     def base_mask(self, n: int, tasks: list[str], generator: np.random.Generator) -> np.ndarray:
         columns = CANONICAL[self.dataset, self.labels]
-        stored = np.load(Path(__file__).parent / "masks" / f"{self.dataset}-{self.labels}.npy")
+        stored = bundled_mask(self.dataset, self.labels)
         if len(stored) != n:
             raise ScenarioError(f"canonical {self.dataset}/{self.labels}: the mask has {len(stored)} rows (the full "
                                 f"training split) but the train split has {n} images; set the dataset's val to 0")
@@ -215,6 +253,11 @@ class Extended(Scenario):
 
     base: str = "onelabel"
     task: str = "depth"
+
+    @classmethod
+    def base_range(cls, spec: dict[str, Any], tasks: list[str]) -> tuple[int, int]:
+        low, high = SCENARIOS.get(spec["base"]).label_range(spec, tasks)
+        return min(low, 1), max(high, 1)  # the pool's images are labelled for one task
 
     def check_suite(self, tasks: list[str], datasets: list[dict[str, Any]]) -> None:
         bases = [name for name in SCENARIOS.list() if SCENARIOS.get(name).extendable]

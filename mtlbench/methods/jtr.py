@@ -21,9 +21,14 @@ not), predictions of labelled tasks are detached, and Ŷ_1 uses a hard Gumbel-so
 ``gradient_flow="paper"`` follows Eq. 5 and Alg. 1 on view 0 alone: c_dist Dist(g_θ1(Ŷ), g_θ1(Y)) reaches the
 heads and the JTR encoder, c_recon (Recon(g(⟨Ŷ⟩), ⟨Ŷ⟩) + Recon(g(⟨Y⟩), ⟨Y⟩)) trains the auto-encoder.
 
-Images with no label at all (Nishi et al. 2024 Sec. 4.4): Y would equal Ŷ, so with ``unlabeled_consistency`` their Y
-is built from view 0's prediction warped onto the view of Ŷ: consistency in the joint space across
-augmentations (our reading of the modified L_Dist, which the released code does not contain).
+Images with no label at all (Nishi et al. 2024 Sec. 4.4): the released code gives them no special treatment (Y
+equals Ŷ there, so L_Dist is 0 for them), and neither does mtlbench by default. ``unlabeled_consistency: true``
+is mtlbench's extension (not the authors'): their Y is built from view 0's prediction warped onto the view of Ŷ,
+a consistency in the joint space across augmentations (our reading of the modified L_Dist the paper describes).
+
+Following the code, the reconstruction target of an unlabelled segmentation in Y_2 is a fresh hard Gumbel sample
+of the prediction, not the sample fed to the network (``models/nyuv2_segnet_jtr.py``: Y_2 and its target each
+call ``preprocess_seg_pred(..., hard=True)``); Ŷ_2's target likewise.
 
 Recon losses as in the code: segmentation BCE-with-logits, depth L1 after (sigmoid - 0.5)(1 - 1e-5) + 0.5
 against the CDF of the target, normals 1 - Σ n̂·n; each summed over masked pixels and divided by the number of
@@ -47,6 +52,8 @@ from torch import Tensor, nn
 from ..models.segnet import SegNet, per_sample_norm
 from ..space import Float, Space
 from ..tasks import DenseL1, Depth, Normal, Segmentation, Task
+from ..data import SCENARIOS
+from ..jobs import spelt_as_before
 from .context import StepContext
 from .mtpsl import cosine_distance
 from .parts import REGULARIZERS, Regularizer
@@ -120,7 +127,7 @@ class JTR(Regularizer):
     c_dist: float = 4.0
     c_recon: float = 2.0
     gradient_flow: Literal["code", "paper"] = "code"
-    unlabeled_consistency: bool = True
+    unlabeled_consistency: bool = False
     depth_mean: float = 2.3618
     depth_std: float = 1.5876
     width: float | None = None
@@ -166,7 +173,8 @@ class JTR(Regularizer):
             y.append(torch.where(is_label, encoding.label(task, view.targets[name]), as_pred))
             target = view.targets[name] if isinstance(task, Segmentation) else \
                 torch.where(is_label, view.targets[name].float(), pred.detach().float())
-            raw[name] = encoding.recon_target(task, target, is_label, as_pred)
+            fresh = encoding.prediction(task, stand_in, mask, hard=True) if isinstance(task, Segmentation) else as_pred
+            raw[name] = encoding.recon_target(task, target, is_label, fresh)
         return torch.cat(y_hat, 1), torch.cat(y, 1), mask, raw
 
     def encoded_predictions(self, ctx: StepContext, view_index: int, mask: Tensor) -> dict[str, Tensor]:
@@ -218,3 +226,15 @@ class JTR(Regularizer):
         _, recon_y = self.recon(net, ctx, y, raw, mask)
         _, recon_hat = self.recon(net, ctx, y_hat, self.encoded_predictions(ctx, 0, mask), mask)
         return self.c_dist * distance + self.c_recon * (recon_y + recon_hat)
+
+
+@spelt_as_before
+def jtr_unlabeled_consistency_default(config: dict) -> dict:
+    """``unlabeled_consistency`` defaulted to true before 0.3: it changes nothing where every training image has
+    a label, so such jobs are hashed with their old value and keep their ids."""
+    regularizer = config.get("method", {}).get("regularizer", {})
+    if regularizer.get("name") == "jtr" and regularizer.get("unlabeled_consistency") is False:
+        low, _ = SCENARIOS.get(config["scenario"]["name"]).label_range(config["scenario"], config["tasks"])
+        if low >= 1:
+            regularizer["unlabeled_consistency"] = True
+    return config
