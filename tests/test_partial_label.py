@@ -87,14 +87,14 @@ def test_consistency_reaches_both_views_and_only_unlabelled_tasks():
 
 
 # ---------------------------------------------------------------------------------------------- MTPSL
-MASK = torch.tensor([[1.0, 0, 0], [1, 1, 0], [1, 0, 1], [1, 1, 1]])  # seg always labelled: never a source
+MASK = torch.tensor([[1.0, 0, 0], [1, 1, 0], [1, 0, 1], [1, 1, 1]])  # seg a source only of the full row 3
 
 
-def mtpsl_setup(grad=False):
+def mtpsl_setup(grad=False, **params):
     tasks = tasks_of("seg", "depth", "normal")
     torch.manual_seed(0)
     model = SegNet(tasks, 0.0625)
-    part = MTPSL()
+    part = MTPSL(**params)
     net = part.build(tasks, model)
     views = [random_view(tasks, 0, feature_channels=model.filters[-1]),
              random_view(tasks, 1, identity_warp(), grad=grad, feature_channels=model.filters[-1])]
@@ -102,14 +102,24 @@ def mtpsl_setup(grad=False):
     return tasks, part, net, views
 
 
-def test_mtpsl_equals_the_authors_per_image_per_pair_loop():
-    tasks, part, net, views = mtpsl_setup()
+def argmax_one_hot(logits, tau=1.0, hard=True, dim=1):
+    """A Gumbel-softmax without the noise: the same sample in both computations."""
+    return F.one_hot(logits.argmax(dim), logits.shape[dim]).movedim(-1, dim).float()
+
+
+@pytest.mark.parametrize("full_labels", ["all_pairs", "none"])
+def test_mtpsl_equals_the_authors_per_image_per_pair_loop(full_labels, monkeypatch):
+    """mapfns.py Mapfns.forward: partial labels map (unlabelled source, labelled target) pairs; an image with every
+    label (--ssl-type full) maps every ordered pair of distinct tasks; ``none`` leaves such an image out."""
+    monkeypatch.setattr(F, "gumbel_softmax", argmax_one_hot)
+    tasks, part, net, views = mtpsl_setup(full_labels=full_labels)
     view = views[1]
     names = list(tasks)
     total = 0.0
     for i in range(B):  # the reference: batch size 1 everywhere, as nyu_mtl_xtc.py / mapfns.py
+        full = bool(MASK[i].all()) and full_labels == "all_pairs"
         for s, t in permutations(names, 2):
-            if MASK[i, names.index(s)] == 0 and MASK[i, names.index(t)] == 1:
+            if (MASK[i, names.index(s)] == 0 and MASK[i, names.index(t)] == 1) or full:
                 pair = torch.tensor([net.pairs[(s, t)]])
                 m_s = net.encode(net.inputs[s](source_input(tasks[s], view.preds[s][i:i + 1])), pair)
                 m_t = net.encode(net.inputs[t](target_input(tasks[t], view.targets[t][i:i + 1])), pair)
@@ -133,9 +143,10 @@ def test_mtpsl_gradient_flow():
     part.loss(StepContext(tasks, MASK, views), net).backward()
     view = views[1]
     assert view.feature.grad is None  # the backbone feature enters detached
-    assert view.preds["seg"].grad is None  # seg is labelled everywhere: only its label is mapped
+    seg_grad = view.preds["seg"].grad.flatten(1).abs().sum(1)  # seg is labelled everywhere: a source only of
+    assert (seg_grad[:3] == 0).all() and seg_grad[3] > 0  # the fully labelled image 3 (every ordered pair)
     depth_grad = view.preds["depth"].grad.flatten(1).abs().sum(1)
-    assert (depth_grad[[0, 2]] > 0).all() and (depth_grad[[1, 3]] == 0).all()  # sources where unlabelled
+    assert (depth_grad[[0, 2, 3]] > 0).all() and depth_grad[1] == 0  # sources where unlabelled, and in image 3
     assert all(p.grad is not None for p in net.parameters())
     film = {id(p) for group in part.own_optimizers(net)[0][0].param_groups for p in group["params"]}
     main = {id(p) for p in part.main_parameters(net)}

@@ -3,8 +3,10 @@
 As the authors' code (VICO-UoE/MTPSL, model/mapfns.py and nyu_mtl_xtc.py) does it:
 
 - For every image of the second augmented view and every ordered pair (s, t) with s unlabelled and t
-  labelled, the source *prediction* of s and the target *label* of t are mapped by one shared encoder,
-  conditioned on the pair by FiLM (a gamma and beta per ordered pair and channel after every normalisation),
+  labelled (and, for an image labelled for every task, every ordered pair s != t: the code's
+  ``--ssl-type full``, model/mapfns.py ``Mapfns.forward``; ``full_labels: none`` leaves such images out, as
+  mtlbench did before 0.3), the source *prediction* of s and the target *label* of t are mapped by one shared
+  encoder, conditioned on the pair by FiLM (a gamma and beta per ordered pair and channel after every normalisation),
   each entering through an input layer of its own task (conv3x3 + norm + ReLU to 64·width channels).
 - Inputs: segmentation predictions through a hard Gumbel-softmax (straight-through), labels one-hot (ignored
   pixels all-zero); depth divided by its per-image maximum; normals mapped to (n + 1) / 2.
@@ -24,12 +26,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import permutations
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..data import SCENARIOS
+from ..jobs import spelt_as_before
 from ..models.init import xavier_init
 from ..models.segnet import CONVS, conv_norm_relu, per_sample_norm
 from ..space import Float, Space
@@ -111,6 +115,7 @@ class MTPSL(Regularizer):
     film_lr: float = 1e-3
     film_step: int = 30
     film_gamma: float = 0.5
+    full_labels: Literal["all_pairs", "none"] = "all_pairs"
 
     @property
     def extra_views(self) -> int:
@@ -139,9 +144,11 @@ class MTPSL(Regularizer):
         view = ctx.views[1]
         names = list(ctx.tasks)
         device = view.images.device
+        full = ctx.mask.sum(1) == len(names) if self.full_labels == "all_pairs" else ctx.mask[:, 0] != ctx.mask[:, 0]
         sources, targets, pairs, images = [], [], [], []
         for s, t in permutations(names, 2):
-            rows = ((ctx.mask[:, names.index(s)] == 0) & (ctx.mask[:, names.index(t)] == 1)).nonzero().squeeze(1)
+            partial = (ctx.mask[:, names.index(s)] == 0) & (ctx.mask[:, names.index(t)] == 1)
+            rows = (partial | full).nonzero().squeeze(1)
             if not len(rows):
                 continue
             rows = rows.to(device, non_blocking=True)
@@ -159,3 +166,15 @@ class MTPSL(Regularizer):
         per_entry = cosine_distance(m_s, m_t) + self.reg_weight * (cosine_distance(m_s, feature)
                                                                    + cosine_distance(m_t, feature))
         return self.weight * per_entry.sum() / ctx.batch_size
+
+
+@spelt_as_before
+def mtpsl_full_labels_default(config: dict) -> dict:
+    """``full_labels`` came with 0.3; ``none`` is the earlier behaviour, and ``all_pairs`` trains the same where
+    no image is labelled for every task: both are hashed as before, so those jobs keep their ids."""
+    regularizer = config.get("method", {}).get("regularizer", {})
+    if regularizer.get("name") == "mtpsl" and "full_labels" in regularizer:
+        _, high = SCENARIOS.get(config["scenario"]["name"]).label_range(config["scenario"], config["tasks"])
+        if regularizer["full_labels"] == "none" or high < len(config["tasks"]):
+            del regularizer["full_labels"]
+    return config
