@@ -190,7 +190,8 @@ def amtl_state(potentials=None, **params):
 
 
 def validation(miou, delta1, within):
-    return {"seg": {"miou": miou}, "depth": {"delta1": delta1}, "normal": {"within_11.25": within}}
+    return {"seg": {"miou": miou}, "depth": {"delta1": delta1},
+            "normal": {"within_11.25": within, "within_11.25_per_image": within}}
 
 
 def test_amtl_weights_start_uniform_and_fall_as_accuracy_nears_the_potential():
@@ -263,3 +264,20 @@ def test_gradnorm_moves_weights_towards_equal_gradient_norms_at_the_last_shared_
     assert torch.allclose(net.weights.grad[:2], torch.sign(g - g.mean()) * g, rtol=1e-5)
     assert torch.equal(net.initial[:2], torch.stack([t.detach() for t in terms.values()]))
     assert all(p.grad is not None for p in model.shared_parameters())
+
+
+def test_amtl_beyond_the_potential_follows_the_authors_code_or_clips():
+    """accuracy_based.py raises 1 - acc / (m p) to gamma even when acc exceeds m p: with gamma 2 the weight of a
+    task far beyond its potential rises again. ``clip`` (mtlbench before 0.3) clips the base at 0."""
+    accuracy = torch.tensor([0.6, 0.95, 0.4])
+    potentials = {"seg": 0.5, "depth": 0.8, "normal": 0.4}
+    base = 1 - accuracy / (1.05 * torch.tensor([0.5, 0.8, 0.4]))  # seg and depth beyond 1.05 p: negative
+    for mode, focal in (("code", base ** 2), ("clip", base.clamp_min(0) ** 2)):
+        part, net = amtl_state(potentials, beyond_potential=mode)
+        part.after_validation(net, validation(*accuracy.tolist()))
+        assert torch.allclose(net.weights, torch.softmax(focal, 0)), mode
+    part, net = amtl_state(potentials)
+    part.after_validation(net, validation(*accuracy.tolist()))
+    assert net.weights[1] > net.weights[2]  # depth (most beyond its potential) outweighs normal (at it)
+    with pytest.raises(ValueError, match="gamma = 2.5: must be an integer with beyond_potential: code"):
+        amtl_state(potentials, gamma=2.5)

@@ -28,6 +28,8 @@ from conftest import REFERENCE
 
 TASKS = {k: v for k, v in SynthRooms().tasks().items() if k in ("seg", "depth", "normal")}
 POTENTIALS = {"seg": 0.5, "depth": 0.8, "normal": 0.3}
+VALIDATION = {"seg": {"miou": 0.3}, "depth": {"delta1": 0.6},
+              "normal": {"within_11.25": 0.2, "within_11.25_per_image": 0.25}}
 REGISTRIES = {**{f"{axis} part": registry for axis, registry in AXES.items()}, "model": MODELS, "dataset": DATASETS,
               "scenario": SCENARIOS, "allocator": ALLOCATORS, "selector": SELECTORS, "objective": OBJECTIVES,
               "pruner": PRUNERS, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}
@@ -108,7 +110,7 @@ def test_part_state_round_trips_through_a_checkpoint(axis, name):
     images, targets = tiny_batch()
     recipe.train_step(torch.optim.Adam(recipe.parameters(), 1e-3), images, targets, torch.ones(4, 3))
     recipe.end_epoch({"seg": 1.5, "depth": 0.7, "normal": 0.4})
-    recipe.after_validation({"seg": {"miou": 0.3}, "depth": {"delta1": 0.6}, "normal": {"within_11.25": 0.2}})
+    recipe.after_validation(VALIDATION)
     buffer = io.BytesIO()
     torch.save(recipe.state_dict(), buffer)
     buffer.seek(0)
@@ -184,7 +186,7 @@ def test_weightings_give_one_finite_term_per_present_task(name):
         assert list(terms) == present
         assert all(torch.isfinite(term) for term in terms.values())
     part.end_epoch(net, {"seg": 1.0, "depth": 0.5, "normal": 0.3})
-    part.after_validation(net, {"seg": {"miou": 0.3}, "depth": {"delta1": 0.6}, "normal": {"within_11.25": 0.2}})
+    part.after_validation(net, VALIDATION)
     assert all(torch.isfinite(term) for term in part.terms({"depth": params[1]}, net).values())
 
 

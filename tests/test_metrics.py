@@ -110,3 +110,42 @@ def test_losses_average_valid_pixels_per_image():
     assert loss[0] == pytest.approx(math.log(2)) and loss[1] == 0
     depth = Depth("depth", 1)
     assert depth.loss_per_image(torch.ones(1, 1, 1, 2), torch.tensor([[[[3.0, 0.0]]]])).item() == 2.0
+
+
+def test_normal_angles_use_the_stored_target_as_the_authors_evaluation_does():
+    """utils/evaluation.py (MTPSL) and utils/evals.py (JTR): acos of pred . target, the target not renormalised.
+    A half-length target at the prediction's direction is 60 degrees off there (cos = 0.5), not 0."""
+    pred = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
+    meter = Normal("normal", 3).meter()
+    meter.update(pred, 0.5 * pred)
+    assert meter.compute()["mean_angle"] == pytest.approx(60.0, abs=1e-3)
+
+
+def test_within_11_25_per_image_averages_each_images_fraction():
+    """AMTL's normal accuracy in its authors' code (test_net.py): the mean over images of each image's fraction
+    of valid pixels within 11.25 degrees; pooled, the image with more valid pixels would weigh more."""
+    near, far = torch.deg2rad(torch.tensor(5.0)), torch.deg2rad(torch.tensor(30.0))
+
+    def unit(angle):
+        return torch.stack([torch.sin(angle), torch.zeros(()), torch.cos(angle)])
+
+    pred = torch.stack([unit(near)] * 4 + [unit(near), unit(far), unit(far), unit(far)], -1).view(3, 2, 4)
+    pred = pred.permute(1, 0, 2).reshape(2, 3, 1, 4)
+    target = torch.tensor([0.0, 0.0, 1.0]).view(1, 3, 1, 1).expand(2, 3, 1, 4).clone()
+    target[0, :, :, 2:] = 0  # image 0: two valid pixels, both within; image 1: four, one within
+    meter = Normal("normal", 3).meter()
+    meter.update(pred, target)
+    m = meter.compute()
+    assert m["within_11.25_per_image"] == pytest.approx((1.0 + 0.25) / 2)
+    assert m["within_11.25"] == pytest.approx(3 / 6)
+
+
+def test_depth_predictions_are_clamped_at_1e_9_before_scoring():
+    """MTPSL utils/evaluation.py and JTR utils/evals.py clamp predictions at 1e-9: a prediction of -1 for a
+    depth of 2 is off by 2 there (|1e-9 - 2|), not by 3, and its ratio for delta1 is 2e9, not negative."""
+    meter = Depth("depth", 1).meter()
+    meter.update(torch.tensor([-1.0, 2.0]).view(1, 1, 1, 2), torch.tensor([2.0, 2.0]).view(1, 1, 1, 2))
+    m = meter.compute()
+    assert m["abs_err"] == pytest.approx(1.0)  # (2 + 0) / 2
+    assert m["rmse"] == pytest.approx(math.sqrt(2.0))
+    assert m["delta1"] == pytest.approx(0.5)

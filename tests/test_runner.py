@@ -107,7 +107,7 @@ def test_amtl_takes_its_potentials_from_the_suites_stl_validation_results(write_
     assert run(path, results) == 0
     records = {r["method"]: r for r in Store(results).results("tiny")}
     stl_val = records["stl"]["val"]
-    expected = {"seg": stl_val["seg"]["miou"], "normal": stl_val["normal"]["within_11.25"]}
+    expected = {"seg": stl_val["seg"]["miou"], "normal": stl_val["normal"]["within_11.25_per_image"]}
     assert records["amtl"]["potentials"] == pytest.approx(expected)
     assert records["amtl"]["config"]["method"]["weighting"]["potentials"] is None  # not part of the job id
 
@@ -139,9 +139,12 @@ def test_amtl_refuses_a_zero_potential_instead_of_dividing_by_it(write_suite, tm
 
     path = write_suite({"methods": ["stl", "amtl"]})
     amtl = next(job for job in load_suite(path).jobs if job.method == "amtl")
-    stl = {"val": {"seg": {"miou": 0.2}, "depth": {"delta1": 0.0}, "normal": {"within_11.25": 0.1}}}
+    stl = {"val": {"seg": {"miou": 0.2}, "depth": {"delta1": 0.0}, "normal": {"within_11.25_per_image": 0.1}}}
     with pytest.raises(ValueError, match=r"STL potential of depth \(delta1 = 0\) is not positive .* Eq. 3"):
         stl_potentials(amtl.config, amtl.needs, lambda job_id: stl)
+    older = {"val": {"seg": {"miou": 0.2}, "depth": {"delta1": 0.5}, "normal": {"within_11.25": 0.1}}}
+    with pytest.raises(ValueError, match=r"no validation .*within_11.25_per_image \(written by mtlbench < 0.3\)"):
+        stl_potentials(amtl.config, amtl.needs, lambda job_id: older)
 
 
 def test_amtl_without_stl_in_the_suite_is_refused_before_training(write_suite, tmp_path, capsys):

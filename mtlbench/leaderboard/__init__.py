@@ -34,6 +34,10 @@ def render_suite(store: Store, suite: str, out: Path | None = None, baseline: st
             warnings.warn(f"{suite}: left out {len(stale)} result(s) of jobs the suite no longer has (their config "
                           f"changed since they ran): {', '.join(sorted(stale))}", stacklevel=2)
         results = [r for r in results if r["job_id"] in current]
+    versions = sorted({r.get("metrics_version", 1) for r in results})
+    if len(versions) > 1:
+        warnings.warn(f"{suite}: results scored by metric conventions {versions} are mixed (README, \"Tasks and "
+                      f"metrics\"); rerun the older jobs with --force to compare like with like", stacklevel=2)
     hardware = sorted({r["device"] for r in results})
     track = TRACKS.get(track_of(summary))()
     return track.render(summary, results, hardware, out or Path("leaderboards") / suite, baseline)

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from ..data import DATASETS
 from ..jobs import RESOLVERS, Resolution, ResultLookup
 from ..registry import build, require
-from ..space import Float, Space
+from ..space import Choice, Float, Space
 from ..tasks import Depth, MultiLabel, Normal, Segmentation, Task
 from .parts import WEIGHTINGS, Weighting
 
@@ -127,11 +127,15 @@ class RLW(Weighting):
 
 
 ACCURACY = {Segmentation: "miou", Depth: "delta1", Normal: "within_11.25", MultiLabel: "jaccard"}
+PER_IMAGE = {"within_11.25": "within_11.25_per_image"}  # the authors' normal accuracy (test_net.py)
 
 
-def accuracy_metric(task: Task) -> str | None:
-    """The accuracy AMTL's official code tracks for a task (higher is better, in [0, 1])."""
-    return next((metric for kind, metric in ACCURACY.items() if isinstance(task, kind)), None)
+def accuracy_metric(task: Task, per_image: bool = False) -> str | None:
+    """The accuracy AMTL's official code tracks for a task (higher is better, in [0, 1]); ``per_image``: the
+    normal accuracy as the authors average it, the mean over images of each image's fraction of pixels within
+    11.25 degrees (pooled over the split's pixels otherwise)."""
+    metric = next((metric for kind, metric in ACCURACY.items() if isinstance(task, kind)), None)
+    return PER_IMAGE.get(metric, metric) if per_image else metric
 
 
 def check_accuracies(method: str, tasks: dict[str, Task]) -> None:
@@ -141,10 +145,10 @@ def check_accuracies(method: str, tasks: dict[str, Task]) -> None:
                          f"(it knows {', '.join(ACCURACY.values())})")
 
 
-def accuracy_state(tasks: dict[str, Task], initial_weight: float) -> TaskState:
+def accuracy_state(tasks: dict[str, Task], initial_weight: float, per_image: bool = False) -> TaskState:
     """An EMA of each task's validation accuracy, and the weights derived from it."""
     state = TaskState(tasks)
-    state.metrics = [accuracy_metric(task) for task in tasks.values()]
+    state.metrics = [accuracy_metric(task, per_image) for task in tasks.values()]
     state.register_buffer("accuracy", torch.zeros(len(tasks)))
     state.register_buffer("measured", torch.zeros((), dtype=torch.bool))
     state.register_buffer("weights", torch.full((len(tasks),), initial_weight))
@@ -169,22 +173,31 @@ class AMTL(Weighting):
     EMA of the validation accuracy (new = 0.1 measured + 0.9 old, the first measurement taken as is) updated
     after every evaluation; weights start at 1/K. The loss is the weighted geometric mean Π_t L_t^{w_t}
     (``mean: arithmetic`` for Σ w_t L_t, Table 6). Accuracies: seg mIoU, depth δ1, normals within 11.25°, cls
-    Jaccard. Not in the paper: 1 - acc/(m p) is clipped at 0 (acc beyond the margin would otherwise raise the
-    weight again), and in a batch where a task has no label its term is dropped and the others' weights are
-    renormalised (the authors' code takes log 0 there: NaN). Unless ``potentials`` is given, the job needs
+    Jaccard; following the authors' code (test_net.py), the normal accuracy is the mean over images of each
+    image's fraction of pixels within 11.25° (``normal_accuracy: pooled`` pools the split's pixels instead),
+    for the tracked accuracy and the STL potential alike. The paper is silent on an accuracy beyond the
+    potential; the code raises the negative base 1 - acc/(m p) to γ, so with γ = 2 the weight rises again
+    (``beyond_potential: code``, the default, which needs an integer γ); ``clip`` clips the base at 0, as
+    mtlbench did before 0.3. Not in the paper: in a batch where a task has no label its term is dropped and the
+    others' weights are renormalised (the authors' code takes log 0 there: NaN). Unless ``potentials`` is given, the job needs
     the suite's single-task (``networks: per_task``) jobs of its dataset, scenario and tasks, and the
     ``amtl-potentials`` resolver fills the potentials in from their results when the job starts.
     """
 
-    space: ClassVar[dict[str, Space]] = {"gamma": Float(0.5, 5.0), "margin": Float(0.0, 0.2)}
+    space: ClassVar[dict[str, Space]] = {"gamma": Choice((1.0, 2.0, 3.0, 4.0)), "margin": Float(0.0, 0.2)}
     gamma: float = 2.0
     margin: float = 0.05
     ema: float = 0.1
     mean: Literal["geometric", "arithmetic"] = "geometric"
     potentials: Optional[dict[str, float]] = None
+    beyond_potential: Literal["code", "clip"] = "code"
+    normal_accuracy: Literal["per_image", "pooled"] = "per_image"
 
     def __post_init__(self) -> None:
         require("gamma", self.gamma, self.gamma >= 0, "must be >= 0 (the focusing factor)")
+        require("gamma", self.gamma, self.beyond_potential == "clip" or float(self.gamma).is_integer(),
+                "must be an integer with beyond_potential: code (a negative base has no real fractional power); "
+                "use beyond_potential: clip for a fractional gamma")
         require("margin", self.margin, self.margin >= 0, "must be >= 0")
         require("ema", self.ema, 0 < self.ema <= 1, "must lie in (0, 1]")
 
@@ -205,13 +218,14 @@ class AMTL(Weighting):
         if self.potentials is None:
             raise ValueError("amtl needs the STL potentials (run the suite's stl jobs first, or set "
                              "weighting.potentials)")
-        state = accuracy_state(tasks, 1.0 / len(tasks))
+        state = accuracy_state(tasks, 1.0 / len(tasks), self.normal_accuracy == "per_image")
         state.register_buffer("potential", torch.tensor([float(self.potentials[t]) for t in tasks]))
         return state
 
     def after_validation(self, net: nn.Module | None, metrics: dict[str, dict[str, float]]) -> None:
         accuracy = update_accuracy(net, metrics, self.ema)
-        focal = (1 - accuracy / ((1 + self.margin) * net.potential)).clamp_min(0) ** self.gamma
+        base = 1 - accuracy / ((1 + self.margin) * net.potential)
+        focal = (base.clamp_min(0) if self.beyond_potential == "clip" else base) ** self.gamma
         net.weights.copy_(torch.softmax(focal, 0))
 
     def terms(self, task_losses: dict[str, Tensor], net: nn.Module | None) -> dict[str, Tensor]:
@@ -234,9 +248,15 @@ def stl_potentials(config: dict[str, Any], needs: tuple[str, ...], lookup: Resul
     if missing:
         raise RuntimeError(f"amtl needs the STL potentials of jobs {', '.join(missing)}, which have not finished")
     tasks = build(DATASETS, config["dataset"]).tasks()
-    potentials = {t: sum(r["val"][t][accuracy_metric(tasks[t])] for r in results) / len(results)
-                  for t in config["tasks"]}
-    zero = [f"{t} ({accuracy_metric(tasks[t])} = {p:g})" for t, p in potentials.items() if not p > 0]
+    per_image = config["method"]["weighting"].get("normal_accuracy", "pooled") == "per_image"
+    metric = {t: accuracy_metric(tasks[t], per_image) for t in config["tasks"]}
+    lacking = [job_id for job_id, r in zip(needs, results) for t in config["tasks"] if metric[t] not in r["val"][t]]
+    if lacking:
+        raise ValueError(f"amtl: the STL results of jobs {', '.join(sorted(set(lacking)))} have no validation "
+                         f"{', '.join(sorted(set(metric.values())))} (written by mtlbench < 0.3); train them again with "
+                         f"--force (their ids are unchanged)")
+    potentials = {t: sum(r["val"][t][metric[t]] for r in results) / len(results) for t in config["tasks"]}
+    zero = [f"{t} ({metric[t]} = {p:g})" for t, p in potentials.items() if not p > 0]
     if zero:
         raise ValueError(f"amtl: the STL potential of {', '.join(zero)} is not positive (jobs {', '.join(needs)}), "
                          f"so the achievement accuracy / potential (Yun and Cho 2023 Eq. 3) is undefined: train the "

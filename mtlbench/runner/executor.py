@@ -24,6 +24,7 @@ from .. import __version__
 from ..config import Suite
 from ..files import non_finite_fields
 from ..jobs import KINDS, RESOLVERS, Job, Resolution, blocked_by, levels
+from ..tasks import METRICS_VERSION
 from ..tracking import open_run
 from .claims import STALE_AFTER, Claims
 from .progress import Progress
@@ -105,7 +106,8 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
                                    "device", "torch")},
         **{k: outcome[k] for k in ("estimate",) if k in outcome},
         **resolved.record,
-        "mtlbench": __version__, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "mtlbench": __version__, "metrics_version": METRICS_VERSION,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": job.config,
     }
     bad = non_finite_fields(result)
