@@ -21,7 +21,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, TypeAdapter, Va
 from .data import DATASETS, SCENARIOS, SPLITS, DatasetError
 from .data.scenarios import ScenarioError
 from .files import check_name
-from .jobs import GraphError, Job, check_graph
+from .jobs import GraphError, Job, check_graph, spelt_as_before
 from .methods import AXES, AXIS_ALIASES, METHODS, NETWORKS
 from .models import MODELS
 from .registry import Registry, RegistryError, build, parameters
@@ -42,6 +42,7 @@ class Strict(BaseModel):
 class AugmentSection(Strict):
     scale_crop: bool = True
     flip: bool = True
+    align_corners: bool = Field(True, description="resize image and normals as the authors' loaders do")
 
 
 class TrainSection(Strict):
@@ -77,6 +78,16 @@ class TuneSection(Strict):
     startup_trials: PositiveInt = Field(10, description="TPE's random trials before it models the results")
     space: dict[str, dict[str, Any] | None] = Field(
         default_factory=dict, description="per parameter path: null (not tuned), {low, high} or {values: [...]}")
+
+
+@spelt_as_before
+def align_corners_default(config: dict[str, Any]) -> dict[str, Any]:
+    """``train.augment.align_corners`` came with 0.3; without a scale-crop nothing is resized, so such a job
+    trains as before and is hashed without it."""
+    augment = config.get("train", {}).get("augment", {})
+    if not augment.get("scale_crop", True):
+        augment.pop("align_corners", None)
+    return config
 
 
 class SuiteFile(Strict):

@@ -40,7 +40,7 @@ def test_scale_crop_matches_interpolating_the_crop_and_divides_depth_by_the_scal
     ch, cw = int(h / round(float(scale[i]), 3)), int(w / round(float(scale[i]), 3))
     # find the crop offset that reproduces the output with F.interpolate (as MTAN's RandomScaleCrop does)
     errors = {(top, left): (F.interpolate(images[i:i + 1, :, top:top + ch, left:left + cw], (h, w),
-                                          mode="bilinear", align_corners=False) - out_images[i:i + 1]).abs().max()
+                                          mode="bilinear", align_corners=True) - out_images[i:i + 1]).abs().max()
               for top in range(h - ch + 1) for left in range(w - cw + 1)}
     assert min(errors.values()) < 1e-5
 
@@ -49,3 +49,25 @@ def test_disabled_augmentation_is_the_identity():
     images, targets = batch()
     out_images, out = Augment(False, False)(images, targets, TASKS, torch.Generator())
     assert out_images is images and out is targets
+
+
+def test_scale_crop_resizes_image_and_normals_with_aligned_corners_as_the_authors():
+    """dataset/nyuv2ssl.py (MTPSL) and datasets/nyuv2.py (JTR) resize the crop's image and normals with
+    interpolate(..., mode="bilinear", align_corners=True); ``align_corners: false`` keeps mtlbench's earlier
+    align_corners=False. The normals' resampling (x negated where mirrored) follows the image's."""
+    images, targets = batch(n=32)
+    targets["depth"] = torch.full_like(targets["depth"], 3.0)
+    h, w = 32, 48
+    for aligned in (True, False):
+        out_images, out = Augment(True, True, aligned)(images, targets, TASKS, torch.Generator().manual_seed(2))
+        scale = 3.0 / out["depth"].flatten(1)[:, 0]
+        for i in (scale > 1.1).nonzero()[:3, 0].tolist():
+            ch, cw = int(h / round(float(scale[i]), 3)), int(w / round(float(scale[i]), 3))
+            errors = []
+            for top in range(h - ch + 1):
+                for left in range(w - cw + 1):
+                    resized = F.interpolate(images[i:i + 1, :, top:top + ch, left:left + cw], (h, w),
+                                            mode="bilinear", align_corners=aligned)
+                    errors += [(candidate - out_images[i:i + 1]).abs().max() for candidate in (resized,
+                                                                                              resized.flip(-1))]
+            assert min(errors) < 1e-5, (aligned, i)

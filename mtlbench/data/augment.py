@@ -5,10 +5,12 @@ random integer offset, resize back to (H, W), divide depth by s (a zoom brings t
 image of the batch gets its own s, offset and flip, drawn once as a ``Warp`` that then resamples the image,
 every target and, for the regularizers that compare views, predictions, with one ``grid_sample`` each:
 bilinear for images, normals, probabilities, shading and heatmaps, nearest for segmentation labels, depth and
-edges, as the authors' code resizes them. The affine grid, clamped to the crop, reproduces
-``F.interpolate(..., align_corners=False)`` of the crop exactly for bilinear maps; nearest maps may pick the
-neighbouring source pixel (grid_sample rounds where interpolate floors). A flip negates the x component of
-normals. Image-level targets (``cls``) are left unchanged.
+edges, as the authors' code resizes them. The bilinear maps reproduce ``F.interpolate(..., mode="bilinear",
+align_corners=True)`` of the crop exactly, as the MTPSL and JTR loaders resize image and normals
+(dataset/nyuv2ssl.py, datasets/nyuv2.py); ``align_corners: false`` gives ``align_corners=False`` (mtlbench
+before 0.3; the affine grid is then clamped to the crop). Nearest maps may pick the neighbouring source pixel
+(grid_sample rounds where interpolate floors). A flip negates the x component of normals. Image-level
+targets (``cls``) are left unchanged.
 """
 from __future__ import annotations
 
@@ -27,12 +29,18 @@ SCALES = (1.0, 1.2, 1.5)
 class Warp:
     """One random geometric transform per image: a sampling grid, the zoom factor and the mirror flag."""
 
-    grid: Tensor  # [B, H, W, 2]
+    grid: Tensor  # [B, H, W, 2] for nearest maps (align_corners=False convention)
     scale: Tensor  # [B]
     mirror: Tensor  # [B] bool
+    smooth: Tensor | None = None  # [B, H, W, 2] for bilinear maps with align_corners=True (None: use ``grid``)
+
+    def bilinear(self, value: Tensor) -> Tensor:
+        if self.smooth is None:
+            return F.grid_sample(value, self.grid, mode="bilinear", align_corners=False)
+        return F.grid_sample(value, self.smooth, mode="bilinear", align_corners=True)
 
     def images(self, images: Tensor) -> Tensor:
-        return F.grid_sample(images, self.grid, mode="bilinear", align_corners=False)
+        return self.bilinear(images)
 
     def map(self, task: Task, value: Tensor, mode: str | None = None) -> Tensor:
         """Resample a target or prediction of ``task`` (depth divided by the zoom, normals' x mirrored)."""
@@ -41,7 +49,9 @@ class Warp:
         b = len(self.scale)
         if value.dim() == 3:  # class maps [B, H, W]
             return F.grid_sample(value[:, None].float(), self.grid, mode="nearest", align_corners=False)[:, 0].long()
-        out = F.grid_sample(value, self.grid, mode=mode or task.interpolation, align_corners=False)
+        mode = mode or task.interpolation
+        out = self.bilinear(value) if mode == "bilinear" else F.grid_sample(value, self.grid, mode=mode,
+                                                                              align_corners=False)
         if task.divide_by_scale:
             out = out / self.scale.view(b, 1, 1, 1).to(out.dtype)
         if task.is_normal:
@@ -57,6 +67,7 @@ class Warp:
 class Augment:
     scale_crop: bool = True
     flip: bool = True
+    align_corners: bool = True
 
     @property
     def active(self) -> bool:
@@ -81,7 +92,8 @@ class Augment:
         # clamp to the crop's border pixel centres, as interpolating the cropped tensor does
         grid = torch.stack([clamp_to_crop(grid[..., 0], left, crop_w, w),
                             clamp_to_crop(grid[..., 1], top, crop_h, h)], -1)
-        return Warp(grid.to(images.dtype), scale, mirror)
+        smooth = corner_aligned_grid(top, left, crop_h, crop_w, mirror, h, w) if self.align_corners else None
+        return Warp(grid.to(images.dtype), scale, mirror, None if smooth is None else smooth.to(images.dtype))
 
     def __call__(self, images: Tensor, targets: dict[str, Tensor], tasks: dict[str, Task],
                  generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
@@ -89,6 +101,20 @@ class Augment:
             return images, targets
         warp = self.sample(images, generator)
         return warp.images(images), warp.targets(targets, tasks)
+
+
+def corner_aligned_grid(top: Tensor, left: Tensor, crop_h: Tensor, crop_w: Tensor, mirror: Tensor, h: int,
+                        w: int) -> Tensor:
+    """The grid of ``interpolate(crop, (h, w), align_corners=True)``: output pixel o samples crop coordinate
+    o (c - 1) / (n - 1), in grid_sample's align_corners=True units (-1 and 1 at the first and last centres)."""
+    b = len(top)
+    theta = torch.zeros(b, 2, 3, device=top.device)
+    x_scale = (crop_w - 1) / max(w - 1, 1)
+    theta[:, 0, 0] = torch.where(mirror, -x_scale, x_scale)
+    theta[:, 0, 2] = (crop_w - 1 + 2 * left) / max(w - 1, 1) - 1
+    theta[:, 1, 1] = (crop_h - 1) / max(h - 1, 1)
+    theta[:, 1, 2] = (crop_h - 1 + 2 * top) / max(h - 1, 1) - 1
+    return F.affine_grid(theta, [b, 1, h, w], align_corners=True)
 
 
 def clamp_to_crop(coordinate: Tensor, start: Tensor, size: Tensor, full: int) -> Tensor:
