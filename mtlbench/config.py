@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, TypeAdapter, ValidationError, create_model,
@@ -53,6 +53,8 @@ class TrainSection(Strict):
     scheduler: str | dict[str, Any] = "step"
     augment: AugmentSection = AugmentSection()
     device: str = "auto"
+    precision: Literal["auto", "fp32", "tf32", "bf16"] = Field(
+        "auto", description="fp32 / tf32 / bf16; auto: bf16 on CUDA, fp32 elsewhere")
 
 
 class LeaderboardSection(Strict):
@@ -78,6 +80,14 @@ class TuneSection(Strict):
     startup_trials: PositiveInt = Field(10, description="TPE's random trials before it models the results")
     space: dict[str, dict[str, Any] | None] = Field(
         default_factory=dict, description="per parameter path: null (not tuned), {low, high} or {values: [...]}")
+
+
+@spelt_as_before
+def precision_default(config: dict[str, Any]) -> dict[str, Any]:
+    """``train.precision`` came with 0.3; ``auto`` is the earlier behaviour, hashed as before."""
+    if config.get("train", {}).get("precision") == "auto":
+        del config["train"]["precision"]
+    return config
 
 
 @spelt_as_before

@@ -146,3 +146,22 @@ def test_training_seed_changes_the_run_but_not_the_mask(tiny_job, tmp_path):
     b = run_job({**tiny_job, "seed": 1}, tmp_path / "1")
     assert np.array_equal(np.load(tmp_path / "0" / "mask.npy"), np.load(tmp_path / "1" / "mask.npy"))
     assert a["test"] != b["test"]
+
+
+def test_precision_is_a_setting_of_the_job(write_suite):
+    from mtlbench.config import load_suite
+    from mtlbench.train.trainer import autocast_for
+
+    cpu = torch.device("cpu")
+    with autocast_for(cpu, "bf16")():
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    for precision in ("auto", "fp32", "tf32"):  # no CUDA here: float32 throughout
+        with autocast_for(cpu, precision)():
+            assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    with pytest.raises(ValueError, match="train.precision 'fp16'"):
+        autocast_for(cpu, "fp16")
+    default = load_suite(write_suite()).jobs[0]
+    fp32 = load_suite(write_suite({"train": {"epochs": 2, "batch_size": 8, "eval_batch_size": 8, "device": "cpu",
+                                             "precision": "fp32"}})).jobs[0]
+    assert default.config["train"]["precision"] == "auto" and fp32.config["train"]["precision"] == "fp32"
+    assert default.id != fp32.id  # auto hashes as the jobs before the setting existed (tests/test_job_ids.py)

@@ -44,9 +44,25 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def autocast_for(device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")
+
+
+def autocast_for(device: torch.device, precision: str = "auto") -> Callable[[], contextlib.AbstractContextManager]:
+    """The numeric precision of a job (``train.precision``), as an autocast context, and TF32 switched on or
+    off for CUDA matmuls and convolutions (process-wide flags, set for each job):
+
+    - ``fp32``: float32 throughout, TF32 off (as the authors' scripts run);
+    - ``tf32``: float32 storage, TF32 tensor-core matmuls and convolutions;
+    - ``bf16``: bfloat16 autocast (on the CPU too), PyTorch's default TF32 flags;
+    - ``auto`` (the default): bf16 on CUDA, fp32 elsewhere, PyTorch's default TF32 flags (mtlbench before 0.3).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"train.precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if device.type == "cuda":
-        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+        tf32 = {"fp32": (False, False), "tf32": (True, True)}.get(precision, (False, True))  # PyTorch defaults
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext
 
 
@@ -154,6 +170,7 @@ class Observed:
     recipe: Recipe
     val: Split
     device: torch.device
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
 
 
 ObserverFactory = Callable[[Observed], StepObserver]
@@ -256,12 +273,13 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
     generators = {"order": torch.Generator().manual_seed(derive_seed(seed, stage.name, "order")),
                   "augment": torch.Generator(device).manual_seed(derive_seed(seed, stage.name, "augment"))}
     augment = Augment(**cfg["augment"])
-    autocast = autocast_for(device)
+    autocast = autocast_for(device, cfg.get("precision", "auto"))
     recipe = Recipe(job["method"], stage.tasks, model, augment, generators["augment"], autocast).to(device)
     optimizer = build(OPTIMIZERS, cfg["optimizer"]).build(recipe.parameters())
     scheduler = build(SCHEDULERS, cfg["scheduler"]).build(optimizer, cfg["epochs"])
     torch.manual_seed(derive_seed(seed, stage.name, "train"))
-    watchers = [make(Observed(job, stage, model, optimizer, recipe, splits["val"], device)) for make in observers]
+    watchers = [make(Observed(job, stage, model, optimizer, recipe, splits["val"], device, autocast))
+                for make in observers]
     result = StageResult()
 
     saved = checkpoint.load(path)

@@ -70,13 +70,13 @@ class Probe:
 
     def __init__(self, settings: ProbeSettings, stage: Stage, model: nn.Module, optimizer: torch.optim.Optimizer,
                  val: Split, batch_size: int, eval_batch_size: int, augment: Augment, seed: int,
-                 device: torch.device) -> None:
+                 device: torch.device, autocast: Any = None) -> None:
         self.settings, self.stage, self.model, self.optimizer = settings, stage, model, optimizer
         self.names = list(stage.tasks)
         keep = torch.arange(min(len(val), settings.val_images or len(val)), device=val.images.device)
         self.val = val.subset(keep).select(self.names)
         self.batch_size, self.eval_batch_size, self.augment = batch_size, eval_batch_size, augment
-        self.autocast = autocast_for(device)
+        self.autocast = autocast or autocast_for(device)
         self.device = device
         self.generator = torch.Generator().manual_seed(derive_seed(seed, stage.name, "probe"))
         self.augment_generator = torch.Generator(device).manual_seed(derive_seed(seed, stage.name, "probe-augment"))
@@ -91,7 +91,7 @@ class Probe:
         def build(seen: Observed) -> Probe:
             return Probe(settings, seen.stage, seen.model, seen.optimizer, seen.val, job["train"]["batch_size"],
                          job["train"]["eval_batch_size"], Augment(**job["train"]["augment"]), job["seed"],
-                         seen.device)
+                         seen.device, seen.autocast)
 
         return build
 

@@ -26,19 +26,20 @@ class EarlyLosses:
     """A StepObserver of the trainer: the validation metrics (and losses) once ``fraction`` x N images are seen."""
 
     def __init__(self, fraction: float, stage: Stage, model: nn.Module, val: Split, batch_size: int,
-                 eval_batch_size: int, device: torch.device) -> None:
+                 eval_batch_size: int, device: torch.device, autocast: Any = None) -> None:
         self.step = max(1, math.ceil(fraction * len(stage.train) / batch_size))
         self.images = self.step * batch_size
         self.model, self.tasks = model, stage.tasks
         self.val = val.select(list(stage.tasks))
-        self.eval_batch_size, self.autocast = eval_batch_size, autocast_for(device)
+        self.eval_batch_size, self.autocast = eval_batch_size, autocast or autocast_for(device)
         self.recorded: dict[str, Any] | None = None
 
     @staticmethod
     def factory(job: dict[str, Any]) -> ObserverFactory:
         def build(seen: Observed) -> EarlyLosses:
             return EarlyLosses(job["grouping"]["esa_fraction"], seen.stage, seen.model, seen.val,
-                               job["train"]["batch_size"], job["train"]["eval_batch_size"], seen.device)
+                               job["train"]["batch_size"], job["train"]["eval_batch_size"], seen.device,
+                               seen.autocast)
 
         return build
 
