@@ -43,6 +43,8 @@ class AugmentSection(Strict):
     scale_crop: bool = True
     flip: bool = True
     align_corners: bool = Field(True, description="resize image and normals as the authors' loaders do")
+    photometric_ops: int = Field(0, ge=0, description="JTR's RandAugment: operations per image (its script: 2)")
+    photometric_magnitude: int = Field(6, ge=1, le=31, description="magnitude bins sampled from (its script: 6)")
 
 
 class TrainSection(Strict):
@@ -97,6 +99,9 @@ def align_corners_default(config: dict[str, Any]) -> dict[str, Any]:
     augment = config.get("train", {}).get("augment", {})
     if not augment.get("scale_crop", True):
         augment.pop("align_corners", None)
+    if augment.get("photometric_ops") == 0:  # RandAugment (0.3) off: its magnitude changes nothing
+        augment.pop("photometric_ops")
+        augment.pop("photometric_magnitude", None)
     return config
 
 

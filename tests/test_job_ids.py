@@ -1,6 +1,6 @@
 """Job ids are a contract: users' stored results hang on them. Every shipped suite expands to exactly the ids
-(and order) it had when they were pinned (tests/data/job_ids.json, written at commit 751bd3b, before the job
-graph); a change that trains nothing differently must keep them."""
+(and order) pinned in tests/data/job_ids.json: first written at commit 751bd3b, before the job graph, which kept
+every one; rewritten only by changes of training, whose closing notes list the ids they changed."""
 import hashlib
 import json
 from pathlib import Path

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..tasks import Task
+from .photometric import RandAugment
 
 SCALES = (1.0, 1.2, 1.5)
 
@@ -65,9 +66,20 @@ class Warp:
 
 @dataclass(frozen=True)
 class Augment:
+    """Geometric augmentation of a batch (``__call__``) and, with ``photometric_ops`` > 0, JTR's photometric
+    RandAugment, which the recipe applies to each view's images on their own (``photometric``), as the JTR
+    script augments every view after its scale-crop."""
+
     scale_crop: bool = True
     flip: bool = True
     align_corners: bool = True
+    photometric_ops: int = 0
+    photometric_magnitude: int = 6
+
+    def photometric(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        if not self.photometric_ops:
+            return images
+        return RandAugment(self.photometric_ops, self.photometric_magnitude)(images, generator)
 
     @property
     def active(self) -> bool:

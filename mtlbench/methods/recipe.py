@@ -86,7 +86,8 @@ class Recipe:
     def views(self, images: Tensor, targets: dict[str, Tensor]) -> list[View]:
         """View 0 and ``extra_views`` further augmentations of it, forwarded as one batch."""
         warps = [self.augment.sample(images, self.generator) for _ in range(self.regularizer.extra_views)]
-        batch = torch.cat([images, *(w.images(images) for w in warps)]) if warps else images
+        views = [self.augment.photometric(view, self.generator) for view in [images, *(w.images(images) for w in warps)]]
+        batch = torch.cat(views) if warps else views[0]
         with self.autocast():
             preds, feature = self.model(batch, return_feature=True)
         b = len(images)
