@@ -86,7 +86,7 @@ class TuneSection(Strict):
 
 @spelt_as_before
 def precision_default(config: dict[str, Any]) -> dict[str, Any]:
-    """``train.precision`` came with 0.3; ``auto`` is the earlier behaviour, hashed as before."""
+    """``train.precision`` came with 0.2; ``auto`` is the earlier behaviour, hashed as before."""
     if config.get("train", {}).get("precision") == "auto":
         del config["train"]["precision"]
     return config
@@ -94,12 +94,12 @@ def precision_default(config: dict[str, Any]) -> dict[str, Any]:
 
 @spelt_as_before
 def align_corners_default(config: dict[str, Any]) -> dict[str, Any]:
-    """``train.augment.align_corners`` came with 0.3; without a scale-crop nothing is resized, so such a job
+    """``train.augment.align_corners`` came with 0.2; without a scale-crop nothing is resized, so such a job
     trains as before and is hashed without it."""
     augment = config.get("train", {}).get("augment", {})
     if not augment.get("scale_crop", True):
         augment.pop("align_corners", None)
-    if augment.get("photometric_ops") == 0:  # RandAugment (0.3) off: its magnitude changes nothing
+    if augment.get("photometric_ops") == 0:  # RandAugment (0.2) off: its magnitude changes nothing
         augment.pop("photometric_ops")
         augment.pop("photometric_magnitude", None)
     return config

@@ -180,7 +180,7 @@ class Depth(Task):
 
 
 # -------------------------------------------------------------------------------------------- normal
-# 2 (0.3): depth predictions clamped at 1e-9, normal targets not renormalised, within_11.25_per_image
+# 2 (0.2): depth predictions clamped at 1e-9, normal targets not renormalised, within_11.25_per_image
 METRICS_VERSION = 2
 ANGLE_BIN = 0.01  # degrees; the median is read off a histogram of this resolution
 

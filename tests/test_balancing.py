@@ -268,7 +268,7 @@ def test_gradnorm_moves_weights_towards_equal_gradient_norms_at_the_last_shared_
 
 def test_amtl_beyond_the_potential_follows_the_authors_code_or_clips():
     """accuracy_based.py raises 1 - acc / (m p) to gamma even when acc exceeds m p: with gamma 2 the weight of a
-    task far beyond its potential rises again. ``clip`` (mtlbench before 0.3) clips the base at 0."""
+    task far beyond its potential rises again. ``clip`` (mtlbench before 0.2) clips the base at 0."""
     accuracy = torch.tensor([0.6, 0.95, 0.4])
     potentials = {"seg": 0.5, "depth": 0.8, "normal": 0.4}
     base = 1 - accuracy / (1.05 * torch.tensor([0.5, 0.8, 0.4]))  # seg and depth beyond 1.05 p: negative

@@ -8,7 +8,7 @@ bilinear for images, normals, probabilities, shading and heatmaps, nearest for s
 edges, as the authors' code resizes them. The bilinear maps reproduce ``F.interpolate(..., mode="bilinear",
 align_corners=True)`` of the crop exactly, as the MTPSL and JTR loaders resize image and normals
 (dataset/nyuv2ssl.py, datasets/nyuv2.py); ``align_corners: false`` gives ``align_corners=False`` (mtlbench
-before 0.3; the affine grid is then clamped to the crop). Nearest maps may pick the neighbouring source pixel
+before 0.2; the affine grid is then clamped to the crop). Nearest maps may pick the neighbouring source pixel
 (grid_sample rounds where interpolate floors). A flip negates the x component of normals. Image-level
 targets (``cls``) are left unchanged.
 """

@@ -230,7 +230,7 @@ class JTR(Regularizer):
 
 @spelt_as_before
 def jtr_unlabeled_consistency_default(config: dict) -> dict:
-    """``unlabeled_consistency`` defaulted to true before 0.3: it changes nothing where every training image has
+    """``unlabeled_consistency`` defaulted to true before 0.2: it changes nothing where every training image has
     a label, so such jobs are hashed with their old value and keep their ids."""
     regularizer = config.get("method", {}).get("regularizer", {})
     if regularizer.get("name") == "jtr" and regularizer.get("unlabeled_consistency") is False:

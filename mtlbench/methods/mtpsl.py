@@ -5,7 +5,7 @@ As the authors' code (VICO-UoE/MTPSL, model/mapfns.py and nyu_mtl_xtc.py) does i
 - For every image of the second augmented view and every ordered pair (s, t) with s unlabelled and t
   labelled (and, for an image labelled for every task, every ordered pair s != t: the code's
   ``--ssl-type full``, model/mapfns.py ``Mapfns.forward``; ``full_labels: none`` leaves such images out, as
-  mtlbench did before 0.3), the source *prediction* of s and the target *label* of t are mapped by one shared
+  mtlbench did before 0.2), the source *prediction* of s and the target *label* of t are mapped by one shared
   encoder, conditioned on the pair by FiLM (a gamma and beta per ordered pair and channel after every normalisation),
   each entering through an input layer of its own task (conv3x3 + norm + ReLU to 64·width channels).
 - Inputs: segmentation predictions through a hard Gumbel-softmax (straight-through), labels one-hot (ignored
@@ -170,7 +170,7 @@ class MTPSL(Regularizer):
 
 @spelt_as_before
 def mtpsl_full_labels_default(config: dict) -> dict:
-    """``full_labels`` came with 0.3; ``none`` is the earlier behaviour, and ``all_pairs`` trains the same where
+    """``full_labels`` came with 0.2; ``none`` is the earlier behaviour, and ``all_pairs`` trains the same where
     no image is labelled for every task: both are hashed as before, so those jobs keep their ids."""
     regularizer = config.get("method", {}).get("regularizer", {})
     if regularizer.get("name") == "mtpsl" and "full_labels" in regularizer:

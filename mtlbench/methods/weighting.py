@@ -178,7 +178,7 @@ class AMTL(Weighting):
     for the tracked accuracy and the STL potential alike. The paper is silent on an accuracy beyond the
     potential; the code raises the negative base 1 - acc/(m p) to γ, so with γ = 2 the weight rises again
     (``beyond_potential: code``, the default, which needs an integer γ); ``clip`` clips the base at 0, as
-    mtlbench did before 0.3. Not in the paper: in a batch where a task has no label its term is dropped and the
+    mtlbench did before 0.2. Not in the paper: in a batch where a task has no label its term is dropped and the
     others' weights are renormalised (the authors' code takes log 0 there: NaN). Unless ``potentials`` is given, the job needs
     the suite's single-task (``networks: per_task``) jobs of its dataset, scenario and tasks, and the
     ``amtl-potentials`` resolver fills the potentials in from their results when the job starts.
@@ -253,7 +253,7 @@ def stl_potentials(config: dict[str, Any], needs: tuple[str, ...], lookup: Resul
     lacking = [job_id for job_id, r in zip(needs, results) for t in config["tasks"] if metric[t] not in r["val"][t]]
     if lacking:
         raise ValueError(f"amtl: the STL results of jobs {', '.join(sorted(set(lacking)))} have no validation "
-                         f"{', '.join(sorted(set(metric.values())))} (written by mtlbench < 0.3); train them again with "
+                         f"{', '.join(sorted(set(metric.values())))} (written by mtlbench < 0.2); train them again with "
                          f"--force (their ids are unchanged)")
     potentials = {t: sum(r["val"][t][metric[t]] for r in results) / len(results) for t in config["tasks"]}
     zero = [f"{t} ({metric[t]} = {p:g})" for t, p in potentials.items() if not p > 0]

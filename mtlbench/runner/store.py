@@ -16,7 +16,7 @@ and the leaderboard names the file and leaves it out. Its schema:
 | labels_per_task | labelled training images per task (from the saved mask) |
 | resumed_from_epoch | {stage: epoch the run resumed from (0 if it never stopped)} |
 | train_seconds, device, torch, mtlbench, finished_at | cost and provenance |
-| metrics_version | the metric conventions that scored it (2 since 0.3; absent: 1) |
+| metrics_version | the metric conventions that scored it (2 since 0.2; absent: 1) |
 | config | the resolved job config (its hash is job_id) |
 """
 from __future__ import annotations

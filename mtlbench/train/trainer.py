@@ -54,7 +54,7 @@ def autocast_for(device: torch.device, precision: str = "auto") -> Callable[[], 
     - ``fp32``: float32 throughout, TF32 off (as the authors' scripts run);
     - ``tf32``: float32 storage, TF32 tensor-core matmuls and convolutions;
     - ``bf16``: bfloat16 autocast (on the CPU too), PyTorch's default TF32 flags;
-    - ``auto`` (the default): bf16 on CUDA, fp32 elsewhere, PyTorch's default TF32 flags (mtlbench before 0.3).
+    - ``auto`` (the default): bf16 on CUDA, fp32 elsewhere, PyTorch's default TF32 flags (mtlbench before 0.2).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"train.precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
