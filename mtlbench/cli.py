@@ -14,25 +14,64 @@ def add_results(parser: argparse.ArgumentParser) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_suite
-    from .runner import RunOptions, run_suite
+    from .runner import Launch, RunOptions
 
     suite = load_suite(args.suite, args.set)
     if args.params:
         from .tuning import apply_params
 
         suite = apply_params(suite, args.params)
+    executor = chosen_executor(suite, args.executor)
+    if args.detach and not executor.detachable:
+        print(f"run: --detach needs an executor that runs elsewhere (slurm), not {args.executor or 'local'}",
+              file=sys.stderr)
+        return 2
     workers = args.workers if args.workers is not None else default_workers()
     options = RunOptions(args.results, args.force, args.wandb, workers, stale_after=args.claim_timeout)
+    launch = Launch(str(Path(args.suite).resolve()), tuple(args.set),
+                    str(Path(args.params).resolve()) if args.params else None, str(Path(args.results).resolve()),
+                    args.wandb, args.claim_timeout)
     try:
-        failed = run_suite(suite, options)
+        failed = executor.run(suite, options, launch, args.detach)
     except KeyboardInterrupt as stop:
         return interrupted(stop, suite, args)
+    if args.detach:
+        return 0
     if failed:
         print(f"{len(failed)} job(s) failed or were blocked by a failed need; see error.txt in their folders under "
               f"{args.results}/{suite.name}/ and `mtlbench status {args.suite}`. Finished jobs are kept: run the same "
               f"command again to retry only the others.", file=sys.stderr)
         return 1
     print(f"suite {suite.name}: {len(suite.jobs)} jobs finished; results in {args.results}/{suite.name}/")
+    return 0
+
+
+def chosen_executor(suite, name: str | None):
+    """The suite's ``executor:`` section (``--set executor.KEY=VALUE`` included), or ``--executor NAME`` with
+    those of the section's settings that executor has (``--executor local`` on a SLURM suite runs it here)."""
+    from .config import SuiteError, plugin
+    from .registry import RegistryError, build, parameters
+    from .runner import EXECUTORS
+
+    spec = suite.raw.executor
+    spec = {"name": spec} if isinstance(spec, str) else {"name": "local", **spec}
+    if name and name != spec["name"]:
+        try:
+            declared = parameters(EXECUTORS.get(name))
+        except RegistryError as error:
+            raise SuiteError(f"--executor: {error}") from None
+        spec = {"name": name, **{k: v for k, v in spec.items() if k in declared}}
+    return build(EXECUTORS, plugin(EXECUTORS, spec, "executor", suite.path))
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from .config import load_suite
+    from .runner.slurm import cancel
+
+    suite = load_suite(args.suite, args.set)
+    cancelled = cancel(suite, args.results)
+    print(f"cancelled {len(cancelled)} SLURM job(s) of suite {suite.name}" + (f": {', '.join(cancelled)}" if cancelled
+                                                                               else ""))
     return 0
 
 
@@ -334,6 +373,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--wandb", default="offline", choices=["offline", "online", "disabled"])
     run.add_argument("--workers", type=int, default=None, help="parallel jobs (default: one per GPU, else 1)")
     run.add_argument("--params", metavar="FILE", help="train with the best parameters `mtlbench tune` wrote")
+    run.add_argument("--executor", help="local (default) or slurm; overrides the suite's executor section")
+    run.add_argument("--detach", action="store_true",
+                     help="return once the jobs are submitted (slurm), printing the array ids")
     run.add_argument("--claim-timeout", type=float, default=300.0, metavar="SECONDS",
                      help="take over a job whose runner's heartbeat is older than this (default 300; a runner on "
                           "this host that is gone is taken over at once)")
@@ -346,6 +388,12 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print {suite, track, jobs: [...], counts} as JSON")
     add_results(status)
     status.set_defaults(func=cmd_status)
+
+    cancel = sub.add_parser("cancel", help="cancel the suite's queued and running SLURM jobs")
+    cancel.add_argument("suite", help="suite YAML file")
+    cancel.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite field")
+    add_results(cancel)
+    cancel.set_defaults(func=cmd_cancel)
 
     tune = sub.add_parser("tune", help="Optuna search per (dataset, scenario, method), validation split only")
     tune.add_argument("suite", help="suite YAML file (its tune section sets trials, seeds, objective, pruner)")

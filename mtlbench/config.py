@@ -122,6 +122,7 @@ class SuiteFile(Strict):
     leaderboard: LeaderboardSection = LeaderboardSection()
     tune: TuneSection = TuneSection()
     wandb: WandbSection = WandbSection()
+    executor: str | dict[str, Any] = Field("local", description="where jobs run: local, or {name: slurm, ...}")
 
     @field_validator("seeds", "tasks")
     @classmethod

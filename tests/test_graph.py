@@ -111,7 +111,7 @@ def test_a_job_whose_need_failed_is_blocked_not_run_and_shown_by_status(write_su
     assert (rows[amtl.id]["state"], rows[amtl.id]["blocked_by"], rows[amtl.id]["needs"]) == ("blocked", stl.id,
                                                                                              [stl.id])
     assert rows[supervised.id]["state"] == "done" and rows[supervised.id]["kind"] == "train"
-    assert status["counts"] == {"done": 1, "running": 0, "pending": 0, "blocked": 1, "failed": 1}
+    assert status["counts"] == {"done": 1, "running": 0, "queued": 0, "pending": 0, "blocked": 1, "failed": 1}
 
     monkeypatch.setattr(Train, "run", original)  # the cause is fixed: a rerun trains exactly the two left
     progress = Recorder(suite.jobs)
@@ -119,7 +119,7 @@ def test_a_job_whose_need_failed_is_blocked_not_run_and_shown_by_status(write_su
     assert progress.order == [stl.id, amtl.id]
     capsys.readouterr()
     assert main(["status", str(path), "--results", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.strip().endswith("3 done, 0 running, 0 pending, 0 blocked, 0 failed of 3 jobs")
+    assert capsys.readouterr().out.strip().endswith("3 done, 0 running, 0 queued, 0 pending, 0 blocked, 0 failed of 3 jobs")
 
 
 def test_status_is_a_dry_run_before_anything_ran(write_suite, tmp_path, capsys):
@@ -132,7 +132,7 @@ def test_status_is_a_dry_run_before_anything_ran(write_suite, tmp_path, capsys):
         assert set(row) >= {"id", "kind", "needs", "dataset", "scenario", "method", "seed", "state"}
         assert row["state"] == "pending" and row["dataset"] == "synthrooms" and row["scenario"] == "onelabel"
         assert row["needs"] == (stl_ids if row["method"] == "amtl" else [])
-    assert status["counts"] == {"done": 0, "running": 0, "pending": 4, "blocked": 0, "failed": 0} and status["track"] == "partial"
+    assert status["counts"] == {"done": 0, "running": 0, "queued": 0, "pending": 4, "blocked": 0, "failed": 0} and status["track"] == "partial"
 
 
 def test_status_names_the_kind_and_needs_of_a_budget_suites_jobs(tmp_path, capsys):

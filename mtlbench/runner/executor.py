@@ -56,6 +56,7 @@ class RunOptions:
     device: str | None = None  # overrides train.device (set per worker)
     stale_after: float = STALE_AFTER  # seconds without a heartbeat after which another runner's claim is taken over
     poll: float = 5.0  # seconds between looks at jobs that other runners hold
+    record: dict[str, Any] = field(default_factory=dict)  # fields the executor adds to result.json (slurm: ids)
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
                                    "device", "torch")},
         **{k: outcome[k] for k in ("estimate",) if k in outcome},
         **resolved.record,
+        **options.record,
         "mtlbench": __version__, "metrics_version": METRICS_VERSION,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": job.config,

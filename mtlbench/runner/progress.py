@@ -51,6 +51,11 @@ class Progress:
         self.status[job.id] = f"done in {seconds:.0f}s"
         self._line(f"done {job.id} {job.describe()} in {seconds:.1f}s")
 
+    def note(self, job: Job, state: str, detail: str = "") -> None:
+        """A state another process reports (a SLURM task: PENDING, RUNNING, done, failed)."""
+        self.status[job.id] = state + (f": {detail}" if detail else "")
+        self._line(f"{state} {job.id} {job.describe()}" + (f": {detail}" if detail else ""))
+
     def elsewhere(self, job: Job, holder: Any) -> None:
         where = holder.describe().split(" (heartbeat")[0] if holder is not None else "another runner"
         status = f"running elsewhere: {where}"

@@ -1,7 +1,7 @@
 """Where a suite stands, read from the results store alone: every job's state, before or after it ran.
 
 States: ``done`` (a valid result.json), ``running`` (a runner holds a live claim on it: host, process and
-heartbeat are shown), ``failed`` (its last attempt left error.txt; the first line is shown), ``blocked`` (a job
+heartbeat are shown), ``queued`` (submitted to SLURM and waiting), ``failed`` (its last attempt left error.txt; the first line is shown), ``blocked`` (a job
 it needs failed, directly or through another need: that job and its error are shown) and ``pending`` (not run
 yet, or interrupted: it resumes from its checkpoint).
 """
@@ -15,17 +15,23 @@ from ..jobs import blocked_by, levels
 from .claims import Claims
 from .store import Store
 
-STATES = ("done", "running", "pending", "blocked", "failed")
+STATES = ("done", "running", "queued", "pending", "blocked", "failed")
 
 
 def job_states(suite: Suite, store: Store, claims: Claims = Claims()) -> list[dict[str, Any]]:
-    """One record per job of the suite, in the suite's order."""
+    """One record per job of the suite, in the suite's order; jobs submitted to SLURM carry ``slurm`` (its job
+    id, state, node and requeues)."""
+    from .slurm import slurm_view
+
+    slurm = slurm_view(store.suite_dir(suite.name))
     failed: dict[str, tuple[str, str]] = {}
     rows: dict[str, dict[str, Any]] = {}
     for level in levels(suite.jobs):
         for job in level:
             row = {"id": job.id, "kind": job.kind, "needs": list(job.needs), "dataset": job.dataset,
                    "scenario": job.scenario, "method": job.method, "seed": job.seed, "label": job.label}
+            if job.id in slurm:
+                row["slurm"] = slurm[job.id] | finished_slurm(store, suite, job)
             culprit = blocked_by(job, failed)
             holder = claims.holder(store.job_dir(job))
             if store.is_done(job):
@@ -38,10 +44,18 @@ def job_states(suite: Suite, store: Store, claims: Claims = Claims()) -> list[di
             elif culprit is not None:
                 row |= {"state": "blocked", "blocked_by": culprit[0], "error": culprit[1]}
                 failed[job.id] = culprit
+            elif row.get("slurm", {}).get("state") in ("PENDING", "REQUEUED", "CONFIGURING"):
+                row["state"] = "queued"
             else:
                 row["state"] = "pending"
             rows[job.id] = row
     return [rows[job.id] for job in suite.jobs]
+
+
+def finished_slurm(store: Store, suite: Suite, job: Any) -> dict[str, Any]:
+    """The requeue count a finished job recorded."""
+    result = store.result(suite.name, job.id)
+    return {"requeues": result["slurm"]["requeues"]} if result and "slurm" in result else {}
 
 
 def counts(rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -60,6 +74,10 @@ def status_table(rows: list[dict[str, Any]]) -> str:
             state += f" by {row['blocked_by']}: {row['error']}"
         elif state == "running":
             state += f" on {row['claim']['host']} (pid {row['claim']['pid']}, since {row['claim']['started']})"
+        if "slurm" in row:
+            slurm = row["slurm"]
+            state += f" [slurm {slurm['slurm_id']} {slurm.get('state') or 'gone'}"
+            state += (f" on {slurm['node']}" if slurm.get("node") else "") + f", requeues {slurm.get('requeues', 0)}]"
         lines.append(f"{row['id']:<14}{row['kind']:<18}{run:<56}{len(row['needs']):>6}  {state}")
     total = counts(rows)
     lines.append(", ".join(f"{n} {state}" for state, n in total.items()) + f" of {len(rows)} jobs")
