@@ -131,8 +131,9 @@ class Slurm:
         return submitted
 
     def wait(self, suite: Suite, store: Store, record: "Submissions") -> list[Job]:
-        """Until no job of the suite is queued or running: progress lines, then the jobs that failed."""
-        progress = Progress(suite.jobs, live=False)
+        """Until no job of the suite is queued or running: the live table (plain lines off a terminal), then the
+        jobs that did not finish."""
+        progress = Progress(suite.jobs)
         shown: dict[str, str] = {}
         while True:
             states = record.states()
