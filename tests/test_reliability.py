@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from mtlbench.cli import main
 from mtlbench.config import SuiteError, load_suite

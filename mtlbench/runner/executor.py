@@ -73,7 +73,6 @@ class Validation:
 def execute(job: Job, options: RunOptions, project: str, entity: str | None, progress: Progress,
             validation: Validation | None = None) -> dict[str, Any]:
     """Train one job into the store; returns its result record (``test`` empty under ``validation``)."""
-    from ..train import run_job  # torch is imported only when a job really runs
 
     store = Store(options.results)
     job_dir = store.prepare(job, options.force)
