@@ -38,8 +38,10 @@ def test_markdown_and_csv_show_statistics_directions_and_delta(store, tmp_path):
     out = tmp_path / "board" / "demo"
     assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
     text = out.with_suffix(".md").read_text()
-    assert "| method | seg miou ↑ | depth abs_err ↓ | ΔMTL % vs supervised ↑ | seeds | params |" in text
+    assert ("| method | seg miou ↑ | depth abs_err ↓ | ΔMTL % vs supervised ↑ [95% CI] | p vs supervised (Holm) | "
+            "seeds | params |") in text
     assert "| stl | **0.3200 ± 0.0283** |" in text  # mean and sample std of 0.30 and 0.34, best miou
+    assert "With 2 seeds no paired comparison here can be significant" in text  # 2/2^2 = 0.5
     assert "**0.4000** |" in text  # mtpsl's single seed has the best (lowest) abs err, no ± for one seed
     baseline = {"seg": {"miou": 0.22}, "depth": {"abs_err": 0.62}}
     expected = [delta_mtl({"seg": {"miou": m}, "depth": {"abs_err": a}}, baseline, DIRECTIONS,

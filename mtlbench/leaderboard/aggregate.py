@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..metrics import delta_mtl
+from .stats import bootstrap_interval, holm, paired_p
 
 
 class LeaderboardError(ValueError):
@@ -33,6 +34,8 @@ class Table:
     missing: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # method -> job ids without a result
     expected_seeds: int | None = None  # seeds the suite asks for (None: unknown, a summary of an older run)
     asked_baseline: str = ""  # the ΔMTL baseline asked for (``baseline`` is None when it has no results here)
+    by_seed: dict[tuple[str, str], dict[str, pd.Series]] = dataclasses.field(default_factory=dict)  # column ->
+    # method -> values by seed (("delta", "") for ΔMTL), for paired comparisons
 
     def complete(self, method: str) -> bool:
         """Whether the method has every seed the suite asks for (only complete rows can be bold)."""
@@ -101,6 +104,7 @@ def table(dataset: str, scenario: str, group: pd.DataFrame, order: list[str], ba
         rows[f"{task}/{metric}/mean"] = stats[(task, metric, "mean")]
         rows[f"{task}/{metric}/std"] = stats[(task, metric, "std")]
     rows["seeds"] = seeds
+    by_seed = {(task, metric): {m: wide.loc[m][(task, metric)].dropna() for m in methods} for task, metric in shown}
     tuned = group.groupby("method")["tuned"].any()
     rows["params"] = ["tuned" if tuned[m] else "paper" for m in methods]
     has_baseline = baseline in stats.index
@@ -113,5 +117,22 @@ def table(dataset: str, scenario: str, group: pd.DataFrame, order: list[str], ba
         rows["delta_mean"] = [float(np.mean(per_seed[m])) for m in methods]
         rows["delta_std"] = [float(np.std(per_seed[m], ddof=1)) if len(per_seed[m]) > 1 else np.nan
                              for m in methods]
+        intervals = [bootstrap_interval(per_seed[m]) for m in methods]
+        rows["delta_ci_low"] = [low for low, _ in intervals]
+        rows["delta_ci_high"] = [high for _, high in intervals]
+        by_seed[("delta", "")] = {m: pd.Series(per_seed[m], index=wide.loc[m].index) for m in methods}
+        rows["p_vs_baseline"] = compared_with(by_seed[("delta", "")], baseline, methods)
     return Table(dataset, scenario, tasks, shown, {c: directions[c] for c in shown}, rows,
-                 baseline if has_baseline else None, asked_baseline=baseline)
+                 baseline if has_baseline else None, asked_baseline=baseline, by_seed=by_seed)
+
+
+def compared_with(samples: dict[str, pd.Series], baseline: str, methods: list[str]) -> list[float]:
+    """Each method's Holm-adjusted p-value against the baseline, paired by seed (NaN for the baseline itself and
+    for a method with no seed in common with it)."""
+    raw = {}
+    for method in methods:
+        common = samples[method].index.intersection(samples[baseline].index)
+        if method != baseline and len(common):
+            raw[method] = paired_p(samples[method][common], samples[baseline][common])
+    adjusted = holm(raw)
+    return [adjusted.get(method, np.nan) for method in methods]

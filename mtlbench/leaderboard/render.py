@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..files import write_text_atomic
 from .aggregate import Table
+from .stats import ALPHA, not_worse_than_best, seeds_needed, smallest_p
 
 ARROW = {True: "↑", False: "↓"}
 
@@ -19,16 +20,6 @@ def fmt(mean: float, std: float) -> str:
     digits = 2 if abs(mean) >= 10 else 4
     text = f"{mean:.{digits}f}"
     return text if math.isnan(std) else f"{text} ± {std:.{digits}f}"
-
-
-def best(values: pd.Series, higher_is_better: bool, eligible: list[str] | None = None) -> str | None:
-    """The best row among ``eligible`` (default: all); none when fewer than two rows compete."""
-    values = values.dropna()
-    if eligible is not None:
-        values = values[values.index.isin(eligible)]
-    if len(values) < 2:
-        return None
-    return values.idxmax() if higher_is_better else values.idxmin()
 
 
 def seeds_cell(table: Table, method: str, finished: int) -> str:
@@ -49,32 +40,66 @@ def missing_note(table: Table) -> list[str]:
     return lines
 
 
+def signed(value: float) -> str:
+    return f"{round(value, 2) + 0.0:+.2f}"  # + 0.0 turns -0.00 into +0.00
+
+
+def delta_cell(row: pd.Series) -> str:
+    """ΔMTL mean ± std and its 95% bootstrap interval."""
+    spread = "" if math.isnan(row["delta_std"]) else f" ± {row['delta_std']:.2f}"
+    interval = "" if math.isnan(row["delta_ci_low"]) else \
+        f" [{signed(row['delta_ci_low'])}, {signed(row['delta_ci_high'])}]"
+    return f"{signed(row['delta_mean'])}{spread}{interval}"
+
+
+def p_cell(p: float) -> str:
+    return "" if math.isnan(p) else f"{p:.3f}"
+
+
+def bold_sets(table: Table) -> dict[tuple[str, str], set[str]]:
+    """Per column: the best complete method and every complete method not significantly worse than it."""
+    eligible = [method for method in table.rows.index if table.complete(method)]
+    columns = {column: table.higher_is_better[column] for column in table.columns}
+    if table.baseline:
+        columns[("delta", "")] = True
+    return {column: not_worse_than_best(table.by_seed.get(column, {}), higher, eligible)
+            for column, higher in columns.items()}
+
+
+def power_note(table: Table) -> list[str]:
+    """What the seeds can show: with too few, no paired test can reach significance after Holm."""
+    seeds = table.expected_seeds or int(table.rows["seeds"].max())
+    comparisons = max(len(table.rows) - 1, 1)
+    needed = seeds_needed(comparisons)
+    if seeds >= needed:
+        return []
+    return ["", f"With {seeds} seed{'s' if seeds != 1 else ''} no paired comparison here can be significant: the "
+                f"exact test's smallest p-value is 2/2^{seeds} = {smallest_p(seeds):.3g}, above {ALPHA} / "
+                f"{comparisons} (Holm's first step over {comparisons} comparisons). {needed} seeds would be "
+                f"needed; until then bold marks nothing but noise-level ties."]
+
+
 def markdown_table(table: Table) -> str:
     header = ["method"] + [f"{t} {m} {ARROW[table.higher_is_better[(t, m)]]}" for t, m in table.columns]
     if table.baseline:
-        header.append(f"ΔMTL % vs {table.baseline} ↑")
+        header += [f"ΔMTL % vs {table.baseline} ↑ [95% CI]", f"p vs {table.baseline} (Holm)"]
     header += ["seeds", "params"]
-    eligible = [method for method in table.rows.index if table.complete(method)]
-    winners = {(t, m): best(table.rows[f"{t}/{m}/mean"], table.higher_is_better[(t, m)], eligible)
-               for t, m in table.columns}
-    if table.baseline:
-        winners[("delta", "")] = best(table.rows["delta_mean"], True, eligible)
+    bold = bold_sets(table)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method, row in table.rows.iterrows():
         cells = [method]
         for t, m in table.columns:
             cell = fmt(row[f"{t}/{m}/mean"], row[f"{t}/{m}/std"])
-            cells.append(f"**{cell}**" if winners[(t, m)] == method else cell)
+            cells.append(f"**{cell}**" if method in bold[(t, m)] else cell)
         if table.baseline:
-            spread = "" if math.isnan(row["delta_std"]) else f" ± {row['delta_std']:.2f}"
-            cell = f"{round(row['delta_mean'], 2) + 0.0:+.2f}{spread}"  # + 0.0 turns -0.00 into +0.00
-            cells.append(f"**{cell}**" if winners[("delta", "")] == method else cell)
+            cell = delta_cell(row)
+            cells += [f"**{cell}**" if method in bold[("delta", "")] else cell, p_cell(row["p_vs_baseline"])]
         cells += [seeds_cell(table, method, int(row["seeds"])), row["params"]]
         lines.append("| " + " | ".join(cells) + " |")
     absent = [method for method in table.missing if method not in table.rows.index]
     lines += [f"| {method} | " + " | ".join("—" for _ in header[1:-2]) + f" | 0/{table.expected_seeds} seeds | |"
               for method in absent]
-    return "\n".join(lines + missing_note(table))
+    return "\n".join(lines + missing_note(table) + power_note(table))
 
 
 def commit() -> str:
@@ -95,8 +120,11 @@ def markdown(suite: dict, tables: list[Table], hardware: list[str]) -> str:
         if table.baseline is None:
             body += [f"No ΔMTL column: the baseline method {table.asked_baseline!r} has no result in this table "
                      f"(set leaderboard.baseline to one of the suite's methods).", ""]
-    return page(suite, "Test-split metrics of the last epoch, mean ± std over seeds; best in bold. "
-                       "ΔMTL: paper 003 Eq. 7 in percent (README, \"Metrics\"). params: the paper's (suite's) "
+    return page(suite, "Test-split metrics of the last epoch, mean ± std over seeds. ΔMTL: paper 003 Eq. 7 in "
+                       "percent (README, \"Metrics\"), with its 95% percentile-bootstrap interval over seeds "
+                       "(scipy); p: the exact paired sign-flip test against the baseline over seeds, Holm-adjusted "
+                       "over the table's methods. Bold: the best, and every method not significantly worse than it "
+                       "(the same test against the best, Holm-adjusted; p < 0.05). params: the paper's (suite's) "
                        "hyperparameters, or tuned on the validation split by `mtlbench tune`.", body, hardware)
 
 
