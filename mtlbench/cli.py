@@ -144,12 +144,18 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.out and len(suites) > 1:
         print("--out needs a single SUITE", file=sys.stderr)
         return 1
+    formats = tuple(args.format.split(","))
+    unknown = [f for f in formats if f not in ("md", "csv", "tex", "html", "png")]
+    if unknown:
+        print(f"leaderboard: --format {', '.join(unknown)}: choose from md, csv, tex, html, png", file=sys.stderr)
+        return 2
     for suite in suites:
         name = Path(suite).stem if suite.endswith((".yaml", ".yml")) else suite
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                paths = render_suite(store, check_name(name), Path(args.out) if args.out else None, args.baseline)
+                paths = render_suite(store, check_name(name), Path(args.out) if args.out else None, args.baseline,
+                                     formats)
             except (LeaderboardError, CorruptFile, ValueError) as error:
                 print(f"leaderboard: {error}", file=sys.stderr)
                 return 2
@@ -414,6 +420,9 @@ def parser() -> argparse.ArgumentParser:
     board.add_argument("suite", nargs="?", help="suite name (default: every suite in the results folder)")
     board.add_argument("--out", help="output path (suffixes .md and .csv are set)")
     board.add_argument("--baseline", help="method ΔMTL is computed against (default: the suite's, else supervised)")
+    board.add_argument("--format", default="md,csv,tex,html,png",
+                       help="comma-separated outputs (md and csv always; tex, html and png/pdf where the track makes "
+                            "them: partial-label suites)")
     add_results(board)
     board.set_defaults(func=cmd_leaderboard)
 

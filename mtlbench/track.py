@@ -41,8 +41,9 @@ class Track:
         raise NotImplementedError
 
     def render(self, summary: dict[str, Any], results: list[dict[str, Any]], hardware: list[str], out: Path,
-               baseline: str | None) -> tuple[Path, Path]:
-        """Write the leaderboard ``out``.md and .csv; returns both paths."""
+               baseline: str | None, formats: tuple[str, ...] = ()) -> tuple[Path, ...]:
+        """Write the leaderboard ``out``.md and .csv, and the further ``formats`` the track makes (tex, html,
+        png); returns the paths written."""
         raise NotImplementedError
 
 

@@ -96,3 +96,44 @@ def test_results_of_jobs_the_suite_no_longer_has_are_left_out_with_a_warning(sto
 def test_no_results_is_a_clear_error(tmp_path, capsys):
     assert main(["leaderboard", "--results", str(tmp_path)]) == 1
     assert "no suite results" in capsys.readouterr().err
+
+
+def test_latex_html_and_figures_are_written_and_well_formed(store, tmp_path):
+    import base64
+    from html.parser import HTMLParser
+
+    out = tmp_path / "board" / "demo"
+    assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
+    tex = out.with_name("demo.tex").read_text()
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 1
+    assert all(rule in tex for rule in (r"\toprule", r"\midrule", r"\bottomrule")) and r"\textbf{" in tex
+    body = tex.split(r"\midrule")[1].split(r"\bottomrule")[0]
+    assert [line.split("&")[0].strip() for line in body.strip().splitlines()] == ["mtpsl", "stl", "supervised"]
+    assert r"\pm" in tex and r"$\Delta$MTL" in tex
+
+    class Page(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags, self.images = [], []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+            if tag == "img":
+                self.images.append(dict(attrs)["src"])
+
+    page = Page()
+    page.feed(out.with_name("demo.html").read_text())
+    assert page.tags.count("table") == 1 and page.images
+    for src in page.images:  # every image inline: the page needs no network and no other file
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.with_name("demo.png").read_bytes()[:4] == b"\x89PNG"
+    assert out.with_name("demo.pdf").read_bytes()[:4] == b"%PDF"
+
+
+def test_formats_can_be_chosen(store, tmp_path, capsys):
+    out = tmp_path / "only" / "demo"
+    assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out), "--format", "md,csv,tex"]) == 0
+    assert sorted(p.name for p in out.parent.iterdir()) == ["demo.csv", "demo.md", "demo.tex"]
+    assert main(["leaderboard", "demo", "--results", str(store), "--format", "docx"]) == 2
+    assert "--format docx" in capsys.readouterr().err

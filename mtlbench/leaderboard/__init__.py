@@ -19,7 +19,8 @@ def track_of(summary: dict) -> str:
     return summary.get("track") or next((name for name in TRACKS.list() if name in summary), DEFAULT_TRACK)
 
 
-def render_suite(store: Store, suite: str, out: Path | None = None, baseline: str | None = None) -> tuple[Path, Path]:
+def render_suite(store: Store, suite: str, out: Path | None = None, baseline: str | None = None,
+                 formats: tuple[str, ...] = ("md", "csv", "tex", "html", "png")) -> tuple[Path, ...]:
     """Write ``leaderboards/<suite>.md`` and ``.csv`` (or ``out``) from the suite's result files.
 
     Only the jobs of the suite as last run count: a result whose job id the suite no longer expands to (its
@@ -40,7 +41,7 @@ def render_suite(store: Store, suite: str, out: Path | None = None, baseline: st
                       f"metrics\"); rerun the older jobs with --force to compare like with like", stacklevel=2)
     hardware = sorted({r["device"] for r in results})
     track = TRACKS.get(track_of(summary))()
-    return track.render(summary, results, hardware, out or Path("leaderboards") / suite, baseline)
+    return track.render(summary, results, hardware, out or Path("leaderboards") / suite, baseline, formats)
 
 
 __all__ = ["LeaderboardError", "Table", "csv", "markdown", "page", "render_suite", "tables", "write"]

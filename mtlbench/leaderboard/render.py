@@ -113,6 +113,14 @@ def commit() -> str:
         return "unknown"
 
 
+TABLE_NOTE = ("Test-split metrics of the last epoch, mean ± std over seeds. ΔMTL: paper 003 Eq. 7 in percent (README, "
+              "\"Metrics\"), with its 95% percentile-bootstrap interval over seeds (scipy); p: the exact paired "
+              "sign-flip test against the baseline over seeds, Holm-adjusted over the table's methods. Bold: the "
+              "best, and every method not significantly worse than it (the same test against the best, "
+              "Holm-adjusted; p < 0.05). params: the paper's (suite's) hyperparameters, or tuned on the validation "
+              "split by `mtlbench tune`.")
+
+
 def markdown(suite: dict, tables: list[Table], hardware: list[str]) -> str:
     body = []
     for table in tables:
@@ -120,12 +128,7 @@ def markdown(suite: dict, tables: list[Table], hardware: list[str]) -> str:
         if table.baseline is None:
             body += [f"No ΔMTL column: the baseline method {table.asked_baseline!r} has no result in this table "
                      f"(set leaderboard.baseline to one of the suite's methods).", ""]
-    return page(suite, "Test-split metrics of the last epoch, mean ± std over seeds. ΔMTL: paper 003 Eq. 7 in "
-                       "percent (README, \"Metrics\"), with its 95% percentile-bootstrap interval over seeds "
-                       "(scipy); p: the exact paired sign-flip test against the baseline over seeds, Holm-adjusted "
-                       "over the table's methods. Bold: the best, and every method not significantly worse than it "
-                       "(the same test against the best, Holm-adjusted; p < 0.05). params: the paper's (suite's) "
-                       "hyperparameters, or tuned on the validation split by `mtlbench tune`.", body, hardware)
+    return page(suite, TABLE_NOTE, body, hardware)
 
 
 def page(suite: dict, note: str, body: list[str], hardware: list[str]) -> str:
@@ -134,10 +137,14 @@ def page(suite: dict, note: str, body: list[str], hardware: list[str]) -> str:
     parts = [f"# Leaderboard: {suite['name']}", ""]
     if suite.get("description"):
         parts += [suite["description"].strip(), ""]
-    parts += [note, "", *body]
-    parts += [f"Suite `{suite.get('path', suite['name'])}` · commit {commit()} · hardware: {'; '.join(hardware)} · "
-              f"python {platform.python_version()} · {date.today().isoformat()}", ""]
+    parts += [note, "", *body, footer(suite, hardware), ""]
     return "\n".join(parts)
+
+
+def footer(suite: dict, hardware: list[str]) -> str:
+    """The suite, commit, hardware and date a leaderboard came from."""
+    return (f"Suite `{suite.get('path', suite['name'])}` · commit {commit()} · hardware: {'; '.join(hardware)} · "
+            f"python {platform.python_version()} · {date.today().isoformat()}")
 
 
 def csv(tables: list[Table]) -> pd.DataFrame:

@@ -28,7 +28,7 @@ class BudgetTrack(Track):
         return expand_budget(raw, path)
 
     def render(self, summary: dict[str, Any], results: list[dict[str, Any]], hardware: list[str], out: Path,
-               baseline: str | None) -> tuple[Path, Path]:
+               baseline: str | None, formats: tuple[str, ...] = ()) -> tuple[Path, ...]:
         from ...leaderboard.render import page, write  # pandas, only where leaderboards are made
         from .leaderboard import budget_report
 

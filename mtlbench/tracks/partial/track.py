@@ -23,8 +23,10 @@ class PartialTrack(Track):
         return expand(raw, path), None
 
     def render(self, summary: dict[str, Any], results: list[dict[str, Any]], hardware: list[str], out: Path,
-               baseline: str | None) -> tuple[Path, Path]:
+               baseline: str | None, formats: tuple[str, ...] = ()) -> tuple[Path, ...]:
         from ...leaderboard import LeaderboardError, csv, markdown, tables, write  # pandas, only here
+        from ...leaderboard.formats import write_formats
+        from ...leaderboard.render import TABLE_NOTE, footer
 
         settings = summary.get("leaderboard", {})
         baseline = baseline or settings.get("baseline", "supervised")
@@ -37,4 +39,6 @@ class PartialTrack(Track):
         if missing:
             warnings.warn(f"{summary['name']}: {len(missing)} job(s) of the suite have no result (failed or not run), "
                           f"their rows are marked: {', '.join(missing)}", stacklevel=2)
-        return write(out, markdown(summary, built, hardware), csv(built))
+        md, csv_path = write(out, markdown(summary, built, hardware), csv(built))
+        stem = md.with_name(md.name[:-len(".md")])
+        return md, csv_path, *write_formats(summary, built, TABLE_NOTE, footer(summary, hardware), stem, formats)
