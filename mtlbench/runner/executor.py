@@ -73,7 +73,6 @@ class Validation:
 def execute(job: Job, options: RunOptions, project: str, entity: str | None, progress: Progress,
             validation: Validation | None = None) -> dict[str, Any]:
     """Train one job into the store; returns its result record (``test`` empty under ``validation``)."""
-
     store = Store(options.results)
     job_dir = store.prepare(job, options.force)
     resolved = resolve_inputs(job, store)
