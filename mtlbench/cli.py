@@ -155,7 +155,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             warnings.simplefilter("always")
             try:
                 paths = render_suite(store, check_name(name), Path(args.out) if args.out else None, args.baseline,
-                                     formats)
+                                     formats, args.select)
             except (LeaderboardError, CorruptFile, ValueError) as error:
                 print(f"leaderboard: {error}", file=sys.stderr)
                 return 2
@@ -420,6 +420,9 @@ def parser() -> argparse.ArgumentParser:
     board.add_argument("suite", nargs="?", help="suite name (default: every suite in the results folder)")
     board.add_argument("--out", help="output path (suffixes .md and .csv are set)")
     board.add_argument("--baseline", help="method ΔMTL is computed against (default: the suite's, else supervised)")
+    board.add_argument("--select", choices=("last", "best_val"),
+                       help="the epoch reported (default: the suite's leaderboard.select, else last); best_val needs "
+                            "jobs run with train.test_every_epoch")
     board.add_argument("--format", default="md,csv,tex,html,png",
                        help="comma-separated outputs (md and csv always; tex, html and png/pdf where the track makes "
                             "them: partial-label suites)")

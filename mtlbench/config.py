@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, TypeAdapter, ValidationError, create_model,
-                      field_validator)
+                      field_validator, model_validator)
 
 from .data import DATASETS, SCENARIOS, SPLITS, DatasetError
 from .data.scenarios import ScenarioError
@@ -25,7 +25,7 @@ from .jobs import GraphError, Job, check_graph, spelt_as_before
 from .methods import AXES, AXIS_ALIASES, METHODS, NETWORKS
 from .models import MODELS
 from .registry import Registry, RegistryError, build, parameters
-from .track import DEFAULT_TRACK, TRACKS
+from .track import DEFAULT_TRACK, TRACKS, Track
 from .train.optim import OPTIMIZERS, SCHEDULERS
 
 SCHEMA_VERSION = 1
@@ -57,12 +57,39 @@ class TrainSection(Strict):
     device: str = "auto"
     precision: Literal["auto", "fp32", "tf32", "bf16"] = Field(
         "auto", description="fp32 / tf32 / bf16; auto: bf16 on CUDA, fp32 elsewhere")
+    test_every_epoch: bool = Field(False, description="test after every epoch too (history), as leaderboard.select: "
+                                                      "best_val needs; trains nothing differently")
+
+
+class PublishedSection(Strict):
+    """Numbers a paper published for this suite's setting, shown beside ours (``leaderboard.published``)."""
+
+    source: str = Field(description="the paper, as docs/papers.md cites it, e.g. 'Kim et al. 2023'")
+    table: str = Field(description="where in the paper, e.g. 'Table 1'")
+    dataset: str | None = Field(None, description="the table it belongs to (default: every dataset)")
+    scenario: str | None = Field(None, description="the scenario label it belongs to (default: every scenario)")
+    note: str = Field("", description="how the paper's setting differs from the suite's, if it does")
+    rows: dict[str, dict[str, float]] = Field(description="method -> {TASK/METRIC or delta_mtl: value}")
 
 
 class LeaderboardSection(Strict):
     baseline: str = "supervised"
     metrics: dict[str, list[str]] = Field(default_factory=dict,
                                           description="metrics per task entering ΔMTL (default: the primary)")
+    select: Literal["last", "best_val"] = Field(
+        "last", description="the epoch reported: the last, or the best on validation (needs train.test_every_epoch)")
+    select_by: str = Field("delta_mtl", description="best_val's criterion: delta_mtl (validation ΔMTL vs the "
+                                                    "baseline) or TASK/METRIC")
+    published: list[PublishedSection] = Field(default_factory=list,
+                                              description="papers' numbers shown beside ours")
+
+    @model_validator(mode="after")
+    def published_once(self) -> "LeaderboardSection":
+        keys = [(p.dataset, p.scenario) for p in self.published]
+        twice = sorted({str(k) for k in keys if keys.count(k) > 1})
+        if twice:
+            raise ValueError(f"published: more than one entry for (dataset, scenario) {', '.join(twice)}")
+        return self
 
 
 class WandbSection(Strict):
@@ -89,6 +116,14 @@ def precision_default(config: dict[str, Any]) -> dict[str, Any]:
     """``train.precision`` came with 0.2; ``auto`` is the earlier behaviour, hashed as before."""
     if config.get("train", {}).get("precision") == "auto":
         del config["train"]["precision"]
+    return config
+
+
+@spelt_as_before
+def test_every_epoch_default(config: dict[str, Any]) -> dict[str, Any]:
+    """``train.test_every_epoch`` came with 0.2 and trains nothing differently; off, it is hashed as before."""
+    if config.get("train", {}).get("test_every_epoch") is False:
+        del config["train"]["test_every_epoch"]
     return config
 
 
@@ -123,6 +158,14 @@ class SuiteFile(Strict):
     tune: TuneSection = TuneSection()
     wandb: WandbSection = WandbSection()
     executor: str | dict[str, Any] = Field("local", description="where jobs run: local, or {name: slurm, ...}")
+
+    @model_validator(mode="after")
+    def best_val_is_tested(self) -> "SuiteFile":
+        if self.leaderboard.select == "best_val" and not self.train.test_every_epoch:
+            raise ValueError("leaderboard.select: best_val reports the test metrics of the epoch chosen on "
+                             "validation, which only jobs tested after every epoch have: set "
+                             "train.test_every_epoch: true (or leaderboard.select: last)")
+        return self
 
     @field_validator("seeds", "tasks")
     @classmethod
@@ -198,13 +241,38 @@ def load_suite(path: str | Path, overrides: list[str] = ()) -> Suite:
         raise SuiteError(describe_validation_error(path, error, schema)) from None
     suite_name(raw, path)
     track = track_of(raw, path)
-    jobs, details = TRACKS.get(track)().expand(raw, path)
+    plugin_track = TRACKS.get(track)()
+    jobs, details = plugin_track.expand(raw, path)
     jobs = with_part_inputs(jobs, path)
     try:
         check_graph(jobs)
     except GraphError as error:
         raise SuiteError(f"{path}: {error}") from None
+    check_published(raw, plugin_track, jobs, details, path)
     return Suite(suite_name(raw, path), path, raw, jobs, track, details)
+
+
+def check_published(raw: SuiteFile, track: Track, jobs: list[Job], details: dict[str, Any] | None,
+                    path: Path) -> None:
+    """Each published entry names a dataset, scenario and rows of the suite, as its track names them (values are
+    checked against the results when the leaderboard is made)."""
+    names = track.published_names(jobs, details)
+    for i, entry in enumerate(raw.leaderboard.published):
+        where = f"{path}: leaderboard.published[{i}]"
+        for field in ("dataset", "scenario"):
+            value = getattr(entry, field)
+            if value is not None and value not in names[field]:
+                valid = ", ".join(sorted(names[field])) or "none: leave it out"
+                raise SuiteError(f"{where}.{field}: {value!r} is not one of the suite's ({valid})")
+        for method, values in entry.rows.items():
+            if method not in names["method"]:
+                raise SuiteError(f"{where}.rows.{method}: not a row of the suite's tables "
+                                 f"({', '.join(sorted(names['method']))})")
+            for key in values:
+                task, slash, _ = key.partition("/")
+                if track.published_metrics and key != "delta_mtl" and (not slash or task not in raw.tasks):
+                    raise SuiteError(f"{where}.rows.{method}.{key}: give delta_mtl or TASK/METRIC with a task of "
+                                     f"the suite ({', '.join(raw.tasks)})")
 
 
 def suite_name(raw: SuiteFile, path: Path) -> str:
@@ -270,6 +338,8 @@ def describe_validation_error(path: Path, error: ValidationError, schema: type[B
             lines.append(f"  {where}: unknown field. Valid fields here: {valid}")
         elif item["type"] == "missing":
             lines.append(f"  {where}: required field is missing")
+        elif not where:  # a rule across fields: its message names them, the input is the whole suite
+            lines.append(f"  {item['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  {where}: {item['msg'].removeprefix('Value error, ')} (got {item.get('input')!r})")
     return "\n".join(lines)

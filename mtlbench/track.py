@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 class Track:
     tunable: ClassVar[bool] = False
+    selects_epochs: ClassVar[bool] = False  # its leaderboard honours leaderboard.select (best_val)
+    published_metrics: ClassVar[bool] = False  # published values are delta_mtl or TASK/METRIC (checked on load)
 
     def section(self) -> "type[BaseModel] | None":
         """The model of the track's suite section, named like the track (None: the track has none)."""
@@ -39,6 +41,12 @@ class Track:
     def expand(self, raw: "SuiteFile", path: Path) -> tuple[list["Job"], dict[str, Any] | None]:
         """The suite's jobs, in the order they should run, and the summary the leaderboard reads (or None)."""
         raise NotImplementedError
+
+    def published_names(self, jobs: list["Job"], details: dict[str, Any] | None) -> dict[str, set[str]]:
+        """What ``leaderboard.published`` entries may name: their dataset, scenario and rows (``method``); the
+        default: the jobs' datasets, scenarios and methods."""
+        return {"dataset": {job.dataset for job in jobs}, "scenario": {job.scenario for job in jobs},
+                "method": {job.method for job in jobs}}
 
     def render(self, summary: dict[str, Any], results: list[dict[str, Any]], hardware: list[str], out: Path,
                baseline: str | None, formats: tuple[str, ...] = ()) -> tuple[Path, ...]:

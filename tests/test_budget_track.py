@@ -249,9 +249,20 @@ def test_budget_suite_runs_end_to_end_without_reading_the_test_split_for_estimat
             probe["tag_informativeness"])
         assert result["labels_per_task"] == {t: 6 + n for t, n in result["new_labels"].items()}
 
+    summary_path = results / "budget_tiny" / "suite.json"  # a paper's numbers, as a suite would declare them
+    summary = json.loads(summary_path.read_text())
+    summary["leaderboard"]["published"] = [{"source": "Sun et al. 2023", "table": "Table 3", "scenario": "1:3",
+                                            "rows": {"Equal New Images": {"delta_T": 15.1, "cls/jaccard": 0.7}}}]
+    summary_path.write_text(json.dumps(summary))
     assert main(["leaderboard", "budget_tiny", "--results", str(results), "--out", str(tmp_path / "lb")]) == 0
     text = (tmp_path / "lb.md").read_text()
     assert "c cls : seg = 1 : 5, B = 36" in text and "Initial seed set" in text and "TABA's compute" in text
+    assert text.count("Beside Sun et al. 2023, Table 3") == 1  # under the 1:3 table only
+    published = __import__("pandas").read_csv(tmp_path / "lb-published.csv").set_index("value")
+    assert published.loc["delta_T", "difference"] == pytest.approx(published.loc["delta_T", "ours"] - 15.1, abs=1e-4)
+    assert (tmp_path / "lb.tex").read_text().count(r"\begin{tabular}") == 1
+    assert "data:image" not in (tmp_path / "lb.html").read_text() and "Beside the papers" in (tmp_path / "lb.html"
+                                                                                             ).read_text()
     frame = __import__("pandas").read_csv(tmp_path / "lb.csv")
     eni = frame[(frame.costs == "1:3") & (frame.allocator == "Equal New Images")].iloc[0]
     seed = [json.loads((results / "budget_tiny" / i / "result.json").read_text()) for i in table["seed_jobs"]]

@@ -234,15 +234,25 @@ def test_grouping_suite_runs_end_to_end_and_the_leaderboard_agrees_with_select(t
     # ESA after one pass through the data (fraction 1) is the network validated after its first epoch
     assert single["estimate"]["val"] == single["history"][0]["val"]
     assert single["test"]["seg"]["loss"] > 0 and "loss" in single["val"]["seg"]
+    summary_path = results / "grouping_tiny" / "suite.json"  # a paper's numbers, as a suite would declare them
+    summary = json.loads(summary_path.read_text())
+    summary["leaderboard"]["published"] = [{"source": "Standley et al. 2020", "table": "Table 4",
+                                            "rows": {"optimal": {"1": 0.503, "1.5": 0.461}}}]
+    summary_path.write_text(json.dumps(summary))
     assert main(["leaderboard", "grouping_tiny", "--results", str(results), "--out", str(tmp_path / "lb")]) == 0
     text = (tmp_path / "lb.md").read_text()
     assert "total test loss per inference budget (Table 4)" in text and "Table 1" in text
+    assert "Beside Standley et al. 2020, Table 4" in text
+    html = (tmp_path / "lb.html").read_text()
+    assert html.count("data:image/png;base64,") == 1 and "Beside the papers" in html
     assert (tmp_path / "lb-synthrooms.png").stat().st_size > 1000
     frame = __import__("pandas").read_csv(tmp_path / "lb.csv")
     optimal = frame[frame.method == "optimal"].set_index("budget")["total_test_loss"]
     traditional = frame[frame.method == "traditional"].set_index("budget")["total_test_loss"]
     assert set(traditional.index) == {1.0, 2.0} and set(optimal.index) == {1.0, 1.5, 2.0, 3.0}
     assert optimal[1.0] == pytest.approx(traditional[1.0])  # at 1 SNT only the all-task network covers every task
+    published = __import__("pandas").read_csv(tmp_path / "lb-published.csv")
+    assert published["ours"].tolist() == pytest.approx([optimal[1.0], optimal[1.5]], rel=1e-5)
     capsys.readouterr()
     files = [str(tmp_path / f"lb-synthrooms-seed0-{split}.csv") for split in ("val", "test", "esa")]
     assert main(["select", "--val", files[0], "--test", files[1], "--esa", files[2], "--method", "optimal",

@@ -105,7 +105,8 @@ def test_latex_html_and_figures_are_written_and_well_formed(store, tmp_path):
     out = tmp_path / "board" / "demo"
     assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
     tex = out.with_name("demo.tex").read_text()
-    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 1
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 2  # the table and the summary
+    assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 2
     assert all(rule in tex for rule in (r"\toprule", r"\midrule", r"\bottomrule")) and r"\textbf{" in tex
     body = tex.split(r"\midrule")[1].split(r"\bottomrule")[0]
     assert [line.split("&")[0].strip() for line in body.strip().splitlines()] == ["mtpsl", "stl", "supervised"]
@@ -123,17 +124,160 @@ def test_latex_html_and_figures_are_written_and_well_formed(store, tmp_path):
 
     page = Page()
     page.feed(out.with_name("demo.html").read_text())
-    assert page.tags.count("table") == 1 and page.images
+    assert page.tags.count("table") == 2 and len(page.images) == 2  # the table, the summary; ΔMTL and task bars
     for src in page.images:  # every image inline: the page needs no network and no other file
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
-    assert out.with_name("demo.png").read_bytes()[:4] == b"\x89PNG"
-    assert out.with_name("demo.pdf").read_bytes()[:4] == b"%PDF"
+    for figure in ("delta", "tasks"):
+        assert out.with_name(f"demo-{figure}.png").read_bytes()[:4] == b"\x89PNG"
+        assert out.with_name(f"demo-{figure}.pdf").read_bytes()[:4] == b"%PDF"
 
 
 def test_formats_can_be_chosen(store, tmp_path, capsys):
     out = tmp_path / "only" / "demo"
     assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out), "--format", "md,csv,tex"]) == 0
-    assert sorted(p.name for p in out.parent.iterdir()) == ["demo.csv", "demo.md", "demo.tex"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["demo-summary.csv", "demo.csv", "demo.md", "demo.tex"]
     assert main(["leaderboard", "demo", "--results", str(store), "--format", "docx"]) == 2
     assert "--format docx" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ across tables, published numbers, epochs
+def write_suite(root, runs, **leaderboard):
+    for r in runs:
+        (root / "demo" / r["job_id"]).mkdir(parents=True, exist_ok=True)
+        write_json_atomic(root / "demo" / r["job_id"] / "result.json", r)
+    write_json_atomic(root / "demo" / "suite.json", {"name": "demo", "path": "suites/demo.yaml",
+                                                     "leaderboard": {"baseline": "supervised", "metrics": {},
+                                                                     **leaderboard}})
+    return root
+
+
+def in_scenario(r, scenario):
+    return {**r, "scenario": scenario, "job_id": f"{r['job_id']}-{scenario}"}
+
+
+def two_tables(tmp_path, **leaderboard):
+    """onelabel ranks stl > mtpsl > supervised by ΔMTL, randomlabels mtpsl > stl > supervised."""
+    runs = []
+    for seed in range(3):
+        runs += [in_scenario(result("stl", seed, 0.30 + 0.01 * seed, 0.50), "onelabel"),
+                 in_scenario(result("mtpsl", seed, 0.26 + 0.01 * seed, 0.55), "onelabel"),
+                 in_scenario(result("supervised", seed, 0.20 + 0.01 * seed, 0.60), "onelabel"),
+                 in_scenario(result("stl", seed, 0.25 + 0.01 * seed, 0.55), "randomlabels"),
+                 in_scenario(result("mtpsl", seed, 0.35 + 0.01 * seed, 0.45), "randomlabels"),
+                 in_scenario(result("supervised", seed, 0.20 + 0.01 * seed, 0.60), "randomlabels")]
+    return write_suite(tmp_path / "results", runs, **leaderboard)
+
+
+def test_the_summary_across_tables_ranks_methods_and_draws_the_critical_difference(tmp_path):
+    from scipy.stats import friedmanchisquare
+
+    store = two_tables(tmp_path)
+    out = tmp_path / "board" / "demo"
+    assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
+    text = out.with_suffix(".md").read_text()
+    assert "## Across tables" in text
+    assert "| stl | 1.50 | 2/2 |" in text and "| mtpsl | 1.50 | 2/2 |" in text and "| supervised | 3.00 | 2/2 |" in text
+    rows = list(csv.DictReader(out.with_suffix(".csv").open()))
+    deltas = {(r["scenario"], r["method"]): float(r["delta_mean"]) for r in rows}
+    summary = {r["method"]: r for r in csv.DictReader(out.with_name("demo-summary.csv").open())}
+    expected = friedmanchisquare(*[[deltas[s, m] for s in ("onelabel", "randomlabels")]
+                                   for m in ("stl", "mtpsl", "supervised")]).pvalue
+    assert float(summary["stl"]["friedman_p"]) == pytest.approx(expected)
+    assert float(summary["supervised"]["poi"]) == pytest.approx(0.5)  # the baseline against itself
+    assert float(summary["mtpsl"]["poi"]) == 1.0  # every run above every baseline run, in both tables
+    assert out.with_name("demo-cd.png").exists() and "Friedman test over 2 tables" in text
+
+
+def test_one_table_has_a_summary_but_no_critical_difference_diagram(store, tmp_path):
+    out = tmp_path / "board" / "demo"
+    assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
+    assert "No critical-difference diagram: one table only" in out.with_suffix(".md").read_text()
+    assert not out.with_name("demo-cd.png").exists()
+
+
+def test_published_numbers_stand_beside_ours_with_the_difference(tmp_path):
+    published = [{"source": "Nishi et al. 2024", "table": "Table 1", "scenario": "onelabel",
+                  "rows": {"mtpsl": {"seg/miou": 0.30, "delta_mtl": 11.04}}}]
+    store = two_tables(tmp_path, published=published)
+    out = tmp_path / "board" / "demo"
+    assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
+    text = out.with_suffix(".md").read_text()
+    assert text.count("Beside Nishi et al. 2024, Table 1") == 1  # onelabel only
+    assert "| mtpsl | seg/miou | 0.2700 ± 0.0100 | 0.3000 | -0.0300 |" in text
+    rows = {r["value"]: r for r in csv.DictReader(out.with_name("demo-published.csv").open())}
+    assert float(rows["delta_mtl"]["paper"]) == 11.04
+    assert float(rows["delta_mtl"]["difference"]) == pytest.approx(float(rows["delta_mtl"]["ours"]) - 11.04, abs=1e-4)
+    assert r"beside Nishi et al. 2024, Table 1" in out.with_suffix(".tex").read_text()
+
+
+def test_a_published_row_the_results_cannot_show_names_the_field_to_fix(tmp_path, capsys):
+    published = [{"source": "x", "table": "T1", "rows": {"nope": {"seg/miou": 0.3}}}]
+    store = two_tables(tmp_path, published=published)
+    assert main(["leaderboard", "demo", "--results", str(store), "--out", str(tmp_path / "b")]) == 2
+    assert "leaderboard.published[0].rows.nope" in capsys.readouterr().err
+    published = [{"source": "x", "table": "T1", "rows": {"mtpsl": {"seg/pixel_acc": 0.3}}}]
+    store = two_tables(tmp_path / "again", published=published)
+    assert main(["leaderboard", "demo", "--results", str(store), "--out", str(tmp_path / "b")]) == 2
+    assert "leaderboard.published[0].rows.mtpsl.seg/pixel_acc: not a value of this table" in capsys.readouterr().err
+
+
+def epochs(r, records):
+    """A result with a history: (val, test) of (miou, abs_err) per epoch, in one stage or per task (STL)."""
+    def metrics(miou, abs_err):
+        return {"seg": {"miou": miou, "pixel_acc": 0.5}, "depth": {"abs_err": abs_err, "delta1": 0.5}}
+
+    history = [{"stage": "mtl", "epoch": i + 1, "val": metrics(*val), "test": metrics(*test)}
+               for i, (val, test) in enumerate(records)]
+    return {**r, "history": history, "val": history[-1]["val"], "test": history[-1]["test"]}
+
+
+def stl_epochs(r, seg, depth):
+    """STL: one stage per task, (val, test) per epoch of that task's metric."""
+    history = [{"stage": task, "epoch": i + 1, "val": {task: {metric: val, **other}}, "test": {task: {metric: test,
+                                                                                                        **other}}}
+               for task, metric, other, records in (("seg", "miou", {"pixel_acc": 0.5}, seg),
+                                                    ("depth", "abs_err", {"delta1": 0.5}, depth))
+               for i, (val, test) in enumerate(records)]
+    last = {"seg": history[len(seg) - 1]["test"]["seg"], "depth": history[-1]["test"]["depth"]}
+    return {**r, "history": history, "test": last,
+            "val": {"seg": history[len(seg) - 1]["val"]["seg"], "depth": history[-1]["val"]["depth"]}}
+
+
+def test_best_val_reports_the_test_metrics_of_the_epoch_chosen_on_validation_never_on_test(tmp_path, capsys):
+    runs = []
+    for seed in range(2):
+        runs.append(epochs(result("supervised", seed, 0, 0), [((0.20, 0.60), (0.2, 0.6)), ((0.20, 0.60), (0.2, 0.6))]))
+        # epoch 1 is best on validation, epoch 2 on test: best_val must report epoch 1's test
+        runs.append(epochs(result("mtpsl", seed, 0, 0), [((0.40, 0.40), (0.25, 0.55)), ((0.21, 0.59), (0.50, 0.30))]))
+        # STL: seg is best on validation at epoch 1, depth at epoch 2
+        runs.append(stl_epochs(result("stl", seed, 0, 0), seg=[(0.30, 0.31), (0.10, 0.11)],
+                               depth=[(0.70, 0.71), (0.50, 0.51)]))
+    store = write_suite(tmp_path / "results", runs, select="best_val")
+    out = tmp_path / "board" / "demo"
+    assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
+    text = out.with_suffix(".md").read_text()
+    rows = {r["method"]: r for r in csv.DictReader(out.with_suffix(".csv").open())}
+    assert float(rows["mtpsl"]["seg/miou/mean"]) == pytest.approx(0.25)
+    assert float(rows["mtpsl"]["depth/abs_err/mean"]) == pytest.approx(0.55)
+    assert float(rows["stl"]["seg/miou/mean"]) == pytest.approx(0.31)
+    assert float(rows["stl"]["depth/abs_err/mean"]) == pytest.approx(0.51)
+    assert "best validation ΔMTL" in text and "epoch: best_val by delta_mtl" in text
+    assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out), "--select", "last"]) == 0
+    rows = {r["method"]: r for r in csv.DictReader(out.with_suffix(".csv").open())}
+    assert float(rows["mtpsl"]["seg/miou/mean"]) == pytest.approx(0.50)
+    assert "Test-split metrics of the last epoch" in out.with_suffix(".md").read_text()
+    assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
+
+
+def test_best_val_by_one_metric_and_without_per_epoch_tests(tmp_path, capsys):
+    runs = [epochs(result("supervised", 0, 0, 0), [((0.20, 0.60), (0.2, 0.6)), ((0.30, 0.70), (0.3, 0.7))])]
+    store = write_suite(tmp_path / "results", runs, select="best_val", select_by="depth/abs_err")
+    out = tmp_path / "board" / "demo"
+    assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
+    rows = {r["method"]: r for r in csv.DictReader(out.with_suffix(".csv").open())}
+    assert float(rows["supervised"]["depth/abs_err/mean"]) == pytest.approx(0.6)  # lower val abs err: epoch 1
+    untested = tmp_path / "untested"
+    write_suite(untested, [result("supervised", 0, 0.2, 0.6)])
+    assert main(["leaderboard", "demo", "--results", str(untested), "--select", "best_val"]) == 2
+    assert "set train.test_every_epoch: true" in capsys.readouterr().err

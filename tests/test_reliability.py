@@ -213,8 +213,9 @@ def test_a_method_with_fewer_seeds_is_marked_never_bold_and_its_missing_jobs_nam
     capsys.readouterr()
     assert main(["leaderboard", "tiny", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "b")]) == 0
     assert f"have no result (failed or not run), their rows are marked: {lost.id}" in capsys.readouterr().err
-    rows = {line.split(" | ")[0].strip("| "): line for line in (tmp_path / "b.md").read_text().splitlines()
-            if line.startswith("| s")}
+    table, summary = (tmp_path / "b.md").read_text().split("## Across tables")
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| s")}
+    assert "| supervised | " in summary and "(seeds missing)" in summary  # the summary flags it too
     assert "1/2 seeds" in rows["supervised"] and "**" not in rows["supervised"]
     assert "| 2 | paper |" in rows["stl"]
     csv_rows = (tmp_path / "b.csv").read_text().splitlines()

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtlbench.leaderboard.stats import (bootstrap_interval, holm, not_worse_than_best, paired_p, seeds_needed,
-                                        smallest_p)
+from mtlbench.leaderboard.stats import (bootstrap_interval, holm, improvement_interval, improvement_probability,
+                                        iqm, iqm_interval, nemenyi_critical_difference, not_worse_than_best,
+                                        paired_p, seeds_needed, smallest_p, stratified_resamples)
 
 
 def test_the_bootstrap_interval_is_scipys_percentile_interval_and_degenerate_cases_are_exact():
@@ -67,3 +68,39 @@ def test_bold_is_the_best_and_what_is_not_significantly_worse():
     assert not_worse_than_best(samples, True, ["worse", "tied"]) == {"tied"}  # ineligible rows never bold
     two_seeds = {k: v.iloc[:2] for k, v in samples.items()}
     assert not_worse_than_best(two_seeds, True, list(samples)) == set(samples)  # nothing can be told apart
+
+
+# ------------------------------------------------------------------ across tables (Agarwal et al. 2021, Demšar 2006)
+def test_iqm_is_the_mean_of_the_middle_half_by_hand():
+    assert iqm(np.array([1.0, 2.0, 3.0, 4.0, 100.0, -50.0, 5.0, 6.0])) == pytest.approx(np.mean([2, 3, 4, 5]))
+    assert iqm(np.array([7.0, 9.0])) == 8.0  # too few values to trim
+
+
+def test_the_stratified_bootstrap_resamples_each_table_among_its_own_runs():
+    tables = [np.array([0.0, 1.0, 2.0]), np.array([100.0, 101.0])]
+    samples = stratified_resamples(tables, 500, np.random.default_rng(0))
+    assert samples.shape == (500, 5)
+    assert np.isin(samples[:, :3], tables[0]).all() and np.isin(samples[:, 3:], tables[1]).all()
+    point, low, high = iqm_interval([[1.0, 2.0, 3.0], [2.0, 4.0]])
+    assert point == pytest.approx(iqm(np.array([1.0, 2.0, 3.0, 2.0, 4.0])))
+    assert 1.0 <= low <= point <= high <= 4.0
+    assert iqm_interval([[5.0, 5.0], [5.0]]) == (5.0, 5.0, 5.0)
+
+
+def test_the_probability_of_improvement_is_the_mann_whitney_statistic_by_hand():
+    # x = [1, 2, 3] against y = [2, 2]: pairs (1,2) (1,2) lose, (2,2) (2,2) tie, (3,2) (3,2) win -> (0+0+.5+.5+1+1)/6
+    assert improvement_probability(np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0])) == pytest.approx(0.5)
+    assert improvement_probability(np.array([3.0, 4.0]), np.array([1.0])) == 1.0
+    from scipy.stats import mannwhitneyu
+
+    x, y = np.array([0.3, 1.2, 2.2, 0.9]), np.array([0.5, 0.1, 1.9])
+    assert improvement_probability(x, y) == pytest.approx(mannwhitneyu(x, y).statistic / (len(x) * len(y)))
+    point, low, high = improvement_interval([(x, y), (np.array([5.0]), np.array([1.0, 2.0]))])
+    assert point == pytest.approx((improvement_probability(x, y) + 1.0) / 2)
+    assert 0.0 <= low <= point <= high <= 1.0
+
+
+def test_the_nemenyi_critical_difference_uses_demsars_published_critical_values():
+    # Demšar 2006, Table 5(a): q_0.05 for k = 2..6 classifiers
+    for k, q in zip(range(2, 7), (1.960, 2.343, 2.569, 2.728, 2.850)):
+        assert nemenyi_critical_difference(k, 10) == pytest.approx(q * math.sqrt(k * (k + 1) / 60), abs=2e-3)

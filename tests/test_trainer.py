@@ -165,3 +165,30 @@ def test_precision_is_a_setting_of_the_job(write_suite):
                                              "precision": "fp32"}})).jobs[0]
     assert default.config["train"]["precision"] == "auto" and fp32.config["train"]["precision"] == "fp32"
     assert default.id != fp32.id  # auto hashes as the jobs before the setting existed (tests/test_job_ids.py)
+
+
+def test_testing_after_every_epoch_records_each_epochs_test_and_trains_nothing_differently(tiny_job, tmp_path,
+                                                                                          one_thread):
+    tiny_job["train"]["epochs"] = 2
+    (tmp_path / "last").mkdir(), (tmp_path / "every").mkdir()
+    last = run_job(tiny_job, tmp_path / "last")
+    every = run_job({**tiny_job, "train": {**tiny_job["train"], "test_every_epoch": True}}, tmp_path / "every")
+    assert all("test" not in record for record in last["history"])
+    assert [set(record["test"]) for record in every["history"]] == [{"seg", "depth", "normal"}] * 2
+    assert every["history"][-1]["test"] == every["test"]
+    weights = [torch.load(tmp_path / run / "checkpoint-mtl.pt")["model"] for run in ("last", "every")]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])  # the same training, bit for bit
+    assert flatten(every["test"]) == pytest.approx(flatten(last["test"]), rel=1e-6)
+
+
+def test_best_val_needs_jobs_tested_after_every_epoch_and_the_setting_keeps_ids(write_suite):
+    from mtlbench.config import SuiteError, load_suite
+
+    train = {"epochs": 2, "batch_size": 8, "eval_batch_size": 8, "device": "cpu"}
+    with pytest.raises(SuiteError, match="set train.test_every_epoch: true"):
+        load_suite(write_suite({"leaderboard": {"select": "best_val"}}))
+    default = load_suite(write_suite({"train": train})).jobs[0]
+    off = load_suite(write_suite({"train": {**train, "test_every_epoch": False}})).jobs[0]
+    on = load_suite(write_suite({"train": {**train, "test_every_epoch": True},
+                                 "leaderboard": {"select": "best_val"}})).jobs[0]
+    assert default.id == off.id != on.id  # off hashes as the jobs before the setting existed

@@ -20,8 +20,10 @@ def track_of(summary: dict) -> str:
 
 
 def render_suite(store: Store, suite: str, out: Path | None = None, baseline: str | None = None,
-                 formats: tuple[str, ...] = ("md", "csv", "tex", "html", "png")) -> tuple[Path, ...]:
-    """Write ``leaderboards/<suite>.md`` and ``.csv`` (or ``out``) from the suite's result files.
+                 formats: tuple[str, ...] = ("md", "csv", "tex", "html", "png"),
+                 select: str | None = None) -> tuple[Path, ...]:
+    """Write ``leaderboards/<suite>.md`` and ``.csv`` (or ``out``) from the suite's result files, and the
+    further ``formats``; ``select`` overrides the suite's ``leaderboard.select``.
 
     Only the jobs of the suite as last run count: a result whose job id the suite no longer expands to (its
     config changed, e.g. a new default parameter) is a different experiment and is left out, with a warning.
@@ -41,6 +43,11 @@ def render_suite(store: Store, suite: str, out: Path | None = None, baseline: st
                       f"metrics\"); rerun the older jobs with --force to compare like with like", stacklevel=2)
     hardware = sorted({r["device"] for r in results})
     track = TRACKS.get(track_of(summary))()
+    if select is not None:
+        summary = {**summary, "leaderboard": {**summary.get("leaderboard", {}), "select": select}}
+    if summary.get("leaderboard", {}).get("select", "last") != "last" and not track.selects_epochs:
+        raise LeaderboardError(f"{suite}: the {track_of(summary)} track reports the last epoch of its jobs; "
+                               f"leaderboard.select: best_val is for per-table (partial-label) suites")
     return track.render(summary, results, hardware, out or Path("leaderboards") / suite, baseline, formats)
 
 

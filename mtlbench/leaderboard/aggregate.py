@@ -36,6 +36,7 @@ class Table:
     asked_baseline: str = ""  # the ΔMTL baseline asked for (``baseline`` is None when it has no results here)
     by_seed: dict[tuple[str, str], dict[str, pd.Series]] = dataclasses.field(default_factory=dict)  # column ->
     # method -> values by seed (("delta", "") for ΔMTL), for paired comparisons
+    published: pd.DataFrame | None = None  # a paper's numbers beside ours (published.beside)
 
     def complete(self, method: str) -> bool:
         """Whether the method has every seed the suite asks for (only complete rows can be bold)."""

@@ -11,6 +11,8 @@ import pandas as pd
 
 from ..files import write_text_atomic
 from .aggregate import Table
+from .published import beside_markdown
+from .summary import Summary, summary_markdown
 from .stats import ALPHA, not_worse_than_best, seeds_needed, smallest_p
 
 ARROW = {True: "↑", False: "↓"}
@@ -113,22 +115,40 @@ def commit() -> str:
         return "unknown"
 
 
-TABLE_NOTE = ("Test-split metrics of the last epoch, mean ± std over seeds. ΔMTL: paper 003 Eq. 7 in percent (README, "
-              "\"Metrics\"), with its 95% percentile-bootstrap interval over seeds (scipy); p: the exact paired "
-              "sign-flip test against the baseline over seeds, Holm-adjusted over the table's methods. Bold: the "
-              "best, and every method not significantly worse than it (the same test against the best, "
+TABLE_NOTE = ("Test-split metrics of {epoch}, mean ± std over seeds. ΔMTL: Yun and Cho 2023 Eq. 7 in percent "
+              "(docs/leaderboards.md), with its 95% percentile-bootstrap interval over seeds (scipy); p: the exact "
+              "paired sign-flip test against the baseline over seeds, Holm-adjusted over the table's methods. Bold: "
+              "the best, and every method not significantly worse than it (the same test against the best, "
               "Holm-adjusted; p < 0.05). params: the paper's (suite's) hyperparameters, or tuned on the validation "
               "split by `mtlbench tune`.")
 
 
-def markdown(suite: dict, tables: list[Table], hardware: list[str]) -> str:
+def epoch_reported(settings: dict) -> str:
+    """Which epoch a leaderboard reports, in words (``leaderboard.select``)."""
+    if settings.get("select", "last") == "last":
+        return "the last epoch"
+    by = settings.get("select_by", "delta_mtl")
+    return ("the epoch with the best validation " + ("ΔMTL against the baseline" if by == "delta_mtl" else by)
+            + " (leaderboard.select: best_val)")
+
+
+def table_note(settings: dict) -> str:
+    return TABLE_NOTE.format(epoch=epoch_reported(settings))
+
+
+def markdown(suite: dict, tables: list[Table], hardware: list[str], summary: Summary | None = None) -> str:
     body = []
     for table in tables:
-        body += [f"## {table.dataset} / {table.scenario}", "", markdown_table(table), ""]
+        body += [f"## {table.dataset} / {table.scenario}", "", markdown_table(table)]
+        if table.published is not None:
+            body += beside_markdown(table.published)
+        body.append("")
         if table.baseline is None:
             body += [f"No ΔMTL column: the baseline method {table.asked_baseline!r} has no result in this table "
                      f"(set leaderboard.baseline to one of the suite's methods).", ""]
-    return page(suite, TABLE_NOTE, body, hardware)
+    if summary is not None:
+        body += summary_markdown(summary)
+    return page(suite, table_note(suite.get("leaderboard", {})), body, hardware)
 
 
 def page(suite: dict, note: str, body: list[str], hardware: list[str]) -> str:
@@ -142,9 +162,12 @@ def page(suite: dict, note: str, body: list[str], hardware: list[str]) -> str:
 
 
 def footer(suite: dict, hardware: list[str]) -> str:
-    """The suite, commit, hardware and date a leaderboard came from."""
-    return (f"Suite `{suite.get('path', suite['name'])}` · commit {commit()} · hardware: {'; '.join(hardware)} · "
-            f"python {platform.python_version()} · {date.today().isoformat()}")
+    """The suite, epoch reported, commit, hardware and date a leaderboard came from."""
+    settings = suite.get("leaderboard", {})
+    select = settings.get("select", "last") + (f" by {settings.get('select_by', 'delta_mtl')}"
+                                                if settings.get("select") == "best_val" else "")
+    return (f"Suite `{suite.get('path', suite['name'])}` · epoch: {select} · commit {commit()} · hardware: "
+            f"{'; '.join(hardware)} · python {platform.python_version()} · {date.today().isoformat()}")
 
 
 def csv(tables: list[Table]) -> pd.DataFrame:
@@ -172,5 +195,9 @@ def write(out: Path, text: str, table: pd.DataFrame) -> tuple[Path, Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     md, csv_path = output_paths(out)
     write_text_atomic(md, text)
-    write_text_atomic(csv_path, table.to_csv(index=False, float_format="%.6g"))
-    return md, csv_path
+    return md, write_csv(csv_path, table)
+
+
+def write_csv(path: Path, table: pd.DataFrame) -> Path:
+    write_text_atomic(path, table.to_csv(index=False, float_format="%.6g"))
+    return path

@@ -7,6 +7,9 @@
   sign-flip permutation test (scipy's ``permutation_test``, ``permutation_type="samples"``, all 2^n flips).
   Its smallest possible p-value is 2 / 2^n: with n seeds no difference can be significant below that.
 - Multiple comparisons: Holm's step-down correction over the comparisons of one table.
+- Across tables (Agarwal et al. 2021 Sec. 4): the interquartile mean and the probability of improvement, with
+  stratified bootstrap intervals (each table's runs resampled among themselves); the Nemenyi critical difference
+  of Demšar 2006 for the critical-difference diagram.
 """
 from __future__ import annotations
 
@@ -83,3 +86,59 @@ def not_worse_than_best(samples: dict[str, "pd.Series"], higher_is_better: bool,
             common = samples[method].index.intersection(samples[best].index)
             raw[method] = paired_p(samples[method][common], samples[best][common]) if len(common) else 1.0
     return {best} | {method for method, p in holm(raw).items() if p >= ALPHA}
+
+
+# ------------------------------------------------------------------ across tables (Agarwal et al. 2021)
+def iqm(values: np.ndarray, axis: int | None = None) -> np.ndarray | float:
+    """The interquartile mean: the mean of the middle 50% of the values (scipy's ``trim_mean``, 25% cut per
+    side), Agarwal et al. 2021 Sec. 4.3."""
+    from scipy.stats import trim_mean
+
+    return trim_mean(values, 0.25, axis=axis)
+
+
+def stratified_resamples(runs: Sequence[np.ndarray], reps: int, rng: np.random.Generator) -> np.ndarray:
+    """``reps`` stratified bootstrap samples of the pooled runs: each table's runs are resampled with replacement
+    among that table's own runs (Agarwal et al. 2021 Sec. 4.2); shape [reps, total runs]."""
+    return np.concatenate([table[rng.integers(0, len(table), size=(reps, len(table)))] for table in runs], axis=1)
+
+
+def iqm_interval(runs: Sequence[Sequence[float]], confidence: float = CONFIDENCE, seed: int = 0,
+                 reps: int = RESAMPLES) -> tuple[float, float, float]:
+    """IQM of every run of every table pooled, with its percentile interval under the stratified bootstrap."""
+    tables = [np.asarray(table, dtype=float) for table in runs if len(table)]
+    point = float(iqm(np.concatenate(tables)))
+    samples = iqm(stratified_resamples(tables, reps, np.random.default_rng(seed)), axis=1)
+    low, high = np.quantile(samples, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return point, float(low), float(high)
+
+
+def improvement_probability(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """P(X > Y) of one table from runs x [..., n] and y [..., k]: the Mann-Whitney U statistic over n * k,
+    ties counting one half (Agarwal et al. 2021 Sec. 4.3, "Probability of improvement")."""
+    diff = x[..., :, None] - y[..., None, :]
+    return ((diff > 0) + 0.5 * (diff == 0)).mean(axis=(-2, -1))
+
+
+def improvement_interval(pairs: Sequence[tuple[Sequence[float], Sequence[float]]], confidence: float = CONFIDENCE,
+                         seed: int = 0, reps: int = RESAMPLES) -> tuple[float, float, float]:
+    """The average over tables of P(X > Y), with its percentile interval under the stratified bootstrap (each
+    table's X runs and Y runs resampled independently, among their own)."""
+    rng = np.random.default_rng(seed)
+    points, samples = [], []
+    for x, y in pairs:
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        points.append(improvement_probability(x, y))
+        samples.append(improvement_probability(x[rng.integers(0, len(x), size=(reps, len(x)))],
+                                               y[rng.integers(0, len(y), size=(reps, len(y)))]))
+    low, high = np.quantile(np.mean(samples, axis=0), [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(np.mean(points)), float(low), float(high)
+
+
+def nemenyi_critical_difference(methods: int, blocks: int, alpha: float = ALPHA) -> float:
+    """Demšar 2006 Eq. for the Nemenyi test: q_alpha * sqrt(k (k + 1) / (6 N)), q_alpha the studentized range
+    quantile over sqrt(2)."""
+    from scipy.stats import studentized_range
+
+    q = studentized_range.ppf(1 - alpha, methods, np.inf) / math.sqrt(2)
+    return float(q * math.sqrt(methods * (methods + 1) / (6 * blocks)))

@@ -4,7 +4,8 @@ Every track trains through ``run_job``; methods differ only in their recipe (met
 more *stages*: a shared network for the MTL recipes, one network per task for ``networks: per_task``. Each stage
 checkpoints after every epoch (model, optimiser, scheduler, RNG states, history) and resumes exactly from
 its checkpoint. The model is selected by nothing: the last epoch's network is tested, and the validation
-split is evaluated after every epoch for tracking (and for tuning, which never sees the test split).
+split is evaluated after every epoch for tracking (and for tuning, which never sees the test split); with
+``train.test_every_epoch`` the test split too, so that a leaderboard can report the epoch chosen on validation.
 
 Only torch and numpy are needed here; W&B and the results store reach the trainer through callbacks.
 """
@@ -324,9 +325,12 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
         recipe.after_validation(record["val"])
         result.history.append(record)
         last = epoch + 1 == cfg["epochs"]
-        if last and "test" in splits:
-            result.test = evaluate(model, splits["test"].select(list(stage.tasks)), stage.tasks,
-                                   cfg["eval_batch_size"], autocast)
+        every = cfg.get("test_every_epoch", False)  # for leaderboard.select: best_val, chosen on val afterwards
+        if "test" in splits and (last or every):
+            tested = evaluate(model, splits["test"].select(list(stage.tasks)), stage.tasks, cfg["eval_batch_size"],
+                              autocast)
+            record.update({"test": tested} if every else {})
+            result.test = tested if last else result.test
         checkpoint.save_atomic({"model": model.state_dict(), "recipe": recipe.state_dict(),
                                 "optimizer": optimizer.state_dict(),
                                 "scheduler": scheduler.state_dict(), "rng": checkpoint.rng_state(generators),

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ...files import as_float
 from ...metrics import delta_t
+from ...leaderboard.published import beside_markdown, comparison, entry_for, frame_lookup
 from ...leaderboard.render import ARROW, fmt
 
 
@@ -123,11 +124,13 @@ def markdown_estimates(table: dict[str, Any], by_id: dict[str, dict[str, Any]], 
     return lines
 
 
-def budget_report(summary: dict[str, Any], results: list[dict[str, Any]]) -> tuple[list[str], pd.DataFrame]:
-    """Markdown lines and a CSV frame for a budget suite's tables."""
+def budget_report(summary: dict[str, Any], results: list[dict[str, Any]]) -> tuple[list[str], pd.DataFrame,
+                                                                                   pd.DataFrame | None]:
+    """Markdown lines and a CSV frame for a budget suite's tables, and the papers' numbers beside ours (keys:
+    ``delta_TASK``, ``delta_T`` and ``TASK/METRIC``; rows: the allocators as the table names them)."""
     by_id = {r["job_id"]: r for r in results}
     tasks = summary["tasks"]
-    lines, frames = [], []
+    lines, frames, published = [], [], []
     for table in summary["budget"]["tables"]:
         seed_results = [by_id[i] for i in table["seed_jobs"] if i in by_id]
         if not seed_results:
@@ -140,6 +143,12 @@ def budget_report(summary: dict[str, Any], results: list[dict[str, Any]]) -> tup
         for setting in table["settings"]:
             rows = setting_rows(setting, by_id, tasks, reference)
             lines += markdown_setting(table["dataset"], setting, rows, tasks, reference, primary, directions)
+            found = entry_for(table["dataset"], setting["label"], summary.get("leaderboard", {}).get("published", []))
+            if found is not None:
+                compared = comparison(found, frame_lookup({r["allocator"]: r for r in rows},
+                                                          f"{table['dataset']} costs {setting['label']}"))
+                lines += [*beside_markdown(compared)[1:], ""]
+                published.append(compared.assign(dataset=table["dataset"], costs=setting["label"]))
             retrain += [by_id[i]["train_seconds"] for row in setting["rows"] for i in row["jobs"] if i in by_id]
             frame = pd.DataFrame(rows)
             frame.insert(0, "budget", setting["budget"])
@@ -147,4 +156,5 @@ def budget_report(summary: dict[str, Any], results: list[dict[str, Any]]) -> tup
             frame.insert(0, "dataset", table["dataset"])
             frames.append(frame)
         lines += markdown_estimates(table, by_id, tasks, float(np.mean(retrain)) if retrain else 0.0)
-    return lines, pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return (lines, pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(),
+            pd.concat(published, ignore_index=True) if published else None)

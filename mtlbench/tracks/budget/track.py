@@ -27,10 +27,18 @@ class BudgetTrack(Track):
 
         return expand_budget(raw, path)
 
+    def published_names(self, jobs: list, details: dict[str, Any] | None) -> dict[str, set[str]]:
+        """Published rows are allocators as the tables name them, scenarios the cost settings' labels; values
+        are delta_TASK, delta_T or TASK/METRIC (checked against the tables when they are made)."""
+        tables = (details or {}).get("tables", [])
+        return {"dataset": {t["dataset"] for t in tables},
+                "scenario": {s["label"] for t in tables for s in t["settings"]},
+                "method": {r["allocator"] for t in tables for s in t["settings"] for r in s["rows"]}}
+
     def render(self, summary: dict[str, Any], results: list[dict[str, Any]], hardware: list[str], out: Path,
                baseline: str | None, formats: tuple[str, ...] = ()) -> tuple[Path, ...]:
-        from ...leaderboard.render import page, write  # pandas, only where leaderboards are made
+        from ...leaderboard.formats import track_formats  # pandas, only where leaderboards are made
         from .leaderboard import budget_report
 
-        body, frame = budget_report(summary, results)
-        return write(out, page(summary, NOTE, body, hardware), frame)
+        body, frame, published = budget_report(summary, results)
+        return track_formats(summary, NOTE, body, hardware, frame, published, out, formats)

@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ...leaderboard.published import beside_markdown, comparison, entry_for, frame_lookup
+from ...registry import build
 from .baselines import affinity, relative_performance
 from .losses import LossFileError, LossTable, Network, write_losses
 from .methods import SELECTORS, Choice, Tables, choose_per_budget
 from .selection import OBJECTIVES
-from ...registry import build
 
 SPLITS = ("val", "test", "esa")
 
@@ -183,16 +184,17 @@ def plot(frame: pd.DataFrame, names: list[str], path: Path, title: str) -> None:
     plt.close(figure)
 
 
-def grouping_report(summary: dict[str, Any], results: list[dict[str, Any]], out: Path) -> tuple[list[str],
-                                                                                               pd.DataFrame]:
-    """The page body and the Table 4 frame; writes the plot and the per-seed loss tables next to ``out``."""
+def grouping_report(summary: dict[str, Any], results: list[dict[str, Any]], out: Path) -> tuple[
+        list[str], pd.DataFrame, pd.DataFrame | None, tuple[Path, ...]]:
+    """The page body, the Table 4 frame, the papers' numbers beside it (rows: selectors; keys: budgets, e.g.
+    "1.5") and the plots; writes the plots and the per-seed loss tables next to ``out``."""
     grouping = summary["grouping"]
     by_id = {r["job_id"]: r for r in results}
     budgets = grouping["budgets"]
     objective = build(OBJECTIVES, grouping["objective"])
     names = [spec["name"] for spec in grouping["methods"]]
     body: list[str] = []
-    frames = []
+    frames, published, images = [], [], []
     for table in grouping["tables"]:
         per_seed, first = [], None
         for index, seed in enumerate(grouping["seeds"]):
@@ -208,10 +210,16 @@ def grouping_report(summary: dict[str, Any], results: list[dict[str, Any]], out:
         if not per_seed:
             continue
         lines, frame = table4(per_seed, names, budgets)
+        found = entry_for(table["dataset"], None, summary.get("leaderboard", {}).get("published", []))
+        if found is not None:
+            compared = comparison(found, frame_lookup(budget_rows(frame), f"{table['dataset']}'s Table 4"))
+            lines += beside_markdown(compared)
+            published.append(compared.assign(dataset=table["dataset"]))
         frame.insert(0, "dataset", table["dataset"])
         frames.append(frame)
         image = out.parent / f"{out.name}-{table['dataset']}.png"
         plot(frame, names, image, f"{summary['name']}: {table['dataset']}")
+        images.append(image)
         body += [f"## {table['dataset']}: total test loss per inference budget (Table 4)", "",
                  f"{len(per_seed)} seed(s); the objective: {grouping['objective']['name']}.", "", *lines, "",
                  f"![total test loss against budget]({image.name})", "",
@@ -230,4 +238,12 @@ def grouping_report(summary: dict[str, Any], results: list[dict[str, Any]], out:
                  *candidates_lines(table), *training_cost(table, by_id, grouping)]
     if not frames:
         raise LookupError(f"{summary['name']}: no finished candidate network yet")
-    return body, pd.concat(frames, ignore_index=True)
+    return (body, pd.concat(frames, ignore_index=True), pd.concat(published, ignore_index=True) if published
+            else None, tuple(images))
+
+
+def budget_rows(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Table 4 as published numbers address it: selector -> {budget as written, e.g. "1.5": total test loss}."""
+    return {method: {**{f"{b:g}": v for b, v in zip(group["budget"], group["total_test_loss"])},
+                     **{f"{b:g}_std": v for b, v in zip(group["budget"], group["std"])}}
+            for method, group in frame.groupby("method", sort=False)}

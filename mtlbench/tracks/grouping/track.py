@@ -28,11 +28,17 @@ class GroupingTrack(Track):
 
         return expand_grouping(raw, path)
 
+    def published_names(self, jobs: list, details: dict[str, Any] | None) -> dict[str, set[str]]:
+        """Published rows are selectors, values the budgets as written ("1.5"); there are no scenarios."""
+        details = details or {}
+        return {"dataset": {t["dataset"] for t in details.get("tables", [])}, "scenario": set(),
+                "method": {spec["name"] for spec in details.get("methods", [])}}
+
     def render(self, summary: dict[str, Any], results: list[dict[str, Any]], hardware: list[str], out: Path,
                baseline: str | None, formats: tuple[str, ...] = ()) -> tuple[Path, ...]:
-        from ...leaderboard.render import page, write  # pandas, only where leaderboards are made
+        from ...leaderboard.formats import track_formats  # pandas, only where leaderboards are made
         from .leaderboard import grouping_report
 
         out.parent.mkdir(parents=True, exist_ok=True)
-        body, frame = grouping_report(summary, results, out)
-        return write(out, page(summary, NOTE, body, hardware), frame)
+        body, frame, published, images = grouping_report(summary, results, out)
+        return track_formats(summary, NOTE, body, hardware, frame, published, out, formats, images)

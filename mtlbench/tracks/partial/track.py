@@ -6,7 +6,6 @@ is one table per (dataset, scenario): per-task metrics and ΔMTL against the sui
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,8 @@ from ...track import TRACKS, Track
 @TRACKS.register("partial")
 class PartialTrack(Track):
     tunable = True
+    selects_epochs = True
+    published_metrics = True
 
     def expand(self, raw: Any, path: Path) -> tuple[list, None]:
         from .suite import expand  # pydantic, only where suites are read
@@ -24,21 +25,6 @@ class PartialTrack(Track):
 
     def render(self, summary: dict[str, Any], results: list[dict[str, Any]], hardware: list[str], out: Path,
                baseline: str | None, formats: tuple[str, ...] = ()) -> tuple[Path, ...]:
-        from ...leaderboard import LeaderboardError, csv, markdown, tables, write  # pandas, only here
-        from ...leaderboard.formats import write_formats
-        from ...leaderboard.render import TABLE_NOTE, footer
+        from ...leaderboard.board import per_table_board  # pandas, only here
 
-        settings = summary.get("leaderboard", {})
-        baseline = baseline or settings.get("baseline", "supervised")
-        if baseline not in summary.get("methods", [baseline]):
-            raise LeaderboardError(f"--baseline {baseline!r} is not a method of suite {summary['name']} "
-                                   f"({', '.join(summary['methods'])})")
-        built = tables(results, baseline, settings.get("metrics", {}), summary.get("methods", []),
-                       summary.get("scenarios", []), summary.get("index"))
-        missing = [job_id for table in built for ids in table.missing.values() for job_id in ids]
-        if missing:
-            warnings.warn(f"{summary['name']}: {len(missing)} job(s) of the suite have no result (failed or not run), "
-                          f"their rows are marked: {', '.join(missing)}", stacklevel=2)
-        md, csv_path = write(out, markdown(summary, built, hardware), csv(built))
-        stem = md.with_name(md.name[:-len(".md")])
-        return md, csv_path, *write_formats(summary, built, TABLE_NOTE, footer(summary, hardware), stem, formats)
+        return per_table_board(summary, results, hardware, out, baseline, formats)

@@ -1,0 +1,57 @@
+"""The per-table leaderboard (one table per dataset and scenario, methods as rows), from results to files.
+
+Steps: pick each job's reported epoch (``select.py``), build the tables with their statistics
+(``aggregate.py``), put the papers' numbers beside them (``published.py``), summarise across tables
+(``summary.py``), then write Markdown and CSV, and the LaTeX, HTML and figures asked for (``formats.py``).
+A track whose jobs are (dataset, scenario, method, seed) renders with it.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from .aggregate import LeaderboardError, tables
+from .formats import write_formats
+from .published import beside
+from .render import csv, footer, markdown, table_note, write, write_csv
+from .select import select_epochs
+from .summary import summarize, summary_frame
+
+
+def per_table_board(summary: dict[str, Any], results: list[dict[str, Any]], hardware: list[str], out: Path,
+                    baseline: str | None, formats: tuple[str, ...]) -> tuple[Path, ...]:
+    settings = summary.get("leaderboard", {})
+    baseline = baseline or settings.get("baseline", "supervised")
+    if baseline not in summary.get("methods", [baseline]):
+        raise LeaderboardError(f"--baseline {baseline!r} is not a method of suite {summary['name']} "
+                               f"({', '.join(summary['methods'])})")
+    chosen = settings.get("metrics", {})
+    results = select_epochs(results, settings.get("select", "last"), settings.get("select_by", "delta_mtl"),
+                            baseline, chosen)
+    built = tables(results, baseline, chosen, summary.get("methods", []), summary.get("scenarios", []),
+                   summary.get("index"))
+    missing = [job_id for table in built for ids in table.missing.values() for job_id in ids]
+    if missing:
+        warnings.warn(f"{summary['name']}: {len(missing)} job(s) of the suite have no result (failed or not run), "
+                      f"their rows are marked: {', '.join(missing)}", stacklevel=2)
+    for table in built:
+        table.published = beside(table, settings.get("published", []))
+    overview = summarize(built)
+    md, csv_path = write(out, markdown(summary, built, hardware, overview), csv(built))
+    stem = md.with_name(md.name[:-len(".md")])
+    extra = []
+    if overview is not None:
+        extra.append(write_csv(stem.with_name(stem.name + "-summary.csv"), summary_frame(overview)))
+    published = [table.published.assign(dataset=table.dataset, scenario=table.scenario,
+                                        source=table.published.attrs["source"], table=table.published.attrs["table"])
+                 for table in built if table.published is not None]
+    if published:
+        import pandas as pd
+
+        extra.append(write_csv(stem.with_name(stem.name + "-published.csv"), pd.concat(published)))
+    return (md, csv_path, *extra, *write_formats(summary, built, table_note(settings), footer(summary, hardware),
+                                                 stem, formats, results, overview))
+
+
+__all__ = ["per_table_board"]

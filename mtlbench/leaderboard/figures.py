@@ -1,0 +1,166 @@
+"""A leaderboard's figures (matplotlib, Agg), each written as PNG and PDF next to the tables.
+
+- ``-delta``: ΔMTL per method with its 95% bootstrap interval, one panel per table.
+- ``-curves``: validation metrics per epoch, mean over seeds with a band from the lowest to the highest seed,
+  one panel per (table, task).
+- ``-tasks``: each task's test metric per method, mean with the standard deviation over seeds.
+- ``-cd``: the critical-difference diagram of the across-table summary (when it has one).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from .aggregate import Table
+from .summary import Summary, cd_figure
+
+COLOR = "#4c72b0"
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def grid(rows: int, columns: int, width: float = 4.5, height: float = 3.2):
+    return pyplot().subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
+
+
+def delta_figure(tables: list[Table]):
+    scored = [table for table in tables if table.baseline]
+    if not scored:
+        return None
+    fig, axes = grid(1, len(scored), width=5, height=3.5)
+    for axis, table in zip(axes[0], scored):
+        rows = table.rows
+        means = rows["delta_mean"].to_numpy()
+        low = means - rows["delta_ci_low"].fillna(rows["delta_mean"]).to_numpy()
+        high = rows["delta_ci_high"].fillna(rows["delta_mean"]).to_numpy() - means
+        axis.bar(range(len(rows)), means, yerr=[low, high], capsize=3, color=COLOR)
+        axis.axhline(0, color="black", linewidth=0.8)
+        axis.set_xticks(range(len(rows)), list(rows.index), rotation=45, ha="right")
+        axis.set_ylabel(f"ΔMTL % vs {table.baseline} (95% CI)")
+        axis.set_title(f"{table.dataset} / {table.scenario}")
+    return fig
+
+
+def task_figure(tables: list[Table]):
+    panels = [(table, column) for table in tables for column in table.columns]
+    if not panels:
+        return None
+    columns = max(len(table.columns) for table in tables)
+    fig, axes = grid(len(tables), columns)
+    for i, table in enumerate(tables):
+        for j in range(columns):
+            axis = axes[i][j]
+            if j >= len(table.columns):
+                axis.set_visible(False)
+                continue
+            task, metric = table.columns[j]
+            means = table.rows[f"{task}/{metric}/mean"]
+            spread = table.rows[f"{task}/{metric}/std"].fillna(0)
+            axis.bar(range(len(means)), means.to_numpy(), yerr=spread.to_numpy(), capsize=3, color=COLOR)
+            axis.set_xticks(range(len(means)), list(means.index), rotation=45, ha="right")
+            arrow = "↑" if table.higher_is_better[(task, metric)] else "↓"
+            axis.set_title(f"{table.dataset} / {table.scenario}: {task} {metric} {arrow}", fontsize=9)
+    return fig
+
+
+def curves(results: list[dict[str, Any]], tables: list[Table]) -> pd.DataFrame:
+    """One row per (dataset, scenario, method, seed, epoch, task) with the validation value of the task's
+    primary metric (the first the table shows)."""
+    shown = {(table.dataset, table.scenario): dict(table.columns[::-1]) for table in tables}  # task -> first
+    records = [{"dataset": r["dataset"], "scenario": r["scenario"], "method": r["method"], "seed": r["seed"],
+                "epoch": record["epoch"], "task": task, "value": values[metric]}
+               for r in results if (r["dataset"], r["scenario"]) in shown
+               for record in r.get("history", [])
+               for task, values in record["val"].items()
+               for metric in [shown[r["dataset"], r["scenario"]].get(task)] if metric in values]
+    return pd.DataFrame.from_records(records, columns=["dataset", "scenario", "method", "seed", "epoch", "task",
+                                                       "value"])
+
+
+def curve_figure(results: list[dict[str, Any]], tables: list[Table]):
+    data = curves(results, tables)
+    if data.empty:
+        return None
+    columns = max(len(table.tasks) for table in tables)
+    fig, axes = grid(len(tables), columns)
+    colors = pyplot().get_cmap("tab20")
+    for i, table in enumerate(tables):
+        here = data[(data["dataset"] == table.dataset) & (data["scenario"] == table.scenario)]
+        for j in range(columns):
+            axis = axes[i][j]
+            if j >= len(table.tasks):
+                axis.set_visible(False)
+                continue
+            task = table.tasks[j]
+            metric = dict(table.columns[::-1])[task]
+            for k, method in enumerate(table.rows.index):
+                per_epoch = here[(here["task"] == task) & (here["method"] == method)].groupby("epoch")["value"]
+                if not len(per_epoch):
+                    continue
+                mean, low, high = per_epoch.mean(), per_epoch.min(), per_epoch.max()
+                axis.plot(mean.index, mean.to_numpy(), color=colors(k % 20), label=method, linewidth=1.2)
+                axis.fill_between(mean.index, low.to_numpy(), high.to_numpy(), color=colors(k % 20), alpha=0.15)
+            arrow = "↑" if table.higher_is_better[(task, metric)] else "↓"
+            axis.set_title(f"{table.dataset} / {table.scenario}: val {task} {metric} {arrow}", fontsize=9)
+            axis.set_xlabel("epoch")
+            axis.xaxis.get_major_locator().set_params(integer=True)
+    axes[0][0].legend(fontsize=7, ncol=2)
+    return fig
+
+
+def cd_diagram(summary: Summary | None):
+    if summary is None or summary.ranks is None:
+        return None
+    fig, axes = grid(1, 1, width=8, height=0.4 * len(summary.ranks) + 1.5)
+    cd_figure(summary, axes[0][0])
+    return fig
+
+
+def save(fig, stem: Path, name: str) -> list[Path]:
+    """``stem-name.png`` and ``.pdf``, each written atomically."""
+    paths = []
+    fig.tight_layout()
+    for suffix in (".png", ".pdf"):
+        path = stem.with_name(f"{stem.name}-{name}{suffix}")
+        tmp = path.with_name(path.name + ".tmp" + suffix)
+        fig.savefig(tmp, dpi=120)
+        tmp.replace(path)
+        paths.append(path)
+    pyplot().close(fig)
+    return paths
+
+
+FIGURES: dict[str, tuple[str, Callable[..., Any]]] = {
+    "delta": ("ΔMTL per method with 95% intervals", lambda tables, results, summary: delta_figure(tables)),
+    "tasks": ("each task's test metric per method (mean ± std over seeds)",
+              lambda tables, results, summary: task_figure(tables)),
+    "curves": ("validation metrics per epoch (mean over seeds, band: lowest to highest seed)",
+               lambda tables, results, summary: curve_figure(results, tables)),
+    "cd": ("critical-difference diagram over tables", lambda tables, results, summary: cd_diagram(summary)),
+}
+
+
+def write_figures(tables: list[Table], results: list[dict[str, Any]], summary: Summary | None,
+                  stem: Path) -> dict[str, list[Path]]:
+    """Every figure the data allow: name -> [png, pdf]; a stale file of a figure that no longer applies goes."""
+    written = {}
+    for name, (_, make) in FIGURES.items():
+        fig = make(tables, results, summary)
+        if fig is None:
+            for suffix in (".png", ".pdf"):
+                stem.with_name(f"{stem.name}-{name}{suffix}").unlink(missing_ok=True)
+            continue
+        written[name] = save(fig, stem, name)
+    return written
+
+
+__all__ = ["FIGURES", "curves", "write_figures"]

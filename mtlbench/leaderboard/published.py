@@ -1,0 +1,108 @@
+"""Numbers a paper published, beside ours (``leaderboard.published`` in the suite).
+
+Each entry names its source and table, the (dataset, scenario) table it belongs to (default: every one) and rows
+of values per method: ``TASK/METRIC`` in mtlbench's units (mIoU as a fraction, not percent) or ``delta_mtl``
+(percent, against the paper's own baseline). Below each leaderboard table, one row per (method, value): ours
+(mean ± std over seeds), the paper's, and ours minus the paper's.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import pandas as pd
+
+from .aggregate import LeaderboardError, Table
+
+DELTA_KEY = "delta_mtl"
+
+
+Lookup = Callable[[str, str, str], "tuple[float, float]"]  # (method, key, field) -> our (mean, std)
+
+
+def entry_for(dataset: str, scenario: str | None, published: list[dict[str, Any]]
+              ) -> tuple[int, dict[str, Any]] | None:
+    """The published entry (and its index in the suite) of a table: the most specific that matches."""
+    matches = [(i, p) for i, p in enumerate(published) if p.get("dataset") in (None, dataset)
+               and p.get("scenario") in (None, scenario)]
+    if not matches:
+        return None
+    return max(matches, key=lambda match: (match[1].get("dataset") is not None) + (match[1].get("scenario") is not None))
+
+
+def comparison(found: tuple[int, dict[str, Any]], lookup: Lookup) -> pd.DataFrame:
+    """Rows (method, value, ours, ours_std, paper, difference) of a published entry; ``lookup`` gives our
+    number of (method, key) and raises LeaderboardError naming the field when the results cannot show it."""
+    index, entry = found
+    rows = []
+    for method, values in entry["rows"].items():
+        for key, paper in values.items():
+            ours, spread = lookup(method, key, f"leaderboard.published[{index}].rows.{method}.{key}")
+            rows.append({"method": method, "value": key, "ours": ours, "ours_std": spread, "paper": paper,
+                         "difference": ours - paper})
+    frame = pd.DataFrame(rows, columns=["method", "value", "ours", "ours_std", "paper", "difference"])
+    frame.attrs.update(source=entry["source"], table=entry["table"], note=entry.get("note", ""))
+    return frame
+
+
+def beside(table: Table, published: list[dict[str, Any]]) -> pd.DataFrame | None:
+    """The paper's numbers for a per-table leaderboard's table (None when the suite gives none)."""
+    found = entry_for(table.dataset, table.scenario, published)
+    return None if found is None else comparison(found, lambda method, key, field: ours_of(table, method, key,
+                                                                                         field))
+
+
+def ours_of(table: Table, method: str, key: str, field: str) -> tuple[float, float]:
+    """Our mean and std of a published value (NaN when the method has no finished seed)."""
+    if method not in table.rows.index and method not in table.missing:
+        raise LeaderboardError(f"{field.rsplit('.', 1)[0]}: {method!r} is not a method of {table.dataset} / "
+                               f"{table.scenario} (it has {', '.join(table.rows.index)}); use the suite's method names")
+    if key == DELTA_KEY:
+        if table.baseline is None:
+            raise LeaderboardError(f"{field}: the table has no ΔMTL column (its baseline has no result)")
+        columns = ("delta_mean", "delta_std")
+    else:
+        task, _, metric = key.partition("/")
+        if (task, metric) not in table.columns:
+            shown = ", ".join(f"{t}/{m}" for t, m in table.columns)
+            raise LeaderboardError(f"{field}: not a value of this table; give delta_mtl or one of {shown} (add "
+                                   f"others to leaderboard.metrics)")
+        columns = (f"{key}/mean", f"{key}/std")
+    if method not in table.rows.index:
+        return math.nan, math.nan
+    return float(table.rows.loc[method, columns[0]]), float(table.rows.loc[method, columns[1]])
+
+
+def frame_lookup(rows: dict[str, dict[str, float]], what: str) -> Lookup:
+    """A lookup over a track's own rows: row name -> {key: value, key + "_std": spread}."""
+    def lookup(method: str, key: str, field: str) -> tuple[float, float]:
+        if method not in rows:
+            raise LeaderboardError(f"{field.rsplit('.', 1)[0]}: {method!r} is not a row of {what} (it has "
+                                   f"{', '.join(rows)})")
+        if key not in rows[method]:
+            keys = ", ".join(k for k in rows[method] if not k.endswith("_std"))
+            raise LeaderboardError(f"{field}: not a value of {what}; give one of {keys}")
+        return float(rows[method][key]), float(rows[method].get(key + "_std", math.nan))
+
+    return lookup
+
+
+def beside_markdown(frame: pd.DataFrame) -> list[str]:
+    lines = ["", f"Beside {frame.attrs['source']}, {frame.attrs['table']}"
+             + (f" ({frame.attrs['note']})" if frame.attrs["note"] else "") + ":", "",
+             "| method | value | ours | paper | ours − paper |", "|---|---|---|---|---|"]
+    for row in frame.itertuples(index=False):
+        lines.append(f"| {row.method} | {row.value} | {number(row.ours, row.ours_std)} | {number(row.paper)} | "
+                     f"{number(row.difference, signed=True)} |")
+    return lines
+
+
+def number(value: float, std: float = math.nan, signed: bool = False) -> str:
+    if math.isnan(value):
+        return "— (no result)"
+    digits = 2 if abs(value) >= 10 else 4
+    text = f"{value:{'+' if signed else ''}.{digits}f}"
+    return text if math.isnan(std) else f"{text} ± {std:.{digits}f}"
+
+
+__all__ = ["beside", "beside_markdown", "comparison", "entry_for", "frame_lookup"]
