@@ -43,6 +43,44 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"command again to retry only the others.", file=sys.stderr)
         return 1
     print(f"suite {suite.name}: {len(suite.jobs)} jobs finished; results in {args.results}/{suite.name}/")
+    if args.wandb != "disabled":
+        return leaderboard_run(args.results, suite.name, args.wandb)
+    return 0
+
+
+def leaderboard_from_wandb(args: argparse.Namespace) -> int:
+    """`mtlbench leaderboard --from-wandb ENTITY/PROJECT [--suite S]`: the tables from a W&B project's runs."""
+    from .files import check_name
+    from .leaderboard import LeaderboardError, render
+    from .leaderboard.from_wandb import fetch, suite_from_runs
+
+    try:
+        summary, results = suite_from_runs(fetch(args.from_wandb, args.suite), args.suite)
+        out = Path(args.out) if args.out else Path("leaderboards") / check_name(summary["name"])
+        paths = render(summary, results, out, args.baseline, tuple(args.format.split(",")), args.select)
+    except (LeaderboardError, ValueError) as error:
+        print(f"leaderboard: {error}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def leaderboard_run(results: str, suite: str, mode: str) -> int:
+    """Log the suite's leaderboard as its suite-level W&B run (its tables and figures)."""
+    from .files import CorruptFile
+    from .leaderboard import LeaderboardError, log_to_wandb
+    from .runner import Store
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the leaderboard command reports them; here only the tables matter
+            log_to_wandb(Store(results), suite, mode)
+    except (LeaderboardError, CorruptFile, LookupError, ValueError) as error:
+        print(f"the W&B leaderboard run of {suite} was not logged ({error}); every job is finished: "
+              f"`mtlbench leaderboard {suite} --wandb {mode}` logs it once the cause is fixed", file=sys.stderr)
+        return 1
+    print(f"logged the leaderboard of {suite} to W&B ({mode}) as run {suite}-leaderboard")
     return 0
 
 
@@ -136,6 +174,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from .leaderboard import LeaderboardError, render_suite
     from .runner import Store
 
+    args.suite = args.suite or args.suite_option
+    if args.from_wandb:
+        return leaderboard_from_wandb(args)
     store = Store(args.results)
     suites = [args.suite] if args.suite else store.suites()
     if not suites:
@@ -164,56 +205,19 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                     print(f"warning: {warning.message}", file=sys.stderr)
         for path in paths:
             print(f"wrote {path}")
+        if args.wandb != "disabled" and leaderboard_run(args.results, check_name(name), args.wandb):
+            return 1
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .tracks.budget import ALLOCATORS
-    from .data import DATASETS, SCENARIOS
-    from .tracks.grouping import OBJECTIVES, SELECTORS
-    from .methods import AXES, METHODS
-    from .models import MODELS
-    from .registry import parameters
-    from .space import describe, search_space
-    from .train.optim import OPTIMIZERS
-    from .tuning import PRUNERS
+    from . import reference
 
-    from .jobs import KINDS, RESOLVERS
-    from .track import TRACKS
-
-    def show(title: str, registry) -> None:
-        print(f"{title}:")
-        for name in registry.list():
-            params = ", ".join(f"{k}={v!r}" for k, v in parameters(registry.get(name)).items())
-            space = ", ".join(f"{k} in {describe(s)}" for k, s in search_space(registry.get(name)).items())
-            print(f"  {name}" + (f" ({params})" if params else "") + (f"; tune: {space}" if space else ""))
-
-    show("datasets", DATASETS)
-    for name in DATASETS.list():
-        print(f"  {name} tasks: {', '.join(DATASETS.get(name)().tasks())}")
-    show("scenarios", SCENARIOS)
-    print("methods:")
-    for name in METHODS.list():
-        recipe = METHODS.get(name)
-        print(f"  {name}: networks={recipe['networks']}, " + ", ".join(f"{a}={part_label(recipe[a])}" for a in AXES))
-    for axis, registry in AXES.items():
-        show(f"{axis} parts", registry)
-    show("models", MODELS)
-    show("optimizers", OPTIMIZERS)
-    show("pruners (mtlbench tune)", PRUNERS)
-    show("allocators", ALLOCATORS)
-    show("grouping selectors", SELECTORS)
-    show("grouping objectives", OBJECTIVES)
-    print(f"tracks: {', '.join(TRACKS.list())}")
-    print(f"job kinds: {', '.join(KINDS.list())}")
-    print(f"resolvers: {', '.join(RESOLVERS.list())}")
+    if args.markdown:
+        print(reference.markdown(), end="")
+    else:
+        print("\n".join(reference.terminal()))
     return 0
-
-
-def part_label(spec: dict) -> str:
-    """``sta_gap(gap=4)``: a recipe part with its non-default settings."""
-    settings = ", ".join(f"{k}={v!r}" for k, v in spec.items() if k != "name")
-    return spec["name"] + (f"({settings})" if settings else "")
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
@@ -246,12 +250,77 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    from .report import SPEC_FILE
     from .tracking import offline_runs, sync
 
     root = Path(args.results) / (args.suite or "")
     runs = offline_runs(root)
     print(f"syncing {len(runs)} offline W&B run(s) under {root}/")
-    return 1 if sync(root) else 0
+    if sync(root):
+        return 1
+    specs = [root / SPEC_FILE] if args.suite else sorted(root.glob(f"*/{SPEC_FILE}"))
+    return max([save_report(spec) for spec in specs if spec.exists()], default=0)
+
+
+def save_report(spec: Path) -> int:
+    from .report import save
+
+    try:
+        urls = save(spec)
+    except Exception as error:  # the server's and wandb's errors are many; the spec stays for the next try
+        print(f"report {spec}: not saved ({type(error).__name__}: {error}); the spec is kept, `mtlbench sync` "
+              f"tries again", file=sys.stderr)
+        return 1
+    print(f"saved the report and the workspace of {spec}: {', '.join(urls)}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .config import load_suite
+    from .report import SPEC_FILE, build_report, build_workspace, write_spec
+    from .runner import Store
+
+    suite = load_suite(args.suite, args.set)
+    store = Store(args.results)
+    project = args.project or suite.raw.wandb.project
+    entity = args.entity or suite.raw.wandb.entity or ""
+    report = build_report(suite, entity, project, leaderboard_markdown(store, suite.name), tuning_studies(store, suite))
+    out = Path(args.out) if args.out else store.suite_dir(suite.name) / SPEC_FILE
+    write_spec(out, report, build_workspace(suite, entity, project))
+    print(f"wrote the report spec {out} ({len(report.blocks)} blocks); `mtlbench sync` uploads the runs and saves it")
+    return save_report(out) if args.save else 0
+
+
+def leaderboard_markdown(store, suite: str) -> str | None:
+    """The suite's leaderboard tables as Markdown (None before any job finished)."""
+    import tempfile
+
+    from .leaderboard import LeaderboardError, render_suite
+
+    if not store.suite_dir(suite).exists():
+        return None
+    with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            md = render_suite(store, suite, Path(scratch) / suite, formats=("md", "csv"))[0]
+        except (LeaderboardError, LookupError):
+            return None
+        return md.read_text().split("\n", 1)[1].strip()  # without its title: the report has one
+
+
+def tuning_studies(store, suite) -> list:
+    """The suite's tuning studies that `mtlbench tune` ran (in its default storage)."""
+    from .track import TRACKS
+
+    database = store.suite_dir(suite.name) / "tuning" / "optuna.db"
+    if not TRACKS.get(suite.track).tunable or not database.exists():
+        return []
+    import optuna
+
+    from .tuning import plan_studies
+
+    ran = set(optuna.get_all_study_names(f"sqlite:///{database}"))
+    return [study for study in plan_studies(suite) if study.name in ran]
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -418,19 +487,37 @@ def parser() -> argparse.ArgumentParser:
 
     board = sub.add_parser("leaderboard", help="render leaderboards/<suite>.md and .csv from the results")
     board.add_argument("suite", nargs="?", help="suite name (default: every suite in the results folder)")
+    board.add_argument("--from-wandb", metavar="ENTITY/PROJECT",
+                       help="build the tables from the finished runs of a W&B project instead of the results folder")
+    board.add_argument("--suite", dest="suite_option", metavar="S", help="with --from-wandb: the suite (needed when "
+                                                                         "the project holds several)")
     board.add_argument("--out", help="output path (suffixes .md and .csv are set)")
     board.add_argument("--baseline", help="method ΔMTL is computed against (default: the suite's, else supervised)")
     board.add_argument("--select", choices=("last", "best_val"),
                        help="the epoch reported (default: the suite's leaderboard.select, else last); best_val needs "
                             "jobs run with train.test_every_epoch")
+    board.add_argument("--wandb", default="disabled", choices=["offline", "online", "disabled"],
+                       help="also log the tables and figures as the suite's W&B run (job type leaderboard)")
     board.add_argument("--format", default="md,csv,tex,html,png",
                        help="comma-separated outputs (md and csv always; tex, html and png/pdf where the track makes "
                             "them: partial-label suites)")
     add_results(board)
     board.set_defaults(func=cmd_leaderboard)
 
+    report = sub.add_parser("report", help="a W&B report and workspace comparing the suite's methods (a spec file "
+                                           "offline; `mtlbench sync` or --save saves it)")
+    report.add_argument("suite", help="suite YAML file")
+    report.add_argument("--entity", help="W&B entity (default: the suite's wandb.entity, else the login's)")
+    report.add_argument("--project", help="W&B project (default: the suite's wandb.project)")
+    report.add_argument("--out", help="spec file (default: results/<suite>/wandb-report.json)")
+    report.add_argument("--save", action="store_true", help="save the report and workspace now (needs a login)")
+    report.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite field")
+    add_results(report)
+    report.set_defaults(func=cmd_report)
+
     lst = sub.add_parser("list", help="registered datasets, scenarios, methods, recipe parts, models, allocators, "
                                      "selectors and objectives")
+    lst.add_argument("--markdown", action="store_true", help="the documentation's reference page (docs/reference.md)")
     lst.set_defaults(func=cmd_list)
 
     allocate = sub.add_parser("allocate", help="TABA's label allocation (Sun et al. 2023 Eq. 2, 4) from your estimates")
@@ -499,6 +586,13 @@ def main(argv: list[str] | None = None) -> int:
     from .config import SuiteError
     from .runner.executor import stop_on_sigterm
 
+    from .plugins import PluginError, load_plugins
+
+    try:
+        load_plugins()
+    except PluginError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     args = parser().parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         stop_on_sigterm()  # SIGTERM stops a command as cleanly as Ctrl-C

@@ -1,6 +1,6 @@
 """Multi-task scores: ΔMTL (Yun and Cho 2023 Eq. 7), Acc_MTL (Yun and Cho 2023 Eq. 8) and Δ_T (Sun et al. 2023 Eq. 9).
 
-Convention (stated because repositories differ, ../shared/papers/README.md): ΔMTL is in percent, signed so
+Convention (stated because repositories differ, docs/papers.md): ΔMTL is in percent, signed so
 that positive is better, averaged first over a task's chosen metrics and then over tasks, against a baseline
 the caller chooses (mtlbench's leaderboards use Supervised MTL by default, STL on request). With one metric
 per task it is exactly the Δ% of Nishi et al. 2024 and the Δ_T of Sun et al. 2023.

@@ -4,7 +4,7 @@ A task turns a model output and a target into (a) a per-image training loss, the
 valid pixels, so that recipes can weight (image, task) pairs, and (b) a ``Meter`` that accumulates the
 evaluation metrics over a whole split on the device (no per-image Python loop, one host sync at the end).
 
-Conventions follow the MTAN / MTPSL code base (../shared/papers/README.md): segmentation ignores label -1,
+Conventions follow the MTAN / MTPSL code base (docs/papers.md): segmentation ignores label -1,
 depth 0 is invalid, an all-zero normal is invalid; metrics are pooled over all valid pixels of the split.
 """
 from __future__ import annotations

@@ -7,6 +7,8 @@ A track (partial-label, label budget, task grouping, ...) supplies:
 - ``expand``: the suite's jobs (with their kinds and inputs) and the track's summary, which is saved with the
   results under the section's name and read back by its leaderboard;
 - ``render``: its leaderboard, from that summary and the finished results;
+- ``run_summary``: what a finished job's W&B run adds to its summary (the partial-label track: ΔMTL);
+- ``published_names``: what the suite's ``leaderboard.published`` entries may name;
 - ``tunable``: whether ``mtlbench tune`` can compare its methods.
 
 The job kinds and resolvers a track's jobs use are registered in ``mtlbench.jobs.KINDS`` / ``RESOLVERS`` by
@@ -18,7 +20,7 @@ numpy alone.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from .registry import Registry
 
@@ -42,6 +44,12 @@ class Track:
         """The suite's jobs, in the order they should run, and the summary the leaderboard reads (or None)."""
         raise NotImplementedError
 
+    def run_summary(self, summary: dict[str, Any], result: dict[str, Any],
+                    finished: Callable[[str], dict[str, Any] | None]) -> dict[str, Any]:
+        """What a finished job's W&B run adds to its summary beyond its metrics (e.g. its ΔMTL against the
+        suite's baseline once that has finished); ``finished(job_id)`` reads another job's result or None."""
+        return {}
+
     def published_names(self, jobs: list["Job"], details: dict[str, Any] | None) -> dict[str, set[str]]:
         """What ``leaderboard.published`` entries may name: their dataset, scenario and rows (``method``); the
         default: the jobs' datasets, scenarios and methods."""
@@ -57,3 +65,9 @@ class Track:
 
 TRACKS: Registry[type[Track]] = Registry("track")
 DEFAULT_TRACK = "partial"  # a suite with no track section: scenarios x methods x seeds
+
+
+def summary_track(summary: dict[str, Any]) -> str:
+    """The track that made a suite's results, from its summary (one written before tracks were named has the
+    track's section under the track's name)."""
+    return summary.get("track") or next((name for name in TRACKS.list() if name in summary), DEFAULT_TRACK)

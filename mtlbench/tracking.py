@@ -10,6 +10,7 @@ epoch, and ``sync`` uploads one run per job.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -38,9 +39,24 @@ class NullRun:
         pass
 
 
+def run_tags(job: Any, tuned: bool) -> list[str]:
+    """Tags to filter a project by: suite, dataset, scenario, method and seed (``key:value``), paper or tuned."""
+    return [f"suite:{job.suite}", f"dataset:{job.dataset}", f"scenario:{job.scenario}", f"method:{job.method}",
+            f"seed:{job.seed}", "tuned" if tuned else "paper"]
+
+
+def job_meta(job: Any, directions: dict[str, dict[str, bool]], primary: dict[str, str]) -> dict[str, Any]:
+    """The config block every job's run carries (``mtlbench.method``, ``mtlbench.scenario``, ...): the names the
+    tables use, to group and filter by, and what a leaderboard built from W&B needs (directions, primary)."""
+    return {"job_id": job.id, "kind": job.kind, "suite": job.suite, "dataset": job.dataset, "scenario": job.scenario,
+            "method": job.method, "seed": job.seed, "params": "tuned" if job.config.get("tuned") else "paper",
+            "directions": directions, "primary": primary}
+
+
 class WandbRun:
     def __init__(self, mode: str, project: str, entity: str | None, job: Any, job_dir: Path, group: str | None = None,
-                 extra_config: dict[str, Any] | None = None, earlier: list[dict[str, Any]] = ()) -> None:
+                 extra_config: dict[str, Any] | None = None, earlier: list[dict[str, Any]] = (),
+                 directions: dict[str, dict[str, bool]] | None = None, primary: dict[str, str] | None = None) -> None:
         try:
             import wandb
         except ImportError:
@@ -49,14 +65,21 @@ class WandbRun:
         if mode == "offline":
             for attempt in job_dir.glob(f"wandb/offline-run-*-{job.id}"):
                 shutil.rmtree(attempt, ignore_errors=True)
+        directions = directions or {}
         self.run = wandb.init(
             project=project, entity=entity, id=job.id, name=f"{job.method}-seed{job.seed}-{job.id[:6]}",
             group=group or f"{job.suite}/{job.dataset}/{job.scenario}", job_type=job.method,
-            config={"suite": job.suite, **job.config, **(extra_config or {})}, mode=mode, dir=str(job_dir),
-            resume="allow",
+            tags=run_tags(job, bool(job.config.get("tuned"))),
+            config={"suite": job.suite, **job.config, **(extra_config or {}),
+                    "mtlbench": job_meta(job, directions, primary or {})},
+            mode=mode, dir=str(job_dir), resume="allow",
             settings=wandb.Settings(silent=True, console="off", x_disable_stats=True))
         self.run.define_metric("epoch")
         self.run.define_metric("*", step_metric="epoch")
+        for task, metrics in directions.items():  # the summary keeps each validation metric's best epoch
+            for metric, higher in metrics.items():
+                self.run.define_metric(f"val/{task}/{metric}".replace(".", "\\."), step_metric="epoch",
+                                       summary="max" if higher else "min")  # a dot would mean nesting
         if mode == "offline":
             for record in earlier:
                 self.log({k: v for k, v in record.items() if k != "epochs"})
@@ -70,14 +93,44 @@ class WandbRun:
 
 
 def open_run(mode: str, project: str, entity: str | None, job: Any, job_dir: Path, group: str | None = None,
-             extra_config: dict[str, Any] | None = None, earlier: list[dict[str, Any]] = ()) -> NullRun | WandbRun:
+             extra_config: dict[str, Any] | None = None, earlier: list[dict[str, Any]] = (),
+             directions: dict[str, dict[str, bool]] | None = None,
+             primary: dict[str, str] | None = None) -> NullRun | WandbRun:
     """One run per job; ``group`` (default suite/dataset/scenario) and ``extra_config`` for tuning trials;
-    ``earlier``: the epochs a resumed job trained before (re-logged offline)."""
+    ``earlier``: the epochs a resumed job trained before (re-logged offline); ``directions`` and ``primary``: its
+    tasks' metrics (the summary keeps each validation metric's best value, by its direction)."""
     if mode not in MODES:
         raise ValueError(f"--wandb {mode!r}: choose one of {', '.join(MODES)}")
     if mode == "disabled":
         return NullRun()
-    return WandbRun(mode, project, entity, job, job_dir, group, extra_config, earlier)
+    return WandbRun(mode, project, entity, job, job_dir, group, extra_config, earlier, directions, primary)
+
+
+def leaderboard_run_id(suite: str) -> str:
+    return f"{suite}-leaderboard"
+
+
+def log_leaderboard(mode: str, project: str, entity: str | None, summary: dict[str, Any], run_dir: Path,
+                    tables: dict[str, Any], images: dict[str, Path]) -> None:
+    """The suite-level run (job type ``leaderboard``, id ``<suite>-leaderboard``): the suite's summary (as JSON
+    text) in its config, each leaderboard table (pandas frames, every number with its interval) as a ``wandb.Table`` and each
+    figure as a ``wandb.Image``. Offline, an earlier version of the run is replaced."""
+    import wandb
+
+    run_id = leaderboard_run_id(summary["name"])
+    if mode == "offline":
+        for earlier in run_dir.glob(f"wandb/offline-run-*-{run_id}"):
+            shutil.rmtree(earlier, ignore_errors=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run = wandb.init(project=project, entity=entity, id=run_id, name=f"{summary['name']} leaderboard",
+                     group=summary["name"], job_type="leaderboard", tags=[f"suite:{summary['name']}", "leaderboard"],
+                     config={"suite": summary["name"],  # as JSON text: W&B drops empty dicts, nests dotted keys
+                             "mtlbench": {"kind": "leaderboard", "summary": json.dumps(summary)}},
+                     mode=mode, dir=str(run_dir), resume="allow",
+                     settings=wandb.Settings(silent=True, console="off", x_disable_stats=True))
+    run.log({**{f"leaderboard/{name}": wandb.Table(dataframe=frame) for name, frame in tables.items()},
+             **{f"figures/{name}": wandb.Image(str(path)) for name, path in images.items()}})
+    run.finish()
 
 
 def offline_runs(root: Path) -> list[Path]:

@@ -56,8 +56,14 @@ def test_search_spaces_are_declared_by_the_parts_and_checked_against_the_suite(t
     assert "method.weighting.temperature" not in narrowed.space
     assert (narrowed.space["train.optimizer.lr"].low, narrowed.space["train.optimizer.lr"].high) == (5e-5, 2e-4)
     assert narrowed.name != study.name  # another search is another study
+    # a declared range that misses the suite's value is centred on it, as wide (a decade of lr on the log scale)
+    (moved,) = plan_studies(load_suite(tune_suite(), ["train.optimizer={name: adam, lr: 0.01}"]), ["dwa"])
+    lr = moved.space["train.optimizer.lr"]
+    assert lr.log and (lr.low, lr.high) == pytest.approx((0.01 / 10 ** 0.5, 0.01 * 10 ** 0.5))
+    assert moved.first["train.optimizer.lr"] == 0.01
     with pytest.raises(SuiteError, match=r"train.optimizer.lr = 0.01 lies outside .*tune.space.train.optimizer.lr"):
-        plan_studies(load_suite(tune_suite(), ["train.optimizer={name: adam, lr: 0.01}"]))
+        plan_studies(load_suite(tune_suite(space={"train.optimizer.lr": {"low": 5e-5, "high": 2e-4}}),
+                                ["train.optimizer={name: adam, lr: 0.01}"]))  # a range the suite sets stays
     with pytest.raises(SuiteError, match=r"tune.objective: 'seg/nope' is neither"):
         plan_studies(load_suite(tune_suite(objective="seg/nope")))
     with pytest.raises(SuiteError, match=r"tune.space: method.regularizer.c_dist is no tunable parameter"):
@@ -212,3 +218,25 @@ def test_tune_refuses_other_tracks_and_an_empty_budget(tune_suite, tmp_path, cap
     path.write_text(yaml.safe_dump(grouping))
     assert main(["tune", str(path), "--results", str(tmp_path / "r")]) == 2
     assert "tuning compares the methods of a suite of scenarios x methods; a grouping suite" in capsys.readouterr().err
+
+
+def test_every_shipped_tunable_suite_plans_its_studies(monkeypatch):
+    """Search spaces work for every suite mtlbench ships (the quickstart's lr 1e-3 lies outside the papers')."""
+    from conftest import REPO
+    from mtlbench.data import DATASETS
+    from mtlbench.track import TRACKS
+
+    for name in DATASETS.list():  # real datasets as if their files were there
+        cls = DATASETS.get(name)
+        if hasattr(cls, "require"):
+            monkeypatch.setattr(cls, "require", lambda self: None)
+            monkeypatch.setattr(cls, "split_size", lambda self, split: 10 ** 7)
+    monkeypatch.chdir(REPO)
+    planned = 0
+    for path in sorted((REPO / "suites").glob("*.yaml")):
+        suite = load_suite(path)
+        if TRACKS.get(suite.track).tunable:
+            studies = plan_studies(suite)
+            assert studies and all(s.space for s in studies), path.name
+            planned += 1
+    assert planned >= 6

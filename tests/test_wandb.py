@@ -37,7 +37,7 @@ def test_job_is_logged_as_an_offline_run(write_suite, tmp_path):
 
     summary = json.loads(inspect(run_dir, "--summary"))
     assert summary["state"] == "finished"
-    config = {k: v for k, v in summary["config"].items() if not k.startswith("_")}
+    config = {k: v for k, v in summary["config"].items() if not k.startswith("_") and k != "mtlbench"}
     assert config == json.loads(json.dumps({"suite": "tiny", **job.config}))
     for task, metrics in result["test"].items():
         for metric, value in metrics.items():
@@ -63,3 +63,149 @@ def test_each_tuning_trial_is_a_run_in_its_studys_group(write_suite, tmp_path):
     config = summary["config"]
     assert config["study"] == study.name and config["trial"] == 0 and config["params"] == study.first
     assert not any(key.startswith("test/") for key in summary["summary"])  # validation only
+
+    import wandb_workspaces.reports.v2 as wr
+
+    from mtlbench.report import read_spec
+
+    out = tmp_path / "report.json"  # the report gets the study's parameters against its objective
+    assert main(["report", str(path), "--results", str(results), "--out", str(out)]) == 0
+    report, _ = read_spec(out)
+    (plot,) = [p for b in report.blocks if isinstance(b, wr.PanelGrid) for p in b.panels
+               if isinstance(p, wr.ParallelCoordinatesPlot)]
+    *params, objective = [column.metric for column in plot.columns]
+    assert [c.name.removeprefix("params.") for c in params] == list(study.space) and set(study.space) == set(
+        config["params"])  # each parameter the trials logged
+    assert objective.name == "tune/objective" and "tune/objective" in summary["summary"]
+
+
+# ------------------------------------------------------------------ comparison dashboards (offline, no server)
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory):
+    """A two-method, two-seed suite run offline: its store, its suite, and every run read back by leet."""
+    import copy
+
+    import yaml
+    from conftest import TINY_SUITE
+
+    if not Path(WANDB).exists():
+        pytest.skip("wandb command-line tool not installed")
+    root = tmp_path_factory.mktemp("logged")
+    suite = copy.deepcopy(TINY_SUITE)
+    suite.update(methods=["supervised", "dwa"], seeds=[0, 1])
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    results = root / "results"
+    assert main(["run", str(path), "--results", str(results), "--wandb", "offline"]) == 0
+    from mtlbench.tracking import offline_runs
+
+    runs = {}
+    for run_dir in offline_runs(results):
+        records = [json.loads(line) for line in inspect(run_dir).splitlines()]
+        summary = json.loads(inspect(run_dir, "--summary"))
+        runs[summary["run_id"]] = {"summary": summary, "history": [r["history"]["item"] for r in records
+                                                                   if r["type"] == "history"]}
+    return path, results, load_suite(path), runs
+
+
+def test_job_runs_carry_tags_method_config_best_validation_and_delta_mtl(logged):
+    from mtlbench.metrics import delta_mtl
+
+    path, results, suite, runs = logged
+    by_id = {job.id: json.loads((results / "tiny" / job.id / "result.json").read_text()) for job in suite.jobs}
+    baseline = [r for r in by_id.values() if r["method"] == "supervised"]
+    for job in suite.jobs:
+        run, result = runs[job.id]["summary"], by_id[job.id]
+        assert run["tags"] == ["suite:tiny", "dataset:synthrooms", "scenario:onelabel", f"method:{job.method}",
+                               f"seed:{job.seed}", "paper"]
+        meta = run["config"]["mtlbench"]
+        assert (meta["method"], meta["scenario"], meta["job_id"]) == (job.method, "onelabel", job.id)
+        assert meta["directions"] == result["directions"] and meta["primary"] == result["primary"]
+        for task, metrics in result["directions"].items():  # the summary keeps the best epoch by direction
+            for metric, higher in metrics.items():
+                values = [h["val"][task][metric] for h in result["history"]]
+                best = {"max": max(values)} if higher else {"min": min(values)}
+                assert run["summary"][f"val/{task}/{metric}"] == pytest.approx(best)
+    # jobs run supervised seeds 0, 1 then dwa: ΔMTL from the moment every baseline seed has finished
+    order = [job.id for job in suite.jobs]
+    assert "delta_mtl" not in runs[order[0]]["summary"]["summary"]
+    chosen = {t: [m] for t, m in baseline[0]["primary"].items()}
+    reference = {t: {m: sum(r["test"][t][m] for r in baseline) / 2 for m in ms} for t, ms in chosen.items()}
+    for job_id in order[1:]:
+        expected = delta_mtl(by_id[job_id]["test"], reference, by_id[job_id]["directions"], chosen)
+        assert runs[job_id]["summary"]["summary"]["delta_mtl"] == pytest.approx(expected)
+
+
+def test_the_suite_level_run_holds_the_leaderboard_tables_and_the_suites_summary(logged):
+    path, results, suite, runs = logged
+    run = runs["tiny-leaderboard"]["summary"]
+    assert json.loads(run["config"]["mtlbench"]["summary"]) == json.loads((results / "tiny" / "suite.json").read_text())
+    assert run["summary"]["leaderboard/tables"]["_type"] == "table-file"
+    assert run["summary"]["leaderboard/tables"]["nrows"] == 2  # one row per method
+    assert run["summary"]["leaderboard/summary"]["_type"] == "table-file"
+    assert run["summary"]["figures/delta"]["_type"] == "image-file"
+
+
+def test_the_report_spec_round_trips_and_every_panel_reads_keys_the_runs_logged(logged, tmp_path):
+    from wandb_workspaces import expr
+    import wandb_workspaces.reports.v2 as wr
+
+    from mtlbench.report import read_spec, to_spec
+
+    path, results, suite, runs = logged
+    out = tmp_path / "report.json"
+    assert main(["report", str(path), "--results", str(results), "--out", str(out), "--entity", "team"]) == 0
+    report, workspace = read_spec(out)  # rebuilt through wandb-workspaces' own classes
+    spec = json.loads(out.read_text())
+    assert to_spec(report) == spec["report"] and to_spec(workspace) == spec["workspace"]
+    jobs = [runs[job.id] for job in suite.jobs]
+    summary_keys = set.intersection(*(set(r["summary"]["summary"]) for r in jobs[1:]))
+    history_keys = set.intersection(*(set(h) for r in jobs for h in r["history"]))
+    grids = [b for b in report.blocks if isinstance(b, wr.PanelGrid)]
+    assert len(grids) == 1 and any(isinstance(b, wr.MarkdownBlock) and "ΔMTL" in b.text for b in report.blocks)
+    panels = grids[0].panels + [p for s in workspace.sections for p in s.panels]
+    for panel in panels:
+        if isinstance(panel, wr.BarPlot):
+            assert {m.name for m in panel.metrics} <= summary_keys
+        if isinstance(panel, wr.LinePlot):
+            assert panel.x in history_keys and set(panel.y) <= history_keys
+    assert any(isinstance(p, wr.RunComparer) for p in grids[0].panels)
+    runset = grids[0].runsets[0]
+    assert runset.entity == "team" and runset.groupby == ["config.mtlbench.method"]
+    assert expr.groupby_str_to_key(runset.groupby[0]).section == "config"
+    parsed = json.dumps(expr.expr_to_filters(runset.filters).model_dump())  # W&B's own filter parser
+    config = jobs[0]["summary"]["config"]
+    for key, value in (("suite", "tiny"), ("mtlbench.dataset", "synthrooms"), ("mtlbench.scenario", "onelabel")):
+        assert key.split(".")[0] in parsed and value in parsed
+        node = config
+        for part in key.split("."):
+            node = node[part]
+        assert node == value  # the filter's config path exists in the runs with that value
+    assert [g.name for g in workspace.runset_settings.groupby] == ["mtlbench.method"]
+
+
+def test_a_leaderboard_from_wandb_runs_equals_the_one_from_the_results_store(logged, tmp_path):
+    import pandas as pd
+
+    from mtlbench.leaderboard import render, render_suite
+    from mtlbench.leaderboard.from_wandb import RunRecord, suite_from_runs
+    from mtlbench.runner import Store
+
+    path, results, suite, runs = logged
+    records = [RunRecord({k: v for k, v in r["summary"]["config"].items() if not k.startswith("_")},
+                         r["summary"]["summary"], tuple(r["summary"]["tags"]), r["summary"]["state"])
+               for r in runs.values()]  # the shape the public API returns: config, summary, tags, state
+    summary, from_runs = suite_from_runs(records, "tiny")
+    ours = render(summary, from_runs, tmp_path / "w" / "tiny", formats=("md", "csv"))
+    store = render_suite(Store(results), "tiny", tmp_path / "s" / "tiny", formats=("md", "csv"))
+    assert pd.read_csv(ours[1]).equals(pd.read_csv(store[1]))
+
+
+def test_commands_not_about_wandb_run_without_it(write_suite, tmp_path, monkeypatch):
+    for module in ("wandb", "wandb_workspaces"):
+        monkeypatch.setitem(sys.modules, module, None)  # import wandb now raises ImportError
+    path = write_suite({"methods": ["supervised"]})
+    results = tmp_path / "results"
+    assert main(["run", str(path), "--results", str(results), "--wandb", "disabled"]) == 0
+    assert main(["leaderboard", "tiny", "--results", str(results), "--out", str(tmp_path / "b")]) == 0
+    assert main(["status", str(path), "--results", str(results)]) == 0

@@ -4,19 +4,15 @@ The core reads the suite's summary and its finished results; the suite's track r
 """
 from __future__ import annotations
 
+import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 from ..runner.store import Store
-from ..track import DEFAULT_TRACK, TRACKS
+from ..track import TRACKS, summary_track as track_of
 from .aggregate import LeaderboardError, Table, tables
 from .render import csv, markdown, page, write
-
-
-def track_of(summary: dict) -> str:
-    """The track that made the suite's results (a summary written before tracks were named has the track's
-    section under the track's name)."""
-    return summary.get("track") or next((name for name in TRACKS.list() if name in summary), DEFAULT_TRACK)
 
 
 def render_suite(store: Store, suite: str, out: Path | None = None, baseline: str | None = None,
@@ -28,8 +24,16 @@ def render_suite(store: Store, suite: str, out: Path | None = None, baseline: st
     Only the jobs of the suite as last run count: a result whose job id the suite no longer expands to (its
     config changed, e.g. a new default parameter) is a different experiment and is left out, with a warning.
     """
-    summary = store.suite_summary(suite)
-    results = list(store.results(suite))
+    return render(store.suite_summary(suite), list(store.results(suite)), out or Path("leaderboards") / suite,
+                  baseline, formats, select)
+
+
+def render(summary: dict[str, Any], results: list[dict[str, Any]], out: Path, baseline: str | None = None,
+           formats: tuple[str, ...] = ("md", "csv", "tex", "html", "png"),
+           select: str | None = None) -> tuple[Path, ...]:
+    """A suite's leaderboard from its summary and its results, wherever they were read (the results store, a
+    W&B project)."""
+    suite = summary["name"]
     if "jobs" in summary:
         current = set(summary["jobs"])
         stale = [r["job_id"] for r in results if r["job_id"] not in current]
@@ -39,7 +43,7 @@ def render_suite(store: Store, suite: str, out: Path | None = None, baseline: st
         results = [r for r in results if r["job_id"] in current]
     versions = sorted({r.get("metrics_version", 1) for r in results})
     if len(versions) > 1:
-        warnings.warn(f"{suite}: results scored by metric conventions {versions} are mixed (README, \"Tasks and "
+        warnings.warn(f"{suite}: results scored by metric conventions {versions} are mixed (docs/datasets.md, \"Tasks and "
                       f"metrics\"); rerun the older jobs with --force to compare like with like", stacklevel=2)
     hardware = sorted({r["device"] for r in results})
     track = TRACKS.get(track_of(summary))()
@@ -48,7 +52,26 @@ def render_suite(store: Store, suite: str, out: Path | None = None, baseline: st
     if summary.get("leaderboard", {}).get("select", "last") != "last" and not track.selects_epochs:
         raise LeaderboardError(f"{suite}: the {track_of(summary)} track reports the last epoch of its jobs; "
                                f"leaderboard.select: best_val is for per-table (partial-label) suites")
-    return track.render(summary, results, hardware, out or Path("leaderboards") / suite, baseline, formats)
+    return track.render(summary, results, hardware, out, baseline, formats)
 
 
-__all__ = ["LeaderboardError", "Table", "csv", "markdown", "page", "render_suite", "tables", "write"]
+def log_to_wandb(store: Store, suite: str, mode: str) -> None:
+    """The suite's leaderboard as its suite-level W&B run: every CSV table and every figure the leaderboard
+    makes (rendered into a scratch folder, so that nothing under leaderboards/ changes)."""
+    import pandas as pd
+
+    from ..tracking import log_leaderboard
+
+    summary = store.suite_summary(suite)
+    settings = summary.get("wandb", {})
+    with tempfile.TemporaryDirectory() as scratch:
+        paths = render_suite(store, suite, Path(scratch) / suite, formats=("md", "csv", "png"))
+        stem = len(suite)
+        tables = {p.stem[stem:].lstrip("-") or "tables": pd.read_csv(p) for p in paths if p.suffix == ".csv"}
+        images = {p.stem[stem:].lstrip("-") or "figure": p for p in paths if p.suffix == ".png"}
+        log_leaderboard(mode, settings.get("project", "mtlbench"), settings.get("entity"), summary,
+                        store.suite_dir(suite) / "leaderboard", tables, images)
+
+
+__all__ = ["LeaderboardError", "Table", "csv", "log_to_wandb", "markdown", "page", "render", "render_suite", "tables",
+           "write"]

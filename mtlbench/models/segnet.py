@@ -1,6 +1,6 @@
 """The MTAN SegNet "split" used by MTPSL and JTR, with a width multiplier.
 
-Architecture of the authors' code (../shared/papers/README.md): encoder stages of 64-128-256-512-512 filters
+Architecture of the authors' code (docs/papers.md): encoder stages of 64-128-256-512-512 filters
 with 2-2-3-3-3 convolutions (3x3 conv + BN + ReLU), 2x2 max-pooling whose indices drive the decoder's
 max-unpooling, a mirrored decoder, and per task a head conv3x3(64) -> conv1x1(channels) with no activation in
 between. Normals are L2-normalised. ``width`` scales every filter count (1.0 gives the papers' ~25M

@@ -25,6 +25,7 @@ from ..config import Suite
 from ..files import non_finite_fields
 from ..jobs import KINDS, RESOLVERS, Job, Resolution, blocked_by, levels
 from ..tasks import METRICS_VERSION
+from ..track import TRACKS, summary_track
 from ..tracking import open_run
 from .claims import STALE_AFTER, Claims
 from .progress import Progress
@@ -73,6 +74,7 @@ class Validation:
 def execute(job: Job, options: RunOptions, project: str, entity: str | None, progress: Progress,
             validation: Validation | None = None) -> dict[str, Any]:
     """Train one job into the store; returns its result record (``test`` empty under ``validation``)."""
+    started = time.perf_counter()
     store = Store(options.results)
     job_dir = store.prepare(job, options.force)
     resolved = resolve_inputs(job, store)
@@ -81,7 +83,8 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
         config = {**config, "train": {**config["train"], "device": options.device}}
     group, extra = (validation.group, validation.config) if validation else (None, None)
     history = store.history(job)  # a resumed job keeps the records of the epochs it trained before
-    run = open_run(options.wandb, project, entity, job, job_dir, group, extra, earlier=history)
+    directions, primary = task_metrics(config)
+    run = open_run(options.wandb, project, entity, job, job_dir, group, extra, history, directions, primary)
 
     def on_epoch(record: dict[str, Any]) -> None:
         history.append(record)
@@ -103,7 +106,8 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
         **{k: outcome[k] for k in ("primary", "directions", "history", "labels_per_task",
                                    "resumed_from_epoch", "train_seconds",
                                    "device", "torch")},
-        **{k: outcome[k] for k in ("estimate",) if k in outcome},
+        **{k: outcome[k] for k in ("estimate", "data_seconds", "eval_seconds") if k in outcome},
+        "wall_seconds": time.perf_counter() - started,  # the job in this process: W&B, data, training, evaluation
         **resolved.record,
         **options.record,
         "mtlbench": __version__, "metrics_version": METRICS_VERSION,
@@ -115,8 +119,25 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
         raise ValueError(f"job {job.id}: {', '.join(bad[:5])} {'is' if len(bad) == 1 else 'are'} not finite; no "
                          f"result is written (strict JSON has no NaN or infinity)")
     store.finish(job, result)
-    run.finish({"test": result["test"], "val": result["val"], "train_seconds": result["train_seconds"]})
+    run.finish({"test": result["test"], "train_seconds": result["train_seconds"], "device": result["device"],
+                "metrics_version": result["metrics_version"], **track_run_summary(store, job, result)})
     return result
+
+
+def task_metrics(config: dict[str, Any]) -> tuple[dict[str, dict[str, bool]], dict[str, str]]:
+    """Each task's metric directions and primary metric, as the job's result will record them."""
+    from ..data import DATASETS
+    from ..registry import build
+
+    tasks = build(DATASETS, config["dataset"]).tasks()
+    return ({t: tasks[t].directions for t in config["tasks"]}, {t: tasks[t].primary for t in config["tasks"]})
+
+
+def track_run_summary(store: Store, job: Job, result: dict[str, Any]) -> dict[str, Any]:
+    """What the suite's track adds to the job's W&B summary (ΔMTL once the baseline has finished)."""
+    summary = store.suite_summary(job.suite)
+    return TRACKS.get(summary_track(summary))().run_summary(summary, result,
+                                                            lambda job_id: store.result(job.suite, job_id))
 
 
 def resolve_inputs(job: Job, store: Store) -> Resolution:
@@ -253,8 +274,11 @@ def die_with_parent() -> None:
 def _worker(queue: Any, outcomes: Any, options: RunOptions, project: str, entity: str | None) -> None:
     import torch
 
+    from ..plugins import load_plugins
+
     die_with_parent()
     stop_on_sigterm()
+    load_plugins()  # a spawned process starts with mtlbench's registries only
     if options.device == "cpu":
         torch.set_num_threads(max(1, torch.get_num_threads() // options.workers))
     try:

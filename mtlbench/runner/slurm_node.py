@@ -6,6 +6,7 @@ import os
 import submitit
 
 from ..config import Suite, load_suite
+from ..plugins import load_plugins
 from ..jobs import Job
 from .executor import FAILED, RunOptions, run_one, stop_on_sigterm
 from .executors import Launch
@@ -20,6 +21,7 @@ class NodeJob(submitit.helpers.Checkpointable):
 
     def __call__(self, launch: Launch, job_id: str) -> str:
         stop_on_sigterm()  # SLURM's requeue and cancel send SIGTERM: stop as a local run does
+        load_plugins()  # the node inherits MTLBENCH_PLUGINS from sbatch's environment
         suite = load_suite(launch.suite, list(launch.overrides))
         if launch.params:
             from ..tuning import apply_params

@@ -222,12 +222,15 @@ def run_job(job: dict[str, Any], job_dir: Path, on_epoch: EpochCallback = lambda
     trials, estimates that decide an experiment) the test split is never loaded and ``test`` is empty.
     """
     device = resolve_device(job["train"]["device"])
+    start = time.perf_counter()
     data = load_job_data(job, device, test=test)
+    data_seconds = time.perf_counter() - start
     np.save(job_dir / "mask.npy", data.plan.mask)
     stages = plan_stages(job["method"]["networks"], data.tasks, data.splits["train"], data.plan)
     results = {stage.name: train_stage(stage, job, data.splits, device, job_dir / f"checkpoint-{stage.name}.pt",
                                        on_epoch, observers) for stage in stages}
     outcome = job_outcome(job, data.tasks, data.plan.mask, results, device)
+    outcome["data_seconds"] = data_seconds
     if observers:
         outcome["observed"] = next(iter(results.values())).observed
     return outcome
@@ -243,6 +246,7 @@ def job_outcome(job: dict[str, Any], tasks: dict[str, Task], mask: np.ndarray, r
         "history": [record for r in results.values() for record in r.history],
         "resumed_from_epoch": {name: r.resumed_from_epoch for name, r in results.items()},
         "train_seconds": sum(r.train_seconds for r in results.values()),
+        "eval_seconds": sum(record.get("eval_seconds", 0.0) for r in results.values() for record in r.history),
         "labels_per_task": dict(zip(tasks, mask.sum(0).astype(int).tolist())),
         "device": device_name(device),
         "torch": torch.__version__,
@@ -318,6 +322,7 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
         seconds = time.perf_counter() - start
         result.train_seconds += seconds
         images_seen = sum(len(index) for index, _ in batches)
+        evaluated = time.perf_counter()
         record = {"stage": stage.name, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                   "seconds": seconds, "images_per_second": images_seen / seconds,
                   **{f"train/{k}": float(v) / len(batches) for k, v in sums.items()},
@@ -331,6 +336,7 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
                               autocast)
             record.update({"test": tested} if every else {})
             result.test = tested if last else result.test
+        record["eval_seconds"] = time.perf_counter() - evaluated  # validation and, when it ran, test
         checkpoint.save_atomic({"model": model.state_dict(), "recipe": recipe.state_dict(),
                                 "optimizer": optimizer.state_dict(),
                                 "scheduler": scheduler.state_dict(), "rng": checkpoint.rng_state(generators),

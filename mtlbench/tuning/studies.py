@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from typing import Any
 
 from ..config import Suite, SuiteError, TuneSection, plugin
@@ -19,7 +20,7 @@ from ..data import DATASETS
 from ..methods import AXES
 from ..metrics import delta_mtl
 from ..registry import build
-from ..space import Choice, Space, describe, search_space
+from ..space import Choice, Float, Space, describe, search_space
 from ..train.optim import OPTIMIZERS
 from .pruners import PRUNERS
 
@@ -160,7 +161,8 @@ def plan_studies(suite: Suite, methods: list[str] | None = None) -> list[StudySp
         jobs = tuple(seeded(job, seed, by_id) for seed in seeds)
         declared = declared_space(job.config)
         used |= set(declared) & set(settings.space)
-        space = overridden(declared, settings.space, where)
+        space = around_suite_values(overridden(declared, settings.space, where), job.config,
+                                    set(settings.space))
         check_first(space, job.config, f"{where}: method {method!r}")
         references = [seeded(groups[dataset, scenario, baseline], seed, by_id) for seed in seeds] if baseline else []
         references += [seeded(by_id[need], seed, by_id) for seed in seeds for need in job.needs]
@@ -187,6 +189,27 @@ def seeded(job: Job, seed: int, by_id: dict[str, Job]) -> Job:
     inputs = {resolver: tuple(dict.fromkeys(seeded(by_id[i], seed, by_id).id for i in ids))
               for resolver, ids in job.inputs.items()}
     return dataclasses.replace(job, id=job_id(config), suite=f"{job.suite}/{TUNING}", config=config, inputs=inputs)
+
+
+def around_suite_values(space: dict[str, Space], config: dict[str, Any], set_by_suite: set[str]) -> dict[str, Space]:
+    """A declared range that does not hold the suite's value is moved to centre on it, keeping its width (on
+    the log scale for a log range): the papers declare ranges for their own settings (e.g. lr 8e-5 to 8e-4 for
+    Adam at 1e-4 over hundreds of epochs), and a suite with another setting (the quickstart's lr 1e-3) searches
+    as widely around its own value. Ranges that hold the value, and ranges the suite sets in tune.space, stay."""
+    moved = dict(space)
+    for path, range_ in space.items():
+        value = get_path(config, path)
+        if path in set_by_suite or not isinstance(range_, Float) or range_.contains(value) \
+                or not isinstance(value, (int, float)):
+            continue
+        if range_.log and value > 0:
+            factor = value / math.sqrt(range_.low * range_.high)
+            moved[path] = dataclasses.replace(range_, low=range_.low * factor, high=range_.high * factor)
+        elif not range_.log:
+            shift = value - (range_.low + range_.high) / 2
+            low = range_.low + shift if range_.low + shift >= 0 or range_.low < 0 else 0.0
+            moved[path] = dataclasses.replace(range_, low=low, high=range_.high + shift)
+    return moved
 
 
 def check_first(space: dict[str, Space], config: dict[str, Any], where: str) -> None:

@@ -7,7 +7,7 @@ is one table per (dataset, scenario): per-task metrics and ΔMTL against the sui
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ...track import TRACKS, Track
 
@@ -22,6 +22,24 @@ class PartialTrack(Track):
         from .suite import expand  # pydantic, only where suites are read
 
         return expand(raw, path), None
+
+    def run_summary(self, summary: dict[str, Any], result: dict[str, Any],
+                    finished: Callable[[str], dict[str, Any] | None]) -> dict[str, Any]:
+        """The job's ΔMTL against the mean of the suite's baseline runs of its table, once all have finished
+        (the leaderboard's per-seed ΔMTL; docs/leaderboards.md)."""
+        from ...metrics import delta_mtl
+
+        settings = summary.get("leaderboard", {})
+        baseline = settings.get("baseline", "supervised")
+        table = (result["dataset"], result["scenario"], baseline)
+        references = [finished(job_id) for job_id, row in summary.get("index", {}).items() if tuple(row[:3]) == table]
+        if not result["test"] or not references or any(r is None for r in references):
+            return {}
+        chosen = {t: settings.get("metrics", {}).get(t, [result["primary"][t]]) for t in result["test"]}
+        reference = {t: {m: sum(r["test"][t][m] for r in references) / len(references) for m in chosen[t]}
+                     for t in chosen}
+        return {"delta_mtl": delta_mtl(result["test"], reference, result["directions"], chosen),
+                "delta_mtl_baseline": baseline}
 
     def render(self, summary: dict[str, Any], results: list[dict[str, Any]], hardware: list[str], out: Path,
                baseline: str | None, formats: tuple[str, ...] = ()) -> tuple[Path, ...]:

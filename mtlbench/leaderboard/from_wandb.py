@@ -1,0 +1,91 @@
+"""A W&B project as a results store: ``mtlbench leaderboard --from-wandb ENTITY/PROJECT [--suite S]``.
+
+Every job's run carries what its result.json holds for a leaderboard: the ``mtlbench`` config block (job id,
+dataset, scenario, method, seed, params, metric directions, primary metrics) and the test metrics, hardware
+and metric conventions in its summary. The suite-level run (``<suite>-leaderboard``) carries the suite's
+summary (method order, baseline, published numbers, ...). ``fetch`` is the only call to the server (the public
+API); everything else works on ``RunRecord``s, whatever read them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from .aggregate import LeaderboardError
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """What a leaderboard reads of a W&B run: its config, summary, tags and state."""
+
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    tags: tuple[str, ...] = ()
+    state: str = "finished"
+
+
+def fetch(path: str, suite: str | None) -> list[RunRecord]:
+    """The finished runs of ``ENTITY/PROJECT`` (of one suite when given), from the W&B public API."""
+    import wandb
+
+    filters = {"state": "finished", **({"config.suite": suite} if suite else {})}
+    return [RunRecord(dict(run.config), dict(run.summary._json_dict), tuple(run.tags), run.state)
+            for run in wandb.Api().runs(path, filters=filters)]
+
+
+def suites_in(runs: list[RunRecord]) -> list[str]:
+    return sorted({run.config["suite"] for run in runs if "suite" in run.config and "mtlbench" in run.config})
+
+
+def nested(summary: dict[str, Any], split: str) -> dict[str, dict[str, float]]:
+    """``split/TASK/METRIC`` summary keys as {task: {metric: value}}; a value W&B keeps as {"min"|"max": v}
+    (the best validation epoch, by the metric's direction) is that value."""
+    values: dict[str, dict[str, float]] = {}
+    for key, value in summary.items():
+        parts = key.split("/")
+        if len(parts) == 3 and parts[0] == split:
+            values.setdefault(parts[1], {})[parts[2]] = next(iter(value.values())) if isinstance(value, dict) \
+                else value
+    return values
+
+
+def result_of(run: RunRecord) -> dict[str, Any]:
+    """A job's result as the leaderboard reads it, from its run."""
+    meta = run.config["mtlbench"]
+    tasks = run.config["tasks"]  # the job's order (a summary's keys are sorted)
+    test, val = nested(run.summary, "test"), nested(run.summary, "val")
+    return {"job_id": meta["job_id"], "suite": meta["suite"], "dataset": meta["dataset"],
+            "scenario": meta["scenario"], "method": meta["method"], "seed": meta["seed"], "tasks": tasks,
+            "test": {t: test[t] for t in tasks if t in test}, "val": {t: val[t] for t in tasks if t in val},
+            "primary": meta["primary"],
+            "directions": meta["directions"], "device": run.summary.get("device", "unknown (W&B run)"),
+            "metrics_version": run.summary.get("metrics_version", 1),
+            "config": {"tuned": meta.get("params") == "tuned"}}
+
+
+def suite_from_runs(runs: list[RunRecord], suite: str | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The suite's summary and its jobs' results from a project's runs (tuning trials left out)."""
+    names = suites_in(runs)
+    if suite is None:
+        if len(names) != 1:
+            raise LeaderboardError(f"the W&B runs hold {len(names)} suites ({', '.join(names) or 'none'}): name one "
+                                   f"with --suite")
+        suite = names[0]
+    mine = [run for run in runs if run.config.get("suite") == suite and run.state == "finished"]
+    boards = [run for run in mine if run.config.get("mtlbench", {}).get("kind") == "leaderboard"]
+    jobs = [run for run in mine if run.config.get("mtlbench", {}).get("kind") == "train" and "study" not in run.config]
+    if not jobs:
+        raise LeaderboardError(f"no finished job run of suite {suite!r} in the W&B runs (runs of mtlbench 0.2 and "
+                               f"later carry the config block this needs)")
+    results = [result_of(run) for run in jobs]
+    summary = json.loads(boards[0].config["mtlbench"]["summary"]) if boards else {
+        "name": suite, "path": "W&B", "leaderboard": {},
+        "methods": list(dict.fromkeys(r["method"] for r in results))}
+    if summary.get("track", "partial") != "partial":
+        raise LeaderboardError(f"suite {suite!r} is a {summary['track']} suite; --from-wandb builds per-table "
+                               f"(partial-label) leaderboards")
+    return {**summary, "path": f"{summary.get('path', suite)} (from W&B)"}, results
+
+
+__all__ = ["RunRecord", "fetch", "result_of", "suite_from_runs"]
