@@ -18,6 +18,7 @@ from ...files import as_float
 from ...metrics import delta_t
 from ...leaderboard.published import beside_markdown, comparison, entry_for, frame_lookup
 from ...leaderboard.render import ARROW, fmt
+from ...leaderboard.stats import not_worse_than_best, seeds_needed, smallest_p
 
 
 def mean_metrics(results: list[dict[str, Any]], tasks: list[str]) -> dict[str, dict[str, float]]:
@@ -48,6 +49,7 @@ def setting_rows(setting: dict[str, Any], by_id: dict[str, dict[str, Any]], task
                   **{f"N_{t}": new_labels[t] for t in tasks},
                   "spent": sum(new_labels[t] * setting["costs"][t] for t in tasks)}
         per_repeat = [deltas(r, reference, tasks) for r in results]
+        record["runs"] = {r["seed"]: d["T"] for r, d in zip(results, per_repeat)}  # Δ_T by repeat, for the test
         for key in [*tasks, "T"]:
             record[f"delta_{key}"], record[f"delta_{key}_std"] = spread([d[key] for d in per_repeat])
         for t in tasks:
@@ -77,14 +79,21 @@ def markdown_setting(dataset: str, setting: dict[str, Any], rows: list[dict[str,
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
              "| Initial seed set | " + " | ".join("0" for _ in tasks) + " | 0 | " + " | ".join("" for _ in tasks)
              + " |  | " + " | ".join(f"{seed_metrics[t][primary[t]]:.4f}" for t in tasks) + " |  |"]
-    top = max((r["delta_T"] for r in rows), default=None)
+    bold = not_worse_than_best({r["allocator"]: pd.Series(r["runs"]) for r in rows}, True,
+                               [r["allocator"] for r in rows])
     for r in rows:
         delta_total = signed(r["delta_T"], r["delta_T_std"])
         cells = [r["allocator"], *[str(r[f"N_{t}"]) for t in tasks], str(r["spent"]),
                  *[signed(r[f"delta_{t}"], r[f"delta_{t}_std"]) for t in tasks],
-                 f"**{delta_total}**" if r["delta_T"] == top and len(rows) > 1 else delta_total,
+                 f"**{delta_total}**" if r["allocator"] in bold else delta_total,
                  *[fmt(r[f"{t}/{primary[t]}"], r[f"{t}/{primary[t]}_std"]) for t in tasks], str(r["repeats"])]
         lines.append("| " + " | ".join(cells) + " |")
+    repeats = max((len(r["runs"]) for r in rows), default=0)
+    needed = seeds_needed(max(len(rows) - 1, 1))
+    if rows and repeats < needed:
+        lines += ["", f"With {repeats} repeats no paired comparison of Δ_T can be significant after Holm over "
+                      f"{len(rows) - 1} comparisons (the exact test's smallest p-value is {smallest_p(repeats):.3g}); "
+                      f"{needed} repeats would be needed, so every row ties and is bold."]
     return lines + [""]
 
 
@@ -150,7 +159,7 @@ def budget_report(summary: dict[str, Any], results: list[dict[str, Any]]) -> tup
                 lines += [*beside_markdown(compared)[1:], ""]
                 published.append(compared.assign(dataset=table["dataset"], costs=setting["label"]))
             retrain += [by_id[i]["train_seconds"] for row in setting["rows"] for i in row["jobs"] if i in by_id]
-            frame = pd.DataFrame(rows)
+            frame = pd.DataFrame([{k: v for k, v in r.items() if k != "runs"} for r in rows])
             frame.insert(0, "budget", setting["budget"])
             frame.insert(0, "costs", setting["label"])
             frame.insert(0, "dataset", table["dataset"])
