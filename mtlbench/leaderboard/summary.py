@@ -140,7 +140,7 @@ def cd_figure(summary: Summary, axis) -> None:
 
     scikit_posthocs.critical_difference_diagram(summary.ranks, summary.nemenyi, ax=axis, alpha=ALPHA,
                                                 cd=summary.critical_difference)
-    axis.set_title(f"Mean rank over {summary.tables} tables (Nemenyi, α = {ALPHA})")
+    axis.set_title(f"Mean rank over {summary.tables} tables (Nemenyi, α = {ALPHA})", pad=30)  # above the CD bar
 
 
 __all__ = ["Summary", "cd_figure", "summarize", "summary_frame", "summary_markdown"]
