@@ -48,7 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def leaderboard_from_wandb(args: argparse.Namespace) -> int:
+def leaderboard_from_wandb(args: argparse.Namespace, formats: tuple[str, ...]) -> int:
     """`mtlbench leaderboard --from-wandb ENTITY/PROJECT [--suite S]`: the tables from a W&B project's runs."""
     from .files import check_name
     from .leaderboard import LeaderboardError, render
@@ -57,7 +57,7 @@ def leaderboard_from_wandb(args: argparse.Namespace) -> int:
     try:
         summary, results = suite_from_runs(fetch(args.from_wandb, args.suite), args.suite)
         out = Path(args.out) if args.out else Path("leaderboards") / check_name(summary["name"])
-        paths = render(summary, results, out, args.baseline, tuple(args.format.split(",")), args.select)
+        paths = render(summary, results, out, args.baseline, formats, args.select)
     except (LeaderboardError, ValueError) as error:
         print(f"leaderboard: {error}", file=sys.stderr)
         return 2
@@ -172,11 +172,17 @@ def default_workers() -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from .files import CorruptFile, check_name
     from .leaderboard import LeaderboardError, render_suite
+    from .leaderboard.formats import FORMATS
     from .runner import Store
 
+    formats = tuple(args.format.split(","))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        print(f"leaderboard: --format {', '.join(unknown)}: choose from {', '.join(FORMATS)}", file=sys.stderr)
+        return 2
     args.suite = args.suite or args.suite_option
     if args.from_wandb:
-        return leaderboard_from_wandb(args)
+        return leaderboard_from_wandb(args, formats)
     store = Store(args.results)
     suites = [args.suite] if args.suite else store.suites()
     if not suites:
@@ -185,11 +191,6 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.out and len(suites) > 1:
         print("--out needs a single SUITE", file=sys.stderr)
         return 1
-    formats = tuple(args.format.split(","))
-    unknown = [f for f in formats if f not in ("md", "csv", "tex", "html", "png")]
-    if unknown:
-        print(f"leaderboard: --format {', '.join(unknown)}: choose from md, csv, tex, html, png", file=sys.stderr)
-        return 2
     for suite in suites:
         name = Path(suite).stem if suite.endswith((".yaml", ".yml")) else suite
         with warnings.catch_warnings(record=True) as caught:
@@ -277,6 +278,7 @@ def save_report(spec: Path) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .config import load_suite
+    from .leaderboard import markdown_tables
     from .report import SPEC_FILE, build_report, build_workspace, write_spec
     from .runner import Store
 
@@ -284,40 +286,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     store = Store(args.results)
     project = args.project or suite.raw.wandb.project
     entity = args.entity or suite.raw.wandb.entity or ""
-    report = build_report(suite, entity, project, leaderboard_markdown(store, suite.name), tuning_studies(store, suite))
+    report = build_report(suite, entity, project, markdown_tables(store, suite.name), tuning_studies(store, suite))
     out = Path(args.out) if args.out else store.suite_dir(suite.name) / SPEC_FILE
     write_spec(out, report, build_workspace(suite, entity, project))
     print(f"wrote the report spec {out} ({len(report.blocks)} blocks); `mtlbench sync` uploads the runs and saves it")
     return save_report(out) if args.save else 0
 
 
-def leaderboard_markdown(store, suite: str) -> str | None:
-    """The suite's leaderboard tables as Markdown (None before any job finished)."""
-    import tempfile
-
-    from .leaderboard import LeaderboardError, render_suite
-
-    if not store.suite_dir(suite).exists():
-        return None
-    with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            md = render_suite(store, suite, Path(scratch) / suite, formats=("md", "csv"))[0]
-        except (LeaderboardError, LookupError):
-            return None
-        return md.read_text().split("\n", 1)[1].strip()  # without its title: the report has one
-
-
 def tuning_studies(store, suite) -> list:
     """The suite's tuning studies that `mtlbench tune` ran (in its default storage)."""
     from .track import TRACKS
 
-    database = store.suite_dir(suite.name) / "tuning" / "optuna.db"
+    from .tuning import plan_studies
+    from .tuning.studies import TUNING
+
+    database = store.suite_dir(suite.name) / TUNING / "optuna.db"
     if not TRACKS.get(suite.track).tunable or not database.exists():
         return []
     import optuna
-
-    from .tuning import plan_studies
 
     ran = set(optuna.get_all_study_names(f"sqlite:///{database}"))
     return [study for study in plan_studies(suite) if study.name in ran]
@@ -499,8 +485,7 @@ def parser() -> argparse.ArgumentParser:
     board.add_argument("--wandb", default="disabled", choices=["offline", "online", "disabled"],
                        help="also log the tables and figures as the suite's W&B run (job type leaderboard)")
     board.add_argument("--format", default="md,csv,tex,html,png",
-                       help="comma-separated outputs (md and csv always; tex, html and png/pdf where the track makes "
-                            "them: partial-label suites)")
+                       help="comma-separated outputs (md and csv always; png/pdf figures for per-table suites)")
     add_results(board)
     board.set_defaults(func=cmd_leaderboard)
 

@@ -4,10 +4,11 @@ The core reads the suite's summary and its finished results; the suite's track r
 """
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..runner.store import Store
 from ..track import TRACKS, summary_track as track_of
@@ -55,23 +56,44 @@ def render(summary: dict[str, Any], results: list[dict[str, Any]], out: Path, ba
     return track.render(summary, results, hardware, out, baseline, formats)
 
 
+@contextlib.contextmanager
+def scratch_render(store: Store, suite: str, formats: tuple[str, ...]) -> Iterator[dict[str, Path]]:
+    """The suite's leaderboard rendered into a scratch folder (nothing under leaderboards/ changes), as
+    {part: path}: ``md``, ``csv``, and the name after the suite's (``summary.csv``, ``delta.png``, ...)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        paths = render_suite(store, suite, Path(scratch) / suite, formats=formats)
+        yield {p.name[len(suite):].lstrip("-.") or p.suffix.lstrip("."): p for p in paths}
+
+
+def markdown_tables(store: Store, suite: str) -> str | None:
+    """The suite's leaderboard tables as Markdown, without the page's title (None before any job finished)."""
+    if not store.suite_dir(suite).exists():
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # `mtlbench leaderboard` reports them
+        try:
+            with scratch_render(store, suite, ("md", "csv")) as parts:
+                return parts["md"].read_text().split("\n", 1)[1].strip()
+        except (LeaderboardError, LookupError):
+            return None
+
+
 def log_to_wandb(store: Store, suite: str, mode: str) -> None:
     """The suite's leaderboard as its suite-level W&B run: every CSV table and every figure the leaderboard
-    makes (rendered into a scratch folder, so that nothing under leaderboards/ changes)."""
+    makes."""
     import pandas as pd
 
     from ..tracking import log_leaderboard
 
     summary = store.suite_summary(suite)
     settings = summary.get("wandb", {})
-    with tempfile.TemporaryDirectory() as scratch:
-        paths = render_suite(store, suite, Path(scratch) / suite, formats=("md", "csv", "png"))
-        stem = len(suite)
-        tables = {p.stem[stem:].lstrip("-") or "tables": pd.read_csv(p) for p in paths if p.suffix == ".csv"}
-        images = {p.stem[stem:].lstrip("-") or "figure": p for p in paths if p.suffix == ".png"}
+    with scratch_render(store, suite, ("md", "csv", "png")) as parts:
+        tables = {("tables" if part == "csv" else part.removesuffix(".csv")): pd.read_csv(path)
+                  for part, path in parts.items() if path.suffix == ".csv"}
+        images = {part.removesuffix(".png"): path for part, path in parts.items() if path.suffix == ".png"}
         log_leaderboard(mode, settings.get("project", "mtlbench"), settings.get("entity"), summary,
                         store.suite_dir(suite) / "leaderboard", tables, images)
 
 
-__all__ = ["LeaderboardError", "Table", "csv", "log_to_wandb", "markdown", "page", "render", "render_suite", "tables",
+__all__ = ["LeaderboardError", "Table", "csv", "log_to_wandb", "markdown", "markdown_tables", "page", "render", "render_suite", "tables",
            "write"]
