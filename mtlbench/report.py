@@ -17,6 +17,7 @@ the pinned wandb-workspaces version (pyproject.toml).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -133,8 +134,6 @@ def from_spec(data: Any) -> Any:
     module, _, name = data["__class__"].rpartition(".")
     if not module.startswith("wandb_workspaces."):
         raise ValueError(f"report spec: class {data['__class__']} is not one of wandb-workspaces'")
-    import importlib
-
     cls = getattr(importlib.import_module(module), name)
     return cls(**fields)
 

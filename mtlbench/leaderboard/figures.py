@@ -72,10 +72,15 @@ def task_figure(tables: list[Table]):
     return fig
 
 
+def first_metrics(table: Table) -> dict[str, str]:
+    """Each task's first metric in the table (its primary one)."""
+    return dict(table.columns[::-1])
+
+
 def curves(results: list[dict[str, Any]], tables: list[Table]) -> pd.DataFrame:
     """One row per (dataset, scenario, method, seed, epoch, task) with the validation value of the task's
     primary metric (the first the table shows)."""
-    shown = {(table.dataset, table.scenario): dict(table.columns[::-1]) for table in tables}  # task -> first
+    shown = {(table.dataset, table.scenario): first_metrics(table) for table in tables}
     records = [{"dataset": r["dataset"], "scenario": r["scenario"], "method": r["method"], "seed": r["seed"],
                 "epoch": record["epoch"], "task": task, "value": values[metric]}
                for r in results if (r["dataset"], r["scenario"]) in shown
@@ -101,7 +106,7 @@ def curve_figure(results: list[dict[str, Any]], tables: list[Table]):
                 axis.set_visible(False)
                 continue
             task = table.tasks[j]
-            metric = dict(table.columns[::-1])[task]
+            metric = first_metrics(table)[task]
             for k, method in enumerate(table.rows.index):
                 per_epoch = here[(here["task"] == task) & (here["method"] == method)].groupby("epoch")["value"]
                 if not len(per_epoch):

@@ -7,6 +7,7 @@ of values per method: ``TASK/METRIC`` in mtlbench's units (mIoU as a fraction, n
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable
 
@@ -48,8 +49,7 @@ def comparison(found: tuple[int, dict[str, Any]], lookup: Lookup) -> pd.DataFram
 def beside(table: Table, published: list[dict[str, Any]]) -> pd.DataFrame | None:
     """The paper's numbers for a per-table leaderboard's table (None when the suite gives none)."""
     found = entry_for(table.dataset, table.scenario, published)
-    return None if found is None else comparison(found, lambda method, key, field: ours_of(table, method, key,
-                                                                                         field))
+    return None if found is None else comparison(found, functools.partial(ours_of, table))
 
 
 def ours_of(table: Table, method: str, key: str, field: str) -> tuple[float, float]:

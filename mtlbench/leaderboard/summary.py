@@ -58,8 +58,8 @@ def summarize(tables: list[Table]) -> Summary | None:
         runs = [table.by_seed[DELTA][method].to_numpy() for table in scored if method in table.rows.index]
         rows.loc[method, ["iqm", "iqm_low", "iqm_high"]] = iqm_interval(runs)
         pairs = [(table.by_seed[DELTA][method].to_numpy(), table.by_seed[DELTA][baseline].to_numpy())
-                 for table in scored if method in table.rows.index and baseline in table.rows.index]
-        rows.loc[method, ["poi", "poi_low", "poi_high"]] = improvement_interval(pairs) if pairs else (math.nan,) * 3
+                 for table in scored if method in table.rows.index]  # a scored table has its baseline's runs
+        rows.loc[method, ["poi", "poi_low", "poi_high"]] = improvement_interval(pairs)
     summary = Summary(rows, len(scored), baseline)
     diagram(summary, deltas.dropna())
     return summary

@@ -334,8 +334,10 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
         if "test" in splits and (last or every):
             tested = evaluate(model, splits["test"].select(list(stage.tasks)), stage.tasks, cfg["eval_batch_size"],
                               autocast)
-            record.update({"test": tested} if every else {})
-            result.test = tested if last else result.test
+            if every:
+                record["test"] = tested
+            if last:
+                result.test = tested
         record["eval_seconds"] = time.perf_counter() - evaluated  # validation and, when it ran, test
         checkpoint.save_atomic({"model": model.state_dict(), "recipe": recipe.state_dict(),
                                 "optimizer": optimizer.state_dict(),
