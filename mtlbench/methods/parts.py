@@ -1,4 +1,4 @@
-"""The four recipe axes of ../shared/DESIGN.md, each a registry of small parts.
+"""The four recipe axes of docs/design.md, each a registry of small parts.
 
 | axis        | decides                                              | this module registers |
 |-------------|------------------------------------------------------|-----------------------|

@@ -8,7 +8,7 @@ Two file formats are read:
 
 - mtlbench's CSV (written by the grouping leaderboard): a header ``network,size,cost,<task>...``, one row per
   network, an empty cell where the network does not solve the task;
-- Standley et al.'s release (``network_selection/results*.txt``, see ../shared/reference/taskgrouping): tab
+- Standley et al.'s release (``network_selection/results*.txt``, vendored in tests/data/reference/taskgrouping): tab
   separated, no header, columns s, d, n, k, e; the first row holds five half-size single-task networks (0.5 SNT
   each), every further row one full-size network (1 SNT) whose non-blank cells name its tasks.
 """
