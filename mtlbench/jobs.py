@@ -165,7 +165,11 @@ def blocked_by(job: Job, failed: Mapping[str, tuple[str, str]]) -> tuple[str, st
 
 
 # ------------------------------------------------------------------------------ kinds and resolvers
+# Called with each epoch's record as it is trained; a resumed job's kind first replays the records of the epochs an
+# earlier attempt trained (as its checkpoint holds them), marked ``{RESUMED: True}``, so the runner's per-epoch
+# records and W&B run hold every epoch however the earlier attempt ended.
 EpochCallback = Callable[[dict[str, Any]], None]
+RESUMED = "resumed"
 ResultLookup = Callable[[str], "dict[str, Any] | None"]
 
 

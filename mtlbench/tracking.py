@@ -5,8 +5,9 @@ alone. Runs live in the job's folder (``<job>/wandb/``), so ``mtlbench sync`` fi
 
 One run per job, whatever happened to it: online, a resumed job continues its run (same id). Offline, every
 attempt writes a new run folder, so a resumed attempt first removes the folders its killed or interrupted
-attempts left and logs the epochs they trained again (from metrics.jsonl): the run it leaves carries every
-epoch, and ``sync`` uploads one run per job.
+attempts left and logs the epochs they trained again (``log_resumed``: the trainer replays them from the
+checkpoint it resumes, which is the record of what was trained): the run it leaves carries every epoch, and
+``sync`` uploads one run per job.
 """
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ class NullRun:
     def log(self, record: dict[str, Any]) -> None:
         pass
 
+    def log_resumed(self, record: dict[str, Any]) -> None:
+        pass
+
     def finish(self, summary: dict[str, Any], exit_code: int = 0) -> None:
         pass
 
@@ -55,8 +59,8 @@ def job_meta(job: Any, directions: dict[str, dict[str, bool]], primary: dict[str
 
 class WandbRun:
     def __init__(self, mode: str, project: str, entity: str | None, job: Any, job_dir: Path, group: str | None = None,
-                 extra_config: dict[str, Any] | None = None, earlier: list[dict[str, Any]] = (),
-                 directions: dict[str, dict[str, bool]] | None = None, primary: dict[str, str] | None = None) -> None:
+                 extra_config: dict[str, Any] | None = None, directions: dict[str, dict[str, bool]] | None = None,
+                 primary: dict[str, str] | None = None) -> None:
         try:
             import wandb
         except ImportError:
@@ -80,12 +84,16 @@ class WandbRun:
             for metric, higher in metrics.items():
                 self.run.define_metric(f"val/{task}/{metric}".replace(".", "\\."), step_metric="epoch",
                                        summary="max" if higher else "min")  # a dot would mean nesting
-        if mode == "offline":
-            for record in earlier:
-                self.log({k: v for k, v in record.items() if k != "epochs"})
+        self.offline = mode == "offline"
 
     def log(self, record: dict[str, Any]) -> None:
         self.run.log(flatten(record))
+
+    def log_resumed(self, record: dict[str, Any]) -> None:
+        """An epoch an earlier attempt trained: logged again offline (this attempt's run folder is new); online
+        the run this attempt continues has it already."""
+        if self.offline:
+            self.log(record)
 
     def finish(self, summary: dict[str, Any], exit_code: int = 0) -> None:
         self.run.summary.update(flatten(summary))
@@ -93,17 +101,16 @@ class WandbRun:
 
 
 def open_run(mode: str, project: str, entity: str | None, job: Any, job_dir: Path, group: str | None = None,
-             extra_config: dict[str, Any] | None = None, earlier: list[dict[str, Any]] = (),
-             directions: dict[str, dict[str, bool]] | None = None,
+             extra_config: dict[str, Any] | None = None, directions: dict[str, dict[str, bool]] | None = None,
              primary: dict[str, str] | None = None) -> NullRun | WandbRun:
     """One run per job; ``group`` (default suite/dataset/scenario) and ``extra_config`` for tuning trials;
-    ``earlier``: the epochs a resumed job trained before (re-logged offline); ``directions`` and ``primary``: its
-    tasks' metrics (the summary keeps each validation metric's best value, by its direction)."""
+    ``directions`` and ``primary``: its tasks' metrics (the summary keeps each validation metric's best value, by
+    its direction)."""
     if mode not in MODES:
         raise ValueError(f"--wandb {mode!r}: choose one of {', '.join(MODES)}")
     if mode == "disabled":
         return NullRun()
-    return WandbRun(mode, project, entity, job, job_dir, group, extra_config, earlier, directions, primary)
+    return WandbRun(mode, project, entity, job, job_dir, group, extra_config, directions, primary)
 
 
 def leaderboard_run_id(suite: str) -> str:

@@ -167,10 +167,12 @@ def test_a_corrupt_result_checkpoint_or_record_is_moved_aside_and_the_job_retrai
         assert run(path, results) == 0
     messages = "\n".join(str(w.message) for w in caught)
     assert f"{first.id}/result.json" in messages and "moved aside" in messages
-    assert "checkpoint-mtl.pt: unreadable checkpoint" in messages and "metrics.jsonl: unreadable" in messages
+    assert "checkpoint-mtl.pt: unreadable checkpoint" in messages
     for job in (first, second):
         folder = results / "tiny" / job.id
         assert strict(folder / "result.json")["job_id"] == job.id
+        records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        assert [r["epoch"] for r in records] == list(range(1, FAST["epochs"] + 1))  # written again, never read
         assert not list(folder.glob("*.tmp")) and not list(folder.glob("checkpoint-*.pt"))
     assert list((results / "tiny" / first.id).glob("result.json.corrupt-*"))
 
@@ -385,6 +387,33 @@ def test_a_resumed_job_leaves_one_offline_run_with_every_epoch(write_suite, tmp_
     records = [json.loads(line) for line in inspect(runs[0]).splitlines()]
     epochs = [r["history"]["item"]["epoch"] for r in records if r["type"] == "history"]
     assert epochs == list(range(1, 31)), epochs
+
+
+def test_an_epoch_checkpointed_but_not_yet_recorded_is_recorded_when_the_job_resumes(write_suite, tmp_path,
+                                                                                      monkeypatch):
+    """The moment the flaky kill above could hit: epoch 2's checkpoint is saved, then the attempt dies before its
+    record reaches metrics.jsonl or the W&B run. The resumed attempt trains epoch 3 only, yet records all three."""
+    from test_wandb import inspect
+
+    path = write_suite({"methods": ["supervised"], "train": {**FAST, "epochs": 3}})
+    results = tmp_path / "results"
+    original = Store.write_history
+
+    def dies_at_epoch_2(self, job, history):
+        if history[-1]["epoch"] == 2:
+            raise RuntimeError("killed between the checkpoint and its record")
+        original(self, job, history)
+
+    monkeypatch.setattr(Store, "write_history", dies_at_epoch_2)
+    assert main(["run", str(path), "--results", str(results), "--wandb", "offline"]) == 1
+    monkeypatch.setattr(Store, "write_history", original)
+    assert main(["run", str(path), "--results", str(results), "--wandb", "offline"]) == 0
+    folder = results / "tiny" / load_suite(path).jobs[0].id
+    assert read_json(folder / "result.json")["resumed_from_epoch"] == {"mtl": 2}
+    assert [json.loads(line)["epoch"] for line in (folder / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    (run_dir,) = folder.glob("wandb/offline-run-*")
+    records = [json.loads(line) for line in inspect(run_dir).splitlines()]
+    assert [r["history"]["item"]["epoch"] for r in records if r["type"] == "history"] == [1, 2, 3]
 
 
 # ------------------------------------------------------------------------------------------------- chaos

@@ -23,7 +23,7 @@ from typing import Any, Callable
 from .. import __version__
 from ..config import Suite
 from ..files import non_finite_fields
-from ..jobs import KINDS, RESOLVERS, Job, Resolution, blocked_by, levels
+from ..jobs import KINDS, RESOLVERS, RESUMED, Job, Resolution, blocked_by, levels
 from ..tasks import METRICS_VERSION
 from ..track import TRACKS, summary_track
 from ..tracking import open_run
@@ -82,16 +82,22 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
     if options.device is not None:
         config = {**config, "train": {**config["train"], "device": options.device}}
     group, extra = (validation.group, validation.config) if validation else (None, None)
-    history = store.history(job)  # a resumed job keeps the records of the epochs it trained before
+    history: list[dict[str, Any]] = []  # a resumed job's earlier epochs come first, replayed by the trainer
     directions, primary = task_metrics(config)
-    run = open_run(options.wandb, project, entity, job, job_dir, group, extra, history, directions, primary)
+    run = open_run(options.wandb, project, entity, job, job_dir, group, extra, directions, primary)
 
     def on_epoch(record: dict[str, Any]) -> None:
+        resumed = record.get(RESUMED, False)
+        record = {k: v for k, v in record.items() if k != RESUMED}
         history.append(record)
         store.write_history(job, history)
         scores = validation.score(record) if validation else {}
-        run.log({**{k: v for k, v in record.items() if k != "epochs"}, **scores})
-        progress.epoch(job, record)
+        logged = {**{k: v for k, v in record.items() if k != "epochs"}, **scores}
+        if resumed:
+            run.log_resumed(logged)
+        else:
+            run.log(logged)
+            progress.epoch(job, record)
 
     try:
         outcome = KINDS.get(job.kind)().run(config, job_dir, on_epoch, validation is None)

@@ -121,18 +121,6 @@ class Store:
         tmp.write_text("".join(json.dumps(record, allow_nan=False) + "\n" for record in history))
         tmp.replace(path)
 
-    def history(self, job: Job) -> list[dict[str, Any]]:
-        """The per-epoch records written so far (an unfinished job's, up to its last checkpoint at most); a
-        corrupt metrics.jsonl is moved aside with a warning (the checkpoint holds the history too)."""
-        path = self.job_dir(job) / HISTORY
-        if not path.exists():
-            return []
-        try:
-            return [json.loads(line) for line in path.read_text().splitlines()]
-        except (ValueError, UnicodeDecodeError) as error:
-            move_aside(path, f"unreadable per-epoch records ({error})")
-            return []
-
     def finish(self, job: Job, result: dict[str, Any]) -> None:
         """Write result.json (the job is finished from then on), then tidy the folder."""
         write_json_atomic(self.job_dir(job) / RESULT, result)

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ..data import DATASETS, SPLITS, LabelPlan, Split, scenario
 from ..data.augment import Augment
-from ..jobs import EpochCallback
+from ..jobs import RESUMED, EpochCallback
 from ..methods import Recipe
 from ..models import MODELS
 from ..registry import build
@@ -297,6 +297,8 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
         result = StageResult(saved["history"], saved.get("test", {}), saved["epoch"], saved["train_seconds"])
         for watcher, state in zip(watchers, observer_states(saved)):
             watcher.restore(state)
+        for record in result.history:  # the checkpoint, not a log written after it, says what was trained
+            on_epoch({**record, "epochs": cfg["epochs"], RESUMED: True})
 
     val = splits["val"].select(list(stage.tasks))
     for epoch in range(result.resumed_from_epoch, cfg["epochs"]):

@@ -97,9 +97,8 @@ class Objective:
         offset = index * self.epochs
         store = Store(self.context.results)
         finished = store.result(job.suite, job.id)
-        self.report(trial, offset, finished["history"] if finished else store.history(job))
-        if finished is None and trial.should_prune():
-            raise optuna.TrialPruned(f"trial {trial.number}: resumed behind the other trials")
+        if finished:  # an unfinished job's earlier epochs reach ``score`` as the trainer replays them
+            self.report(trial, offset, finished["history"])
 
         def score(record: dict[str, Any]) -> dict[str, float]:
             if not self.spec.score.covers(record["val"]):
@@ -119,7 +118,7 @@ class Objective:
         return self.spec.score(result["val"], self.reference)
 
     def report(self, trial: Any, offset: int, history: list[dict[str, Any]]) -> None:
-        """Scores of epochs the job trained before this trial (an interrupted or repeated trial's)."""
+        """Scores of the epochs of a job that finished before this trial (a repeated trial's)."""
         for record in history:
             if self.spec.score.covers(record["val"]):
                 trial.report(self.spec.score(record["val"], self.reference), offset + record["epoch"])
