@@ -10,7 +10,7 @@ from torch import nn
 from conftest import write_track_suite
 from mtlbench.tracks.budget import ALLOCATORS, Estimates
 from mtlbench.tracks.budget.allocators import AllocationError
-from mtlbench.tracks.budget.probe import Probe, ProbeSettings
+from mtlbench.tracks.budget.probe import Probe, ProbeSettings, summarise
 from mtlbench.tracks.budget.reduction import fit_reduction
 from mtlbench.cli import main
 from mtlbench.config import SuiteError, load_suite
@@ -161,6 +161,34 @@ def test_eq_5_and_tag_see_help_as_positive_and_harm_as_negative_and_the_probe_le
     relatedness = report["relatedness"]
     assert report["informativeness"]["helper"] == pytest.approx(1 + relatedness["helper"]["target"]
                                                                 + relatedness["helper"]["hurter"])
+
+
+def round_off_records():
+    """Three probe steps of tasks (a, b); at the second, b's two scores are equal up to float round-off."""
+    def step(numerator_ab, denominator_b, alone_b):
+        return {"numerator": [[0.0, numerator_ab], [0.02, 0.0]], "denominator": [0.04, denominator_b],
+                "alone": [0.5, alone_b], "tag": [[1.0, 0.5], [0.5, 1.0]]}
+
+    equal_but_for_the_last_bits = (0.1 + 0.2) - 0.3  # 5.6e-17, what summing in another order can leave
+    return [step(0.01, 0.02, 0.6), step(0.01, equal_but_for_the_last_bits, 0.6), step(0.03, 0.02, 0.6)]
+
+
+def test_eq_5_leaves_out_a_step_whose_denominator_moved_by_round_off_only():
+    records = round_off_records()
+    kept = summarise(records, ["a", "b"], tolerance=1e-9)
+    assert kept["relatedness"]["a"]["b"] == pytest.approx((0.01 / 0.02 + 0.03 / 0.02) / 2)  # step 2 left out
+    assert kept["relatedness"]["b"]["a"] == pytest.approx(0.02 / 0.04)
+    assert kept["informativeness"]["a"] == pytest.approx(1 + 1.0) and kept["skipped"] == 1
+    exact = summarise(records, ["a", "b"], tolerance=0.0)  # the paper's Eq. 5 as written: the ratio explodes
+    assert exact["relatedness"]["a"]["b"] > 1e13 and exact["skipped"] == 0
+
+
+def test_eq_5_on_average_terms_is_undefined_only_where_the_mean_denominator_did_not_move():
+    records = round_off_records()
+    terms = summarise(records, ["a", "b"], average="terms", tolerance=1e-9)
+    assert terms["relatedness"]["a"]["b"] == pytest.approx((0.05 / 3) / ((0.04 + 5.551115123125783e-17) / 3))
+    still = [{**r, "denominator": [0.04, 0.0]} for r in records]
+    assert summarise(still, ["a", "b"], average="terms", tolerance=1e-9)["relatedness"]["a"]["b"] is None
 
 
 # ---------------------------------------------------------------------------------------------- suites

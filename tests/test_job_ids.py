@@ -41,3 +41,19 @@ def test_a_renamed_config_key_hashes_as_first_spelt():
              "allocation": {"budget": 10}, "seed": 0}
     expected = hashlib.sha256(json.dumps(first, sort_keys=True).encode()).hexdigest()[:12]
     assert job_id({"method": method, "purchase": {"budget": 10}, "seed": 0}) == expected
+
+
+def test_a_probe_tolerance_of_0_hashes_the_budget_suite_as_before_it_came(without_dataset_files, monkeypatch,
+                                                                           tmp_path):
+    """``budget.probe.tolerance`` changed TABA's estimates (new ids, listed in docs/job-id-changes-0.2.json);
+    set to 0, the behaviour before it, every job has its earlier id again."""
+    import yaml
+
+    monkeypatch.chdir(REPO)
+    changes = json.loads((REPO / "docs" / "job-id-changes-0.2.json").read_text())["suites"]["synthrooms_budget"]
+    before = {moved["new"]: old for old, moved in changes.items()}
+    suite = yaml.safe_load((REPO / "suites" / "synthrooms_budget.yaml").read_text())
+    suite["budget"]["probe"]["tolerance"] = 0
+    (tmp_path / "synthrooms_budget.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
+    ids = [job.id for job in load_suite(tmp_path / "synthrooms_budget.yaml").jobs]
+    assert ids == [before.get(i, i) for i in PINNED["synthrooms_budget"]] and set(ids) & set(before) == set()

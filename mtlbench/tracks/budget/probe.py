@@ -13,10 +13,14 @@ restores the copy, so training itself goes on as if never probed:
     I_{i->j} = mean_t I^t_{i->j},   I_i = 1 + sum_{j != i} I_{i->j}                   (Eq. 3, I_{i->i} = 1)
 
 S_j is task j's primary metric on the validation split (the paper does not say which split; mtlbench never lets
-the test split decide an experiment). The metric's direction cancels in the ratio. A probe step whose
-denominator is exactly 0 (S_j did not move, e.g. a classification score on a small split) is left out of that
-pair's mean. ``average: terms`` is an option of ours (not the paper's): mean numerator over mean denominator,
-steadier when single denominators come close to 0.
+the test split decide an experiment). The metric's direction cancels in the ratio. The paper does not say what
+happens when S_j did not move (a denominator of 0, e.g. a classification score on a small split); mtlbench
+leaves such a probe step out of that pair's mean. "Did not move" includes float round-off: two scores that are
+mathematically equal (one image's score up, another's down by the same amount) can differ in their last bits,
+and such a denominator (about 1e-15) would make the ratio about 1e12. So a denominator counts as 0 when it is
+within ``tolerance`` (relative, default 1e-9: far above float64 round-off, far below any real change of a
+score) of the larger of the two scores. ``average: terms`` is an option of ours (not the paper's): mean
+numerator over mean denominator, steadier when single denominators come close to 0.
 
 TAG (its Eq. 2-3): on one mini-batch per task, Z^t_{i->j} = 1 - L_j(theta_s - lr grad_{theta_s} L_i) / L_j(theta_s),
 with theta_s the shared parameters and lr the optimiser's current learning rate. Paper 000 "replaces" Eq. 5 by
@@ -44,11 +48,20 @@ from ...data import Split
 from ...data.augment import Augment
 from ...train.evaluation import evaluate
 from ...files import finite_or_none
-from ...jobs import KINDS, EpochCallback
+from ...jobs import KINDS, EpochCallback, spelt_as_before
 from ...train import run_job
 from ...train.trainer import ObserverFactory, Observed, Stage, autocast_for, derive_seed
 
 AVERAGES = ("ratios", "terms")
+
+
+@spelt_as_before
+def probe_tolerance_exact(config: dict[str, Any]) -> dict[str, Any]:
+    """``probe.tolerance`` came with 0.2 and changes the estimate; 0 (only exact zeros left out) is the earlier
+    behaviour, hashed as before."""
+    if config.get("probe", {}).get("tolerance") == 0:
+        del config["probe"]["tolerance"]
+    return config
 
 
 @dataclass(frozen=True)
@@ -57,10 +70,12 @@ class ProbeSettings:
     steps: int = 1
     val_images: int = 0  # the first N validation images are probed (0: all)
     average: str = "ratios"
+    tolerance: float = 1e-9  # a denominator this small relative to S_j means S_j did not move (0: exactly 0 only)
 
     def __post_init__(self) -> None:
-        if self.every < 1 or self.steps < 1 or self.val_images < 0:
-            raise ValueError(f"probe: every and steps must be >= 1 and val_images >= 0, got {self}")
+        if self.every < 1 or self.steps < 1 or self.val_images < 0 or not 0 <= self.tolerance < 1:
+            raise ValueError(f"probe: every and steps must be >= 1, val_images >= 0 and 0 <= tolerance < 1, "
+                             f"got {self}")
         if self.average not in AVERAGES:
             raise ValueError(f"probe: average must be one of {AVERAGES}, got {self.average!r}")
 
@@ -112,7 +127,8 @@ class Probe:
         self.augment_generator.set_state(state["augment_generator"])
 
     def report(self) -> dict[str, Any]:
-        return summarise(self.records, self.names, self.settings.average) | {"probe_seconds": self.seconds}
+        return summarise(self.records, self.names, self.settings.average, self.settings.tolerance) | {
+            "probe_seconds": self.seconds}
 
     # --------------------------------------------------------------------------------------- probe
     def probe(self) -> dict[str, Any]:
@@ -131,7 +147,7 @@ class Probe:
         self.model.load_state_dict(saved[0])
         alone_v, self_v = np.array(alone), np.array(self_pair)
         return {"numerator": (joint - alone_v[None, :]).tolist(), "denominator": (self_v - alone_v).tolist(),
-                "tag": tag.tolist()}
+                "alone": alone, "tag": tag.tolist()}
 
     def draw(self, task: int) -> list[tuple[Tensor, dict[str, Tensor]]]:
         """``steps`` mini-batches of task ``task``'s labelled images, augmented as in training."""
@@ -193,20 +209,28 @@ class Probe:
         return z
 
 
-def summarise(records: list[dict[str, Any]], names: list[str], average: str = "ratios") -> dict[str, Any]:
+def unmoved(alone: np.ndarray, denominator: np.ndarray, tolerance: float) -> np.ndarray:
+    """Where S_j|(T_j,T_j) - S_j|T_j is 0 up to ``tolerance`` relative to the larger of the two scores."""
+    return np.abs(denominator) <= tolerance * np.maximum(np.abs(alone), np.abs(alone + denominator))
+
+
+def summarise(records: list[dict[str, Any]], names: list[str], average: str = "ratios",
+              tolerance: float = 0.0) -> dict[str, Any]:
     """I_{i->j} and I_i (Eq. 3, 5), TAG's normalised relatedness and I, from the recorded probe steps."""
     k = len(names)
     if not records:
         raise ValueError("no probe step was recorded: train for more than `every` steps, with labels for every task")
     numerator = np.array([r["numerator"] for r in records])  # [P, K, K]
-    denominator = np.array([r["denominator"] for r in records])[:, None, :].repeat(k, 1)
-    if average == "ratios":
-        with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a pair with no usable step stays NaN, named later
-            ratios = np.where(denominator != 0, numerator / denominator, np.nan)
-            relatedness = np.nanmean(np.where(np.isfinite(ratios), ratios, np.nan), axis=0)
-    else:
-        relatedness = numerator.mean(0) / denominator.mean(0)
+    denominator = np.array([r["denominator"] for r in records])  # [P, K]
+    alone = np.array([r["alone"] for r in records])  # [P, K]: S_j|T_j
+    still = unmoved(alone, denominator, tolerance)
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a pair with no usable step stays NaN, named later
+        if average == "ratios":
+            relatedness = np.nanmean(np.where(still[:, None, :], np.nan, numerator / denominator[:, None, :]), 0)
+        else:
+            still_on_average = unmoved(alone.mean(0), denominator.mean(0), tolerance)
+            relatedness = np.where(still_on_average, np.nan, numerator.mean(0) / denominator.mean(0))
     np.fill_diagonal(relatedness, 1.0)
     z = np.array([r["tag"] for r in records]).mean(0)
     tag = z / np.diag(z)[None, :]
@@ -219,7 +243,7 @@ def summarise(records: list[dict[str, Any]], names: list[str], average: str = "r
             "informativeness": {a: finite_or_none(float(relatedness[i].sum())) for i, a in enumerate(names)},
             "tag_relatedness": nested(tag),
             "tag_informativeness": {a: finite_or_none(float(tag[i].sum())) for i, a in enumerate(names)},
-            "skipped": int(((denominator == 0).any(axis=1)).sum())}
+            "skipped": int(still.sum())}  # (probe step, task j) pairs in which S_j did not move
 
 
 @KINDS.register("taba-probe")
