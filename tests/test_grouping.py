@@ -16,7 +16,8 @@ from mtlbench.tracks.grouping import (LossFileError, LossTable, Network, Tables,
                                       choose_per_budget, exhaustive, higher_order, pessimal, random_groupings,
                                       read_losses, relative_performance)
 from mtlbench.tracks.grouping.baselines import independent
-from mtlbench.tracks.grouping.methods import SELECTORS
+from mtlbench.tracks.grouping.leaderboard import table4
+from mtlbench.tracks.grouping.methods import SELECTORS, Choice
 from mtlbench.tracks.grouping.selection import LowestTotal, TaskLimits
 from mtlbench.registry import build
 
@@ -271,3 +272,26 @@ def test_the_taskonomy_grouping_suite_validates_against_a_folder(tmp_path):
     assert len(suite.jobs) == 31 + 5 * 5 + 3  # subsets, single-task sizes 0.2-0.8, all-task 2 / 2.5 / 4
     costs = {n["size"]: n["cost"] for n in suite.details["tables"][0]["networks"]}
     assert costs[1.0] == 1.0 and all(0.9 * s <= c <= s for s, c in costs.items())
+
+
+def totals_table(seeds: int) -> list[str]:
+    """Table 4 at one budget: ``esa`` beats ``random`` by 0.1 at every seed, ``hoa`` only at every other seed."""
+    per_seed = [{"esa": {1.0: Choice(1.0 + 0.01 * s)}, "random": {1.0: Choice(1.1 + 0.01 * s)},
+                 "hoa": {1.0: Choice(1.0 + 0.01 * s + (-0.1 if s % 2 else 0.1))}} for s in range(seeds)]
+    lines, frame = table4(per_seed, ["esa", "random", "hoa"], [1.0])
+    assert list(frame["seeds"]) == [seeds] * 3
+    return lines
+
+
+def test_table_4_bolds_only_what_the_seeds_show_not_worse_than_the_lowest():
+    rows = {line.split(" | ")[0].strip("| "): line for line in totals_table(7) if line.startswith("| ")}
+    assert "**" in rows["esa"] and "**" not in rows["random"]  # 7 wins of 7: p = 2/128, Holm x 2 < 0.05
+    assert "**" in rows["hoa"]  # higher at four seeds, lower at three: not significantly worse
+    assert not any("no paired comparison" in line for line in totals_table(7))
+    assert any("7 seeds would be needed" in line for line in totals_table(6))  # 2/64 x 2 > 0.05
+
+
+def test_table_4_with_one_seed_bolds_every_selector_and_says_why():
+    lines = totals_table(1)
+    assert all("**" in line for line in lines if line.startswith(("| esa", "| random", "| hoa")))
+    assert any(line.startswith("With 1 seed no paired comparison here can be significant") for line in lines)

@@ -17,7 +17,7 @@ from ..files import write_text_atomic
 from .aggregate import Table
 from .figures import FIGURES, write_figures
 from .published import number
-from .render import ARROW, bold_sets, delta_cell, fmt, missing_note, p_cell, power_note, seeds_cell
+from .render import ARROW, bold_sets, delta_cell, fmt, missing_note, p_cell, seeds_cell, table_power_note
 from .summary import SUMMARY_NOTE, Summary, diagram_note, interval, probability, summary_frame
 
 FORMATS = ("md", "csv", "tex", "html", "png")
@@ -159,7 +159,7 @@ def page(suite: dict, note: str, tables: list[Table], footer: str, figures: dict
 
 def notes(table: Table) -> list[str]:
     """The lines under a table (missing seeds, what the seeds can show), as plain text."""
-    return [line.lstrip("- ") for line in missing_note(table) + power_note(table) if line]
+    return [line.lstrip("- ") for line in missing_note(table) + table_power_note(table) if line]
 
 
 def write_formats(suite: dict, tables: list[Table], note: str, footer: str, out: Path, formats: tuple[str, ...],

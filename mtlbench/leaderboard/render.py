@@ -13,7 +13,7 @@ from ..files import write_text_atomic
 from .aggregate import Table
 from .published import beside_markdown
 from .summary import Summary, summary_markdown
-from .stats import ALPHA, not_worse_than_best, seeds_needed, smallest_p
+from .stats import not_worse_than_best, power_note
 
 ARROW = {True: "↑", False: "↓"}
 
@@ -68,17 +68,8 @@ def bold_sets(table: Table) -> dict[tuple[str, str], set[str]]:
             for column, higher in columns.items()}
 
 
-def power_note(table: Table) -> list[str]:
-    """What the seeds can show: with too few, no paired test can reach significance after Holm."""
-    seeds = table.expected_seeds or int(table.rows["seeds"].max())
-    comparisons = max(len(table.rows) - 1, 1)
-    needed = seeds_needed(comparisons)
-    if seeds >= needed:
-        return []
-    return ["", f"With {seeds} seed{'s' if seeds != 1 else ''} no paired comparison here can be significant: the "
-                f"exact test's smallest p-value is 2/2^{seeds} = {smallest_p(seeds):.3g}, above {ALPHA} / "
-                f"{comparisons} (Holm's first step over {comparisons} comparisons). {needed} seeds would be "
-                f"needed; until then bold marks nothing but noise-level ties."]
+def table_power_note(table: Table) -> list[str]:
+    return power_note(table.expected_seeds or int(table.rows["seeds"].max()), len(table.rows) - 1)
 
 
 def markdown_table(table: Table) -> str:
@@ -101,7 +92,7 @@ def markdown_table(table: Table) -> str:
     absent = [method for method in table.missing if method not in table.rows.index]
     lines += [f"| {method} | " + " | ".join("—" for _ in header[1:-2]) + f" | 0/{table.expected_seeds} seeds | |"
               for method in absent]
-    return "\n".join(lines + missing_note(table) + power_note(table))
+    return "\n".join(lines + missing_note(table) + table_power_note(table))
 
 
 def commit() -> str:

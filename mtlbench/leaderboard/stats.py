@@ -73,6 +73,23 @@ def smallest_p(seeds: int) -> float:
     return 2.0 / 2 ** seeds
 
 
+def power_note(seeds: int, comparisons: int, unit: str = "seed") -> list[str]:
+    """What the seeds (or repeats) of a table can show: with too few, no paired test can reach significance
+    after Holm, and a line under the table says so and how many it would take (none when enough)."""
+    comparisons = max(comparisons, 1)
+    needed = seeds_needed(comparisons)
+    if seeds >= needed:
+        return []
+
+    def count(n: int) -> str:
+        return f"{n} {unit}{'s' if n != 1 else ''}"
+
+    return ["", f"With {count(seeds)} no paired comparison here can be significant: the exact test's smallest "
+                f"p-value is 2/2^{seeds} = {smallest_p(seeds):.3g}, above {ALPHA} / {comparisons} (Holm's first step "
+                f"over {comparisons} comparisons). {count(needed)} would be needed; until then bold marks nothing "
+                f"but noise-level ties."]
+
+
 def not_worse_than_best(samples: dict[str, "pd.Series"], higher_is_better: bool, eligible: list[str]) -> set[str]:
     """The best of the eligible methods by mean, and every eligible method not significantly worse than it
     (paired by seed, Holm-adjusted over the comparisons); empty with fewer than two methods to compare."""

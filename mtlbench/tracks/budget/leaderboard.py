@@ -18,7 +18,7 @@ from ...files import as_float
 from ...metrics import delta_t
 from ...leaderboard.published import beside_markdown, comparison, entry_for, frame_lookup
 from ...leaderboard.render import ARROW, fmt
-from ...leaderboard.stats import not_worse_than_best, seeds_needed, smallest_p
+from ...leaderboard.stats import not_worse_than_best, power_note
 
 
 def mean_metrics(results: list[dict[str, Any]], tasks: list[str]) -> dict[str, dict[str, float]]:
@@ -88,12 +88,8 @@ def markdown_setting(dataset: str, setting: dict[str, Any], rows: list[dict[str,
                  f"**{delta_total}**" if r["allocator"] in bold else delta_total,
                  *[fmt(r[f"{t}/{primary[t]}"], r[f"{t}/{primary[t]}_std"]) for t in tasks], str(r["repeats"])]
         lines.append("| " + " | ".join(cells) + " |")
-    repeats = max((len(r["runs"]) for r in rows), default=0)
-    needed = seeds_needed(max(len(rows) - 1, 1))
-    if rows and repeats < needed:
-        lines += ["", f"With {repeats} repeats no paired comparison of Δ_T can be significant after Holm over "
-                      f"{len(rows) - 1} comparisons (the exact test's smallest p-value is {smallest_p(repeats):.3g}); "
-                      f"{needed} repeats would be needed, so every row ties and is bold."]
+    if rows:
+        lines += power_note(max(len(r["runs"]) for r in rows), len(rows) - 1, "repeat")
     return lines + [""]
 
 

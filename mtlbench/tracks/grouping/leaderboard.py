@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ...leaderboard.published import beside_markdown, comparison, entry_for, frame_lookup
+from ...leaderboard.stats import not_worse_than_best, power_note
 from ...registry import build
 from .baselines import affinity, relative_performance
 from .losses import LossFileError, LossTable, Network, write_losses
@@ -78,30 +79,31 @@ def cell(mean: float, std: float, bold: bool) -> str:
     return f"**{text}**" if bold else text
 
 
+def seed_totals(per_seed: list[dict[str, dict[float, Choice | None]]], name: str, budget: float) -> pd.Series:
+    """A selector's total test loss at a budget, indexed by seed (seeds pair: the same candidate networks)."""
+    return pd.Series({i: seed[name][budget].total for i, seed in enumerate(per_seed)
+                      if seed[name][budget] is not None}, dtype=float)
+
+
 def table4(per_seed: list[dict[str, dict[float, Choice | None]]], names: list[str], budgets: list[float]) -> tuple[
         list[str], pd.DataFrame]:
-    records = []
-    for name in names:
-        for budget in budgets:
-            totals = [seed[name][budget].total for seed in per_seed if seed[name][budget] is not None]
-            if totals:
-                mean, std = mean_std(totals)
-                records.append({"method": name, "budget": budget, "total_test_loss": mean, "std": std,
-                                "seeds": len(totals)})
-    frame = pd.DataFrame.from_records(records, columns=["method", "budget", "total_test_loss", "std", "seeds"])
-    lowest = frame.groupby("budget")["total_test_loss"].min() if len(frame) else pd.Series(dtype=float)
+    """Table 4 as Markdown lines and a frame; bold per budget: the lowest mean total and every selector not
+    significantly worse (the exact paired test over seeds, Holm-adjusted), as in every mtlbench table."""
+    totals = {(name, budget): seed_totals(per_seed, name, budget) for name in names for budget in budgets}
+    shown = {key: mean_std(list(values)) for key, values in totals.items() if len(values)}
+    frame = pd.DataFrame.from_records(
+        [{"method": name, "budget": budget, "total_test_loss": mean, "std": std, "seeds": len(totals[name, budget])}
+         for (name, budget), (mean, std) in shown.items()],
+        columns=["method", "budget", "total_test_loss", "std", "seeds"])
+    bold = {budget: not_worse_than_best({name: totals[name, budget] for name in names}, False, names)
+            for budget in budgets}
     lines = ["| method | " + " | ".join(f"{b:g}" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
     for name in names:
-        cells = []
-        for budget in budgets:
-            row = frame[(frame["method"] == name) & (frame["budget"] == budget)]
-            if row.empty:
-                cells.append("—")
-            else:
-                mean, std = float(row["total_test_loss"].iloc[0]), float(row["std"].iloc[0])
-                cells.append(cell(mean, std, len(names) > 1 and np.isclose(mean, lowest[budget])))
+        cells = [cell(*shown[name, budget], name in bold[budget]) if (name, budget) in shown else "—"
+                 for budget in budgets]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return lines, frame
+    compared = max((sum((name, budget) in shown for name in names) - 1 for budget in budgets), default=0)
+    return lines + power_note(len(per_seed), compared), frame
 
 
 def matrix_lines(tasks: tuple[str, ...], values: np.ndarray, corner: str, upper_only: bool = False) -> list[str]:
