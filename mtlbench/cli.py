@@ -52,10 +52,13 @@ def leaderboard_from_wandb(args: argparse.Namespace, formats: tuple[str, ...]) -
     """`mtlbench leaderboard --from-wandb ENTITY/PROJECT [--suite S]`: the tables from a W&B project's runs."""
     from .files import check_name
     from .leaderboard import LeaderboardError, render
-    from .leaderboard.from_wandb import fetch, suite_from_runs
+    from .leaderboard.from_wandb import fetch, needs_history, suite_from_runs
 
     try:
-        summary, results = suite_from_runs(fetch(args.from_wandb, args.suite), args.suite)
+        chosen = args.select == "best_val"
+        summary, results = suite_from_runs(fetch(args.from_wandb, args.suite, chosen), args.suite)
+        if not chosen and needs_history(summary, args.select):  # the suite's own leaderboard.select, known now
+            summary, results = suite_from_runs(fetch(args.from_wandb, args.suite, True), args.suite)
         out = Path(args.out) if args.out else Path("leaderboards") / check_name(summary["name"])
         paths = render(summary, results, out, args.baseline, formats, args.select)
     except (LeaderboardError, ValueError) as error:

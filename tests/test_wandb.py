@@ -93,6 +93,7 @@ def logged(tmp_path_factory):
     root = tmp_path_factory.mktemp("logged")
     suite = copy.deepcopy(TINY_SUITE)
     suite.update(methods=["supervised", "dwa"], seeds=[0, 1])
+    suite["train"] = {**suite["train"], "test_every_epoch": True}  # so that a best_val leaderboard can be built
     path = root / "tiny.yaml"
     path.write_text(yaml.safe_dump(suite))
     results = root / "results"
@@ -184,21 +185,38 @@ def test_the_report_spec_round_trips_and_every_panel_reads_keys_the_runs_logged(
     assert [g.name for g in workspace.runset_settings.groupby] == ["mtlbench.method"]
 
 
-def test_a_leaderboard_from_wandb_runs_equals_the_one_from_the_results_store(logged, tmp_path):
+@pytest.mark.parametrize("select", ["last", "best_val"])
+def test_a_leaderboard_from_wandb_runs_equals_the_one_from_the_results_store(logged, tmp_path, select):
     import pandas as pd
 
     from mtlbench.leaderboard import render, render_suite
-    from mtlbench.leaderboard.from_wandb import RunRecord, suite_from_runs
+    from mtlbench.leaderboard.from_wandb import RunRecord, needs_history, suite_from_runs
     from mtlbench.runner import Store
 
     path, results, suite, runs = logged
+    with_history = select == "best_val"
     records = [RunRecord({k: v for k, v in r["summary"]["config"].items() if not k.startswith("_")},
-                         r["summary"]["summary"], tuple(r["summary"]["tags"]), r["summary"]["state"])
-               for r in runs.values()]  # the shape the public API returns: config, summary, tags, state
+                         r["summary"]["summary"], tuple(r["summary"]["tags"]), r["summary"]["state"],
+                         tuple(r["history"]) if with_history else ())
+               for r in runs.values()]  # the shape the public API returns: config, summary, tags, state, rows
     summary, from_runs = suite_from_runs(records, "tiny")
-    ours = render(summary, from_runs, tmp_path / "w" / "tiny", formats=("md", "csv"))
-    store = render_suite(Store(results), "tiny", tmp_path / "s" / "tiny", formats=("md", "csv"))
+    assert needs_history(summary, select) == with_history
+    ours = render(summary, from_runs, tmp_path / "w" / "tiny", formats=("md", "csv"), select=select)
+    store = render_suite(Store(results), "tiny", tmp_path / "s" / "tiny", formats=("md", "csv"), select=select)
     assert pd.read_csv(ours[1]).equals(pd.read_csv(store[1]))
+    assert f"epoch: {select}" in ours[0].read_text()
+
+
+def test_a_best_val_leaderboard_from_runs_without_their_history_is_refused(logged, tmp_path):
+    from mtlbench.leaderboard import LeaderboardError, render
+    from mtlbench.leaderboard.from_wandb import RunRecord, suite_from_runs
+
+    path, results, suite, runs = logged
+    records = [RunRecord(r["summary"]["config"], r["summary"]["summary"], tuple(r["summary"]["tags"]),
+                         r["summary"]["state"]) for r in runs.values()]
+    summary, from_runs = suite_from_runs(records, "tiny")
+    with pytest.raises(LeaderboardError, match="best_val needs the test metrics of every epoch"):
+        render(summary, from_runs, tmp_path / "tiny", formats=("md",), select="best_val")
 
 
 def test_commands_not_about_wandb_run_without_it(write_suite, tmp_path, monkeypatch):

@@ -3,8 +3,10 @@
 Every job's run carries what its result.json holds for a leaderboard: the ``mtlbench`` config block (job id,
 dataset, scenario, method, seed, params, metric directions, primary metrics) and the test metrics, hardware
 and metric conventions in its summary. The suite-level run (``<suite>-leaderboard``) carries the suite's
-summary (method order, baseline, published numbers, ...). ``fetch`` is the only call to the server (the public
-API); everything else works on ``RunRecord``s, whatever read them.
+summary (method order, baseline, published numbers, ...). For ``leaderboard.select: best_val`` the runs' logged
+epochs (their history) are fetched too: each row holds an epoch's stage, validation and, with
+``train.test_every_epoch``, test metrics. ``fetch`` is the only call to the server (the public API); everything
+else works on ``RunRecord``s, whatever read them.
 """
 from __future__ import annotations
 
@@ -17,30 +19,59 @@ from .aggregate import LeaderboardError
 
 @dataclasses.dataclass(frozen=True)
 class RunRecord:
-    """What a leaderboard reads of a W&B run: its config, summary, tags and state."""
+    """What a leaderboard reads of a W&B run: its config, summary, tags and state, and its logged rows when
+    fetched (flat keys as W&B keeps them: ``stage``, ``epoch``, ``val/TASK/METRIC``, ...)."""
 
     config: dict[str, Any]
     summary: dict[str, Any]
     tags: tuple[str, ...] = ()
     state: str = "finished"
+    history: tuple[dict[str, Any], ...] = ()
 
 
-def fetch(path: str, suite: str | None) -> list[RunRecord]:
-    """The finished runs of ``ENTITY/PROJECT`` (of one suite when given), from the W&B public API."""
+def fetch(path: str, suite: str | None, with_history: bool = False) -> list[RunRecord]:
+    """The finished runs of ``ENTITY/PROJECT`` (of one suite when given), from the W&B public API; with
+    ``with_history``, every logged row of each run too (one more request per run)."""
     import wandb
 
     filters = {"state": "finished", **({"config.suite": suite} if suite else {})}
-    return [RunRecord(dict(run.config), dict(run.summary._json_dict), tuple(run.tags), run.state)
+    return [RunRecord(dict(run.config), dict(run.summary._json_dict), tuple(run.tags), run.state,
+                      tuple(run.scan_history()) if with_history else ())
             for run in wandb.Api().runs(path, filters=filters)]
+
+
+def needs_history(summary: dict[str, Any], select: str | None) -> bool:
+    """Whether the leaderboard reports a chosen epoch (``--select``, else the suite's ``leaderboard.select``)."""
+    return (select or summary.get("leaderboard", {}).get("select", "last")) == "best_val"
 
 
 def suites_in(runs: list[RunRecord]) -> list[str]:
     return sorted({run.config["suite"] for run in runs if "suite" in run.config and "mtlbench" in run.config})
 
 
+def epoch_records(rows: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+    """A run's logged epochs as the results store keeps them (``history``): stage, epoch, val and, where logged,
+    test; an epoch logged twice (a continued run) counts once, as last logged."""
+    records: dict[tuple[str, int], dict[str, Any]] = {}
+    for row in rows:
+        if "stage" in row and "epoch" in row:
+            record = {"stage": row["stage"], "epoch": int(row["epoch"]), "val": nested(row, "val")}
+            test = nested(row, "test")
+            records[record["stage"], record["epoch"]] = {**record, **({"test": test} if test else {})}
+    return list(records.values())
+
+
+def last_validation(history: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Each stage's last-epoch validation metrics (a result's ``val``), from its epoch records."""
+    val: dict[str, dict[str, float]] = {}
+    for record in sorted(history, key=lambda r: r["epoch"]):
+        val.update(record["val"])
+    return val
+
+
 def nested(summary: dict[str, Any], split: str) -> dict[str, dict[str, float]]:
-    """``split/TASK/METRIC`` summary keys as {task: {metric: value}}; a value W&B keeps as {"min"|"max": v}
-    (the best validation epoch, by the metric's direction) is that value."""
+    """``split/TASK/METRIC`` keys of a summary or a logged row as {task: {metric: value}}; a value W&B keeps as
+    {"min"|"max": v} (a summary's best validation epoch, by the metric's direction) is that value."""
     values: dict[str, dict[str, float]] = {}
     for key, value in summary.items():
         parts = key.split("/")
@@ -54,11 +85,13 @@ def result_of(run: RunRecord) -> dict[str, Any]:
     """A job's result as the leaderboard reads it, from its run."""
     meta = run.config["mtlbench"]
     tasks = run.config["tasks"]  # the job's order (a summary's keys are sorted)
-    test, val = nested(run.summary, "test"), nested(run.summary, "val")
+    history = epoch_records(run.history)
+    test = nested(run.summary, "test")
+    val = last_validation(history) if history else nested(run.summary, "val")  # the summary: each best epoch
     return {"job_id": meta["job_id"], "suite": meta["suite"], "dataset": meta["dataset"],
             "scenario": meta["scenario"], "method": meta["method"], "seed": meta["seed"], "tasks": tasks,
             "test": {t: test[t] for t in tasks if t in test}, "val": {t: val[t] for t in tasks if t in val},
-            "primary": meta["primary"],
+            "history": history, "primary": meta["primary"],
             "directions": meta["directions"], "device": run.summary.get("device", "unknown (W&B run)"),
             "metrics_version": run.summary.get("metrics_version", 1),
             "config": {"tuned": meta.get("params") == "tuned"}}
@@ -88,4 +121,4 @@ def suite_from_runs(runs: list[RunRecord], suite: str | None) -> tuple[dict[str,
     return {**summary, "path": f"{summary.get('path', suite)} (from W&B)"}, results
 
 
-__all__ = ["RunRecord", "fetch", "result_of", "suite_from_runs"]
+__all__ = ["RunRecord", "fetch", "needs_history", "result_of", "suite_from_runs"]
