@@ -3,11 +3,12 @@
 wandb is imported only when a run is opened, so the trainer and ``mtlbench bench`` need torch and numpy
 alone. Runs live in the job's folder (``<job>/wandb/``), so ``mtlbench sync`` finds them from the store.
 
-One run per job, whatever happened to it: online, a resumed job continues its run (same id). Offline, every
-attempt writes a new run folder, so a resumed attempt first removes the folders its killed or interrupted
-attempts left and logs the epochs they trained again (``log_resumed``: the trainer replays them from the
-checkpoint it resumes, which is the record of what was trained): the run it leaves carries every epoch, and
-``sync`` uploads one run per job.
+One run per job, whatever happened to it. A resumed job's trainer replays the epochs of the checkpoint it
+resumes (the record of what was trained) to ``log_resumed``. Offline, every attempt writes a new run folder, so
+a resumed attempt first removes the folders its killed or interrupted attempts left and logs every replayed
+epoch again. Online, a resumed job continues its run (same id), which holds the epochs logged up to the last one
+its summary names; the replayed epochs after that one (trained, but cut off by a kill before they were logged)
+are logged. Either way the run carries every epoch once, and ``sync`` uploads one run per job.
 """
 from __future__ import annotations
 
@@ -57,6 +58,12 @@ def job_meta(job: Any, directions: dict[str, dict[str, bool]], primary: dict[str
             "directions": directions, "primary": primary}
 
 
+def last_logged_epoch(summary: Any) -> tuple[str, int] | None:
+    """(stage, epoch) of the last epoch a run logged, from its summary (None for a run that logged none)."""
+    epoch = summary.get("epoch")
+    return None if epoch is None else (summary.get("stage"), int(epoch))
+
+
 class WandbRun:
     def __init__(self, mode: str, project: str, entity: str | None, job: Any, job_dir: Path, group: str | None = None,
                  extra_config: dict[str, Any] | None = None, directions: dict[str, dict[str, bool]] | None = None,
@@ -84,16 +91,18 @@ class WandbRun:
             for metric, higher in metrics.items():
                 self.run.define_metric(f"val/{task}/{metric}".replace(".", "\\."), step_metric="epoch",
                                        summary="max" if higher else "min")  # a dot would mean nesting
-        self.offline = mode == "offline"
+        self.logged_until = None if mode == "offline" else last_logged_epoch(self.run.summary)
 
     def log(self, record: dict[str, Any]) -> None:
         self.run.log(flatten(record))
 
     def log_resumed(self, record: dict[str, Any]) -> None:
-        """An epoch an earlier attempt trained: logged again offline (this attempt's run folder is new); online
-        the run this attempt continues has it already."""
-        if self.offline:
+        """An epoch an earlier attempt trained, replayed in training order: logged unless the run holds it, i.e.
+        unless it comes up to the last epoch the continued run logged."""
+        if self.logged_until is None:
             self.log(record)
+        elif (record["stage"], record["epoch"]) == self.logged_until:
+            self.logged_until = None
 
     def finish(self, summary: dict[str, Any], exit_code: int = 0) -> None:
         self.run.summary.update(flatten(summary))

@@ -79,6 +79,41 @@ def test_each_tuning_trial_is_a_run_in_its_studys_group(write_suite, tmp_path):
     assert objective.name == "tune/objective" and "tune/objective" in summary["summary"]
 
 
+class RecordingRun:
+    """What ``wandb.init`` returns, as far as mtlbench uses it; ``summary`` is what the continued run holds."""
+
+    def __init__(self, summary):
+        self.summary, self.logged = summary, []
+
+    def define_metric(self, *args, **kwargs):
+        pass
+
+    def log(self, row):
+        self.logged.append(row)
+
+
+@pytest.mark.parametrize("mode, summary, expected", [
+    ("online", {"stage": "mtl", "epoch": 2}, [3, 4]),  # the run holds epochs 1-2; 3 was cut off before its log
+    ("online", {"stage": "mtl", "epoch": 3}, [4]),
+    ("online", {}, [1, 2, 3, 4]),  # the earlier attempt logged nothing
+    ("offline", {"stage": "mtl", "epoch": 2}, [1, 2, 3, 4]),  # a new run folder: every epoch again
+])
+def test_a_resumed_run_logs_every_epoch_it_lacks_once(write_suite, tmp_path, monkeypatch, mode, summary, expected):
+    import types
+
+    from mtlbench.tracking import open_run
+
+    run = RecordingRun(summary)
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=lambda **kwargs: run,
+                                                                    Settings=lambda **kwargs: None))
+    job = load_suite(write_suite({"methods": ["supervised"]})).jobs[0]
+    logger = open_run(mode, "p", None, job, tmp_path)
+    for epoch in (1, 2, 3):  # what the trainer replays from the epoch-3 checkpoint
+        logger.log_resumed({"stage": "mtl", "epoch": epoch})
+    logger.log({"stage": "mtl", "epoch": 4})
+    assert [row["epoch"] for row in run.logged] == expected
+
+
 # ------------------------------------------------------------------ comparison dashboards (offline, no server)
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory):
