@@ -74,6 +74,7 @@ def leaderboard_run(results: str, suite: str, mode: str) -> int:
     from .files import CorruptFile
     from .leaderboard import LeaderboardError, log_to_wandb
     from .runner import Store
+    from .tracking import leaderboard_run_id
 
     try:
         with warnings.catch_warnings():
@@ -83,7 +84,7 @@ def leaderboard_run(results: str, suite: str, mode: str) -> int:
         print(f"the W&B leaderboard run of {suite} was not logged ({error}); every job is finished: "
               f"`mtlbench leaderboard {suite} --wandb {mode}` logs it once the cause is fixed", file=sys.stderr)
         return 1
-    print(f"logged the leaderboard of {suite} to W&B ({mode}) as run {suite}-leaderboard")
+    print(f"logged the leaderboard of {suite} to W&B ({mode}) as run {leaderboard_run_id(suite)}")
     return 0
 
 
@@ -299,7 +300,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 def tuning_studies(store, suite) -> list:
     """The suite's tuning studies that `mtlbench tune` ran (in its default storage)."""
     from .track import TRACKS
-
     from .tuning import plan_studies
     from .tuning.studies import TUNING
 
@@ -426,6 +426,8 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    from .tracking import MODES  # offline, online, disabled
+
     main = argparse.ArgumentParser(prog="mtlbench", description="Benchmark suite for label-efficient MTL")
     sub = main.add_subparsers(dest="command", required=True)
 
@@ -434,7 +436,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a suite field, e.g. --set train.epochs=2 (repeatable)")
     run.add_argument("--force", action="store_true", help="rerun finished jobs too")
-    run.add_argument("--wandb", default="offline", choices=["offline", "online", "disabled"])
+    run.add_argument("--wandb", default="offline", choices=MODES)
     run.add_argument("--workers", type=int, default=None, help="parallel jobs (default: one per GPU, else 1)")
     run.add_argument("--params", metavar="FILE", help="train with the best parameters `mtlbench tune` wrote")
     run.add_argument("--executor", help="local (default) or slurm; overrides the suite's executor section")
@@ -468,7 +470,7 @@ def parser() -> argparse.ArgumentParser:
                                         "journal:FILE (shared filesystem) or postgresql://USER:PASSWORD@HOST/DB")
     tune.add_argument("--out", help="best-parameters YAML (default: RESULTS/SUITE/tuning/params.yaml)")
     tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite field")
-    tune.add_argument("--wandb", default="offline", choices=["offline", "online", "disabled"])
+    tune.add_argument("--wandb", default="offline", choices=MODES)
     tune.add_argument("--reclaim", action="store_true",
                       help="re-queue trials left running by dead processes (only when no other tune process runs)")
     add_results(tune)
@@ -485,7 +487,7 @@ def parser() -> argparse.ArgumentParser:
     board.add_argument("--select", choices=("last", "best_val"),
                        help="the epoch reported (default: the suite's leaderboard.select, else last); best_val needs "
                             "jobs run with train.test_every_epoch")
-    board.add_argument("--wandb", default="disabled", choices=["offline", "online", "disabled"],
+    board.add_argument("--wandb", default="disabled", choices=MODES,
                        help="also log the tables and figures as the suite's W&B run (job type leaderboard)")
     board.add_argument("--format", default="md,csv,tex,html,png",
                        help="comma-separated outputs (md and csv always; png/pdf figures for per-table suites)")

@@ -44,18 +44,34 @@ class NullRun:
         pass
 
 
-def run_tags(job: Any, tuned: bool) -> list[str]:
+def params_of(job: Any) -> str:
+    """Whose hyperparameters the job trains with: the paper's (the suite's), or tuned by ``mtlbench tune``."""
+    return "tuned" if job.config.get("tuned") else "paper"
+
+
+def run_tags(job: Any) -> list[str]:
     """Tags to filter a project by: suite, dataset, scenario, method and seed (``key:value``), paper or tuned."""
     return [f"suite:{job.suite}", f"dataset:{job.dataset}", f"scenario:{job.scenario}", f"method:{job.method}",
-            f"seed:{job.seed}", "tuned" if tuned else "paper"]
+            f"seed:{job.seed}", params_of(job)]
 
 
 def job_meta(job: Any, directions: dict[str, dict[str, bool]], primary: dict[str, str]) -> dict[str, Any]:
     """The config block every job's run carries (``mtlbench.method``, ``mtlbench.scenario``, ...): the names the
     tables use, to group and filter by, and what a leaderboard built from W&B needs (directions, primary)."""
     return {"job_id": job.id, "kind": job.kind, "suite": job.suite, "dataset": job.dataset, "scenario": job.scenario,
-            "method": job.method, "seed": job.seed, "params": "tuned" if job.config.get("tuned") else "paper",
+            "method": job.method, "seed": job.seed, "params": params_of(job),
             "directions": directions, "primary": primary}
+
+
+def replace_offline_attempts(run_dir: Path, run_id: str) -> None:
+    """Remove the offline folders earlier attempts of a run left, so that one folder per run is synced."""
+    for attempt in run_dir.glob(f"wandb/offline-run-*-{run_id}"):
+        shutil.rmtree(attempt, ignore_errors=True)
+
+
+def quiet(wandb: Any) -> Any:
+    """W&B settings for runs mtlbench opens: no console capture, no system metrics, nothing printed."""
+    return wandb.Settings(silent=True, console="off", x_disable_stats=True)
 
 
 def last_logged_epoch(summary: Any) -> tuple[str, int] | None:
@@ -74,17 +90,15 @@ class WandbRun:
             raise RuntimeError("W&B logging needs the 'wandb' package: pip install wandb, "
                                "or run with --wandb disabled") from None
         if mode == "offline":
-            for attempt in job_dir.glob(f"wandb/offline-run-*-{job.id}"):
-                shutil.rmtree(attempt, ignore_errors=True)
+            replace_offline_attempts(job_dir, job.id)
         directions = directions or {}
         self.run = wandb.init(
             project=project, entity=entity, id=job.id, name=f"{job.method}-seed{job.seed}-{job.id[:6]}",
             group=group or f"{job.suite}/{job.dataset}/{job.scenario}", job_type=job.method,
-            tags=run_tags(job, bool(job.config.get("tuned"))),
+            tags=run_tags(job),
             config={"suite": job.suite, **job.config, **(extra_config or {}),
                     "mtlbench": job_meta(job, directions, primary or {})},
-            mode=mode, dir=str(job_dir), resume="allow",
-            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True))
+            mode=mode, dir=str(job_dir), resume="allow", settings=quiet(wandb))
         self.run.define_metric("epoch")
         self.run.define_metric("*", step_metric="epoch")
         for task, metrics in directions.items():  # the summary keeps each validation metric's best epoch
@@ -129,21 +143,19 @@ def leaderboard_run_id(suite: str) -> str:
 def log_leaderboard(mode: str, project: str, entity: str | None, summary: dict[str, Any], run_dir: Path,
                     tables: dict[str, Any], images: dict[str, Path]) -> None:
     """The suite-level run (job type ``leaderboard``, id ``<suite>-leaderboard``): the suite's summary (as JSON
-    text) in its config, each leaderboard table (pandas frames, every number with its interval) as a ``wandb.Table`` and each
-    figure as a ``wandb.Image``. Offline, an earlier version of the run is replaced."""
+    text) in its config, each leaderboard table (pandas frames, every number with its interval) as a
+    ``wandb.Table`` and each figure as a ``wandb.Image``. Offline, an earlier version of the run is replaced."""
     import wandb
 
     run_id = leaderboard_run_id(summary["name"])
     if mode == "offline":
-        for earlier in run_dir.glob(f"wandb/offline-run-*-{run_id}"):
-            shutil.rmtree(earlier, ignore_errors=True)
+        replace_offline_attempts(run_dir, run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     run = wandb.init(project=project, entity=entity, id=run_id, name=f"{summary['name']} leaderboard",
                      group=summary["name"], job_type="leaderboard", tags=[f"suite:{summary['name']}", "leaderboard"],
                      config={"suite": summary["name"],  # as JSON text: W&B drops empty dicts, nests dotted keys
                              "mtlbench": {"kind": "leaderboard", "summary": json.dumps(summary)}},
-                     mode=mode, dir=str(run_dir), resume="allow",
-                     settings=wandb.Settings(silent=True, console="off", x_disable_stats=True))
+                     mode=mode, dir=str(run_dir), resume="allow", settings=quiet(wandb))
     run.log({**{f"leaderboard/{name}": wandb.Table(dataframe=frame) for name, frame in tables.items()},
              **{f"figures/{name}": wandb.Image(str(path)) for name, path in images.items()}})
     run.finish()
