@@ -44,8 +44,9 @@ def render(summary: dict[str, Any], results: list[dict[str, Any]], out: Path, ba
         results = [r for r in results if r["job_id"] in current]
     versions = sorted({r.get("metrics_version", 1) for r in results})
     if len(versions) > 1:
-        warnings.warn(f"{suite}: results scored by metric conventions {versions} are mixed (docs/datasets.md, \"Tasks and "
-                      f"metrics\"); rerun the older jobs with --force to compare like with like", stacklevel=2)
+        warnings.warn(f"{suite}: results scored by metric conventions {versions} are mixed (docs/datasets.md, "
+                      f"\"Tasks and metrics\"); rerun the older jobs with --force to compare like with like",
+                      stacklevel=2)
     hardware = sorted({r["device"] for r in results})
     track = TRACKS.get(track_of(summary))()
     if select is not None:
@@ -95,5 +96,5 @@ def log_to_wandb(store: Store, suite: str, mode: str) -> None:
                         store.suite_dir(suite) / "leaderboard", tables, images)
 
 
-__all__ = ["LeaderboardError", "Table", "csv", "log_to_wandb", "markdown", "markdown_tables", "page", "render", "render_suite", "tables",
-           "write"]
+__all__ = ["LeaderboardError", "Table", "csv", "log_to_wandb", "markdown", "markdown_tables", "page", "render",
+           "render_suite", "tables", "write"]

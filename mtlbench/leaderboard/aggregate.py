@@ -1,9 +1,10 @@
 """From result files to leaderboard tables: mean ± std over seeds and ΔMTL against a baseline method.
 
-ΔMTL convention (docs/datasets.md, "Tasks and metrics"): Yun and Cho 2023 Eq. 7 in percent. For each seed of a method, its metrics are
-compared with the baseline method's metrics averaged over the baseline's seeds; the table shows the mean and
-standard deviation (ddof 1) of that per-seed ΔMTL. The metrics entering ΔMTL are each task's primary metric
-unless the suite's ``leaderboard.metrics`` chooses others (e.g. depth: [delta1, rmse] as Yun and Cho 2023 Table 7).
+ΔMTL convention (docs/datasets.md, "Tasks and metrics"): Yun and Cho 2023 Eq. 7 in percent. For each seed of a
+method, its metrics are compared with the baseline method's metrics averaged over the baseline's seeds; the table
+shows the mean and standard deviation (ddof 1) of that per-seed ΔMTL. The metrics entering ΔMTL are each task's
+primary metric unless the suite's ``leaderboard.metrics`` chooses others (e.g. depth: [delta1, rmse] as Yun and Cho
+2023 Table 7).
 """
 from __future__ import annotations
 

@@ -17,7 +17,8 @@ from ..files import write_text_atomic
 from .aggregate import Table
 from .figures import FIGURES, write_figures
 from .published import number
-from .render import ARROW, bold_sets, delta_cell, fmt, missing_note, p_cell, seeds_cell, table_power_note
+from .render import (ARROW, bold_sets, delta_cell, fmt, footer, missing_note, p_cell, page as markdown_page,
+                     seeds_cell, table_power_note, write, write_csv)
 from .summary import SUMMARY_NOTE, Summary, diagram_note, interval, probability, summary_frame
 
 FORMATS = ("md", "csv", "tex", "html", "png")
@@ -51,6 +52,13 @@ def inline_png(path: Path, alt: str) -> str:
     """An image as a data URI: the page carries it."""
     encoded = base64.b64encode(path.read_bytes()).decode()
     return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{encoded}'>"
+
+
+def write_beside(stem: Path, suffix: str, text: str) -> Path:
+    """``stem`` with ``suffix`` (``.tex``, ``.html``), written atomically."""
+    path = stem.with_name(stem.name + suffix)
+    write_text_atomic(path, text)
+    return path
 
 
 def second_best(values: pd.Series, higher_is_better: bool, eligible: list[str]) -> str | None:
@@ -130,7 +138,7 @@ def summary_latex(summary: Summary) -> str:
     return frame.style.to_latex(hrules=True, column_format="lcccc", caption="Across tables")
 
 
-def page(suite: dict, note: str, tables: list[Table], footer: str, figures: dict[str, list[Path]],
+def page(suite: dict, note: str, tables: list[Table], footer_line: str, figures: dict[str, list[Path]],
          summary: Summary | None = None) -> str:
     """A self-contained HTML page: the note, every table with the paper's numbers beside it, the summary across
     tables, and every figure inline as a data URI (nothing is fetched)."""
@@ -153,7 +161,7 @@ def page(suite: dict, note: str, tables: list[Table], footer: str, figures: dict
     for name, paths in figures.items():
         png = next(p for p in paths if p.suffix == ".png")
         parts.append(f"<h2>{html.escape(FIGURES[name][0])}</h2>{inline_png(png, FIGURES[name][0])}")
-    parts += [f"<p>{html.escape(footer)}</p>", "</body></html>"]
+    parts += [f"<p>{html.escape(footer_line)}</p>", "</body></html>"]
     return "\n".join(parts)
 
 
@@ -162,21 +170,17 @@ def notes(table: Table) -> list[str]:
     return [line.lstrip("- ") for line in missing_note(table) + table_power_note(table) if line]
 
 
-def write_formats(suite: dict, tables: list[Table], note: str, footer: str, out: Path, formats: tuple[str, ...],
-                  results: list[dict], summary: Summary | None) -> list[Path]:
+def write_formats(suite: dict, tables: list[Table], note: str, footer_line: str, out: Path,
+                  formats: tuple[str, ...], results: list[dict], summary: Summary | None) -> list[Path]:
     """The LaTeX, HTML and figure files asked for (md and csv are written by the caller)."""
     written: list[Path] = []
     figures = write_figures(tables, results, summary, out) if ("png" in formats or "html" in formats) else {}
     if "png" in formats:
         written += [path for paths in figures.values() for path in paths]
     if "tex" in formats:
-        path = out.with_name(out.name + ".tex")
-        write_text_atomic(path, latex(suite, tables, summary))
-        written.append(path)
+        written.append(write_beside(out, ".tex", latex(suite, tables, summary)))
     if "html" in formats:
-        path = out.with_name(out.name + ".html")
-        write_text_atomic(path, page(suite, note, tables, footer, figures, summary))
-        written.append(path)
+        written.append(write_beside(out, ".html", page(suite, note, tables, footer_line, figures, summary)))
     if "png" not in formats:
         for leftover in (path for paths in figures.values() for path in paths):
             leftover.unlink(missing_ok=True)
@@ -189,8 +193,6 @@ def track_formats(suite: dict, note: str, body: list[str], hardware: list[str], 
     """A track with its own tables (budget, grouping): its Markdown page and CSV, the papers' numbers as CSV,
     its frame as booktabs LaTeX and one self-contained HTML page (the frame, the papers' numbers, its figures
     inline)."""
-    from .render import footer, page as markdown_page, write, write_csv
-
     written = list(write(out, markdown_page(suite, note, body, hardware), frame))
     stem = written[0].with_name(written[0].name[:-len(".md")])
     if published is not None:
@@ -198,20 +200,15 @@ def track_formats(suite: dict, note: str, body: list[str], hardware: list[str], 
     shown = frame.rename(columns=str)
     if "tex" in formats:
         table = shown.style.format(precision=4, na_rep="—").hide(axis="index")
-        text = latex_header(suite) + "\n" + table.format_index(latex_escape, axis=1).to_latex(
-            hrules=True, caption=latex_escape(suite["name"]))
-        path = stem.with_name(stem.name + ".tex")
-        write_text_atomic(path, text)
-        written.append(path)
+        written.append(write_beside(stem, ".tex", latex_header(suite) + "\n" + table.format_index(
+            latex_escape, axis=1).to_latex(hrules=True, caption=latex_escape(suite["name"]))))
     if "html" in formats:
         parts = [*html_start(suite), f"<p>{html.escape(note)}</p>", html_frame(shown)]
         if published is not None:
             parts += ["<h2>Beside the papers</h2>", html_frame(published)]
         parts += [inline_png(image, image.stem) for image in images]
         parts += [f"<p>{html.escape(footer(suite, hardware))}</p>", "</body></html>"]
-        path = stem.with_name(stem.name + ".html")
-        write_text_atomic(path, "\n".join(parts))
-        written.append(path)
+        written.append(write_beside(stem, ".html", "\n".join(parts)))
     return tuple(written)
 
 

@@ -28,7 +28,7 @@ def entry_for(dataset: str, scenario: str | None, published: list[dict[str, Any]
                and p.get("scenario") in (None, scenario)]
     if not matches:
         return None
-    return max(matches, key=lambda match: (match[1].get("dataset") is not None) + (match[1].get("scenario") is not None))
+    return max(matches, key=lambda match: sum(match[1].get(key) is not None for key in ("dataset", "scenario")))
 
 
 def comparison(found: tuple[int, dict[str, Any]], lookup: Lookup) -> pd.DataFrame:

@@ -120,14 +120,19 @@ def stratified_resamples(runs: Sequence[np.ndarray], reps: int, rng: np.random.G
     return np.concatenate([table[rng.integers(0, len(table), size=(reps, len(table)))] for table in runs], axis=1)
 
 
+def percentile_interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The central ``confidence`` interval of bootstrap samples (the percentile method)."""
+    low, high = np.quantile(samples, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(low), float(high)
+
+
 def iqm_interval(runs: Sequence[Sequence[float]], confidence: float = CONFIDENCE, seed: int = 0,
                  reps: int = RESAMPLES) -> tuple[float, float, float]:
     """IQM of every run of every table pooled, with its percentile interval under the stratified bootstrap."""
     tables = [np.asarray(table, dtype=float) for table in runs if len(table)]
     point = float(iqm(np.concatenate(tables)))
     samples = iqm(stratified_resamples(tables, reps, np.random.default_rng(seed)), axis=1)
-    low, high = np.quantile(samples, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return point, float(low), float(high)
+    return (point, *percentile_interval(samples, confidence))
 
 
 def improvement_probability(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -148,8 +153,7 @@ def improvement_interval(pairs: Sequence[tuple[Sequence[float], Sequence[float]]
         points.append(improvement_probability(x, y))
         samples.append(improvement_probability(x[rng.integers(0, len(x), size=(reps, len(x)))],
                                                y[rng.integers(0, len(y), size=(reps, len(y)))]))
-    low, high = np.quantile(np.mean(samples, axis=0), [(1 - confidence) / 2, (1 + confidence) / 2])
-    return float(np.mean(points)), float(low), float(high)
+    return (float(np.mean(points)), *percentile_interval(np.mean(samples, axis=0), confidence))
 
 
 def nemenyi_critical_difference(methods: int, blocks: int, alpha: float = ALPHA) -> float:
