@@ -64,6 +64,18 @@ def dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
+def without_dataset_files(monkeypatch):
+    """Real datasets as if their files were there (no file decides an id; only split sizes bound budgets)."""
+    from mtlbench.data import DATASETS
+
+    for name in DATASETS.list():
+        cls = DATASETS.get(name)
+        if hasattr(cls, "require"):
+            monkeypatch.setattr(cls, "require", lambda self: None)
+            monkeypatch.setattr(cls, "split_size", lambda self, split: 10**7)
+
+
+@pytest.fixture
 def tiny_job() -> dict:
     return copy.deepcopy(TINY_JOB)
 

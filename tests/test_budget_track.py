@@ -163,14 +163,16 @@ def test_eq_5_and_tag_see_help_as_positive_and_harm_as_negative_and_the_probe_le
                                                                 + relatedness["helper"]["hurter"])
 
 
+ROUND_OFF = (0.1 + 0.2) - 0.3  # 5.6e-17: two equal sums, added in another order, left this apart
+
+
 def round_off_records():
     """Three probe steps of tasks (a, b); at the second, b's two scores are equal up to float round-off."""
     def step(numerator_ab, denominator_b, alone_b):
         return {"numerator": [[0.0, numerator_ab], [0.02, 0.0]], "denominator": [0.04, denominator_b],
                 "alone": [0.5, alone_b], "tag": [[1.0, 0.5], [0.5, 1.0]]}
 
-    equal_but_for_the_last_bits = (0.1 + 0.2) - 0.3  # 5.6e-17, what summing in another order can leave
-    return [step(0.01, 0.02, 0.6), step(0.01, equal_but_for_the_last_bits, 0.6), step(0.03, 0.02, 0.6)]
+    return [step(0.01, 0.02, 0.6), step(0.01, ROUND_OFF, 0.6), step(0.03, 0.02, 0.6)]
 
 
 def test_eq_5_leaves_out_a_step_whose_denominator_moved_by_round_off_only():
@@ -186,7 +188,7 @@ def test_eq_5_leaves_out_a_step_whose_denominator_moved_by_round_off_only():
 def test_eq_5_on_average_terms_is_undefined_only_where_the_mean_denominator_did_not_move():
     records = round_off_records()
     terms = summarise(records, ["a", "b"], average="terms", tolerance=1e-9)
-    assert terms["relatedness"]["a"]["b"] == pytest.approx((0.05 / 3) / ((0.04 + 5.551115123125783e-17) / 3))
+    assert terms["relatedness"]["a"]["b"] == pytest.approx((0.05 / 3) / ((0.04 + ROUND_OFF) / 3))
     still = [{**r, "denominator": [0.04, 0.0]} for r in records]
     assert summarise(still, ["a", "b"], average="terms", tolerance=1e-9)["relatedness"]["a"]["b"] is None
 

@@ -8,21 +8,10 @@ from pathlib import Path
 import pytest
 
 from mtlbench.config import load_suite
-from mtlbench.data import DATASETS
 from mtlbench.jobs import job_id
 from conftest import REPO
 
 PINNED = json.loads((Path(__file__).parent / "data" / "job_ids.json").read_text())
-
-
-@pytest.fixture
-def without_dataset_files(monkeypatch):
-    """Real datasets as if their files were there (no file decides an id; only split sizes bound budgets)."""
-    for name in DATASETS.list():
-        cls = DATASETS.get(name)
-        if hasattr(cls, "require"):
-            monkeypatch.setattr(cls, "require", lambda self: None)
-            monkeypatch.setattr(cls, "split_size", lambda self, split: 10**7)
 
 
 def test_every_shipped_suite_is_pinned():

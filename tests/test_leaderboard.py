@@ -268,6 +268,8 @@ def test_best_val_reports_the_test_metrics_of_the_epoch_chosen_on_validation_nev
     assert float(rows["mtpsl"]["seg/miou/mean"]) == pytest.approx(0.50)
     assert "Test-split metrics of the last epoch" in out.with_suffix(".md").read_text()
     assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
+    rows = {r["method"]: r for r in csv.DictReader(out.with_suffix(".csv").open())}
+    assert float(rows["mtpsl"]["seg/miou/mean"]) == pytest.approx(0.25)  # --select last did not stick
 
 
 def test_best_val_by_one_metric_and_without_per_epoch_tests(tmp_path, capsys):

@@ -3,7 +3,6 @@ import pytest
 
 from mtlbench.config import load_suite
 from conftest import REPO
-from test_job_ids import without_dataset_files  # noqa: F401  (fixture)
 
 PAPER_004 = ("supervised", "consistency", "mtpsl", "jtr")
 
