@@ -26,14 +26,11 @@ def profile(results: str, suite: str) -> str:
         totals = rows.setdefault(result["method"], [0.0] * 6)
         for i, value in enumerate([1, result["wall_seconds"], *phases, result["wall_seconds"] - sum(phases)]):
             totals[i] += value
+    rows["all methods"] = [sum(column) for column in zip(*rows.values())]
     lines = ["| method | jobs | wall s | data s | training s | evaluation s | W&B and other s |",
              "|---|---|---|---|---|---|---|"]
-    for method, (jobs, wall, data, train, evaluation, other) in rows.items():
-        lines.append(f"| {method} | {jobs:.0f} | {wall:.1f} | {data:.1f} | {train:.1f} | {evaluation:.1f} | "
-                     f"{other:.1f} |")
-    sums = [sum(column) for column in zip(*rows.values())]
-    lines.append(f"| all | {sums[0]:.0f} | {sums[1]:.1f} | {sums[2]:.1f} | {sums[3]:.1f} | {sums[4]:.1f} | "
-                 f"{sums[5]:.1f} |")
+    lines += [f"| {method} | {jobs:.0f} | " + " | ".join(f"{seconds:.1f}" for seconds in times) + " |"
+              for method, (jobs, *times) in rows.items()]
     return "\n".join(lines)
 
 
