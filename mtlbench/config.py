@@ -70,6 +70,12 @@ class PublishedSection(Strict):
     scenario: str | None = Field(None, description="the scenario label it belongs to (default: every scenario)")
     note: str = Field("", description="how the paper's setting differs from the suite's, if it does")
     rows: dict[str, dict[str, float]] = Field(description="method -> {TASK/METRIC or delta_mtl: value}")
+    baseline: str | None = Field(None, description="the method the paper's delta_mtl is against, as the suite names "
+                                                   "it (a delta_mtl beside ours is compared only if it matches)")
+    metrics: dict[str, list[str]] | None = Field(None, description="per task, the metrics the paper's delta_mtl "
+                                                                   "averages (compared with leaderboard.metrics)")
+    notes: dict[str, str] = Field(default_factory=dict, description="per row: how the paper's setting of that row "
+                                                                    "differs from the suite's")
 
 
 class LeaderboardSection(Strict):
@@ -265,6 +271,12 @@ def check_published(raw: SuiteFile, track: Track, jobs: list[Job], details: dict
             if value is not None and value not in names[field]:
                 valid = ", ".join(sorted(names[field])) or "none: leave it out"
                 raise SuiteError(f"{where}.{field}: {value!r} is not one of the suite's ({valid})")
+        for method in entry.notes:
+            if method not in entry.rows:
+                raise SuiteError(f"{where}.notes.{method}: not one of the entry's rows ({', '.join(entry.rows)})")
+        for task in entry.metrics or {}:
+            if task not in raw.tasks:
+                raise SuiteError(f"{where}.metrics.{task}: not a task of the suite ({', '.join(raw.tasks)})")
         for method, values in entry.rows.items():
             if method not in names["method"]:
                 raise SuiteError(f"{where}.rows.{method}: not a row of the suite's tables "

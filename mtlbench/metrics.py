@@ -20,12 +20,26 @@ def _sign(higher_is_better: bool) -> int:
     return 1 if higher_is_better else -1
 
 
+class UndefinedDelta(ValueError):
+    """ΔMTL divides by the baseline's metric: a baseline value of 0 (δ1 of a network that predicts nothing
+    right) or one that is not finite makes it undefined; ``task`` and ``metric`` name it."""
+
+    def __init__(self, task: str, metric: str, value: float) -> None:
+        super().__init__(f"ΔMTL is undefined: the baseline's {task} {metric} is {value}, and ΔMTL divides by it")
+        self.task, self.metric, self.value = task, metric, value
+
+
 def delta_mtl(method: Metrics, baseline: Metrics, directions: Directions,
               chosen: Mapping[str, list[str]]) -> float:
     """Paper 003 Eq. 7: (1/N_T) Σ_t (1/N_t) Σ_i S_{t,i} (M_{m,t,i} - M_{b,t,i}) / M_{b,t,i}, in percent.
 
     ``chosen`` maps each task to the metrics that enter the score (every task in it must be in both runs).
+    UndefinedDelta if a baseline metric that enters is 0 or not finite.
     """
+    for task, names in chosen.items():
+        for m in names:
+            if baseline[task][m] == 0 or not math.isfinite(baseline[task][m]):
+                raise UndefinedDelta(task, m, float(baseline[task][m]))
     per_task = []
     for task, names in chosen.items():
         changes = [_sign(directions[task][m]) * (method[task][m] - baseline[task][m]) / baseline[task][m]

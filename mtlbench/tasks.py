@@ -80,6 +80,20 @@ class Task:
         mean prediction for regression tasks)."""
         return preds.float().mean(0)
 
+    def target_sums(self, target: Tensor) -> tuple[Tensor, Tensor]:
+        """Per channel, the sum and the count of a batch's valid target entries (finite ones): what ``constant``
+        fits the training mean from, a batch at a time."""
+        valid = target.isfinite()
+        dims = [0, *range(2, target.dim())]
+        return torch.where(valid, target, 0.0).double().sum(dims), valid.sum(dims)
+
+    def constant(self, sums: Tensor, counts: Tensor) -> Tensor:
+        """What a model that ignores its input predicts for every image: the training targets' mean, as one
+        image's output (a 1 x 1 map for dense tasks). Evaluated like a network, it is the reference a trained
+        network must beat (``train.evaluation.constant_reference``)."""
+        mean = (sums / counts.clamp_min(1)).float()
+        return mean.view(-1, 1, 1) if self.dense else mean
+
 
 # ----------------------------------------------------------------------------------------------- seg
 class ConfusionMeter(Meter):
@@ -119,6 +133,14 @@ class Segmentation(Task):
     def ensemble_label(self, preds: Tensor) -> Tensor:
         """The class of highest mean probability."""
         return torch.softmax(preds.float(), 2).mean(0).argmax(1)
+
+    def target_sums(self, target: Tensor) -> tuple[Tensor, Tensor]:
+        counts = torch.bincount(target[target != IGNORE_INDEX].flatten(), minlength=self.channels)
+        return counts.double(), counts.sum()
+
+    def constant(self, sums: Tensor, counts: Tensor) -> Tensor:
+        """The training class frequencies as log-probabilities: the majority class everywhere."""
+        return torch.log(sums / counts.clamp_min(1) + 1e-12).float().view(-1, 1, 1)
 
     def loss_per_image(self, pred: Tensor, target: Tensor) -> Tensor:
         pixel = F.cross_entropy(pred.float(), target.clamp_min(0), reduction="none")
@@ -171,6 +193,10 @@ class Depth(Task):
 
     def loss_per_image(self, pred: Tensor, target: Tensor) -> Tensor:
         return masked_mean_per_image((pred.float() - target).abs(), target > 0)
+
+    def target_sums(self, target: Tensor) -> tuple[Tensor, Tensor]:
+        valid = target > 0
+        return torch.where(valid, target, 0.0).double().sum().view(1), valid.sum().view(1)
 
     def meter(self) -> Meter:
         def finish(m: dict[str, float]) -> dict[str, float]:
@@ -250,6 +276,14 @@ class Normal(Task):
         """The normalised mean direction."""
         return F.normalize(preds.float().mean(0), dim=1)
 
+    def target_sums(self, target: Tensor) -> tuple[Tensor, Tensor]:
+        valid = target.abs().sum(1, keepdim=True) > 0
+        return (target * valid).double().sum((0, 2, 3)), valid.sum().expand(3)
+
+    def constant(self, sums: Tensor, counts: Tensor) -> Tensor:
+        """The normalised mean direction of the valid training normals."""
+        return F.normalize(sums.float(), dim=0).view(-1, 1, 1)
+
     def meter(self) -> Meter:
         return AngleMeter()
 
@@ -317,6 +351,10 @@ class MultiLabel(Task):
     def ensemble_label(self, preds: Tensor) -> Tensor:
         """The classes whose mean probability exceeds 1/2."""
         return (torch.sigmoid(preds.float()).mean(0) > 0.5).float()
+
+    def constant(self, sums: Tensor, counts: Tensor) -> Tensor:
+        """Logits of each class's training frequency: the classes present in most training images."""
+        return torch.logit(sums / counts.clamp_min(1), eps=1e-6).float()
 
     def meter(self) -> Meter:
         return JaccardMeter()

@@ -1,4 +1,5 @@
-"""Leaderboards: mean ± std over seeds, direction arrows, best in bold, ΔMTL against the chosen baseline."""
+"""Leaderboards: mean ± std over seeds, direction arrows, bold only where a test backs it, ΔMTL against the chosen
+baseline with the interval of the paired differences, marks for diverged runs and constant-level cells."""
 import csv
 import json
 import re
@@ -6,6 +7,7 @@ import re
 import pytest
 
 from mtlbench.cli import main
+from mtlbench.leaderboard.stats import iman_davenport_p, t_interval
 from mtlbench.metrics import delta_mtl
 from mtlbench.runner.store import write_json_atomic
 
@@ -38,17 +40,27 @@ def test_markdown_and_csv_show_statistics_directions_and_delta(store, tmp_path):
     out = tmp_path / "board" / "demo"
     assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
     text = out.with_suffix(".md").read_text()
-    assert ("| method | seg miou ↑ | depth abs_err ↓ | ΔMTL % vs supervised ↑ [95% CI] | p vs supervised (Holm) | "
-            "seeds | params |") in text
-    assert "| stl | **0.3200 ± 0.0283** |" in text  # mean and sample std of 0.30 and 0.34, best miou
-    assert "With 2 seeds no paired comparison here can be significant" in text  # 2/2^2 = 0.5
-    assert "**0.4000** |" in text  # mtpsl's single seed has the best (lowest) abs err, no ± for one seed
+    assert ("| method | seg miou ↑† | depth abs_err ↓† | ΔMTL % vs supervised ↑ [95% CI of the paired difference] | "
+            "p vs supervised (Holm) | seeds | params |") in text
+    assert "| stl | 0.3200 ± 0.0283 |" in text  # mean and sample std of 0.30 and 0.34
+    assert "A smoke run, not a finding: with 2 seeds no paired comparison here can be significant" in text
+    assert "**" not in text  # 2 seeds back no claim: nothing is bold (2/2^2 = 0.5)
+    assert "ΔMTL against supervised over seg miou, depth abs_err (columns marked †)" in text
     baseline = {"seg": {"miou": 0.22}, "depth": {"abs_err": 0.62}}
-    expected = [delta_mtl({"seg": {"miou": m}, "depth": {"abs_err": a}}, baseline, DIRECTIONS,
-                          {"seg": ["miou"], "depth": ["abs_err"]}) for m, a in ((0.30, 0.50), (0.34, 0.54))]
+    chosen = {"seg": ["miou"], "depth": ["abs_err"]}
+    stl = [delta_mtl({"seg": {"miou": m}, "depth": {"abs_err": a}}, baseline, DIRECTIONS, chosen)
+           for m, a in ((0.30, 0.50), (0.34, 0.54))]
+    supervised = [delta_mtl({"seg": {"miou": m}, "depth": {"abs_err": a}}, baseline, DIRECTIONS, chosen)
+                  for m, a in ((0.20, 0.60), (0.24, 0.64))]
     rows = {row["method"]: row for row in csv.DictReader(out.with_suffix(".csv").open())}
-    assert float(rows["stl"]["delta_mean"]) == pytest.approx(sum(expected) / 2, rel=1e-5)
+    assert float(rows["stl"]["delta_mean"]) == pytest.approx(sum(stl) / 2, rel=1e-5)
     assert float(rows["supervised"]["delta_mean"]) == pytest.approx(0.0, abs=1e-9)
+    # the interval is that of the paired differences stl - supervised, seed by seed: what the p-value tests
+    low, high = t_interval([a - b for a, b in zip(stl, supervised)])
+    assert (float(rows["stl"]["delta_ci_low"]), float(rows["stl"]["delta_ci_high"])) == pytest.approx((low, high),
+                                                                                                       rel=1e-4)
+    assert rows["supervised"]["delta_ci_low"] == rows["supervised"]["p_vs_baseline"] == ""  # nothing vs itself
+    assert re.search(r"^\| supervised \| [^|]+ \| [^|]+ \| \+0\.00 ± [0-9.]+ \|  \|", text, re.MULTILINE)
     assert rows["mtpsl"]["seeds"] == "1"
     assert "Suite `suites/demo.yaml`" in text and "hardware: test CPU" in text
 
@@ -107,10 +119,15 @@ def test_latex_html_and_figures_are_written_and_well_formed(store, tmp_path):
     tex = out.with_name("demo.tex").read_text()
     assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 2  # the table and the summary
     assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 2
-    assert all(rule in tex for rule in (r"\toprule", r"\midrule", r"\bottomrule")) and r"\textbf{" in tex
+    assert all(rule in tex for rule in (r"\toprule", r"\midrule", r"\bottomrule"))
     body = tex.split(r"\midrule")[1].split(r"\bottomrule")[0]
     assert [line.split("&")[0].strip() for line in body.strip().splitlines()] == ["mtpsl", "stl", "supervised"]
     assert r"\pm" in tex and r"$\Delta$MTL" in tex
+    # the file meant for papers keeps the labels and the notes: the interval in the header, the rest in the caption
+    assert r"[95\% CI of the paired difference]" in tex and r"$\uparrow$\dag{}" in tex
+    caption = tex.split(r"\caption{")[1].split("}\n")[0]
+    assert r"Student t interval over 2 seeds" in caption and "Holm-adjusted over 2 comparisons" in caption
+    assert "A smoke run, not a finding" in caption and "7 seeds would be needed" in caption
 
     class Page(HTMLParser):
         def __init__(self):
@@ -169,46 +186,83 @@ def two_tables(tmp_path, **leaderboard):
     return write_suite(tmp_path / "results", runs, **leaderboard)
 
 
-def test_the_summary_across_tables_ranks_methods_and_draws_the_critical_difference(tmp_path):
-    from scipy.stats import friedmanchisquare
-
+def test_the_summary_across_tables_ranks_methods_but_scenarios_of_one_dataset_draw_no_diagram(tmp_path):
     store = two_tables(tmp_path)
     out = tmp_path / "board" / "demo"
     assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
     text = out.with_suffix(".md").read_text()
     assert "## Across tables" in text
     assert "| stl | 1.50 | 2/2 |" in text and "| mtpsl | 1.50 | 2/2 |" in text and "| supervised | 3.00 | 2/2 |" in text
-    rows = list(csv.DictReader(out.with_suffix(".csv").open()))
-    deltas = {(r["scenario"], r["method"]): float(r["delta_mean"]) for r in rows}
     summary = {r["method"]: r for r in csv.DictReader(out.with_name("demo-summary.csv").open())}
-    expected = friedmanchisquare(*[[deltas[s, m] for s in ("onelabel", "randomlabels")]
-                                   for m in ("stl", "mtpsl", "supervised")]).pvalue
-    assert float(summary["stl"]["friedman_p"]) == pytest.approx(expected)
-    assert float(summary["supervised"]["poi"]) == pytest.approx(0.5)  # the baseline against itself
+    assert summary["supervised"]["poi"] == ""  # the baseline against itself means nothing: left out
+    assert re.search(r"^\| supervised \| 3\.00 \| 2/2 \| [^|]+ \| — \|$", text, re.MULTILINE)
     assert float(summary["mtpsl"]["poi"]) == 1.0  # every run above every baseline run, in both tables
-    assert out.with_name("demo-cd.png").exists() and "Friedman test over 2 tables" in text
+    assert "these 2 tables come from 1 dataset" in text and "not below the largest possible gap of 2" in text
+    assert not out.with_name("demo-cd.png").exists()
+
+
+def test_the_critical_difference_diagram_needs_independent_datasets_and_uses_iman_davenport(tmp_path):
+    """Three datasets, one table each: three independent blocks, where the Nemenyi critical difference (1.91
+    ranks for 3 methods) falls below the largest possible gap (2)."""
+    runs = []
+    for dataset, shift in (("a", 0.0), ("b", 0.02), ("c", 0.05)):
+        for seed in range(2):
+            for method, miou, abs_err in (("stl", 0.30, 0.50), ("mtpsl", 0.26, 0.55), ("supervised", 0.20, 0.60)):
+                r = result(method, seed, miou + shift + 0.01 * seed, abs_err)
+                runs.append({**r, "dataset": dataset, "job_id": f"{dataset}-{method}{seed}"})
+    store = write_suite(tmp_path / "results", runs)
+    out = tmp_path / "board" / "demo"
+    assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.with_suffix(".csv").open()))
+    blocks = [[float(next(r["delta_mean"] for r in rows if r["dataset"] == d and r["method"] == m))
+               for m in ("stl", "mtpsl", "supervised")] for d in "abc"]
+    summary = {r["method"]: r for r in csv.DictReader(out.with_name("demo-summary.csv").open())}
+    assert float(summary["stl"]["iman_davenport_p"]) == pytest.approx(iman_davenport_p(__import__("numpy").array(blocks)))
+    assert out.with_name("demo-cd.png").exists()
+    assert "Iman-Davenport test over 3 datasets" in out.with_suffix(".md").read_text()
 
 
 def test_one_table_has_a_summary_but_no_critical_difference_diagram(store, tmp_path):
     out = tmp_path / "board" / "demo"
     assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
-    assert "No critical-difference diagram: one table only" in out.with_suffix(".md").read_text()
+    assert "No critical-difference diagram: the Friedman and Nemenyi tests" in out.with_suffix(".md").read_text()
     assert not out.with_name("demo-cd.png").exists()
 
 
 def test_published_numbers_stand_beside_ours_with_the_difference(tmp_path):
     published = [{"source": "Nishi et al. 2024", "table": "Table 1", "scenario": "onelabel",
+                  "baseline": "supervised", "metrics": {"seg": ["miou"], "depth": ["abs_err"]},
+                  "notes": {"mtpsl": "the paper's schedule: 200 epochs"},
                   "rows": {"mtpsl": {"seg/miou": 0.30, "delta_mtl": 11.04}}}]
     store = two_tables(tmp_path, published=published)
     out = tmp_path / "board" / "demo"
     assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
     text = out.with_suffix(".md").read_text()
     assert text.count("Beside Nishi et al. 2024, Table 1") == 1  # onelabel only
-    assert "| mtpsl | seg/miou | 0.2700 ± 0.0100 | 0.3000 | -0.0300 |" in text
+    assert "| mtpsl | seg/miou | 0.2700 ± 0.0100 | 0.3000 | -0.0300 | the paper's schedule: 200 epochs |" in text
     rows = {r["value"]: r for r in csv.DictReader(out.with_name("demo-published.csv").open())}
     assert float(rows["delta_mtl"]["paper"]) == 11.04
     assert float(rows["delta_mtl"]["difference"]) == pytest.approx(float(rows["delta_mtl"]["ours"]) - 11.04, abs=1e-4)
     assert r"beside Nishi et al. 2024, Table 1" in out.with_suffix(".tex").read_text()
+
+
+@pytest.mark.parametrize("entry, shown", [
+    ({"baseline": "stl", "metrics": {"seg": ["miou"], "depth": ["abs_err"]}},
+     "| — | not comparable: the paper's ΔMTL is against stl over seg miou, depth abs_err, ours is against supervised "
+     "over seg miou, depth abs_err |"),
+    ({"baseline": "supervised", "metrics": {"seg": ["miou"], "depth": ["rmse"]}},
+     "| — | not comparable: the paper's ΔMTL is against supervised over seg miou, depth rmse"),
+    ({}, "| comparability unchecked: the entry states no baseline and metrics of the paper's ΔMTL"),
+])
+def test_a_published_delta_with_another_baseline_or_metric_set_is_flagged_not_subtracted(tmp_path, entry, shown):
+    published = [{"source": "P", "table": "T1", "scenario": "onelabel", "rows": {"mtpsl": {"delta_mtl": 11.04}},
+                  **entry}]
+    store = two_tables(tmp_path, published=published)
+    out = tmp_path / "board" / "demo"
+    assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
+    assert shown in out.with_suffix(".md").read_text()
+    row = next(csv.DictReader(out.with_name("demo-published.csv").open()))
+    assert (row["difference"] == "") == (row["comparable"] == "False")
 
 
 def test_a_published_row_the_results_cannot_show_names_the_field_to_fix(tmp_path, capsys):
@@ -283,3 +337,55 @@ def test_best_val_by_one_metric_and_without_per_epoch_tests(tmp_path, capsys):
     write_suite(untested, [result("supervised", 0, 0.2, 0.6)])
     assert main(["leaderboard", "demo", "--results", str(untested), "--select", "best_val"]) == 2
     assert "set train.test_every_epoch: true" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ what the statistics back, and what they refuse
+def test_with_enough_seeds_the_best_is_bold_only_where_the_paired_test_backs_it(tmp_path):
+    """8 seeds: stl beats both on seg mIoU every seed (bold), while on depth mtpsl and stl alternate (no bold)."""
+    runs = []
+    for seed in range(8):
+        runs += [result("stl", seed, 0.40 + 0.01 * seed, 0.50 + (0.02 if seed % 2 else -0.02)),
+                 result("mtpsl", seed, 0.30 + 0.01 * seed, 0.50 + (-0.02 if seed % 2 else 0.02)),
+                 result("supervised", seed, 0.20 + 0.01 * seed, 0.60)]
+    store = write_suite(tmp_path / "results", runs)
+    out = tmp_path / "board" / "demo"
+    assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
+    text = out.with_suffix(".md").read_text()
+    assert "| stl | **0.4350 ± 0.0245** | 0.5000 ± 0.0214 |" in text
+    assert "| mtpsl | 0.3350 ± 0.0245 | 0.5000 ± 0.0214 |" in text
+    assert "A smoke run" not in text
+
+
+def test_a_baseline_metric_of_zero_is_refused_naming_the_metric_and_jobs(tmp_path, capsys):
+    runs = [result("supervised", seed, 0.2, 0.6, delta1=0.0) for seed in range(2)]
+    runs += [result("stl", seed, 0.3, 0.5, delta1=0.1) for seed in range(2)]
+    store = write_suite(tmp_path / "results", runs, metrics={"depth": ["delta1"]})
+    assert main(["leaderboard", "demo", "--results", str(store), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "ΔMTL is undefined: the baseline's depth delta1 is 0.0" in err
+    assert "supervised0, supervised1" in err and "leaderboard.metrics" in err
+
+
+def test_diverged_runs_and_cells_no_better_than_a_constant_are_marked_and_never_bold(tmp_path):
+    """8 seeds, where stl would be bold in both columns: one diverged seed takes the whole row out of bold, and
+    a depth no better than the constant prediction takes that cell out."""
+    constant = {"seg": {"miou": 0.10, "pixel_acc": 0.4}, "depth": {"abs_err": 0.52, "delta1": 0.3}}
+    runs = []
+    for seed in range(8):
+        runs += [{**result("stl", seed, 0.40 + 0.01 * seed, 0.40), "constant": constant,
+                  "diverged": ["depth"] if seed == 3 else []},
+                 {**result("mtpsl", seed, 0.30 + 0.01 * seed, 0.55 - 0.001 * seed), "constant": constant,
+                  "diverged": []},
+                 {**result("supervised", seed, 0.20 + 0.01 * seed, 0.60 + 0.001 * seed), "constant": constant}]
+    store = write_suite(tmp_path / "results", runs)
+    out = tmp_path / "board" / "demo"
+    assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
+    text = out.with_suffix(".md").read_text()
+    assert "| stl (diverged: seed 3) | 0.4350 ± 0.0245 | 0.4000 ± 0.0000 |" in text  # best in both, but diverged
+    assert "| mtpsl | **0.3350 ± 0.0245** | 0.5465 ± 0.0024 ‡ |" in text  # bold among the rest; depth ‡ (> 0.52)
+    assert "| supervised | 0.2350 ± 0.0245 | 0.6035 ± 0.0024 ‡ |" in text
+    assert "| (constant) | 0.1000 | 0.5200 |" in text
+    assert "diverged: the run's last-epoch training loss" in text and "‡: some seed scores no better" in text
+    rows = {r["method"]: r for r in csv.DictReader(out.with_suffix(".csv").open())}
+    assert rows["stl"]["diverged_seeds"] == "1" and rows["mtpsl"]["depth/abs_err/below_constant_seeds"] == "8"
+    assert float(rows["(constant)"]["depth/abs_err/mean"]) == 0.52

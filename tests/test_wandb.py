@@ -177,7 +177,7 @@ def test_the_suite_level_run_holds_the_leaderboard_tables_and_the_suites_summary
     run = runs["tiny-leaderboard"]["summary"]
     assert json.loads(run["config"]["mtlbench"]["summary"]) == json.loads((results / "tiny" / "suite.json").read_text())
     assert run["summary"]["leaderboard/tables"]["_type"] == "table-file"
-    assert run["summary"]["leaderboard/tables"]["nrows"] == 2  # one row per method
+    assert run["summary"]["leaderboard/tables"]["nrows"] == 3  # one row per method, and the constant prediction
     assert run["summary"]["leaderboard/summary"]["_type"] == "table-file"
     assert run["summary"]["figures/delta"]["_type"] == "image-file"
 

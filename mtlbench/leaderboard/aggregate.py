@@ -5,18 +5,30 @@ method, its metrics are compared with the baseline method's metrics averaged ove
 shows the mean and standard deviation (ddof 1) of that per-seed ΔMTL. The metrics entering ΔMTL are each task's
 primary metric unless the suite's ``leaderboard.metrics`` chooses others (e.g. depth: [delta1, rmse] as Yun and Cho
 2023 Table 7).
+
+Against the baseline, a method is judged by its paired per-seed differences d_s = ΔMTL_m,s - ΔMTL_b,s (the same
+seed trains both on the same masks): their Student t interval and their exact sign-flip test, Holm-adjusted over
+the table's methods. Both describe the same quantity, whose mean is the row's mean ΔMTL (the baseline's per-seed
+ΔMTL averages to 0) when the method has the baseline's seeds.
+
+Each job also records how a constant prediction of its training targets scores (``constant``) and whether its
+training loss blew up (``diverged``); a table marks the cells no better than that constant and the runs that
+diverged, and neither can be bold.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..metrics import delta_mtl
-from .stats import bootstrap_interval, holm, paired_p
+from ..metrics import UndefinedDelta, delta_mtl
+from .stats import holm, paired_p, t_interval
+
+DELTA = ("delta", "")
 
 
 class LeaderboardError(ValueError):
@@ -38,18 +50,38 @@ class Table:
     by_seed: dict[tuple[str, str], dict[str, pd.Series]] = dataclasses.field(default_factory=dict)  # column ->
     # method -> values by seed (("delta", "") for ΔMTL), for paired comparisons
     published: pd.DataFrame | None = None  # a paper's numbers beside ours (published.beside)
+    delta_metrics: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # task -> metrics in ΔMTL
+    diverged: dict[str, list[int]] = dataclasses.field(default_factory=dict)  # method -> seeds that diverged
+    below_constant: dict[tuple[str, str], dict[str, list[int]]] = dataclasses.field(default_factory=dict)  # column
+    # -> method -> seeds no better than the constant prediction
+    constant: dict[tuple[str, str], float] = dataclasses.field(default_factory=dict)  # column -> the constant's
 
     def complete(self, method: str) -> bool:
         """Whether the method has every seed the suite asks for (only complete rows can be bold)."""
         return not self.missing.get(method)
 
+    def eligible(self, column: tuple[str, str]) -> list[str]:
+        """The methods a column may bold: complete, no seed diverged, no seed no better than the constant."""
+        below = self.below_constant.get(column, {})
+        return [method for method in self.rows.index
+                if self.complete(method) and not self.diverged.get(method) and not below.get(method)]
+
+    def entering(self, column: tuple[str, str]) -> bool:
+        """Whether a shown metric enters ΔMTL."""
+        task, metric = column
+        return metric in self.delta_metrics.get(task, [])
+
 
 def frame(results: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per (job, task, metric) of the test split; ``tuned``: the job ran with `mtlbench tune`'s
-    parameters (``run --params``)."""
-    records = [{"dataset": r["dataset"], "scenario": r["scenario"], "method": r["method"], "seed": r["seed"],
-                "tuned": bool(r.get("config", {}).get("tuned")), "task": task, "metric": metric, "value": value,
-                "higher_is_better": r["directions"][task][metric], "primary": r["primary"][task] == metric}
+    parameters (``run --params``); ``constant``: the constant prediction's value of that metric (NaN when the job
+    did not record one, before mtlbench 0.3); ``diverged``: the job's training loss blew up."""
+    records = [{"job_id": r["job_id"], "dataset": r["dataset"], "scenario": r["scenario"], "method": r["method"],
+                "seed": r["seed"], "tuned": bool(r.get("config", {}).get("tuned")), "task": task, "metric": metric,
+                "value": value, "higher_is_better": r["directions"][task][metric],
+                "primary": r["primary"][task] == metric,
+                "constant": r.get("constant", {}).get(task, {}).get(metric, math.nan),
+                "diverged": bool(r.get("diverged"))}
                for r in results for task, metrics in r["test"].items() for metric, value in metrics.items()]
     if not records:
         raise LeaderboardError("no finished jobs (no result.json) to make a leaderboard from")
@@ -109,23 +141,62 @@ def table(dataset: str, scenario: str, group: pd.DataFrame, order: list[str], ba
     by_seed = {(task, metric): {m: wide.loc[m][(task, metric)].dropna() for m in methods} for task, metric in shown}
     tuned = group.groupby("method")["tuned"].any()
     rows["params"] = ["tuned" if tuned[m] else "paper" for m in methods]
-    has_baseline = baseline in stats.index
-    if has_baseline:
-        reference = {t: {m: stats.loc[baseline, (t, m, "mean")] for m in delta_metrics[t]} for t in tasks}
-        directions_nested = {t: {m: directions[(t, m)] for m in delta_metrics[t]} for t in tasks}
-        per_seed = {method: [delta_mtl({t: {m: row[(t, m)] for m in delta_metrics[t]} for t in tasks},
-                                       reference, directions_nested, delta_metrics)
-                             for _, row in wide.loc[method].iterrows()] for method in methods}
-        rows["delta_mean"] = [float(np.mean(per_seed[m])) for m in methods]
-        rows["delta_std"] = [float(np.std(per_seed[m], ddof=1)) if len(per_seed[m]) > 1 else np.nan
-                             for m in methods]
-        intervals = [bootstrap_interval(per_seed[m]) for m in methods]
-        rows["delta_ci_low"] = [low for low, _ in intervals]
-        rows["delta_ci_high"] = [high for _, high in intervals]
-        by_seed[("delta", "")] = {m: pd.Series(per_seed[m], index=wide.loc[m].index) for m in methods}
-        rows["p_vs_baseline"] = compared_with(by_seed[("delta", "")], baseline, methods)
-    return Table(dataset, scenario, tasks, shown, {c: directions[c] for c in shown}, rows,
-                 baseline if has_baseline else None, asked_baseline=baseline, by_seed=by_seed)
+    made = Table(dataset, scenario, tasks, shown, {c: directions[c] for c in shown}, rows, None,
+                 asked_baseline=baseline, by_seed=by_seed, delta_metrics=delta_metrics)
+    mark_degenerate(made, group)
+    if baseline in stats.index:
+        score_against_baseline(made, wide, stats, group, baseline)
+    return made
+
+
+def mark_degenerate(made: Table, group: pd.DataFrame) -> None:
+    """The seeds that diverged, and per shown column those no better than the constant prediction of their
+    job's training targets (with the constant's value, the same for every job of a table)."""
+    jobs = group.drop_duplicates("job_id")
+    made.diverged = {m: sorted(s) for m, s in jobs[jobs["diverged"]].groupby("method")["seed"]}
+    for task, metric in made.columns:
+        cells = group[(group["task"] == task) & (group["metric"] == metric)].dropna(subset=["constant"])
+        if cells.empty:
+            continue
+        made.constant[(task, metric)] = float(cells["constant"].mean())
+        higher = made.higher_is_better[(task, metric)]
+        no_better = cells[cells["value"] <= cells["constant"]] if higher else cells[cells["value"] >= cells["constant"]]
+        made.below_constant[(task, metric)] = {m: sorted(s) for m, s in no_better.groupby("method")["seed"]}
+
+
+def score_against_baseline(made: Table, wide: pd.DataFrame, stats: pd.DataFrame, group: pd.DataFrame,
+                           baseline: str) -> None:
+    """Each method's per-seed ΔMTL against the baseline's mean metrics, its mean and std, and (the baseline
+    itself excepted) the t interval and Holm-adjusted p-value of its paired differences from the baseline."""
+    delta_metrics, methods = made.delta_metrics, list(made.rows.index)
+    reference = {t: {m: stats.loc[baseline, (t, m, "mean")] for m in delta_metrics[t]} for t in made.tasks}
+    directions = {t: {m: made.higher_is_better[(t, m)] for m in delta_metrics[t]} for t in made.tasks}
+    try:
+        per_seed = {method: pd.Series([delta_mtl({t: {m: row[(t, m)] for m in delta_metrics[t]} for t in made.tasks},
+                                                 reference, directions, delta_metrics)
+                                       for _, row in wide.loc[method].iterrows()], index=wide.loc[method].index)
+                    for method in methods}
+    except UndefinedDelta as error:
+        jobs = sorted(group.loc[group["method"] == baseline, "job_id"].unique())
+        raise LeaderboardError(f"{made.dataset} / {made.scenario}: {error} (the mean over the jobs of "
+                               f"{baseline}: {', '.join(jobs)}). Choose metrics the baseline scores above 0 "
+                               f"(leaderboard.metrics) or another baseline (leaderboard.baseline, --baseline)") from None
+    rows = made.rows
+    rows["delta_mean"] = [float(per_seed[m].mean()) for m in methods]
+    rows["delta_std"] = [float(per_seed[m].std(ddof=1)) if len(per_seed[m]) > 1 else np.nan for m in methods]
+    differences = {m: paired_differences(per_seed[m], per_seed[baseline]) for m in methods if m != baseline}
+    intervals = {m: t_interval(d) for m, d in differences.items()}
+    rows["delta_ci_low"] = [intervals.get(m, (math.nan, math.nan))[0] for m in methods]
+    rows["delta_ci_high"] = [intervals.get(m, (math.nan, math.nan))[1] for m in methods]
+    made.by_seed[DELTA] = per_seed
+    rows["p_vs_baseline"] = compared_with(per_seed, baseline, methods)
+    made.baseline = baseline
+
+
+def paired_differences(method: pd.Series, baseline: pd.Series) -> np.ndarray:
+    """Per seed both have: the method's value minus the baseline's."""
+    common = method.index.intersection(baseline.index)
+    return (method[common] - baseline[common]).to_numpy()
 
 
 def compared_with(samples: dict[str, pd.Series], baseline: str, methods: list[str]) -> list[float]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 
 from .aggregate import Table
@@ -40,12 +41,14 @@ def delta_figure(tables: list[Table]):
     for axis, table in zip(axes[0], scored):
         rows = table.rows
         means = rows["delta_mean"].to_numpy()
-        low = means - rows["delta_ci_low"].fillna(rows["delta_mean"]).to_numpy()
-        high = rows["delta_ci_high"].fillna(rows["delta_mean"]).to_numpy() - means
+        # the interval of the paired difference is centred on the mean ΔMTL when the method has the baseline's
+        # seeds; clipped at the bar where it is not (a method missing seeds), and none for the baseline itself
+        low = np.maximum(means - rows["delta_ci_low"].fillna(rows["delta_mean"]).to_numpy(), 0)
+        high = np.maximum(rows["delta_ci_high"].fillna(rows["delta_mean"]).to_numpy() - means, 0)
         axis.bar(range(len(rows)), means, yerr=[low, high], capsize=3, color=COLOR)
         axis.axhline(0, color="black", linewidth=0.8)
         axis.set_xticks(range(len(rows)), list(rows.index), rotation=45, ha="right")
-        axis.set_ylabel(f"ΔMTL % vs {table.baseline} (95% CI)")
+        axis.set_ylabel(f"ΔMTL % vs {table.baseline} (95% CI of the paired difference)")
         axis.set_title(f"{table.dataset} / {table.scenario}")
     return fig
 

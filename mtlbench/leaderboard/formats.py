@@ -1,9 +1,11 @@
 """Leaderboards for papers and browsers: LaTeX (booktabs, via pandas' Styler), one self-contained HTML page
 (tables and figures inline, no network), and the ΔMTL figure as PNG and PDF.
 
-Every format shows what the Markdown shows: mean ± std, ΔMTL with its 95% interval, the Holm-adjusted p-value
-against the baseline, bold for the best and every method not significantly worse, and (LaTeX) the second best
-underlined; incomplete rows keep their ``2/3 seeds`` mark.
+Every format shows what the Markdown shows: mean ± std, ΔMTL with the 95% interval of its paired difference from
+the baseline, the Holm-adjusted p-value against the baseline, bold only where the paired test backs it, the marks
+of diverged runs and of cells no better than the constant prediction, and the notes under each table (in LaTeX,
+the caption: the interval, the seeds, Holm and the power warning travel with the table into a paper);
+incomplete rows keep their ``2/3 seeds`` mark.
 """
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ import pandas as pd
 from ..files import write_text_atomic
 from .aggregate import Table
 from .figures import FIGURES, write_figures
-from .published import number
-from .render import (ARROW, bold_sets, delta_cell, fmt, footer, missing_note, p_cell, page as markdown_page,
-                     seeds_cell, table_power_note, write, write_csv)
+from .published import difference, number
+from .render import (CONSTANT_ROW, DELTA, bold_sets, column_header, constant_cells, delta_cell, delta_header, footer,
+                     method_cell, metric_cell, p_cell, page as markdown_page, seeds_cell, table_notes, write,
+                     write_csv)
 from .summary import SUMMARY_NOTE, Summary, diagram_note, interval, probability, summary_frame
 
 FORMATS = ("md", "csv", "tex", "html", "png")
@@ -28,7 +31,8 @@ LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", 
 
 def latex_escape(text: str) -> str:
     return "".join(LATEX_SPECIAL.get(char, char) for char in text).replace("±", r"$\pm$").replace(
-        "↑", r"$\uparrow$").replace("↓", r"$\downarrow$").replace("Δ", r"$\Delta$")
+        "↑", r"$\uparrow$").replace("↓", r"$\downarrow$").replace("Δ", r"$\Delta$").replace(
+        "†", r"\dag{}").replace("‡", r"\ddag{}")
 
 
 def latex_header(suite: dict) -> str:
@@ -61,38 +65,35 @@ def write_beside(stem: Path, suffix: str, text: str) -> Path:
     return path
 
 
-def second_best(values: pd.Series, higher_is_better: bool, eligible: list[str]) -> str | None:
-    ranked = values[values.index.isin(eligible)].dropna().sort_values(ascending=not higher_is_better)
-    return ranked.index[1] if len(ranked) > 2 else None
-
-
 def cells(table: Table, markup: str) -> pd.DataFrame:
-    """The table's cells as text with bold (and, in LaTeX, the second best underlined) marked up."""
+    """The table's cells as text, escaped for ``markup`` (latex or html), with bold marked up; the constant
+    prediction's row last."""
     bold = bold_sets(table)
-    eligible = [method for method in table.rows.index if table.complete(method)]
+    escape = latex_escape if markup == "latex" else html.escape
     columns: dict[tuple[str, str], list[str]] = {}
 
-    def mark(text: str, column: tuple[str, str], method: str, values: pd.Series, higher: bool) -> str:
-        if markup == "latex":
-            text = latex_escape(text)
-            if method in bold[column]:
-                return rf"\textbf{{{text}}}"
-            return rf"\underline{{{text}}}" if method == second_best(values, higher, eligible) else text
-        return f"<b>{html.escape(text)}</b>" if method in bold[column] else html.escape(text)
+    def mark(text: str, column: tuple[str, str], method: str) -> str:
+        escaped = escape(text)
+        if method not in bold[column]:
+            return escaped
+        return rf"\textbf{{{escaped}}}" if markup == "latex" else f"<b>{escaped}</b>"
 
-    for t, m in table.columns:
-        higher = table.higher_is_better[(t, m)]
-        values = table.rows[f"{t}/{m}/mean"]
-        columns[(t, f"{m} {ARROW[higher]}")] = [
-            mark(fmt(row[f"{t}/{m}/mean"], row[f"{t}/{m}/std"]), (t, m), method, values, higher)
-            for method, row in table.rows.iterrows()]
+    rows = list(table.rows.iterrows())
+    for column in table.columns:
+        task, _, rest = column_header(table, column).partition(" ")
+        columns[(task, rest)] = [mark(metric_cell(table, method, row, column), column, method) for method, row in rows]
     if table.baseline:
-        columns[("ΔMTL", f"% vs {table.baseline} ↑")] = [
-            mark(delta_cell(row), ("delta", ""), method, table.rows["delta_mean"], True)
-            for method, row in table.rows.iterrows()]
-        columns[("ΔMTL", "p (Holm)")] = [p_cell(row["p_vs_baseline"]) for _, row in table.rows.iterrows()]
-    columns[("", "seeds")] = [seeds_cell(table, method, int(row["seeds"])) for method, row in table.rows.iterrows()]
-    frame = pd.DataFrame(columns, index=list(table.rows.index))
+        columns[("ΔMTL", delta_header(table).removeprefix("ΔMTL "))] = [mark(delta_cell(row), DELTA, method)
+                                                                       for method, row in rows]
+        columns[("ΔMTL", "p (Holm)")] = [p_cell(row["p_vs_baseline"]) for _, row in rows]
+    columns[("", "seeds")] = [seeds_cell(table, method, int(row["seeds"])) for method, row in rows]
+    index = [escape(method_cell(table, method)) for method, _ in rows]
+    if table.constant:
+        extra = len(columns) - len(table.columns)
+        for column, text in zip(columns, [*constant_cells(table), *["—"] * extra]):
+            columns[column].append(escape(text))
+        index.append(escape(CONSTANT_ROW))
+    frame = pd.DataFrame(columns, index=index)
     frame.columns = pd.MultiIndex.from_tuples(frame.columns)
     return frame
 
@@ -102,10 +103,11 @@ def latex(suite: dict, tables: list[Table], summary: Summary | None = None) -> s
     parts = [latex_header(suite)]
     for table in tables:
         frame = cells(table, "latex")
-        frame.index = [latex_escape(method) for method in frame.index]
         frame.columns = pd.MultiIndex.from_tuples([(latex_escape(a), latex_escape(b)) for a, b in frame.columns])
+        caption = " ".join([f"{latex_escape(table.dataset)} / {latex_escape(table.scenario)}.",
+                            *(latex_escape(note) for note in table_notes(table))])
         parts.append(frame.style.to_latex(hrules=True, multicol_align="c", column_format="l" + "c" * frame.shape[1],
-                                          caption=f"{latex_escape(table.dataset)} / {latex_escape(table.scenario)}"))
+                                          caption=caption))
         if table.published is not None:
             parts.append(published_latex(table))
     if summary is not None:
@@ -118,11 +120,13 @@ def published_latex(table: Table) -> str:
     shown = pd.DataFrame({"value": [latex_escape(v) for v in frame["value"]],
                           "ours": [latex_escape(number(v, s)) for v, s in zip(frame["ours"], frame["ours_std"])],
                           "paper": [number(v) for v in frame["paper"]],
-                          "ours $-$ paper": [number(v, signed=True) for v in frame["difference"]]},
+                          "ours $-$ paper": [latex_escape(difference(row)) for row in frame.itertuples(index=False)],
+                          "note": [latex_escape(note) for note in frame["note"]]},
                          index=[latex_escape(m) for m in frame["method"]])
     caption = (f"{latex_escape(table.dataset)} / {latex_escape(table.scenario)} beside "
-               f"{latex_escape(frame.attrs['source'])}, {latex_escape(frame.attrs['table'])}")
-    return shown.style.to_latex(hrules=True, column_format="llccc", caption=caption)
+               f"{latex_escape(frame.attrs['source'])}, {latex_escape(frame.attrs['table'])}"
+               + (f" ({latex_escape(frame.attrs['note'])})" if frame.attrs["note"] else ""))
+    return shown.style.to_latex(hrules=True, column_format="llcccp{6cm}", caption=caption)
 
 
 def summary_latex(summary: Summary) -> str:
@@ -149,7 +153,7 @@ def page(suite: dict, note: str, tables: list[Table], footer_line: str, figures:
     for table in tables:
         parts.append(f"<h2>{html.escape(table.dataset)} / {html.escape(table.scenario)}</h2>")
         parts.append(cells(table, "html").to_html(escape=False))
-        parts += [f"<p>{html.escape(line)}</p>" for line in notes(table)]
+        parts += [f"<p>{html.escape(line)}</p>" for line in table_notes(table)]
         if table.published is not None:
             parts.append(f"<p>Beside {html.escape(table.published.attrs['source'])}, "
                          f"{html.escape(table.published.attrs['table'])}</p>")
@@ -163,11 +167,6 @@ def page(suite: dict, note: str, tables: list[Table], footer_line: str, figures:
         parts.append(f"<h2>{html.escape(FIGURES[name][0])}</h2>{inline_png(png, FIGURES[name][0])}")
     parts += [f"<p>{html.escape(footer_line)}</p>", "</body></html>"]
     return "\n".join(parts)
-
-
-def notes(table: Table) -> list[str]:
-    """The lines under a table (missing seeds, what the seeds can show), as plain text."""
-    return [line.lstrip("- ") for line in missing_note(table) + table_power_note(table) if line]
 
 
 def write_formats(suite: dict, tables: list[Table], note: str, footer_line: str, out: Path,

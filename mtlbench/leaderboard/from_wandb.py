@@ -1,8 +1,8 @@
 """A W&B project as a results store: ``mtlbench leaderboard --from-wandb ENTITY/PROJECT [--suite S]``.
 
 Every job's run carries what its result.json holds for a leaderboard: the ``mtlbench`` config block (job id,
-dataset, scenario, method, seed, params, metric directions, primary metrics) and the test metrics, hardware
-and metric conventions in its summary. The suite-level run (``<suite>-leaderboard``) carries the suite's
+dataset, scenario, method, seed, params, metric directions, primary metrics) and the test metrics, hardware,
+metric conventions, the constant prediction's metrics and the diverged tasks in its summary. The suite-level run (``<suite>-leaderboard``) carries the suite's
 summary (method order, baseline, published numbers, ...). For ``leaderboard.select: best_val`` the runs' logged
 epochs (their history) are fetched too: each row holds an epoch's stage, validation and, with
 ``train.test_every_epoch``, test metrics. ``fetch`` is the only call to the server (the public API); everything
@@ -94,6 +94,7 @@ def result_of(run: RunRecord) -> dict[str, Any]:
             "history": history, "primary": meta["primary"],
             "directions": meta["directions"], "device": run.summary.get("device", "unknown (W&B run)"),
             "metrics_version": run.summary.get("metrics_version", 1),
+            "constant": nested(run.summary, "constant"), "diverged": list(run.summary.get("diverged", [])),
             "config": {"tuned": meta.get("params") == "tuned"}}
 
 

@@ -3,7 +3,12 @@
 Each entry names its source and table, the (dataset, scenario) table it belongs to (default: every one) and rows
 of values per method: ``TASK/METRIC`` in mtlbench's units (mIoU as a fraction, not percent) or ``delta_mtl``
 (percent, against the paper's own baseline). Below each leaderboard table, one row per (method, value): ours
-(mean ± std over seeds), the paper's, and ours minus the paper's.
+(mean ± std over seeds), the paper's, ours minus the paper's, and a note.
+
+A paper's ΔMTL is comparable with ours only if it is against the same baseline over the same metrics: an entry
+states them (``baseline``, ``metrics``), and a ``delta_mtl`` row whose table differs in either shows no difference
+and says why (one whose entry states neither says that it is unchecked). ``notes`` per row say how the paper's
+setting of that row differs from the suite's (a schedule, the epoch reported).
 """
 from __future__ import annotations
 
@@ -31,25 +36,54 @@ def entry_for(dataset: str, scenario: str | None, published: list[dict[str, Any]
     return max(matches, key=lambda match: sum(match[1].get(key) is not None for key in ("dataset", "scenario")))
 
 
-def comparison(found: tuple[int, dict[str, Any]], lookup: Lookup) -> pd.DataFrame:
-    """Rows (method, value, ours, ours_std, paper, difference) of a published entry; ``lookup`` gives our
-    number of (method, key) and raises LeaderboardError naming the field when the results cannot show it."""
+Check = Callable[[str], "tuple[bool, str]"]  # key -> (comparable with ours, why not / what is unchecked)
+
+
+def comparison(found: tuple[int, dict[str, Any]], lookup: Lookup,
+               check: Check = lambda key: (True, "")) -> pd.DataFrame:
+    """Rows (method, value, ours, ours_std, paper, difference, comparable, note) of a published entry; ``lookup``
+    gives our number of (method, key) and raises LeaderboardError naming the field when the results cannot show
+    it; ``check(key)`` says whether a value can be set against ours: a row that cannot has no difference, and
+    its note (after the entry's note for the row) says why."""
     index, entry = found
     rows = []
     for method, values in entry["rows"].items():
         for key, paper in values.items():
             ours, spread = lookup(method, key, f"leaderboard.published[{index}].rows.{method}.{key}")
+            comparable, why = check(key)
+            note = "; ".join(text for text in (entry.get("notes", {}).get(method, ""), why) if text)
             rows.append({"method": method, "value": key, "ours": ours, "ours_std": spread, "paper": paper,
-                         "difference": ours - paper})
-    frame = pd.DataFrame(rows, columns=["method", "value", "ours", "ours_std", "paper", "difference"])
+                         "difference": ours - paper if comparable else math.nan, "comparable": comparable,
+                         "note": note})
+    frame = pd.DataFrame(rows, columns=["method", "value", "ours", "ours_std", "paper", "difference", "comparable",
+                                        "note"])
     frame.attrs.update(source=entry["source"], table=entry["table"], note=entry.get("note", ""))
     return frame
+
+
+def delta_comparability(table: Table, entry: dict[str, Any], key: str) -> tuple[bool, str]:
+    """Whether the paper's ΔMTL can stand beside this table's: the same baseline over the same metrics."""
+    if key != DELTA_KEY or table.baseline is None:
+        return True, ""
+    ours = f"ours is against {table.baseline} over {metric_list(table.delta_metrics)}"
+    if entry.get("baseline") is None or entry.get("metrics") is None:
+        return True, f"comparability unchecked: the entry states no baseline and metrics of the paper's ΔMTL ({ours})"
+    paper = {task: list(metrics) for task, metrics in entry["metrics"].items()}
+    if entry["baseline"] != table.baseline or paper != table.delta_metrics:
+        return False, f"not comparable: the paper's ΔMTL is against {entry['baseline']} over {metric_list(paper)}, {ours}"
+    return True, ""
+
+
+def metric_list(metrics: dict[str, list[str]]) -> str:
+    return ", ".join(f"{task} {metric}" for task, names in metrics.items() for metric in names)
 
 
 def beside(table: Table, published: list[dict[str, Any]]) -> pd.DataFrame | None:
     """The paper's numbers for a per-table leaderboard's table (None when the suite gives none)."""
     found = entry_for(table.dataset, table.scenario, published)
-    return None if found is None else comparison(found, functools.partial(ours_of, table))
+    if found is None:
+        return None
+    return comparison(found, functools.partial(ours_of, table), functools.partial(delta_comparability, table, found[1]))
 
 
 def ours_of(table: Table, method: str, key: str, field: str) -> tuple[float, float]:
@@ -90,11 +124,16 @@ def frame_lookup(rows: dict[str, dict[str, float]], what: str) -> Lookup:
 def beside_markdown(frame: pd.DataFrame) -> list[str]:
     lines = ["", f"Beside {frame.attrs['source']}, {frame.attrs['table']}"
              + (f" ({frame.attrs['note']})" if frame.attrs["note"] else "") + ":", "",
-             "| method | value | ours | paper | ours − paper |", "|---|---|---|---|---|"]
+             "| method | value | ours | paper | ours − paper | note |", "|---|---|---|---|---|---|"]
     for row in frame.itertuples(index=False):
         lines.append(f"| {row.method} | {row.value} | {number(row.ours, row.ours_std)} | {number(row.paper)} | "
-                     f"{number(row.difference, signed=True)} |")
+                     f"{difference(row)} | {row.note} |")
     return lines
+
+
+def difference(row: Any) -> str:
+    """Ours minus the paper's; "—" where the two are not comparable (the note says why)."""
+    return number(row.difference, signed=True) if row.comparable else "—"
 
 
 def number(value: float, std: float = math.nan, signed: bool = False) -> str:

@@ -10,12 +10,15 @@ from pathlib import Path
 import pandas as pd
 
 from ..files import write_text_atomic
-from .aggregate import Table
+from .aggregate import DELTA, Table
 from .published import beside_markdown
 from .summary import Summary, summary_markdown
-from .stats import not_worse_than_best, power_note
+from .stats import CONFIDENCE, power_note, significantly_best
 
 ARROW = {True: "↑", False: "↓"}
+ENTERS = "†"  # after a column's arrow: the metric enters ΔMTL
+NO_BETTER = "‡"  # after a cell: some seed is no better than the constant prediction
+CONSTANT_ROW = "(constant)"
 
 
 def fmt(mean: float, std: float) -> str:
@@ -35,11 +38,10 @@ def missing_note(table: Table) -> list[str]:
     """Below a table with missing seeds: which jobs each incomplete method lacks."""
     if not table.missing:
         return []
-    lines = ["", "Fewer seeds than the suite asks for (failed or not run yet; `mtlbench status` says which): "
-             "their means are over the seeds shown, and they are never bold."]
-    lines += [f"- {method}: missing job{'s' if len(ids) > 1 else ''} {', '.join(ids)}"
-              for method, ids in table.missing.items()]
-    return lines
+    return ["Fewer seeds than the suite asks for (failed or not run yet; `mtlbench status` says which): their means "
+            "are over the seeds shown, and they are never bold. "
+            + "; ".join(f"{method}: missing job{'s' if len(ids) > 1 else ''} {', '.join(ids)}"
+                        for method, ids in table.missing.items()) + "."]
 
 
 def signed(value: float) -> str:
@@ -47,11 +49,33 @@ def signed(value: float) -> str:
 
 
 def delta_cell(row: pd.Series) -> str:
-    """ΔMTL mean ± std and its 95% bootstrap interval."""
+    """ΔMTL mean ± std and the 95% interval of its paired difference from the baseline (none for the baseline)."""
     spread = "" if math.isnan(row["delta_std"]) else f" ± {row['delta_std']:.2f}"
     interval = "" if math.isnan(row["delta_ci_low"]) else \
         f" [{signed(row['delta_ci_low'])}, {signed(row['delta_ci_high'])}]"
     return f"{signed(row['delta_mean'])}{spread}{interval}"
+
+
+def metric_cell(table: Table, method: str, row: pd.Series, column: tuple[str, str]) -> str:
+    """mean ± std of a metric, marked when some seed is no better than the constant prediction."""
+    t, m = column
+    mark = f" {NO_BETTER}" if table.below_constant.get(column, {}).get(method) else ""
+    return fmt(row[f"{t}/{m}/mean"], row[f"{t}/{m}/std"]) + mark
+
+
+def method_cell(table: Table, method: str) -> str:
+    """The method's name, and the seeds whose training diverged."""
+    seeds = table.diverged.get(method)
+    return method + (f" (diverged: seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})" if seeds else "")
+
+
+def column_header(table: Table, column: tuple[str, str]) -> str:
+    t, m = column
+    return f"{t} {m} {ARROW[table.higher_is_better[column]]}{ENTERS if table.entering(column) else ''}"
+
+
+def delta_header(table: Table) -> str:
+    return f"ΔMTL % vs {table.baseline} ↑ [{CONFIDENCE:.0%} CI of the paired difference]"
 
 
 def p_cell(p: float) -> str:
@@ -59,40 +83,81 @@ def p_cell(p: float) -> str:
 
 
 def bold_sets(table: Table) -> dict[tuple[str, str], set[str]]:
-    """Per column: the best complete method and every complete method not significantly worse than it."""
-    eligible = [method for method in table.rows.index if table.complete(method)]
-    columns = {column: table.higher_is_better[column] for column in table.columns}
+    """Per column: the best method, when the paired test finds it better than every other eligible one."""
+    bold = {column: significantly_best(table.by_seed.get(column, {}), table.higher_is_better[column],
+                                       table.eligible(column)) for column in table.columns}
     if table.baseline:
-        columns[("delta", "")] = True
-    return {column: not_worse_than_best(table.by_seed.get(column, {}), higher, eligible)
-            for column, higher in columns.items()}
+        eligible = [m for m in table.rows.index if table.complete(m) and not table.diverged.get(m)]
+        bold[DELTA] = significantly_best(table.by_seed.get(DELTA, {}), True, eligible)
+    return bold
 
 
 def table_power_note(table: Table) -> list[str]:
     return power_note(table.expected_seeds or int(table.rows["seeds"].max()), len(table.rows) - 1)
 
 
+def delta_note(table: Table) -> str:
+    """Which metrics enter ΔMTL, and what its interval and p-value are."""
+    metrics = ", ".join(f"{t} {m}" for t in table.tasks for m in table.delta_metrics[t])
+    if not table.baseline:
+        return f"ΔMTL would average {metrics} (columns marked {ENTERS})."
+    seeds = table.expected_seeds or int(table.rows["seeds"].max())
+    return (f"ΔMTL against {table.baseline} over {metrics} (columns marked {ENTERS}); its interval is the "
+            f"{CONFIDENCE:.0%} Student t interval over {seeds} seeds of each method's paired per-seed difference from "
+            f"{table.baseline}, and p the exact sign-flip test of the same differences, Holm-adjusted over "
+            f"{len(table.rows) - 1} comparisons.")
+
+
+def degenerate_notes(table: Table) -> list[str]:
+    """What the marks of diverged runs and of cells no better than the constant prediction mean."""
+    notes = []
+    if table.diverged:
+        notes.append("diverged: the run's last-epoch training loss of some task is over 10 times its first step's "
+                     "(it kept finite numbers, but they mean nothing); such rows are never bold.")
+    if any(table.below_constant.values()):
+        notes.append(f"{NO_BETTER}: some seed scores no better than a constant prediction of the training targets "
+                     f"(row {CONSTANT_ROW}: their mean, the majority class for segmentation); such cells are never "
+                     f"bold.")
+    return notes
+
+
+def table_notes(table: Table) -> list[str]:
+    """Every line that belongs under a table, as plain text: ΔMTL's definition, the marks, missing seeds and
+    what the seeds can show (Markdown lists, HTML paragraphs and LaTeX captions carry the same)."""
+    return [delta_note(table), *degenerate_notes(table), *missing_note(table),
+            *(line for line in table_power_note(table) if line)]
+
+
+def constant_cells(table: Table) -> list[str]:
+    return [fmt(table.constant[c], math.nan) if c in table.constant else "—" for c in table.columns]
+
+
 def markdown_table(table: Table) -> str:
-    header = ["method"] + [f"{t} {m} {ARROW[table.higher_is_better[(t, m)]]}" for t, m in table.columns]
+    header = ["method"] + [column_header(table, column) for column in table.columns]
     if table.baseline:
-        header += [f"ΔMTL % vs {table.baseline} ↑ [95% CI]", f"p vs {table.baseline} (Holm)"]
+        header += [delta_header(table), f"p vs {table.baseline} (Holm)"]
     header += ["seeds", "params"]
     bold = bold_sets(table)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method, row in table.rows.iterrows():
-        cells = [method]
-        for t, m in table.columns:
-            cell = fmt(row[f"{t}/{m}/mean"], row[f"{t}/{m}/std"])
-            cells.append(f"**{cell}**" if method in bold[(t, m)] else cell)
+        cells = [method_cell(table, method)]
+        for column in table.columns:
+            cell = metric_cell(table, method, row, column)
+            cells.append(f"**{cell}**" if method in bold[column] else cell)
         if table.baseline:
             cell = delta_cell(row)
-            cells += [f"**{cell}**" if method in bold[("delta", "")] else cell, p_cell(row["p_vs_baseline"])]
+            cells += [f"**{cell}**" if method in bold[DELTA] else cell, p_cell(row["p_vs_baseline"])]
         cells += [seeds_cell(table, method, int(row["seeds"])), row["params"]]
         lines.append("| " + " | ".join(cells) + " |")
     absent = [method for method in table.missing if method not in table.rows.index]
     lines += [f"| {method} | " + " | ".join("—" for _ in header[1:-2]) + f" | 0/{table.expected_seeds} seeds | |"
               for method in absent]
-    return "\n".join(lines + missing_note(table) + table_power_note(table))
+    if table.constant:
+        lines.append(f"| {CONSTANT_ROW} | " + " | ".join(constant_cells(table) + ["—"] * (len(header) - 1
+                                                                                         - len(table.columns)))
+                     + " |")
+    notes = table_notes(table)
+    return "\n".join(lines + [""] + [f"- {line}" for line in notes])
 
 
 def commit() -> str:
@@ -108,11 +173,11 @@ def commit() -> str:
 
 
 TABLE_NOTE = ("Test-split metrics of {epoch}, mean ± std over seeds. ΔMTL: Yun and Cho 2023 Eq. 7 in percent "
-              "(docs/leaderboards.md), with its 95% percentile-bootstrap interval over seeds (scipy); p: the exact "
-              "paired sign-flip test against the baseline over seeds, Holm-adjusted over the table's methods. Bold: "
-              "the best, and every method not significantly worse than it (the same test against the best, "
-              "Holm-adjusted; p < 0.05). params: the paper's (suite's) hyperparameters, or tuned on the validation "
-              "split by `mtlbench tune`.")
+              "(docs/leaderboards.md); beside it, the 95% Student t interval of its paired per-seed difference from "
+              "the baseline, and p, the exact sign-flip test of those differences, Holm-adjusted over the table's "
+              "methods. Bold: the best mean of a column, only where the same paired test finds it better than every "
+              "other method (Holm-adjusted, p < 0.05). params: the paper's (suite's) hyperparameters, or tuned on the "
+              "validation split by `mtlbench tune`.")
 
 
 def epoch_reported(settings: dict) -> str:
@@ -163,11 +228,18 @@ def footer(suite: dict, hardware: list[str]) -> str:
 
 
 def csv(tables: list[Table]) -> pd.DataFrame:
+    """Every number of the tables; per method also the seeds that diverged and, per column, those no better than
+    the constant prediction, whose values are the row ``(constant)``."""
     frames = []
     for table in tables:
         rows = table.rows.copy()
         if table.expected_seeds is not None:
             rows.insert(rows.columns.get_loc("seeds") + 1, "seeds_asked", table.expected_seeds)
+        rows["diverged_seeds"] = [len(table.diverged.get(m, [])) for m in rows.index]
+        for (t, m), below in table.below_constant.items():
+            rows[f"{t}/{m}/below_constant_seeds"] = [len(below.get(method, [])) for method in rows.index]
+        if table.constant:
+            rows.loc[CONSTANT_ROW, [f"{t}/{m}/mean" for t, m in table.constant]] = list(table.constant.values())
         rows.insert(0, "scenario", table.scenario)
         rows.insert(0, "dataset", table.dataset)
         rows.index.name = "method"

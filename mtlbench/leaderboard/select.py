@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics import delta_mtl
+from ..metrics import UndefinedDelta, delta_mtl
 from .aggregate import LeaderboardError
 
 SELECTIONS = ("last", "best_val")
@@ -86,6 +86,12 @@ def scorer(result: dict[str, Any], tasks: list[str], reference: dict | None, sel
                                f"leaderboard.select_by to TASK/METRIC or run the baseline")
     metrics = {t: chosen.get(t, [result["primary"][t]]) for t in tasks}
     directions = {t: result["directions"][t] for t in tasks}
+    try:
+        delta_mtl(reference, reference, directions, metrics)
+    except UndefinedDelta as error:
+        raise LeaderboardError(f"leaderboard.select: best_val by validation ΔMTL in {result['dataset']} / "
+                               f"{result['scenario']}: {error} (the last-epoch validation mean of {baseline}); set "
+                               f"leaderboard.select_by to TASK/METRIC or choose other leaderboard.metrics") from None
     return lambda val: delta_mtl(val, reference, directions, metrics)
 
 

@@ -7,10 +7,14 @@
   interval: the definitions of Agarwal et al. 2021 (Sec. 4). Their ``rliable`` package does not import with the
   pandas this project needs (its ``arch`` dependency breaks on pandas 3), so both are computed here with
   numpy/scipy, following the paper's definitions (``stats.py``).
-- **Critical-difference diagram** (Demšar 2006): the Friedman test over the tables as blocks, then the Nemenyi
-  post-hoc test, with scikit-posthocs. It was chosen over autorank because it runs exactly Demšar's procedure,
-  whereas autorank picks its tests from normality checks that are meaningless with a handful of tables. Only
-  methods with results in every table enter; it needs at least two tables and three methods.
+- **Critical-difference diagram** (Demšar 2006, Sec. 3.2.2): over *independent datasets* as blocks (the tables of
+  one dataset are scenarios of the same data, not independent samples, so a dataset's tables make one block: the
+  methods' mean ΔMTL over them), the Iman-Davenport form of the Friedman test, as Demšar recommends, then the
+  Nemenyi post-hoc test, with scikit-posthocs (chosen over autorank because it runs exactly Demšar's procedure,
+  whereas autorank picks its tests from normality checks that are meaningless with a handful of datasets). Only
+  methods with results in every table enter. It is drawn only when the Nemenyi critical difference is below
+  k - 1 ranks, the largest gap k methods can have: otherwise no pair could ever differ (with k = 4 methods on
+  2 blocks the critical difference is 3.32 ranks), so the page says why there is none.
 
 Every number is computed from the per-seed ΔMTL of the tables (``Table.by_seed``); nothing is trained.
 """
@@ -22,7 +26,7 @@ import math
 import pandas as pd
 
 from .aggregate import Table
-from .stats import ALPHA, improvement_interval, iqm_interval, nemenyi_critical_difference
+from .stats import ALPHA, iman_davenport_p, improvement_interval, iqm_interval, nemenyi_critical_difference
 
 DELTA = ("delta", "")
 
@@ -33,8 +37,9 @@ class Summary:
     # complete (every seed of every table)
     tables: int  # tables with a ΔMTL column
     baseline: str
-    friedman_p: float = math.nan
-    ranks: pd.Series | None = None  # mean rank of the methods in every table (the diagram's)
+    datasets: int = 0  # independent blocks of the diagram
+    iman_davenport_p: float = math.nan
+    ranks: pd.Series | None = None  # mean rank of the methods over the datasets (the diagram's)
     nemenyi: pd.DataFrame | None = None  # pairwise p-values
     critical_difference: float = math.nan
     why_no_diagram: str = ""
@@ -54,36 +59,45 @@ def summarize(tables: list[Table]) -> Summary | None:
     rows["tables"] = ranks.notna().sum(axis=1)
     rows["complete"] = [all(table.complete(m) for table in scored) and rows.loc[m, "tables"] == len(scored)
                         for m in methods]
+    rows[["poi", "poi_low", "poi_high"]] = math.nan  # the baseline against itself: nothing to say
     for method in methods:
         runs = [table.by_seed[DELTA][method].to_numpy() for table in scored if method in table.rows.index]
         rows.loc[method, ["iqm", "iqm_low", "iqm_high"]] = iqm_interval(runs)
         pairs = [(table.by_seed[DELTA][method].to_numpy(), table.by_seed[DELTA][baseline].to_numpy())
                  for table in scored if method in table.rows.index]  # a scored table has its baseline's runs
-        rows.loc[method, ["poi", "poi_low", "poi_high"]] = improvement_interval(pairs)
+        if method != baseline:
+            rows.loc[method, ["poi", "poi_low", "poi_high"]] = improvement_interval(pairs)
     summary = Summary(rows, len(scored), baseline)
-    diagram(summary, deltas.dropna())
+    per_dataset = deltas.dropna().T.groupby([table.dataset for table in scored]).mean()  # one block per dataset
+    diagram(summary, per_dataset)
     return summary
 
 
-def diagram(summary: Summary, deltas: pd.DataFrame) -> None:
-    """Friedman and Nemenyi over the methods with a ΔMTL in every table (ranked among themselves), when there
-    are enough of both."""
-    if deltas.shape[1] < 2:
-        summary.why_no_diagram = (f"one table only: a critical-difference diagram ranks methods over at least two "
-                                  f"tables (datasets or scenarios)")
-        return
-    if deltas.shape[0] < 3:
+def diagram(summary: Summary, blocks: pd.DataFrame) -> None:
+    """Iman-Davenport and Nemenyi over the datasets (rows of ``blocks``: a dataset's mean ΔMTL per method, for
+    the methods with a ΔMTL in every table), when they can tell methods apart."""
+    summary.datasets, methods = blocks.shape
+    if methods < 3:
         summary.why_no_diagram = "fewer than three methods have results in every table"
         return
-    from scipy.stats import friedmanchisquare
+    critical = nemenyi_critical_difference(methods, summary.datasets)
+    if summary.datasets < 2 or critical >= methods - 1:
+        tables = f"{summary.tables} table{'s' if summary.tables > 1 else ''}"
+        summary.why_no_diagram = (
+            f"the Friedman and Nemenyi tests (Demšar 2006) rank methods over independent datasets, and these "
+            f"{tables} come from {summary.datasets} dataset{'s' if summary.datasets > 1 else ''} (scenarios of one "
+            f"dataset are not independent samples). With {summary.datasets} and {methods} methods the Nemenyi "
+            f"critical difference would be {critical:.2f} ranks, not below the largest possible gap of "
+            f"{methods - 1}: no two methods could be told apart")
+        return
     import scikit_posthocs
 
-    blocks = deltas.T  # rows: tables, columns: methods
-    summary.friedman_p = float(friedmanchisquare(*blocks.to_numpy().T).pvalue)
+    values = blocks.to_numpy()
+    summary.iman_davenport_p = iman_davenport_p(values)
     summary.ranks = blocks.rank(axis=1, ascending=False).mean(axis=0)  # 1 = the best ΔMTL
-    summary.nemenyi = scikit_posthocs.posthoc_nemenyi_friedman(blocks.to_numpy())
+    summary.nemenyi = scikit_posthocs.posthoc_nemenyi_friedman(values)
     summary.nemenyi.index = summary.nemenyi.columns = list(blocks.columns)
-    summary.critical_difference = nemenyi_critical_difference(blocks.shape[1], blocks.shape[0])
+    summary.critical_difference = critical
 
 
 def interval(point: float, low: float, high: float, digits: int = 2) -> str:
@@ -112,8 +126,8 @@ def summary_markdown(summary: Summary) -> list[str]:
 def diagram_note(summary: Summary) -> str:
     if summary.ranks is None:
         return f"No critical-difference diagram: {summary.why_no_diagram}."
-    return (f"Friedman test over {summary.tables} tables: p = {summary.friedman_p:.3g}; Nemenyi critical difference "
-            f"at α = {ALPHA}: {summary.critical_difference:.2f} ranks (figure `-cd`).")
+    return (f"Iman-Davenport test over {summary.datasets} datasets: p = {summary.iman_davenport_p:.3g}; Nemenyi "
+            f"critical difference at α = {ALPHA}: {summary.critical_difference:.2f} ranks (figure `-cd`).")
 
 
 SUMMARY_NOTE = ("Mean rank: by mean ΔMTL within each table (1 = best), averaged over the tables a method has. IQM: "
@@ -127,7 +141,7 @@ def summary_frame(summary: Summary) -> pd.DataFrame:
     """The summary as CSV rows (every number)."""
     rows = summary.rows.copy()
     rows.index.name = "method"
-    rows["friedman_p"] = summary.friedman_p
+    rows["iman_davenport_p"] = summary.iman_davenport_p
     rows["critical_difference"] = summary.critical_difference
     if summary.ranks is not None:
         rows["cd_rank"] = summary.ranks
@@ -140,7 +154,7 @@ def cd_figure(summary: Summary, axis) -> None:
 
     scikit_posthocs.critical_difference_diagram(summary.ranks, summary.nemenyi, ax=axis, alpha=ALPHA,
                                                 cd=summary.critical_difference)
-    axis.set_title(f"Mean rank over {summary.tables} tables (Nemenyi, α = {ALPHA})", pad=30)  # above the CD bar
+    axis.set_title(f"Mean rank over {summary.datasets} datasets (Nemenyi, α = {ALPHA})", pad=30)  # above the CD bar
 
 
 __all__ = ["Summary", "cd_figure", "summarize", "summary_frame", "summary_markdown"]

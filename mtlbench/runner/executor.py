@@ -112,7 +112,8 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
         **{k: outcome[k] for k in ("primary", "directions", "history", "labels_per_task",
                                    "resumed_from_epoch", "train_seconds",
                                    "device", "torch")},
-        **{k: outcome[k] for k in ("estimate", "data_seconds", "eval_seconds") if k in outcome},
+        **{k: outcome[k] for k in ("estimate", "data_seconds", "eval_seconds", "constant", "first_step_loss",
+                                   "diverged") if k in outcome},
         "wall_seconds": time.perf_counter() - started,  # the job in this process: W&B, data, training, evaluation
         **resolved.record,
         **options.record,
@@ -126,7 +127,8 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
                          f"result is written (strict JSON has no NaN or infinity)")
     store.finish(job, result)
     run.finish({"test": result["test"], "train_seconds": result["train_seconds"], "device": result["device"],
-                "metrics_version": result["metrics_version"], **track_run_summary(store, job, result)})
+                "metrics_version": result["metrics_version"], **track_run_summary(store, job, result),
+                **{k: result[k] for k in ("constant", "diverged") if k in result}})
     return result
 
 

@@ -1,14 +1,18 @@
 """Evaluation over a whole split: metrics accumulate on the device, one host sync per task at the end.
 
 Besides its metrics, every task reports ``loss``: its training loss (``Task.loss_per_image``) averaged over the
-split's images, the score Standley et al. 2020 selects networks by."""
+split's images, the score Standley et al. 2020 selects networks by.
+
+``constant_reference`` scores the model that predicts each task's training mean whatever the image (the majority
+class for segmentation): a network that does no better has learnt nothing the leaderboard should rank.
+"""
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Callable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..data import Split
 from ..tasks import Task
@@ -39,3 +43,39 @@ def evaluate(model: nn.Module, split: Split, tasks: dict[str, Task], batch_size:
         raise FloatingPointError(f"evaluation: the predictions of {', '.join(diverged)} are NaN or infinite (the "
                                  f"network diverged); no metric of them is recorded")
     return {name: {**meter.compute(), "loss": loss_sums[name].item() / len(split)} for name, meter in meters.items()}
+
+
+class ConstantModel(nn.Module):
+    """Predicts each task's constant (``Task.constant``) for every image, at the image's size."""
+
+    def __init__(self, constants: dict[str, Tensor]) -> None:
+        super().__init__()
+        self.constants = constants
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        b, _, h, w = images.shape
+        return {name: c.expand(b, -1, h, w) if c.dim() == 3 else c.expand(b, -1) for name, c in self.constants.items()}
+
+
+@torch.inference_mode()
+def fit_constants(split: Split, tasks: dict[str, Task], mask: Tensor, batch_size: int) -> dict[str, Tensor]:
+    """Each task's constant, fitted to the targets of the training images labelled for it (``mask`` [N, T]);
+    a task with no labelled image has none."""
+    constants = {}
+    for j, (name, task) in enumerate(tasks.items()):
+        rows = mask[:, j].nonzero().squeeze(1).to(split.images.device)
+        sums = counts = 0
+        for index in rows.split(batch_size):
+            batch_sums, batch_counts = task.target_sums(task.prepare(split.targets[name][index]))
+            sums, counts = sums + batch_sums, counts + batch_counts
+        if len(rows):
+            constants[name] = task.constant(sums, counts)
+    return constants
+
+
+def constant_reference(train: Split, test: Split, tasks: dict[str, Task], mask: Tensor,
+                       batch_size: int) -> dict[str, dict[str, float]]:
+    """The test metrics of the constant model fitted to the labelled training targets."""
+    constants = fit_constants(train, tasks, mask, batch_size)
+    scored = {name: task for name, task in tasks.items() if name in constants}
+    return evaluate(ConstantModel(constants), test.select(list(scored)), scored, batch_size, nullcontext)

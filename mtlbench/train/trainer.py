@@ -31,7 +31,7 @@ from ..models import MODELS
 from ..registry import build
 from ..tasks import Task
 from . import checkpoint
-from .evaluation import evaluate
+from .evaluation import constant_reference, evaluate
 from .optim import OPTIMIZERS, SCHEDULERS
 
 def derive_seed(*parts: Any) -> int:
@@ -142,6 +142,7 @@ class StageResult:
     test: dict[str, dict[str, float]] = field(default_factory=dict)
     resumed_from_epoch: int = 0
     train_seconds: float = 0.0
+    first_loss: dict[str, float] = field(default_factory=dict)  # task -> its training loss at its first step
     model: nn.Module | None = None  # the trained network, for procedures that use it further (not saved here)
     observed: list[Any] = field(default_factory=list)  # what each StepObserver reports
 
@@ -231,6 +232,9 @@ def run_job(job: dict[str, Any], job_dir: Path, on_epoch: EpochCallback = lambda
                                        on_epoch, observers) for stage in stages}
     outcome = job_outcome(job, data.tasks, data.plan.mask, results, device)
     outcome["data_seconds"] = data_seconds
+    if test:
+        outcome["constant"] = constant_reference(data.splits["train"], data.splits["test"], data.tasks,
+                                                 torch.from_numpy(data.plan.mask), job["train"]["eval_batch_size"])
     if observers:
         outcome["observed"] = next(iter(results.values())).observed
     return outcome
@@ -248,6 +252,8 @@ def job_outcome(job: dict[str, Any], tasks: dict[str, Task], mask: np.ndarray, r
         "train_seconds": sum(r.train_seconds for r in results.values()),
         "eval_seconds": sum(record.get("eval_seconds", 0.0) for r in results.values() for record in r.history),
         "labels_per_task": dict(zip(tasks, mask.sum(0).astype(int).tolist())),
+        "first_step_loss": {t: loss for r in results.values() for t, loss in r.first_loss.items()},
+        "diverged": [t for r in results.values() for t in diverged_tasks(r.first_loss, r.history[-1])],
         "device": device_name(device),
         "torch": torch.__version__,
     }
@@ -294,13 +300,15 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         checkpoint.restore_rng(saved["rng"], generators)
-        result = StageResult(saved["history"], saved.get("test", {}), saved["epoch"], saved["train_seconds"])
+        result = StageResult(saved["history"], saved.get("test", {}), saved["epoch"], saved["train_seconds"],
+                             saved.get("first_loss", {}))
         for watcher, state in zip(watchers, observer_states(saved)):
             watcher.restore(state)
         for record in result.history:  # the checkpoint, not a log written after it, says what was trained
             on_epoch({**record, "epochs": cfg["epochs"], RESUMED: True})
 
     val = splits["val"].select(list(stage.tasks))
+    first_losses: dict[str, Any] = dict(result.first_loss)  # a task's loss at its first step (tensors: no sync)
     for epoch in range(result.resumed_from_epoch, cfg["epochs"]):
         start = time.perf_counter()
         model.train()
@@ -313,11 +321,15 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
                       for index, mask in batches[first:first + group]]
             logs = recipe.train_batches(optimizer, loaded)
             watch.step(logs, first + 1)
+            if len(first_losses) < len(stage.tasks):
+                first_losses.update({k.removeprefix("loss/"): v / len(loaded) for k, v in logs.items()
+                                     if k.startswith("loss/") and k.removeprefix("loss/") not in first_losses})
             for key, value in logs.items():
                 sums[key] = sums.get(key, 0) + value
             for watcher in watchers:
                 watcher.after_step(epoch * len(batches) + first + len(loaded))
         watch.check(stage.name, epoch + 1)  # before anything of this epoch is validated, checkpointed or logged
+        result.first_loss = {task: float(loss) for task, loss in first_losses.items()}
         scheduler.step()
         recipe.end_epoch({k.removeprefix("loss/"): float(v) / len(batches) for k, v in sums.items()
                           if k.startswith("loss/")})
@@ -345,7 +357,7 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
                                 "optimizer": optimizer.state_dict(),
                                 "scheduler": scheduler.state_dict(), "rng": checkpoint.rng_state(generators),
                                 "epoch": epoch + 1, "history": result.history, "test": result.test,
-                                "train_seconds": result.train_seconds,
+                                "train_seconds": result.train_seconds, "first_loss": result.first_loss,
                                 "observers": [watcher.state() for watcher in watchers]}, path)
         on_epoch({**record, "epochs": cfg["epochs"]})
     result.model = model
@@ -379,6 +391,18 @@ class NonFiniteWatch:
             raise NonFiniteLoss(f"the training loss of {task} (stage {stage}) became NaN or infinite at epoch {epoch}, "
                                 f"step {step}: the run diverged. Lower the learning rate or check the data; the "
                                 f"checkpoint of epoch {epoch - 1} stays, and nothing of epoch {epoch} is recorded")
+
+
+DIVERGENCE_FACTOR = 10.0
+
+
+def diverged_tasks(first_loss: dict[str, float], last: dict[str, Any]) -> list[str]:
+    """The tasks whose mean training loss in the last epoch is above ``DIVERGENCE_FACTOR`` times their loss at
+    their first step (the untrained network's): the run diverged without reaching NaN. Training lowers a task's
+    loss, and a network that learns nothing keeps it near where it started; ten times above it, the updates
+    have thrown the weights far off (Adam at lr 1e6: 1e12 times)."""
+    return [task for task, loss in first_loss.items()
+            if loss > 0 and last.get(f"train/loss/{task}", 0.0) > DIVERGENCE_FACTOR * loss]
 
 
 def observer_states(saved: dict[str, Any]) -> list[Any]:

@@ -18,7 +18,7 @@ from ...files import as_float
 from ...metrics import delta_t
 from ...leaderboard.published import beside_markdown, comparison, entry_for, frame_lookup
 from ...leaderboard.render import ARROW, fmt
-from ...leaderboard.stats import not_worse_than_best, power_note
+from ...leaderboard.stats import power_note, significantly_best
 
 
 def mean_metrics(results: list[dict[str, Any]], tasks: list[str]) -> dict[str, dict[str, float]]:
@@ -79,7 +79,7 @@ def markdown_setting(dataset: str, setting: dict[str, Any], rows: list[dict[str,
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
              "| Initial seed set | " + " | ".join("0" for _ in tasks) + " | 0 | " + " | ".join("" for _ in tasks)
              + " |  | " + " | ".join(f"{seed_metrics[t][primary[t]]:.4f}" for t in tasks) + " |  |"]
-    bold = not_worse_than_best({r["allocator"]: pd.Series(r["runs"]) for r in rows}, True,
+    bold = significantly_best({r["allocator"]: pd.Series(r["runs"]) for r in rows}, True,
                                [r["allocator"] for r in rows])
     for r in rows:
         delta_total = signed(r["delta_T"], r["delta_T_std"])

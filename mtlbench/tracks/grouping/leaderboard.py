@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ...leaderboard.published import beside_markdown, comparison, entry_for, frame_lookup
-from ...leaderboard.stats import not_worse_than_best, power_note
+from ...leaderboard.stats import power_note, significantly_best
 from ...registry import build
 from .baselines import affinity, relative_performance
 from .losses import LossFileError, LossTable, Network, write_losses
@@ -87,15 +87,15 @@ def seed_totals(per_seed: list[dict[str, dict[float, Choice | None]]], name: str
 
 def table4(per_seed: list[dict[str, dict[float, Choice | None]]], names: list[str], budgets: list[float]) -> tuple[
         list[str], pd.DataFrame]:
-    """Table 4 as Markdown lines and a frame; bold per budget: the lowest mean total and every selector not
-    significantly worse (the exact paired test over seeds, Holm-adjusted), as in every mtlbench table."""
+    """Table 4 as Markdown lines and a frame; bold per budget: the lowest mean total, where the exact paired test
+    over seeds (Holm-adjusted) finds it lower than every other selector's, as in every mtlbench table."""
     totals = {(name, budget): seed_totals(per_seed, name, budget) for name in names for budget in budgets}
     shown = {key: mean_std(list(values)) for key, values in totals.items() if len(values)}
     frame = pd.DataFrame.from_records(
         [{"method": name, "budget": budget, "total_test_loss": mean, "std": std, "seeds": len(totals[name, budget])}
          for (name, budget), (mean, std) in shown.items()],
         columns=["method", "budget", "total_test_loss", "std", "seeds"])
-    bold = {budget: not_worse_than_best({name: totals[name, budget] for name in names}, False, names)
+    bold = {budget: significantly_best({name: totals[name, budget] for name in names}, False, names)
             for budget in budgets}
     lines = ["| method | " + " | ".join(f"{b:g}" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
     for name in names:

@@ -27,7 +27,7 @@ class PartialTrack(Track):
                     finished: Callable[[str], dict[str, Any] | None]) -> dict[str, Any]:
         """The job's ΔMTL against the mean of the suite's baseline runs of its table, once all have finished
         (the leaderboard's per-seed ΔMTL; docs/leaderboards.md)."""
-        from ...metrics import delta_mtl
+        from ...metrics import UndefinedDelta, delta_mtl
 
         settings = summary.get("leaderboard", {})
         baseline = settings.get("baseline", "supervised")
@@ -38,8 +38,11 @@ class PartialTrack(Track):
         chosen = {t: settings.get("metrics", {}).get(t, [result["primary"][t]]) for t in result["test"]}
         reference = {t: {m: sum(r["test"][t][m] for r in references) / len(references) for m in chosen[t]}
                      for t in chosen}
-        return {"delta_mtl": delta_mtl(result["test"], reference, result["directions"], chosen),
-                "delta_mtl_baseline": baseline}
+        try:
+            return {"delta_mtl": delta_mtl(result["test"], reference, result["directions"], chosen),
+                    "delta_mtl_baseline": baseline}
+        except UndefinedDelta:  # a baseline metric of 0: the leaderboard names it; the run's summary has no ΔMTL
+            return {}
 
     def render(self, summary: dict[str, Any], results: list[dict[str, Any]], hardware: list[str], out: Path,
                baseline: str | None, formats: tuple[str, ...] = ()) -> tuple[Path, ...]:
