@@ -109,6 +109,7 @@ def test_a_job_resumed_from_its_checkpoint_matches_an_uninterrupted_one(tiny_job
         run_job(tiny_job, tmp_path / "b", stop_after_two)
     resumed = run_job(tiny_job, tmp_path / "b")
     assert resumed["resumed_from_epoch"] == {"mtl": 2}
+    assert resumed["first_step_loss"] == straight["first_step_loss"]  # kept by the checkpoint, not re-measured
     weights = [torch.load(tmp_path / run / "checkpoint-mtl.pt")["model"] for run in "ab"]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])  # bit for bit
     # evaluation of identical weights still varies in the last float32 bits (kernel choice by alignment)
@@ -192,3 +193,40 @@ def test_best_val_needs_jobs_tested_after_every_epoch_and_the_setting_keeps_ids(
     on = load_suite(write_suite({"train": {**train, "test_every_epoch": True},
                                  "leaderboard": {"select": "best_val"}})).jobs[0]
     assert default.id == off.id != on.id  # off hashes as the jobs before the setting existed
+
+
+def test_a_run_that_diverges_without_nan_is_recorded_and_a_normal_one_is_not(tiny_job, tmp_path):
+    """Adam at lr 1e6 keeps every number finite (depth abs err ~1e28, normals at 90 degrees), but the training
+    loss ends far above the untrained network's first step: those tasks are recorded as diverged."""
+    normal = run_job(tiny_job, tmp_path)
+    assert normal["diverged"] == [] and set(normal["first_step_loss"]) == {"seg", "depth", "normal"}
+    tiny_job["train"]["optimizer"]["lr"] = 1e6
+    (tmp_path / "blown").mkdir()
+    blown = run_job(tiny_job, tmp_path / "blown")
+    assert "depth" in blown["diverged"] and "normal" not in blown["diverged"]  # 1 - cos is bounded: never 10x
+    assert all(np.isfinite(v) for v in flatten(blown["test"]).values())
+    assert blown["first_step_loss"] == pytest.approx(normal["first_step_loss"])  # the same untrained network
+    assert blown["history"][-1]["train/loss/depth"] > 10 * blown["first_step_loss"]["depth"]
+
+
+def test_the_constant_reference_predicts_the_labelled_training_mean(tiny_job, tmp_path):
+    """Depth: the mean of the valid depths of the images labelled for depth, scored on the test split by hand;
+    segmentation: the majority class everywhere."""
+    from mtlbench.train.trainer import load_job_data
+
+    tiny_job["train"]["epochs"] = 1
+    outcome = run_job(tiny_job, tmp_path)
+    data = load_job_data(tiny_job, torch.device("cpu"))
+    labelled = torch.from_numpy(data.plan.mask[:, 1]).nonzero().squeeze(1)
+    depth = data.splits["train"].targets["depth"][labelled].float()
+    mean = depth[depth > 0].mean()
+    test = data.splits["test"].targets["depth"].float()
+    assert outcome["constant"]["depth"]["abs_err"] == pytest.approx((test[test > 0] - mean).abs().mean().item(),
+                                                                    rel=1e-5)
+    seg = data.splits["train"].targets["seg"][torch.from_numpy(data.plan.mask[:, 0]).nonzero().squeeze(1)].long()
+    majority = torch.bincount(seg[seg >= 0].flatten()).argmax()
+    truth = data.splits["test"].targets["seg"].long()
+    valid = truth >= 0
+    accuracy = (truth[valid] == majority).float().mean().item()
+    assert outcome["constant"]["seg"]["pixel_acc"] == pytest.approx(accuracy)
+    assert set(outcome["constant"]) == {"seg", "depth", "normal"}
