@@ -54,11 +54,24 @@ class TrainSection(Strict):
     optimizer: str | dict[str, Any] = "adam"
     scheduler: str | dict[str, Any] = "step"
     augment: AugmentSection = AugmentSection()
-    device: str = "auto"
+    device: str = Field("auto", description="auto (CUDA when there is one, else the CPU), cpu, cuda, cuda:N, mps")
     precision: Literal["auto", "fp32", "tf32", "bf16"] = Field(
         "auto", description="fp32 / tf32 / bf16; auto: bf16 on CUDA, fp32 elsewhere")
     test_every_epoch: bool = Field(False, description="test after every epoch too (history), as leaderboard.select: "
                                                       "best_val needs; trains nothing differently")
+
+    @field_validator("device")
+    @classmethod
+    def known_device(cls, device: str) -> str:
+        """A device torch can name (whether this machine has it is checked when a local run starts)."""
+        import torch
+
+        if device != "auto":
+            try:
+                torch.device(device)
+            except RuntimeError:
+                raise ValueError(f"{device!r} is not a device torch knows; use auto, cpu, cuda, cuda:N or mps") from None
+        return device
 
 
 class PublishedSection(Strict):
@@ -155,7 +168,7 @@ class SuiteFile(Strict):
     datasets: list[str | dict[str, Any]] = Field(default_factory=list)
     tasks: list[str]
     scenarios: list[str | dict[str, Any]] = Field(default_factory=list)
-    mask_seed: int = 0
+    mask_seed: int = Field(0, ge=0, description="seeds the label masks (never the training seed)")
     methods: list[str | dict[str, Any]] = Field(default_factory=list)
     seeds: list[int] = [0]
     model: str | dict[str, Any] = "segnet"
@@ -419,17 +432,40 @@ def resolve_method(spec: str | dict[str, Any], where: str, path: Path) -> dict[s
     return method
 
 
-def check_scenario(scenario: dict[str, Any], tasks: list[str], datasets: list[dict[str, Any]], where: str,
-                   path: Path) -> None:
-    """A scenario the suite lists: one a suite may list, and usable with these tasks and datasets."""
+def check_scenario(scenario: dict[str, Any], tasks: list[str], datasets: list[dict[str, Any]], mask_seed: int,
+                   where: str, path: Path) -> None:
+    """A scenario the suite lists: one a suite may list, usable with these tasks and datasets, and whose label
+    plan can be made for each dataset's training split (a mask file of the wrong size fails here, not when its
+    first job starts)."""
     made_by = SCENARIOS.get(scenario["name"]).made_by
     if made_by:
         raise SuiteError(f"{path}: {where}: the {scenario['name']} scenario is made by a suite's {made_by} section, "
                          f"not listed under scenarios")
+    labels = build(SCENARIOS, {k: v for k, v in scenario.items() if k != "mask_seed"})
     try:
-        build(SCENARIOS, {k: v for k, v in scenario.items() if k != "mask_seed"}).check_suite(tasks, datasets)
+        labels.check_suite(tasks, datasets)
+        for dataset in datasets:
+            instance = build(DATASETS, dataset)
+            n_pool = instance.split_size("pool") if labels.pool else 0
+            labels.plan(instance.split_size("train"), tasks, mask_seed, n_pool)
     except ScenarioError as error:
         raise SuiteError(f"{path}: {where}{'.' + error.field if error.field else ''}: {error}") from None
+
+
+def check_model(model: dict[str, Any], tasks: list[str], dataset: dict[str, Any], path: Path) -> None:
+    """The model can be built for these tasks: built on the meta device, which allocates nothing (whether its
+    weights fit a device is checked when a local run starts, runner/preflight.py)."""
+    import warnings
+
+    import torch
+
+    available = build(DATASETS, dataset).tasks()
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # loading a weights file into meta tensors warns that it is a no-op
+            build(MODELS, model).build({t: available[t] for t in tasks})
+    except (ValueError, RuntimeError, TypeError) as error:
+        raise SuiteError(f"{path}: model: {model['name']} cannot be built with {model}: {error}") from None
 
 
 def check_dataset(dataset: dict[str, Any], tasks: list[str], model: dict[str, Any], where: str,
@@ -492,6 +528,7 @@ def resolve_common(raw: SuiteFile, path: Path) -> tuple[dict[str, Any], dict[str
                 for i, spec in enumerate(dataset_specs)]
     for i, dataset in enumerate(datasets):
         check_dataset(dataset, raw.tasks, model, f"datasets[{i}]" if raw.datasets else "dataset", path)
+    check_model(model, raw.tasks, datasets[0], path)
     return model, train, datasets
 
 

@@ -88,3 +88,48 @@ def test_explicit_recipe_is_resolved_like_a_preset(write_suite):
 def test_partial_label_methods_and_scenarios_are_checked_before_training(write_suite, overrides, expected):
     message, _ = error_of(write_suite, overrides)
     assert expected in message, message
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"scenarios": [{"name": "onelabel", "unlabeled": 1.5}]}, "scenarios[0]: unlabeled = 1.5: must lie in [0, 1)"),
+    ({"scenarios": [{"name": "randomlabels", "unlabeled": -0.5}]}, "scenarios[0]: unlabeled = -0.5: must lie in [0, 1)"),
+    ({"mask_seed": -1}, "mask_seed: Input should be greater than or equal to 0"),
+    ({"train": {"device": "tpu"}}, "train.device: 'tpu' is not a device torch knows; use auto, cpu, cuda"),
+    ({"tasks": ["seg"], "scenarios": ["randomlabels"]}, "scenarios[0]: randomlabels needs at least 2 tasks"),
+    ({"model": {"name": "deeplab_resnet50", "weights": "nowhere.pth"}, "dataset": {"name": "synthrooms"}},
+     "model: deeplab_resnet50 cannot be built"),
+])
+def test_what_would_fail_when_a_job_starts_is_refused_when_the_suite_loads(write_suite, overrides, expected):
+    """mtlbench run and mtlbench status load the suite first: these never reach a job (they once failed in its
+    error.txt after the run had begun)."""
+    message, path = error_of(write_suite, overrides)
+    assert expected in message and str(path) in message, message
+
+
+def test_a_mask_file_with_the_wrong_number_of_rows_is_refused_when_the_suite_loads(write_suite, tmp_path):
+    import torch
+
+    torch.save({"labels_weights": torch.ones(10, 3)}, tmp_path / "mask.pth")
+    message, _ = error_of(write_suite, {"scenarios": [{"name": "mask_file", "path": str(tmp_path / "mask.pth")}]})
+    assert "scenarios[0]" in message and "mask has shape (10, 3), expected (24, 3) for 24 training images" in message
+
+
+def test_a_local_run_refuses_a_device_or_a_model_this_machine_does_not_have(write_suite, tmp_path, monkeypatch,
+                                                                             capsys):
+    import torch
+
+    from mtlbench.cli import main
+    from mtlbench.runner import preflight
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    path = write_suite({"train": {"epochs": 1, "device": "cuda"}})
+    assert main(["run", str(path), "--results", str(tmp_path / "r"), "--wandb", "disabled"]) == 2
+    assert "train.device: 'cuda', but this machine has no CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # refused before anything was written
+    assert main(["status", str(path), "--results", str(tmp_path / "r")]) == 0  # where it runs is not known here
+    path = write_suite({"model": {"name": "segnet", "width": 100.0}}, "wide.yaml")
+    monkeypatch.setattr(preflight, "memory", lambda device: 24 * 2**30)
+    assert main(["run", str(path), "--results", str(tmp_path / "r"), "--wandb", "disabled"]) == 2
+    err = capsys.readouterr().err
+    assert "model: {'name': 'segnet', 'width': 100.0} needs at least 3729.9 GiB" in err and "24.0 GiB of cpu" in err
+    assert not (tmp_path / "r").exists()

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..files import CorruptFile, UnsafeFile, load_tensors
-from ..registry import Registry
+from ..registry import Registry, require
 
 SCENARIOS: Registry[type] = Registry("scenario")
 BASE_STREAM, UNLABELED_STREAM, PURCHASE_STREAM = 0, 1, 2
@@ -66,6 +66,11 @@ class Scenario:
 
     unlabeled: float = 0.0
     unlabeled_per_batch: int = 0
+
+    def __post_init__(self) -> None:
+        require("unlabeled", self.unlabeled, 0.0 <= self.unlabeled < 1.0,
+                "must lie in [0, 1): the share of training images left without any label")
+        require("unlabeled_per_batch", self.unlabeled_per_batch, self.unlabeled_per_batch >= 0, "must be >= 0")
 
     @classmethod
     def label_of(cls, spec: dict[str, Any]) -> str:
@@ -230,6 +235,7 @@ class Canonical(Scenario):
         return int(counts.min()), int(counts.max())
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if (self.dataset, self.labels) not in CANONICAL:
             known = ", ".join(f"{d}/{m}" for d, m in CANONICAL)
             raise ScenarioError(f"canonical: no published mask {self.dataset}/{self.labels}; there are {known}")

@@ -12,6 +12,7 @@ from ..config import Suite
 from ..jobs import Job
 from ..registry import Registry
 from .executor import RunOptions, run_suite
+from .preflight import check_machine
 
 EXECUTORS: Registry[type] = Registry("executor")
 
@@ -37,4 +38,5 @@ class Local:
     detachable: ClassVar[bool] = False
 
     def run(self, suite: Suite, options: RunOptions, launch: Launch, detach: bool = False) -> list[Job]:
+        check_machine(suite, options.device)
         return run_suite(suite, options)

@@ -23,6 +23,7 @@ class Adam:
     (Sec. 4.1: 8e-5 to 8e-4, searched for every method alike) on a log scale."""
 
     space: ClassVar[dict[str, Space]] = {"lr": Float(8e-5, 8e-4, log=True), "weight_decay": WEIGHT_DECAY}
+    states: ClassVar[int] = 2  # tensors of a parameter's size the optimiser keeps (two moments)
     lr: float = 1e-4
     weight_decay: float = 0.0
 
@@ -46,6 +47,11 @@ class SGD:
         require("lr", self.lr, self.lr > 0, "must be > 0")
         require("momentum", self.momentum, 0 <= self.momentum < 1, "must lie in [0, 1)")
         require("weight_decay", self.weight_decay, self.weight_decay >= 0, "must be >= 0")
+
+    @property
+    def states(self) -> int:
+        """Tensors of a parameter's size it keeps: the momentum buffer, if any."""
+        return 1 if self.momentum else 0
 
     def build(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Suite
+from ..runner.preflight import check_machine
 from .objective import Context, Objective, Surplus, counts, reference_metrics
 from .params import write_params
 from .studies import TUNING, StudySpec
@@ -42,6 +43,7 @@ def tune_suite(suite: Suite, studies: list[StudySpec], options: TuneOptions) -> 
     from .backend import open_storage, redacted
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    check_machine(suite)
     url = options.storage or default_storage(options.results, suite.name)
     storage = open_storage(url)
     context = Context(options.results, options.wandb, suite.raw.wandb.project, suite.raw.wandb.entity)

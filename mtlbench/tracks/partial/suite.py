@@ -36,7 +36,7 @@ def expand(raw: SuiteFile, path: Path) -> list[Job]:
     model, train, datasets = resolve_common(raw, path)
     scenarios = [plugin(SCENARIOS, spec, f"scenarios[{i}]", path) for i, spec in enumerate(raw.scenarios)]
     for i, scenario in enumerate(scenarios):
-        check_scenario(scenario, raw.tasks, datasets, f"scenarios[{i}]", path)
+        check_scenario(scenario, raw.tasks, datasets, raw.mask_seed, f"scenarios[{i}]", path)
         scenario["mask_seed"] = raw.mask_seed
     methods = [resolve_method(spec, f"methods[{i}]", path) for i, spec in enumerate(raw.methods)]
     check_methods(methods, datasets, raw.tasks, model, path)
