@@ -1,24 +1,43 @@
 """mtlbench: a benchmark suite for label-efficient multi-task learning.
 
-The public API is re-exported here; ``import mtlbench`` needs only torch and numpy (pydantic, pandas, wandb
-and optuna are imported by the commands that use them). Importing it registers every track.
+The public API is re-exported here, and imported when first used (``mtlbench.DATASETS``, ``from mtlbench import
+run_job``): ``import mtlbench`` itself imports nothing heavy, so that the command line starts at once and handles
+Ctrl-C from its first moment. What the API needs is torch and numpy (pydantic, pandas, wandb and optuna are
+imported by the commands that use them). The registries of tracks, job kinds and resolvers import
+``mtlbench.tracks`` (every track) the first time they are read.
 """
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.2.0"
 
-from .data import DATASETS, SCENARIOS, label_mask  # noqa: E402
-from .jobs import KINDS, RESOLVERS, Job, job_id  # noqa: E402
-from .methods import GRADIENTS, METHODS, REGULARIZERS, SUPERVISIONS, WEIGHTINGS, Recipe  # noqa: E402
-from .metrics import acc_mtl, delta_mtl, delta_t  # noqa: E402
-from .models import MODELS, SegNet  # noqa: E402
-from .registry import Registry, RegistryError  # noqa: E402
-from .tasks import TASK_KINDS, Task  # noqa: E402
-from .track import TRACKS, Track  # noqa: E402
-from .tracks import budget, grouping, partial  # noqa: E402,F401  (register the tracks)
-from .tracks.budget import ALLOCATORS, allocate  # noqa: E402
-from .tracks.grouping import OBJECTIVES, SELECTORS, best_networks, read_losses  # noqa: E402
-from .train import run_job  # noqa: E402
+API = {  # name -> the module that defines it
+    **dict.fromkeys(["DATASETS", "SCENARIOS", "label_mask"], "mtlbench.data"),
+    **dict.fromkeys(["KINDS", "RESOLVERS", "Job", "job_id"], "mtlbench.jobs"),
+    **dict.fromkeys(["GRADIENTS", "METHODS", "REGULARIZERS", "SUPERVISIONS", "WEIGHTINGS", "Recipe"], "mtlbench.methods"),
+    **dict.fromkeys(["acc_mtl", "delta_mtl", "delta_t"], "mtlbench.metrics"),
+    **dict.fromkeys(["MODELS", "SegNet"], "mtlbench.models"),
+    **dict.fromkeys(["Registry", "RegistryError"], "mtlbench.registry"),
+    **dict.fromkeys(["TASK_KINDS", "Task"], "mtlbench.tasks"),
+    **dict.fromkeys(["TRACKS", "Track"], "mtlbench.track"),
+    **dict.fromkeys(["ALLOCATORS", "allocate"], "mtlbench.tracks.budget"),
+    **dict.fromkeys(["OBJECTIVES", "SELECTORS", "best_networks", "read_losses"], "mtlbench.tracks.grouping"),
+    "run_job": "mtlbench.train",
+}
 
-__all__ = ["ALLOCATORS", "DATASETS", "GRADIENTS", "KINDS", "METHODS", "MODELS", "OBJECTIVES", "REGULARIZERS",
-           "RESOLVERS", "SCENARIOS", "SELECTORS", "SUPERVISIONS", "TASK_KINDS", "TRACKS", "WEIGHTINGS", "Job", "Recipe",
-           "Registry", "RegistryError", "SegNet", "Task", "Track", "__version__", "acc_mtl", "allocate",
-           "best_networks", "delta_mtl", "delta_t", "job_id", "label_mask", "read_losses", "run_job"]
+
+def __getattr__(name: str) -> Any:
+    if name not in API:
+        raise AttributeError(f"module 'mtlbench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(API[name]), name)
+    globals()[name] = value  # imported once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *API])
+
+
+__all__ = sorted([*API, "__version__"])

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import threading
 import warnings
 from pathlib import Path
+from typing import Iterator
+
+from .interrupts import exit_code_of, stop_on_sigterm
 
 
 def add_results(parser: argparse.ArgumentParser) -> None:
@@ -13,8 +17,10 @@ def add_results(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import uuid
+
     from .config import load_suite
-    from .runner import Launch, RunOptions
+    from .runner import Launch, RunOptions, Store
 
     suite = load_suite(args.suite, args.set)
     if args.params:
@@ -27,10 +33,12 @@ def cmd_run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     workers = args.workers if args.workers is not None else default_workers()
-    options = RunOptions(args.results, args.force, args.wandb, workers, stale_after=args.claim_timeout)
+    runner = uuid.uuid4().hex  # this invocation, recorded in the results it trains or submits
+    options = RunOptions(args.results, args.force, args.wandb, workers, stale_after=args.claim_timeout,
+                         record={"runner": runner})
     launch = Launch(str(Path(args.suite).resolve()), tuple(args.set),
                     str(Path(args.params).resolve()) if args.params else None, str(Path(args.results).resolve()),
-                    args.wandb, args.claim_timeout)
+                    args.wandb, args.claim_timeout, runner)
     try:
         failed = executor.run(suite, options, launch, args.detach)
     except KeyboardInterrupt as stop:
@@ -43,9 +51,14 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"command again to retry only the others.", file=sys.stderr)
         return 1
     print(f"suite {suite.name}: {len(suite.jobs)} jobs finished; results in {args.results}/{suite.name}/")
-    if args.wandb != "disabled":
-        return leaderboard_run(args.results, suite.name, args.wandb)
-    return 0
+    if args.wandb == "disabled":
+        return 0
+    last = Store(args.results).last_finished(suite.name, [job.id for job in suite.jobs])
+    if last is None or last.get("runner") != runner:  # several runners share the suite: one logs its board
+        print(f"the W&B leaderboard run of {suite.name} is logged by the run that finished its last job "
+              f"(`mtlbench leaderboard {suite.name} --wandb {args.wandb}` logs it again)")
+        return 0
+    return leaderboard_run(args.results, suite.name, args.wandb)
 
 
 def leaderboard_from_wandb(args: argparse.Namespace, formats: tuple[str, ...]) -> int:
@@ -120,7 +133,6 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def interrupted(stop: KeyboardInterrupt, suite, args: argparse.Namespace) -> int:
     """One line on what an interrupted run leaves, and the exit code of the signal (130 Ctrl-C, 143 SIGTERM)."""
     from .runner import Store
-    from .runner.executor import exit_code_of
 
     store = Store(args.results)
     done = sum(store.is_done(job) for job in suite.jobs)
@@ -139,8 +151,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
     try:
         tune_suite(suite, studies, options)
     except KeyboardInterrupt as stop:
-        from .runner.executor import exit_code_of
-
         print("interrupted: run the same command to resume (the stopped trial's parameters are queued again and "
               "its job goes on from its checkpoint)", file=sys.stderr)
         return exit_code_of(stop)
@@ -572,10 +582,31 @@ def parser() -> argparse.ArgumentParser:
     return main
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .config import SuiteError
-    from .runner.executor import stop_on_sigterm
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Warnings printed as ``warning: MESSAGE``, one line each: what they say is for the user (a corrupt file
+    moved aside), not the source line that warned. Restored afterwards (``main`` may run inside another program)."""
+    original = warnings.formatwarning
+    warnings.formatwarning = lambda message, category, filename, lineno, line=None: f"warning: {message}\n"
+    try:
+        yield
+    finally:
+        warnings.formatwarning = original
 
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line. Everything mtlbench imports happens in here (``import mtlbench`` itself imports nothing
+    heavy), so that a Ctrl-C from the first moment on ends with one line and exit code 130, never a traceback."""
+    try:
+        with one_line_warnings():
+            return command(argv)
+    except KeyboardInterrupt as stop:  # a command with no interrupt handling of its own: one line, no traceback
+        print(f"interrupted ({'SIGTERM' if exit_code_of(stop) == 143 else 'Ctrl-C'})", file=sys.stderr)
+        return exit_code_of(stop)
+
+
+def command(argv: list[str] | None) -> int:
+    from .config import SuiteError
     from .plugins import PluginError, load_plugins
 
     try:
@@ -591,11 +622,6 @@ def main(argv: list[str] | None = None) -> int:
     except SuiteError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as stop:  # a command with no interrupt handling of its own: one line, no traceback
-        from .runner.executor import exit_code_of
-
-        print(f"interrupted ({'SIGTERM' if exit_code_of(stop) == 143 else 'Ctrl-C'})", file=sys.stderr)
-        return exit_code_of(stop)
 
 
 if __name__ == "__main__":

@@ -8,16 +8,19 @@ never written.
 """
 from __future__ import annotations
 
+import errno
+import io
 import json
 import math
 import os
 import pickle
 import re
+import shutil
 import time
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 
 class UnsafeFile(ValueError):
@@ -48,12 +51,38 @@ def inside(root: Path, *parts: str) -> Path:
     return path
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file in the same folder and rename it: a reader sees the old or the new
-    content, never a part (a kill while writing leaves only a ``.tmp`` file, removed on the next write)."""
+class DiskFull(OSError):
+    """No space left where a file was being written; the message names the folder and what to do."""
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """``write`` into a temporary file in the same folder, then rename it: a reader sees the old or the new
+    content, never a part. A failed write removes its temporary file (a full disk stays no fuller) and a full
+    disk says so (DiskFull); a kill leaves only a ``.tmp`` file, removed on the next run of the job."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as stream:
+            write(stream)
+        os.replace(tmp, path)
+    except BaseException as error:
+        tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            raise DiskFull(errno.ENOSPC, f"no space left on {path.parent} while writing {path.name} "
+                                         f"({free_space(path.parent)} free): free some space, then run again "
+                                         f"(finished jobs stay finished, unfinished ones resume)") from None
+        raise
+
+
+def free_space(folder: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB"
+    except OSError:
+        return "unknown"
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """A text file written atomically (``write_atomic``)."""
+    write_atomic(path, lambda stream: stream.write(text.encode()))
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
@@ -70,21 +99,60 @@ def read_json(path: Path) -> Any:
         raise CorruptFile(f"{path}: not valid JSON ({error})") from None
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # torch colours parts of its messages; logs and error.txt get text
+REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")  # in torch's message: the class it would have built
+
+
 def load_tensors(path: Path, what: str) -> Any:
-    """``torch.load`` of tensors and plain containers only. UnsafeFile if the file asks to build any other
-    object (it is never built), CorruptFile if it cannot be read."""
+    """``torch.load`` of tensors and plain containers only. UnsafeFile if the file is a pickle that asks to build
+    any other object (it is never built), CorruptFile if it cannot be read (truncated, random bytes)."""
     import torch
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        if not is_torch_pickle(path):  # the restricted unpickler refuses garbage with the same error
+            raise CorruptFile(f"{path}: cannot read this {what} (not a file torch.save writes: neither a zip archive "
+                              f"with a pickle nor a pickle)") from None
+        found = REFUSED_GLOBAL.search(ANSI_ESCAPE.sub("", str(error)))
+        asked = f" (it asks for {found.group(1)})" if found else ""
         raise UnsafeFile(f"{path}: refused to load this {what}: it holds Python objects other than tensors and "
-                         f"plain containers, which mtlbench never unpickles (a file in a shared folder could run "
-                         f"code). Save it as a dict of tensors, e.g. torch.save({{'labels_weights': mask}}, path). "
-                         f"({str(error).splitlines()[0]})") from None
+                         f"plain containers{asked}, which mtlbench never unpickles (a file in a shared folder could "
+                         f"run code). Save it as a dict of tensors, e.g. torch.save({{'labels_weights': mask}}, "
+                         f"path).") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
         raise CorruptFile(f"{path}: cannot read this {what} ({type(error).__name__}: "
-                          f"{str(error).splitlines()[0] if str(error) else 'truncated'})") from None
+                          f"{ANSI_ESCAPE.sub('', str(error)).splitlines()[0] if str(error) else 'truncated'})") from None
+
+
+LEGACY_PICKLES = 4  # torch's legacy format: magic number, protocol version, system info, then the object
+
+
+def is_torch_pickle(path: Path) -> bool:
+    """Whether a file is what torch.save writes: a zip archive whose ``data.pkl`` is a well-formed pickle, or
+    (torch's legacy format) a file that starts with its four pickles. The opcodes are only parsed
+    (pickletools), never run."""
+    import pickletools
+
+    def well_formed(stream: Any, pickles: int) -> bool:
+        try:
+            for _ in range(pickles):
+                opcodes = pickletools.genops(stream)
+                first = next(opcodes)[0].name
+                for _ in opcodes:
+                    pass
+                if first != "PROTO":  # torch.save pickles with protocol 2 or later
+                    return False
+        except (ValueError, StopIteration, EOFError, UnicodeDecodeError):
+            return False
+        return True
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = [name for name in archive.namelist() if name.endswith("data.pkl")]
+            return bool(names) and well_formed(io.BytesIO(archive.read(names[0])), 1)
+    with open(path, "rb") as stream:
+        return well_formed(stream, LEGACY_PICKLES)
 
 
 def finite_or_none(value: float) -> float | None:
@@ -110,10 +178,11 @@ def non_finite_fields(value: Any, path: str = "") -> list[str]:
 
 
 def move_aside(path: Path, reason: str) -> Path:
-    """Rename a corrupt file to ``<name>.corrupt-<unix time>`` (kept for inspection, no longer read) and warn."""
+    """Rename a corrupt file to ``<name>.corrupt-<unix time>`` (kept for inspection, no longer read) and warn,
+    naming the file once (a reason may start with it)."""
     target = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
     os.replace(path, target)
-    warnings.warn(f"{path}: {reason}; moved aside to {target.name}", stacklevel=2)
+    warnings.warn(f"{path}: {reason.removeprefix(f'{path}: ')}; moved aside to {target.name}", stacklevel=2)
     return target
 
 

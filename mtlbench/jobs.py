@@ -191,8 +191,8 @@ class Resolution:
 
 Resolver = Callable[[dict[str, Any], tuple[str, ...], ResultLookup], Resolution]
 
-KINDS: Registry[type[JobKind]] = Registry("job kind")
-RESOLVERS: Registry[Resolver] = Registry("resolver")
+KINDS: Registry[type[JobKind]] = Registry("job kind", plugins="mtlbench.tracks")
+RESOLVERS: Registry[Resolver] = Registry("resolver", plugins="mtlbench.tracks")
 
 
 @KINDS.register("train")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 from typing import Any, Callable, Generic, TypeVar
 
 T = TypeVar("T")
@@ -24,10 +25,21 @@ class RegistryError(KeyError):
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str) -> None:
+    """``plugins``: a module whose import registers entries defined outside the registry's own package (the
+    tracks, for the registries the core defines); it is imported the first time the registry is read, as
+    entry points would be, so that the core never imports it and ``import mtlbench`` stays light."""
+
+    def __init__(self, kind: str, plugins: str | None = None) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
+        self._plugins = plugins
+
+    def _loaded(self) -> "Registry[T]":
+        if self._plugins is not None:
+            module, self._plugins = self._plugins, None  # before importing: the import reads registries too
+            importlib.import_module(module)
+        return self
 
     def register(self, name: str, aliases: tuple[str, ...] = ()) -> Callable[[T], T]:
         def add(item: T) -> T:
@@ -42,7 +54,7 @@ class Registry(Generic[T]):
 
     def canonical(self, name: str) -> str:
         """The current name of ``name`` (itself unless it is an alias)."""
-        return self._aliases.get(name, name)
+        return self._loaded()._aliases.get(name, name)
 
     def get(self, name: str) -> T:
         try:
@@ -52,17 +64,18 @@ class Registry(Generic[T]):
 
     def aliases(self) -> dict[str, str]:
         """Every alias and the name it stands for."""
-        return dict(self._aliases)
+        return dict(self._loaded()._aliases)
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, self._items, n=1)
+        close = difflib.get_close_matches(name, self._loaded()._items, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         return f"unknown {self.kind} {name!r}.{hint} Valid choices: {', '.join(self.list())}"
 
     def list(self) -> list[str]:
-        return sorted(self._items)
+        return sorted(self._loaded()._items)
 
     def __contains__(self, name: object) -> bool:
+        self._loaded()
         return name in self._items or name in self._aliases
 
 

@@ -63,7 +63,7 @@ class Track:
         raise NotImplementedError
 
 
-TRACKS: Registry[type[Track]] = Registry("track")
+TRACKS: Registry[type[Track]] = Registry("track", plugins="mtlbench.tracks")
 DEFAULT_TRACK = "partial"  # a suite with no track section: scenarios x methods x seeds
 
 

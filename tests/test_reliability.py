@@ -72,7 +72,9 @@ def test_a_pickle_payload_in_a_checkpoint_never_runs(write_suite, tmp_path, caps
     torch.save({"model": Payload(marker), "format": 2}, folder / "checkpoint-mtl.pt")
     assert run(path, tmp_path / "results") == 1
     assert not marker.exists()
-    assert "checkpoint-mtl.pt: refused to load this checkpoint" in (folder / "error.txt").read_text()
+    error = (folder / "error.txt").read_text()
+    assert "checkpoint-mtl.pt: refused to load this checkpoint" in error and "it asks for" in error
+    assert "\x1b" not in error  # torch colours its message; a log file gets plain text
 
 
 # ------------------------------------------------------------------------------------------ names, paths
@@ -149,6 +151,22 @@ def test_two_runners_on_one_results_folder_train_each_job_once(write_suite, tmp_
     assert not list(results.glob("tiny/*/claim.json*"))
 
 
+def test_of_two_runners_only_the_one_that_finished_the_last_job_logs_the_leaderboard_run(write_suite, tmp_path):
+    path = write_suite({"methods": ["supervised"], "seeds": [0, 1], "train": FAST})
+    results = tmp_path / "results"
+    runners = [subprocess.Popen(command(path, results, "--wandb", "offline"), env=ENV, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=tmp_path) for _ in range(2)]
+    logs = [runner.communicate(timeout=600) for runner in runners]
+    assert [runner.returncode for runner in runners] == [0, 0], logs
+    logged = [out for out, _ in logs if "logged the leaderboard of tiny to W&B (offline)" in out]
+    assert len(logged) == 1, logs
+    last = Store(results).last_finished("tiny", [job.id for job in load_suite(path).jobs])
+    assert re.search(rf"\] done {last['job_id']} ", logged[0])  # the runner whose job finished last
+    again = subprocess.run(command(path, results, "--wandb", "offline"), env=ENV, capture_output=True, text=True,
+                           timeout=600, cwd=tmp_path)  # a third run finds everything done: it logs nothing
+    assert again.returncode == 0 and "is logged by the run that finished its last job" in again.stdout
+
+
 # ------------------------------------------------------------------------------------------ corrupt state
 def test_a_corrupt_result_checkpoint_or_record_is_moved_aside_and_the_job_retrains(write_suite, tmp_path, capsys):
     path = write_suite({"methods": ["supervised"], "seeds": [0, 1], "train": FAST})
@@ -167,7 +185,7 @@ def test_a_corrupt_result_checkpoint_or_record_is_moved_aside_and_the_job_retrai
         assert run(path, results) == 0
     messages = "\n".join(str(w.message) for w in caught)
     assert f"{first.id}/result.json" in messages and "moved aside" in messages
-    assert "checkpoint-mtl.pt: unreadable checkpoint" in messages
+    assert "checkpoint-mtl.pt: cannot read this checkpoint" in messages
     for job in (first, second):
         folder = results / "tiny" / job.id
         assert strict(folder / "result.json")["job_id"] == job.id
@@ -181,6 +199,84 @@ def test_a_corrupt_result_checkpoint_or_record_is_moved_aside_and_the_job_retrai
         leftover.write_bytes(b"stale")
     assert run(path, results) == 0
     assert not any(leftover.exists() for leftover in leftovers)
+
+
+def test_a_checkpoint_of_random_bytes_is_set_aside_and_the_job_retrains(write_suite, tmp_path):
+    """Random bytes fail torch's restricted unpickler exactly as a hostile pickle does; only a pickle is refused as
+    unsafe, anything else is corrupt: moved aside, trained again, and the next run finds the job done."""
+    path = write_suite({"methods": ["supervised"], "train": FAST})
+    job = load_suite(path).jobs[0]
+    folder = tmp_path / "results" / "tiny" / job.id
+    folder.mkdir(parents=True)
+    (folder / "checkpoint-mtl.pt").write_bytes(random.Random(0).randbytes(5000))
+    done = subprocess.run(command(path, tmp_path / "results"), env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    warned = [line for line in done.stderr.splitlines() if "checkpoint-mtl.pt" in line]
+    assert warned == [f"warning: {folder / 'checkpoint-mtl.pt'}: cannot read this checkpoint (not a file torch.save "
+                      f"writes: neither a zip archive with a pickle nor a pickle); moved aside to "
+                      f"{next(folder.glob('checkpoint-mtl.pt.corrupt-*')).name}"]  # one line, the file named once
+    assert strict(folder / "result.json")["job_id"] == job.id
+    assert run(path, tmp_path / "results") == 0
+
+
+def test_status_names_a_corrupt_result(write_suite, tmp_path, capsys):
+    path = write_suite({"methods": ["supervised"], "train": FAST})
+    assert run(path, tmp_path / "results") == 0
+    job = load_suite(path).jobs[0]
+    (tmp_path / "results" / "tiny" / job.id / "result.json").write_text('{"schema": 1, "job_')
+    capsys.readouterr()
+    assert main(["status", str(path), "--results", str(tmp_path / "results")]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(job.id))
+    assert "pending (" in line and f"{job.id}/result.json: not valid JSON" in line and "moves it aside" in line
+
+
+def test_a_full_disk_while_checkpointing_says_so_and_leaves_no_temporary_file(write_suite, tmp_path, monkeypatch):
+    """A writer that fills the disk half-way through a checkpoint, as ENOSPC does: the job fails with "no space
+    left on <folder>", its partial file is gone (it would keep the disk full for the next job), and error.txt
+    says why."""
+    import errno
+
+    from mtlbench.train import checkpoint
+
+    def fill_the_disk(state, stream):
+        stream.write(b"x" * 1000)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", fill_the_disk)
+    path = write_suite({"methods": ["supervised"], "train": FAST})
+    assert run(path, tmp_path / "results") == 1
+    folder = tmp_path / "results" / "tiny" / load_suite(path).jobs[0].id
+    assert not list(folder.glob("*.tmp"))
+    headline = (folder / "error.txt").read_text().splitlines()[0]
+    assert headline.startswith(f"DiskFull: [Errno 28] no space left on {folder} while writing checkpoint-mtl.pt")
+
+
+def test_an_error_file_the_disk_cannot_hold_is_never_left_empty(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from mtlbench import files
+    from mtlbench.jobs import new_job
+    from mtlbench.runner.executor import record_failure
+
+    class Full:
+        def __init__(self, *args):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    job = new_job("tiny", {"x": 1})
+    (tmp_path / "tiny" / job.id).mkdir(parents=True)
+    monkeypatch.setattr(files, "open", Full, raising=False)
+    record_failure(Store(tmp_path), job, RuntimeError("the job's own error"))
+    assert not list((tmp_path / "tiny" / job.id).iterdir())  # neither error.txt nor its temporary file
+    assert "could not write error.txt (" in capsys.readouterr().err
 
 
 def test_the_leaderboard_names_a_corrupt_result_and_leaves_it_out(write_suite, tmp_path, capsys):
@@ -241,7 +337,7 @@ def test_a_diverging_job_stops_with_its_task_epoch_and_step_and_writes_no_nan(wr
     job = load_suite(path).jobs[0]
     error = Store(tmp_path / "results").error_line(job)
     assert re.match(r"NonFiniteLoss: the training loss of \w+ \(stage mtl\) became NaN or infinite at epoch 1, "
-                    r"step \d+: the run diverged", error), error
+                    r"step \d+: the run diverged.* no checkpoint was written yet", error), error
     assert job.id in capsys.readouterr().out  # the FAILED line names the job
     folder = tmp_path / "results" / "tiny" / job.id
     assert not (folder / "result.json").exists() and not list(folder.glob("checkpoint-*"))
@@ -296,6 +392,23 @@ def default_sigint() -> None:
     """A shell without job control starts background commands with SIGINT ignored, and Python keeps an ignored
     SIGINT ignored: give the child the terminal's default, as a user's Ctrl-C meets it."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_ctrl_c_while_torch_is_still_importing_ends_with_one_line(write_suite, tmp_path):
+    """The first second of a command is spent importing torch: a stand-in torch that receives the Ctrl-C there
+    makes the moment exact. The console script itself imports nothing heavy, so main() is already running."""
+    fake = tmp_path / "slow" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(30)\n")
+    script = Path(sys.executable).with_name("mtlbench")
+    path = write_suite({"methods": ["supervised"], "train": FAST})
+    env = {**ENV, "PYTHONPATH": f"{fake.parent}{os.pathsep}{REPO}"}
+    done = subprocess.run([str(script), "run", str(path), "--results", str(tmp_path / "r")], env=env,
+                          capture_output=True, text=True, timeout=60, preexec_fn=default_sigint)
+    assert done.returncode == 130 and done.stderr.strip() == "interrupted (Ctrl-C)", done.stderr
+    light = subprocess.run([sys.executable, "-c", "import sys, mtlbench.cli; print('torch' in sys.modules)"],
+                           env=ENV, capture_output=True, text=True, timeout=60)
+    assert light.stdout.strip() == "False"  # what runs before main() imports no torch
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])

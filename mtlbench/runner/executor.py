@@ -23,6 +23,7 @@ from typing import Any, Callable
 from .. import __version__
 from ..config import Suite
 from ..files import non_finite_fields
+from ..interrupts import exit_code_of, stop_on_sigterm
 from ..jobs import KINDS, RESOLVERS, RESUMED, Job, Resolution, blocked_by, levels
 from ..tasks import METRICS_VERSION
 from ..track import TRACKS, summary_track
@@ -32,18 +33,6 @@ from .progress import Progress
 from .store import Store
 
 FINISHED, FAILED, ELSEWHERE = "finished", "failed", "elsewhere"
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the process is, so that it stops as cleanly as on Ctrl-C (exit 143)."""
-
-
-def stop_on_sigterm() -> None:
-    """Turn SIGTERM into ``Terminated`` in this process (the main thread)."""
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated()
-
-    signal.signal(signal.SIGTERM, handler)
 
 
 @dataclass(frozen=True)
@@ -156,11 +145,6 @@ def resolve_inputs(job: Job, store: Store) -> Resolution:
         step = RESOLVERS.get(name)(resolution.config, ids, lambda job_id: store.result(job.suite, job_id))
         resolution = Resolution(step.config, {**resolution.record, **step.record})
     return resolution
-
-
-def exit_code_of(error: BaseException) -> int:
-    """The exit code a stopped run reports: 143 for SIGTERM, 130 for Ctrl-C, 1 for anything else."""
-    return 143 if isinstance(error, Terminated) else 130 if isinstance(error, KeyboardInterrupt) else 1
 
 
 def run_one(job: Job, options: RunOptions, project: str, entity: str | None, progress: Progress) -> str:

@@ -20,7 +20,9 @@ EXECUTORS: Registry[type] = Registry("executor")
 @dataclass(frozen=True)
 class Launch:
     """What a node needs to rebuild a job from scratch: the suite file, its overrides and a parameters file
-    (paths absolute), the results folder, the W&B mode and the claim timeout. No tensor, no config."""
+    (paths absolute), the results folder, the W&B mode and the claim timeout; and the ``runner`` that launched it
+    (recorded in the result, so that the runner whose job finished last logs the suite's leaderboard run). No
+    tensor, no config."""
 
     suite: str
     overrides: tuple[str, ...] = ()
@@ -28,6 +30,7 @@ class Launch:
     results: str = "results"
     wandb: str = "offline"
     stale_after: float = 300.0
+    runner: str = ""
 
 
 @EXECUTORS.register("local")

@@ -8,7 +8,8 @@ import submitit
 from ..config import Suite, load_suite
 from ..plugins import load_plugins
 from ..jobs import Job
-from .executor import FAILED, RunOptions, run_one, stop_on_sigterm
+from ..interrupts import stop_on_sigterm
+from .executor import FAILED, RunOptions, run_one
 from .executors import Launch
 from .progress import Progress
 from .slurm import SlurmError, requeue_count
@@ -38,7 +39,7 @@ class NodeJob(submitit.helpers.Checkpointable):
             return FAILED
         record = {"slurm": {"job_id": os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID", "")),
                             "task": os.environ.get("SLURM_ARRAY_TASK_ID"), "requeues": requeue_count(),
-                            "node": os.environ.get("SLURMD_NODENAME")}}
+                            "node": os.environ.get("SLURMD_NODENAME")}, "runner": launch.runner}
         options = RunOptions(launch.results, wandb=launch.wandb, stale_after=launch.stale_after, record=record)
         return run_one(job, options, suite.raw.wandb.project, suite.raw.wandb.entity, Progress([job], live=False))
 

@@ -3,7 +3,8 @@
 States: ``done`` (a valid result.json), ``running`` (a runner holds a live claim on it: host, process and
 heartbeat are shown), ``queued`` (submitted to SLURM and waiting), ``failed`` (its last attempt left error.txt; the first line is shown), ``blocked`` (a job
 it needs failed, directly or through another need: that job and its error are shown) and ``pending`` (not run
-yet, or interrupted: it resumes from its checkpoint).
+yet, or interrupted: it resumes from its checkpoint). A job whose result.json is corrupt is pending, and its row
+names the file and what is wrong with it (``problem``).
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def job_states(suite: Suite, store: Store, claims: Claims = Claims()) -> list[di
                 row["slurm"] = slurm[job.id] | finished_slurm(store, suite, job)
             culprit = blocked_by(job, failed)
             holder = claims.holder(store.job_dir(job))
-            if store.is_done(job):
+            result, problem = store.read_result(store.job_dir(job))
+            if result is not None:
                 row["state"] = "done"
             elif holder is not None:
                 row |= {"state": "running", "claim": dataclasses.asdict(holder)}
@@ -48,6 +50,8 @@ def job_states(suite: Suite, store: Store, claims: Claims = Claims()) -> list[di
                 row["state"] = "queued"
             else:
                 row["state"] = "pending"
+            if problem and row["state"] != "done":
+                row["problem"] = f"{problem}; `mtlbench run` moves it aside and trains the job again"
             rows[job.id] = row
     return [rows[job.id] for job in suite.jobs]
 
@@ -74,6 +78,8 @@ def status_table(rows: list[dict[str, Any]]) -> str:
             state += f" by {row['blocked_by']}: {row['error']}"
         elif state == "running":
             state += f" on {row['claim']['host']} (pid {row['claim']['pid']}, since {row['claim']['started']})"
+        if "problem" in row:
+            state += f" ({row['problem']})"
         if "slurm" in row:
             slurm = row["slurm"]
             state += f" [slurm {slurm['slurm_id']} {slurm.get('state') or 'gone'}"

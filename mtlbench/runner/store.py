@@ -16,18 +16,23 @@ and the leaderboard names the file and leaves it out. Its schema:
 | labels_per_task | labelled training images per task (from the saved mask) |
 | resumed_from_epoch | {stage: epoch the run resumed from (0 if it never stopped)} |
 | train_seconds, device, torch, mtlbench, finished_at | cost and provenance |
+| runner | the ``mtlbench run`` that trained (or, on SLURM, submitted) it: the one whose job finished last logs the suite's W&B leaderboard run |
+| constant | {task: {metric: value}}: the test metrics of a constant prediction of the labelled training targets (their mean; the majority class for segmentation) |
+| first_step_loss, diverged | each task's training loss at its first step, and the tasks whose last-epoch training loss exceeds 10 times it (the run diverged without NaN) |
 | metrics_version | the metric conventions that scored it (2 since 0.2; absent: 1) |
 | config | the resolved job config (its hash is job_id) |
 """
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..files import CorruptFile, check_name, move_aside, read_json, remove_stale_temporaries, write_json_atomic
+from ..files import (CorruptFile, check_name, move_aside, read_json, remove_stale_temporaries, write_json_atomic,
+                     write_text_atomic)
 from ..jobs import Job
 from .claims import CLAIM
 
@@ -116,10 +121,8 @@ class Store:
         return directory
 
     def write_history(self, job: Job, history: list[dict[str, Any]]) -> None:
-        path = self.job_dir(job) / HISTORY
-        tmp = path.with_name(f"{HISTORY}.tmp")
-        tmp.write_text("".join(json.dumps(record, allow_nan=False) + "\n" for record in history))
-        tmp.replace(path)
+        write_text_atomic(self.job_dir(job) / HISTORY,
+                          "".join(json.dumps(record, allow_nan=False) + "\n" for record in history))
 
     def finish(self, job: Job, result: dict[str, Any]) -> None:
         """Write result.json (the job is finished from then on), then tidy the folder."""
@@ -144,11 +147,12 @@ class Store:
         (self.job_dir(job) / HISTORY).unlink(missing_ok=True)
 
     def write_error(self, job: Job, error: BaseException, trace: str) -> None:
-        """error.txt: the error in one line (what ``status`` shows), then the traceback. The folder is made
-        again if something deleted it while the job ran."""
+        """error.txt: the error in one line (what ``status`` shows), then the traceback, written atomically (a
+        full disk leaves none rather than an empty one). The folder is made again if something deleted it while
+        the job ran."""
         headline = f"{type(error).__name__}: {error}".splitlines()[0]
         self.job_dir(job).mkdir(parents=True, exist_ok=True)
-        (self.job_dir(job) / ERROR).write_text(f"{headline}\n\n{trace}")
+        write_text_atomic(self.job_dir(job) / ERROR, f"{headline}\n\n{trace}")
 
     def error_line(self, job: Job) -> str:
         """The first line of the job's error (an older error.txt holds only a traceback: its last line)."""
@@ -158,7 +162,7 @@ class Store:
         except FileNotFoundError:
             return ""
         if not lines:
-            return "(empty error.txt)"
+            return "(error.txt is empty: its writer was stopped, e.g. by a full disk; run the job again)"
         return lines[-1] if lines[0].startswith("Traceback") else lines[0]
 
     def has_failed(self, job: Job) -> bool:
@@ -169,6 +173,12 @@ class Store:
     def write_suite(self, suite: str, summary: dict[str, Any]) -> None:
         self.suite_dir(suite).mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.suite_dir(suite) / "suite.json", summary)
+
+    def last_finished(self, suite: str, job_ids: list[str]) -> dict[str, Any] | None:
+        """The result of the job that finished last (ties, within the second ``finished_at`` keeps, broken by job
+        id, so that every runner names the same one); None if none has finished."""
+        finished = [r for r in map(functools.partial(self.result, suite), job_ids) if r is not None]
+        return max(finished, key=lambda r: (r.get("finished_at", ""), r["job_id"]), default=None)
 
     def suites(self) -> list[str]:
         return sorted(p.parent.name for p in self.root.glob("*/suite.json"))

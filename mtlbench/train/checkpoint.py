@@ -6,13 +6,12 @@ rather than fail on a missing key.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..files import CorruptFile, load_tensors, move_aside
+from ..files import CorruptFile, load_tensors, move_aside, write_atomic
 
 # 2: recipe state became {"nets", "own"} when every recipe axis could own modules
 FORMAT = 2
@@ -23,9 +22,8 @@ class StaleCheckpoint(RuntimeError):
 
 
 def save_atomic(state: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    torch.save({**state, "format": FORMAT}, tmp)
-    os.replace(tmp, path)
+    """Through a file object, so that a full disk is Python's ENOSPC (files.DiskFull), not torch's "enforce fail"."""
+    write_atomic(path, lambda stream: torch.save({**state, "format": FORMAT}, stream))
 
 
 def load(path: Path) -> dict[str, Any] | None:
@@ -37,7 +35,7 @@ def load(path: Path) -> dict[str, Any] | None:
     try:
         state = load_tensors(path, "checkpoint")
     except CorruptFile as error:
-        move_aside(path, f"unreadable checkpoint ({error})")
+        move_aside(path, str(error))
         return None
     if not isinstance(state, dict):
         move_aside(path, f"a checkpoint is a dict, this is a {type(state).__name__}")

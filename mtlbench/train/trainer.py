@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import DATASETS, SPLITS, LabelPlan, Split, scenario
+from ..files import write_atomic
 from ..data.augment import Augment
 from ..jobs import RESUMED, EpochCallback
 from ..methods import Recipe
@@ -226,7 +227,7 @@ def run_job(job: dict[str, Any], job_dir: Path, on_epoch: EpochCallback = lambda
     start = time.perf_counter()
     data = load_job_data(job, device, test=test)
     data_seconds = time.perf_counter() - start
-    np.save(job_dir / "mask.npy", data.plan.mask)
+    write_atomic(job_dir / "mask.npy", lambda stream: np.save(stream, data.plan.mask))
     stages = plan_stages(job["method"]["networks"], data.tasks, data.splits["train"], data.plan)
     results = {stage.name: train_stage(stage, job, data.splits, device, job_dir / f"checkpoint-{stage.name}.pt",
                                        on_epoch, observers) for stage in stages}
@@ -388,9 +389,11 @@ class NonFiniteWatch:
         if bad:
             key, step = min(bad.items(), key=lambda item: item[1])
             task = key.removeprefix("loss/")
+            kept = (f"the checkpoint of epoch {epoch - 1} stays" if epoch > 1 else
+                    "no checkpoint was written yet, so the job starts again from scratch when run again")
             raise NonFiniteLoss(f"the training loss of {task} (stage {stage}) became NaN or infinite at epoch {epoch}, "
-                                f"step {step}: the run diverged. Lower the learning rate or check the data; the "
-                                f"checkpoint of epoch {epoch - 1} stays, and nothing of epoch {epoch} is recorded")
+                                f"step {step}: the run diverged. Lower the learning rate or check the data; {kept}, "
+                                f"and nothing of epoch {epoch} is recorded")
 
 
 DIVERGENCE_FACTOR = 10.0

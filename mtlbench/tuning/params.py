@@ -22,13 +22,13 @@ its id differs from the untuned job's and the leaderboard marks its row as tuned
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..config import Suite, SuiteError
+from ..files import write_text_atomic
 from ..jobs import Job, job_id
 from ..track import TRACKS
 from .studies import with_values
@@ -65,10 +65,8 @@ def write_params(path: Path, suite: str, entries: list[dict[str, Any]]) -> None:
     header = ("# mtlbench tune: the best parameters of each study, chosen on the validation split.\n"
               "# Apply with: mtlbench run SUITE --params THIS_FILE\n")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(header + yaml.safe_dump({"suite": suite, "studies": kept + entries}, sort_keys=False,
-                                                allow_unicode=True))
-    os.replace(tmp, path)
+    write_text_atomic(path, header + yaml.safe_dump({"suite": suite, "studies": kept + entries}, sort_keys=False,
+                                                    allow_unicode=True))
 
 
 def key(entry: dict[str, Any]) -> tuple[str, ...]:

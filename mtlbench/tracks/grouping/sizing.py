@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -21,6 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ...data.synthrooms import cache_dir
+from ...files import write_text_atomic
 from ...models import MODELS
 from ...registry import build
 
@@ -58,9 +58,7 @@ def width_for(model: dict, size: float, height: int, image_width: int) -> Encode
     if key not in known:
         known[key] = dataclasses.asdict(search_width(model["name"], model["width"], size, height, image_width))
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"sizing.json.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(known, indent=0))
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(known, indent=0))
     return Encoder(**known[key])
 
 
