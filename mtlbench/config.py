@@ -59,6 +59,8 @@ class TrainSection(Strict):
         "auto", description="fp32 / tf32 / bf16; auto: bf16 on CUDA, fp32 elsewhere")
     test_every_epoch: bool = Field(False, description="test after every epoch too (history), as leaderboard.select: "
                                                       "best_val needs; trains nothing differently")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="label smoothing of the segmentation "
+                                                                    "cross-entropy (Yun and Cho 2023's code: 0.1)")
 
     @field_validator("device")
     @classmethod
@@ -85,8 +87,9 @@ class PublishedSection(Strict):
     rows: dict[str, dict[str, float]] = Field(description="method -> {TASK/METRIC or delta_mtl: value}")
     baseline: str | None = Field(None, description="the method the paper's delta_mtl is against, as the suite names "
                                                    "it (a delta_mtl beside ours is compared only if it matches)")
-    metrics: dict[str, list[str]] | None = Field(None, description="per task, the metrics the paper's delta_mtl "
-                                                                   "averages (compared with leaderboard.metrics)")
+    metrics: dict[str, list[str]] | Literal["unstated"] | None = Field(
+        None, description="per task, the metrics the paper's delta_mtl averages (compared with leaderboard.metrics); "
+                          "unstated: the paper does not say, and its delta_mtl is not set against ours")
     notes: dict[str, str] = Field(default_factory=dict, description="per row: how the paper's setting of that row "
                                                                     "differs from the suite's")
 
@@ -143,6 +146,14 @@ def test_every_epoch_default(config: dict[str, Any]) -> dict[str, Any]:
     """``train.test_every_epoch`` came with 0.2 and trains nothing differently; off, it is hashed as before."""
     if config.get("train", {}).get("test_every_epoch") is False:
         del config["train"]["test_every_epoch"]
+    return config
+
+
+@spelt_as_before
+def label_smoothing_default(config: dict[str, Any]) -> dict[str, Any]:
+    """``train.label_smoothing`` came with 0.3; 0 is the earlier loss, hashed as before."""
+    if config.get("train", {}).get("label_smoothing") == 0.0:
+        del config["train"]["label_smoothing"]
     return config
 
 
@@ -287,7 +298,7 @@ def check_published(raw: SuiteFile, track: Track, jobs: list[Job], details: dict
         for method in entry.notes:
             if method not in entry.rows:
                 raise SuiteError(f"{where}.notes.{method}: not one of the entry's rows ({', '.join(entry.rows)})")
-        for task in entry.metrics or {}:
+        for task in entry.metrics if isinstance(entry.metrics, dict) else {}:
             if task not in raw.tasks:
                 raise SuiteError(f"{where}.metrics.{task}: not a task of the suite ({', '.join(raw.tasks)})")
         for method, values in entry.rows.items():

@@ -75,15 +75,17 @@ def split_size_of_real_files(dataset, split: str) -> int:
 
 @pytest.fixture
 def without_dataset_files(monkeypatch):
-    """Real datasets as if their files were there (no file decides an id; split sizes bound budgets and must
-    match the masks a suite's scenarios make when it is loaded)."""
+    """Real datasets and pretrained weights as if their files were there (no file decides an id; split sizes bound
+    budgets and must match the masks a suite's scenarios make when it is loaded)."""
     from mtlbench.data import DATASETS
+    from mtlbench.models import deeplab
 
     for name in DATASETS.list():
         cls = DATASETS.get(name)
         if hasattr(cls, "require"):
             monkeypatch.setattr(cls, "require", lambda self: None)
             monkeypatch.setattr(cls, "split_size", split_size_of_real_files)
+    monkeypatch.setattr(deeplab, "load_resnet_weights", lambda backbone, path: None)  # a suite's ImageNet weights
 
 
 @pytest.fixture

@@ -257,3 +257,61 @@ def test_the_paper_000_budget_suites_validate_with_the_papers_numbers(taskonomy,
     assert rows["Equal New Images"] == dict.fromkeys(["seg", "normal", "depth", "keypoint", "edge"], 10000)
     assert rows["100% keypoint"]["keypoint"] == 105000 and tasko.jobs[0].config["dataset"]["tasks_read"] == [
         "seg", "normal", "depth", "keypoint", "edge"]
+
+
+# --------------------------------------------------------------------------------------------- NYUD-MT
+def write_nyud_mt(root, train=("0001", "0002", "0003"), test=("0004", "0005"), height=24, width=32, seed=0):
+    """NYUD_MT as Multi-Task-Learning-PyTorch ships it: JPEG images, PNG labels 0..40 (0 unlabelled), depth and
+    normals as float .npy arrays (0 / all-zero invalid), gt_sets/train.txt and val.txt."""
+    rng = np.random.default_rng(seed)
+    written = {}
+    for image_id in (*train, *test):
+        label = rng.integers(0, 41, (height, width)).astype(np.uint8)
+        depth = rng.uniform(0.5, 9.0, (height, width)).astype(np.float32)
+        depth[0, :3] = 0
+        normal = rng.normal(size=(height, width, 3)).astype(np.float32)
+        normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+        normal[1, :2] = 0
+        save(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), root / "images" / f"{image_id}.jpg")
+        save(label, root / "segmentation" / f"{image_id}.png")
+        for folder, array in (("depth", depth), ("normals", normal)):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            np.save(root / folder / f"{image_id}.npy", array)
+        written[image_id] = (label, depth, normal)
+    (root / "gt_sets").mkdir(parents=True)
+    (root / "gt_sets" / "train.txt").write_text("\n".join(train) + "\n")
+    (root / "gt_sets" / "val.txt").write_text("\n".join(test) + "\n")
+    return written
+
+
+def test_nyud_mt_reads_astmts_layout_with_amtls_label_shift(tmp_path):
+    written = write_nyud_mt(tmp_path)
+    dataset = DATASETS.get("nyud_mt")(root=str(tmp_path), height=24, width=32)
+    train, test = dataset.load("train"), dataset.load("test")
+    assert train.images.shape == (3, 3, 24, 32) and train.images.dtype == torch.uint8 and len(test) == 2
+    label, depth, normal = written["0002"]
+    assert torch.equal(train.targets["seg"][1], torch.from_numpy(label.astype(np.int16) - 1))  # 0 -> -1 ignored
+    assert torch.equal(train.targets["depth"][1, 0], torch.from_numpy(depth))  # metres, 0 stays invalid
+    assert torch.equal(train.targets["normal"][1], torch.from_numpy(normal).permute(2, 0, 1))
+    assert set(dataset.tasks()) == {"seg", "depth", "normal"} and dataset.tasks()["seg"].channels == 40
+    small = DATASETS.get("nyud_mt")(root=str(tmp_path), height=12, width=16, val=1).load("val")
+    assert small.images.shape == (1, 3, 12, 16)
+    assert torch.equal(small.targets["depth"][0, 0], torch.from_numpy(written["0003"][1][1::2, 1::2]))  # nearest
+
+
+def test_nyud_mt_problems_are_named_and_a_job_trains_on_it(tmp_path, capsys):
+    write_nyud_mt(tmp_path)
+    np.save(tmp_path / "depth" / "0001.npy", np.zeros((5, 5), np.float32))
+    save(np.full((24, 32), 45, np.uint8), tmp_path / "segmentation" / "0004.png")
+    assert main(["data", "check", "nyud_mt", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "depth/0001.npy: shape (5, 5), expected (24, 32)" in out and "0004.png: labels up to 45" in out
+    with pytest.raises(DatasetError, match="depth/0001.npy"):
+        DATASETS.get("nyud_mt")(root=str(tmp_path), height=24, width=32).load("train")
+    good = tmp_path / "good"
+    write_nyud_mt(good, height=32, width=64)
+    job = copy.deepcopy(TINY_JOB)
+    job["dataset"] = {"name": "nyud_mt", "root": str(good), "height": 32, "width": 64, "val": 0}
+    job["train"]["epochs"] = 1
+    result = run_job(job, tmp_path)
+    assert set(result["test"]) == {"seg", "depth", "normal"} and result["labels_per_task"]["seg"] == 1

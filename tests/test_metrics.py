@@ -121,9 +121,9 @@ def test_normal_angles_use_the_stored_target_as_the_authors_evaluation_does():
     assert meter.compute()["mean_angle"] == pytest.approx(60.0, abs=1e-3)
 
 
-def test_within_11_25_per_image_averages_each_images_fraction():
-    """AMTL's normal accuracy in its authors' code (test_net.py): the mean over images of each image's fraction
-    of valid pixels within 11.25 degrees; pooled, the image with more valid pixels would weigh more."""
+def test_the_per_image_normal_metrics_average_each_images_own():
+    """AMTL's normal metrics in its authors' code (test_net.py): the mean over images of each image's fraction of
+    valid pixels within 11.25 degrees, mean and median; pooled, the image with more valid pixels weighs more."""
     near, far = torch.deg2rad(torch.tensor(5.0)), torch.deg2rad(torch.tensor(30.0))
 
     def unit(angle):
@@ -138,6 +138,11 @@ def test_within_11_25_per_image_averages_each_images_fraction():
     m = meter.compute()
     assert m["within_11.25_per_image"] == pytest.approx((1.0 + 0.25) / 2)
     assert m["within_11.25"] == pytest.approx(3 / 6)
+    # the code's mean and median are per image too: image 0 (5, 5), image 1 (5, 30, 30, 30); torch's median of an
+    # even count is the lower middle value, as the authors' degree_error.median() gives it
+    assert m["mean_angle_per_image"] == pytest.approx((5.0 + 23.75) / 2, abs=1e-3)
+    assert m["median_angle_per_image"] == pytest.approx((5.0 + 30.0) / 2, abs=1e-3)
+    assert m["mean_angle"] == pytest.approx((5 * 3 + 30 * 3) / 6, abs=1e-3)
 
 
 def test_depth_predictions_are_clamped_at_1e_9_before_scoring():

@@ -26,3 +26,51 @@ def test_the_reproduction_suites_train_as_the_released_scripts(suite, batch, fli
         if job.method == "mtpsl":
             assert method["regularizer"]["weight"] == mtpsl_weight
     assert {job.method for job in jobs} >= {"stl", *PAPER_004}
+
+
+def test_the_amtl_suite_trains_as_the_authors_script(without_dataset_files, monkeypatch):
+    """Yun and Cho 2023 Table 1 as cfg/seg+depth+normal/NYU_MT/DeepLabV3_ResNet50.cfg sets it."""
+    monkeypatch.chdir(REPO)
+    suite = load_suite(REPO / "suites" / "nyu_amtl.yaml")
+    assert len({job.seed for job in suite.jobs}) == 10
+    for job in suite.jobs:
+        config = job.config
+        assert config["dataset"]["name"] == "nyud_mt" and (config["dataset"]["height"], config["dataset"]["width"]) \
+            == (480, 640)
+        assert config["model"] == {"name": "deeplab_resnet50", "decoder": "v3", "weights": "data/resnet50-0676ba61.pth",
+                                   "task_norm": False, "head": "shared_aspp", "input_norm": "imagenet"}
+        train = config["train"]
+        assert (train["epochs"], train["batch_size"], train["precision"], train["label_smoothing"]) == (100, 8, "bf16",
+                                                                                                      0.1)
+        assert train["optimizer"] == {"name": "adam", "lr": 1e-4, "weight_decay": 5e-6}  # 4e-4 x 8 / 32
+        assert train["scheduler"] == {"name": "poly", "power": 0.9}
+    amtl = [job for job in suite.jobs if job.method == "amtl"]
+    assert all(job.inputs["amtl-potentials"] for job in amtl)  # potentials from this suite's STL jobs
+    assert suite.raw.leaderboard.baseline == "stl"
+
+
+@pytest.mark.parametrize("suite", ["nyu_partial", "cityscapes_partial", "nyu_balancing", "nyu_amtl"])
+def test_a_published_delta_is_what_its_stated_baseline_and_metrics_give_from_the_papers_own_rows(suite):
+    """Eq. 7 over the metrics the entry states, against its stated baseline's row, recomputes each ΔMTL the paper
+    printed (to its rounding): the stated comparison is the paper's, and the values are in mtlbench's units."""
+    import yaml
+
+    from mtlbench.data import DATASETS
+    from mtlbench.metrics import delta_mtl
+
+    raw = yaml.safe_load((REPO / "suites" / f"{suite}.yaml").read_text())
+    name = raw["dataset"]["name"]
+    directions = {t: task.directions for t, task in DATASETS.get(name)().tasks().items()}
+    for entry in raw["leaderboard"]["published"]:
+        shown = {t: [m] for key in next(iter(entry["rows"].values())) if "/" in key for t, m in [key.split("/")]}
+        metrics = shown if entry["metrics"] == "unstated" else entry["metrics"]
+        baseline = entry["rows"][entry["baseline"]]
+
+        def nested(row):
+            return {t: {m: row[f"{t}/{m}"] for m in ms} for t, ms in metrics.items()}
+
+        matches = [delta_mtl(nested(row), nested(baseline), directions, metrics) == pytest.approx(row["delta_mtl"],
+                                                                                                  abs=0.06)
+                   for row in entry["rows"].values() if all(f"{t}/{m}" in row for t, ms in metrics.items() for m in ms)]
+        # an entry that calls its metrics unstated does so because the columns shown do not give its ΔMTL
+        assert all(matches) if entry["metrics"] != "unstated" else not all(matches), suite

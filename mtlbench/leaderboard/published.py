@@ -66,6 +66,8 @@ def delta_comparability(table: Table, entry: dict[str, Any], key: str) -> tuple[
     if key != DELTA_KEY or table.baseline is None:
         return True, ""
     ours = f"ours is against {table.baseline} over {metric_list(table.delta_metrics)}"
+    if entry.get("metrics") == "unstated":
+        return False, f"not comparable: the paper does not state which metrics its ΔMTL averages ({ours})"
     if entry.get("baseline") is None or entry.get("metrics") is None:
         return True, f"comparability unchecked: the entry states no baseline and metrics of the paper's ΔMTL ({ours})"
     paper = {task: list(metrics) for task, metrics in entry["metrics"].items()}

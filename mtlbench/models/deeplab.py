@@ -13,8 +13,15 @@
 - ``task_norm``: task-specific BatchNorm layers in the backbone (Sec. 5.1, after [66, 27, 52]): every task
   runs the backbone with BatchNorm statistics and affine parameters of its own (one backbone pass per task),
   sharing every convolution.
+- ``head: shared_aspp``: one ASPP shared by the dense tasks, then per task conv3x3(256) + BN + ReLU and the 1x1
+  classifier, the "shared ASPP" DeepLabV3 of Yun and Cho 2023 (Tables 1-2; their code's ``MultiTaskSharedHead``
+  with ``--shared_head True``); the ASPP then belongs to the shared parameters and its projection is the last
+  shared layer (where their code measures task gradients). The default ``per_task`` gives each task the whole
+  DeepLabV3 head (Sun et al. 2023; Yun and Cho 2023 Table 2's "individual ASPP").
 - Weights: ``weights=None`` (random init, no download). ``weights=PATH`` loads a local torchvision ResNet-50
-  state dict (e.g. ``resnet50-11ad3fa6.pth``; its ``fc`` entries are dropped).
+  state dict (e.g. ``resnet50-11ad3fa6.pth``; its ``fc`` entries are dropped). ``input_norm: imagenet``
+  standardises the [0, 1] images with ImageNet's mean and standard deviation first, as pretrained weights expect
+  (Yun and Cho 2023's code normalises so, core/data/augmentations/transforms.py).
 
 Training leaves out an epoch's last batch if it holds a single image (``min_batch``): ASPP's image-pooling
 branch batch-normalises a 1x1 map, which one image cannot. ``forward(x, return_feature=True)`` also returns
@@ -30,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..jobs import spelt_as_before
+from ..registry import require
 from ..tasks import Task
 from . import MODELS
 
@@ -105,12 +114,21 @@ def image_level_head(channels: int) -> nn.Sequential:
                          nn.Linear(HEAD_CHANNELS, channels))
 
 
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def shared_aspp_head(channels: int) -> nn.Sequential:
+    """A task's part of the shared-ASPP head: conv3x3(256) + BN + ReLU, then the 1x1 classifier."""
+    return nn.Sequential(*conv_bn_relu(HEAD_CHANNELS, HEAD_CHANNELS, 3), nn.Conv2d(HEAD_CHANNELS, channels, 1))
+
+
 class DeepLabResNet50(nn.Module):
     def __init__(self, tasks: dict[str, Task], decoder: Literal["v3", "v3+"] = "v3", weights: str | None = None,
-                 task_norm: bool = False) -> None:
+                 task_norm: bool = False, head: Literal["per_task", "shared_aspp"] = "per_task",
+                 input_norm: Literal["none", "imagenet"] = "none") -> None:
         # torchvision is imported when a DeepLab is built, so that `import mtlbench` needs only torch and numpy
         from torchvision.models import resnet50
-        from torchvision.models.segmentation.deeplabv3 import DeepLabHead
+        from torchvision.models.segmentation.deeplabv3 import ASPP, DeepLabHead
 
         super().__init__()
         resnet = resnet50(weights=None, replace_stride_with_dilation=[False, True, True])
@@ -124,20 +142,34 @@ class DeepLabResNet50(nn.Module):
             task_specific_norms(self.stem, list(tasks))
             task_specific_norms(self.stages, list(tasks))
 
-        def head(task: Task) -> nn.Module:
+        self.aspp = ASPP(BACKBONE_CHANNELS, ATROUS_RATES, HEAD_CHANNELS) if head == "shared_aspp" else None
+        if input_norm == "imagenet":
+            self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        self.input_norm = input_norm
+
+        def task_head(task: Task) -> nn.Module:
             if not task.dense:
                 return image_level_head(task.channels)
+            if self.aspp is not None:
+                return shared_aspp_head(task.channels)
             return DeepLabV3PlusHead(task.channels) if decoder == "v3+" else DeepLabHead(BACKBONE_CHANNELS,
                                                                                          task.channels, ATROUS_RATES)
-        self.heads = nn.ModuleDict({name: head(task) for name, task in tasks.items()})
+        self.heads = nn.ModuleDict({name: task_head(task) for name, task in tasks.items()})
 
     def shared_parameters(self) -> list[nn.Parameter]:
-        """The backbone's parameters every task's loss reaches (task-specific BatchNorms excluded)."""
+        """The parameters every task's loss reaches: the backbone's (task-specific BatchNorms excluded) and a
+        shared ASPP's."""
         task_specific = {id(p) for m in self.modules() if isinstance(m, TaskBatchNorm) for p in m.parameters()}
-        return [p for p in [*self.stem.parameters(), *self.stages.parameters()] if id(p) not in task_specific]
+        shared = [*self.stem.parameters(), *self.stages.parameters(),
+                  *(self.aspp.parameters() if self.aspp is not None else ())]
+        return [p for p in shared if id(p) not in task_specific]
 
     def last_shared_layer(self) -> nn.Parameter:
-        """The last convolution of the last residual block, where GradNorm measures task gradients."""
+        """Where GradNorm measures task gradients: the shared ASPP's projection, else the last convolution of
+        the last residual block."""
+        if self.aspp is not None:
+            return self.aspp.project[0].weight
         return self.stages[-1][-1].conv3.weight
 
     def backbone(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -153,19 +185,30 @@ class DeepLabResNet50(nn.Module):
             if isinstance(m, TaskBatchNorm):
                 m.active = task
 
-    def predict(self, name: str, feature: Tensor, low_level: Tensor, size: torch.Size) -> Tensor:
+    def predict(self, name: str, feature: Tensor, low_level: Tensor, context: Tensor | None,
+                size: torch.Size) -> Tensor:
+        """A task's prediction; ``context``: the shared ASPP's output (None without one)."""
         task, head = self.tasks[name], self.heads[name]
         if not task.dense:
             return task.postprocess(head(feature))
-        raw = head(feature, low_level) if self.decoder == "v3+" else head(feature)
+        if context is not None:
+            raw = head(context)
+        else:
+            raw = head(feature, low_level) if self.decoder == "v3+" else head(feature)
         return task.postprocess(F.interpolate(raw, size=size, mode="bilinear", align_corners=False))
 
+    def predict_all(self, names: list[str], feature: Tensor, low_level: Tensor, size: torch.Size) -> dict[str, Tensor]:
+        context = self.aspp(feature) if self.aspp is not None else None
+        return {name: self.predict(name, feature, low_level, context, size) for name in names}
+
     def forward(self, x: Tensor, return_feature: bool = False, feature_only: bool = False):
+        if self.input_norm == "imagenet":
+            x = (x - self.mean) / self.std
         if not self.task_norm:
             feature, low_level = self.backbone(x)
             if feature_only:
                 return feature
-            preds = {name: self.predict(name, feature, low_level, x.shape[-2:]) for name in self.tasks}
+            preds = self.predict_all(list(self.tasks), feature, low_level, x.shape[-2:])
             return (preds, feature) if return_feature else preds
         preds, first = {}, None
         for name in self.tasks:
@@ -174,7 +217,7 @@ class DeepLabResNet50(nn.Module):
             first = feature if first is None else first
             if feature_only:
                 return first
-            preds[name] = self.predict(name, feature, low_level, x.shape[-2:])
+            preds.update(self.predict_all([name], feature, low_level, x.shape[-2:]))
         return (preds, first) if return_feature else preds
 
 
@@ -186,8 +229,26 @@ class DeepLabSpec:
     decoder: Literal["v3", "v3+"] = "v3"
     weights: str | None = None
     task_norm: bool = False
+    head: Literal["per_task", "shared_aspp"] = "per_task"
+    input_norm: Literal["none", "imagenet"] = "none"
     input_multiple: ClassVar[int] = 8  # output stride
     min_batch: ClassVar[int] = 2  # ASPP's image-pooling branch batch-normalises a 1x1 map: one image cannot
 
+    def __post_init__(self) -> None:
+        require("head", self.head, self.head == "per_task" or self.decoder == "v3",
+                "shared_aspp is the DeepLabV3 head (Yun and Cho 2023 Table 1); use decoder: v3")
+
     def build(self, tasks: dict[str, Task]) -> nn.Module:
-        return DeepLabResNet50(tasks, self.decoder, self.weights, self.task_norm)
+        return DeepLabResNet50(tasks, self.decoder, self.weights, self.task_norm, self.head, self.input_norm)
+
+
+@spelt_as_before
+def deeplab_head_default(config: dict) -> dict:
+    """``head`` and ``input_norm`` came with 0.3; their defaults build the network as before: hashed as absent."""
+    model = config.get("model", {})
+    if model.get("name") == "deeplab_resnet50":
+        if model.get("head") == "per_task":
+            del model["head"]
+        if model.get("input_norm") == "none":
+            del model["input_norm"]
+    return config

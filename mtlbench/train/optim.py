@@ -57,9 +57,16 @@ class SGD:
         return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
 
 
+class Schedule:
+    """A learning-rate schedule: ``build(optimizer, epochs, steps_per_epoch)`` returns a torch scheduler that the
+    trainer steps once per epoch, or once per batch where ``per_step``."""
+
+    per_step: ClassVar[bool] = False
+
+
 @SCHEDULERS.register("step")
 @dataclass(frozen=True)
-class Step:
+class Step(Schedule):
     """StepLR (MTPSL: step 100, gamma 0.5 for 200 epochs; JTR: step 200)."""
 
     step_size: int = 100
@@ -69,13 +76,14 @@ class Step:
         require("step_size", self.step_size, self.step_size >= 1, "must be >= 1 (epochs between decays)")
         require("gamma", self.gamma, 0 < self.gamma <= 1, "must lie in (0, 1] (the factor of each decay)")
 
-    def build(self, optimizer: torch.optim.Optimizer, epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
+    def build(self, optimizer: torch.optim.Optimizer, epochs: int,
+              steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
         return torch.optim.lr_scheduler.StepLR(optimizer, self.step_size, self.gamma)
 
 
 @SCHEDULERS.register("cosine")
 @dataclass(frozen=True)
-class Cosine:
+class Cosine(Schedule):
     """Cosine annealing over the epochs down to ``eta_min`` (Sun et al. 2023: to 1e-4)."""
 
     eta_min: float = 0.0
@@ -83,12 +91,32 @@ class Cosine:
     def __post_init__(self) -> None:
         require("eta_min", self.eta_min, self.eta_min >= 0, "must be >= 0")
 
-    def build(self, optimizer: torch.optim.Optimizer, epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
+    def build(self, optimizer: torch.optim.Optimizer, epochs: int,
+              steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs, eta_min=self.eta_min)
 
 
 @SCHEDULERS.register("constant")
 @dataclass(frozen=True)
-class Constant:
-    def build(self, optimizer: torch.optim.Optimizer, epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
+class Constant(Schedule):
+    def build(self, optimizer: torch.optim.Optimizer, epochs: int,
+              steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+@SCHEDULERS.register("poly")
+@dataclass(frozen=True)
+class Poly(Schedule):
+    """The poly schedule of Yun and Cho 2023's code (core/lr_scheduler ``PolyDecay`` with power 0.9, stepped after
+    every batch with the fractional epoch): lr = base (1 - t / T)^power, t the batches trained, T all of them."""
+
+    per_step: ClassVar[bool] = True
+    power: float = 0.9
+
+    def __post_init__(self) -> None:
+        require("power", self.power, self.power > 0, "must be > 0")
+
+    def build(self, optimizer: torch.optim.Optimizer, epochs: int,
+              steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+        total = epochs * steps_per_epoch
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / total) ** self.power)

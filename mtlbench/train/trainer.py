@@ -12,6 +12,7 @@ Only torch and numpy are needed here; W&B and the results store reach the traine
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import time
@@ -126,6 +127,16 @@ class Stage:
         indices = [torch.cat([b, draws[i * self.per_batch:(i + 1) * self.per_batch]]) for i, b in enumerate(batches)]
         return [(index, self.mask[index]) for index in indices]
 
+    def batch_sizes(self, batch_size: int) -> list[int]:
+        """The sizes of an epoch's batches, as ``batches`` makes them (without drawing them): what a schedule
+        stepped per batch needs to know before the first epoch."""
+        if self.per_task:
+            labels = [int(n) for n in self.mask.sum(0).tolist() if n]
+            return [len(labels) * batch_size] * (self.steps or -(-sum(labels) // (len(labels) * batch_size)))
+        regular = len(self.train) - (len(self.appended) if self.per_batch else 0)
+        sizes = [batch_size] * (regular // batch_size) + ([regular % batch_size] if regular % batch_size else [])
+        return [size + self.per_batch for size in sizes]
+
     def per_task_batches(self, batch_size: int, generator: torch.Generator) -> list[tuple[Tensor, Tensor]]:
         labelled = {j: self.mask[:, j].nonzero().squeeze(1) for j in range(self.mask.shape[1])}
         labelled = {j: rows for j, rows in labelled.items() if len(rows)}
@@ -205,7 +216,7 @@ def load_job_data(job: dict[str, Any], device: torch.device, test: bool = True) 
     """The data a job trains on; ``test=False`` for jobs that must not read the test split (estimates that
     decide an experiment)."""
     dataset = build(DATASETS, job["dataset"])
-    tasks = {name: dataset.tasks()[name] for name in job["tasks"]}
+    tasks = smoothed({name: dataset.tasks()[name] for name in job["tasks"]}, job["train"].get("label_smoothing", 0.0))
     splits = {s: dataset.load(s).select(job["tasks"]) for s in SPLITS if test or s != "test"}
     labels = scenario(job["scenario"])
     n_pool = dataset.split_size("pool") if labels.pool else 0
@@ -213,6 +224,13 @@ def load_job_data(job: dict[str, Any], device: torch.device, test: bool = True) 
     if labels.pool:
         splits["train"] = splits["train"].concat(dataset.load("pool").select(job["tasks"]))
     return JobData(tasks, {name: split.to(device) for name, split in splits.items()}, plan)
+
+
+def smoothed(tasks: dict[str, Task], label_smoothing: float) -> dict[str, Task]:
+    """The tasks with ``train.label_smoothing`` set where a task has it (segmentation's cross-entropy)."""
+    return {name: dataclasses.replace(task, label_smoothing=label_smoothing)
+            if any(f.name == "label_smoothing" for f in dataclasses.fields(task)) else task
+            for name, task in tasks.items()}
 
 
 def run_job(job: dict[str, Any], job_dir: Path, on_epoch: EpochCallback = lambda record: None,
@@ -288,7 +306,9 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
     autocast = autocast_for(device, cfg.get("precision", "auto"))
     recipe = Recipe(job["method"], stage.tasks, model, augment, generators["augment"], autocast).to(device)
     optimizer = build(OPTIMIZERS, cfg["optimizer"]).build(recipe.parameters())
-    scheduler = build(SCHEDULERS, cfg["scheduler"]).build(optimizer, cfg["epochs"])
+    schedule = build(SCHEDULERS, cfg["scheduler"])
+    steps = sum(size >= min_batch for size in stage.batch_sizes(cfg["batch_size"]))
+    scheduler = schedule.build(optimizer, cfg["epochs"], steps)
     torch.manual_seed(derive_seed(seed, stage.name, "train"))
     watchers = [make(Observed(job, stage, model, optimizer, recipe, splits["val"], device, autocast))
                 for make in observers]
@@ -321,6 +341,9 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
             loaded = [(*load_batch(stage, index, augment, generators["augment"], device), mask)  # mask stays on CPU
                       for index, mask in batches[first:first + group]]
             logs = recipe.train_batches(optimizer, loaded)
+            if schedule.per_step:
+                for _ in loaded:
+                    scheduler.step()
             watch.step(logs, first + 1)
             if len(first_losses) < len(stage.tasks):
                 first_losses.update({k.removeprefix("loss/"): v / len(loaded) for k, v in logs.items()
@@ -331,7 +354,8 @@ def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], dev
                 watcher.after_step(epoch * len(batches) + first + len(loaded))
         watch.check(stage.name, epoch + 1)  # before anything of this epoch is validated, checkpointed or logged
         result.first_loss = {task: float(loss) for task, loss in first_losses.items()}
-        scheduler.step()
+        if not schedule.per_step:
+            scheduler.step()
         recipe.end_epoch({k.removeprefix("loss/"): float(v) / len(batches) for k, v in sums.items()
                           if k.startswith("loss/")})
         seconds = time.perf_counter() - start
