@@ -86,3 +86,43 @@ def test_deeplab_loads_a_local_torchvision_state_dict(tmp_path):
     torch.save({"conv1.weight": reference.conv1.weight}, tmp_path / "partial.pth")
     with pytest.raises(ValueError, match="not a torchvision ResNet-50 state dict"):
         DeepLabResNet50(NYU_LIKE, weights=str(tmp_path / "partial.pth"))
+
+
+def test_a_shared_aspp_serves_every_dense_task_as_yun_and_cho_2023_table_1():
+    """One ASPP shared by the tasks, then per task conv3x3 + BN + ReLU and the classifier (their code's
+    MultiTaskSharedHead); the ASPP is shared and its projection is the last shared layer."""
+    from torchvision.models.segmentation.deeplabv3 import ASPP
+
+    model = DeepLabResNet50(NYU_LIKE, head="shared_aspp")
+    assert isinstance(model.aspp, ASPP) and not any(isinstance(m, ASPP) for m in model.heads.modules())
+    preds = model(torch.rand(2, 3, 40, 56))
+    assert {name: p.shape[1:] for name, p in preds.items()} == {"seg": (7, 40, 56), "depth": (1, 40, 56),
+                                                                "normal": (3, 40, 56)}
+    shared = {id(p) for p in model.shared_parameters()}
+    assert all(id(p) in shared for p in model.aspp.parameters())
+    assert model.last_shared_layer() is model.aspp.project[0].weight
+    preds["depth"].sum().backward()
+    assert model.aspp.project[0].weight.grad is not None and model.heads["seg"][0].weight.grad is None
+    per_task = DeepLabResNet50(NYU_LIKE)
+    assert sum(p.numel() for p in per_task.parameters()) - sum(p.numel() for p in model.parameters()) == \
+        2 * sum(p.numel() for p in model.aspp.parameters())  # three ASPPs become one
+
+
+def test_imagenet_input_standardisation_is_what_pretrained_weights_expect():
+    torch.manual_seed(0)
+    plain = DeepLabResNet50(NYU_LIKE).eval()
+    torch.manual_seed(0)
+    standardised = DeepLabResNet50(NYU_LIKE, input_norm="imagenet").eval()
+    x = torch.rand(2, 3, 32, 32)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(standardised(x)["depth"], plain((x - mean) / std)["depth"], atol=1e-5)
+
+
+def test_the_new_deeplab_settings_keep_every_earlier_job_id():
+    from mtlbench.jobs import job_id
+
+    config = {"model": {"name": "deeplab_resnet50", "decoder": "v3", "weights": None, "task_norm": False}, "seed": 0}
+    with_defaults = {**config, "model": {**config["model"], "head": "per_task", "input_norm": "none"}}
+    assert job_id(with_defaults) == job_id(config)
+    assert job_id({**config, "model": {**config["model"], "head": "shared_aspp"}}) != job_id(config)

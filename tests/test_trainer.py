@@ -230,3 +230,59 @@ def test_the_constant_reference_predicts_the_labelled_training_mean(tiny_job, tm
     accuracy = (truth[valid] == majority).float().mean().item()
     assert outcome["constant"]["seg"]["pixel_acc"] == pytest.approx(accuracy)
     assert set(outcome["constant"]) == {"seg", "depth", "normal"}
+
+
+@pytest.mark.parametrize("n, batch_size, per_batch, appended", [(24, 8, 0, 0), (25, 8, 0, 0), (30, 7, 1, 9),
+                                                                 (17, 4, 2, 5)])
+def test_batch_sizes_are_what_an_epoch_draws(n, batch_size, per_batch, appended):
+    """A schedule stepped per batch is built before any batch is drawn: the sizes must be the epoch's own."""
+    from mtlbench.data import Split
+    from mtlbench.train.trainer import Stage
+
+    split = Split(torch.zeros(n, 3, 1, 1, dtype=torch.uint8))
+    mask = torch.ones(n, 2)
+    stage = Stage("mtl", {}, split, mask, torch.arange(n - appended, n), per_batch)
+    drawn = [len(index) for index, _ in stage.batches(batch_size, torch.Generator().manual_seed(0))]
+    assert stage.batch_sizes(batch_size) == drawn
+    per_task = Stage("mtl", {}, split, torch.tensor([[1.0, 0.0]] * (n // 2) + [[0.0, 1.0]] * (n - n // 2)),
+                     per_task=True)
+    assert per_task.batch_sizes(batch_size) == [len(index) for index, _ in
+                                                per_task.batches(batch_size, torch.Generator().manual_seed(0))]
+
+
+def test_the_poly_schedule_decays_per_batch_as_amtls_code(tiny_job, tmp_path, one_thread):
+    """Yun and Cho 2023's PolyDecay, stepped after every batch with the fractional epoch t: lr = base (1 - t / E)^0.9.
+    24 images at batch 8 are 3 batches an epoch; a resumed run continues the schedule exactly."""
+    tiny_job["train"].update(epochs=3, scheduler={"name": "poly", "power": 0.9})
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    straight = run_job(tiny_job, tmp_path / "a")
+    expected = [1e-3 * (1 - epoch / 3) ** 0.9 for epoch in (1, 2, 3)]  # t = epoch + 3/3 batches after each epoch
+    assert [r["lr"] for r in straight["history"]] == pytest.approx(expected)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_one(record):
+        if record["epoch"] == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_job(tiny_job, tmp_path / "b", stop_after_one)
+    resumed = run_job(tiny_job, tmp_path / "b")
+    assert [r["lr"] for r in resumed["history"]] == pytest.approx(expected)
+    assert flatten(resumed["test"]) == pytest.approx(flatten(straight["test"]), rel=1e-6)
+
+
+def test_label_smoothing_is_the_segmentation_cross_entropy_of_the_job(tiny_job):
+    from mtlbench.train.trainer import load_job_data
+
+    tiny_job["train"]["label_smoothing"] = 0.1
+    seg = load_job_data(tiny_job, torch.device("cpu")).tasks["seg"]
+    pred, target = torch.randn(2, 7, 4, 4), torch.randint(-1, 7, (2, 4, 4))
+    valid = target >= 0
+    reference = torch.nn.functional.cross_entropy(pred, target, ignore_index=-1, label_smoothing=0.1,
+                                                  reduction="none")
+    expected = torch.stack([reference[i][valid[i]].mean() for i in range(2)])
+    assert seg.loss_per_image(pred, target) == pytest.approx(expected.tolist(), rel=1e-5)
+    assert load_job_data({**tiny_job, "train": {**tiny_job["train"], "label_smoothing": 0.0}},
+                         torch.device("cpu")).tasks["seg"].label_smoothing == 0.0
