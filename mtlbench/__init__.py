@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 API = {  # name -> the module that defines it
     **dict.fromkeys(["DATASETS", "SCENARIOS", "label_mask"], "mtlbench.data"),

@@ -197,7 +197,7 @@ def test_the_summary_across_tables_ranks_methods_but_scenarios_of_one_dataset_dr
     assert summary["supervised"]["poi"] == ""  # the baseline against itself means nothing: left out
     assert re.search(r"^\| supervised \| 3\.00 \| 2/2 \| [^|]+ \| — \|$", text, re.MULTILINE)
     assert float(summary["mtpsl"]["poi"]) == 1.0  # every run above every baseline run, in both tables
-    assert "these 2 tables come from 1 dataset" in text and "not below the largest possible gap of 2" in text
+    assert "the 2 tables here come from 1 dataset" in text and "not below the largest possible gap of 2" in text
     assert not out.with_name("demo-cd.png").exists()
 
 

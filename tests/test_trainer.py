@@ -93,21 +93,26 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_a_job_resumed_from_its_checkpoint_matches_an_uninterrupted_one(tiny_job, tmp_path, one_thread):
-    tiny_job["train"]["epochs"] = 3
-    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
-    straight = run_job(tiny_job, tmp_path / "a")
+def straight_and_resumed(job, folder, stop_at: int):
+    """The job run through in ``folder/a``, and in ``folder/b`` stopped after epoch ``stop_at``, then resumed."""
+    (folder / "a").mkdir(), (folder / "b").mkdir()
+    straight = run_job(job, folder / "a")
 
     class Stop(Exception):
         pass
 
-    def stop_after_two(record):
-        if record["epoch"] == 2:
+    def stop(record):
+        if record["epoch"] == stop_at:
             raise Stop
 
     with pytest.raises(Stop):
-        run_job(tiny_job, tmp_path / "b", stop_after_two)
-    resumed = run_job(tiny_job, tmp_path / "b")
+        run_job(job, folder / "b", stop)
+    return straight, run_job(job, folder / "b")
+
+
+def test_a_job_resumed_from_its_checkpoint_matches_an_uninterrupted_one(tiny_job, tmp_path, one_thread):
+    tiny_job["train"]["epochs"] = 3
+    straight, resumed = straight_and_resumed(tiny_job, tmp_path, stop_at=2)
     assert resumed["resumed_from_epoch"] == {"mtl": 2}
     assert resumed["first_step_loss"] == straight["first_step_loss"]  # kept by the checkpoint, not re-measured
     weights = [torch.load(tmp_path / run / "checkpoint-mtl.pt")["model"] for run in "ab"]
@@ -254,21 +259,9 @@ def test_the_poly_schedule_decays_per_batch_as_amtls_code(tiny_job, tmp_path, on
     """Yun and Cho 2023's PolyDecay, stepped after every batch with the fractional epoch t: lr = base (1 - t / E)^0.9.
     24 images at batch 8 are 3 batches an epoch; a resumed run continues the schedule exactly."""
     tiny_job["train"].update(epochs=3, scheduler={"name": "poly", "power": 0.9})
-    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
-    straight = run_job(tiny_job, tmp_path / "a")
+    straight, resumed = straight_and_resumed(tiny_job, tmp_path, stop_at=1)
     expected = [1e-3 * (1 - epoch / 3) ** 0.9 for epoch in (1, 2, 3)]  # t = epoch + 3/3 batches after each epoch
     assert [r["lr"] for r in straight["history"]] == pytest.approx(expected)
-
-    class Stop(Exception):
-        pass
-
-    def stop_after_one(record):
-        if record["epoch"] == 1:
-            raise Stop
-
-    with pytest.raises(Stop):
-        run_job(tiny_job, tmp_path / "b", stop_after_one)
-    resumed = run_job(tiny_job, tmp_path / "b")
     assert [r["lr"] for r in resumed["history"]] == pytest.approx(expected)
     assert flatten(resumed["test"]) == pytest.approx(flatten(straight["test"]), rel=1e-6)
 

@@ -80,6 +80,7 @@ class ImageFileDataset:
 
     name: str
     root: str
+    val: int
 
     def require(self) -> None:
         raise NotImplementedError
@@ -97,6 +98,13 @@ class ImageFileDataset:
 
     def split_size(self, split: str) -> int:
         return len(self.records(split))
+
+    def held_out(self, split: str, train: list[Any], test: list[Any]) -> list[Any]:
+        """An mtlbench split of a dataset published as train and test lists: test (and val, when ``val`` is 0),
+        or the training records with their last ``val`` held out for validation."""
+        if split == "test" or (split == "val" and self.val == 0):
+            return test
+        return train[len(train) - self.val:] if split == "val" else train[:len(train) - self.val]
 
     def load_record(self, record: Any) -> dict[str, np.ndarray]:
         arrays, problems = self.read(record)

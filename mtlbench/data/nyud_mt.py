@@ -99,10 +99,7 @@ class NYUDMT(ImageFileDataset):
         return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
     def records(self, split: str) -> list[str]:
-        if split == "test" or (split == "val" and self.val == 0):
-            return self.ids(LISTS["test"])
-        train = self.ids(LISTS["train"])
-        return train[len(train) - self.val:] if split == "val" else train[:len(train) - self.val]
+        return self.held_out(split, self.ids(LISTS["train"]), self.ids(LISTS["test"]))
 
     def every_record(self) -> list[str]:
         return [image_id for listed in LISTS.values() for image_id in self.ids(listed)]

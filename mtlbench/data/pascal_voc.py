@@ -83,10 +83,8 @@ class PascalVOC(ImageFileDataset):
 
     def records(self, split: str) -> list[tuple[str, str]]:
         """(image id, label folder) of an mtlbench split."""
-        if split == "test" or (split == "val" and self.val == 0):
-            return [(i, LABELS["test"]) for i in self.ids(LISTS["test"])]
-        train = [(i, LABELS["train"]) for i in self.ids(LISTS["train"])]
-        return train[len(train) - self.val:] if split == "val" else train[:len(train) - self.val]
+        return self.held_out(split, [(i, LABELS["train"]) for i in self.ids(LISTS["train"])],
+                             [(i, LABELS["test"]) for i in self.ids(LISTS["test"])])
 
     def read(self, record: tuple[str, str]) -> tuple[dict[str, np.ndarray], list[str]]:
         image_id, labels = record

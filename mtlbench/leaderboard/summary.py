@@ -82,13 +82,12 @@ def diagram(summary: Summary, blocks: pd.DataFrame) -> None:
         return
     critical = nemenyi_critical_difference(methods, summary.datasets)
     if summary.datasets < 2 or critical >= methods - 1:
-        tables = f"{summary.tables} table{'s' if summary.tables > 1 else ''}"
         summary.why_no_diagram = (
-            f"the Friedman and Nemenyi tests (Demšar 2006) rank methods over independent datasets, and these "
-            f"{tables} come from {summary.datasets} dataset{'s' if summary.datasets > 1 else ''} (scenarios of one "
-            f"dataset are not independent samples). With {summary.datasets} and {methods} methods the Nemenyi "
-            f"critical difference would be {critical:.2f} ranks, not below the largest possible gap of "
-            f"{methods - 1}: no two methods could be told apart")
+            f"the Friedman and Nemenyi tests (Demšar 2006) rank methods over independent datasets, and the "
+            f"{count(summary.tables, 'table')} here come from {count(summary.datasets, 'dataset')} (scenarios of "
+            f"one dataset are not independent samples). Over {count(summary.datasets, 'dataset')}, the Nemenyi "
+            f"critical difference of {methods} methods would be {critical:.2f} ranks, not below the largest "
+            f"possible gap of {methods - 1}: no two methods could be told apart")
         return
     import scikit_posthocs
 
@@ -98,6 +97,10 @@ def diagram(summary: Summary, blocks: pd.DataFrame) -> None:
     summary.nemenyi = scikit_posthocs.posthoc_nemenyi_friedman(values)
     summary.nemenyi.index = summary.nemenyi.columns = list(blocks.columns)
     summary.critical_difference = critical
+
+
+def count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def interval(point: float, low: float, high: float, digits: int = 2) -> str:
