@@ -23,7 +23,7 @@ from .data.scenarios import ScenarioError
 from .files import check_name
 from .jobs import GraphError, Job, check_graph, spelt_as_before
 from .methods import AXES, AXIS_ALIASES, METHODS, NETWORKS
-from .models import MODELS
+from .models import MODELS, parameter_count
 from .registry import Registry, RegistryError, build, parameters
 from .track import DEFAULT_TRACK, TRACKS, Track
 from .train.optim import OPTIMIZERS, SCHEDULERS
@@ -466,15 +466,9 @@ def check_scenario(scenario: dict[str, Any], tasks: list[str], datasets: list[di
 def check_model(model: dict[str, Any], tasks: list[str], dataset: dict[str, Any], path: Path) -> None:
     """The model can be built for these tasks: built on the meta device, which allocates nothing (whether its
     weights fit a device is checked when a local run starts, runner/preflight.py)."""
-    import warnings
-
-    import torch
-
     available = build(DATASETS, dataset).tasks()
     try:
-        with torch.device("meta"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # loading a weights file into meta tensors warns that it is a no-op
-            build(MODELS, model).build({t: available[t] for t in tasks})
+        parameter_count(model, {t: available[t] for t in tasks})
     except (ValueError, RuntimeError, TypeError) as error:
         raise SuiteError(f"{path}: model: {model['name']} cannot be built with {model}: {error}") from None
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 import functools
 import json
 import os
-import warnings
 from typing import Any
 
 from ..config import Suite, SuiteError
 from ..data import DATASETS
-from ..models import MODELS
+from ..models import parameter_count
 from ..registry import build
 from ..train.optim import OPTIMIZERS
 
@@ -65,21 +64,14 @@ def resolve(name: str, suite: Suite) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def parameter_count(model: str, tasks: str, dataset: str) -> int:
-    """The parameter count of a model (its spec as JSON) for the tasks of a dataset, built on the meta device,
-    which allocates nothing."""
-    import torch
-
+def counted(model: str, tasks: str, dataset: str) -> int:
     available = build(DATASETS, json.loads(dataset)).tasks()
-    with torch.device("meta"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a weights file loaded into meta tensors warns that it is a no-op
-        built = build(MODELS, json.loads(model)).build({t: available[t] for t in json.loads(tasks)})
-    return sum(p.numel() for p in built.parameters())
+    return parameter_count(json.loads(model), {t: available[t] for t in json.loads(tasks)})
 
 
 def parameters(config: dict[str, Any]) -> int:
     """The parameter count of a job's model (once per model, tasks and dataset)."""
-    return parameter_count(*(json.dumps(config[key], sort_keys=True) for key in ("model", "tasks", "dataset")))
+    return counted(*(json.dumps(config[key], sort_keys=True) for key in ("model", "tasks", "dataset")))
 
 
 def memory(device: Any) -> int:

@@ -25,8 +25,8 @@ import torch
 from torch import Tensor, nn
 
 from ..data import DATASETS, SPLITS, LabelPlan, Split, scenario
-from ..files import write_atomic
 from ..data.augment import Augment
+from ..files import write_atomic
 from ..jobs import RESUMED, EpochCallback
 from ..methods import Recipe
 from ..models import MODELS
