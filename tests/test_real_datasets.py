@@ -14,7 +14,7 @@ from mtlbench.train import run_job
 H, W = 32, 64
 
 
-def write_mtan(root, folders, sizes=(3, 2), seed=0):
+def write_mtan(root, folders, sizes=(3, 2), seed=0, shape=(H, W)):
     """MTAN's layout: root/{train,val}/<folder>/<i>.npy; returns what was written, by split and folder."""
     rng = np.random.default_rng(seed)
     written = {}
@@ -22,15 +22,15 @@ def write_mtan(root, folders, sizes=(3, 2), seed=0):
         for folder in folders:
             (root / split / folder).mkdir(parents=True)
         for i in range(n):
-            normal = rng.normal(size=(H, W, 3))
+            normal = rng.normal(size=(*shape, 3))
             normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
             normal[:4] = 0  # invalid pixels
-            arrays = {"image": rng.random((H, W, 3)), "depth": rng.random((H, W, 1)) * 5,
+            arrays = {"image": rng.random((*shape, 3)), "depth": rng.random((*shape, 1)) * 5,
                       "normal": normal}
             for folder in folders:
                 if folder.startswith("label"):
                     classes = {"label": 13, "label_7": 7, "label_19": 19}[folder]
-                    arrays[folder] = rng.integers(-1, classes, (H, W)).astype(np.float32)
+                    arrays[folder] = rng.integers(-1, classes, shape).astype(np.float32)
                 np.save(root / split / folder / f"{i}.npy", arrays[folder])
                 written[split, folder, i] = arrays[folder]
     return written
@@ -113,12 +113,17 @@ def test_a_job_trains_and_tests_on_the_nyuv2_fixture(tmp_path):
     assert all(np.isfinite(v) for metrics in result["test"].values() for v in metrics.values())
 
 
-@pytest.mark.parametrize("suite, folders", [("nyu_partial", NYU), ("cityscapes_partial", CITY)])
-def test_the_real_dataset_suites_validate_against_a_folder_and_fail_fast_without(suite, folders, tmp_path):
+@pytest.mark.parametrize("suite, folders, rows", [("nyu_partial", NYU, 795), ("cityscapes_partial", CITY, 2975)])
+def test_the_real_dataset_suites_validate_against_a_folder_and_fail_fast_without(suite, folders, rows, tmp_path):
+    """The canonical masks have a row per image of the full training split: a folder of another size is refused
+    when the suite loads (tiny 1x1 arrays keep the folders quick to write)."""
     from conftest import REPO
     with pytest.raises(SuiteError, match="not found"):
         load_suite(REPO / "suites" / f"{suite}.yaml", [f"dataset.root={tmp_path / 'absent'}"])
-    write_mtan(tmp_path, folders)
+    write_mtan(tmp_path / "small", folders)
+    with pytest.raises(SuiteError, match=rf"scenarios\[0\]: canonical .* has {rows} rows .* the train split has 3"):
+        load_suite(REPO / "suites" / f"{suite}.yaml", [f"dataset.root={tmp_path / 'small'}"])
+    write_mtan(tmp_path, folders, sizes=(rows, 2), shape=(1, 1))
     loaded = load_suite(REPO / "suites" / f"{suite}.yaml", [f"dataset.root={tmp_path}"])
     assert {job.scenario for job in loaded.jobs} <= {"canonical-onelabel", "canonical-randomlabels"}
     assert len(loaded.jobs) == len(loaded.summary()["methods"]) * len(loaded.summary()["scenarios"]) * 3

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -75,15 +76,25 @@ def test_a_killed_suite_resumes_without_training_any_job_twice(write_suite, tmp_
     assert [r["epoch"] for r in result["history"]] == list(range(1, 31))
 
 
-def test_a_failing_job_does_not_lose_the_others(write_suite, tmp_path, capsys):
-    path = write_suite({"scenarios": ["onelabel", {"name": "randomlabels"}], "tasks": ["seg"],
+def test_a_failing_job_does_not_lose_the_others(write_suite, tmp_path, capsys, monkeypatch):
+    from mtlbench.jobs import Train
+
+    path = write_suite({"scenarios": ["onelabel", "randomlabels"], "tasks": ["seg", "depth"],
                         "methods": ["supervised"]})
     results = tmp_path / "results"
-    assert run(path, results) == 1  # randomlabels needs two tasks: that job fails at mask time
-    assert "1 job(s) failed" in capsys.readouterr().err
     good, bad = load_suite(path).jobs
+    original = Train.run
+
+    def fail_one(self, config, job_dir, on_epoch, test):
+        if Path(job_dir).name == bad.id:
+            raise RuntimeError("this job fails on purpose")
+        return original(self, config, job_dir, on_epoch, test)
+
+    monkeypatch.setattr(Train, "run", fail_one)
+    assert run(path, results) == 1
+    assert "1 job(s) failed" in capsys.readouterr().err
     assert (results / "tiny" / good.id / "result.json").exists()
-    assert "at least 2 tasks" in (results / "tiny" / bad.id / "error.txt").read_text()
+    assert "this job fails on purpose" in (results / "tiny" / bad.id / "error.txt").read_text()
 
 
 def test_malformed_suite_fails_before_any_job_starts(write_suite, tmp_path, capsys):
