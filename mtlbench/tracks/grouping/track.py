@@ -10,9 +10,9 @@ from . import early  # noqa: F401  (registers the grouping-network job kind)
 NOTE = ("Paper 001's task grouping: every selector chooses networks on validation losses (ESA: the "
         "early-stopped validation losses; HOA: higher-order networks predicted from their pairs) within "
         "the budget, and the table reports the chosen set's total test loss Σ_t min_n L(n, t) (Sec. 3); "
-        "lower is better; bold per budget: the lowest mean and every selector not significantly worse (the "
-        "exact paired sign-flip test over seeds, Holm-adjusted, p < 0.05); — where a baseline has no network of "
-        "that size. "
+        "lower is better; bold per budget: the lowest mean, only where the exact paired sign-flip test over "
+        "seeds finds it below every other selector's (Holm-adjusted, p < 0.05); — where a baseline has no "
+        "network of that size. "
         "Random: the mean over its random groupings; Pessimal: the worst valid grouping.")
 
 
