@@ -19,13 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data import scenario
+from .data import SCENARIOS, scenario
 from .data.augment import Augment
 from .data.synthrooms import SynthRooms
 from .methods import AXES, METHODS, Recipe
 from .models import SegNet
+from .registry import RegistryError, unknown_message
 from .tasks import Task
-from .train.trainer import autocast_for, device_name, resolve_device
+from .train.trainer import autocast_for, check_device, device_name, resolve_device
 
 SHAPES = {"synthrooms": (64, 96), "nyuv2": (288, 384), "cityscapes": (128, 256), "taskonomy": (256, 256)}
 DENSE_TASKS = ("seg", "depth", "normal", "edge", "keypoint", "shading", "albedo")
@@ -43,6 +44,17 @@ class BenchConfig:
     steps: int = 6
     warmup: int = 2
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        """Unknown names fail here, before anything is built (``RegistryError``: the valid choices)."""
+        check_device(self.device)
+        for method in self.methods:
+            METHODS.get(method)
+        SCENARIOS.get(self.scenario)
+        known = list(SynthRooms().tasks())
+        for task in self.tasks:
+            if task not in known:
+                raise RegistryError(unknown_message("task", task, known))
 
 
 def random_batch(tasks: dict[str, Task], batch: int, height: int, width: int, device: torch.device,

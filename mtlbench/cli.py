@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import shlex
 import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
+from .errors import UserError
 from .interrupts import exit_code_of, stop_on_sigterm
+from .kernels import pin_blas
 
 
 def add_results(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def leaderboard_from_wandb(args: argparse.Namespace, formats: tuple[str, ...]) -> int:
     """`mtlbench leaderboard --from-wandb ENTITY/PROJECT [--suite S]`: the tables from a W&B project's runs."""
     from .files import check_name
-    from .leaderboard import LeaderboardError, render
+    from .leaderboard import LeaderboardError, default_out, render
     from .leaderboard.from_wandb import fetch, needs_history, suite_from_runs
 
     try:
@@ -72,7 +76,7 @@ def leaderboard_from_wandb(args: argparse.Namespace, formats: tuple[str, ...]) -
         summary, results = suite_from_runs(fetch(args.from_wandb, args.suite, chosen), args.suite)
         if not chosen and needs_history(summary, args.select):  # the suite's own leaderboard.select, known now
             summary, results = suite_from_runs(fetch(args.from_wandb, args.suite, True), args.suite)
-        out = Path(args.out) if args.out else Path("leaderboards") / check_name(summary["name"])
+        out = Path(args.out) if args.out else default_out(Path(args.results), check_name(summary["name"]))
         paths = render(summary, results, out, args.baseline, formats, args.select)
     except (LeaderboardError, ValueError) as error:
         print(f"leaderboard: {error}", file=sys.stderr)
@@ -87,17 +91,16 @@ def leaderboard_run(results: str, suite: str, mode: str) -> int:
     from .files import CorruptFile
     from .leaderboard import LeaderboardError, log_to_wandb
     from .runner import Store
-    from .tracking import leaderboard_run_id
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the leaderboard command reports them; here only the tables matter
-            log_to_wandb(Store(results), suite, mode)
+            run_id = log_to_wandb(Store(results), suite, mode)
     except (LeaderboardError, CorruptFile, LookupError, ValueError) as error:
         print(f"the W&B leaderboard run of {suite} was not logged ({error}); every job is finished: "
               f"`mtlbench leaderboard {suite} --wandb {mode}` logs it once the cause is fixed", file=sys.stderr)
         return 1
-    print(f"logged the leaderboard of {suite} to W&B ({mode}) as run {leaderboard_run_id(suite)}")
+    print(f"logged the leaderboard of {suite} to W&B ({mode}) as run {run_id}")
     return 0
 
 
@@ -137,8 +140,14 @@ def interrupted(stop: KeyboardInterrupt, suite, args: argparse.Namespace) -> int
     store = Store(args.results)
     done = sum(store.is_done(job) for job in suite.jobs)
     print(f"interrupted: {done} of {len(suite.jobs)} jobs finished; an unfinished job keeps its last epoch checkpoint "
-          f"and resumes from it: run `mtlbench run {args.suite}` again", file=sys.stderr)
+          f"and resumes from it: run `{resume_command(args.argv)}` again", file=sys.stderr)
     return exit_code_of(stop)
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command as given (its --results, --set, --params, ...), less --force, which would train again the jobs
+    that finished before the interrupt."""
+    return shlex.join(["mtlbench", *(arg for arg in argv if arg != "--force")])
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -206,11 +215,13 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         print("--out needs a single SUITE", file=sys.stderr)
         return 1
     for suite in suites:
-        name = Path(suite).stem if suite.endswith((".yaml", ".yml")) else suite
+        name = check_name(Path(suite).stem if suite.endswith((".yaml", ".yml")) else suite)
+        if name not in store.suites():
+            return no_such_suite("leaderboard", name, args.results)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                paths = render_suite(store, check_name(name), Path(args.out) if args.out else None, args.baseline,
+                paths = render_suite(store, name, Path(args.out) if args.out else None, args.baseline,
                                      formats, args.select)
             except (LeaderboardError, CorruptFile, ValueError) as error:
                 print(f"leaderboard: {error}", file=sys.stderr)
@@ -220,7 +231,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                     print(f"warning: {warning.message}", file=sys.stderr)
         for path in paths:
             print(f"wrote {path}")
-        if args.wandb != "disabled" and leaderboard_run(args.results, check_name(name), args.wandb):
+        if args.wandb != "disabled" and leaderboard_run(args.results, name, args.wandb):
             return 1
     return 0
 
@@ -264,11 +275,24 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def no_such_suite(command: str, name: str, results: str) -> int:
+    """A suite with no results: one line naming the suites that have some, and exit code 2."""
+    from .registry import unknown_message
+    from .runner import Store
+
+    print(f"{command}: {unknown_message('suite', name, Store(results).suites())} (the suites with results under "
+          f"{results}/; `mtlbench run SUITE.yaml` makes them)", file=sys.stderr)
+    return 2
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
+    from .files import check_name
     from .report import SPEC_FILE
     from .tracking import offline_runs, sync
 
-    root = Path(args.results) / (args.suite or "")
+    root = Path(args.results) / (check_name(args.suite) if args.suite else "")
+    if args.suite and not (root / "suite.json").exists():
+        return no_such_suite("sync", args.suite, args.results)
     runs = offline_runs(root)
     print(f"syncing {len(runs)} offline W&B run(s) under {root}/")
     if sync(root):
@@ -344,15 +368,7 @@ def cmd_allocate(args: argparse.Namespace) -> int:
 
     from .tracks.budget import allocate, gathered
 
-    def numbers(text: str, name: str, kind: type) -> list:
-        try:
-            return [kind(x) for x in text.split(",")]
-        except ValueError:
-            raise SystemExit(f"allocate: --{name} {text!r}: expected comma-separated numbers") from None
-
-    costs = numbers(args.costs, "costs", int)
-    informativeness = numbers(args.informativeness, "informativeness", float)
-    beta = numbers(args.beta, "beta", float)
+    costs, informativeness, beta = args.costs, args.informativeness, args.beta
     try:
         counts = allocate(informativeness, beta, costs, args.budget)
     except ValueError as error:
@@ -370,21 +386,56 @@ def cmd_allocate(args: argparse.Namespace) -> int:
     return 0
 
 
+def number_list(kind: type) -> Callable[[str], list]:
+    """An argparse type: comma-separated numbers of ``kind`` (``1,20``)."""
+    def parse(text: str) -> list:
+        try:
+            return [kind(x) for x in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated {kind.__name__}s, e.g. 1,20") \
+                from None
+
+    return parse
+
+
 def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
     return int(text)
 
 
-def budget_range(text: str) -> list[float]:
-    """``1:5:0.5`` (start:stop:step, stop included) or a comma-separated list."""
+def non_negative_int(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer")
+    return int(text)
+
+
+def positive_float(text: str) -> float:
     try:
-        if ":" in text:
-            start, stop, step = (float(x) for x in text.split(":"))
-            return [round(start + i * step, 10) for i in range(int(round((stop - start) / step)) + 1)]
-        return [float(x) for x in text.split(",")]
+        value = float(text)
     except ValueError:
-        raise SystemExit(f"select: --budgets {text!r}: expected START:STOP:STEP (e.g. 1:5:0.5) or a list") from None
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
+def budget_range(text: str) -> list[float]:
+    """``1:5:0.5`` (start:stop:step, stop included) or a comma-separated list, of positive budgets."""
+    try:
+        numbers = [float(x) for x in text.split(":" if ":" in text else ",")]
+    except ValueError:
+        numbers = []
+    if ":" in text and len(numbers) == 3:
+        start, stop, step = numbers
+        if not (step > 0 and stop >= start):
+            raise argparse.ArgumentTypeError(f"{text!r}: START:STOP:STEP needs STEP > 0 and STOP >= START")
+        numbers = [round(start + i * step, 10) for i in range(int(round((stop - start) / step)) + 1)]
+    elif ":" in text or not numbers:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected START:STOP:STEP (e.g. 1:5:0.5) or a list (1,2,3)")
+    if not all(0 < b < float("inf") for b in numbers):
+        raise argparse.ArgumentTypeError(f"{text!r}: budgets are positive numbers of single-task networks")
+    return numbers
 
 
 def cmd_select(args: argparse.Namespace) -> int:
@@ -415,7 +466,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         for method in methods:
             spec = {"name": method, **({"trials": args.trials} if method == "random" else {})}
             start = time.perf_counter()
-            chosen = choose_per_budget(build(SELECTORS, spec), tables, budget_range(args.budgets), objective)
+            chosen = choose_per_budget(build(SELECTORS, spec), tables, args.budgets, objective)
             rows = [{"budget": budget, "total": None if choice is None else choice.total,
                      "networks": [] if choice is None else [n.name for n in choice.networks],
                      "task_losses": [] if choice is None else list(choice.task_losses)}
@@ -447,12 +498,12 @@ def parser() -> argparse.ArgumentParser:
                      help="override a suite field, e.g. --set train.epochs=2 (repeatable)")
     run.add_argument("--force", action="store_true", help="rerun finished jobs too")
     run.add_argument("--wandb", default="offline", choices=MODES)
-    run.add_argument("--workers", type=int, default=None, help="parallel jobs (default: one per GPU, else 1)")
+    run.add_argument("--workers", type=positive_int, default=None, help="parallel jobs (default: one per GPU, else 1)")
     run.add_argument("--params", metavar="FILE", help="train with the best parameters `mtlbench tune` wrote")
     run.add_argument("--executor", help="local (default) or slurm; overrides the suite's executor section")
     run.add_argument("--detach", action="store_true",
                      help="return once the jobs are submitted (slurm), printing the array ids")
-    run.add_argument("--claim-timeout", type=float, default=300.0, metavar="SECONDS",
+    run.add_argument("--claim-timeout", type=positive_float, default=300.0, metavar="SECONDS",
                      help="take over a job whose runner's heartbeat is older than this (default 300; a runner on "
                           "this host that is gone is taken over at once)")
     add_results(run)
@@ -486,21 +537,23 @@ def parser() -> argparse.ArgumentParser:
     add_results(tune)
     tune.set_defaults(func=cmd_tune)
 
-    board = sub.add_parser("leaderboard", help="render leaderboards/<suite>.md and .csv from the results")
+    board = sub.add_parser("leaderboard", help="render RESULTS/SUITE/leaderboard/SUITE.md, .csv, ... from the results")
     board.add_argument("suite", nargs="?", help="suite name (default: every suite in the results folder)")
     board.add_argument("--from-wandb", metavar="ENTITY/PROJECT",
                        help="build the tables from the finished runs of a W&B project instead of the results folder")
     board.add_argument("--suite", dest="suite_option", metavar="S", help="with --from-wandb: the suite (needed when "
                                                                          "the project holds several)")
-    board.add_argument("--out", help="output path (suffixes .md and .csv are set)")
+    board.add_argument("--out", help="output path, suffixes set per format (default: RESULTS/SUITE/leaderboard/SUITE; "
+                                     "the committed pages: --out leaderboards/SUITE)")
     board.add_argument("--baseline", help="method ΔMTL is computed against (default: the suite's, else supervised)")
     board.add_argument("--select", choices=("last", "best_val"),
                        help="the epoch reported (default: the suite's leaderboard.select, else last); best_val needs "
                             "jobs run with train.test_every_epoch")
     board.add_argument("--wandb", default="disabled", choices=MODES,
                        help="also log the tables and figures as the suite's W&B run (job type leaderboard)")
-    board.add_argument("--format", default="md,csv,tex,html,png",
-                       help="comma-separated outputs (md and csv always; png/pdf figures for per-table suites)")
+    board.add_argument("--format", default="md,csv,tex,html,png,pdf",
+                       help="comma-separated outputs: md and csv are always written; tex, html, and the figures as png "
+                            "and pdf (per-table suites) when listed (default: all)")
     add_results(board)
     board.set_defaults(func=cmd_leaderboard)
 
@@ -521,10 +574,13 @@ def parser() -> argparse.ArgumentParser:
     lst.set_defaults(func=cmd_list)
 
     allocate = sub.add_parser("allocate", help="TABA's label allocation (Sun et al. 2023 Eq. 2, 4) from your estimates")
-    allocate.add_argument("--costs", required=True, help="integer label cost per task, e.g. 1,20")
-    allocate.add_argument("--budget", required=True, type=int, help="integer label budget B")
-    allocate.add_argument("--informativeness", required=True, help="I_i per task (Eq. 3), e.g. 1.13,2.03")
-    allocate.add_argument("--beta", required=True, help="reduction rate beta_i per task (Eq. 4), e.g. 0.999,0.997")
+    allocate.add_argument("--costs", required=True, type=number_list(int),
+                          help="integer label cost per task, e.g. 1,20")
+    allocate.add_argument("--budget", required=True, type=positive_int, help="integer label budget B")
+    allocate.add_argument("--informativeness", required=True, type=number_list(float),
+                          help="I_i per task (Eq. 3), e.g. 1.13,2.03")
+    allocate.add_argument("--beta", required=True, type=number_list(float),
+                          help="reduction rate beta_i per task (Eq. 4), e.g. 0.999,0.997")
     allocate.add_argument("--json", action="store_true", help="print {counts, spent, budget, gathered} as JSON")
     allocate.set_defaults(func=cmd_allocate)
 
@@ -536,12 +592,14 @@ def parser() -> argparse.ArgumentParser:
     select.add_argument("--esa", help="early-stopped validation losses (for --method esa)")
     select.add_argument("--method", default="optimal",
                         help="comma-separated: optimal, esa, hoa, random, pessimal, traditional, independent")
-    select.add_argument("--budgets", default="1:5:0.5", help="SNT, START:STOP:STEP or a list (default 1:5:0.5)")
+    select.add_argument("--budgets", type=budget_range, default="1:5:0.5",
+                        help="SNT, START:STOP:STEP or a list (default 1:5:0.5)")
     select.add_argument("--limit", action="append", default=[], metavar="TASK=LOSS",
                         help="a hard per-task loss limit (BETTER: objective task_limits); repeatable")
-    select.add_argument("--selection-sizes", type=float, nargs="+", default=[0.5],
+    select.add_argument("--selection-sizes", type=positive_float, nargs="+", default=[0.5],
                         help="sizes of single-task networks that join C_0 (default 0.5)")
-    select.add_argument("--trials", type=int, default=1000, help="random groupings per budget (--method random)")
+    select.add_argument("--trials", type=positive_int, default=1000,
+                        help="random groupings per budget (--method random)")
     select.add_argument("--json", action="store_true")
     select.set_defaults(func=cmd_select)
 
@@ -550,19 +608,20 @@ def parser() -> argparse.ArgumentParser:
                        help="comma-separated; the first is the reference")
     bench.add_argument("--tasks", default="seg,depth,normal")
     bench.add_argument("--shape", choices=["synthrooms", "nyuv2", "cityscapes"], help="height x width of a dataset")
-    bench.add_argument("--height", type=int, default=64)
-    bench.add_argument("--width", type=int, default=96)
-    bench.add_argument("--model-width", type=float, default=0.125, help="SegNet width multiplier (1.0 = papers)")
-    bench.add_argument("--batch-size", type=int, default=8)
+    bench.add_argument("--height", type=positive_int, default=64)
+    bench.add_argument("--width", type=positive_int, default=96)
+    bench.add_argument("--model-width", type=positive_float, default=0.125,
+                       help="SegNet width multiplier (1.0 = papers)")
+    bench.add_argument("--batch-size", type=positive_int, default=8)
     bench.add_argument("--scenario", default="onelabel")
-    bench.add_argument("--steps", type=int, default=6)
-    bench.add_argument("--warmup", type=int, default=2)
+    bench.add_argument("--steps", type=positive_int, default=6)
+    bench.add_argument("--warmup", type=non_negative_int, default=2)
     bench.add_argument("--device", default="auto")
     mode = bench.add_mutually_exclusive_group()
     mode.add_argument("--sweep", action="store_true", help="cost against the number of dense tasks, 2 to 7")
     mode.add_argument("--parts", action="store_true",
                       help="each supervision, weighting and gradients part swapped into supervised, vs uniform+sum")
-    mode.add_argument("--selection", type=int, metavar="K",
+    mode.add_argument("--selection", type=positive_int, metavar="K",
                       help="time Standley et al. 2020's network selection (Algorithm 1) for K synthetic tasks, "
                            "budgets 1 to K")
     bench.set_defaults(func=cmd_bench)
@@ -598,28 +657,35 @@ def main(argv: list[str] | None = None) -> int:
     """The command line. Everything mtlbench imports happens in here (``import mtlbench`` itself imports nothing
     heavy), so that a Ctrl-C from the first moment on ends with one line and exit code 130, never a traceback."""
     try:
+        pin_blas()  # before torch is imported: MKL reads it when first called
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
         with one_line_warnings():
             return command(argv)
+    except BrokenPipeError:  # the reader stopped early (`mtlbench list | head`): nothing of ours went wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that flushing at exit finds no pipe
+        return 141  # the shell's code for a writer whose reader left (128 + SIGPIPE)
     except KeyboardInterrupt as stop:  # a command with no interrupt handling of its own: one line, no traceback
         print(f"interrupted ({'SIGTERM' if exit_code_of(stop) == 143 else 'Ctrl-C'})", file=sys.stderr)
         return exit_code_of(stop)
 
 
 def command(argv: list[str] | None) -> int:
-    from .config import SuiteError
-    from .plugins import PluginError, load_plugins
+    """Parse and run one command; an error whose message is all a user needs (``UserError``: a suite, a name,
+    a file, the disk) is one line on stderr and exit code 2."""
+    from .plugins import load_plugins
 
     try:
         load_plugins()
-    except PluginError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    args = parser().parse_args(argv)
-    if threading.current_thread() is threading.main_thread():
-        stop_on_sigterm()  # SIGTERM stops a command as cleanly as Ctrl-C
-    try:
+        argv = sys.argv[1:] if argv is None else list(argv)
+        args = parser().parse_args(argv)
+        args.argv = argv
+        if threading.current_thread() is threading.main_thread():
+            stop_on_sigterm()  # SIGTERM stops a command as cleanly as Ctrl-C
         return args.func(args)
-    except SuiteError as error:
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

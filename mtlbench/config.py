@@ -20,6 +20,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, TypeAdapter, Va
 
 from .data import DATASETS, SCENARIOS, SPLITS, DatasetError
 from .data.scenarios import ScenarioError
+from .errors import UserError
 from .files import check_name
 from .jobs import GraphError, Job, check_graph, spelt_as_before
 from .methods import AXES, AXIS_ALIASES, METHODS, NETWORKS
@@ -31,7 +32,7 @@ from .train.optim import OPTIMIZERS, SCHEDULERS
 SCHEMA_VERSION = 1
 
 
-class SuiteError(ValueError):
+class SuiteError(UserError, ValueError):
     """A suite that cannot run; the message says where (file and field) and how to fix it."""
 
 
@@ -66,14 +67,9 @@ class TrainSection(Strict):
     @classmethod
     def known_device(cls, device: str) -> str:
         """A device torch can name (whether this machine has it is checked when a local run starts)."""
-        import torch
+        from .train.trainer import check_device
 
-        if device != "auto":
-            try:
-                torch.device(device)
-            except RuntimeError:
-                raise ValueError(f"{device!r} is not a device torch knows; use auto, cpu, cuda, cuda:N or mps") from None
-        return device
+        return check_device(device)
 
 
 class PublishedSection(Strict):
@@ -255,7 +251,17 @@ def read_yaml(path: Path) -> Any:
     try:
         return yaml.load(text, Loader=UniqueKeyLoader)
     except yaml.YAMLError as error:
-        raise SuiteError(f"{path}: not valid YAML: {error}") from None
+        raise SuiteError(yaml_problem(path, error)) from None
+
+
+def yaml_problem(path: Path | str, error: yaml.YAMLError) -> str:
+    """One line, ``FILE:LINE:COLUMN: not valid YAML: PROBLEM``, the place counted from 1 as editors do (PyYAML
+    would name the text ``<unicode string>``, over several lines)."""
+    mark = getattr(error, "problem_mark", None)
+    place = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+    problem = getattr(error, "problem", None) or str(error)
+    context = getattr(error, "context", None)
+    return f"{path}{place}: not valid YAML: {problem}" + (f" ({context})" if context else "")
 
 
 def load_suite(path: str | Path, overrides: list[str] = ()) -> Suite:
@@ -356,14 +362,23 @@ def apply_override(data: dict[str, Any], override: str, path: Path) -> None:
     if "=" not in override:
         raise SuiteError(f"--set {override!r}: expected KEY=VALUE, e.g. --set train.epochs=3")
     key, value = override.split("=", 1)
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        raise SuiteError(f"--set {override!r}: the value is not valid YAML ({getattr(error, 'problem', None) or error}"
+                         f"); quote it for the shell, e.g. --set 'methods=[a, b]'") from None
     *parents, last = key.split(".")
     node: Any = data
-    for part in parents:
-        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-    if isinstance(node, list):
-        node[int(last)] = yaml.safe_load(value)
-    else:
-        node[last] = yaml.safe_load(value)
+    try:
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        if isinstance(node, list):
+            node[int(last)] = parsed
+        else:
+            node[last] = parsed
+    except (ValueError, IndexError, TypeError, AttributeError):
+        raise SuiteError(f"--set {override!r}: {key!r} names no field of {path} (a list takes an index, e.g. "
+                         f"scenarios.0.unlabeled; a value that is not a mapping has no fields)") from None
 
 
 def describe_validation_error(path: Path, error: ValidationError, schema: type[BaseModel] = SuiteFile) -> str:

@@ -22,23 +22,29 @@ import zipfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
+from .errors import UserError
 
-class UnsafeFile(ValueError):
+
+class UnsafeFile(UserError, ValueError):
     """A file that holds objects mtlbench will not unpickle."""
 
 
-class CorruptFile(ValueError):
+class CorruptFile(UserError, ValueError):
     """A file that cannot be read (truncated, not of its format)."""
 
 
 NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
+class UnsafeName(UserError, ValueError):
+    """A name that would build a path outside its folder."""
+
+
 def check_name(name: str, what: str = "suite name") -> str:
     """A name that becomes a folder or file name: letters, digits, ``_``, ``-`` and ``.``, not ``.`` or ``..``
     (so it can never reach outside the folder it is placed in)."""
     if not isinstance(name, str) or not NAME.fullmatch(name) or name in (".", ".."):
-        raise ValueError(f"{what} {name!r}: use letters, digits, '_', '-' and '.' only (not '.' or '..'), e.g. "
+        raise UnsafeName(f"{what} {name!r}: use letters, digits, '_', '-' and '.' only (not '.' or '..'), e.g. "
                          f"'my_suite-v2'")
     return name
 
@@ -51,7 +57,7 @@ def inside(root: Path, *parts: str) -> Path:
     return path
 
 
-class DiskFull(OSError):
+class DiskFull(UserError, OSError):
     """No space left where a file was being written; the message names the folder and what to do."""
 
 

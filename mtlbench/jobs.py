@@ -16,6 +16,7 @@ import hashlib
 import json
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
+from .errors import UserError
 from .registry import Registry
 
 # Config keys renamed after job ids were first issued. A job's id hashes its config as the key was first
@@ -114,7 +115,7 @@ def new_job(suite: str, config: dict[str, Any], label: str = "", kind: str = "tr
 
 
 # ------------------------------------------------------------------------------------------ the graph
-class GraphError(ValueError):
+class GraphError(UserError, ValueError):
     """A need that is not in the suite, or a cycle; raised before anything trains."""
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Mapping
 
+from .errors import UserError
+
 Metrics = Mapping[str, Mapping[str, float]]
 Directions = Mapping[str, Mapping[str, bool]]
 
@@ -20,7 +22,7 @@ def _sign(higher_is_better: bool) -> int:
     return 1 if higher_is_better else -1
 
 
-class UndefinedDelta(ValueError):
+class UndefinedDelta(UserError, ValueError):
     """ΔMTL divides by the baseline's metric: a baseline value of 0 (δ1 of a network that predicts nothing
     right) or one that is not finite makes it undefined; ``task`` and ``metric`` name it."""
 

@@ -10,10 +10,12 @@ import os
 import sys
 from pathlib import Path
 
+from .errors import UserError
+
 VARIABLE = "MTLBENCH_PLUGINS"
 
 
-class PluginError(ImportError):
+class PluginError(UserError, ImportError):
     pass
 
 

@@ -46,10 +46,12 @@ def terminal() -> Iterator[str]:
     from .data import DATASETS
     from .methods import AXES, METHODS
 
+    yield "(parameters as name=default; a name alone is required)"
     for title, _, registry in registries():
         yield f"{title.lower()}:"
         for name in registry.list():
-            params = ", ".join(f"{k}={v!r}" for k, v in parameters(registry.get(name)).items())
+            params = ", ".join(k if v is dataclasses.MISSING else f"{k}={v!r}"  # a name alone: required
+                               for k, v in parameters(registry.get(name)).items())
             space = ", ".join(f"{k} in {describe(s)}" for k, s in search_space(registry.get(name)).items())
             yield f"  {name}" + (f" ({params})" if params else "") + (f"; tune: {space}" if space else "")
         if registry is DATASETS:
@@ -87,6 +89,24 @@ def entry(name: str, plugin: Any) -> list[str]:
     return lines
 
 
+def spaces_table() -> list[str]:
+    """docs/tuning.md's table of declared search spaces: every optimiser and recipe part with a ``space``, each
+    parameter by its path in the job config (how ``tune.space`` names it), its range and its default."""
+    from .methods import AXES
+    from .train.optim import OPTIMIZERS
+
+    lines = ["| plugin | parameter (path) | search space | default |", "|---|---|---|---|"]
+    for prefix, registry in [("train.optimizer", OPTIMIZERS), *((f"method.{a}", r) for a, r in AXES.items())]:
+        for name in registry.list():
+            plugin = registry.get(name)
+            defaults = parameters(plugin)
+            lines += [f"| {name} | `{prefix}.{key}` | {describe(space)} | {cell(defaults[key])} |"
+                      for key, space in search_space(plugin).items()]
+    bare = [name for registry in AXES.values() for name in registry.list() if not search_space(registry.get(name))]
+    return lines + ["", f"Recipe parts without a declared space, tuned in their optimiser's parameters only: "
+                        f"{', '.join(bare)}."]
+
+
 def markdown() -> str:
     """docs/reference.md: every registered name with its docstring, parameters, defaults and search space."""
     from .data import DATASETS
@@ -112,4 +132,4 @@ def markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["markdown", "part_label", "terminal"]
+__all__ = ["markdown", "part_label", "spaces_table", "terminal"]

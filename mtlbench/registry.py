@@ -14,14 +14,23 @@ import difflib
 import importlib
 from typing import Any, Callable, Generic, TypeVar
 
+from .errors import UserError
+
 T = TypeVar("T")
 
 
-class RegistryError(KeyError):
+class RegistryError(UserError, KeyError):
     """An unknown or duplicate plugin name; the message lists the valid choices."""
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+def unknown_message(kind: str, name: str, choices: list[str]) -> str:
+    """``unknown KIND 'NAME'. Did you mean 'X'? Valid choices: ...`` (the hint only for a close name)."""
+    close = difflib.get_close_matches(name, choices, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"unknown {kind} {name!r}.{hint} Valid choices: {', '.join(choices) or '(none)'}"
 
 
 class Registry(Generic[T]):
@@ -67,9 +76,7 @@ class Registry(Generic[T]):
         return dict(self._loaded()._aliases)
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, self._loaded()._items, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        return f"unknown {self.kind} {name!r}.{hint} Valid choices: {', '.join(self.list())}"
+        return unknown_message(self.kind, name, self.list())
 
     def list(self) -> list[str]:
         return sorted(self._loaded()._items)

@@ -1,4 +1,10 @@
-"""Weights & Biases: one run per job (id = job hash), offline unless configured online.
+"""Weights & Biases: one run per job, offline unless configured online.
+
+A run's id is the job's id and its results folder's location token (``<job id>-<token>``): a job trains once
+per results folder (a suite's, its tuning's, another clone's), and each of those trainings is its own run. The
+token is random, made when the folder first logs a run and kept in it (``.wandb-location``), so that it survives
+a move of the folder and a resumed job continues its run. The job id alone (mtlbench before 0.3) merged a tuning
+trial that trains a suite's job config into that job's run.
 
 wandb is imported only when a run is opened, so the trainer and ``mtlbench bench`` need torch and numpy
 alone. Runs live in the job's folder (``<job>/wandb/``), so ``mtlbench sync`` finds them from the store.
@@ -13,6 +19,8 @@ are logged. Either way the run carries every epoch once, and ``sync`` uploads on
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -63,9 +71,35 @@ def job_meta(job: Any, directions: dict[str, dict[str, bool]], primary: dict[str
             "directions": directions, "primary": primary}
 
 
-def replace_offline_attempts(run_dir: Path, run_id: str) -> None:
-    """Remove the offline folders earlier attempts of a run left, so that one folder per run is synced."""
-    for attempt in run_dir.glob(f"wandb/offline-run-*-{run_id}"):
+LOCATION = ".wandb-location"
+
+
+def location_token(folder: Path) -> str:
+    """The folder's random location token, made on first use (of two processes making it at once, the first
+    to link its file wins and both read that one)."""
+    path = folder / LOCATION
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        draft = folder / f".{LOCATION}.{secrets.token_hex(4)}"
+        draft.write_text(secrets.token_hex(4))
+        try:
+            os.link(draft, path)  # never replaces: a token in use stays
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
+
+
+def job_run_id(job: Any, job_dir: Path) -> str:
+    """The W&B run id of a job trained in ``job_dir`` (whose parent is the job's results folder)."""
+    return f"{job.id}-{location_token(job_dir.parent)}"
+
+
+def replace_offline_attempts(run_dir: Path) -> None:
+    """Remove the offline folders earlier attempts left in a run's folder (one run per folder), so that one
+    folder per run is synced; this includes those of mtlbench before 0.3, named by the job id alone."""
+    for attempt in run_dir.glob("wandb/offline-run-*"):
         shutil.rmtree(attempt, ignore_errors=True)
 
 
@@ -90,10 +124,11 @@ class WandbRun:
             raise RuntimeError("W&B logging needs the 'wandb' package: pip install wandb, "
                                "or run with --wandb disabled") from None
         if mode == "offline":
-            replace_offline_attempts(job_dir, job.id)
+            replace_offline_attempts(job_dir)
         directions = directions or {}
         self.run = wandb.init(
-            project=project, entity=entity, id=job.id, name=f"{job.method}-seed{job.seed}-{job.id[:6]}",
+            project=project, entity=entity, id=job_run_id(job, job_dir),
+            name=f"{job.method}-seed{job.seed}-{job.id[:6]}",
             group=group or f"{job.suite}/{job.dataset}/{job.scenario}", job_type=job.method,
             tags=run_tags(job),
             config={"suite": job.suite, **job.config, **(extra_config or {}),
@@ -136,20 +171,22 @@ def open_run(mode: str, project: str, entity: str | None, job: Any, job_dir: Pat
     return WandbRun(mode, project, entity, job, job_dir, group, extra_config, directions, primary)
 
 
-def leaderboard_run_id(suite: str) -> str:
-    return f"{suite}-leaderboard"
+def leaderboard_run_id(suite: str, run_dir: Path) -> str:
+    """The W&B run id of the suite's leaderboard run, logged from ``run_dir`` in the suite's results folder."""
+    return f"{suite}-leaderboard-{location_token(run_dir.parent)}"
 
 
 def log_leaderboard(mode: str, project: str, entity: str | None, summary: dict[str, Any], run_dir: Path,
-                    tables: dict[str, Any], images: dict[str, Path]) -> None:
-    """The suite-level run (job type ``leaderboard``, id ``<suite>-leaderboard``): the suite's summary (as JSON
+                    tables: dict[str, Any], images: dict[str, Path]) -> str:
+    """The suite-level run (job type ``leaderboard``, id ``<suite>-leaderboard-<token>``): the suite's summary (as JSON
     text) in its config, each leaderboard table (pandas frames, every number with its interval) as a
-    ``wandb.Table`` and each figure as a ``wandb.Image``. Offline, an earlier version of the run is replaced."""
+    ``wandb.Table`` and each figure as a ``wandb.Image``. Offline, an earlier version of the run is replaced.
+    Returns the run's id."""
     import wandb
 
-    run_id = leaderboard_run_id(summary["name"])
+    run_id = leaderboard_run_id(summary["name"], run_dir)
     if mode == "offline":
-        replace_offline_attempts(run_dir, run_id)
+        replace_offline_attempts(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     run = wandb.init(project=project, entity=entity, id=run_id, name=f"{summary['name']} leaderboard",
                      group=summary["name"], job_type="leaderboard", tags=[f"suite:{summary['name']}", "leaderboard"],
@@ -159,13 +196,14 @@ def log_leaderboard(mode: str, project: str, entity: str | None, summary: dict[s
     run.log({**{f"leaderboard/{name}": wandb.Table(dataframe=frame) for name, frame in tables.items()},
              **{f"figures/{name}": wandb.Image(str(path)) for name, path in images.items()}})
     run.finish()
+    return run_id
 
 
 def offline_runs(root: Path) -> list[Path]:
     """The offline runs under ``root``, the newest per run id (an older one is a superseded attempt)."""
     newest: dict[str, Path] = {}
     for run in sorted(root.glob("**/wandb/offline-run-*")):  # the folder name starts with its date and time
-        newest[run.name.rsplit("-", 1)[-1]] = run
+        newest[run.name.split("-", 3)[-1]] = run  # offline-run-<date>_<time>-<run id>; a run id has dashes
     return sorted(newest.values())
 
 

@@ -4,6 +4,7 @@ import json
 import os
 import random
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -94,8 +95,10 @@ def test_a_leaderboard_name_cannot_leave_its_folder_and_dotted_names_do_not_coll
     for name in ("tiny", "tiny.v2"):
         assert run(write_suite({"name": name, "methods": ["supervised"], "train": FAST}), tmp_path / "results") == 0
         assert main(["leaderboard", name, "--results", str(tmp_path / "results")]) == 0
-    names = {p.name for p in (tmp_path / "leaderboards").iterdir()}
-    assert {f"{name}.{suffix}" for name in ("tiny", "tiny.v2") for suffix in ("md", "csv", "tex", "html")} <= names
+    for name in ("tiny", "tiny.v2"):
+        names = {p.name for p in (tmp_path / "results" / name / "leaderboard").iterdir()}
+        assert {f"{name}.{suffix}" for suffix in ("md", "csv", "tex", "html")} <= names
+    assert not (tmp_path / "leaderboards").exists()  # a user's leaderboard stays in the results folder git ignores
 
 
 # ----------------------------------------------------------------------------------------------- claims
@@ -332,7 +335,7 @@ def test_an_unknown_baseline_or_metric_is_a_validation_error(write_suite, overri
 # ------------------------------------------------------------------------------------------- non-finite
 def test_a_diverging_job_stops_with_its_task_epoch_and_step_and_writes_no_nan(write_suite, tmp_path, capsys):
     path = write_suite({"methods": ["supervised"], "train": {**FAST, "epochs": 3, "optimizer":
-                                                              {"name": "sgd", "lr": 1.0e6}}})
+                                                              {"name": "sgd", "lr": 1.0e12}}})
     assert run(path, tmp_path / "results") == 1
     job = load_suite(path).jobs[0]
     error = Store(tmp_path / "results").error_line(job)
@@ -416,13 +419,14 @@ def test_sigterm_and_ctrl_c_stop_cleanly_and_the_run_resumes(write_suite, tmp_pa
     path = write_suite({"methods": ["supervised"], "train": {**FAST, "epochs": 40}})
     results = tmp_path / "results"
     job = load_suite(path).jobs[0]
-    process = subprocess.Popen(command(path, results), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, preexec_fn=default_sigint)
+    process = subprocess.Popen(command(path, results, "--force"), env=ENV, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     wait_for(results / "tiny" / job.id / "checkpoint-mtl.pt", process)
     process.send_signal(signum)
     out, err = process.communicate(timeout=120)
     assert process.returncode == code, out + err
-    assert "Traceback" not in err and err.strip().endswith("resumes from it: run `mtlbench run " + str(path) + "` again")
+    again = shlex.join(["mtlbench", *command(path, results)[3:]])  # as given, less --force (it would retrain)
+    assert "Traceback" not in err and err.strip().endswith(f"resumes from it: run `{again}` again")
     assert (results / "tiny" / job.id / "checkpoint-mtl.pt").exists()
     assert not (results / "tiny" / job.id / CLAIM).exists()
     done = subprocess.run(command(path, results), env=ENV, capture_output=True, text=True, timeout=600)
@@ -553,3 +557,46 @@ def test_a_suite_killed_at_random_moments_finishes_as_an_uninterrupted_one(write
         assert (got["test"], got["val"], got.get("potentials")) == (want["test"], want["val"], want.get("potentials"))
         assert [r["epoch"] for r in got["history"]] == [r["epoch"] for r in want["history"]]
         assert not list((chaotic / "tiny" / job.id).glob("claim.json*"))
+
+
+# ------------------------------------------------------------------------------ what reproduces where
+def trained_metrics(path, results, env) -> dict:
+    done = subprocess.run(command(path, results), env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    (result,) = results.glob("tiny/*/result.json")
+    record = json.loads(result.read_text())
+    timings = ("seconds", "images_per_second", "eval_seconds")
+    return {"test": record["test"], "device": record["device"],
+            "history": [{k: v for k, v in epoch.items() if k not in timings} for epoch in record["history"]]}
+
+
+def has_avx2() -> bool:
+    cpuinfo = Path("/proc/cpuinfo")
+    return cpuinfo.exists() and " avx2" in cpuinfo.read_text()
+
+
+@pytest.mark.skipif(not has_avx2(), reason="portable kernels are defined for x86-64 CPUs with AVX2")
+def test_portable_kernels_give_the_same_numbers_whatever_instruction_set_the_cpu_has(write_suite, tmp_path):
+    path = write_suite({"methods": ["supervised"], "train": {**FAST, "epochs": 2}})
+    here = trained_metrics(path, tmp_path / "here", {**ENV, "OMP_NUM_THREADS": "2"})
+    # an AVX2-only CPU, as far as oneDNN, MKL and PyTorch's vectorised kernels can tell
+    older = {**ENV, "OMP_NUM_THREADS": "2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+             "ATEN_CPU_CAPABILITY": "avx2"}
+    assert trained_metrics(path, tmp_path / "older", older) == here
+    assert here["device"].endswith("2 threads, portable kernels")
+
+
+def test_the_cpu_kernels_are_set_where_a_job_starts_and_a_wrong_choice_is_one_line(monkeypatch):
+    from mtlbench.train.trainer import resolve_device
+
+    monkeypatch.delenv("MKL_CBWR", raising=False)
+    monkeypatch.setenv("MTLBENCH_CPU_KERNELS", "native")
+    resolve_device("cpu")
+    assert torch.backends.mkldnn.enabled and "MKL_CBWR" not in os.environ
+    monkeypatch.delenv("MTLBENCH_CPU_KERNELS")
+    resolve_device("cpu")
+    assert not torch.backends.mkldnn.enabled and os.environ["MKL_CBWR"] == "AVX2"
+    done = subprocess.run([sys.executable, "-m", "mtlbench.cli", "list"], capture_output=True, text=True, timeout=120,
+                          env={**ENV, "MTLBENCH_CPU_KERNELS": "fastest"})
+    assert done.returncode == 2 and done.stderr.startswith("error: environment variable MTLBENCH_CPU_KERNELS=")
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -29,7 +29,8 @@ def test_job_is_logged_as_an_offline_run(write_suite, tmp_path):
 
     records = [json.loads(line) for line in inspect(run_dir).splitlines()]
     run = next(r["run"] for r in records if r["type"] == "run")
-    assert run["run_id"] == job.id and run["job_type"] == "supervised"
+    assert run["run_id"] == f"{job.id}-{(results / 'tiny' / '.wandb-location').read_text()}"
+    assert run["job_type"] == "supervised"
     assert run["run_group"] == "tiny/synthrooms/onelabel"
     history = [r["history"]["item"] for r in records if r["type"] == "history"]
     assert [h["epoch"] for h in history] == [1, 2]
@@ -44,14 +45,25 @@ def test_job_is_logged_as_an_offline_run(write_suite, tmp_path):
             assert summary["summary"][f"test/{task}/{metric}"] == pytest.approx(value)
 
 
+def only_run_id(job_dir: Path) -> str:
+    (run_dir,) = (job_dir / "wandb").glob("offline-run-*")
+    return run_dir.name.split("-", 3)[-1]
+
+
 @pytest.mark.skipif(not Path(WANDB).exists(), reason="wandb command-line tool not installed")
 def test_each_tuning_trial_is_a_run_in_its_studys_group(write_suite, tmp_path):
     from mtlbench.tuning import plan_studies
 
-    path = write_suite({"methods": ["supervised", "dwa"], "tune": {"trials": 1}})
+    path = write_suite({"methods": ["supervised", "dwa"], "seeds": [0], "tune": {"trials": 1}})
     results = tmp_path / "results"
+    assert main(["run", str(path), "--results", str(results), "--wandb", "offline"]) == 0
     assert main(["tune", str(path), "--method", "dwa", "--results", str(results), "--wandb", "offline"]) == 0
     (study,) = plan_studies(load_suite(path), ["dwa"])
+    (reference,) = [job for job in study.references if job.method == "supervised"]
+    main_job = next(job for job in load_suite(path).jobs if job.method == "supervised")
+    assert reference.id == main_job.id  # one config trained in two folders: the suite's and its tuning's
+    ids = [only_run_id(results / "tiny" / main_job.id), only_run_id(results / "tiny" / "tuning" / reference.id)]
+    assert ids[0] != ids[1] and all(run_id.startswith(f"{main_job.id}-") for run_id in ids)
     trial_job = study.trial_job(study.jobs[0], study.first)  # trial 0: the suite's values
     (run_dir,) = (results / "tiny" / "tuning" / trial_job.id / "wandb").glob("offline-run-*")
     records = [json.loads(line) for line in inspect(run_dir).splitlines()]
@@ -139,7 +151,8 @@ def logged(tmp_path_factory):
     for run_dir in offline_runs(results):
         records = [json.loads(line) for line in inspect(run_dir).splitlines()]
         summary = json.loads(inspect(run_dir, "--summary"))
-        runs[summary["run_id"]] = {"summary": summary, "history": [r["history"]["item"] for r in records
+        meta = summary["config"]["mtlbench"]
+        runs[meta.get("job_id", meta["kind"])] = {"summary": summary, "history": [r["history"]["item"] for r in records
                                                                    if r["type"] == "history"]}
     return path, results, load_suite(path), runs
 
@@ -174,7 +187,8 @@ def test_job_runs_carry_tags_method_config_best_validation_and_delta_mtl(logged)
 
 def test_the_suite_level_run_holds_the_leaderboard_tables_and_the_suites_summary(logged):
     path, results, suite, runs = logged
-    run = runs["tiny-leaderboard"]["summary"]
+    run = runs["leaderboard"]["summary"]
+    assert run["run_id"] == f"tiny-leaderboard-{(results / 'tiny' / '.wandb-location').read_text()}"
     assert json.loads(run["config"]["mtlbench"]["summary"]) == json.loads((results / "tiny" / "suite.json").read_text())
     assert run["summary"]["leaderboard/tables"]["_type"] == "table-file"
     assert run["summary"]["leaderboard/tables"]["nrows"] == 3  # one row per method, and the constant prediction
@@ -262,3 +276,27 @@ def test_commands_not_about_wandb_run_without_it(write_suite, tmp_path, monkeypa
     assert main(["run", str(path), "--results", str(results), "--wandb", "disabled"]) == 0
     assert main(["leaderboard", "tiny", "--results", str(results), "--out", str(tmp_path / "b")]) == 0
     assert main(["status", str(path), "--results", str(results)]) == 0
+
+
+def test_a_results_folder_keeps_one_location_token_which_moves_with_it(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mtlbench.tracking import location_token
+
+    with ThreadPoolExecutor(8) as pool:  # runners that log their first run at once agree on one token
+        tokens = set(pool.map(lambda _: location_token(tmp_path / "a"), range(32)))
+    (token,) = tokens
+    assert location_token(tmp_path / "b") != token  # another folder: the same job is another run
+    (tmp_path / "a").rename(tmp_path / "moved")
+    assert location_token(tmp_path / "moved") == token  # a resumed job continues its run
+    assert [p.name for p in (tmp_path / "moved").iterdir()] == [".wandb-location"]
+
+
+def test_sync_keeps_the_newest_attempt_of_each_run_whose_id_has_dashes(tmp_path):
+    from mtlbench.tracking import offline_runs
+
+    names = ["offline-run-20260101_000000-a1b2-t0k3n", "offline-run-20260102_000000-a1b2-t0k3n",
+             "offline-run-20260101_000000-demo-leaderboard-t0k3n", "offline-run-20260101_000000-x-leaderboard-t0k3n"]
+    for name in names:
+        (tmp_path / "wandb" / name).mkdir(parents=True)
+    assert [run.name for run in offline_runs(tmp_path)] == sorted(names[1:])

@@ -14,10 +14,11 @@ from typing import Callable, ClassVar
 import numpy as np
 import torch
 
+from ..errors import UserError
 from .base import Split
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset folder that is missing or malformed; the message names the file and the fix."""
 
 

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..errors import UserError
 from ..files import CorruptFile, UnsafeFile, load_tensors
 from ..registry import Registry, require
 
@@ -28,7 +29,7 @@ SCENARIOS: Registry[type] = Registry("scenario")
 BASE_STREAM, UNLABELED_STREAM, PURCHASE_STREAM = 0, 1, 2
 
 
-class ScenarioError(ValueError):
+class ScenarioError(UserError, ValueError):
     """A scenario that cannot make its mask; ``field`` names the scenario field at fault, when one is."""
 
     def __init__(self, message: str, field: str = "") -> None:

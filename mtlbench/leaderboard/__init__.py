@@ -13,24 +13,32 @@ from typing import Any, Iterator
 from ..runner.store import Store
 from ..track import TRACKS, summary_track as track_of
 from .aggregate import LeaderboardError, Table, tables
+from .formats import FORMATS
 from .render import csv, markdown, page, write
 
 
 def render_suite(store: Store, suite: str, out: Path | None = None, baseline: str | None = None,
-                 formats: tuple[str, ...] = ("md", "csv", "tex", "html", "png"),
+                 formats: tuple[str, ...] = FORMATS,
                  select: str | None = None) -> tuple[Path, ...]:
-    """Write ``leaderboards/<suite>.md`` and ``.csv`` (or ``out``) from the suite's result files, and the
-    further ``formats``; ``select`` overrides the suite's ``leaderboard.select``.
+    """Write ``<results>/<suite>/leaderboard/<suite>.md`` and ``.csv`` (or ``out``.md, .csv) from the suite's
+    result files, and the further ``formats``; ``select`` overrides the suite's ``leaderboard.select``. The
+    default stays in the results folder, which git ignores: the committed pages under ``leaderboards/`` change
+    only when ``out`` names them.
 
     Only the jobs of the suite as last run count: a result whose job id the suite no longer expands to (its
     config changed, e.g. a new default parameter) is a different experiment and is left out, with a warning.
     """
-    return render(store.suite_summary(suite), list(store.results(suite)), out or Path("leaderboards") / suite,
+    return render(store.suite_summary(suite), list(store.results(suite)), out or default_out(store.root, suite),
                   baseline, formats, select)
 
 
+def default_out(results: Path, suite: str) -> Path:
+    """Where a suite's leaderboard is written unless ``--out`` says: beside its results."""
+    return results / suite / "leaderboard" / suite
+
+
 def render(summary: dict[str, Any], results: list[dict[str, Any]], out: Path, baseline: str | None = None,
-           formats: tuple[str, ...] = ("md", "csv", "tex", "html", "png"),
+           formats: tuple[str, ...] = FORMATS,
            select: str | None = None) -> tuple[Path, ...]:
     """A suite's leaderboard from its summary and its results, wherever they were read (the results store, a
     W&B project)."""
@@ -59,7 +67,7 @@ def render(summary: dict[str, Any], results: list[dict[str, Any]], out: Path, ba
 
 @contextlib.contextmanager
 def scratch_render(store: Store, suite: str, formats: tuple[str, ...]) -> Iterator[dict[str, Path]]:
-    """The suite's leaderboard rendered into a scratch folder (nothing under leaderboards/ changes), as
+    """The suite's leaderboard rendered into a scratch folder (no leaderboard file changes), as
     {part: path}: ``md``, ``csv``, and the name after the suite's (``summary.csv``, ``delta.png``, ...)."""
     with tempfile.TemporaryDirectory() as scratch:
         paths = render_suite(store, suite, Path(scratch) / suite, formats=formats)
@@ -79,9 +87,9 @@ def markdown_tables(store: Store, suite: str) -> str | None:
             return None
 
 
-def log_to_wandb(store: Store, suite: str, mode: str) -> None:
+def log_to_wandb(store: Store, suite: str, mode: str) -> str:
     """The suite's leaderboard as its suite-level W&B run: every CSV table and every figure the leaderboard
-    makes."""
+    makes; returns the run's id."""
     import pandas as pd
 
     from ..tracking import log_leaderboard
@@ -92,9 +100,9 @@ def log_to_wandb(store: Store, suite: str, mode: str) -> None:
         tables = {("tables" if part == "csv" else part.removesuffix(".csv")): pd.read_csv(path)
                   for part, path in parts.items() if path.suffix == ".csv"}
         images = {part.removesuffix(".png"): path for part, path in parts.items() if path.suffix == ".png"}
-        log_leaderboard(mode, settings.get("project", "mtlbench"), settings.get("entity"), summary,
+        return log_leaderboard(mode, settings.get("project", "mtlbench"), settings.get("entity"), summary,
                         store.suite_dir(suite) / "leaderboard", tables, images)
 
 
-__all__ = ["LeaderboardError", "Table", "csv", "log_to_wandb", "markdown", "markdown_tables", "page", "render",
-           "render_suite", "tables", "write"]
+__all__ = ["LeaderboardError", "Table", "csv", "default_out", "log_to_wandb", "markdown", "markdown_tables", "page",
+           "render", "render_suite", "tables", "write"]

@@ -25,13 +25,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import UserError
 from ..metrics import UndefinedDelta, delta_mtl
 from .stats import holm, paired_p, t_interval
 
 DELTA = ("delta", "")
 
 
-class LeaderboardError(ValueError):
+class LeaderboardError(UserError, ValueError):
     pass
 
 

@@ -133,11 +133,14 @@ def cd_diagram(summary: Summary | None):
     return fig
 
 
-def save(fig, stem: Path, name: str) -> list[Path]:
-    """``stem-name.png`` and ``.pdf``, each written atomically."""
+IMAGE_FORMATS = ("png", "pdf")
+
+
+def save(fig, stem: Path, name: str, formats: tuple[str, ...]) -> list[Path]:
+    """``stem-name.png`` and/or ``.pdf`` (``formats``), each written atomically."""
     paths = []
     fig.tight_layout()
-    for suffix in (".png", ".pdf"):
+    for suffix in (f".{kind}" for kind in formats):
         path = stem.with_name(f"{stem.name}-{name}{suffix}")
         tmp = path.with_name(path.name + ".tmp" + suffix)
         fig.savefig(tmp, dpi=120)
@@ -158,17 +161,18 @@ FIGURES: dict[str, tuple[str, Callable[..., Any]]] = {
 
 
 def write_figures(tables: list[Table], results: list[dict[str, Any]], summary: Summary | None,
-                  stem: Path) -> dict[str, list[Path]]:
-    """Every figure the data allow: name -> [png, pdf]; a stale file of a figure that no longer applies goes."""
+                  stem: Path, formats: tuple[str, ...] = IMAGE_FORMATS) -> dict[str, list[Path]]:
+    """Every figure the data allow, in ``formats`` (png, pdf): name -> its files; a stale file of a figure that
+    no longer applies goes."""
     written = {}
     for name, (_, make) in FIGURES.items():
         fig = make(tables, results, summary)
         if fig is None:
-            for suffix in (".png", ".pdf"):
-                stem.with_name(f"{stem.name}-{name}{suffix}").unlink(missing_ok=True)
+            for kind in IMAGE_FORMATS:
+                stem.with_name(f"{stem.name}-{name}.{kind}").unlink(missing_ok=True)
             continue
-        written[name] = save(fig, stem, name)
+        written[name] = save(fig, stem, name, formats)
     return written
 
 
-__all__ = ["FIGURES", "curves", "write_figures"]
+__all__ = ["FIGURES", "IMAGE_FORMATS", "curves", "write_figures"]

@@ -17,14 +17,14 @@ import pandas as pd
 
 from ..files import write_text_atomic
 from .aggregate import Table
-from .figures import FIGURES, write_figures
+from .figures import FIGURES, IMAGE_FORMATS, write_figures
 from .published import difference, number
 from .render import (CONSTANT_ROW, DELTA, bold_sets, column_header, constant_cells, delta_cell, delta_header, footer,
                      method_cell, metric_cell, p_cell, page as markdown_page, seeds_cell, table_notes, write,
                      write_csv)
 from .summary import SUMMARY_NOTE, Summary, diagram_note, interval, probability, summary_frame
 
-FORMATS = ("md", "csv", "tex", "html", "png")
+FORMATS = ("md", "csv", "tex", "html", "png", "pdf")  # md and csv are always written
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
                  "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
@@ -171,18 +171,18 @@ def page(suite: dict, note: str, tables: list[Table], footer_line: str, figures:
 
 def write_formats(suite: dict, tables: list[Table], note: str, footer_line: str, out: Path,
                   formats: tuple[str, ...], results: list[dict], summary: Summary | None) -> list[Path]:
-    """The LaTeX, HTML and figure files asked for (md and csv are written by the caller)."""
+    """The LaTeX, HTML and figure files asked for (md and csv are written by the caller); the HTML page inlines
+    PNG figures, drawn for it even when png was not asked for, then removed."""
     written: list[Path] = []
-    figures = write_figures(tables, results, summary, out) if ("png" in formats or "html" in formats) else {}
-    if "png" in formats:
-        written += [path for paths in figures.values() for path in paths]
+    images = tuple(kind for kind in IMAGE_FORMATS if kind in formats or (kind == "png" and "html" in formats))
+    figures = write_figures(tables, results, summary, out, images) if images else {}
+    written += [path for paths in figures.values() for path in paths if path.suffix[1:] in formats]
     if "tex" in formats:
         written.append(write_beside(out, ".tex", latex(suite, tables, summary)))
     if "html" in formats:
         written.append(write_beside(out, ".html", page(suite, note, tables, footer_line, figures, summary)))
-    if "png" not in formats:
-        for leftover in (path for paths in figures.values() for path in paths):
-            leftover.unlink(missing_ok=True)
+    for leftover in (path for paths in figures.values() for path in paths if path.suffix[1:] not in formats):
+        leftover.unlink(missing_ok=True)
     return written
 
 

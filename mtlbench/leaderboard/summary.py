@@ -146,8 +146,7 @@ def summary_frame(summary: Summary) -> pd.DataFrame:
     rows.index.name = "method"
     rows["iman_davenport_p"] = summary.iman_davenport_p
     rows["critical_difference"] = summary.critical_difference
-    if summary.ranks is not None:
-        rows["cd_rank"] = summary.ranks
+    rows["cd_rank"] = math.nan if summary.ranks is None else summary.ranks  # empty unless the diagram is drawn
     return rows.reset_index()
 
 

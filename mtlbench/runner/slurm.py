@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..config import Suite
+from ..errors import UserError
 from ..files import read_json, write_json_atomic
 from ..jobs import Job, levels
 from .claims import Claims
@@ -41,7 +42,7 @@ ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEU
           "RESIZING", "SUSPENDED", "STAGE_OUT")
 
 
-class SlurmError(RuntimeError):
+class SlurmError(UserError, RuntimeError):
     pass
 
 

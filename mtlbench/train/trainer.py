@@ -26,8 +26,10 @@ from torch import Tensor, nn
 
 from ..data import DATASETS, SPLITS, LabelPlan, Split, scenario
 from ..data.augment import Augment
+from ..errors import UserError
 from ..files import write_atomic
 from ..jobs import RESUMED, EpochCallback
+from ..kernels import cpu_kernels, use_cpu_kernels
 from ..methods import Recipe
 from ..models import MODELS
 from ..registry import build
@@ -41,7 +43,23 @@ def derive_seed(*parts: Any) -> int:
     return int(hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:8], 16)
 
 
+class DeviceError(UserError, ValueError):
+    """A device name torch does not know."""
+
+
+def check_device(name: str) -> str:
+    """``name`` if torch can name it (``auto`` too); whether this machine has it is checked where a run starts."""
+    if name != "auto":
+        try:
+            torch.device(name)
+        except RuntimeError:
+            raise DeviceError(f"{name!r} is not a device torch knows; use auto, cpu, cuda, cuda:N or mps") from None
+    return name
+
+
 def resolve_device(name: str) -> torch.device:
+    """The device ``train.device`` names, with this process's CPU kernels set for the job (mtlbench.kernels)."""
+    use_cpu_kernels(torch)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -72,7 +90,7 @@ def autocast_for(device: torch.device, precision: str = "auto") -> Callable[[], 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{cpu_model()}, {torch.get_num_threads()} threads"
+    return f"{cpu_model()}, {torch.get_num_threads()} threads, {cpu_kernels()} kernels"
 
 
 def cpu_model() -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from ..config import Suite, SuiteError
+from ..config import Suite, SuiteError, yaml_problem
 from ..files import write_text_atomic
 from ..jobs import Job, job_id
 from ..track import TRACKS
@@ -44,7 +44,7 @@ def read_params(path: str | Path) -> list[dict[str, Any]]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise SuiteError(f"{path}: not valid YAML: {error}") from None
+        raise SuiteError(yaml_problem(path, error)) from None
     studies = data.get("studies") if isinstance(data, dict) else None
     if not isinstance(studies, list):
         raise SuiteError(f"{path}: studies: expected a list of entries with {', '.join(KEY_FIELDS)} and params")

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ...errors import UserError
 from ...registry import Registry
 from .dp import allocate
 
@@ -19,7 +20,7 @@ ALLOCATORS: Registry[type] = Registry("allocator")
 RELATEDNESS = ("eq5", "tag", "none")
 
 
-class AllocationError(ValueError):
+class AllocationError(UserError, ValueError):
     pass
 
 

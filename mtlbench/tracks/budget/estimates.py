@@ -6,13 +6,14 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import UserError
 from ...files import as_float, finite_or_none
 from ...jobs import RESOLVERS, Resolution, ResultLookup
 from ...registry import build
 from .allocators import ALLOCATORS, Estimates
 
 
-class EstimateError(RuntimeError):
+class EstimateError(UserError, RuntimeError):
     pass
 
 

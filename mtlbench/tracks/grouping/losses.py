@@ -21,10 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import UserError
+
 STANDLEY_TASKS = ("s", "d", "n", "k", "e")
 
 
-class LossFileError(ValueError):
+class LossFileError(UserError, ValueError):
     """A loss file that cannot be read; the message names the file, the line and the fix."""
 
 
