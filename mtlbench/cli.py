@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 
 from .errors import UserError
 from .interrupts import exit_code_of, stop_on_sigterm
-from .kernels import pin_blas
+from .kernels import pin_instruction_sets
 
 
 def add_results(parser: argparse.ArgumentParser) -> None:
@@ -657,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
     """The command line. Everything mtlbench imports happens in here (``import mtlbench`` itself imports nothing
     heavy), so that a Ctrl-C from the first moment on ends with one line and exit code 130, never a traceback."""
     try:
-        pin_blas()  # before torch is imported: MKL reads it when first called
+        pin_instruction_sets()  # before torch is imported: oneDNN and MKL read them when first called
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,12 +1,16 @@
-"""Which CPU kernels train a job: ``portable`` (the default) gives the same numbers on every x86-64 CPU with AVX2
-at any thread count; ``native`` lets oneDNN and MKL pick this CPU's fastest code, whose summation order (so the
-last bits of every step, and after a few epochs the metrics) depends on the instruction set and the threads.
+"""Which CPU kernels train a job (``MTLBENCH_CPU_KERNELS``). On a CPU, the instruction set oneDNN and MKL pick
+(AVX2, AVX-512) decides the order of their floating-point sums, so the last bits of every step and, after a few
+epochs, the metrics:
 
-Measured on the quickstart (docs/results.md, "What reproduces where"): with oneDNN's convolutions the numbers
-moved with the thread count and with oneDNN's or MKL's instruction set; with oneDNN off and MKL held to its AVX2
-code path (``MKL_CBWR``) they did not, and a job took no longer. ``MTLBENCH_CPU_KERNELS=native`` chooses speed
-over that. GPU jobs are not affected (their kernels are cuDNN's). Standard library only: MKL reads ``MKL_CBWR``
-when it first runs, so the command line sets it before torch is imported.
+- ``portable`` (the default): oneDNN and MKL held to their AVX2 code (``ONEDNN_MAX_CPU_ISA``, ``MKL_CBWR``), the
+  same code on every x86-64 CPU of the last ten years, at native speed;
+- ``strict``: oneDNN off (PyTorch's own convolutions) and MKL held to AVX2: no kernel choice left to the CPU's
+  caches either, and most jobs equal at any thread count, at up to twice the time of a regularizer's step;
+- ``native``: this CPU's fastest code.
+
+Measured in docs/results.md, "What reproduces where". GPU jobs are not affected (their kernels are cuDNN's).
+Standard library only: oneDNN and MKL read their variables when first called, so the command line sets them
+before torch is imported, and a job's start sets them again (effective in a process that computed nothing yet).
 """
 from __future__ import annotations
 
@@ -14,30 +18,31 @@ import os
 from typing import Any
 
 VARIABLE = "MTLBENCH_CPU_KERNELS"
-CHOICES = ("portable", "native")
-MKL_BRANCH = "AVX2"  # the newest instruction set every x86-64 CPU of the last ten years runs
+CHOICES = ("portable", "strict", "native")
+ISA = "AVX2"  # the newest instruction set every x86-64 CPU of the last ten years runs
 
 
 def cpu_kernels() -> str:
     """The chosen kernels, from ``MTLBENCH_CPU_KERNELS`` (default ``portable``)."""
     value = os.environ.get(VARIABLE, "portable")
     if value not in CHOICES:
-        raise ValueError(f"environment variable {VARIABLE}={value!r}: choose portable (the same numbers on every "
-                         f"x86-64 CPU, at any thread count) or native (this CPU's fastest kernels)")
+        raise ValueError(f"environment variable {VARIABLE}={value!r}: choose portable (oneDNN and MKL held to AVX2, "
+                         f"the default), strict (oneDNN off as well) or native (this CPU's fastest kernels)")
     return value
 
 
-def pin_blas() -> None:
-    """Hold MKL to one code path on every CPU; effective only before MKL's first call in the process (a value
-    the user set is kept)."""
-    if cpu_kernels() == "portable":
-        os.environ.setdefault("MKL_CBWR", MKL_BRANCH)
+def pin_instruction_sets() -> None:
+    """Hold oneDNN (portable) and MKL (portable, strict) to AVX2; a value the user set is kept."""
+    choice = cpu_kernels()
+    if choice != "native":
+        os.environ.setdefault("MKL_CBWR", ISA)
+    if choice == "portable":
+        os.environ.setdefault("ONEDNN_MAX_CPU_ISA", ISA)
 
 
 def use_cpu_kernels(torch: Any) -> str:
-    """Set the process's CPU kernels where a job starts (oneDNN's convolutions only for ``native``); returns
-    the choice, which the job's result records."""
-    pin_blas()
+    """Set this process's CPU kernels where a job starts; returns the choice, which the job's result records."""
+    pin_instruction_sets()
     choice = cpu_kernels()
-    torch.backends.mkldnn.enabled = choice == "native"
+    torch.backends.mkldnn.enabled = choice != "strict"
     return choice

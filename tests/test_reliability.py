@@ -576,26 +576,33 @@ def has_avx2() -> bool:
 
 
 @pytest.mark.skipif(not has_avx2(), reason="portable kernels are defined for x86-64 CPUs with AVX2")
-def test_portable_kernels_give_the_same_numbers_whatever_instruction_set_the_cpu_has(write_suite, tmp_path):
+@pytest.mark.parametrize("kernels", ["portable", "strict"])
+def test_portable_kernels_give_the_same_numbers_whatever_instruction_set_the_cpu_has(write_suite, tmp_path, kernels):
+    """On this job, native kernels differ between an AVX-512 CPU and the AVX2-only one simulated here."""
     path = write_suite({"methods": ["supervised"], "train": {**FAST, "epochs": 2}})
-    here = trained_metrics(path, tmp_path / "here", {**ENV, "OMP_NUM_THREADS": "2"})
+    chosen = {**ENV, "OMP_NUM_THREADS": "2", "MTLBENCH_CPU_KERNELS": kernels}
+    here = trained_metrics(path, tmp_path / "here", chosen)
     # an AVX2-only CPU, as far as oneDNN, MKL and PyTorch's vectorised kernels can tell
-    older = {**ENV, "OMP_NUM_THREADS": "2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-             "ATEN_CPU_CAPABILITY": "avx2"}
+    older = {**chosen, "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
     assert trained_metrics(path, tmp_path / "older", older) == here
-    assert here["device"].endswith("2 threads, portable kernels")
+    assert here["device"].endswith(f"2 threads, {kernels} kernels")
 
 
 def test_the_cpu_kernels_are_set_where_a_job_starts_and_a_wrong_choice_is_one_line(monkeypatch):
     from mtlbench.train.trainer import resolve_device
 
-    monkeypatch.delenv("MKL_CBWR", raising=False)
+    for variable in ("MKL_CBWR", "ONEDNN_MAX_CPU_ISA"):
+        monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("MTLBENCH_CPU_KERNELS", "native")
     resolve_device("cpu")
-    assert torch.backends.mkldnn.enabled and "MKL_CBWR" not in os.environ
-    monkeypatch.delenv("MTLBENCH_CPU_KERNELS")
+    assert torch.backends.mkldnn.enabled and "MKL_CBWR" not in os.environ and "ONEDNN_MAX_CPU_ISA" not in os.environ
+    monkeypatch.setenv("MTLBENCH_CPU_KERNELS", "strict")
     resolve_device("cpu")
     assert not torch.backends.mkldnn.enabled and os.environ["MKL_CBWR"] == "AVX2"
+    assert "ONEDNN_MAX_CPU_ISA" not in os.environ
+    monkeypatch.delenv("MTLBENCH_CPU_KERNELS")
+    resolve_device("cpu")
+    assert torch.backends.mkldnn.enabled and os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
     done = subprocess.run([sys.executable, "-m", "mtlbench.cli", "list"], capture_output=True, text=True, timeout=120,
                           env={**ENV, "MTLBENCH_CPU_KERNELS": "fastest"})
     assert done.returncode == 2 and done.stderr.startswith("error: environment variable MTLBENCH_CPU_KERNELS=")
