@@ -40,9 +40,7 @@ def pin_instruction_sets() -> None:
         os.environ.setdefault("ONEDNN_MAX_CPU_ISA", ISA)
 
 
-def use_cpu_kernels(torch: Any) -> str:
-    """Set this process's CPU kernels where a job starts; returns the choice, which the job's result records."""
+def use_cpu_kernels(torch: Any) -> None:
+    """Set this process's CPU kernels where a job starts (the job's ``device`` names them)."""
     pin_instruction_sets()
-    choice = cpu_kernels()
-    torch.backends.mkldnn.enabled = choice != "strict"
-    return choice
+    torch.backends.mkldnn.enabled = cpu_kernels() != "strict"

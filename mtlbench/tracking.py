@@ -178,8 +178,8 @@ def leaderboard_run_id(suite: str, run_dir: Path) -> str:
 
 def log_leaderboard(mode: str, project: str, entity: str | None, summary: dict[str, Any], run_dir: Path,
                     tables: dict[str, Any], images: dict[str, Path]) -> str:
-    """The suite-level run (job type ``leaderboard``, id ``<suite>-leaderboard-<token>``): the suite's summary (as JSON
-    text) in its config, each leaderboard table (pandas frames, every number with its interval) as a
+    """The suite-level run (job type ``leaderboard``, id ``<suite>-leaderboard-<token>``): the suite's summary
+    (as JSON text) in its config, each leaderboard table (pandas frames, every number with its interval) as a
     ``wandb.Table`` and each figure as a ``wandb.Image``. Offline, an earlier version of the run is replaced.
     Returns the run's id."""
     import wandb

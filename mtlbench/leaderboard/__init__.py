@@ -101,7 +101,7 @@ def log_to_wandb(store: Store, suite: str, mode: str) -> str:
                   for part, path in parts.items() if path.suffix == ".csv"}
         images = {part.removesuffix(".png"): path for part, path in parts.items() if path.suffix == ".png"}
         return log_leaderboard(mode, settings.get("project", "mtlbench"), settings.get("entity"), summary,
-                        store.suite_dir(suite) / "leaderboard", tables, images)
+                               store.suite_dir(suite) / "leaderboard", tables, images)
 
 
 __all__ = ["LeaderboardError", "Table", "csv", "default_out", "log_to_wandb", "markdown", "markdown_tables", "page",
