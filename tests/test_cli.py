@@ -124,3 +124,14 @@ def test_list_names_a_required_parameter_without_a_default(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "  single_task (same_images=False, task)" in out and "MISSING" not in out
+
+
+def test_each_figure_format_is_written_only_when_asked_for_and_cd_rank_is_always_a_column(finished, tmp_path, capsys):
+    _, results = finished
+    for formats, kept in [("md,csv,pdf", {".pdf"}), ("md,csv,png", {".png"}), ("md,csv,html", set())]:
+        out = tmp_path / formats.replace(",", "_") / "tiny"
+        assert main(["leaderboard", "tiny", "--results", str(results), "--out", str(out), "--format", formats]) == 0
+        figures = {p.suffix for p in out.parent.glob("tiny-*") if p.suffix in (".png", ".pdf")}
+        assert figures == kept, formats  # html inlines png figures and leaves none behind
+    header = (out.parent / "tiny-summary.csv").read_text().splitlines()[0].split(",")
+    assert header[-3:] == ["iman_davenport_p", "critical_difference", "cd_rank"]  # empty: one dataset

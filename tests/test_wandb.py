@@ -119,7 +119,7 @@ def test_a_resumed_run_logs_every_epoch_it_lacks_once(write_suite, tmp_path, mon
     monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=lambda **kwargs: run,
                                                                     Settings=lambda **kwargs: None))
     job = load_suite(write_suite({"methods": ["supervised"]})).jobs[0]
-    logger = open_run(mode, "p", None, job, tmp_path)
+    logger = open_run(mode, "p", None, job, tmp_path / "results" / job.id)  # the token stays under tmp_path
     for epoch in (1, 2, 3):  # what the trainer replays from the epoch-3 checkpoint
         logger.log_resumed({"stage": "mtl", "epoch": epoch})
     logger.log({"stage": "mtl", "epoch": 4})
