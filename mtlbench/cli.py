@@ -30,7 +30,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.params:
         from .tuning import apply_params
 
-        suite = apply_params(suite, args.params)
+        suite = apply_params(suite, args.params, args.beside_paper)
+    elif args.beside_paper:
+        print("run: --beside-paper goes with --params FILE (the tuned jobs to train beside the suite's own)",
+              file=sys.stderr)
+        return 2
     executor = chosen_executor(suite, args.executor)
     if args.detach and not executor.detachable:
         print(f"run: --detach needs an executor that runs elsewhere (slurm), not {args.executor or 'local'}",
@@ -500,6 +504,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--wandb", default="offline", choices=MODES)
     run.add_argument("--workers", type=positive_int, default=None, help="parallel jobs (default: one per GPU, else 1)")
     run.add_argument("--params", metavar="FILE", help="train with the best parameters `mtlbench tune` wrote")
+    run.add_argument("--beside-paper", action="store_true",
+                     help="with --params: the suite's own values too, so its leaderboard shows a paper and a tuned "
+                          "row of each tuned method")
     run.add_argument("--executor", help="local (default) or slurm; overrides the suite's executor section")
     run.add_argument("--detach", action="store_true",
                      help="return once the jobs are submitted (slurm), printing the array ids")

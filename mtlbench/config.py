@@ -216,9 +216,9 @@ class Suite:
         summary = {"name": self.name, "path": str(self.path), "description": self.raw.description,
                    "leaderboard": self.raw.leaderboard.model_dump(), "tasks": self.raw.tasks,
                    "scenarios": list(dict.fromkeys(job.scenario for job in self.jobs)),
-                   "methods": list(dict.fromkeys(job.method for job in self.jobs)),
+                   "methods": list(dict.fromkeys(job.row for job in self.jobs)),
                    "jobs": [job.id for job in self.jobs], "track": self.track,
-                   "index": {job.id: [job.dataset, job.scenario, job.method, job.seed] for job in self.jobs},
+                   "index": {job.id: [job.dataset, job.scenario, job.row, job.seed] for job in self.jobs},
                    "wandb": self.raw.wandb.model_dump()}
         return summary | ({self.track: self.details} if self.details is not None else {})
 

@@ -103,8 +103,28 @@ class Job:
     def seed(self) -> int:
         return self.config["seed"]
 
+    @property
+    def row(self) -> str:
+        """What the leaderboard calls the job's method (``row_name``)."""
+        return row_name(self.method, bool(self.config.get("tuned")))
+
     def describe(self) -> str:
         return f"{self.dataset}/{self.label or self.scenario}/{self.method}/seed{self.seed}"
+
+
+TUNED = " (tuned)"
+
+
+def row_name(method: str, tuned: bool) -> str:
+    """A job trained with `mtlbench tune`'s parameters is a row of its own, ``<method> (tuned)``, so that a results
+    folder holding a suite run with and without ``--params`` shows both rows rather than averaging them."""
+    return method + TUNED if tuned else method
+
+
+def baseline_row(baseline: str, rows: Iterable[str]) -> str:
+    """The baseline's row: its paper row, or its tuned row where only that ran (a suite run with --params)."""
+    rows = set(rows)
+    return baseline + TUNED if baseline not in rows and baseline + TUNED in rows else baseline
 
 
 def new_job(suite: str, config: dict[str, Any], label: str = "", kind: str = "train",

@@ -174,7 +174,17 @@ def test_study_prunes_resumes_after_an_interruption_and_its_best_parameters_run(
     assert main(["leaderboard", "tunable", "--results", str(results), "--out", str(board)]) == 0
     text = board.with_suffix(".md").read_text()
     assert "| supervised |" in text and text.split("| supervised |")[1].split("\n")[0].endswith("| paper |")
-    assert text.split("| dwa |")[1].split("\n")[0].endswith("| tuned |")
+    assert text.split("| dwa (tuned) |")[1].split("\n")[0].endswith("| tuned |")
+    assert "| dwa |" not in text
+
+    # the suite's values beside the tuned ones: two rows of one seed each, not one of two seeds
+    assert main(["run", str(path), "--params", str(params), "--beside-paper", "--results", str(results),
+                 "--wandb", "disabled"]) == 0
+    assert main(["leaderboard", "tunable", "--results", str(results), "--out", str(board)]) == 0
+    lines = board.with_suffix(".md").read_text().split("## Across tables")[0].split("\n")
+    rows = [line for line in lines if line.startswith(("| dwa |", "| dwa (tuned) |"))]
+    assert [r.split(" |")[0] for r in rows] == ["| dwa", "| dwa (tuned)"]  # the tuned row after the paper row
+    assert rows[0].endswith("| paper |") and rows[1].endswith("| tuned |")
 
 
 def test_two_processes_on_one_journal_share_the_trials_without_duplicates(tune_suite, tmp_path):

@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ..jobs import TUNED, baseline_row, row_name
 from .aggregate import LeaderboardError, tables
 from .formats import write_formats
 from .published import beside
@@ -22,15 +23,18 @@ from .summary import summarize, summary_frame
 def per_table_board(summary: dict[str, Any], results: list[dict[str, Any]], hardware: list[str], out: Path,
                     baseline: str | None, formats: tuple[str, ...]) -> tuple[Path, ...]:
     settings = summary.get("leaderboard", {})
-    baseline = baseline or settings.get("baseline", "supervised")
-    if baseline not in summary.get("methods", [baseline]):
+    results = [{**r, "method": row_name(r["method"], bool(r.get("config", {}).get("tuned")))} for r in results]
+    asked = baseline or settings.get("baseline", "supervised")
+    present = {r["method"] for r in results}
+    baseline = baseline_row(asked, present)
+    if not {asked, baseline} & {*summary.get("methods", [asked]), *present}:
         raise LeaderboardError(f"--baseline {baseline!r} is not a method of suite {summary['name']} "
                                f"({', '.join(summary['methods'])})")
     chosen = settings.get("metrics", {})
     results = select_epochs(results, settings.get("select", "last"), settings.get("select_by", "delta_mtl"),
                             baseline, chosen)
-    built = tables(results, baseline, chosen, summary.get("methods", []), summary.get("scenarios", []),
-                   summary.get("index"))
+    built = tables(results, baseline, chosen, paper_then_tuned(summary.get("methods", [])),
+                   summary.get("scenarios", []), summary.get("index"))
     missing = [job_id for table in built for ids in table.missing.values() for job_id in ids]
     if missing:
         warnings.warn(f"{summary['name']}: {len(missing)} job(s) of the suite have no result (failed or not run), "
@@ -52,6 +56,11 @@ def per_table_board(summary: dict[str, Any], results: list[dict[str, Any]], hard
         extra.append(write_csv(stem.with_name(stem.name + "-published.csv"), pd.concat(published)))
     return (md, csv_path, *extra, *write_formats(summary, built, table_note(settings), footer(summary, hardware),
                                                  stem, formats, results, overview))
+
+
+def paper_then_tuned(methods: list[str]) -> list[str]:
+    """The suite's method order, each method's tuned row right after its paper row."""
+    return list(dict.fromkeys(name for m in methods for name in (m.removesuffix(TUNED), m.removesuffix(TUNED) + TUNED)))
 
 
 __all__ = ["per_table_board"]

@@ -307,7 +307,7 @@ def run_parallel(jobs: list[Job], options: RunOptions, project: str, entity: str
         queue.put(job)
     workers = []
     try:
-        for device in worker_devices(options.workers):
+        for device in worker_devices(min(options.workers, len(jobs))):
             queue.put(None)
             worker_options = dataclasses.replace(options, device=device)
             process = context.Process(target=_worker, args=(queue, results, worker_options, project, entity))

@@ -27,7 +27,7 @@ class NodeJob(submitit.helpers.Checkpointable):
         if launch.params:
             from ..tuning import apply_params
 
-            suite = apply_params(suite, launch.params)
+            suite = apply_params(suite, launch.params, beside_paper=True)  # the job is one or the other
         job = job_of(suite, job_id)
         if job is None:
             raise SlurmError(f"{launch.suite} no longer has job {job_id} (the suite changed since it was submitted)")

@@ -73,8 +73,10 @@ def key(entry: dict[str, Any]) -> tuple[str, ...]:
     return tuple(str(entry[k]) for k in KEY_FIELDS)
 
 
-def apply_params(suite: Suite, path: str | Path) -> Suite:
-    """The suite with each job whose (dataset, scenario, method) has an entry trained with its parameters."""
+def apply_params(suite: Suite, path: str | Path, beside_paper: bool = False) -> Suite:
+    """The suite with each job whose (dataset, scenario, method) has an entry trained with its parameters; with
+    ``beside_paper``, the suite's own jobs stay too, so that its leaderboard has a paper and a tuned row per
+    tuned method (``<method> (tuned)``, jobs.row_name)."""
     entries = {key(e): e for e in read_params(path)}
     if not TRACKS.get(suite.track).tunable:
         raise SuiteError(f"--params: suite {suite.name} is a {suite.track} suite, which `mtlbench tune` does not "
@@ -95,7 +97,11 @@ def apply_params(suite: Suite, path: str | Path) -> Suite:
     if not matched:
         raise SuiteError(f"{path}: no entry matches a (dataset, scenario, method) of suite {suite.name}; entries: "
                          f"{', '.join('/'.join(k) for k in entries)}")
-    return dataclasses.replace(suite, jobs=renamed_needs(jobs, dict(zip((j.id for j in suite.jobs), jobs))))
+    tuned = renamed_needs(jobs, dict(zip((j.id for j in suite.jobs), jobs)))
+    if beside_paper:
+        paper = {job.id for job in suite.jobs}
+        tuned = [*suite.jobs, *(job for job in tuned if job.id not in paper)]
+    return dataclasses.replace(suite, jobs=tuned)
 
 
 def renamed_needs(jobs: list[Job], by_old_id: dict[str, Job]) -> list[Job]:

@@ -27,12 +27,14 @@ class PartialTrack(Track):
                     finished: Callable[[str], dict[str, Any] | None]) -> dict[str, Any]:
         """The job's ΔMTL against the mean of the suite's baseline runs of its table, once all have finished
         (the leaderboard's per-seed ΔMTL; docs/leaderboards.md)."""
+        from ...jobs import baseline_row
         from ...metrics import UndefinedDelta, delta_mtl
 
         settings = summary.get("leaderboard", {})
-        baseline = settings.get("baseline", "supervised")
+        index = summary.get("index", {})
+        baseline = baseline_row(settings.get("baseline", "supervised"), (row[2] for row in index.values()))
         table = (result["dataset"], result["scenario"], baseline)
-        references = [finished(job_id) for job_id, row in summary.get("index", {}).items() if tuple(row[:3]) == table]
+        references = [finished(job_id) for job_id, row in index.items() if tuple(row[:3]) == table]
         if not result["test"] or not references or any(r is None for r in references):
             return {}
         chosen = {t: settings.get("metrics", {}).get(t, [result["primary"][t]]) for t in result["test"]}
