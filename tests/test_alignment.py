@@ -42,7 +42,7 @@ class Oracle(Regularizer):
 
     def loss(self, ctx, net):
         view = ctx.views[0]
-        return mean_over_rows(self, view.preds, view.targets, ctx.mask == self.rows)
+        return mean_over_rows(ctx.tasks, view.preds, view.targets, ctx.mask == self.rows)
 
 
 @pytest.mark.parametrize("shown, key", [(0, "cos_hidden"), (1, "cos_labelled")])
@@ -50,9 +50,7 @@ def test_a_regularizer_that_is_the_hidden_or_the_shown_loss_aligns_exactly(shown
     records = []
 
     def probe(seen: Observed) -> GradientAlignment:
-        oracle = Oracle(shown)
-        oracle.tasks = seen.recipe.tasks
-        seen.recipe.regularizer = oracle
+        seen.recipe.regularizer = Oracle(shown)
         observer = GradientAlignment(seen, 16, 1)
         records.append(observer)
         return observer

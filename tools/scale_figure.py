@@ -32,6 +32,10 @@ def point_label(suite: str, config: dict) -> str:
     return f"{label} (base)" if suite == "synthrooms_scale" else label
 
 
+def steps_per_epoch(config: dict) -> int:
+    return -(-config["dataset"]["train"] // config["train"]["batch_size"])
+
+
 def per_epoch_rows(results: Path) -> pd.DataFrame:
     """One row per (point, scenario, method, seed, epoch) with the primary test metric of every task."""
     rows = []
@@ -45,9 +49,7 @@ def per_epoch_rows(results: Path) -> pd.DataFrame:
                                      f"(the sweep's suites set train.test_every_epoch)")
                 rows.append({"point": point_label(folder.name, result["config"]), "suite": folder.name,
                              "scenario": result["scenario"], "method": result["method"], "seed": result["seed"],
-                             "epoch": record["epoch"], "steps": record["epoch"] * -(-result["config"]["dataset"]
-                                                                                  ["train"] // result["config"]
-                                                                                  ["train"]["batch_size"]),
+                             "epoch": record["epoch"], "steps": record["epoch"] * steps_per_epoch(result["config"]),
                              **{t: record["test"][t][m] for t, m in primary.items()},
                              **{f"{t}/constant": result["constant"][t][m] for t, m in primary.items()},
                              "_directions": {t: {m: result["directions"][t][m]} for t, m in primary.items()}})

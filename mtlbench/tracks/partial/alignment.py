@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ...methods.context import StepContext
+from ...tasks import Task
 from ...train.trainer import ObserverFactory, Observed
 
 TERMS = ("regularizer", "hidden", "labelled")
@@ -38,10 +39,11 @@ def regions(model: nn.Module, tasks: list[str]) -> dict[str, list[nn.Parameter]]
     return {"shared": [p for p in model.parameters() if id(p) not in in_heads], **heads}
 
 
-def mean_over_rows(recipe: Any, preds: dict[str, Tensor], targets: dict[str, Tensor], rows: Tensor) -> Tensor | None:
+def mean_over_rows(tasks: dict[str, Task], preds: dict[str, Tensor], targets: dict[str, Tensor],
+                   rows: Tensor) -> Tensor | None:
     """Σ_t mean over the rows where ``rows[:, t]`` of task t's per-image loss; None where no row is set."""
     terms = []
-    for j, (name, task) in enumerate(recipe.tasks.items()):
+    for j, (name, task) in enumerate(tasks.items()):
         index = rows[:, j].nonzero().squeeze(1).to(preds[name].device)
         if len(index):
             terms.append(task.loss_per_image(preds[name][index], targets[name][index]).mean())
@@ -56,8 +58,8 @@ def batch_gradients(recipe: Any, images: Tensor, targets: dict[str, Tensor], mas
     with recipe.autocast():
         losses = {"regularizer": recipe.regularizer.loss(StepContext(recipe.tasks, mask, views),
                                                          recipe.net("regularizer")),
-                  "hidden": mean_over_rows(recipe, views[0].preds, targets, mask == 0),
-                  "labelled": mean_over_rows(recipe, views[0].preds, targets, mask == 1)}
+                  "hidden": mean_over_rows(recipe.tasks, views[0].preds, targets, mask == 0),
+                  "labelled": mean_over_rows(recipe.tasks, views[0].preds, targets, mask == 1)}
     present = {term: loss for term, loss in losses.items() if loss is not None}
     grads = {}
     for i, (term, loss) in enumerate(present.items()):
