@@ -6,9 +6,8 @@ step time over the measured steps, reported as training images per second and as
 first method (``supervised`` by default). ``--sweep`` repeats the measurement for 2..7 dense tasks to show
 how each method's cost grows with the number of tasks. ``--parts`` measures every registered supervision,
 weighting and gradients part swapped one at a time into ``supervised`` (full supervision, uniform weighting,
-summed gradients), as a cost ratio to that plain recipe. ``--selection K`` times Standley et al. 2020's Algorithm 1
-(network selection for budgets 1 to K SNT) on synthetic losses of K tasks: 2^K - 1 full-size networks and K half-size
-ones.
+summed gradients), as a cost ratio to that plain recipe. Tracks add benchmarks of their own (``Track.add_bench_options``:
+the grouping track's ``--selection K``).
 """
 from __future__ import annotations
 
@@ -59,20 +58,8 @@ class BenchConfig:
 
 def random_batch(tasks: dict[str, Task], batch: int, height: int, width: int, device: torch.device,
                  generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    def rand(*shape: int) -> torch.Tensor:
-        return torch.rand(*shape, generator=generator).to(device)
-
-    targets = {}
-    for name, task in tasks.items():
-        if name == "seg":
-            targets[name] = (rand(batch, height, width) * task.channels).long()
-        elif name == "normal":
-            targets[name] = torch.nn.functional.normalize(rand(batch, 3, height, width) - 0.5, dim=1)
-        elif name == "depth":
-            targets[name] = rand(batch, 1, height, width) * 5 + 0.5
-        else:
-            targets[name] = rand(batch, task.channels, height, width)
-    return rand(batch, 3, height, width), targets
+    targets = {name: task.random_target(batch, height, width, generator).to(device) for name, task in tasks.items()}
+    return torch.rand(batch, 3, height, width, generator=generator).to(device), targets
 
 
 def bench_tasks(config: BenchConfig) -> dict[str, Task]:
@@ -92,9 +79,7 @@ def part_recipes(config: BenchConfig) -> dict[str, dict]:
         for name in AXES[axis].list():
             if name == base[axis]["name"]:
                 continue
-            part: dict = {"name": name}
-            if name == "amtl":  # its cost does not depend on the potentials' values
-                part["potentials"] = {t: 0.5 for t in config.tasks}
+            part = {"name": name, **AXES[axis].get(name).standalone(list(config.tasks))}
             recipes[f"{axis}={name}"] = {**base, axis: part}
     return recipes
 
@@ -172,44 +157,3 @@ def header(config: BenchConfig) -> str:
     return (f"device: {device_name(device)}; torch {torch.__version__}; {config.height}x{config.width}, "
             f"SegNet width {config.model_width}, batch {config.batch_size}, scenario {config.scenario}, "
             f"median of {config.steps} steps after {config.warmup} warm-up")
-
-
-def synthetic_losses(k: int, seed: int = 0):
-    """A loss table shaped like Standley et al. 2020's: each task has a base loss; in a network, a task's loss moves by
-    the mean affinity to its companions (pairwise, plus noise, so higher-order effects exist); half-size networks
-    are 5% worse."""
-    from itertools import combinations
-
-    from .tracks.grouping import LossTable, Network
-
-    rng = np.random.default_rng(seed)
-    tasks = tuple(f"t{i}" for i in range(k))
-    base = rng.uniform(0.05, 0.2, k)
-    affinity = rng.normal(0.0, 0.05, (k, k))
-    rows = [(Network((t,), 0.5), 0.5, {t: base[i] * rng.normal(1.05, 0.01)}) for i, t in enumerate(tasks)]
-    for r in range(1, k + 1):
-        for members in combinations(range(k), r):
-            values = {tasks[i]: base[i] * (1 - (np.mean([affinity[i, j] for j in members if j != i]) if r > 1 else 0)
-                                           + rng.normal(0, 0.01)) for i in members}
-            rows.append((Network(tuple(tasks[i] for i in members)), 1.0, values))
-    return LossTable.from_rows(tasks, rows)
-
-
-def selection_timing(k: int, seed: int = 0) -> str:
-    """Seconds of Algorithm 1 per budget (1 to K SNT in steps of 0.5) for K synthetic tasks."""
-    from .tracks.grouping import best_networks
-
-    table = synthetic_losses(k, seed)
-    rows = [f"K = {k}: {len(table.networks)} candidate networks; Algorithm 1 per budget, each search started "
-            f"from the previous budget's optimum", "", "| budget (SNT) | seconds | solutions explored | networks |",
-            "|---|---|---|---|"]
-    previous, total = None, 0.0
-    for budget in [1 + 0.5 * i for i in range(2 * k - 1)]:
-        start = time.perf_counter()
-        found = best_networks(table, budget, incumbent=previous.rows if previous else None)
-        seconds = time.perf_counter() - start
-        total += seconds
-        previous = found or previous
-        rows.append(f"| {budget:g} | {seconds:.3f} | {found.visited} | {len(found.rows)} |")
-    rows.append(f"\nall {2 * k - 1} budgets: {total:.2f} s")
-    return "\n".join(rows)

@@ -6,13 +6,13 @@ import contextlib
 import os
 import shlex
 import sys
-import threading
 import warnings
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
+from .arguments import non_negative_int, positive_float, positive_int
 from .errors import UserError
-from .interrupts import exit_code_of, stop_on_sigterm
+from .interrupts import exit_code_of, sigterm_as_interrupt
 from .kernels import pin_instruction_sets
 
 
@@ -90,15 +90,17 @@ def leaderboard_from_wandb(args: argparse.Namespace, formats: tuple[str, ...]) -
     return 0
 
 
-def leaderboard_run(results: str, suite: str, mode: str) -> int:
-    """Log the suite's leaderboard as its suite-level W&B run (its tables and figures)."""
+def leaderboard_run(results: str, suite: str, mode: str, warned: bool = False) -> int:
+    """Log the suite's leaderboard as its suite-level W&B run (its tables and figures). Its warnings reach the
+    user, except where ``warned``: the same leaderboard was just rendered and its warnings printed."""
     from .files import CorruptFile
     from .leaderboard import LeaderboardError, log_to_wandb
     from .runner import Store
 
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the leaderboard command reports them; here only the tables matter
+            if warned:
+                warnings.simplefilter("ignore")
             run_id = log_to_wandb(Store(results), suite, mode)
     except (LeaderboardError, CorruptFile, LookupError, ValueError) as error:
         print(f"the W&B leaderboard run of {suite} was not logged ({error}); every job is finished: "
@@ -235,7 +237,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                     print(f"warning: {warning.message}", file=sys.stderr)
         for path in paths:
             print(f"wrote {path}")
-        if args.wandb != "disabled" and leaderboard_run(args.results, name, args.wandb):
+        if args.wandb != "disabled" and leaderboard_run(args.results, name, args.wandb, warned=True):
             return 1
     return 0
 
@@ -351,11 +353,14 @@ def tuning_studies(store, suite) -> list:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import SHAPES, BenchConfig, header, measure, part_recipes, selection_timing, sweep, table
+    from .bench import SHAPES, BenchConfig, header, measure, part_recipes, sweep, table
+    from .track import TRACKS
 
-    if args.selection:
-        print(selection_timing(args.selection))
-        return 0
+    for track in TRACKS.list():
+        report = TRACKS.get(track)().bench(args)
+        if report is not None:
+            print(report)
+            return 0
     height, width = SHAPES[args.shape] if args.shape else (args.height, args.width)
     config = BenchConfig(tuple(args.methods.split(",")), tuple(args.tasks.split(",")), height, width,
                          args.model_width, args.batch_size, args.scenario, args.steps, args.warmup, args.device)
@@ -367,134 +372,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_allocate(args: argparse.Namespace) -> int:
-    import json
-
-    from .tracks.budget import allocate, gathered
-
-    costs, informativeness, beta = args.costs, args.informativeness, args.beta
-    try:
-        counts = allocate(informativeness, beta, costs, args.budget)
-    except ValueError as error:
-        print(f"allocate: {error}", file=sys.stderr)
-        return 2
-    spent = sum(c * n for c, n in zip(costs, counts))
-    value = sum(float(gathered(i, b, n)) for i, b, n in zip(informativeness, beta, counts))
-    if args.json:
-        print(json.dumps({"counts": list(counts), "spent": spent, "budget": args.budget, "gathered": value}))
-        return 0
-    print("| task | cost | informativeness | beta | new labels | budget spent |\n|---|---|---|---|---|---|")
-    for k, (c, i, b, n) in enumerate(zip(costs, informativeness, beta, counts), 1):
-        print(f"| T{k} | {c} | {i:g} | {b:g} | {n} | {c * n} |")
-    print(f"spent {spent} of {args.budget}; gathered informativeness (Eq. 2) {value:.4g}")
-    return 0
-
-
-def number_list(kind: type) -> Callable[[str], list]:
-    """An argparse type: comma-separated numbers of ``kind`` (``1,20``)."""
-    def parse(text: str) -> list:
-        try:
-            return [kind(x) for x in text.split(",")]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated {kind.__name__}s, e.g. 1,20") \
-                from None
-
-    return parse
-
-
-def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return int(text)
-
-
-def non_negative_int(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer")
-    return int(text)
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
-    return value
-
-
-def budget_range(text: str) -> list[float]:
-    """``1:5:0.5`` (start:stop:step, stop included) or a comma-separated list, of positive budgets."""
-    try:
-        numbers = [float(x) for x in text.split(":" if ":" in text else ",")]
-    except ValueError:
-        numbers = []
-    if ":" in text and len(numbers) == 3:
-        start, stop, step = numbers
-        if not (step > 0 and stop >= start):
-            raise argparse.ArgumentTypeError(f"{text!r}: START:STOP:STEP needs STEP > 0 and STOP >= START")
-        numbers = [round(start + i * step, 10) for i in range(int(round((stop - start) / step)) + 1)]
-    elif ":" in text or not numbers:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected START:STOP:STEP (e.g. 1:5:0.5) or a list (1,2,3)")
-    if not all(0 < b < float("inf") for b in numbers):
-        raise argparse.ArgumentTypeError(f"{text!r}: budgets are positive numbers of single-task networks")
-    return numbers
-
-
-def cmd_select(args: argparse.Namespace) -> int:
-    import json
-    import time
-
-    from .tracks.grouping import OBJECTIVES, SELECTORS, LossFileError, Tables, choose_per_budget, read_losses
-    from .registry import build
-
-    methods = args.method.split(",")
-    unknown = [m for m in methods if m not in SELECTORS]
-    if unknown:
-        print(f"select: --method: {', '.join(unknown)}; choose from {', '.join(SELECTORS.list())}", file=sys.stderr)
-        return 2
-    limits = {}
-    for item in args.limit:
-        task, _, value = item.partition("=")
-        try:
-            limits[task] = float(value)
-        except ValueError:
-            print(f"select: --limit {item!r}: expected TASK=LOSS", file=sys.stderr)
-            return 2
-    try:
-        tables = Tables(read_losses(args.val), read_losses(args.test), read_losses(args.esa) if args.esa else None,
-                        tuple(args.selection_sizes))
-        objective = build(OBJECTIVES, {"name": "task_limits", "limits": limits} if limits else {"name": "lowest_total"})
-        out = {}
-        for method in methods:
-            spec = {"name": method, **({"trials": args.trials} if method == "random" else {})}
-            start = time.perf_counter()
-            chosen = choose_per_budget(build(SELECTORS, spec), tables, args.budgets, objective)
-            rows = [{"budget": budget, "total": None if choice is None else choice.total,
-                     "networks": [] if choice is None else [n.name for n in choice.networks],
-                     "task_losses": [] if choice is None else list(choice.task_losses)}
-                    for budget, choice in chosen.items()]
-            out[method] = {"seconds": time.perf_counter() - start, "budgets": rows}
-    except (LossFileError, ValueError) as error:
-        print(f"select: {error}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(out, indent=1))
-        return 0
-    for method, found in out.items():
-        print(f"{method} ({found['seconds']:.3f} s; total test loss, chosen networks)")
-        for row in found["budgets"]:
-            total = "no valid grouping" if row["total"] is None else f"{row['total']:.4f}"
-            print(f"  {row['budget']:g} SNT: {total}  {' + '.join(row['networks'])}")
-    return 0
-
-
 def parser() -> argparse.ArgumentParser:
-    from .tracking import MODES  # offline, online, disabled
+    from .track import TRACKS
 
     main = argparse.ArgumentParser(prog="mtlbench", description="Benchmark suite for label-efficient MTL")
     sub = main.add_subparsers(dest="command", required=True)
+    add_run_command(sub)
+    add_status_command(sub)
+    add_cancel_command(sub)
+    add_tune_command(sub)
+    add_leaderboard_command(sub)
+    add_report_command(sub)
+    add_list_command(sub)
+    for track in TRACKS.list():  # a track's own commands (budget: allocate; grouping: select)
+        TRACKS.get(track)().add_commands(sub)
+    add_bench_command(sub)
+    add_data_command(sub)
+    add_sync_command(sub)
+    return main
+
+
+def add_run_command(sub: argparse._SubParsersAction) -> None:
+    from .tracking import MODES  # offline, online, disabled
 
     run = sub.add_parser("run", help="run a suite (skips finished jobs, resumes interrupted ones)")
     run.add_argument("suite", help="suite YAML file")
@@ -516,6 +415,8 @@ def parser() -> argparse.ArgumentParser:
     add_results(run)
     run.set_defaults(func=cmd_run)
 
+
+def add_status_command(sub: argparse._SubParsersAction) -> None:
     status = sub.add_parser("status", help="every job of a suite with its kind, needs and state (reads the store only)")
     status.add_argument("suite", help="suite YAML file")
     status.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite field")
@@ -523,11 +424,17 @@ def parser() -> argparse.ArgumentParser:
     add_results(status)
     status.set_defaults(func=cmd_status)
 
+
+def add_cancel_command(sub: argparse._SubParsersAction) -> None:
     cancel = sub.add_parser("cancel", help="cancel the suite's queued and running SLURM jobs")
     cancel.add_argument("suite", help="suite YAML file")
     cancel.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite field")
     add_results(cancel)
     cancel.set_defaults(func=cmd_cancel)
+
+
+def add_tune_command(sub: argparse._SubParsersAction) -> None:
+    from .tracking import MODES  # offline, online, disabled
 
     tune = sub.add_parser("tune", help="Optuna search per (dataset, scenario, method), validation split only")
     tune.add_argument("suite", help="suite YAML file (its tune section sets trials, seeds, objective, pruner)")
@@ -543,6 +450,10 @@ def parser() -> argparse.ArgumentParser:
                       help="re-queue trials left running by dead processes (only when no other tune process runs)")
     add_results(tune)
     tune.set_defaults(func=cmd_tune)
+
+
+def add_leaderboard_command(sub: argparse._SubParsersAction) -> None:
+    from .tracking import MODES  # offline, online, disabled
 
     board = sub.add_parser("leaderboard", help="render RESULTS/SUITE/leaderboard/SUITE.md, .csv, ... from the results")
     board.add_argument("suite", nargs="?", help="suite name (default: every suite in the results folder)")
@@ -564,6 +475,8 @@ def parser() -> argparse.ArgumentParser:
     add_results(board)
     board.set_defaults(func=cmd_leaderboard)
 
+
+def add_report_command(sub: argparse._SubParsersAction) -> None:
     report = sub.add_parser("report", help="a W&B report and workspace comparing the suite's methods (a spec file "
                                            "offline; `mtlbench sync` or --save saves it)")
     report.add_argument("suite", help="suite YAML file")
@@ -575,40 +488,16 @@ def parser() -> argparse.ArgumentParser:
     add_results(report)
     report.set_defaults(func=cmd_report)
 
+
+def add_list_command(sub: argparse._SubParsersAction) -> None:
     lst = sub.add_parser("list", help="registered datasets, scenarios, methods, recipe parts, models, allocators, "
                                      "selectors and objectives")
     lst.add_argument("--markdown", action="store_true", help="the documentation's reference page (docs/reference.md)")
     lst.set_defaults(func=cmd_list)
 
-    allocate = sub.add_parser("allocate", help="TABA's label allocation (Sun et al. 2023 Eq. 2, 4) from your estimates")
-    allocate.add_argument("--costs", required=True, type=number_list(int),
-                          help="integer label cost per task, e.g. 1,20")
-    allocate.add_argument("--budget", required=True, type=positive_int, help="integer label budget B")
-    allocate.add_argument("--informativeness", required=True, type=number_list(float),
-                          help="I_i per task (Eq. 3), e.g. 1.13,2.03")
-    allocate.add_argument("--beta", required=True, type=number_list(float),
-                          help="reduction rate beta_i per task (Eq. 4), e.g. 0.999,0.997")
-    allocate.add_argument("--json", action="store_true", help="print {counts, spent, budget, gathered} as JSON")
-    allocate.set_defaults(func=cmd_allocate)
 
-    select = sub.add_parser("select", help="task grouping (Standley et al. 2020): choose networks per inference "
-                                           "budget from per-network losses (mtlbench's CSV or Standley et al.'s "
-                                           "release)")
-    select.add_argument("--val", required=True, help="losses to choose on (validation)")
-    select.add_argument("--test", required=True, help="losses to report (test)")
-    select.add_argument("--esa", help="early-stopped validation losses (for --method esa)")
-    select.add_argument("--method", default="optimal",
-                        help="comma-separated: optimal, esa, hoa, random, pessimal, traditional, independent")
-    select.add_argument("--budgets", type=budget_range, default="1:5:0.5",
-                        help="SNT, START:STOP:STEP or a list (default 1:5:0.5)")
-    select.add_argument("--limit", action="append", default=[], metavar="TASK=LOSS",
-                        help="a hard per-task loss limit (BETTER: objective task_limits); repeatable")
-    select.add_argument("--selection-sizes", type=positive_float, nargs="+", default=[0.5],
-                        help="sizes of single-task networks that join C_0 (default 0.5)")
-    select.add_argument("--trials", type=positive_int, default=1000,
-                        help="random groupings per budget (--method random)")
-    select.add_argument("--json", action="store_true")
-    select.set_defaults(func=cmd_select)
+def add_bench_command(sub: argparse._SubParsersAction) -> None:
+    from .track import TRACKS
 
     bench = sub.add_parser("bench", help="training images/s of each method on random tensors (torch only)")
     bench.add_argument("--methods", default="supervised,consistency,mtpsl,jtr",
@@ -628,11 +517,12 @@ def parser() -> argparse.ArgumentParser:
     mode.add_argument("--sweep", action="store_true", help="cost against the number of dense tasks, 2 to 7")
     mode.add_argument("--parts", action="store_true",
                       help="each supervision, weighting and gradients part swapped into supervised, vs uniform+sum")
-    mode.add_argument("--selection", type=positive_int, metavar="K",
-                      help="time Standley et al. 2020's network selection (Algorithm 1) for K synthetic tasks, "
-                           "budgets 1 to K")
+    for track in TRACKS.list():  # a track's own benchmarks (grouping: --selection K)
+        TRACKS.get(track)().add_bench_options(mode)
     bench.set_defaults(func=cmd_bench)
 
+
+def add_data_command(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="dataset utilities").add_subparsers(dest="action", required=True)
     check = data.add_parser("check", help="validate a dataset folder: counts, shapes, dtypes, value ranges")
     check.add_argument("name", help="dataset name (nyuv2, cityscapes, taskonomy, pascal_voc)")
@@ -641,11 +531,12 @@ def parser() -> argparse.ArgumentParser:
                        help="a dataset parameter, e.g. --set classes=19 (cityscapes), --set split_file=F (taskonomy)")
     check.set_defaults(func=cmd_data_check)
 
+
+def add_sync_command(sub: argparse._SubParsersAction) -> None:
     sync = sub.add_parser("sync", help="upload offline W&B runs")
     sync.add_argument("suite", nargs="?", help="only this suite's runs")
     add_results(sync)
     sync.set_defaults(func=cmd_sync)
-    return main
 
 
 @contextlib.contextmanager
@@ -689,9 +580,8 @@ def command(argv: list[str] | None) -> int:
         argv = sys.argv[1:] if argv is None else list(argv)
         args = parser().parse_args(argv)
         args.argv = argv
-        if threading.current_thread() is threading.main_thread():
-            stop_on_sigterm()  # SIGTERM stops a command as cleanly as Ctrl-C
-        return args.func(args)
+        with sigterm_as_interrupt():  # SIGTERM stops a command as cleanly as Ctrl-C
+            return args.func(args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

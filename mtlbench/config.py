@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, TypeAdapter, ValidationError, create_model,
+from pydantic import (BaseModel, Field, PositiveInt, TypeAdapter, ValidationError, create_model,
                       field_validator, model_validator)
 
 from .data import DATASETS, SCENARIOS, SPLITS, DatasetError
 from .data.scenarios import ScenarioError
 from .errors import UserError
 from .files import check_name
+from .schema import LeaderboardSection, PublishedSection, Strict, WandbSection  # noqa: F401  (PublishedSection: the suite schema's)
 from .jobs import GraphError, Job, check_graph, spelt_as_before
 from .methods import AXES, AXIS_ALIASES, METHODS, NETWORKS
 from .models import MODELS, parameter_count
@@ -34,10 +35,6 @@ SCHEMA_VERSION = 1
 
 class SuiteError(UserError, ValueError):
     """A suite that cannot run; the message says where (file and field) and how to fix it."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class AugmentSection(Strict):
@@ -72,49 +69,6 @@ class TrainSection(Strict):
         return check_device(device)
 
 
-class PublishedSection(Strict):
-    """Numbers a paper published for this suite's setting, shown beside ours (``leaderboard.published``)."""
-
-    source: str = Field(description="the paper, as docs/papers.md cites it, e.g. 'Kim et al. 2023'")
-    table: str = Field(description="where in the paper, e.g. 'Table 1'")
-    dataset: str | None = Field(None, description="the table it belongs to (default: every dataset)")
-    scenario: str | None = Field(None, description="the scenario label it belongs to (default: every scenario)")
-    note: str = Field("", description="how the paper's setting differs from the suite's, if it does")
-    rows: dict[str, dict[str, float]] = Field(description="method -> {TASK/METRIC or delta_mtl: value}")
-    baseline: str | None = Field(None, description="the method the paper's delta_mtl is against, as the suite names "
-                                                   "it (a delta_mtl beside ours is compared only if it matches)")
-    metrics: dict[str, list[str]] | Literal["unstated"] | None = Field(
-        None, description="per task, the metrics the paper's delta_mtl averages (compared with leaderboard.metrics); "
-                          "unstated: the paper does not say, and its delta_mtl is not set against ours")
-    notes: dict[str, str] = Field(default_factory=dict, description="per row: how the paper's setting of that row "
-                                                                    "differs from the suite's")
-
-
-class LeaderboardSection(Strict):
-    baseline: str = "supervised"
-    metrics: dict[str, list[str]] = Field(default_factory=dict,
-                                          description="metrics per task entering ΔMTL (default: the primary)")
-    select: Literal["last", "best_val"] = Field(
-        "last", description="the epoch reported: the last, or the best on validation (needs train.test_every_epoch)")
-    select_by: str = Field("delta_mtl", description="best_val's criterion: delta_mtl (validation ΔMTL vs the "
-                                                    "baseline) or TASK/METRIC")
-    published: list[PublishedSection] = Field(default_factory=list,
-                                              description="papers' numbers shown beside ours")
-
-    @model_validator(mode="after")
-    def published_once(self) -> "LeaderboardSection":
-        keys = [(p.dataset, p.scenario) for p in self.published]
-        twice = sorted({str(k) for k in keys if keys.count(k) > 1})
-        if twice:
-            raise ValueError(f"published: more than one entry for (dataset, scenario) {', '.join(twice)}")
-        return self
-
-
-class WandbSection(Strict):
-    project: str = "mtlbench"
-    entity: str | None = None
-
-
 class TuneSection(Strict):
     """``mtlbench tune``: one Optuna study per (dataset, scenario, method), scored on the validation split."""
 
@@ -129,10 +83,15 @@ class TuneSection(Strict):
         default_factory=dict, description="per parameter path: null (not tuned), {low, high} or {values: [...]}")
 
 
+def default_of(section: type[BaseModel], name: str) -> Any:
+    """A setting's default as the schema holds it: the spelling rules below compare with it, never a copy."""
+    return section.model_fields[name].default
+
+
 @spelt_as_before
 def precision_default(config: dict[str, Any]) -> dict[str, Any]:
     """``train.precision`` came with 0.2; ``auto`` is the earlier behaviour, hashed as before."""
-    if config.get("train", {}).get("precision") == "auto":
+    if config.get("train", {}).get("precision") == default_of(TrainSection, "precision"):
         del config["train"]["precision"]
     return config
 
@@ -140,7 +99,7 @@ def precision_default(config: dict[str, Any]) -> dict[str, Any]:
 @spelt_as_before
 def test_every_epoch_default(config: dict[str, Any]) -> dict[str, Any]:
     """``train.test_every_epoch`` came with 0.2 and trains nothing differently; off, it is hashed as before."""
-    if config.get("train", {}).get("test_every_epoch") is False:
+    if config.get("train", {}).get("test_every_epoch") is default_of(TrainSection, "test_every_epoch"):
         del config["train"]["test_every_epoch"]
     return config
 
@@ -148,7 +107,7 @@ def test_every_epoch_default(config: dict[str, Any]) -> dict[str, Any]:
 @spelt_as_before
 def label_smoothing_default(config: dict[str, Any]) -> dict[str, Any]:
     """``train.label_smoothing`` came with 0.3; 0 is the earlier loss, hashed as before."""
-    if config.get("train", {}).get("label_smoothing") == 0.0:
+    if config.get("train", {}).get("label_smoothing") == default_of(TrainSection, "label_smoothing"):
         del config["train"]["label_smoothing"]
     return config
 

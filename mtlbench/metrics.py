@@ -10,7 +10,7 @@ Metrics are passed as ``{task: {metric: value}}``; directions as ``{task: {metri
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from .errors import UserError
 
@@ -48,6 +48,13 @@ def delta_mtl(method: Metrics, baseline: Metrics, directions: Directions,
                    for m in names]
         per_task.append(sum(changes) / len(changes))
     return 100.0 * sum(per_task) / len(per_task)
+
+
+def seed_mean(runs: Sequence[Metrics], chosen: Mapping[str, list[str]]) -> Metrics:
+    """What ΔMTL is measured against: each chosen metric's mean over the baseline's seeds (docs/leaderboards.md).
+    The leaderboard's per-seed ΔMTL and the one each W&B run's summary shows both take it from here."""
+    return {task: {m: math.fsum(run[task][m] for run in runs) / len(runs) for m in names}
+            for task, names in chosen.items()}
 
 
 def acc_mtl(method: Metrics, directions: Directions, chosen: Mapping[str, list[str]]) -> float:

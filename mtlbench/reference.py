@@ -18,8 +18,6 @@ def registries() -> list[tuple[str, str, Registry[Any]]]:
     from .models import MODELS
     from .runner import EXECUTORS
     from .track import TRACKS
-    from .tracks.budget import ALLOCATORS
-    from .tracks.grouping import OBJECTIVES, SELECTORS
     from .train.optim import OPTIMIZERS, SCHEDULERS
     from .tuning import PRUNERS
 
@@ -28,9 +26,7 @@ def registries() -> list[tuple[str, str, Registry[Any]]]:
               for axis, registry in AXES.items()],
             ("Models", "`model:`", MODELS), ("Optimizers", "`train.optimizer:`", OPTIMIZERS),
             ("Schedulers", "`train.scheduler:`", SCHEDULERS), ("Pruners", "`tune.pruner:`", PRUNERS),
-            ("Allocators (budget track)", "`budget.allocators:`", ALLOCATORS),
-            ("Selectors (grouping track)", "`grouping.methods:`", SELECTORS),
-            ("Objectives (grouping track)", "`grouping.objective:`", OBJECTIVES),
+            *[entry for track in TRACKS.list() for entry in TRACKS.get(track)().registries()],
             ("Executors", "`executor:`", EXECUTORS), ("Tracks", "a suite's section", TRACKS),
             ("Job kinds", "(internal: how a job runs)", KINDS), ("Resolvers", "(internal: a job's inputs)", RESOLVERS)]
 

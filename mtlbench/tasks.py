@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .functional import finite_pixels, nonzero_pixels, one_hot_ignoring
 from .registry import Registry
 
 IGNORE_INDEX = -1
@@ -51,6 +52,22 @@ class Task:
     is_normal: ClassVar[bool] = False  # x component flips sign with a horizontal flip
     higher_is_better: ClassVar[dict[str, bool]] = {}
     primary: ClassVar[str] = ""
+    # What its values are, for the methods that stack or map them (MTPSL, JTR) and choose an encoding per kind:
+    # classes (logits; labels as indices, -1 ignored), depth (positive, 0 = no label), direction (unit
+    # vectors, 0 = no label), regression (unbounded, NaN = masked), presence (image-level multi-label).
+    value_kind: ClassVar[str] = "regression"
+
+    def valid_pixels(self, label: Tensor) -> Tensor:
+        """[B, 1, H, W] float: the pixels of a dense label that carry a value."""
+        return finite_pixels(label)
+
+    def label_map(self, label: Tensor) -> Tensor:
+        """The label as a map with the task's output channels, zero where a pixel has no label."""
+        return label.float().nan_to_num()
+
+    def random_target(self, batch: int, height: int, width: int, generator: torch.Generator) -> Tensor:
+        """A random label batch of the task's shape and value range (``mtlbench bench``, on random tensors)."""
+        return torch.rand(batch, self.channels, height, width, generator=generator)
 
     def loss_per_image(self, pred: Tensor, target: Tensor) -> Tensor:
         raise NotImplementedError
@@ -126,6 +143,16 @@ class Segmentation(Task):
     higher_is_better: ClassVar[dict[str, bool]] = {"miou": True, "pixel_acc": True}
     primary: ClassVar[str] = "miou"
     interpolation: ClassVar[str] = "nearest"
+    value_kind: ClassVar[str] = "classes"
+
+    def valid_pixels(self, label: Tensor) -> Tensor:
+        return (label >= 0)[:, None].float()
+
+    def label_map(self, label: Tensor) -> Tensor:
+        return one_hot_ignoring(label, self.channels)
+
+    def random_target(self, batch: int, height: int, width: int, generator: torch.Generator) -> Tensor:
+        return (torch.rand(batch, height, width, generator=generator) * self.channels).long()
 
     def prepare(self, stored: Tensor) -> Tensor:
         return stored.long()
@@ -194,6 +221,13 @@ class Depth(Task):
     primary: ClassVar[str] = "abs_err"
     interpolation: ClassVar[str] = "nearest"
     divide_by_scale: ClassVar[bool] = True
+    value_kind: ClassVar[str] = "depth"
+
+    def valid_pixels(self, label: Tensor) -> Tensor:
+        return nonzero_pixels(label)
+
+    def random_target(self, batch: int, height: int, width: int, generator: torch.Generator) -> Tensor:
+        return torch.rand(batch, 1, height, width, generator=generator) * 5 + 0.5
 
     def loss_per_image(self, pred: Tensor, target: Tensor) -> Tensor:
         return masked_mean_per_image((pred.float() - target).abs(), target > 0)
@@ -277,6 +311,13 @@ class Normal(Task):
                                                    "mean_angle_per_image": False, "median_angle_per_image": False}
     primary: ClassVar[str] = "mean_angle"
     is_normal: ClassVar[bool] = True
+    value_kind: ClassVar[str] = "direction"
+
+    def valid_pixels(self, label: Tensor) -> Tensor:
+        return nonzero_pixels(label)
+
+    def random_target(self, batch: int, height: int, width: int, generator: torch.Generator) -> Tensor:
+        return F.normalize(torch.rand(batch, 3, height, width, generator=generator) - 0.5, dim=1)
 
     def loss_per_image(self, pred: Tensor, target: Tensor) -> Tensor:
         valid = target.abs().sum(1) > 0
@@ -355,6 +396,7 @@ class MultiLabel(Task):
     """Multi-label class presence: binary cross-entropy on logits; Jaccard score."""
 
     dense: ClassVar[bool] = False
+    value_kind: ClassVar[str] = "presence"
     higher_is_better: ClassVar[dict[str, bool]] = {"jaccard": True}
     primary: ClassVar[str] = "jaccard"
 

@@ -25,9 +25,12 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 from .registry import Registry
 
 if TYPE_CHECKING:
+    import argparse
+
     from pydantic import BaseModel
 
     from .config import SuiteFile
+    from .provenance import Provenance
     from .jobs import Job
 
 
@@ -35,6 +38,7 @@ class Track:
     tunable: ClassVar[bool] = False
     selects_epochs: ClassVar[bool] = False  # its leaderboard honours leaderboard.select (best_val)
     published_metrics: ClassVar[bool] = False  # published values are delta_mtl or TASK/METRIC (checked on load)
+    api: ClassVar[tuple[str, ...]] = ()  # names its package adds to mtlbench's public API (``mtlbench.ALLOCATORS``)
 
     def section(self) -> "type[BaseModel] | None":
         """The model of the track's suite section, named like the track (None: the track has none)."""
@@ -56,7 +60,23 @@ class Track:
         return {"dataset": {job.dataset for job in jobs}, "scenario": {job.scenario for job in jobs},
                 "method": {job.method for job in jobs}}
 
-    def render(self, summary: dict[str, Any], results: list[dict[str, Any]], hardware: list[str], out: Path,
+    def registries(self) -> list[tuple[str, str, Registry[Any]]]:
+        """(title, what a suite writes to use one, registry) for each registry the track adds, as ``mtlbench list``
+        and docs/reference.md show them."""
+        return []
+
+    def add_commands(self, sub: "argparse._SubParsersAction") -> None:
+        """Add the track's own ``mtlbench`` subcommands (``sub.add_parser``, each with ``set_defaults(func=...)``
+        returning the exit code); the command line names no track."""
+
+    def add_bench_options(self, group: "argparse._MutuallyExclusiveGroup") -> None:
+        """Add ``mtlbench bench`` options that select one of the track's benchmarks instead of the methods'."""
+
+    def bench(self, args: "argparse.Namespace") -> str | None:
+        """The report of the track's benchmark if ``args`` selects one, else None."""
+        return None
+
+    def render(self, summary: dict[str, Any], results: list[dict[str, Any]], provenance: Provenance, out: Path,
                baseline: str | None, formats: tuple[str, ...] = ()) -> tuple[Path, ...]:
         """Write the leaderboard ``out``.md and .csv, and the further ``formats`` the track makes (tex, html,
         png); returns the paths written."""
@@ -65,6 +85,12 @@ class Track:
 
 TRACKS: Registry[type[Track]] = Registry("track", plugins="mtlbench.tracks")
 DEFAULT_TRACK = "partial"  # a suite with no track section: scenarios x methods x seeds
+
+
+def track_api() -> dict[str, str]:
+    """Each name the tracks add to mtlbench's public API -> the track package that defines it."""
+    return {name: TRACKS.get(track).__module__.rsplit(".", 1)[0] for track in TRACKS.list()
+            for name in TRACKS.get(track).api}
 
 
 def summary_track(summary: dict[str, Any]) -> str:

@@ -22,7 +22,8 @@ TINY_JOB = {
     "train": {"epochs": 2, "batch_size": 8, "eval_batch_size": 8,
               "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0},
               "scheduler": {"name": "step", "step_size": 100, "gamma": 0.5},
-              "augment": {"scale_crop": True, "flip": True}, "device": "cpu"},
+              "augment": {"scale_crop": True, "flip": True}, "device": "cpu", "precision": "auto",
+              "test_every_epoch": False, "label_smoothing": 0.0},
     "seed": 0,
 }
 TINY_SUITE = {

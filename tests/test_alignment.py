@@ -6,7 +6,6 @@ import copy
 import math
 
 import pytest
-import torch
 
 from conftest import TINY_JOB, preset
 from mtlbench.methods.parts import Regularizer

@@ -287,3 +287,40 @@ def test_tracks_kinds_and_resolvers_are_complete():
         assert section is None or issubclass(section, BaseModel)
     assert all(callable(getattr(KINDS.get(kind)(), "run", None)) for kind in KINDS.list())
     assert all(callable(RESOLVERS.get(name)) for name in RESOLVERS.list())
+
+
+TASK_VALUES = {"classes", "depth", "direction", "regression", "presence"}
+
+
+@pytest.mark.parametrize("name", ["seg", "depth", "normal", "edge", "keypoint", "shading", "albedo"])
+def test_a_dense_task_encodes_its_own_labels_and_valid_pixels(name):
+    """What the regularizers stack or map comes from the task: a random label of its range, its valid pixels
+    (where a label exists) and its label map (unlabelled pixels zero), with no branch of a method deciding."""
+    task = SynthRooms().tasks()[name]
+    assert task.value_kind in TASK_VALUES
+    label = task.random_target(2, 4, 6, torch.Generator().manual_seed(0))
+    label[0, ..., 0] = -1 if task.value_kind == "classes" else math.nan if task.value_kind == "regression" else 0
+    valid = task.valid_pixels(label)
+    assert valid.shape == (2, 1, 4, 6) and valid[0, 0, :, 0].sum() == 0 and valid[1].all()
+    mapped = task.label_map(label)
+    assert mapped.shape[:2] == (2, task.channels) and mapped.isfinite().all()
+    assert (mapped[0, :, :, 0] == 0).all()
+    if task.value_kind == "classes":
+        assert torch.equal(mapped[1].argmax(0), label[1]) and (mapped[1].sum(0) == 1).all()
+
+
+@pytest.mark.parametrize("method", ["mtpsl", "jtr"])
+def test_a_regularizer_refuses_task_values_it_has_no_encoding_for_by_name(method):
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from mtlbench.tasks import DenseL1
+
+    @dataclass(frozen=True)
+    class SetValued(DenseL1):  # a task type whose values no encoding of the method covers
+        value_kind: ClassVar[str] = "set"
+
+    tasks = {**{t: SynthRooms().tasks()[t] for t in ("seg", "depth")}, "boxes": SetValued("boxes", 4)}
+    regularizer = build(AXES["regularizer"], {"name": method})
+    with pytest.raises(ValueError, match=rf"{method} has no .*encoding for the values of boxes \(set\)"):
+        regularizer.check(tasks)

@@ -50,3 +50,34 @@ def test_trainer_and_runner_name_no_method_track_kind_or_resolver(path):
 def test_the_import_check_sees_relative_imports():
     modules = set(imported_modules(PACKAGE / "tracks" / "budget" / "track.py"))
     assert "mtlbench.track.TRACKS" in modules and "mtlbench.tracks.budget.estimates" in modules
+
+
+ENTRY_POINTS = ["cli.py", "bench.py", "reference.py", "__init__.py"]
+
+
+@pytest.mark.parametrize("name", ENTRY_POINTS)
+def test_the_entry_points_name_no_track(name):
+    """Tracks bring their commands, benchmarks, registries, API names and scenarios through ``Track`` hooks."""
+    path = PACKAGE / name
+    imported = [m for m in imported_modules(path) if m.startswith("mtlbench.tracks")]
+    literals = {node.value for node in ast.walk(ast.parse(path.read_text()))
+                if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+    named = sorted({s for s in literals if s.startswith("mtlbench.tracks")} | (literals & set(TRACKS.list())))
+    assert not imported and not named, f"{name} imports {imported}, names {named}"
+
+
+def test_a_plugin_track_adds_its_own_command_as_extending_md_shows(tmp_path):
+    """The example of docs/extending.md, "A track", run as a user's plugin."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    code = re.search(r"```python\n(from pathlib import Path\n\nfrom mtlbench.track import TRACKS.*?)```",
+                     (REPO / "docs" / "extending.md").read_text(), re.S).group(1)
+    plugin = tmp_path / "my_track.py"
+    plugin.write_text(code)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MTLBENCH_PLUGINS": str(plugin)}
+    done = subprocess.run([sys.executable, "-m", "mtlbench.cli", "hello", "--name", "you"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "hello, you", done.stderr

@@ -10,6 +10,7 @@ from mtlbench.cli import main
 from mtlbench.leaderboard.stats import iman_davenport_p, t_interval
 from mtlbench.metrics import delta_mtl
 from mtlbench.runner.store import write_json_atomic
+from conftest import REPO
 
 DIRECTIONS = {"seg": {"miou": True, "pixel_acc": True}, "depth": {"abs_err": False, "delta1": True}}
 PRIMARY = {"seg": "miou", "depth": "abs_err"}
@@ -63,6 +64,26 @@ def test_markdown_and_csv_show_statistics_directions_and_delta(store, tmp_path):
     assert re.search(r"^\| supervised \| [^|]+ \| [^|]+ \| \+0\.00 ± [0-9.]+ \|  \|", text, re.MULTILINE)
     assert rows["mtpsl"]["seeds"] == "1"
     assert "Suite `suites/demo.yaml`" in text and "hardware: test CPU" in text
+
+
+def test_the_footer_names_the_commits_the_results_ran_at_not_the_current_folders(store, tmp_path, monkeypatch):
+    import subprocess
+
+    from mtlbench.provenance import source_commit
+
+    for job, commit in (("stl0", "abc1234"), ("stl1", "abc1234"), ("supervised0", "def5678-dirty")):
+        path = store / "demo" / job / "result.json"
+        write_json_atomic(path, {**json.loads(path.read_text()), "commit": commit})
+    other = tmp_path / "another-repository"  # rendered from inside some other git checkout
+    other.mkdir()
+    subprocess.run(["git", "init", "-q", str(other)], check=True)
+    monkeypatch.chdir(other)
+    assert main(["leaderboard", "demo", "--results", str(store), "--out", str(tmp_path / "demo")]) == 0
+    footer = (tmp_path / "demo.md").read_text().strip().splitlines()[-1]
+    assert "· commits abc1234, def5678-dirty, unrecorded ·" in footer  # two jobs predate the commit field
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    assert source_commit().removesuffix("-dirty") == head  # mtlbench's own checkout, not the current folder's
 
 
 def test_baseline_and_metrics_can_be_chosen(store, tmp_path):

@@ -414,6 +414,28 @@ def test_ctrl_c_while_torch_is_still_importing_ends_with_one_line(write_suite, t
     assert light.stdout.strip() == "False"  # what runs before main() imports no torch
 
 
+def test_a_command_run_in_process_gives_the_sigterm_handler_back(write_suite, tmp_path):
+    """mtlbench called as a library (pytest, a notebook) must leave the caller's SIGTERM handler as it found it:
+    once a command returned, SIGTERM is the caller's again, not mtlbench's Terminated."""
+    mine = lambda signum, frame: None  # noqa: E731
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        assert run(write_suite({"methods": ["supervised"], "train": FAST}), tmp_path / "r") == 0
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_sigterm_inside_the_block_is_a_clean_interrupt_and_the_handler_comes_back():
+    from mtlbench.interrupts import Terminated, exit_code_of, sigterm_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated) as stopped, sigterm_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises at the next bytecode, long before this ends
+    assert exit_code_of(stopped.value) == 143 and signal.getsignal(signal.SIGTERM) is before
+
+
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_sigterm_and_ctrl_c_stop_cleanly_and_the_run_resumes(write_suite, tmp_path, signum, code):
     path = write_suite({"methods": ["supervised"], "train": {**FAST, "epochs": 40}})

@@ -279,3 +279,20 @@ def test_label_smoothing_is_the_segmentation_cross_entropy_of_the_job(tiny_job):
     assert seg.loss_per_image(pred, target) == pytest.approx(expected.tolist(), rel=1e-5)
     assert load_job_data({**tiny_job, "train": {**tiny_job["train"], "label_smoothing": 0.0}},
                          torch.device("cpu")).tasks["seg"].label_smoothing == 0.0
+
+
+def test_a_last_batch_too_short_for_the_model_is_left_out_with_a_warning_and_a_record(tiny_job, tmp_path,
+                                                                                       monkeypatch):
+    """24 images in batches of 11 end with a batch of 2; a model that needs 3 (as DeepLab's ASPP needs 2) trains
+    on 22 images an epoch, and says so rather than dropping them silently."""
+    from mtlbench.models.segnet import SegNetSpec
+
+    monkeypatch.setattr(SegNetSpec, "min_batch", 3, raising=False)
+    tiny_job["train"]["batch_size"] = 11
+    with pytest.warns(UserWarning, match=r"stage mtl: the last batch of each epoch \(2 image\(s\)\) is left out"):
+        outcome = run_job(tiny_job, tmp_path)
+    assert outcome["images_left_out_per_epoch"] == {"mtl": 2}
+    assert [r["images_per_second"] * r["seconds"] for r in outcome["history"]] == pytest.approx([22, 22])
+    monkeypatch.setattr(SegNetSpec, "min_batch", 1, raising=False)
+    (tmp_path / "all").mkdir()
+    assert "images_left_out_per_epoch" not in run_job(tiny_job, tmp_path / "all")

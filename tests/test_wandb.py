@@ -300,3 +300,11 @@ def test_sync_keeps_the_newest_attempt_of_each_run_whose_id_has_dashes(tmp_path)
     for name in names:
         (tmp_path / "wandb" / name).mkdir(parents=True)
     assert [run.name for run in offline_runs(tmp_path)] == sorted(names[1:])
+
+
+def test_a_report_without_leaderboard_tables_says_why(write_suite, tmp_path):
+    pytest.importorskip("wandb_workspaces")
+    out = tmp_path / "report.json"
+    with pytest.warns(UserWarning, match="tiny: no results under .*the report has no leaderboard tables"):
+        assert main(["report", str(write_suite()), "--results", str(tmp_path / "empty"), "--out", str(out)]) == 0
+    assert out.exists()

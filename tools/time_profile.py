@@ -10,7 +10,6 @@ leaderboard) is what the command's total time adds to the sum of the jobs'.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from mtlbench.runner import Store
 

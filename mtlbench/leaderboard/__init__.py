@@ -10,11 +10,13 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..provenance import Provenance
 from ..runner.store import Store
 from ..track import TRACKS, summary_track as track_of
 from .aggregate import LeaderboardError, Table, tables
 from .formats import FORMATS
-from .render import csv, markdown, page, write
+from ..schema import WandbSection, resolved
+from .render import csv_frame, markdown, page, write
 
 
 def render_suite(store: Store, suite: str, out: Path | None = None, baseline: str | None = None,
@@ -55,14 +57,12 @@ def render(summary: dict[str, Any], results: list[dict[str, Any]], out: Path, ba
         warnings.warn(f"{suite}: results scored by metric conventions {versions} are mixed (docs/datasets.md, "
                       f"\"Tasks and metrics\"); rerun the older jobs with --force to compare like with like",
                       stacklevel=2)
-    hardware = sorted({r["device"] for r in results})
     track = TRACKS.get(track_of(summary))()
-    if select is not None:
-        summary = {**summary, "leaderboard": {**summary.get("leaderboard", {}), "select": select}}
-    if summary.get("leaderboard", {}).get("select", "last") != "last" and not track.selects_epochs:
+    summary = resolved(summary, select)
+    if summary["leaderboard"]["select"] != "last" and not track.selects_epochs:
         raise LeaderboardError(f"{suite}: the {track_of(summary)} track reports the last epoch of its jobs; "
                                f"leaderboard.select: best_val is for per-table (partial-label) suites")
-    return track.render(summary, results, hardware, out, baseline, formats)
+    return track.render(summary, results, Provenance.of(results), out, baseline, formats)
 
 
 @contextlib.contextmanager
@@ -75,16 +75,18 @@ def scratch_render(store: Store, suite: str, formats: tuple[str, ...]) -> Iterat
 
 
 def markdown_tables(store: Store, suite: str) -> str | None:
-    """The suite's leaderboard tables as Markdown, without the page's title (None before any job finished)."""
+    """The suite's leaderboard tables as Markdown, without the page's title; None, with a warning that says why,
+    when there are none to show (no job finished, or the leaderboard cannot be rendered)."""
     if not store.suite_dir(suite).exists():
+        warnings.warn(f"{suite}: no results under {store.root}/, so the report has no leaderboard tables",
+                      stacklevel=2)
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # `mtlbench leaderboard` reports them
-        try:
-            with scratch_render(store, suite, ("md", "csv")) as parts:
-                return parts["md"].read_text().split("\n", 1)[1].strip()
-        except (LeaderboardError, LookupError):
-            return None
+    try:
+        with scratch_render(store, suite, ("md", "csv")) as parts:
+            return parts["md"].read_text().split("\n", 1)[1].strip()
+    except (LeaderboardError, LookupError) as error:
+        warnings.warn(f"{suite}: the report has no leaderboard tables ({error})", stacklevel=2)
+        return None
 
 
 def log_to_wandb(store: Store, suite: str, mode: str) -> str:
@@ -95,14 +97,14 @@ def log_to_wandb(store: Store, suite: str, mode: str) -> str:
     from ..tracking import log_leaderboard
 
     summary = store.suite_summary(suite)
-    settings = summary.get("wandb", {})
+    settings = WandbSection.model_validate(summary.get("wandb") or {})  # a suite.json of before 0.2 has none
     with scratch_render(store, suite, ("md", "csv", "png")) as parts:
         tables = {("tables" if part == "csv" else part.removesuffix(".csv")): pd.read_csv(path)
                   for part, path in parts.items() if path.suffix == ".csv"}
         images = {part.removesuffix(".png"): path for part, path in parts.items() if path.suffix == ".png"}
-        return log_leaderboard(mode, settings.get("project", "mtlbench"), settings.get("entity"), summary,
+        return log_leaderboard(mode, settings.project, settings.entity, summary,
                                store.suite_dir(suite) / "leaderboard", tables, images)
 
 
-__all__ = ["LeaderboardError", "Table", "csv", "default_out", "log_to_wandb", "markdown", "markdown_tables", "page",
+__all__ = ["LeaderboardError", "Table", "csv_frame", "default_out", "log_to_wandb", "markdown", "markdown_tables", "page",
            "render", "render_suite", "tables", "write"]

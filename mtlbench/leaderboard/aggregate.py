@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from ..metrics import UndefinedDelta, delta_mtl
+from ..metrics import UndefinedDelta, delta_mtl, seed_mean
 from .stats import holm, paired_p, t_interval
 
 DELTA = ("delta", "")
@@ -146,7 +146,7 @@ def table(dataset: str, scenario: str, group: pd.DataFrame, order: list[str], ba
                  asked_baseline=baseline, by_seed=by_seed, delta_metrics=delta_metrics)
     mark_degenerate(made, group)
     if baseline in stats.index:
-        score_against_baseline(made, wide, stats, group, baseline)
+        score_against_baseline(made, wide, group, baseline)
     return made
 
 
@@ -165,12 +165,13 @@ def mark_degenerate(made: Table, group: pd.DataFrame) -> None:
         made.below_constant[(task, metric)] = {m: sorted(s) for m, s in no_better.groupby("method")["seed"]}
 
 
-def score_against_baseline(made: Table, wide: pd.DataFrame, stats: pd.DataFrame, group: pd.DataFrame,
-                           baseline: str) -> None:
+def score_against_baseline(made: Table, wide: pd.DataFrame, group: pd.DataFrame, baseline: str) -> None:
     """Each method's per-seed ΔMTL against the baseline's mean metrics, its mean and std, and (the baseline
     itself excepted) the t interval and Holm-adjusted p-value of its paired differences from the baseline."""
     delta_metrics, methods = made.delta_metrics, list(made.rows.index)
-    reference = {t: {m: stats.loc[baseline, (t, m, "mean")] for m in delta_metrics[t]} for t in made.tasks}
+    runs = [{t: {m: row[(t, m)] for m in delta_metrics[t]} for t in made.tasks}
+            for _, row in wide.loc[baseline].iterrows()]
+    reference = seed_mean(runs, delta_metrics)
     directions = {t: {m: made.higher_is_better[(t, m)] for m in delta_metrics[t]} for t in made.tasks}
     try:
         per_seed = {method: pd.Series([delta_mtl({t: {m: row[(t, m)] for m in delta_metrics[t]} for t in made.tasks},

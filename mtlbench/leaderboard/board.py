@@ -11,27 +11,28 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ..provenance import Provenance
 from ..jobs import TUNED, baseline_row, row_name
 from .aggregate import LeaderboardError, tables
 from .formats import write_formats
 from .published import beside
-from .render import csv, footer, markdown, table_note, write, write_csv
+from .render import csv_frame, footer, markdown, table_note, write, write_csv
 from .select import select_epochs
 from .summary import summarize, summary_frame
 
 
-def per_table_board(summary: dict[str, Any], results: list[dict[str, Any]], hardware: list[str], out: Path,
+def per_table_board(summary: dict[str, Any], results: list[dict[str, Any]], provenance: Provenance, out: Path,
                     baseline: str | None, formats: tuple[str, ...]) -> tuple[Path, ...]:
-    settings = summary.get("leaderboard", {})
+    settings = summary["leaderboard"]  # resolved: every default filled in (leaderboard/settings.py)
     results = [{**r, "method": row_name(r["method"], bool(r.get("config", {}).get("tuned")))} for r in results]
-    asked = baseline or settings.get("baseline", "supervised")
+    asked = baseline or settings["baseline"]
     present = {r["method"] for r in results}
     baseline = baseline_row(asked, present)
     if not {asked, baseline} & {*summary.get("methods", [asked]), *present}:
         raise LeaderboardError(f"--baseline {baseline!r} is not a method of suite {summary['name']} "
                                f"({', '.join(summary['methods'])})")
-    chosen = settings.get("metrics", {})
-    results = select_epochs(results, settings.get("select", "last"), settings.get("select_by", "delta_mtl"),
+    chosen = settings["metrics"]
+    results = select_epochs(results, settings["select"], settings["select_by"],
                             baseline, chosen)
     built = tables(results, baseline, chosen, paper_then_tuned(summary.get("methods", [])),
                    summary.get("scenarios", []), summary.get("index"))
@@ -40,9 +41,9 @@ def per_table_board(summary: dict[str, Any], results: list[dict[str, Any]], hard
         warnings.warn(f"{summary['name']}: {len(missing)} job(s) of the suite have no result (failed or not run), "
                       f"their rows are marked: {', '.join(missing)}", stacklevel=2)
     for table in built:
-        table.published = beside(table, settings.get("published", []))
+        table.published = beside(table, settings["published"])
     overview = summarize(built)
-    md, csv_path = write(out, markdown(summary, built, hardware, overview), csv(built))
+    md, csv_path = write(out, markdown(summary, built, provenance, overview), csv_frame(built))
     stem = md.with_name(md.name[:-len(".md")])
     extra = []
     if overview is not None:
@@ -54,7 +55,7 @@ def per_table_board(summary: dict[str, Any], results: list[dict[str, Any]], hard
         import pandas as pd
 
         extra.append(write_csv(stem.with_name(stem.name + "-published.csv"), pd.concat(published)))
-    return (md, csv_path, *extra, *write_formats(summary, built, table_note(settings), footer(summary, hardware),
+    return (md, csv_path, *extra, *write_formats(summary, built, table_note(settings), footer(summary, provenance),
                                                  stem, formats, results, overview))
 
 

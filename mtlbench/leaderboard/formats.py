@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..files import write_text_atomic
+from ..provenance import Provenance
 from .aggregate import Table
 from .figures import FIGURES, IMAGE_FORMATS, write_figures
 from .published import difference, number
@@ -186,13 +187,13 @@ def write_formats(suite: dict, tables: list[Table], note: str, footer_line: str,
     return written
 
 
-def track_formats(suite: dict, note: str, body: list[str], hardware: list[str], frame: pd.DataFrame,
+def track_formats(suite: dict, note: str, body: list[str], provenance: Provenance, frame: pd.DataFrame,
                   published: pd.DataFrame | None, out: Path, formats: tuple[str, ...],
                   images: tuple[Path, ...] = ()) -> tuple[Path, ...]:
     """A track with its own tables (budget, grouping): its Markdown page and CSV, the papers' numbers as CSV,
     its frame as booktabs LaTeX and one self-contained HTML page (the frame, the papers' numbers, its figures
     inline)."""
-    written = list(write(out, markdown_page(suite, note, body, hardware), frame))
+    written = list(write(out, markdown_page(suite, note, body, provenance), frame))
     stem = written[0].with_name(written[0].name[:-len(".md")])
     if published is not None:
         written.append(write_csv(stem.with_name(stem.name + "-published.csv"), published))
@@ -206,7 +207,7 @@ def track_formats(suite: dict, note: str, body: list[str], hardware: list[str], 
         if published is not None:
             parts += ["<h2>Beside the papers</h2>", html_frame(published)]
         parts += [inline_png(image, image.stem) for image in images]
-        parts += [f"<p>{html.escape(footer(suite, hardware))}</p>", "</body></html>"]
+        parts += [f"<p>{html.escape(footer(suite, provenance))}</p>", "</body></html>"]
         written.append(write_beside(stem, ".html", "\n".join(parts)))
     return tuple(written)
 

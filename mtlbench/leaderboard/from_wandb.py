@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from .aggregate import LeaderboardError
+from ..schema import resolved
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +43,7 @@ def fetch(path: str, suite: str | None, with_history: bool = False) -> list[RunR
 
 def needs_history(summary: dict[str, Any], select: str | None) -> bool:
     """Whether the leaderboard reports a chosen epoch (``--select``, else the suite's ``leaderboard.select``)."""
-    return (select or summary.get("leaderboard", {}).get("select", "last")) == "best_val"
+    return resolved(summary, select)["leaderboard"]["select"] == "best_val"
 
 
 def suites_in(runs: list[RunRecord]) -> list[str]:
@@ -93,6 +94,7 @@ def result_of(run: RunRecord) -> dict[str, Any]:
             "test": {t: test[t] for t in tasks if t in test}, "val": {t: val[t] for t in tasks if t in val},
             "history": history, "primary": meta["primary"],
             "directions": meta["directions"], "device": run.summary.get("device", "unknown (W&B run)"),
+            **({"commit": run.summary["commit"]} if "commit" in run.summary else {}),
             "metrics_version": run.summary.get("metrics_version", 1),
             "constant": nested(run.summary, "constant"), "diverged": list(run.summary.get("diverged", [])),
             "config": {"tuned": meta.get("params") == "tuned"}}

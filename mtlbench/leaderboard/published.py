@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from . import cells
 from .aggregate import LeaderboardError, Table
 
 DELTA_KEY = "delta_mtl"
@@ -29,11 +30,11 @@ Lookup = Callable[[str, str, str], "tuple[float, float]"]  # (method, key, field
 def entry_for(dataset: str, scenario: str | None, published: list[dict[str, Any]]
               ) -> tuple[int, dict[str, Any]] | None:
     """The published entry (and its index in the suite) of a table: the most specific that matches."""
-    matches = [(i, p) for i, p in enumerate(published) if p.get("dataset") in (None, dataset)
-               and p.get("scenario") in (None, scenario)]
+    matches = [(i, p) for i, p in enumerate(published) if p["dataset"] in (None, dataset)
+               and p["scenario"] in (None, scenario)]
     if not matches:
         return None
-    return max(matches, key=lambda match: sum(match[1].get(key) is not None for key in ("dataset", "scenario")))
+    return max(matches, key=lambda match: sum(match[1][key] is not None for key in ("dataset", "scenario")))
 
 
 Check = Callable[[str], "tuple[bool, str]"]  # key -> (comparable with ours, why not / what is unchecked)
@@ -51,13 +52,13 @@ def comparison(found: tuple[int, dict[str, Any]], lookup: Lookup,
         for key, paper in values.items():
             ours, spread = lookup(method, key, f"leaderboard.published[{index}].rows.{method}.{key}")
             comparable, why = check(key)
-            note = "; ".join(text for text in (entry.get("notes", {}).get(method, ""), why) if text)
+            note = "; ".join(text for text in (entry["notes"].get(method, ""), why) if text)
             rows.append({"method": method, "value": key, "ours": ours, "ours_std": spread, "paper": paper,
                          "difference": ours - paper if comparable else math.nan, "comparable": comparable,
                          "note": note})
     frame = pd.DataFrame(rows, columns=["method", "value", "ours", "ours_std", "paper", "difference", "comparable",
                                         "note"])
-    frame.attrs.update(source=entry["source"], table=entry["table"], note=entry.get("note", ""))
+    frame.attrs.update(source=entry["source"], table=entry["table"], note=entry["note"])
     return frame
 
 
@@ -66,9 +67,9 @@ def delta_comparability(table: Table, entry: dict[str, Any], key: str) -> tuple[
     if key != DELTA_KEY or table.baseline is None:
         return True, ""
     ours = f"ours is against {table.baseline} over {metric_list(table.delta_metrics)}"
-    if entry.get("metrics") == "unstated":
+    if entry["metrics"] == "unstated":
         return False, f"not comparable: the paper does not state which metrics its ΔMTL averages ({ours})"
-    if entry.get("baseline") is None or entry.get("metrics") is None:
+    if entry["baseline"] is None or entry["metrics"] is None:
         return True, f"comparability unchecked: the entry states no baseline and metrics of the paper's ΔMTL ({ours})"
     paper = {task: list(metrics) for task, metrics in entry["metrics"].items()}
     if entry["baseline"] != table.baseline or paper != table.delta_metrics:
@@ -139,11 +140,7 @@ def difference(row: Any) -> str:
 
 
 def number(value: float, std: float = math.nan, signed: bool = False) -> str:
-    if math.isnan(value):
-        return "— (no result)"
-    digits = 2 if abs(value) >= 10 else 4
-    text = f"{value:{'+' if signed else ''}.{digits}f}"
-    return text if math.isnan(std) else f"{text} ± {std:.{digits}f}"
+    return "— (no result)" if math.isnan(value) else cells.number(value, std, signed=signed)
 
 
 __all__ = ["beside", "beside_markdown", "comparison", "entry_for", "frame_lookup"]

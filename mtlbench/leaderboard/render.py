@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import math
 import platform
-import subprocess
 from datetime import date
 from pathlib import Path
 
 import pandas as pd
 
 from ..files import write_text_atomic
+from ..provenance import Provenance
 from .aggregate import DELTA, Table
+from .cells import number
 from .published import beside_markdown
 from .summary import Summary, summary_markdown
 from .stats import CONFIDENCE, power_note, significantly_best
@@ -19,12 +20,6 @@ ARROW = {True: "↑", False: "↓"}
 ENTERS = "†"  # after a column's arrow: the metric enters ΔMTL
 NO_BETTER = "‡"  # after a cell: some seed is no better than the constant prediction
 CONSTANT_ROW = "(constant)"
-
-
-def fmt(mean: float, std: float) -> str:
-    digits = 2 if abs(mean) >= 10 else 4
-    text = f"{mean:.{digits}f}"
-    return text if math.isnan(std) else f"{text} ± {std:.{digits}f}"
 
 
 def seeds_cell(table: Table, method: str, finished: int) -> str:
@@ -44,23 +39,18 @@ def missing_note(table: Table) -> list[str]:
                         for method, ids in table.missing.items()) + "."]
 
 
-def signed(value: float) -> str:
-    return f"{round(value, 2) + 0.0:+.2f}"  # + 0.0 turns -0.00 into +0.00
-
-
 def delta_cell(row: pd.Series) -> str:
     """ΔMTL mean ± std and the 95% interval of its paired difference from the baseline (none for the baseline)."""
-    spread = "" if math.isnan(row["delta_std"]) else f" ± {row['delta_std']:.2f}"
     interval = "" if math.isnan(row["delta_ci_low"]) else \
-        f" [{signed(row['delta_ci_low'])}, {signed(row['delta_ci_high'])}]"
-    return f"{signed(row['delta_mean'])}{spread}{interval}"
+        f" [{number(row['delta_ci_low'], digits=2, signed=True)}, {number(row['delta_ci_high'], digits=2, signed=True)}]"
+    return number(row["delta_mean"], row["delta_std"], digits=2, signed=True) + interval
 
 
 def metric_cell(table: Table, method: str, row: pd.Series, column: tuple[str, str]) -> str:
     """mean ± std of a metric, marked when some seed is no better than the constant prediction."""
     t, m = column
     mark = f" {NO_BETTER}" if table.below_constant.get(column, {}).get(method) else ""
-    return fmt(row[f"{t}/{m}/mean"], row[f"{t}/{m}/std"]) + mark
+    return number(row[f"{t}/{m}/mean"], row[f"{t}/{m}/std"]) + mark
 
 
 def method_cell(table: Table, method: str) -> str:
@@ -129,7 +119,7 @@ def table_notes(table: Table) -> list[str]:
 
 
 def constant_cells(table: Table) -> list[str]:
-    return [fmt(table.constant[c], math.nan) if c in table.constant else "—" for c in table.columns]
+    return [number(table.constant[c]) if c in table.constant else "—" for c in table.columns]
 
 
 def markdown_table(table: Table) -> str:
@@ -160,18 +150,6 @@ def markdown_table(table: Table) -> str:
     return "\n".join(lines + [""] + [f"- {line}" for line in notes])
 
 
-def commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":(exclude)leaderboards"],  # the rendered pages themselves are no code change
-                               capture_output=True, text=True).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 TABLE_NOTE = ("Test-split metrics of {epoch}, mean ± std over seeds. ΔMTL: Yun and Cho 2023 Eq. 7 in percent "
               "(docs/leaderboards.md); beside it, the 95% Student t interval of its paired per-seed difference from "
               "the baseline, and p, the exact sign-flip test of those differences, Holm-adjusted over the table's "
@@ -182,9 +160,9 @@ TABLE_NOTE = ("Test-split metrics of {epoch}, mean ± std over seeds. ΔMTL: Yun
 
 def epoch_reported(settings: dict) -> str:
     """Which epoch a leaderboard reports, in words (``leaderboard.select``)."""
-    if settings.get("select", "last") == "last":
+    if settings["select"] == "last":
         return "the last epoch"
-    by = settings.get("select_by", "delta_mtl")
+    by = settings["select_by"]
     return ("the epoch with the best validation " + ("ΔMTL against the baseline" if by == "delta_mtl" else by)
             + " (leaderboard.select: best_val)")
 
@@ -193,7 +171,7 @@ def table_note(settings: dict) -> str:
     return TABLE_NOTE.format(epoch=epoch_reported(settings))
 
 
-def markdown(suite: dict, tables: list[Table], hardware: list[str], summary: Summary | None = None) -> str:
+def markdown(suite: dict, tables: list[Table], provenance: Provenance, summary: Summary | None = None) -> str:
     body = []
     for table in tables:
         body += [f"## {table.dataset} / {table.scenario}", "", markdown_table(table)]
@@ -205,29 +183,28 @@ def markdown(suite: dict, tables: list[Table], hardware: list[str], summary: Sum
                      f"(set leaderboard.baseline to one of the suite's methods).", ""]
     if summary is not None:
         body += summary_markdown(summary)
-    return page(suite, table_note(suite.get("leaderboard", {})), body, hardware)
+    return page(suite, table_note(suite["leaderboard"]), body, provenance)
 
 
-def page(suite: dict, note: str, body: list[str], hardware: list[str]) -> str:
+def page(suite: dict, note: str, body: list[str], provenance: Provenance) -> str:
     """A leaderboard page: title, the suite's description, a note on what the numbers are, the tables, and a
-    footer with the suite, commit, hardware and date."""
+    footer with the suite, the results' commits and hardware, and the date."""
     parts = [f"# Leaderboard: {suite['name']}", ""]
     if suite.get("description"):
         parts += [suite["description"].strip(), ""]
-    parts += [note, "", *body, footer(suite, hardware), ""]
+    parts += [note, "", *body, footer(suite, provenance), ""]
     return "\n".join(parts)
 
 
-def footer(suite: dict, hardware: list[str]) -> str:
-    """The suite, epoch reported, commit, hardware and date a leaderboard came from."""
-    settings = suite.get("leaderboard", {})
-    select = settings.get("select", "last") + (f" by {settings.get('select_by', 'delta_mtl')}"
-                                                if settings.get("select") == "best_val" else "")
-    return (f"Suite `{suite.get('path', suite['name'])}` · epoch: {select} · commit {commit()} · hardware: "
-            f"{'; '.join(hardware)} · python {platform.python_version()} · {date.today().isoformat()}")
+def footer(suite: dict, provenance: Provenance) -> str:
+    """The suite, epoch reported, the mtlbench commits and hardware its results ran on, and the date of the page."""
+    settings = suite["leaderboard"]
+    select = settings["select"] + (f" by {settings['select_by']}" if settings["select"] == "best_val" else "")
+    return (f"Suite `{suite.get('path', suite['name'])}` · epoch: {select} · {provenance.commit_text()} · hardware: "
+            f"{'; '.join(provenance.hardware)} · python {platform.python_version()} · {date.today().isoformat()}")
 
 
-def csv(tables: list[Table]) -> pd.DataFrame:
+def csv_frame(tables: list[Table]) -> pd.DataFrame:
     """Every number of the tables; per method also the seeds that diverged and, per column, those no better than
     the constant prediction, whose values are the row ``(constant)``."""
     frames = []

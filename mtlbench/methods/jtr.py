@@ -51,7 +51,8 @@ from torch import Tensor, nn
 
 from ..models.segnet import SegNet, per_sample_norm
 from ..space import Float, Space
-from ..tasks import DenseL1, Depth, Normal, Segmentation, Task
+from ..functional import signed_to_unit
+from ..tasks import DenseL1, Task
 from ..data import SCENARIOS
 from ..jobs import spelt_as_before
 from .context import StepContext
@@ -59,17 +60,12 @@ from .mtpsl import cosine_distance
 from .parts import REGULARIZERS, Regularizer
 
 
-def valid_pixels(task: Task, label: Tensor) -> Tensor:
-    """[B, 1, H, W] float: pixels where the label exists (seg != -1, depth != 0, normal != 0)."""
-    if isinstance(task, Segmentation):
-        return (label >= 0)[:, None].float()
-    if isinstance(task, (Depth, Normal)):
-        return (label.abs().sum(1, keepdim=True) > 0).float()
-    return label.isfinite().all(1, keepdim=True).float()  # NaN marks a masked pixel (see tasks.DenseL1)
+ENCODED_KINDS = ("classes", "depth", "direction", "regression")  # the task values JTR stacks (Task.value_kind)
 
 
 class Encoding:
-    """The authors' encodings of labels and predictions into the stacked tensors Y and Ŷ."""
+    """The authors' encodings of labels and predictions into the stacked tensors Y and Ŷ, per kind of task
+    values; the generic ones (one-hot labels, valid pixels) are the task's own."""
 
     def __init__(self, mean: float, std: float) -> None:
         self.normal = torch.distributions.Normal(mean, std)
@@ -79,27 +75,26 @@ class Encoding:
 
     def prediction(self, task: Task, pred: Tensor, mask: Tensor, hard: bool) -> Tensor:
         pred = pred.float()
-        if isinstance(task, Segmentation):
+        kind = task.value_kind
+        if kind == "classes":
             probabilities = F.gumbel_softmax(pred, tau=1.0, hard=True, dim=1) if hard else pred.softmax(1)
             return probabilities * mask
-        if isinstance(task, Depth):
+        if kind == "depth":
             return self.cdf(pred * mask)
-        if isinstance(task, Normal):
-            return (pred * mask + 1.0) / 2.0
-        return pred * mask
+        if kind == "direction":
+            return signed_to_unit(pred * mask)
+        return pred * mask  # regression (JTR.check refuses the kinds it has no encoding for)
 
     def label(self, task: Task, label: Tensor) -> Tensor:
-        if isinstance(task, Segmentation):
-            return F.one_hot(label.clamp_min(0), task.channels).permute(0, 3, 1, 2).float() * (label >= 0)[:, None]
-        if isinstance(task, Depth):
-            return self.cdf(label * valid_pixels(task, label))
-        if isinstance(task, Normal):
-            return (label + 1.0) / 2.0
-        return label.float().nan_to_num()
+        if task.value_kind == "depth":
+            return self.cdf(label * task.valid_pixels(label))
+        if task.value_kind == "direction":
+            return signed_to_unit(label)
+        return task.label_map(label)
 
     def recon_target(self, task: Task, value: Tensor, is_label: Tensor, from_pred: Tensor) -> Tensor:
-        """Reconstruction target: the raw label or prediction (segmentation: one-hot / hard Gumbel)."""
-        if isinstance(task, Segmentation):
+        """Reconstruction target: the raw label or prediction (classes: one-hot / hard Gumbel)."""
+        if task.value_kind == "classes":
             return torch.where(is_label, self.label(task, value), from_pred)
         return value.nan_to_num()
 
@@ -107,12 +102,12 @@ class Encoding:
         target = target.detach().float()
         output = output.float()
         nonzero = (target != 0).flatten(1).sum(1).clamp_min(1)
-        if isinstance(task, Segmentation):
+        if task.value_kind == "classes":
             loss = F.binary_cross_entropy_with_logits(output, target, reduction="none") * mask
-        elif isinstance(task, Depth):
+        elif task.value_kind == "depth":
             squashed = (torch.sigmoid(output) - 0.5) * (1 - 1e-5) + 0.5
             loss = (squashed - self.cdf(target)).abs() * mask
-        elif isinstance(task, Normal):
+        elif task.value_kind == "direction":
             return 1 - (F.normalize(output, dim=1) * target * mask).flatten(1).sum(1) / nonzero
         else:
             return ((torch.sigmoid(output) - target).abs() * mask).flatten(1).sum(1) / \
@@ -140,6 +135,10 @@ class JTR(Regularizer):
         image_level = [t for t, task in tasks.items() if not task.dense]
         if image_level:
             raise ValueError(f"jtr stacks dense maps; image-level tasks {image_level} are not supported")
+        unknown = [f"{t} ({task.value_kind})" for t, task in tasks.items() if task.value_kind not in ENCODED_KINDS]
+        if unknown:
+            raise ValueError(f"jtr has no encoding for the values of {', '.join(unknown)}; it stacks "
+                             f"{', '.join(ENCODED_KINDS)} (give the task type a value_kind, or the method an encoding)")
 
     def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module:
         self.check(tasks)
@@ -157,7 +156,7 @@ class JTR(Regularizer):
         labelled = ctx.device_mask().bool()
         mask = torch.ones_like(view.images[:, :1])
         for j, (name, task) in enumerate(ctx.tasks.items()):
-            mask = mask * torch.where(labelled[:, j, None, None, None], valid_pixels(task, view.targets[name]), 1.0)
+            mask = mask * torch.where(labelled[:, j, None, None, None], task.valid_pixels(view.targets[name]), 1.0)
         y_hat, y, raw = [], [], {}
         for j, (name, task) in enumerate(ctx.tasks.items()):
             is_label = labelled[:, j, None, None, None]
@@ -171,9 +170,9 @@ class JTR(Regularizer):
                 stand_in = torch.where(from_view0[:, None, None, None], warped, pred)
             as_pred = encoding.prediction(task, stand_in, mask, hard=True)
             y.append(torch.where(is_label, encoding.label(task, view.targets[name]), as_pred))
-            target = view.targets[name] if isinstance(task, Segmentation) else \
+            target = view.targets[name] if task.value_kind == "classes" else \
                 torch.where(is_label, view.targets[name].float(), pred.detach().float())
-            fresh = encoding.prediction(task, stand_in, mask, hard=True) if isinstance(task, Segmentation) else as_pred
+            fresh = encoding.prediction(task, stand_in, mask, hard=True) if task.value_kind == "classes" else as_pred
             raw[name] = encoding.recon_target(task, target, is_label, fresh)
         return torch.cat(y_hat, 1), torch.cat(y, 1), mask, raw
 

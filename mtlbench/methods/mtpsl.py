@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import permutations
-from typing import ClassVar, Literal
+from typing import Callable, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +37,8 @@ from ..jobs import spelt_as_before
 from ..models.init import xavier_init
 from ..models.segnet import CONVS, conv_norm_relu, per_sample_norm
 from ..space import Float, Space
-from ..tasks import Depth, Normal, Segmentation, Task
+from ..functional import signed_to_unit
+from ..tasks import Task
 from .context import StepContext
 from .parts import REGULARIZERS, Regularizer
 
@@ -81,19 +82,21 @@ class MappingNetwork(nn.Module):
         return x
 
 
+SOURCE_INPUT: dict[str, Callable[[Tensor], Tensor]] = {  # the authors' input of each kind of task values
+    "classes": lambda pred: F.gumbel_softmax(pred.float(), tau=1.0, hard=True, dim=1),
+    "depth": lambda pred: pred / (pred.flatten(1).amax(1).view(-1, 1, 1, 1) + 1e-12),
+    "direction": signed_to_unit,
+    "regression": lambda pred: pred,
+}
+
+
 def source_input(task: Task, pred: Tensor) -> Tensor:
-    if isinstance(task, Segmentation):
-        return F.gumbel_softmax(pred.float(), tau=1.0, hard=True, dim=1)
-    if isinstance(task, Depth):
-        return pred / (pred.flatten(1).amax(1).view(-1, 1, 1, 1) + 1e-12)
-    if isinstance(task, Normal):
-        return (pred + 1.0) / 2.0
-    return pred
+    return SOURCE_INPUT[task.value_kind](pred)
 
 
 def target_input(task: Task, label: Tensor) -> Tensor:
-    if isinstance(task, Segmentation):
-        return F.one_hot(label.clamp_min(0), task.channels).permute(0, 3, 1, 2).float() * (label >= 0)[:, None]
+    if task.value_kind == "classes":
+        return task.label_map(label)
     return source_input(task, label.nan_to_num())  # a masked pixel (NaN, see tasks.DenseL1) maps as 0
 
 
@@ -125,6 +128,10 @@ class MTPSL(Regularizer):
         image_level = [t for t, task in tasks.items() if not task.dense]
         if image_level:
             raise ValueError(f"mtpsl maps dense predictions; image-level tasks {image_level} are not supported")
+        unmapped = [f"{t} ({task.value_kind})" for t, task in tasks.items() if task.value_kind not in SOURCE_INPUT]
+        if unmapped:
+            raise ValueError(f"mtpsl has no input encoding for the values of {', '.join(unmapped)}; it maps "
+                             f"{', '.join(SOURCE_INPUT)} (give the task type a value_kind, or the method an encoding)")
         if len(tasks) < 2:
             raise ValueError("mtpsl needs at least two tasks (it maps task pairs)")
 

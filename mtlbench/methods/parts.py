@@ -15,7 +15,7 @@ without touching the trainer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -47,6 +47,12 @@ class Part:
 
     def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module | None:
         return None
+
+    @classmethod
+    def standalone(cls, tasks: list[str]) -> dict[str, Any]:
+        """Settings that let the part run without its ``inputs`` (``mtlbench bench``, on random tensors), where
+        they change no step's cost; none for a part that reads no other job."""
+        return {}
 
     def inputs(self, job: "Job", jobs: list["Job"]) -> dict[str, list[str]]:
         """For each resolver, the ids of the suite's jobs whose results it gives this job before it trains

@@ -193,6 +193,10 @@ class AMTL(Weighting):
     beyond_potential: Literal["code", "clip"] = "code"
     normal_accuracy: Literal["per_image", "pooled"] = "per_image"
 
+    @classmethod
+    def standalone(cls, tasks: list[str]) -> dict[str, Any]:
+        return {"potentials": {task: 0.5 for task in tasks}}  # a step costs the same whatever the potentials
+
     def __post_init__(self) -> None:
         require("gamma", self.gamma, self.gamma >= 0, "must be >= 0 (the focusing factor)")
         require("gamma", self.gamma, self.beyond_potential == "clip" or float(self.gamma).is_integer(),

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from ..jobs import spelt_as_before
 from ..registry import require
 from ..tasks import Task
-from . import MODELS
+from .registry import MODELS
 
 BACKBONE_CHANNELS = 2048
 LOW_LEVEL_CHANNELS = 256  # output of the first residual stage (stride 4), DeepLabV3+'s skip

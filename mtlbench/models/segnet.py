@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from ..registry import require
 from ..tasks import Task
-from . import MODELS
+from .registry import MODELS
 from .init import xavier_init
 
 FILTERS = (64, 128, 256, 512, 512)

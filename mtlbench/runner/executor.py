@@ -23,7 +23,8 @@ from typing import Any, Callable
 from .. import __version__
 from ..config import Suite
 from ..files import non_finite_fields
-from ..interrupts import exit_code_of, stop_on_sigterm
+from ..interrupts import exit_code_of, sigterm_as_interrupt
+from ..provenance import source_commit
 from ..jobs import KINDS, RESOLVERS, RESUMED, Job, Resolution, blocked_by, levels
 from ..tasks import METRICS_VERSION
 from ..track import TRACKS, summary_track
@@ -102,11 +103,11 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
                                    "resumed_from_epoch", "train_seconds",
                                    "device", "torch")},
         **{k: outcome[k] for k in ("estimate", "data_seconds", "eval_seconds", "constant", "first_step_loss",
-                                   "diverged") if k in outcome},
+                                   "diverged", "images_left_out_per_epoch") if k in outcome},
         "wall_seconds": time.perf_counter() - started,  # the job in this process: W&B, data, training, evaluation
         **resolved.record,
         **options.record,
-        "mtlbench": __version__, "metrics_version": METRICS_VERSION,
+        "mtlbench": __version__, "commit": source_commit(), "metrics_version": METRICS_VERSION,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": job.config,
     }
@@ -116,7 +117,7 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
                          f"result is written (strict JSON has no NaN or infinity)")
     store.finish(job, result)
     run.finish({"test": result["test"], "train_seconds": result["train_seconds"], "device": result["device"],
-                "metrics_version": result["metrics_version"], **track_run_summary(store, job, result),
+                "commit": result["commit"], "metrics_version": result["metrics_version"], **track_run_summary(store, job, result),
                 **{k: result[k] for k in ("constant", "diverged") if k in result}})
     return result
 
@@ -269,16 +270,16 @@ def _worker(queue: Any, outcomes: Any, options: RunOptions, project: str, entity
     from ..plugins import load_plugins
 
     die_with_parent()
-    stop_on_sigterm()
     load_plugins()  # a spawned process starts with mtlbench's registries only
     if options.device == "cpu":
         torch.set_num_threads(max(1, torch.get_num_threads() // options.workers))
     try:
-        while True:
-            job = queue.get()
-            if job is None:
-                return
-            outcomes.put((job.id, run_one(job, options, project, entity, Progress([job], live=False))))
+        with sigterm_as_interrupt():
+            while True:
+                job = queue.get()
+                if job is None:
+                    return
+                outcomes.put((job.id, run_one(job, options, project, entity, Progress([job], live=False))))
     except KeyboardInterrupt:  # the parent stops the suite: the job keeps its last checkpoint
         return
 

@@ -8,7 +8,7 @@ import submitit
 from ..config import Suite, load_suite
 from ..plugins import load_plugins
 from ..jobs import Job
-from ..interrupts import stop_on_sigterm
+from ..interrupts import sigterm_as_interrupt
 from .executor import FAILED, RunOptions, run_one
 from .executors import Launch
 from .progress import Progress
@@ -21,27 +21,31 @@ class NodeJob(submitit.helpers.Checkpointable):
     result.json). At its time limit, submitit's ``Checkpointable`` requeues it with the same arguments."""
 
     def __call__(self, launch: Launch, job_id: str) -> str:
-        stop_on_sigterm()  # SLURM's requeue and cancel send SIGTERM: stop as a local run does
-        load_plugins()  # the node inherits MTLBENCH_PLUGINS from sbatch's environment
-        suite = load_suite(launch.suite, list(launch.overrides))
-        if launch.params:
-            from ..tuning import apply_params
+        with sigterm_as_interrupt():  # SLURM's requeue and cancel send SIGTERM: stop as a local run does
+            return train_on_node(launch, job_id)
 
-            suite = apply_params(suite, launch.params, beside_paper=True)  # the job is one or the other
-        job = job_of(suite, job_id)
-        if job is None:
-            raise SlurmError(f"{launch.suite} no longer has job {job_id} (the suite changed since it was submitted)")
-        store = Store(launch.results)
-        lacking = [need for need in job.needs if not store.is_done(job_of(suite, need))]
-        if lacking:
-            cause = store.error_line(job_of(suite, lacking[0])) or "no result"
-            store.write_error(job, SlurmError(f"blocked: its need {lacking[0]} did not finish ({cause})"), "")
-            return FAILED
-        record = {"slurm": {"job_id": os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID", "")),
-                            "task": os.environ.get("SLURM_ARRAY_TASK_ID"), "requeues": requeue_count(),
-                            "node": os.environ.get("SLURMD_NODENAME")}, "runner": launch.runner}
-        options = RunOptions(launch.results, wandb=launch.wandb, stale_after=launch.stale_after, record=record)
-        return run_one(job, options, suite.raw.wandb.project, suite.raw.wandb.entity, Progress([job], live=False))
+
+def train_on_node(launch: Launch, job_id: str) -> str:
+    load_plugins()  # the node inherits MTLBENCH_PLUGINS from sbatch's environment
+    suite = load_suite(launch.suite, list(launch.overrides))
+    if launch.params:
+        from ..tuning import apply_params
+
+        suite = apply_params(suite, launch.params, beside_paper=True)  # the job is one or the other
+    job = job_of(suite, job_id)
+    if job is None:
+        raise SlurmError(f"{launch.suite} no longer has job {job_id} (the suite changed since it was submitted)")
+    store = Store(launch.results)
+    lacking = [need for need in job.needs if not store.is_done(job_of(suite, need))]
+    if lacking:
+        cause = store.error_line(job_of(suite, lacking[0])) or "no result"
+        store.write_error(job, SlurmError(f"blocked: its need {lacking[0]} did not finish ({cause})"), "")
+        return FAILED
+    record = {"slurm": {"job_id": os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID", "")),
+                        "task": os.environ.get("SLURM_ARRAY_TASK_ID"), "requeues": requeue_count(),
+                        "node": os.environ.get("SLURMD_NODENAME")}, "runner": launch.runner}
+    options = RunOptions(launch.results, wandb=launch.wandb, stale_after=launch.stale_after, record=record)
+    return run_one(job, options, suite.raw.wandb.project, suite.raw.wandb.entity, Progress([job], live=False))
 
 
 def job_of(suite: Suite, job_id: str) -> Job | None:

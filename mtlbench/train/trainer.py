@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
@@ -37,6 +38,7 @@ from ..tasks import Task
 from . import checkpoint
 from .evaluation import constant_reference, evaluate
 from .optim import OPTIMIZERS, SCHEDULERS
+from .settings import TrainSettings
 
 def derive_seed(*parts: Any) -> int:
     """A seed per experiment axis: the same (seed, stage, purpose) always gives the same stream."""
@@ -173,6 +175,7 @@ class StageResult:
     resumed_from_epoch: int = 0
     train_seconds: float = 0.0
     first_loss: dict[str, float] = field(default_factory=dict)  # task -> its training loss at its first step
+    images_left_out: int = 0  # per epoch, in batches shorter than the model's min_batch
     model: nn.Module | None = None  # the trained network, for procedures that use it further (not saved here)
     observed: list[Any] = field(default_factory=list)  # what each StepObserver reports
 
@@ -234,7 +237,7 @@ def load_job_data(job: dict[str, Any], device: torch.device, test: bool = True) 
     """The data a job trains on; ``test=False`` for jobs that must not read the test split (estimates that
     decide an experiment)."""
     dataset = build(DATASETS, job["dataset"])
-    tasks = smoothed({name: dataset.tasks()[name] for name in job["tasks"]}, job["train"].get("label_smoothing", 0.0))
+    tasks = smoothed({name: dataset.tasks()[name] for name in job["tasks"]}, TrainSettings.of(job["train"]).label_smoothing)
     splits = {s: dataset.load(s).select(job["tasks"]) for s in SPLITS if test or s != "test"}
     labels = scenario(job["scenario"])
     n_pool = dataset.split_size("pool") if labels.pool else 0
@@ -291,6 +294,8 @@ def job_outcome(job: dict[str, Any], tasks: dict[str, Task], mask: np.ndarray, r
         "labels_per_task": dict(zip(tasks, mask.sum(0).astype(int).tolist())),
         "first_step_loss": {t: loss for r in results.values() for t, loss in r.first_loss.items()},
         "diverged": [t for r in results.values() for t in diverged_tasks(r.first_loss, r.history[-1])],
+        **({"images_left_out_per_epoch": left_out} if (left_out := {name: r.images_left_out for name, r in
+                                                                    results.items() if r.images_left_out}) else {}),
         "device": device_name(device),
         "torch": torch.__version__,
     }
@@ -306,105 +311,185 @@ def load_batch(stage: Stage, index: Tensor, augment: Augment, generator: torch.G
     return images, targets
 
 
-def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], device: torch.device,
-                path: Path, on_epoch: EpochCallback, observers: Sequence[ObserverFactory] = ()) -> StageResult:
-    """Train one stage to ``train.epochs`` (resuming from its checkpoint), validate after every epoch and test
-    the last epoch's network when ``splits`` has a test split."""
-    cfg = job["train"]
+@dataclass
+class StageParts:
+    """What trains one stage, built before its first epoch (and before a checkpoint is restored into it)."""
+
+    stage: Stage
+    settings: TrainSettings
+    device: torch.device
+    model: nn.Module
+    recipe: Recipe
+    optimizer: torch.optim.Optimizer
+    schedule: Any  # the SCHEDULERS entry: whether it steps per batch
+    scheduler: Any
+    generators: dict[str, torch.Generator]
+    augment: Augment
+    autocast: Callable[[], contextlib.AbstractContextManager]
+    min_batch: int  # the model's smallest trainable batch: a shorter last batch of an epoch is left out
+    watchers: list[StepObserver] = field(default_factory=list)
+
+    def batches(self) -> list[tuple[Tensor, Tensor]]:
+        """One epoch's batches, those shorter than the model can train on left out."""
+        return [b for b in self.stage.batches(self.settings.batch_size, self.generators["order"])
+                if len(b[0]) >= self.min_batch]
+
+    def images_left_out(self) -> int:
+        """Images per epoch in batches shorter than ``min_batch`` (a BatchNorm needs two per channel)."""
+        return sum(size for size in self.stage.batch_sizes(self.settings.batch_size) if size < self.min_batch)
+
+
+def build_stage(stage: Stage, job: dict[str, Any], settings: TrainSettings, splits: dict[str, Split],
+                device: torch.device, observers: Sequence[ObserverFactory]) -> StageParts:
+    """The stage's network, recipe, optimiser, schedule, random streams and observers, seeded per stage; the
+    order of the draws is part of what a job id promises, so it never changes."""
     seed = job["seed"]
     torch.manual_seed(derive_seed(seed, stage.name, "init"))
     spec = build(MODELS, job["model"])
-    min_batch = getattr(spec, "min_batch", 1)  # a smaller last batch of the epoch is left out
     model = spec.build(stage.tasks).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     generators = {"order": torch.Generator().manual_seed(derive_seed(seed, stage.name, "order")),
                   "augment": torch.Generator(device).manual_seed(derive_seed(seed, stage.name, "augment"))}
-    augment = Augment(**cfg["augment"])
-    autocast = autocast_for(device, cfg.get("precision", "auto"))
+    augment = Augment(**settings.augment)
+    autocast = autocast_for(device, settings.precision)
     recipe = Recipe(job["method"], stage.tasks, model, augment, generators["augment"], autocast).to(device)
-    optimizer = build(OPTIMIZERS, cfg["optimizer"]).build(recipe.parameters())
-    schedule = build(SCHEDULERS, cfg["scheduler"])
-    steps = sum(size >= min_batch for size in stage.batch_sizes(cfg["batch_size"]))
-    scheduler = schedule.build(optimizer, cfg["epochs"], steps)
+    optimizer = build(OPTIMIZERS, settings.optimizer).build(recipe.parameters())
+    schedule = build(SCHEDULERS, settings.scheduler)
+    min_batch = getattr(spec, "min_batch", 1)
+    steps = sum(size >= min_batch for size in stage.batch_sizes(settings.batch_size))
+    parts = StageParts(stage, settings, device, model, recipe, optimizer, schedule,
+                       schedule.build(optimizer, settings.epochs, steps), generators, augment, autocast, min_batch)
     torch.manual_seed(derive_seed(seed, stage.name, "train"))
-    watchers = [make(Observed(job, stage, model, optimizer, recipe, splits["val"], device, autocast))
-                for make in observers]
-    result = StageResult()
+    parts.watchers = [make(Observed(job, stage, model, optimizer, recipe, splits["val"], device, autocast))
+                      for make in observers]
+    return parts
 
+
+def restore(parts: StageParts, path: Path, on_epoch: EpochCallback) -> StageResult:
+    """The stage's state from its checkpoint, if it has one, its epochs replayed to ``on_epoch`` (marked
+    resumed): the checkpoint, not a log written after it, says what was trained."""
     saved = checkpoint.load(path)
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        recipe.load_state_dict(saved["recipe"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        checkpoint.restore_rng(saved["rng"], generators)
-        result = StageResult(saved["history"], saved.get("test", {}), saved["epoch"], saved["train_seconds"],
-                             saved.get("first_loss", {}))
-        for watcher, state in zip(watchers, observer_states(saved)):
-            watcher.restore(state)
-        for record in result.history:  # the checkpoint, not a log written after it, says what was trained
-            on_epoch({**record, "epochs": cfg["epochs"], RESUMED: True})
+    if saved is None:
+        return StageResult()
+    parts.model.load_state_dict(saved["model"])
+    parts.recipe.load_state_dict(saved["recipe"])
+    parts.optimizer.load_state_dict(saved["optimizer"])
+    parts.scheduler.load_state_dict(saved["scheduler"])
+    checkpoint.restore_rng(saved["rng"], parts.generators)
+    result = StageResult(saved["history"], saved.get("test", {}), saved["epoch"], saved["train_seconds"],
+                         saved.get("first_loss", {}))  # checkpoints older than those fields lack them
+    for watcher, state in zip(parts.watchers, observer_states(saved)):
+        watcher.restore(state)
+    for record in result.history:
+        on_epoch({**record, "epochs": parts.settings.epochs, RESUMED: True})
+    return result
 
-    val = splits["val"].select(list(stage.tasks))
-    first_losses: dict[str, Any] = dict(result.first_loss)  # a task's loss at its first step (tensors: no sync)
-    for epoch in range(result.resumed_from_epoch, cfg["epochs"]):
-        start = time.perf_counter()
-        model.train()
-        sums: dict[str, Tensor] = {}
-        watch = NonFiniteWatch()
-        batches = [b for b in stage.batches(cfg["batch_size"], generators["order"]) if len(b[0]) >= min_batch]
-        group = recipe.interleaved_batches
-        for first in range(0, len(batches), group):
-            loaded = [(*load_batch(stage, index, augment, generators["augment"], device), mask)  # mask stays on CPU
-                      for index, mask in batches[first:first + group]]
-            logs = recipe.train_batches(optimizer, loaded)
-            if schedule.per_step:
-                for _ in loaded:
-                    scheduler.step()
-            watch.step(logs, first + 1)
-            if len(first_losses) < len(stage.tasks):
-                first_losses.update({k.removeprefix("loss/"): v / len(loaded) for k, v in logs.items()
-                                     if k.startswith("loss/") and k.removeprefix("loss/") not in first_losses})
-            for key, value in logs.items():
-                sums[key] = sums.get(key, 0) + value
-            for watcher in watchers:
-                watcher.after_step(epoch * len(batches) + first + len(loaded))
-        watch.check(stage.name, epoch + 1)  # before anything of this epoch is validated, checkpointed or logged
+
+@dataclass
+class EpochTrained:
+    """What one epoch of training leaves: the summed logs, the number of batches and of images, its seconds."""
+
+    sums: dict[str, Tensor]
+    batches: int
+    images: int
+    seconds: float
+
+    def mean_logs(self) -> dict[str, float]:
+        return {key: float(value) / self.batches for key, value in self.sums.items()}
+
+
+def train_one_epoch(parts: StageParts, epoch: int, first_losses: dict[str, Any]) -> EpochTrained:
+    """One epoch of training steps, the scheduler and the recipe's end of epoch; raises NonFiniteLoss before
+    anything of a diverged epoch is validated, checkpointed or logged. ``first_losses`` gets each task's loss at
+    its first step (tensors: no host sync)."""
+    start = time.perf_counter()
+    parts.model.train()
+    sums: dict[str, Tensor] = {}
+    watch = NonFiniteWatch()
+    batches = parts.batches()
+    group = parts.recipe.interleaved_batches
+    for first in range(0, len(batches), group):
+        loaded = [(*load_batch(parts.stage, index, parts.augment, parts.generators["augment"], parts.device), mask)
+                  for index, mask in batches[first:first + group]]  # the mask stays on the CPU
+        logs = parts.recipe.train_batches(parts.optimizer, loaded)
+        if parts.schedule.per_step:
+            for _ in loaded:
+                parts.scheduler.step()
+        watch.step(logs, first + 1)
+        if len(first_losses) < len(parts.stage.tasks):
+            first_losses.update({k.removeprefix("loss/"): v / len(loaded) for k, v in logs.items()
+                                 if k.startswith("loss/") and k.removeprefix("loss/") not in first_losses})
+        for key, value in logs.items():
+            sums[key] = sums.get(key, 0) + value
+        for watcher in parts.watchers:
+            watcher.after_step(epoch * len(batches) + first + len(loaded))
+    watch.check(parts.stage.name, epoch + 1)
+    if not parts.schedule.per_step:
+        parts.scheduler.step()
+    trained = EpochTrained(sums, len(batches), sum(len(index) for index, _ in batches), 0.0)
+    parts.recipe.end_epoch({k.removeprefix("loss/"): v for k, v in trained.mean_logs().items()
+                            if k.startswith("loss/")})
+    trained.seconds = time.perf_counter() - start
+    return trained
+
+
+def evaluate_epoch(parts: StageParts, splits: dict[str, Split], epoch: int, trained: EpochTrained,
+                   result: StageResult) -> dict[str, Any]:
+    """The epoch's record: validation after every epoch; the test split after the last (the stage's result)
+    and, with ``train.test_every_epoch``, after every epoch for ``leaderboard.select: best_val``."""
+    stage, settings = parts.stage, parts.settings
+    evaluated = time.perf_counter()
+    record = {"stage": stage.name, "epoch": epoch + 1, "lr": parts.optimizer.param_groups[0]["lr"],
+              "seconds": trained.seconds, "images_per_second": trained.images / trained.seconds,
+              **{f"train/{k}": v for k, v in trained.mean_logs().items()},
+              "val": evaluate(parts.model, splits["val"].select(list(stage.tasks)), stage.tasks,
+                              settings.eval_batch_size, parts.autocast)}
+    parts.recipe.after_validation(record["val"])
+    last = epoch + 1 == settings.epochs
+    if "test" in splits and (last or settings.test_every_epoch):
+        tested = evaluate(parts.model, splits["test"].select(list(stage.tasks)), stage.tasks,
+                          settings.eval_batch_size, parts.autocast)
+        if settings.test_every_epoch:
+            record["test"] = tested
+        if last:
+            result.test = tested
+    record["eval_seconds"] = time.perf_counter() - evaluated  # validation and, when it ran, test
+    return record
+
+
+def save_checkpoint(parts: StageParts, result: StageResult, epoch: int, path: Path) -> None:
+    checkpoint.save_atomic({"model": parts.model.state_dict(), "recipe": parts.recipe.state_dict(),
+                            "optimizer": parts.optimizer.state_dict(), "scheduler": parts.scheduler.state_dict(),
+                            "rng": checkpoint.rng_state(parts.generators), "epoch": epoch + 1,
+                            "history": result.history, "test": result.test, "train_seconds": result.train_seconds,
+                            "first_loss": result.first_loss,
+                            "observers": [watcher.state() for watcher in parts.watchers]}, path)
+
+
+def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], device: torch.device,
+                path: Path, on_epoch: EpochCallback, observers: Sequence[ObserverFactory] = ()) -> StageResult:
+    """Train one stage to ``train.epochs`` (resuming from its checkpoint), validate after every epoch and test
+    the last epoch's network when ``splits`` has a test split."""
+    settings = TrainSettings.of(job["train"])
+    parts = build_stage(stage, job, settings, splits, device, observers)
+    result = restore(parts, path, on_epoch)
+    result.images_left_out = parts.images_left_out()
+    if result.images_left_out:
+        warnings.warn(f"stage {stage.name}: the last batch of each epoch ({result.images_left_out} image(s)) is "
+                      f"left out, the model needs batches of at least {parts.min_batch}; result.json records it "
+                      f"(images_left_out_per_epoch)", stacklevel=2)
+    first_losses: dict[str, Any] = dict(result.first_loss)
+    for epoch in range(result.resumed_from_epoch, settings.epochs):
+        trained = train_one_epoch(parts, epoch, first_losses)
         result.first_loss = {task: float(loss) for task, loss in first_losses.items()}
-        if not schedule.per_step:
-            scheduler.step()
-        recipe.end_epoch({k.removeprefix("loss/"): float(v) / len(batches) for k, v in sums.items()
-                          if k.startswith("loss/")})
-        seconds = time.perf_counter() - start
-        result.train_seconds += seconds
-        images_seen = sum(len(index) for index, _ in batches)
-        evaluated = time.perf_counter()
-        record = {"stage": stage.name, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-                  "seconds": seconds, "images_per_second": images_seen / seconds,
-                  **{f"train/{k}": float(v) / len(batches) for k, v in sums.items()},
-                  "val": evaluate(model, val, stage.tasks, cfg["eval_batch_size"], autocast)}
-        recipe.after_validation(record["val"])
+        result.train_seconds += trained.seconds
+        record = evaluate_epoch(parts, splits, epoch, trained, result)
         result.history.append(record)
-        last = epoch + 1 == cfg["epochs"]
-        every = cfg.get("test_every_epoch", False)  # for leaderboard.select: best_val, chosen on val afterwards
-        if "test" in splits and (last or every):
-            tested = evaluate(model, splits["test"].select(list(stage.tasks)), stage.tasks, cfg["eval_batch_size"],
-                              autocast)
-            if every:
-                record["test"] = tested
-            if last:
-                result.test = tested
-        record["eval_seconds"] = time.perf_counter() - evaluated  # validation and, when it ran, test
-        checkpoint.save_atomic({"model": model.state_dict(), "recipe": recipe.state_dict(),
-                                "optimizer": optimizer.state_dict(),
-                                "scheduler": scheduler.state_dict(), "rng": checkpoint.rng_state(generators),
-                                "epoch": epoch + 1, "history": result.history, "test": result.test,
-                                "train_seconds": result.train_seconds, "first_loss": result.first_loss,
-                                "observers": [watcher.state() for watcher in watchers]}, path)
-        on_epoch({**record, "epochs": cfg["epochs"]})
-    result.model = model
-    result.observed = [watcher.report() for watcher in watchers]
+        save_checkpoint(parts, result, epoch, path)
+        on_epoch({**record, "epochs": settings.epochs})
+    result.model = parts.model
+    result.observed = [watcher.report() for watcher in parts.watchers]
     return result
 
 

@@ -8,12 +8,12 @@ and its parameters are queued again, so the next ``mtlbench tune`` resumes its j
 """
 from __future__ import annotations
 
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import Suite
+from ..interrupts import sigterm_as_interrupt
 from ..runner.preflight import check_machine
 from .objective import Context, Objective, Surplus, counts, reference_metrics
 from .params import write_params
@@ -49,16 +49,13 @@ def tune_suite(suite: Suite, studies: list[StudySpec], options: TuneOptions) -> 
     context = Context(options.results, options.wandb, suite.raw.wandb.project, suite.raw.wandb.entity)
     out = Path(options.out) if options.out else Path(options.results) / suite.name / TUNING / "params.yaml"
     entries = []
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # a scheduler's stop: a clean interrupt
-    try:
+    with sigterm_as_interrupt():  # a scheduler's stop: a clean interrupt
         for spec in studies:
             study = run_study(spec, storage, context, options.trials or spec.settings.trials, options.reclaim)
             entry = best_entry(spec, study, redacted(url))
             if entry is not None:
                 entries.append(entry)
                 write_params(out, suite.name, [entry])
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     if entries:
         print(f"best parameters: {out}  (apply: mtlbench run {suite.path} --params {out})")
     print(f"dashboard: optuna-dashboard {url.removeprefix('journal:')}")

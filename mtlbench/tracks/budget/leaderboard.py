@@ -17,7 +17,8 @@ import pandas as pd
 from ...files import as_float
 from ...metrics import delta_t
 from ...leaderboard.published import beside_markdown, comparison, entry_for, frame_lookup
-from ...leaderboard.render import ARROW, fmt
+from ...leaderboard.cells import mean_std, number
+from ...leaderboard.render import ARROW
 from ...leaderboard.stats import power_note, significantly_best
 
 
@@ -31,10 +32,6 @@ def deltas(result: dict[str, Any], reference: dict[str, dict[str, float]], tasks
     out = {t: delta_t({t: result["test"][t]}, reference, result["directions"], {t: primary[t]}) for t in tasks}
     out["T"] = delta_t(result["test"], reference, result["directions"], primary)
     return out
-
-
-def spread(values: list[float]) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
 
 
 def setting_rows(setting: dict[str, Any], by_id: dict[str, dict[str, Any]], tasks: list[str],
@@ -51,22 +48,17 @@ def setting_rows(setting: dict[str, Any], by_id: dict[str, dict[str, Any]], task
         per_repeat = [deltas(r, reference, tasks) for r in results]
         record["runs"] = {r["seed"]: d["T"] for r, d in zip(results, per_repeat)}  # Δ_T by repeat, for the test
         for key in [*tasks, "T"]:
-            record[f"delta_{key}"], record[f"delta_{key}_std"] = spread([d[key] for d in per_repeat])
+            record[f"delta_{key}"], record[f"delta_{key}_std"] = mean_std([d[key] for d in per_repeat])
         for t in tasks:
             metric = results[0]["primary"][t]
-            record[f"{t}/{metric}"], record[f"{t}/{metric}_std"] = spread([r["test"][t][metric] for r in results])
+            record[f"{t}/{metric}"], record[f"{t}/{metric}_std"] = mean_std([r["test"][t][metric] for r in results])
         rows.append(record)
     return rows
 
 
-def number(value: float, spec: str) -> str:
+def estimate_cell(value: float, spec: str) -> str:
     """A value as the table prints it; an undefined one (no usable probe step) as —, never as nan."""
     return format(value, spec) if math.isfinite(value) else "—"
-
-
-def signed(mean: float, std: float) -> str:
-    text = f"{round(mean, 1) + 0.0:+.1f}"
-    return text if math.isnan(std) else f"{text} ± {std:.1f}"
 
 
 def markdown_setting(dataset: str, setting: dict[str, Any], rows: list[dict[str, Any]], tasks: list[str],
@@ -82,11 +74,11 @@ def markdown_setting(dataset: str, setting: dict[str, Any], rows: list[dict[str,
     bold = significantly_best({r["allocator"]: pd.Series(r["runs"]) for r in rows}, True,
                                [r["allocator"] for r in rows])
     for r in rows:
-        delta_total = signed(r["delta_T"], r["delta_T_std"])
+        delta_total = number(r["delta_T"], r["delta_T_std"], digits=1, signed=True)
         cells = [r["allocator"], *[str(r[f"N_{t}"]) for t in tasks], str(r["spent"]),
-                 *[signed(r[f"delta_{t}"], r[f"delta_{t}_std"]) for t in tasks],
+                 *[number(r[f"delta_{t}"], r[f"delta_{t}_std"], digits=1, signed=True) for t in tasks],
                  f"**{delta_total}**" if r["allocator"] in bold else delta_total,
-                 *[fmt(r[f"{t}/{primary[t]}"], r[f"{t}/{primary[t]}_std"]) for t in tasks], str(r["repeats"])]
+                 *[number(r[f"{t}/{primary[t]}"], r[f"{t}/{primary[t]}_std"]) for t in tasks], str(r["repeats"])]
         lines.append("| " + " | ".join(cells) + " |")
     if rows:
         lines += power_note(max(len(r["runs"]) for r in rows), len(rows) - 1, "repeat")
@@ -106,7 +98,7 @@ def markdown_estimates(table: dict[str, Any], by_id: dict[str, dict[str, Any]], 
     for t in tasks:
         cells = [t]
         for key in ("informativeness", "tag_informativeness"):
-            cells.append(number(np.mean([as_float(p["estimate"][key][t]) for p in probes]), ".3f") if probes else "")
+            cells.append(estimate_cell(np.mean([as_float(p["estimate"][key][t]) for p in probes]), ".3f") if probes else "")
         fits = [r["estimate"] for r in reductions.get(t, [])]
         cells += ([f"{np.mean([f['beta'] for f in fits]):.5f}", f"{np.mean([f['delta_s'] for f in fits]):.3g}",
                    f"{np.mean([f['fit_l1'] for f in fits]):.3g}"] if fits else ["", "", ""])
@@ -117,7 +109,7 @@ def markdown_estimates(table: dict[str, Any], by_id: dict[str, dict[str, Any]], 
                   "| i \\ j | " + " | ".join(tasks) + " |", "|" + "---|" * (len(tasks) + 1)]
         for i in tasks:
             means = [np.mean([as_float(p["estimate"]["relatedness"][i][j]) for p in probes]) for j in tasks]
-            lines.append(f"| {i} | " + " | ".join(number(m, "+.2f") for m in means) + " |")
+            lines.append(f"| {i} | " + " | ".join(estimate_cell(m, "+.2f") for m in means) + " |")
         lines.append("")
     seconds = sum(p["train_seconds"] for p in probes)
     seconds += sum(r["train_seconds"] for rs in reductions.values() for r in rs)
@@ -148,7 +140,7 @@ def budget_report(summary: dict[str, Any], results: list[dict[str, Any]]) -> tup
         for setting in table["settings"]:
             rows = setting_rows(setting, by_id, tasks, reference)
             lines += markdown_setting(table["dataset"], setting, rows, tasks, reference, primary, directions)
-            found = entry_for(table["dataset"], setting["label"], summary.get("leaderboard", {}).get("published", []))
+            found = entry_for(table["dataset"], setting["label"], summary["leaderboard"]["published"])
             if found is not None:
                 compared = comparison(found, frame_lookup({r["allocator"]: r for r in rows},
                                                           f"{table['dataset']} costs {setting['label']}"))

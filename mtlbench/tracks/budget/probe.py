@@ -217,7 +217,6 @@ def unmoved(alone: np.ndarray, denominator: np.ndarray, tolerance: float) -> np.
 def summarise(records: list[dict[str, Any]], names: list[str], average: str = "ratios",
               tolerance: float = 0.0) -> dict[str, Any]:
     """I_{i->j} and I_i (Eq. 3, 5), TAG's normalised relatedness and I, from the recorded probe steps."""
-    k = len(names)
     if not records:
         raise ValueError("no probe step was recorded: train for more than `every` steps, with labels for every task")
     numerator = np.array([r["numerator"] for r in records])  # [P, K, K]

@@ -1,11 +1,13 @@
 """The label-budget track registered: its suite section, expansion, job kinds and leaderboard."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
+from ...provenance import Provenance
 from ...track import TRACKS, Track
-from . import estimates, probe, reduction  # noqa: F401  (register the resolver and the job kinds)
+from . import estimates, probe, reduction, scenario  # noqa: F401  (register the resolver, the job kinds, the scenario)
 
 NOTE = ("Δ_i: paper 000 Eq. 9, the test-split gain in percent of each task's primary metric over the model "
         "trained on the seed set only (mean of its seeds); Δ_T = mean_i Δ_i. Mean ± std over the repeats "
@@ -17,6 +19,13 @@ NOTE = ("Δ_i: paper 000 Eq. 9, the test-split gain in percent of each task's pr
 @TRACKS.register("budget")
 class BudgetTrack(Track):
     """Paper 000: allocators decide how many labels each task buys under a budget; Δ_T scores the retraining."""
+
+    api = ("ALLOCATORS", "allocate")
+
+    def registries(self) -> list[tuple[str, str, Any]]:
+        from .allocators import ALLOCATORS
+
+        return [("Allocators (budget track)", "`budget.allocators:`", ALLOCATORS)]
 
     def section(self) -> Any:
         from .suite import BudgetSection  # pydantic, only where suites are read
@@ -36,10 +45,15 @@ class BudgetTrack(Track):
                 "scenario": {s["label"] for t in tables for s in t["settings"]},
                 "method": {r["allocator"] for t in tables for s in t["settings"] for r in s["rows"]}}
 
-    def render(self, summary: dict[str, Any], results: list[dict[str, Any]], hardware: list[str], out: Path,
+    def add_commands(self, sub: "argparse._SubParsersAction") -> None:
+        from .cli import add_commands  # `mtlbench allocate`
+
+        add_commands(sub)
+
+    def render(self, summary: dict[str, Any], results: list[dict[str, Any]], provenance: Provenance, out: Path,
                baseline: str | None, formats: tuple[str, ...] = ()) -> tuple[Path, ...]:
         from ...leaderboard.formats import track_formats  # pandas, only where leaderboards are made
         from .leaderboard import budget_report
 
         body, frame, published = budget_report(summary, results)
-        return track_formats(summary, NOTE, body, hardware, frame, published, out, formats)
+        return track_formats(summary, NOTE, body, provenance, frame, published, out, formats)

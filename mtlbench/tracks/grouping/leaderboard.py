@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ...leaderboard.cells import mean_std, number
 from ...leaderboard.published import beside_markdown, comparison, entry_for, frame_lookup
 from ...leaderboard.stats import power_note, significantly_best
 from ...registry import build
@@ -70,12 +71,8 @@ def uses(choice: Choice, tables: Tables) -> str:
     return " · ".join(parts)
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
-
-
 def cell(mean: float, std: float, bold: bool) -> str:
-    text = f"{mean:.4f}" + ("" if math.isnan(std) else f" ± {std:.4f}")
+    text = number(mean, std, digits=4)
     return f"**{text}**" if bold else text
 
 
@@ -212,7 +209,7 @@ def grouping_report(summary: dict[str, Any], results: list[dict[str, Any]], out:
         if not per_seed:
             continue
         lines, frame = table4(per_seed, names, budgets)
-        found = entry_for(table["dataset"], None, summary.get("leaderboard", {}).get("published", []))
+        found = entry_for(table["dataset"], None, summary["leaderboard"]["published"])
         if found is not None:
             compared = comparison(found, frame_lookup(budget_rows(frame), f"{table['dataset']}'s Table 4"))
             lines += beside_markdown(compared)

@@ -1,9 +1,11 @@
 """The task-grouping track registered: its suite section, expansion, job kind and leaderboard."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
+from ...provenance import Provenance
 from ...track import TRACKS, Track
 from . import early  # noqa: F401  (registers the grouping-network job kind)
 
@@ -19,6 +21,15 @@ NOTE = ("Paper 001's task grouping: every selector chooses networks on validatio
 @TRACKS.register("grouping")
 class GroupingTrack(Track):
     """Paper 001: which networks (task subsets, encoder sizes) to train and deploy under an inference budget."""
+
+    api = ("OBJECTIVES", "SELECTORS", "best_networks", "read_losses")
+
+    def registries(self) -> list[tuple[str, str, Any]]:
+        from .methods import SELECTORS
+        from .selection import OBJECTIVES
+
+        return [("Selectors (grouping track)", "`grouping.methods:`", SELECTORS),
+                ("Objectives (grouping track)", "`grouping.objective:`", OBJECTIVES)]
 
     def section(self) -> Any:
         from .suite import GroupingSection  # pydantic, only where suites are read
@@ -36,11 +47,26 @@ class GroupingTrack(Track):
         return {"dataset": {t["dataset"] for t in details.get("tables", [])}, "scenario": set(),
                 "method": {spec["name"] for spec in details.get("methods", [])}}
 
-    def render(self, summary: dict[str, Any], results: list[dict[str, Any]], hardware: list[str], out: Path,
+    def add_commands(self, sub: "argparse._SubParsersAction") -> None:
+        from .cli import add_commands  # `mtlbench select`
+
+        add_commands(sub)
+
+    def add_bench_options(self, group: "argparse._MutuallyExclusiveGroup") -> None:
+        from .bench import add_bench_options
+
+        add_bench_options(group)
+
+    def bench(self, args: "argparse.Namespace") -> str | None:
+        from .bench import selection_timing
+
+        return selection_timing(args.selection) if args.selection else None
+
+    def render(self, summary: dict[str, Any], results: list[dict[str, Any]], provenance: Provenance, out: Path,
                baseline: str | None, formats: tuple[str, ...] = ()) -> tuple[Path, ...]:
         from ...leaderboard.formats import track_formats  # pandas, only where leaderboards are made
         from .leaderboard import grouping_report
 
         out.parent.mkdir(parents=True, exist_ok=True)
         body, frame, published, images = grouping_report(summary, results, out)
-        return track_formats(summary, NOTE, body, hardware, frame, published, out, formats, images)
+        return track_formats(summary, NOTE, body, provenance, frame, published, out, formats, images)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from ...provenance import Provenance
 from ...track import TRACKS, Track
 
 
@@ -28,26 +29,26 @@ class PartialTrack(Track):
         """The job's ΔMTL against the mean of the suite's baseline runs of its table, once all have finished
         (the leaderboard's per-seed ΔMTL; docs/leaderboards.md)."""
         from ...jobs import baseline_row
-        from ...metrics import UndefinedDelta, delta_mtl
+        from ...schema import resolved
+        from ...metrics import UndefinedDelta, delta_mtl, seed_mean
 
-        settings = summary.get("leaderboard", {})
+        settings = resolved(summary)["leaderboard"]
         index = summary.get("index", {})
-        baseline = baseline_row(settings.get("baseline", "supervised"), (row[2] for row in index.values()))
+        baseline = baseline_row(settings["baseline"], (row[2] for row in index.values()))
         table = (result["dataset"], result["scenario"], baseline)
         references = [finished(job_id) for job_id, row in index.items() if tuple(row[:3]) == table]
         if not result["test"] or not references or any(r is None for r in references):
             return {}
-        chosen = {t: settings.get("metrics", {}).get(t, [result["primary"][t]]) for t in result["test"]}
-        reference = {t: {m: sum(r["test"][t][m] for r in references) / len(references) for m in chosen[t]}
-                     for t in chosen}
+        chosen = {t: settings["metrics"].get(t, [result["primary"][t]]) for t in result["test"]}
+        reference = seed_mean([r["test"] for r in references], chosen)
         try:
             return {"delta_mtl": delta_mtl(result["test"], reference, result["directions"], chosen),
                     "delta_mtl_baseline": baseline}
         except UndefinedDelta:  # a baseline metric of 0: the leaderboard names it; the run's summary has no ΔMTL
             return {}
 
-    def render(self, summary: dict[str, Any], results: list[dict[str, Any]], hardware: list[str], out: Path,
+    def render(self, summary: dict[str, Any], results: list[dict[str, Any]], provenance: Provenance, out: Path,
                baseline: str | None, formats: tuple[str, ...] = ()) -> tuple[Path, ...]:
         from ...leaderboard.board import per_table_board  # pandas, only here
 
-        return per_table_board(summary, results, hardware, out, baseline, formats)
+        return per_table_board(summary, results, provenance, out, baseline, formats)
