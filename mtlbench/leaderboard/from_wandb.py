@@ -16,6 +16,7 @@ from typing import Any
 
 from .aggregate import LeaderboardError
 from ..schema import resolved
+from ..track import DEFAULT_TRACK, summary_track
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,9 +119,10 @@ def suite_from_runs(runs: list[RunRecord], suite: str | None) -> tuple[dict[str,
     summary = json.loads(boards[0].config["mtlbench"]["summary"]) if boards else {
         "name": suite, "path": "W&B", "leaderboard": {},
         "methods": list(dict.fromkeys(r["method"] for r in results))}
-    if summary.get("track", "partial") != "partial":
-        raise LeaderboardError(f"suite {suite!r} is a {summary['track']} suite; --from-wandb builds per-table "
-                               f"(partial-label) leaderboards")
+    track = summary_track(summary)
+    if track != DEFAULT_TRACK:
+        raise LeaderboardError(f"suite {suite!r} is a {track} suite; --from-wandb builds the default track's "
+                               f"per-table leaderboards")
     return {**summary, "path": f"{summary.get('path', suite)} (from W&B)"}, results
 
 
