@@ -22,7 +22,7 @@ from .data import DATASETS, SCENARIOS, SPLITS, DatasetError
 from .data.scenarios import ScenarioError
 from .errors import UserError
 from .files import check_name
-from .schema import LeaderboardSection, PublishedSection, Strict, WandbSection  # noqa: F401  (PublishedSection: the suite schema's)
+from .schema import LeaderboardSection, Strict, WandbSection
 from .jobs import GraphError, Job, check_graph, spelt_as_before
 from .methods import AXES, AXIS_ALIASES, METHODS, NETWORKS
 from .models import MODELS, parameter_count

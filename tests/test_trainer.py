@@ -217,11 +217,12 @@ def test_a_run_that_diverges_without_nan_is_recorded_and_a_normal_one_is_not(tin
 def test_the_constant_reference_predicts_the_labelled_training_mean(tiny_job, tmp_path):
     """Depth: the mean of the valid depths of the images labelled for depth, scored on the test split by hand;
     segmentation: the majority class everywhere."""
+    from mtlbench.train.settings import JobSpec
     from mtlbench.train.trainer import load_job_data
 
     tiny_job["train"]["epochs"] = 1
     outcome = run_job(tiny_job, tmp_path)
-    data = load_job_data(tiny_job, torch.device("cpu"))
+    data = load_job_data(JobSpec.of(tiny_job), torch.device("cpu"))
     labelled = torch.from_numpy(data.plan.mask[:, 1]).nonzero().squeeze(1)
     depth = data.splits["train"].targets["depth"][labelled].float()
     mean = depth[depth > 0].mean()
@@ -267,17 +268,18 @@ def test_the_poly_schedule_decays_per_batch_as_amtls_code(tiny_job, tmp_path, on
 
 
 def test_label_smoothing_is_the_segmentation_cross_entropy_of_the_job(tiny_job):
+    from mtlbench.train.settings import JobSpec
     from mtlbench.train.trainer import load_job_data
 
     tiny_job["train"]["label_smoothing"] = 0.1
-    seg = load_job_data(tiny_job, torch.device("cpu")).tasks["seg"]
+    seg = load_job_data(JobSpec.of(tiny_job), torch.device("cpu")).tasks["seg"]
     pred, target = torch.randn(2, 7, 4, 4), torch.randint(-1, 7, (2, 4, 4))
     valid = target >= 0
     reference = torch.nn.functional.cross_entropy(pred, target, ignore_index=-1, label_smoothing=0.1,
                                                   reduction="none")
     expected = torch.stack([reference[i][valid[i]].mean() for i in range(2)])
     assert seg.loss_per_image(pred, target) == pytest.approx(expected.tolist(), rel=1e-5)
-    assert load_job_data({**tiny_job, "train": {**tiny_job["train"], "label_smoothing": 0.0}},
+    assert load_job_data(JobSpec.of({**tiny_job, "train": {**tiny_job["train"], "label_smoothing": 0.0}}),
                          torch.device("cpu")).tasks["seg"].label_smoothing == 0.0
 
 
@@ -296,3 +298,17 @@ def test_a_last_batch_too_short_for_the_model_is_left_out_with_a_warning_and_a_r
     monkeypatch.setattr(SegNetSpec, "min_batch", 1, raising=False)
     (tmp_path / "all").mkdir()
     assert "images_left_out_per_epoch" not in run_job(tiny_job, tmp_path / "all")
+
+
+def test_a_job_config_is_parsed_once_and_an_incomplete_one_is_refused_by_name(tiny_job):
+    """The schema holds the defaults: the trainer completes nothing, it names what a config lacks or has extra."""
+    from mtlbench.train.settings import JobSpec
+
+    spec = JobSpec.of(tiny_job)
+    assert spec.train.batch_size == tiny_job["train"]["batch_size"] and spec.tasks == tuple(tiny_job["tasks"])
+    with pytest.raises(ValueError, match="lacks precision"):
+        JobSpec.of({**tiny_job, "train": {k: v for k, v in tiny_job["train"].items() if k != "precision"}})
+    with pytest.raises(ValueError, match="has unknown lr"):
+        JobSpec.of({**tiny_job, "train": {**tiny_job["train"], "lr": 0.1}})
+    with pytest.raises(ValueError, match="lacks scenario"):
+        JobSpec.of({k: v for k, v in tiny_job.items() if k != "scenario"})

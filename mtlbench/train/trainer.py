@@ -38,7 +38,7 @@ from ..tasks import Task
 from . import checkpoint
 from .evaluation import constant_reference, evaluate
 from .optim import OPTIMIZERS, SCHEDULERS
-from .settings import TrainSettings
+from .settings import JobSpec, TrainSettings
 
 def derive_seed(*parts: Any) -> int:
     """A seed per experiment axis: the same (seed, stage, purpose) always gives the same stream."""
@@ -198,7 +198,7 @@ class Observed:
     """What a step observer is built from: the job, the stage being trained, its network, optimiser and
     recipe, the validation split and the device."""
 
-    job: dict[str, Any]
+    job: JobSpec
     stage: Stage
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -233,17 +233,18 @@ class JobData:
     plan: LabelPlan
 
 
-def load_job_data(job: dict[str, Any], device: torch.device, test: bool = True) -> JobData:
+def load_job_data(job: JobSpec, device: torch.device, test: bool = True) -> JobData:
     """The data a job trains on; ``test=False`` for jobs that must not read the test split (estimates that
     decide an experiment)."""
-    dataset = build(DATASETS, job["dataset"])
-    tasks = smoothed({name: dataset.tasks()[name] for name in job["tasks"]}, TrainSettings.of(job["train"]).label_smoothing)
-    splits = {s: dataset.load(s).select(job["tasks"]) for s in SPLITS if test or s != "test"}
-    labels = scenario(job["scenario"])
+    dataset = build(DATASETS, job.dataset)
+    names = list(job.tasks)
+    tasks = smoothed({name: dataset.tasks()[name] for name in names}, job.train.label_smoothing)
+    splits = {s: dataset.load(s).select(names) for s in SPLITS if test or s != "test"}
+    labels = scenario(job.scenario)
     n_pool = dataset.split_size("pool") if labels.pool else 0
-    plan = labels.plan(len(splits["train"]), job["tasks"], job["scenario"]["mask_seed"], n_pool)
+    plan = labels.plan(len(splits["train"]), names, job.scenario["mask_seed"], n_pool)
     if labels.pool:
-        splits["train"] = splits["train"].concat(dataset.load("pool").select(job["tasks"]))
+        splits["train"] = splits["train"].concat(dataset.load("pool").select(names))
     return JobData(tasks, {name: split.to(device) for name, split in splits.items()}, plan)
 
 
@@ -254,7 +255,7 @@ def smoothed(tasks: dict[str, Task], label_smoothing: float) -> dict[str, Task]:
             for name, task in tasks.items()}
 
 
-def run_job(job: dict[str, Any], job_dir: Path, on_epoch: EpochCallback = lambda record: None,
+def run_job(config: dict[str, Any], job_dir: Path, on_epoch: EpochCallback = lambda record: None,
             test: bool = True, observers: Sequence[ObserverFactory] = ()) -> dict[str, Any]:
     """Train and test one job; returns the result record (without the bookkeeping the runner adds).
 
@@ -262,25 +263,26 @@ def run_job(job: dict[str, Any], job_dir: Path, on_epoch: EpochCallback = lambda
     what they report on the first stage is the outcome's ``observed`` list. With ``test=False`` (tuning
     trials, estimates that decide an experiment) the test split is never loaded and ``test`` is empty.
     """
-    device = resolve_device(job["train"]["device"])
+    job = JobSpec.of(config)
+    device = resolve_device(job.train.device)
     start = time.perf_counter()
     data = load_job_data(job, device, test=test)
     data_seconds = time.perf_counter() - start
     write_atomic(job_dir / "mask.npy", lambda stream: np.save(stream, data.plan.mask))
-    stages = plan_stages(job["method"]["networks"], data.tasks, data.splits["train"], data.plan)
+    stages = plan_stages(job.method["networks"], data.tasks, data.splits["train"], data.plan)
     results = {stage.name: train_stage(stage, job, data.splits, device, job_dir / f"checkpoint-{stage.name}.pt",
                                        on_epoch, observers) for stage in stages}
-    outcome = job_outcome(job, data.tasks, data.plan.mask, results, device)
+    outcome = job_outcome(data.tasks, data.plan.mask, results, device)
     outcome["data_seconds"] = data_seconds
     if test:
         outcome["constant"] = constant_reference(data.splits["train"], data.splits["test"], data.tasks,
-                                                 torch.from_numpy(data.plan.mask), job["train"]["eval_batch_size"])
+                                                 torch.from_numpy(data.plan.mask), job.train.eval_batch_size)
     if observers:
         outcome["observed"] = next(iter(results.values())).observed
     return outcome
 
 
-def job_outcome(job: dict[str, Any], tasks: dict[str, Task], mask: np.ndarray, results: dict[str, "StageResult"],
+def job_outcome(tasks: dict[str, Task], mask: np.ndarray, results: dict[str, "StageResult"],
                 device: torch.device) -> dict[str, Any]:
     return {
         "test": {t: m for r in results.values() for t, m in r.test.items()},
@@ -339,13 +341,13 @@ class StageParts:
         return sum(size for size in self.stage.batch_sizes(self.settings.batch_size) if size < self.min_batch)
 
 
-def build_stage(stage: Stage, job: dict[str, Any], settings: TrainSettings, splits: dict[str, Split],
-                device: torch.device, observers: Sequence[ObserverFactory]) -> StageParts:
+def build_stage(stage: Stage, job: JobSpec, splits: dict[str, Split], device: torch.device,
+                observers: Sequence[ObserverFactory]) -> StageParts:
     """The stage's network, recipe, optimiser, schedule, random streams and observers, seeded per stage; the
     order of the draws is part of what a job id promises, so it never changes."""
-    seed = job["seed"]
+    seed, settings = job.seed, job.train
     torch.manual_seed(derive_seed(seed, stage.name, "init"))
-    spec = build(MODELS, job["model"])
+    spec = build(MODELS, job.model)
     model = spec.build(stage.tasks).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -353,7 +355,7 @@ def build_stage(stage: Stage, job: dict[str, Any], settings: TrainSettings, spli
                   "augment": torch.Generator(device).manual_seed(derive_seed(seed, stage.name, "augment"))}
     augment = Augment(**settings.augment)
     autocast = autocast_for(device, settings.precision)
-    recipe = Recipe(job["method"], stage.tasks, model, augment, generators["augment"], autocast).to(device)
+    recipe = Recipe(job.method, stage.tasks, model, augment, generators["augment"], autocast).to(device)
     optimizer = build(OPTIMIZERS, settings.optimizer).build(recipe.parameters())
     schedule = build(SCHEDULERS, settings.scheduler)
     min_batch = getattr(spec, "min_batch", 1)
@@ -467,12 +469,12 @@ def save_checkpoint(parts: StageParts, result: StageResult, epoch: int, path: Pa
                             "observers": [watcher.state() for watcher in parts.watchers]}, path)
 
 
-def train_stage(stage: Stage, job: dict[str, Any], splits: dict[str, Split], device: torch.device,
+def train_stage(stage: Stage, job: JobSpec, splits: dict[str, Split], device: torch.device,
                 path: Path, on_epoch: EpochCallback, observers: Sequence[ObserverFactory] = ()) -> StageResult:
     """Train one stage to ``train.epochs`` (resuming from its checkpoint), validate after every epoch and test
     the last epoch's network when ``splits`` has a test split."""
-    settings = TrainSettings.of(job["train"])
-    parts = build_stage(stage, job, settings, splits, device, observers)
+    settings = job.train
+    parts = build_stage(stage, job, splits, device, observers)
     result = restore(parts, path, on_epoch)
     result.images_left_out = parts.images_left_out()
     if result.images_left_out:

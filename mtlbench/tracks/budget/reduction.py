@@ -25,6 +25,7 @@ import torch
 from ...data import Split
 from ...tasks import Task
 from ...jobs import KINDS, EpochCallback
+from ...train.settings import JobSpec
 from ...train.trainer import (Stage, StageResult, derive_seed, job_outcome, load_job_data,
                              resolve_device, train_stage)
 
@@ -99,14 +100,15 @@ def pseudo_label(members: list[torch.nn.Module], split: Split, name: str, task: 
     return torch.cat(labels)
 
 
-def run_reduction(job: dict[str, Any], job_dir: Path, on_epoch: EpochCallback) -> dict[str, Any]:
+def run_reduction(config: dict[str, Any], job_dir: Path, on_epoch: EpochCallback) -> dict[str, Any]:
     """The job of one task's beta (see the module docstring); its ``estimate`` holds beta and the curve."""
-    settings = ReductionSettings(**{k: v for k, v in job["reduction"].items() if k != "task"})
-    name = job["reduction"]["task"]
-    device = resolve_device(job["train"]["device"])
+    job = JobSpec.of(config)
+    settings = ReductionSettings(**{k: v for k, v in config["reduction"].items() if k != "task"})
+    name = config["reduction"]["task"]
+    device = resolve_device(job.train.device)
     data = load_job_data(job, device, test=False)
     task = data.tasks[name]
-    column = job["tasks"].index(name)
+    column = job.tasks.index(name)
     mask = data.plan.mask
     seed_rows = np.flatnonzero(mask[:, column])
     n = len(seed_rows)
@@ -115,7 +117,7 @@ def run_reduction(job: dict[str, Any], job_dir: Path, on_epoch: EpochCallback) -
     if a_values[-1] > len(pool):
         raise ValueError(f"reduction: {a_values[-1]} pseudo-labelled images need a pool that large, the train split "
                          f"has {len(pool)} images outside the seed sets; lower reduction.pseudo_labels")
-    pool = pool[np.random.default_rng(derive_seed(job["seed"], name, "pseudo-pool")).permutation(len(pool))]
+    pool = pool[np.random.default_rng(derive_seed(job.seed, name, "pseudo-pool")).permutation(len(pool))]
     pool = pool[:a_values[-1]]
     train = data.splits["train"].select([name])
     splits = {"val": data.splits["val"].select([name])}
@@ -130,7 +132,7 @@ def run_reduction(job: dict[str, Any], job_dir: Path, on_epoch: EpochCallback) -
     results = {f"{name}-seed{e}": stage_run(f"{name}-seed{e}", seed_split) for e in range(settings.ensemble)}
     pool_images = train.images[torch.from_numpy(pool).to(device)]
     pseudo = pseudo_label([r.model for r in results.values()], Split(pool_images), name, task,
-                          job["train"]["eval_batch_size"])
+                          job.train.eval_batch_size)
     for r in results.values():
         r.model = None
     seed_score = float(np.mean([signed_score(r.history[-1]["val"], name, task) for r in results.values()]))
@@ -143,7 +145,7 @@ def run_reduction(job: dict[str, Any], job_dir: Path, on_epoch: EpochCallback) -
         points.append(signed_score(result.history[-1]["val"], name, task))
     gains = [p - seed_score for p in points]
     beta, delta_s, error = fit_reduction(a_values, gains, settings.fit_steps)
-    outcome = job_outcome(job, {name: task}, mask[:, [column]], results, device)
+    outcome = job_outcome({name: task}, mask[:, [column]], results, device)
     outcome["estimate"] = {"task": name, "beta": beta, "delta_s": delta_s, "fit_l1": error, "seed_labels": n,
                            "metric": task.primary, "seed_score": seed_score,
                            "curve": [{"pseudo_labels": a, "score": p, "gain": g}

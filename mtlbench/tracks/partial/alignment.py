@@ -89,7 +89,7 @@ class GradientAlignment:
 
     def __init__(self, seen: Observed, images: int = 32, every: int = 20) -> None:
         self.seen, self.every = seen, every
-        self.batch_size = seen.job["train"]["batch_size"]
+        self.batch_size = seen.job.train.batch_size
         self.rows = torch.arange(min(images, len(seen.stage.train)))
         self.records: list[dict[str, Any]] = []
 
