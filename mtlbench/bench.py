@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -31,9 +31,20 @@ SHAPES = {"synthrooms": (64, 96), "nyuv2": (288, 384), "cityscapes": (128, 256),
 DENSE_TASKS = ("seg", "depth", "normal", "edge", "keypoint", "shading", "albedo")
 
 
+REFERENCE = "supervised"  # the plain recipe (Nishi et al. 2024 Eq. 1) that every cost ratio is measured against
+
+
+def regularized_methods() -> tuple[str, ...]:
+    """The presets that add a regularizer to the plain recipe: the partial-label methods, a plugin's included."""
+    return tuple(name for name in METHODS.list() if METHODS.get(name)["regularizer"]["name"] != "none")
+
+
 @dataclass(frozen=True)
 class BenchConfig:
-    methods: tuple[str, ...] = ("supervised", "consistency", "mtpsl", "jtr")
+    """What ``mtlbench bench`` measures; the one place its defaults live (the command line leaves unset what
+    it was not given)."""
+
+    methods: tuple[str, ...] = field(default_factory=lambda: (REFERENCE, *regularized_methods()))
     tasks: tuple[str, ...] = ("seg", "depth", "normal")
     height: int = 64
     width: int = 96
@@ -71,9 +82,9 @@ PLAIN = "uniform+sum"
 
 
 def part_recipes(config: BenchConfig) -> dict[str, dict]:
-    """``supervised`` with one part swapped in, for every registered supervision, weighting and gradients
-    part; the first entry is the plain recipe itself."""
-    base = METHODS.get("supervised")
+    """The reference (``supervised``) with one part swapped in, for every registered supervision, weighting and
+    gradients part; the first entry is the plain recipe itself."""
+    base = METHODS.get(REFERENCE)
     recipes = {PLAIN: base}
     for axis in ("supervision", "weighting", "gradients"):
         for name in AXES[axis].list():
@@ -157,3 +168,9 @@ def header(config: BenchConfig) -> str:
     return (f"device: {device_name(device)}; torch {torch.__version__}; {config.height}x{config.width}, "
             f"SegNet width {config.model_width}, batch {config.batch_size}, scenario {config.scenario}, "
             f"median of {config.steps} steps after {config.warmup} warm-up")
+
+
+def config_of(given: dict[str, object]) -> BenchConfig:
+    """The configuration from the command line's values; those it was not given (None) keep their defaults."""
+    names = {f.name for f in fields(BenchConfig)}
+    return BenchConfig(**{name: value for name, value in given.items() if name in names and value is not None})

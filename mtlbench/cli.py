@@ -353,7 +353,7 @@ def tuning_studies(store, suite) -> list:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import SHAPES, BenchConfig, header, measure, part_recipes, sweep, table
+    from .bench import SHAPES, config_of, header, measure, part_recipes, sweep, table
     from .track import TRACKS
 
     for track in TRACKS.list():
@@ -361,9 +361,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if report is not None:
             print(report)
             return 0
-    height, width = SHAPES[args.shape] if args.shape else (args.height, args.width)
-    config = BenchConfig(tuple(args.methods.split(",")), tuple(args.tasks.split(",")), height, width,
-                         args.model_width, args.batch_size, args.scenario, args.steps, args.warmup, args.device)
+    lists = {axis: tuple(getattr(args, axis).split(",")) for axis in ("methods", "tasks") if getattr(args, axis)}
+    given = {**vars(args), **lists}
+    if args.shape:
+        given["height"], given["width"] = SHAPES[args.shape]
+    config = config_of(given)
     print(header(config))
     if args.sweep:
         print(sweep(config))
@@ -500,19 +502,20 @@ def add_bench_command(sub: argparse._SubParsersAction) -> None:
     from .track import TRACKS
 
     bench = sub.add_parser("bench", help="training images/s of each method on random tensors (torch only)")
-    bench.add_argument("--methods", default="supervised,consistency,mtpsl,jtr",
-                       help="comma-separated; the first is the reference")
-    bench.add_argument("--tasks", default="seg,depth,normal")
-    bench.add_argument("--shape", choices=["synthrooms", "nyuv2", "cityscapes"], help="height x width of a dataset")
-    bench.add_argument("--height", type=positive_int, default=64)
-    bench.add_argument("--width", type=positive_int, default=96)
-    bench.add_argument("--model-width", type=positive_float, default=0.125,
-                       help="SegNet width multiplier (1.0 = papers)")
-    bench.add_argument("--batch-size", type=positive_int, default=8)
-    bench.add_argument("--scenario", default="onelabel")
-    bench.add_argument("--steps", type=positive_int, default=6)
-    bench.add_argument("--warmup", type=non_negative_int, default=2)
-    bench.add_argument("--device", default="auto")
+    # no defaults here: BenchConfig holds them (`mtlbench bench` with no option measures its defaults)
+    bench.add_argument("--methods", help="comma-separated; the first is the reference (default: supervised and "
+                                         "every preset with a regularizer)")
+    bench.add_argument("--tasks", help="comma-separated (default: seg,depth,normal)")
+    bench.add_argument("--shape", choices=["synthrooms", "nyuv2", "cityscapes"], help="height x width of a dataset "
+                                                                                     "(default: synthrooms)")
+    bench.add_argument("--height", type=positive_int)
+    bench.add_argument("--width", type=positive_int)
+    bench.add_argument("--model-width", type=positive_float, help="SegNet width multiplier (1.0 = papers)")
+    bench.add_argument("--batch-size", type=positive_int)
+    bench.add_argument("--scenario")
+    bench.add_argument("--steps", type=positive_int)
+    bench.add_argument("--warmup", type=non_negative_int)
+    bench.add_argument("--device")
     mode = bench.add_mutually_exclusive_group()
     mode.add_argument("--sweep", action="store_true", help="cost against the number of dense tasks, 2 to 7")
     mode.add_argument("--parts", action="store_true",
