@@ -308,3 +308,15 @@ def test_a_report_without_leaderboard_tables_says_why(write_suite, tmp_path):
     with pytest.warns(UserWarning, match="tiny: no results under .*the report has no leaderboard tables"):
         assert main(["report", str(write_suite()), "--results", str(tmp_path / "empty"), "--out", str(out)]) == 0
     assert out.exists()
+
+
+def test_a_leaderboard_that_cannot_be_rendered_leaves_the_report_without_tables_and_says_why(tmp_path):
+    """The other way a report loses its tables: the suite's folder exists, but no job of it has finished."""
+    from mtlbench.leaderboard import markdown_tables
+    from mtlbench.runner import Store
+
+    suite = load_suite(Path(__file__).resolve().parents[1] / "suites" / "quickstart.yaml")
+    store = Store(tmp_path)
+    store.write_suite(suite.name, suite.summary())
+    with pytest.warns(UserWarning, match="quickstart: the report has no leaderboard tables \\(no finished jobs"):
+        assert markdown_tables(store, suite.name) is None
