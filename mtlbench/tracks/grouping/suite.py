@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import Field, PositiveFloat
 
@@ -62,6 +62,32 @@ def expand_grouping(raw: SuiteFile, path: Path) -> tuple[list[Job], dict[str, An
     model, train, datasets, method = resolve_single_method_track(
         raw, path, "grouping", "every network trains on full labels",
         "default supervised: the unweighted mean of the task losses, Sec. 4.2")
+    selectors, objective = checked_selection(raw, path, train, model)
+    scenario = {**plugin(SCENARIOS, "full", "scenario", path), "mask_seed": raw.mask_seed}
+    jobs: list[Job] = []
+
+    def network_jobs(dataset: dict[str, Any], network: Network, width: float) -> list[str]:
+        """One job per seed of one candidate network, its encoder at ``width``; their ids."""
+        config = {"dataset": dataset, "tasks": list(network.tasks), "scenario": scenario, "method": method,
+                  "model": {**model, "width": width}, "train": train,
+                  "grouping": {"size": network.size, "esa_fraction": section.esa_fraction}}
+        added = [new_job(raw.name or path.stem, {**config, "seed": seed}, network.name, kind="grouping-network")
+                 for seed in raw.seeds]
+        jobs.extend(added)
+        return [job.id for job in added]
+
+    tables = [network_table(raw, path, model, dataset, network_jobs) for dataset in datasets]
+    summary = {"tasks": list(raw.tasks), "seeds": list(raw.seeds),
+               "budgets": sorted(section.budgets or default_budgets(len(raw.tasks))),
+               "selection_sizes": sorted(section.selection_sizes), "esa_fraction": section.esa_fraction,
+               "methods": selectors, "objective": objective, "tables": tables}
+    return jobs, summary
+
+
+def checked_selection(raw: SuiteFile, path: Path, train: dict[str, Any],
+                      model: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The selectors and the objective, resolved, and what they need of the suite checked."""
+    section = raw.grouping
     selectors = [plugin(SELECTORS, spec, f"grouping.methods[{i}]", path) for i, spec in enumerate(section.methods)]
     if not selectors:
         raise SuiteError(f"{path}: grouping.methods: must list at least one of {', '.join(SELECTORS.list())}")
@@ -76,34 +102,24 @@ def expand_grouping(raw: SuiteFile, path: Path) -> tuple[list[Job], dict[str, An
                          f"train.epochs = {train['epochs']}")
     if "width" not in model:
         raise SuiteError(f"{path}: model: {model['name']!r} has no 'width' to size encoders by (use segnet)")
-    scenario = {**plugin(SCENARIOS, "full", "scenario", path), "mask_seed": raw.mask_seed}
-    budgets = sorted(section.budgets or default_budgets(len(raw.tasks)))
-    name = raw.name or path.stem
-    jobs: list[Job] = []
-    tables = []
-    for dataset in datasets:
-        instance = build(DATASETS, dataset)
-        height, width = getattr(instance, "height", None), getattr(instance, "width", None)
-        if height is None or width is None:
-            raise SuiteError(f"{path}: dataset: {dataset['name']!r} has no fixed height and width to measure "
-                             f"encoder FLOPs at")
-        standard = width_for(model, 1, height, width)
-        rows = []
-        for network in networks_of(list(raw.tasks), section):
-            encoder = width_for(model, network.size, height, width)
-            ids = []
-            for seed in raw.seeds:
-                config = {"dataset": dataset, "tasks": list(network.tasks), "scenario": scenario, "method": method,
-                          "model": {**model, "width": encoder.width}, "train": train, "seed": seed,
-                          "grouping": {"size": network.size, "esa_fraction": section.esa_fraction}}
-                jobs.append(new_job(name, config, network.name, kind="grouping-network"))
-                ids.append(jobs[-1].id)
-            rows.append({"tasks": list(network.tasks), "size": network.size, "width": encoder.width,
-                         "cost": encoder.flops / standard.flops, "params": encoder.params / standard.params,
-                         "jobs": ids})
-        tables.append({"dataset": dataset["name"], "input": [height, width],
-                       "snt": {"flops": standard.flops, "params": standard.params}, "networks": rows})
-    summary = {"tasks": list(raw.tasks), "seeds": list(raw.seeds), "budgets": budgets,
-               "selection_sizes": sorted(section.selection_sizes), "esa_fraction": section.esa_fraction,
-               "methods": selectors, "objective": objective, "tables": tables}
-    return jobs, summary
+    return selectors, objective
+
+
+def network_table(raw: SuiteFile, path: Path, model: dict[str, Any], dataset: dict[str, Any],
+                  network_jobs: Callable[[dict[str, Any], Network, float], list[str]]) -> dict[str, Any]:
+    """A dataset's candidate networks, each with its encoder width sized to its FLOPs (Sec. 4.1), cost and
+    parameters relative to one standard network, and its jobs."""
+    instance = build(DATASETS, dataset)
+    height, width = getattr(instance, "height", None), getattr(instance, "width", None)
+    if height is None or width is None:
+        raise SuiteError(f"{path}: dataset: {dataset['name']!r} has no fixed height and width to measure "
+                         f"encoder FLOPs at")
+    standard = width_for(model, 1, height, width)
+    rows = []
+    for network in networks_of(list(raw.tasks), raw.grouping):
+        encoder = width_for(model, network.size, height, width)
+        rows.append({"tasks": list(network.tasks), "size": network.size, "width": encoder.width,
+                     "cost": encoder.flops / standard.flops, "params": encoder.params / standard.params,
+                     "jobs": network_jobs(dataset, network, encoder.width)})
+    return {"dataset": dataset["name"], "input": [height, width],
+            "snt": {"flops": standard.flops, "params": standard.params}, "networks": rows}
