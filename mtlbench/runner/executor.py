@@ -95,7 +95,23 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
         run.finish({"stopped": type(error).__name__}, exit_code=exit_code_of(error))
         raise
     store.write_history(job, outcome["history"])
-    result = {
+    result = result_record(job, outcome, resolved, options, time.perf_counter() - started)
+    bad = non_finite_fields(result)
+    if bad:
+        raise ValueError(f"job {job.id}: {', '.join(bad[:5])} {'is' if len(bad) == 1 else 'are'} not finite; no "
+                         f"result is written (strict JSON has no NaN or infinity)")
+    store.finish(job, result)
+    run.finish({"test": result["test"], "train_seconds": result["train_seconds"], "device": result["device"],
+                "commit": result["commit"], "metrics_version": result["metrics_version"],
+                **track_run_summary(store, job, result), **{k: result[k] for k in ("constant", "diverged") if k in result}})
+    return result
+
+
+def result_record(job: Job, outcome: dict[str, Any], resolved: Resolution, options: RunOptions,
+                  wall_seconds: float) -> dict[str, Any]:
+    """The job's result.json (its schema: runner/store.py); ``wall_seconds``: the job in this process (W&B, data,
+    training, evaluation)."""
+    return {
         "schema": 1, "job_id": job.id, "suite": job.suite, "dataset": job.dataset, "scenario": job.scenario,
         "method": job.method, "seed": job.seed, "tasks": list(job.config["tasks"]),
         "test": outcome["test"], "val": outcome["val"],
@@ -104,22 +120,13 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
                                    "device", "torch")},
         **{k: outcome[k] for k in ("estimate", "data_seconds", "eval_seconds", "constant", "first_step_loss",
                                    "diverged", "images_left_out_per_epoch") if k in outcome},
-        "wall_seconds": time.perf_counter() - started,  # the job in this process: W&B, data, training, evaluation
+        "wall_seconds": wall_seconds,
         **resolved.record,
         **options.record,
         "mtlbench": __version__, "commit": source_commit(), "metrics_version": METRICS_VERSION,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": job.config,
     }
-    bad = non_finite_fields(result)
-    if bad:
-        raise ValueError(f"job {job.id}: {', '.join(bad[:5])} {'is' if len(bad) == 1 else 'are'} not finite; no "
-                         f"result is written (strict JSON has no NaN or infinity)")
-    store.finish(job, result)
-    run.finish({"test": result["test"], "train_seconds": result["train_seconds"], "device": result["device"],
-                "commit": result["commit"], "metrics_version": result["metrics_version"], **track_run_summary(store, job, result),
-                **{k: result[k] for k in ("constant", "diverged") if k in result}})
-    return result
 
 
 def task_metrics(config: dict[str, Any]) -> tuple[dict[str, dict[str, bool]], dict[str, str]]:
