@@ -27,6 +27,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -198,13 +199,24 @@ def gather_object(values: Tensor, index: Tensor) -> Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- render
-def render(scenes: dict[str, Tensor], height: int, width: int) -> dict[str, Tensor]:
-    """Render a chunk of scenes; returns image uint8 [B,3,H,W] and every task's exact label."""
-    batch = scenes["size"].shape[0]
-    rot = camera_rotation(scenes["cam_angles"])
-    o = scenes["cam_pos"]
-    d = torch.einsum("bij,pj->bpi", rot, camera_rays(height, width))  # [B,P,3], unit camera z
+class Hits(NamedTuple):
+    """Each pixel's first hit: distance ``t``, the kind of surface (0 room, 1 sphere, 2 box, 3 cylinder), the
+    index of the object of each kind nearest along the ray, the room face's axis and normal, which cylinder hits
+    are caps, and the 3D point."""
 
+    t: Tensor
+    kind: Tensor
+    sphere: Tensor
+    box: Tensor
+    cylinder: Tensor
+    axis: Tensor
+    n_room: Tensor
+    n_box_all: Tensor
+    cap_all: Tensor
+    point: Tensor
+
+
+def first_hits(scenes: dict[str, Tensor], o: Tensor, d: Tensor) -> Hits:
     t_room, axis, n_room = hit_room(o, d, scenes["size"])
     t_sph_all = hit_spheres(o, d, scenes["sphere_c"], scenes["sphere_r"], scenes["sphere_on"].bool())
     t_box_all, n_box_all = hit_boxes(o, d, scenes["box_c"], scenes["box_half"], scenes["box_yaw"],
@@ -214,24 +226,31 @@ def render(scenes: dict[str, Tensor], height: int, width: int) -> dict[str, Tens
     t_sph, i_sph = t_sph_all.min(1)
     t_box, i_box = t_box_all.min(1)
     t_cyl, i_cyl = t_cyl_all.min(1)
-    t, kind = torch.stack([t_room, t_sph, t_box, t_cyl], -1).min(-1)  # kind: 0 room, 1 sphere, 2 box, 3 cyl
-    point = o[:, None] + t[..., None] * d
+    t, kind = torch.stack([t_room, t_sph, t_box, t_cyl], -1).min(-1)
+    return Hits(t, kind, i_sph, i_box, i_cyl, axis, n_room, n_box_all, cap_all, o[:, None] + t[..., None] * d)
 
-    # normals (world)
-    n_sph = (point - gather_object(scenes["sphere_c"], i_sph)) / gather_object(scenes["sphere_r"][..., None], i_sph)
-    n_box = n_box_all.gather(1, i_box[:, None, :, None].expand(-1, 1, -1, 3))[:, 0]
-    radial = point - gather_object(scenes["cyl_c"], i_cyl)
+
+def world_normals(scenes: dict[str, Tensor], hits: Hits) -> Tensor:
+    """The unit surface normal at each hit, in world coordinates."""
+    n_sph = (hits.point - gather_object(scenes["sphere_c"], hits.sphere)) / \
+        gather_object(scenes["sphere_r"][..., None], hits.sphere)
+    n_box = hits.n_box_all.gather(1, hits.box[:, None, :, None].expand(-1, 1, -1, 3))[:, 0]
+    radial = hits.point - gather_object(scenes["cyl_c"], hits.cylinder)
     radial = F.normalize(radial * torch.tensor([1.0, 0.0, 1.0]), dim=-1)
-    is_cap = cap_all.gather(1, i_cyl[:, None]).squeeze(1)
+    is_cap = hits.cap_all.gather(1, hits.cylinder[:, None]).squeeze(1)
     n_cyl = torch.where(is_cap[..., None], torch.tensor([0.0, 1.0, 0.0]), radial)
-    normal_world = torch.stack([n_room, n_sph, n_box, n_cyl], 2).gather(
-        2, kind[..., None, None].expand(-1, -1, 1, 3))[:, :, 0]
-    normal_world = F.normalize(normal_world, dim=-1)
+    normal_world = torch.stack([hits.n_room, n_sph, n_box, n_cyl], 2).gather(
+        2, hits.kind[..., None, None].expand(-1, -1, 1, 3))[:, :, 0]
+    return F.normalize(normal_world, dim=-1)
 
-    # classes and instance ids (room faces 0-5, then objects)
+
+def classes_and_instances(scenes: dict[str, Tensor], hits: Hits, d: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Each pixel's class, instance id (room faces 0-5, then objects) and the room surface's class."""
+    axis, kind = hits.axis, hits.kind
     going_up = d[..., 1] > 0
     painting = scenes["painting"][:, None]
     on_far_wall = (axis == 2) & (d[..., 2] > 0)
+    point = hits.point
     in_painting = on_far_wall & (point[..., 0] > painting[..., 0]) & (point[..., 0] < painting[..., 1]) \
         & (point[..., 1] > painting[..., 2]) & (point[..., 1] < painting[..., 3])
     room_class = torch.where(axis == 1, torch.where(going_up, CEILING, FLOOR),
@@ -239,17 +258,23 @@ def render(scenes: dict[str, Tensor], height: int, width: int) -> dict[str, Tens
     seg = torch.stack([room_class, torch.full_like(axis, SPHERE), torch.full_like(axis, BOX),
                        torch.full_like(axis, CYLINDER)], -1).gather(-1, kind[..., None])[..., 0]
     room_face = axis * 2 + (torch.gather(d, -1, axis[..., None])[..., 0] > 0).long()
-    instance = torch.stack([room_face, 6 + i_sph, 6 + N_SPHERES + i_box, 6 + N_SPHERES + N_BOXES + i_cyl],
-                           -1).gather(-1, kind[..., None])[..., 0]
+    instance = torch.stack([room_face, 6 + hits.sphere, 6 + N_SPHERES + hits.box,
+                            6 + N_SPHERES + N_BOXES + hits.cylinder], -1).gather(-1, kind[..., None])[..., 0]
+    return seg, instance, room_class
 
-    # appearance
+
+def appearance(scenes: dict[str, Tensor], hits: Hits, room_class: Tensor, normal_world: Tensor, height: int,
+               width: int) -> tuple[Tensor, Tensor, Tensor]:
+    """RGB in [0, 1] (checkered albedo, Lambertian shading, per-image seeded noise), the albedo and the shading."""
     room_rgb = scenes["room_rgb"]
+    kind = hits.kind
     base = torch.stack([
         room_rgb.gather(1, room_class.clamp_max(PAINTING)[..., None].expand(-1, -1, 3)),
-        gather_object(scenes["sphere_rgb"], i_sph), gather_object(scenes["box_rgb"], i_box),
-        gather_object(scenes["cyl_rgb"], i_cyl)], 2).gather(2, kind[..., None, None].expand(-1, -1, 1, 3))[:, :, 0]
+        gather_object(scenes["sphere_rgb"], hits.sphere), gather_object(scenes["box_rgb"], hits.box),
+        gather_object(scenes["cyl_rgb"], hits.cylinder)], 2)
+    base = base.gather(2, kind[..., None, None].expand(-1, -1, 1, 3))[:, :, 0]
     tile, contrast = scenes["texture"][:, 0, None, None], scenes["texture"][:, 1, None]
-    checker = (torch.floor(point / tile).sum(-1) % 2)
+    checker = (torch.floor(hits.point / tile).sum(-1) % 2)
     albedo = base * (1 - contrast * checker)[..., None]
     light = scenes["light"][:, None]
     ambient = scenes["ambient"][:, None]
@@ -257,13 +282,23 @@ def render(scenes: dict[str, Tensor], height: int, width: int) -> dict[str, Tens
     generator = torch.Generator()
     noise = torch.stack([torch.randn(height * width, 3, generator=generator.manual_seed(int(s)))
                          for s in scenes["noise_seed"]])
-    rgb = (albedo * shading[..., None] + 0.02 * noise).clamp(0, 1)
+    return (albedo * shading[..., None] + 0.02 * noise).clamp(0, 1), albedo, shading
 
+
+def render(scenes: dict[str, Tensor], height: int, width: int) -> dict[str, Tensor]:
+    """Render a chunk of scenes; returns image uint8 [B,3,H,W] and every task's exact label."""
+    batch = scenes["size"].shape[0]
+    rot = camera_rotation(scenes["cam_angles"])
+    d = torch.einsum("bij,pj->bpi", rot, camera_rays(height, width))  # [B,P,3], unit camera z
+    hits = first_hits(scenes, scenes["cam_pos"], d)
+    normal_world = world_normals(scenes, hits)
+    seg, instance, room_class = classes_and_instances(scenes, hits, d)
+    rgb, albedo, shading = appearance(scenes, hits, room_class, normal_world, height, width)
     normal_cam = torch.einsum("bji,bpj->bpi", rot, normal_world)  # world -> camera: R^T n
     maps = {
         "image": (rgb * 255).round().to(torch.uint8).view(batch, height, width, 3).permute(0, 3, 1, 2),
         "seg": seg.view(batch, height, width).to(torch.int16),
-        "depth": t.view(batch, 1, height, width),
+        "depth": hits.t.view(batch, 1, height, width),
         "normal": normal_cam.view(batch, height, width, 3).permute(0, 3, 1, 2).contiguous(),
         "shading": shading.view(batch, 1, height, width),
         "albedo": albedo.view(batch, height, width, 3).permute(0, 3, 1, 2).contiguous(),
