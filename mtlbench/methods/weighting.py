@@ -252,7 +252,7 @@ def stl_potentials(config: dict[str, Any], needs: tuple[str, ...], lookup: Resul
     if missing:
         raise RuntimeError(f"amtl needs the STL potentials of jobs {', '.join(missing)}, which have not finished")
     tasks = build(DATASETS, config["dataset"]).tasks()
-    per_image = config["method"]["weighting"].get("normal_accuracy", "pooled") == "per_image"
+    per_image = config["method"]["weighting"]["normal_accuracy"] == "per_image"
     metric = {t: accuracy_metric(tasks[t], per_image) for t in config["tasks"]}
     lacking = [job_id for job_id, r in zip(needs, results) for t in config["tasks"] if metric[t] not in r["val"][t]]
     if lacking:
