@@ -21,7 +21,7 @@ import torch
 from .data import SCENARIOS, scenario
 from .data.augment import Augment
 from .data.synthrooms import SynthRooms
-from .methods import AXES, METHODS, Recipe
+from .methods import AXES, METHODS, PLAIN, Recipe
 from .models import SegNet
 from .registry import RegistryError, unknown_message
 from .tasks import Task
@@ -29,9 +29,6 @@ from .train.trainer import autocast_for, check_device, device_name, resolve_devi
 
 SHAPES = {"synthrooms": (64, 96), "nyuv2": (288, 384), "cityscapes": (128, 256), "taskonomy": (256, 256)}
 DENSE_TASKS = ("seg", "depth", "normal", "edge", "keypoint", "shading", "albedo")
-
-
-REFERENCE = "supervised"  # the plain recipe (Nishi et al. 2024 Eq. 1) that every cost ratio is measured against
 
 
 def regularized_methods() -> tuple[str, ...]:
@@ -44,7 +41,7 @@ class BenchConfig:
     """What ``mtlbench bench`` measures; the one place its defaults live (the command line leaves unset what
     it was not given)."""
 
-    methods: tuple[str, ...] = field(default_factory=lambda: (REFERENCE, *regularized_methods()))
+    methods: tuple[str, ...] = field(default_factory=lambda: (PLAIN, *regularized_methods()))
     tasks: tuple[str, ...] = ("seg", "depth", "normal")
     height: int = 64
     width: int = 96
@@ -78,14 +75,14 @@ def bench_tasks(config: BenchConfig) -> dict[str, Task]:
     return {t: all_tasks[t] for t in config.tasks}
 
 
-PLAIN = "uniform+sum"
+PLAIN_LABEL = "uniform+sum"
 
 
 def part_recipes(config: BenchConfig) -> dict[str, dict]:
     """The reference (``supervised``) with one part swapped in, for every registered supervision, weighting and
     gradients part; the first entry is the plain recipe itself."""
-    base = METHODS.get(REFERENCE)
-    recipes = {PLAIN: base}
+    base = METHODS.get(PLAIN)
+    recipes = {PLAIN_LABEL: base}
     for axis in ("supervision", "weighting", "gradients"):
         for name in AXES[axis].list():
             if name == base[axis]["name"]:
@@ -132,7 +129,7 @@ def synchronize(device: torch.device) -> None:
 def table(config: BenchConfig, seconds: dict[str, float]) -> str:
     """Images per second and the cost ratio to the first entry (the reference method, or the plain recipe)."""
     first = next(iter(seconds))
-    rows = [f"| {'recipe' if first == PLAIN else 'method'} | images/s | cost vs {first} |", "|---|---|---|"]
+    rows = [f"| {'recipe' if first == PLAIN_LABEL else 'method'} | images/s | cost vs {first} |", "|---|---|---|"]
     rows += [f"| {m} | {config.batch_size / s:.1f} | {s / seconds[first]:.2f}x |" for m, s in seconds.items()]
     return "\n".join(rows)
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from mtlbench.bench import PLAIN, BenchConfig, growth, measure, part_recipes, table
+from mtlbench.bench import PLAIN_LABEL, BenchConfig, growth, measure, part_recipes, table
 from mtlbench.methods import AXES
 
 
@@ -23,9 +23,9 @@ def test_bench_parts_swaps_every_part_of_three_axes_into_the_plain_recipe():
                          scenario="full")
     recipes = part_recipes(config)
     expected = {f"{axis}={name}" for axis in ("supervision", "weighting", "gradients") for name in AXES[axis].list()}
-    assert set(recipes) - {PLAIN} == expected - {"supervision=full", "weighting=uniform", "gradients=sum"}
-    assert all(sum(recipes[label][axis] != recipes[PLAIN][axis] for axis in AXES) == 1 for label in recipes
-               if label != PLAIN)
-    seconds = measure(config, {k: recipes[k] for k in (PLAIN, "weighting=amtl", "supervision=ista")})
+    assert set(recipes) - {PLAIN_LABEL} == expected - {"supervision=full", "weighting=uniform", "gradients=sum"}
+    assert all(sum(recipes[label][axis] != recipes[PLAIN_LABEL][axis] for axis in AXES) == 1 for label in recipes
+               if label != PLAIN_LABEL)
+    seconds = measure(config, {k: recipes[k] for k in (PLAIN_LABEL, "weighting=amtl", "supervision=ista")})
     rendered = table(config, seconds)
     assert "cost vs uniform+sum" in rendered and "| uniform+sum |" in rendered and "1.00x" in rendered

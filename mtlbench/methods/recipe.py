@@ -31,7 +31,8 @@ def preset(name: str, networks: str = "shared", **parts: str | dict[str, Any]) -
                             **{k: v if isinstance(v, dict) else {"name": v} for k, v in recipe.items()}})
 
 
-preset("supervised")  # Nishi et al. 2024 Eq. 1: one shared network, each image's labelled tasks averaged
+PLAIN = "supervised"  # the plain recipe, every part at its default: what other recipes are measured against
+preset(PLAIN)  # Nishi et al. 2024 Eq. 1: one shared network, each image's labelled tasks averaged
 preset("stl", networks="per_task")  # one network per task, trained on that task's labelled images only
 preset("consistency", regularizer="consistency")  # Nishi et al. 2024 Eq. 2
 preset("mtpsl", regularizer="mtpsl")  # Li et al. 2022b as Nishi et al. 2024 Eq. 3 and the released code
