@@ -629,3 +629,24 @@ def test_the_cpu_kernels_are_set_where_a_job_starts_and_a_wrong_choice_is_one_li
                           env={**ENV, "MTLBENCH_CPU_KERNELS": "fastest"})
     assert done.returncode == 2 and done.stderr.startswith("error: environment variable MTLBENCH_CPU_KERNELS=")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_parallel_run_stopped_by_sigterm_exits_though_jobs_were_still_queued(write_suite, tmp_path):
+    """Jobs no worker took sit in the queue's pipe; a run stopped before they were taken must still exit (it hung
+    at the interpreter's exit, flushing them into a pipe nobody reads)."""
+    suite = write_suite({"methods": ["supervised"], "seeds": list(range(300)),
+                         "train": {"epochs": 50, "batch_size": 8, "eval_batch_size": 8, "device": "cpu"}})
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    run = subprocess.Popen([sys.executable, "-m", "mtlbench.cli", "run", str(suite), "--results",
+                            str(tmp_path / "results"), "--workers", "2", "--wandb", "disabled"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "results" / "tiny").glob("*/metrics.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.5)  # the workers train: the rest of the jobs wait in the queue
+    run.send_signal(signal.SIGTERM)
+    try:
+        output, _ = run.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        pytest.fail("the stopped run did not exit")
+    assert run.returncode != 0 and "interrupted" in output

@@ -327,6 +327,8 @@ def run_parallel(jobs: list[Job], options: RunOptions, project: str, entity: str
             process.terminate()
         for process in workers:
             process.join()
+        for channel in (queue, results):  # jobs no worker took would block the exit, flushing into a full pipe
+            channel.cancel_join_thread()
         raise
     for process in workers:
         process.join()
