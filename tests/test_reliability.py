@@ -636,9 +636,7 @@ def test_a_parallel_run_stopped_by_sigterm_exits_though_jobs_were_still_queued(w
     at the interpreter's exit, flushing them into a pipe nobody reads)."""
     suite = write_suite({"methods": ["supervised"], "seeds": list(range(300)),
                          "train": {"epochs": 50, "batch_size": 8, "eval_batch_size": 8, "device": "cpu"}})
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
-    run = subprocess.Popen([sys.executable, "-m", "mtlbench.cli", "run", str(suite), "--results",
-                            str(tmp_path / "results"), "--workers", "2", "--wandb", "disabled"], env=env,
+    run = subprocess.Popen(command(suite, tmp_path / "results", "--workers", "2"), env=ENV,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while not list((tmp_path / "results" / "tiny").glob("*/metrics.jsonl")) and time.monotonic() < deadline:

@@ -300,7 +300,7 @@ def test_a_last_batch_too_short_for_the_model_is_left_out_with_a_warning_and_a_r
     assert "images_left_out_per_epoch" not in run_job(tiny_job, tmp_path / "all")
 
 
-def test_a_job_config_is_parsed_once_and_an_incomplete_one_is_refused_by_name(tiny_job):
+def test_a_job_config_that_lacks_or_adds_a_setting_is_refused_by_name(tiny_job):
     """The schema holds the defaults: the trainer completes nothing, it names what a config lacks or has extra."""
     from mtlbench.train.settings import JobSpec
 

@@ -12,16 +12,6 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 
-def refuse_mismatch(section: str, names: list[str], given: Mapping[str, Any]) -> None:
-    missing = [name for name in names if name not in given]
-    unknown = sorted(set(given) - set(names))
-    if missing or unknown:
-        raise ValueError(f"a job's {section} {'lacks ' + ', '.join(missing) if missing else ''}"
-                         f"{' and ' if missing and unknown else ''}"
-                         f"{'has unknown ' + ', '.join(unknown) if unknown else ''}: train from the config a "
-                         f"suite resolved (config.load_suite names every setting with its default)")
-
-
 @dataclass(frozen=True)
 class TrainSettings:
     epochs: int
@@ -38,14 +28,21 @@ class TrainSettings:
     @classmethod
     def of(cls, train: Mapping[str, Any]) -> TrainSettings:
         """The settings of a resolved ``train`` section (``config.load_suite`` fills in every default)."""
-        refuse_mismatch("train section", [field.name for field in dataclasses.fields(cls)], train)
+        names = [field.name for field in dataclasses.fields(cls)]
+        missing = [name for name in names if name not in train]
+        unknown = sorted(set(train) - set(names))
+        if missing or unknown:
+            raise ValueError(f"a job's train section {'lacks ' + ', '.join(missing) if missing else ''}"
+                             f"{' and ' if missing and unknown else ''}"
+                             f"{'has unknown ' + ', '.join(unknown) if unknown else ''}: train from the config a "
+                             f"suite resolved (config.load_suite names every setting with its default)")
         return cls(**train)
 
 
 @dataclass(frozen=True)
 class JobSpec:
-    """What the trainer reads of a job: its seed, tasks and sections, and ``config``, the whole resolved config,
-    for the hooks that read a track's own section (the budget track's ``reduction``) and for the observers."""
+    """What the trainer reads of a job: its seed, tasks and sections (a track's own section, such as the budget
+    track's ``reduction``, is read by that track from the config it was given)."""
 
     seed: int
     tasks: tuple[str, ...]
@@ -54,14 +51,12 @@ class JobSpec:
     model: Mapping[str, Any]
     method: Mapping[str, Any]
     train: TrainSettings
-    config: Mapping[str, Any]
 
     @classmethod
     def of(cls, job: Mapping[str, Any]) -> JobSpec:
-        sections = ("seed", "tasks", "dataset", "scenario", "model", "method", "train")
-        missing = [name for name in sections if name not in job]
+        missing = [field.name for field in dataclasses.fields(cls) if field.name not in job]
         if missing:
             raise ValueError(f"a job's config lacks {', '.join(missing)}: train from the config a suite resolved "
                              f"(config.load_suite names every section)")
         return cls(job["seed"], tuple(job["tasks"]), job["dataset"], job["scenario"], job["model"], job["method"],
-                   TrainSettings.of(job["train"]), job)
+                   TrainSettings.of(job["train"]))
