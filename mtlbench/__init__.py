@@ -16,7 +16,8 @@ __version__ = "0.3.0"
 
 API = {  # name -> the module that defines it
     **dict.fromkeys(["DATASETS", "SCENARIOS", "label_mask"], "mtlbench.data"),
-    **dict.fromkeys(["KINDS", "RESOLVERS", "Job", "job_id"], "mtlbench.jobs"),
+    **dict.fromkeys(["KINDS", "RESOLVERS", "Job"], "mtlbench.jobs"),
+    "job_id": "mtlbench.ids",
     **dict.fromkeys(["GRADIENTS", "METHODS", "REGULARIZERS", "SUPERVISIONS", "WEIGHTINGS", "Recipe"], "mtlbench.methods"),
     **dict.fromkeys(["acc_mtl", "delta_mtl", "delta_t"], "mtlbench.metrics"),
     **dict.fromkeys(["MODELS", "SegNet"], "mtlbench.models"),

@@ -12,58 +12,11 @@ by name and knows none of them.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from .errors import UserError
+from .ids import job_id
 from .registry import Registry
-
-# Config keys renamed after job ids were first issued. A job's id hashes its config as the key was first
-# spelt, so a rename (a change that trains nothing differently) keeps every stored result's id.
-FIRST_SPELLING: dict[tuple[str, ...], str] = {
-    ("method", "supervision"): "allocation",  # the recipe axis of STA/ISTA, named "allocation" until 0.2
-    ("purchase",): "allocation",  # a budget job's allocator, costs and estimates, named "allocation" until 0.2
-}
-
-
-SpellingRule = Callable[[dict[str, Any]], dict[str, Any]]
-SPELLING_RULES: list[SpellingRule] = []
-
-
-def spelt_as_before(rule: SpellingRule) -> SpellingRule:
-    """Register a rule for ``job_id``: given a config (a copy it may change), return the config a job that
-    trains identically had before a setting was added or a default changed (e.g. drop a new key whose value
-    reproduces the old behaviour). A job whose training a change leaves alone thus keeps its id; a job whose
-    training it changes gets a new one. Each rule must be exact: it may only rewrite configs whose training
-    the change did not alter."""
-    SPELLING_RULES.append(rule)
-    return rule
-
-
-def first_spelling(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` as its job would have been spelt when ids were first issued: renamed keys under their first
-    names, and each registered spelling rule applied."""
-    spelt = json.loads(json.dumps(config))  # a deep copy the rules may change
-    for path, old in FIRST_SPELLING.items():
-        *parents, key = path
-        node = spelt
-        for parent in parents:
-            if not isinstance(node.get(parent), dict):
-                break
-            node[parent] = node = dict(node[parent])
-        else:
-            if key in node:
-                node[old] = node.pop(key)
-    for rule in SPELLING_RULES:
-        spelt = rule(spelt)
-    return spelt
-
-
-def job_id(config: dict[str, Any]) -> str:
-    """The first 12 hex digits of the SHA-256 of the config's canonical JSON (sorted keys, first spelling)."""
-    return hashlib.sha256(json.dumps(first_spelling(config), sort_keys=True).encode()).hexdigest()[:12]
-
 
 def scenario_label(scenario: dict[str, Any]) -> str:
     """How results and tables name a scenario, e.g. ``onelabel+30%unlabeled`` (each scenario class says)."""
@@ -212,15 +165,7 @@ class Resolution:
 
 Resolver = Callable[[dict[str, Any], tuple[str, ...], ResultLookup], Resolution]
 
-KINDS: Registry[type[JobKind]] = Registry("job kind", plugins="mtlbench.tracks")
+# The trainer registers ``train`` (mtlbench.train.kind) and the tracks their kinds: loaded by name, so that the job
+# graph, which the trainer and the methods import, imports neither of them back.
+KINDS: Registry[type[JobKind]] = Registry("job kind", plugins=("mtlbench.train.kind", "mtlbench.tracks"))
 RESOLVERS: Registry[Resolver] = Registry("resolver", plugins="mtlbench.tracks")
-
-
-@KINDS.register("train")
-class Train:  # registered as a class, like every plugin: the runner calls KINDS.get(kind)().run(...)
-    """An ordinary job: the trainer's ``run_job`` on its config."""
-
-    def run(self, config: dict[str, Any], job_dir: Any, on_epoch: EpochCallback, test: bool) -> dict[str, Any]:
-        from .train import run_job  # torch is imported only when a job really runs
-
-        return run_job(config, job_dir, on_epoch, test=test)

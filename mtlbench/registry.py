@@ -34,19 +34,19 @@ def unknown_message(kind: str, name: str, choices: list[str]) -> str:
 
 
 class Registry(Generic[T]):
-    """``plugins``: a module whose import registers entries defined outside the registry's own package (the
-    tracks, for the registries the core defines); it is imported the first time the registry is read, as
-    entry points would be, so that the core never imports it and ``import mtlbench`` stays light."""
+    """``plugins``: the modules whose import registers entries defined outside the registry's own module (the
+    tracks, for the registries the core defines); they are imported the first time the registry is read, as
+    entry points would be, so that the module defining the registry never imports them (nor they it back)."""
 
-    def __init__(self, kind: str, plugins: str | None = None) -> None:
+    def __init__(self, kind: str, plugins: str | tuple[str, ...] = ()) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
-        self._plugins = plugins
+        self._plugins = (plugins,) if isinstance(plugins, str) else plugins
 
     def _loaded(self) -> "Registry[T]":
-        if self._plugins is not None:
-            module, self._plugins = self._plugins, None  # before importing: the import reads registries too
+        modules, self._plugins = self._plugins, ()  # before importing: the imports read registries too
+        for module in modules:
             importlib.import_module(module)
         return self
 

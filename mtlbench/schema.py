@@ -1,11 +1,12 @@
-"""The suite schema's parts that are read outside ``config`` (pydantic only, no torch): the base of every
-section, and the ``leaderboard`` and ``wandb`` sections, the one place their defaults live, with ``resolved``, the
-parse every leaderboard reader goes through so that none repeats a default."""
+"""The suite schema (pydantic only, no torch): ``SuiteFile``, the fields every suite has, and its sections, the one
+place their defaults live; with ``resolved``, the parse every leaderboard reader goes through so that none repeats a
+default. Tracks add their own sections (``Track.section``); ``config`` validates a suite against the whole and
+expands it into jobs."""
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 
 class Strict(BaseModel):
@@ -64,3 +65,85 @@ def resolved(summary: dict[str, Any], select: str | None = None) -> dict[str, An
     if select is not None:
         settings = settings.model_copy(update={"select": select})
     return {**summary, "leaderboard": settings.model_dump()}
+
+
+class AugmentSection(Strict):
+    scale_crop: bool = True
+    flip: bool = True
+    align_corners: bool = Field(True, description="resize image and normals as the authors' loaders do")
+    photometric_ops: int = Field(0, ge=0, description="JTR's RandAugment: operations per image (its script: 2)")
+    photometric_magnitude: int = Field(6, ge=1, le=31, description="magnitude bins sampled from (its script: 6)")
+
+
+class TrainSection(Strict):
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 8
+    eval_batch_size: PositiveInt = 32
+    optimizer: str | dict[str, Any] = "adam"
+    scheduler: str | dict[str, Any] = "step"
+    augment: AugmentSection = AugmentSection()
+    device: str = Field("auto", description="auto (CUDA when there is one, else the CPU), cpu, cuda, cuda:N, mps")
+    precision: Literal["auto", "fp32", "tf32", "bf16"] = Field(
+        "auto", description="fp32 / tf32 / bf16; auto: bf16 on CUDA, fp32 elsewhere")
+    test_every_epoch: bool = Field(False, description="test after every epoch too (history), as leaderboard.select: "
+                                                      "best_val needs; trains nothing differently")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="label smoothing of the segmentation "
+                                                                    "cross-entropy (Yun and Cho 2023's code: 0.1)")
+
+    @field_validator("device")
+    @classmethod
+    def known_device(cls, device: str) -> str:
+        """A device torch can name (whether this machine has it is checked when a local run starts)."""
+        from .train.trainer import check_device
+
+        return check_device(device)
+
+
+class TuneSection(Strict):
+    """``mtlbench tune``: one Optuna study per (dataset, scenario, method), scored on the validation split."""
+
+    trials: PositiveInt = Field(20, description="finished (complete or pruned) trials per study, every method alike")
+    seeds: list[int] | None = Field(None, description="training seeds of every trial (default: the suite's first)")
+    objective: str = Field("delta_mtl", description="delta_mtl (validation ΔMTL vs baseline) or TASK/METRIC")
+    baseline: str | None = Field(None, description="ΔMTL's reference method (default: leaderboard.baseline)")
+    pruner: str | dict[str, Any] = "median"
+    sampler_seed: int = 0
+    startup_trials: PositiveInt = Field(10, description="TPE's random trials before it models the results")
+    space: dict[str, dict[str, Any] | None] = Field(
+        default_factory=dict, description="per parameter path: null (not tuned), {low, high} or {values: [...]}")
+
+
+class SuiteFile(Strict):
+    """The fields every suite has; each registered track with a section adds it (``suite_schema``)."""
+
+    name: str | None = None
+    description: str = ""
+    dataset: str | dict[str, Any] | None = None
+    datasets: list[str | dict[str, Any]] = Field(default_factory=list)
+    tasks: list[str]
+    scenarios: list[str | dict[str, Any]] = Field(default_factory=list)
+    mask_seed: int = Field(0, ge=0, description="seeds the label masks (never the training seed)")
+    methods: list[str | dict[str, Any]] = Field(default_factory=list)
+    seeds: list[int] = [0]
+    model: str | dict[str, Any] = "segnet"
+    train: TrainSection = TrainSection()
+    leaderboard: LeaderboardSection = LeaderboardSection()
+    tune: TuneSection = TuneSection()
+    wandb: WandbSection = WandbSection()
+    executor: str | dict[str, Any] = Field("local", description="where jobs run: local, or {name: slurm, ...}")
+
+    @model_validator(mode="after")
+    def best_val_is_tested(self) -> "SuiteFile":
+        if self.leaderboard.select == "best_val" and not self.train.test_every_epoch:
+            raise ValueError("leaderboard.select: best_val reports the test metrics of the epoch chosen on "
+                             "validation, which only jobs tested after every epoch have: set "
+                             "train.test_every_epoch: true (or leaderboard.select: last)")
+        return self
+
+    @field_validator("seeds", "tasks")
+    @classmethod
+    def listed_once(cls, values: list[Any]) -> list[Any]:
+        twice = sorted({str(v) for v in values if values.count(v) > 1})
+        if twice:
+            raise ValueError(f"listed more than once: {', '.join(twice)} (each would train the same jobs again)")
+        return values

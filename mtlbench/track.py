@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from pydantic import BaseModel
 
-    from .config import SuiteFile
+    from .schema import SuiteFile
     from .provenance import Provenance
     from .jobs import Job
 

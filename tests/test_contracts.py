@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from mtlbench.config import SuiteFile, plugin
+from mtlbench.config import plugin
+from mtlbench.schema import SuiteFile
 from mtlbench.data import DATASETS, SCENARIOS, DatasetError
 from mtlbench.data.synthrooms import SynthRooms
 from mtlbench.jobs import KINDS, RESOLVERS

@@ -5,7 +5,8 @@ import pytest
 
 from mtlbench.cli import main
 from mtlbench.config import SuiteError, load_suite
-from mtlbench.jobs import GraphError, Train, check_graph, levels, new_job
+from mtlbench.jobs import GraphError, check_graph, levels, new_job
+from mtlbench.train.kind import Train
 from mtlbench.methods.weighting import AMTL
 from mtlbench.runner import RunOptions, Store, run_suite
 from mtlbench.runner.progress import Progress

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mtlbench.config import load_suite
-from mtlbench.jobs import job_id
+from mtlbench.ids import job_id
 from conftest import REPO
 
 PINNED = json.loads((Path(__file__).parent / "data" / "job_ids.json").read_text())

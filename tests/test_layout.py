@@ -20,22 +20,21 @@ def sources(*names):
         yield from sorted(path.rglob("*.py")) if path.is_dir() else [path]
 
 
-def imported_modules(path: Path):
+def imported_names(path: Path):
+    """What each import statement binds, fully named (``from . import x`` imports ``package.x``, not the package)."""
     package = path.relative_to(REPO).with_suffix("").parts[:-1]
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             base = [*package[:len(package) - node.level + 1], *(node.module or "").split(".")] if node.level \
                 else node.module.split(".")
-            module = ".".join(part for part in base if part)
-            yield module
-            yield from (f"{module}.{alias.name}" for alias in node.names)
+            yield from (".".join([*filter(None, base), alias.name]) for alias in node.names)
         elif isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
 
 
 @pytest.mark.parametrize("path", list(sources(*CORE)), ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_the_core_imports_no_track(path):
-    tracks = [m for m in imported_modules(path) if m.startswith("mtlbench.tracks")]
+    tracks = [m for m in imported_names(path) if m.startswith("mtlbench.tracks")]
     assert not tracks, f"{path.relative_to(REPO)} imports {tracks}"
 
 
@@ -48,8 +47,9 @@ def test_trainer_and_runner_name_no_method_track_kind_or_resolver(path):
 
 
 def test_the_import_check_sees_relative_imports():
-    modules = set(imported_modules(PACKAGE / "tracks" / "budget" / "track.py"))
-    assert "mtlbench.track.TRACKS" in modules and "mtlbench.tracks.budget.estimates" in modules
+    modules = set(imported_names(PACKAGE / "tracks" / "budget" / "track.py"))
+    assert "mtlbench.track.TRACKS" in modules
+    assert "mtlbench.tracks.budget.estimates" in modules
 
 
 ENTRY_POINTS = ["cli.py", "bench.py", "reference.py", "__init__.py"]
@@ -59,7 +59,7 @@ ENTRY_POINTS = ["cli.py", "bench.py", "reference.py", "__init__.py"]
 def test_the_entry_points_name_no_track(name):
     """Tracks bring their commands, benchmarks, registries, API names and scenarios through ``Track`` hooks."""
     path = PACKAGE / name
-    imported = [m for m in imported_modules(path) if m.startswith("mtlbench.tracks")]
+    imported = [m for m in imported_names(path) if m.startswith("mtlbench.tracks")]
     literals = {node.value for node in ast.walk(ast.parse(path.read_text()))
                 if isinstance(node, ast.Constant) and isinstance(node.value, str)}
     named = sorted({s for s in literals if s.startswith("mtlbench.tracks")} | (literals & set(TRACKS.list())))
@@ -81,3 +81,64 @@ def test_a_plugin_track_adds_its_own_command_as_extending_md_shows(tmp_path):
     done = subprocess.run([sys.executable, "-m", "mtlbench.cli", "hello", "--name", "you"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "hello, you", done.stderr
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each module of the package -> the package's modules it imports anywhere (at the top, inside a function or
+    for type hints alone: each is a dependency the layering must allow)."""
+    modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for imported in imported_names(path):
+            while imported not in modules and "." in imported:
+                imported = imported.rsplit(".", 1)[0]
+            if imported in modules and imported != name:
+                targets.add(imported)
+        graph[name] = targets
+    return graph
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan): the groups that import each other."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for target in sorted(graph[module]):
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            component = stack[stack.index(module):]
+            del stack[stack.index(module):]
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return circles
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    circles = import_circles(import_graph())
+    assert not circles, "import circles: " + "; ".join(" <-> ".join(c) for c in circles)
+
+
+def test_the_circle_check_finds_a_circle_through_a_lazy_import():
+    graph = import_graph()
+    assert "mtlbench.jobs" in graph["mtlbench.train.trainer"]
+    graph["mtlbench.jobs"].add("mtlbench.train")  # as jobs.py once imported the trainer inside a function
+    assert any({"mtlbench.jobs", "mtlbench.train", "mtlbench.train.trainer"} <= set(c) for c in import_circles(graph))

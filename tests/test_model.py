@@ -120,7 +120,7 @@ def test_imagenet_input_standardisation_is_what_pretrained_weights_expect():
 
 
 def test_the_new_deeplab_settings_keep_every_earlier_job_id():
-    from mtlbench.jobs import job_id
+    from mtlbench.ids import job_id
 
     config = {"model": {"name": "deeplab_resnet50", "decoder": "v3", "weights": None, "task_norm": False}, "seed": 0}
     with_defaults = {**config, "model": {**config["model"], "head": "per_task", "input_norm": "none"}}

@@ -17,7 +17,7 @@ import torch
 from mtlbench.cli import main
 from mtlbench.config import SuiteError, load_suite
 from mtlbench.files import read_json
-from mtlbench.jobs import Train
+from mtlbench.train.kind import Train
 from mtlbench.runner import Store
 from mtlbench.runner.claims import CLAIM, Claims
 from conftest import REPO

@@ -77,7 +77,7 @@ def test_a_killed_suite_resumes_without_training_any_job_twice(write_suite, tmp_
 
 
 def test_a_failing_job_does_not_lose_the_others(write_suite, tmp_path, capsys, monkeypatch):
-    from mtlbench.jobs import Train
+    from mtlbench.train.kind import Train
 
     path = write_suite({"scenarios": ["onelabel", "randomlabels"], "tasks": ["seg", "depth"],
                         "methods": ["supervised"]})

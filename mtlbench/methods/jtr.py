@@ -54,7 +54,7 @@ from ..space import Float, Space
 from ..functional import signed_to_unit
 from ..tasks import DenseL1, Task
 from ..data import SCENARIOS
-from ..jobs import spelt_as_before
+from ..ids import spelt_as_before
 from .context import StepContext
 from .mtpsl import cosine_distance
 from .parts import REGULARIZERS, Regularizer

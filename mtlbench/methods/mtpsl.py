@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import SCENARIOS
-from ..jobs import spelt_as_before
+from ..ids import spelt_as_before
 from ..models.init import xavier_init
 from ..models.segnet import CONVS, conv_norm_relu, per_sample_norm
 from ..space import Float, Space

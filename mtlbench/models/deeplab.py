@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..jobs import spelt_as_before
+from ..ids import spelt_as_before
 from ..registry import require
 from ..tasks import Task
 from .registry import MODELS

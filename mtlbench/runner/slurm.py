@@ -20,7 +20,6 @@ submissions.json`` (mtlbench job id -> SLURM job id), which ``status`` and ``can
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time
@@ -214,10 +213,6 @@ def slurm_view(suite_dir: Path) -> dict[str, dict[str, Any]]:
                      "requeues": requeued.get(slurm_id, 0)} for job_id, slurm_id in submitted.items()}
 
 
-def requeue_count() -> int:
-    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
-
-
 def cancel(suite: Suite, results: str) -> list[str]:
     """scancel every queued or running SLURM job of the suite; returns their SLURM ids."""
     active = Submissions(Store(results).suite_dir(suite.name)).active()
@@ -226,4 +221,4 @@ def cancel(suite: Suite, results: str) -> list[str]:
     return sorted(set(active.values()))
 
 
-__all__ = ["ACTIVE", "Slurm", "SlurmError", "Submissions", "cancel", "queue_states", "requeue_count"]
+__all__ = ["ACTIVE", "Slurm", "SlurmError", "Submissions", "cancel", "queue_states"]

@@ -6,14 +6,18 @@ import os
 import submitit
 
 from ..config import Suite, load_suite
+from ..errors import UserError
 from ..plugins import load_plugins
 from ..jobs import Job
 from ..interrupts import sigterm_as_interrupt
 from .executor import FAILED, RunOptions, run_one
 from .executors import Launch
 from .progress import Progress
-from .slurm import SlurmError, requeue_count
 from .store import Store
+
+
+class NodeError(UserError, RuntimeError):
+    """A submitted job the node cannot train as submitted (the suite changed, or a need did not finish)."""
 
 
 class NodeJob(submitit.helpers.Checkpointable):
@@ -34,18 +38,23 @@ def train_on_node(launch: Launch, job_id: str) -> str:
         suite = apply_params(suite, launch.params, beside_paper=True)  # the job is one or the other
     job = job_of(suite, job_id)
     if job is None:
-        raise SlurmError(f"{launch.suite} no longer has job {job_id} (the suite changed since it was submitted)")
+        raise NodeError(f"{launch.suite} no longer has job {job_id} (the suite changed since it was submitted)")
     store = Store(launch.results)
     lacking = [need for need in job.needs if not store.is_done(job_of(suite, need))]
     if lacking:
         cause = store.error_line(job_of(suite, lacking[0])) or "no result"
-        store.write_error(job, SlurmError(f"blocked: its need {lacking[0]} did not finish ({cause})"), "")
+        store.write_error(job, NodeError(f"blocked: its need {lacking[0]} did not finish ({cause})"), "")
         return FAILED
     record = {"slurm": {"job_id": os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID", "")),
                         "task": os.environ.get("SLURM_ARRAY_TASK_ID"), "requeues": requeue_count(),
                         "node": os.environ.get("SLURMD_NODENAME")}, "runner": launch.runner}
     options = RunOptions(launch.results, wandb=launch.wandb, stale_after=launch.stale_after, record=record)
     return run_one(job, options, suite.raw.wandb.project, suite.raw.wandb.entity, Progress([job], live=False))
+
+
+def requeue_count() -> int:
+    """How often SLURM has requeued this task (its time limit reached, or preempted)."""
+    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
 
 
 def job_of(suite: Suite, job_id: str) -> Job | None:

@@ -1,6 +1,6 @@
 """A job's resolved config as frozen, typed objects, parsed once where the job starts training (``JobSpec.of``).
 
-The suite schema (``config.TrainSection`` and its siblings) is the one place defaults live: a resolved job config
+The suite schema (``schema.TrainSection`` and its siblings) is the one place defaults live: a resolved job config
 names every field, so these classes hold none and a config that lacks a field is refused here, not silently
 completed with a second copy of a default. The dataset, scenario, model and method sections stay mappings here
 because their registries parse them into their own frozen plugin objects (``registry.build``, ``Recipe``). Job

@@ -29,7 +29,8 @@ import yaml
 
 from ..config import Suite, SuiteError, yaml_problem
 from ..files import write_text_atomic
-from ..jobs import Job, job_id
+from ..ids import job_id
+from ..jobs import Job
 from ..track import TRACKS
 from .studies import with_values
 

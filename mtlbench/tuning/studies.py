@@ -13,8 +13,10 @@ import dataclasses
 import math
 from typing import Any
 
-from ..config import Suite, SuiteError, TuneSection, plugin
-from ..jobs import Job, job_id
+from ..config import Suite, SuiteError, plugin
+from ..schema import TuneSection
+from ..ids import job_id
+from ..jobs import Job
 from ..track import TRACKS
 from ..data import DATASETS
 from ..methods import AXES

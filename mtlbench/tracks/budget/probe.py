@@ -48,7 +48,8 @@ from ...data import Split
 from ...data.augment import Augment
 from ...train.evaluation import evaluate
 from ...files import finite_or_none
-from ...jobs import KINDS, EpochCallback, spelt_as_before
+from ...ids import spelt_as_before
+from ...jobs import KINDS, EpochCallback
 from ...train import run_job
 from ...train.trainer import ObserverFactory, Observed, Stage, autocast_for, derive_seed
 

@@ -20,7 +20,8 @@ from typing import Any
 
 from pydantic import Field, PositiveInt, TypeAdapter, ValidationError
 
-from ...config import Strict, SuiteError, SuiteFile, plugin, resolve_method, resolve_single_method_track
+from ...config import SuiteError, plugin, resolve_method, resolve_single_method_track
+from ...schema import Strict, SuiteFile
 from ...data import DATASETS, SCENARIOS
 from ...jobs import Job, new_job
 from ...registry import build

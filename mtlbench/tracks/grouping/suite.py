@@ -16,7 +16,8 @@ from typing import Any, Callable
 
 from pydantic import Field, PositiveFloat
 
-from ...config import Strict, SuiteError, SuiteFile, plugin, resolve_single_method_track
+from ...config import SuiteError, plugin, resolve_single_method_track
+from ...schema import Strict, SuiteFile
 from ...data import DATASETS, SCENARIOS
 from ...jobs import Job, new_job
 from ...registry import build

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...config import SuiteError, SuiteFile, check_methods, check_scenario, plugin, resolve_common, resolve_method
+from ...config import SuiteError, check_methods, check_scenario, plugin, resolve_common, resolve_method
+from ...schema import SuiteFile
 from ...data import DATASETS, SCENARIOS
 from ...jobs import Job, new_job
 from ...registry import build

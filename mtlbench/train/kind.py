@@ -1,0 +1,16 @@
+"""The ``train`` job kind, registered in ``jobs.KINDS``, which loads this module by name: the job graph imports no
+trainer, so that the trainer and the methods can import the graph."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..jobs import KINDS, EpochCallback
+from .trainer import run_job
+
+
+@KINDS.register("train")
+class Train:  # registered as a class, like every plugin: the runner calls KINDS.get(kind)().run(...)
+    """An ordinary job: the trainer's ``run_job`` on its config."""
+
+    def run(self, config: dict[str, Any], job_dir: Any, on_epoch: EpochCallback, test: bool) -> dict[str, Any]:
+        return run_job(config, job_dir, on_epoch, test=test)
