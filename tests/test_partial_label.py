@@ -69,10 +69,9 @@ def test_consistency_is_zero_for_an_equivariant_predictor_under_scale_crop_and_f
     first = random_view(tasks, 0)
     warp = Augment(True, True).sample(first.images, torch.Generator().manual_seed(3))
     assert (warp.scale > 1).any() and warp.mirror.any()
-    second = View(warp.images(first.images), {}, {n: warp.map(t, first.preds[n] if n != "seg" else first.preds[n],
-                                                               mode="bilinear") for n, t in tasks.items()},
+    second = View(warp.images(first.images), {}, {n: t.warped(first.preds[n], warp, mode="bilinear") for n, t in tasks.items()},
                   first.feature, warp)
-    second.preds["seg"] = torch.log(warp.map(tasks["seg"], tasks["seg"].as_map(first.preds["seg"]), mode="bilinear"))
+    second.preds["seg"] = torch.log(tasks["seg"].warped(tasks["seg"].as_map(first.preds["seg"]), warp, mode="bilinear"))
     loss = Consistency().loss(StepContext(tasks, torch.zeros(B, 3), [first, second]), None)
     assert loss.item() == pytest.approx(0.0, abs=1e-10)
 

@@ -2,8 +2,9 @@
 
 RandomScaleCrop of the MTAN / MTPSL / JTR code: scale s from {1, 1.2, 1.5}, crop an (H/s, W/s) window at a
 random integer offset, resize back to (H, W), divide depth by s (a zoom brings the scene closer). Here every
-image of the batch gets its own s, offset and flip, drawn once as a ``Warp`` that then resamples the image,
-every target and, for the regularizers that compare views, predictions, with one ``grid_sample`` each:
+image of the batch gets its own s, offset and flip, drawn once as a ``Warp`` (``mtlbench/warp.py``) that then
+resamples the image and, through each task type's ``warped``, every target and, for the regularizers that compare
+views, predictions, with one ``grid_sample`` each:
 bilinear for images, normals, probabilities, shading and heatmaps, nearest for segmentation labels, depth and
 edges, as the authors' code resizes them. The bilinear maps reproduce ``F.interpolate(..., mode="bilinear",
 align_corners=True)`` of the crop exactly, as the MTPSL and JTR loaders resize image and normals
@@ -21,47 +22,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..tasks import Task
+from ..warp import Warp
 from .photometric import RandAugment
 
 SCALES = (1.0, 1.2, 1.5)
-
-
-@dataclass(frozen=True)
-class Warp:
-    """One random geometric transform per image: a sampling grid, the zoom factor and the mirror flag."""
-
-    grid: Tensor  # [B, H, W, 2] for nearest maps (align_corners=False convention)
-    scale: Tensor  # [B]
-    mirror: Tensor  # [B] bool
-    smooth: Tensor | None = None  # [B, H, W, 2] for bilinear maps with align_corners=True (None: use ``grid``)
-
-    def bilinear(self, value: Tensor) -> Tensor:
-        if self.smooth is None:
-            return F.grid_sample(value, self.grid, mode="bilinear", align_corners=False)
-        return F.grid_sample(value, self.smooth, mode="bilinear", align_corners=True)
-
-    def images(self, images: Tensor) -> Tensor:
-        return self.bilinear(images)
-
-    def map(self, task: Task, value: Tensor, mode: str | None = None) -> Tensor:
-        """Resample a target or prediction of ``task`` (depth divided by the zoom, normals' x mirrored)."""
-        if not task.dense:
-            return value
-        b = len(self.scale)
-        if value.dim() == 3:  # class maps [B, H, W]
-            return F.grid_sample(value[:, None].float(), self.grid, mode="nearest", align_corners=False)[:, 0].long()
-        mode = mode or task.interpolation
-        out = self.bilinear(value) if mode == "bilinear" else F.grid_sample(value, self.grid, mode=mode,
-                                                                              align_corners=False)
-        if task.divide_by_scale:
-            out = out / self.scale.view(b, 1, 1, 1).to(out.dtype)
-        if task.is_normal:
-            sign = torch.where(self.mirror, -1.0, 1.0).view(b, 1, 1, 1).to(out.dtype)
-            out = torch.cat([out[:, :1] * sign, out[:, 1:]], 1)
-        return out
-
-    def targets(self, targets: dict[str, Tensor], tasks: dict[str, Task]) -> dict[str, Tensor]:
-        return {name: self.map(tasks[name], value) for name, value in targets.items()}
 
 
 @dataclass(frozen=True)
@@ -112,7 +76,12 @@ class Augment:
         if not self.active:
             return images, targets
         warp = self.sample(images, generator)
-        return warp.images(images), warp.targets(targets, tasks)
+        return warp.images(images), warped_targets(warp, targets, tasks)
+
+
+def warped_targets(warp: Warp, targets: dict[str, Tensor], tasks: dict[str, Task]) -> dict[str, Tensor]:
+    """Each task's targets as the warped images show them (each task type resamples its own)."""
+    return {name: tasks[name].warped(value, warp) for name, value in targets.items()}
 
 
 def corner_aligned_grid(top: Tensor, left: Tensor, crop_h: Tensor, crop_w: Tensor, mirror: Tensor, h: int,

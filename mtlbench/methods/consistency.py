@@ -38,7 +38,7 @@ class Consistency(Regularizer):
         unlabelled = 1 - ctx.device_mask()  # [B, T]
         per_task = []
         for name, task in ctx.tasks.items():
-            aligned = second.warp.map(task, task.as_map(first.preds[name]), mode="bilinear")
+            aligned = task.warped(task.as_map(first.preds[name]), second.warp, mode="bilinear")
             difference = (task.as_map(second.preds[name]) - aligned) ** 2
             per_task.append(difference.flatten(1).mean(1))
         per_image = (torch.stack(per_task, 1) * unlabelled).sum(1) / unlabelled.sum(1).clamp_min(1)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from ..data.augment import Warp
+from ..warp import Warp
 from ..tasks import Task
 
 

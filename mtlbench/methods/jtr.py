@@ -166,7 +166,7 @@ class JTR(Regularizer):
             y_hat.append(encoding.prediction(task, pred, mask, hard_prediction))
             stand_in = pred
             if from_view0 is not None:
-                warped = view.warp.map(task, ctx.views[0].preds[name], mode="bilinear")
+                warped = task.warped(ctx.views[0].preds[name], view.warp, mode="bilinear")
                 stand_in = torch.where(from_view0[:, None, None, None], warped, pred)
             as_pred = encoding.prediction(task, stand_in, mask, hard=True)
             y.append(torch.where(is_label, encoding.label(task, view.targets[name]), as_pred))

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from ..data.augment import Augment
+from ..data.augment import Augment, warped_targets
 from ..registry import Registry, build
 from ..tasks import Task
 from .context import StepContext, View
@@ -93,7 +93,7 @@ class Recipe:
             preds, feature = self.model(batch, return_feature=True)
         b = len(images)
         chunks = [slice(i * b, (i + 1) * b) for i in range(len(warps) + 1)]
-        return [View(batch[c], w.targets(targets, self.tasks) if w else targets, {t: p[c] for t, p in preds.items()},
+        return [View(batch[c], warped_targets(w, targets, self.tasks) if w else targets, {t: p[c] for t, p in preds.items()},
                      feature[c], w) for c, w in zip(chunks, [None, *warps])]
 
     @property

@@ -1,11 +1,8 @@
-"""Task definitions: output channels, training loss, evaluation metrics and their directions.
+"""Dense tasks: one value per pixel (segmentation, depth, surface normals, L1 maps).
 
-A task turns a model output and a target into (a) a per-image training loss, the mean over that image's
-valid pixels, so that recipes can weight (image, task) pairs, and (b) a ``Meter`` that accumulates the
-evaluation metrics over a whole split on the device (no per-image Python loop, one host sync at the end).
-
-Conventions follow the MTAN / MTPSL code base (docs/papers.md): segmentation ignores label -1,
-depth 0 is invalid, an all-zero normal is invalid; metrics are pooled over all valid pixels of the split.
+Conventions follow the MTAN / MTPSL code base (docs/papers.md): segmentation ignores label -1, depth 0 is invalid,
+an all-zero normal is invalid; metrics are pooled over all valid pixels of the split. The loss of an image is the
+mean over its valid pixels.
 """
 from __future__ import annotations
 
@@ -17,99 +14,32 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .functional import finite_pixels, nonzero_pixels, one_hot_ignoring
-from .registry import Registry
+from ..functional import nonzero_pixels, one_hot_ignoring
+from ..warp import Warp
+from .base import Meter, Task, masked_mean_per_image
 
 IGNORE_INDEX = -1
 
 
-def masked_mean_per_image(values: Tensor, valid: Tensor) -> Tensor:
-    """Mean of ``values`` [B, ...] over the ``valid`` entries of each image: [B] (0 for an image with none)."""
-    valid = valid.to(values.dtype)
-    dims = tuple(range(1, values.dim()))
-    return (values * valid).sum(dims) / valid.sum(dims).clamp_min(1.0)
-
-
-class Meter:
-    """Accumulates a task's metrics over a split; ``compute`` returns {metric: float}."""
-
-    def update(self, pred: Tensor, target: Tensor) -> None:
-        raise NotImplementedError
-
-    def compute(self) -> dict[str, float]:
-        raise NotImplementedError
-
-
 @dataclass(frozen=True)
-class Task:
-    """Base class. ``higher_is_better`` lists every metric the task reports and its direction."""
+class DenseTask(Task):
+    """A per-pixel map, resampled by augmentation: ``interpolation`` is how (class maps are always nearest),
+    ``divide_by_scale`` marks depth-like targets that shrink when the image is zoomed in, ``is_normal`` directions
+    whose x component flips sign with a horizontal flip."""
 
-    name: str
-    channels: int
-    dense: ClassVar[bool] = True
-    interpolation: ClassVar[str] = "bilinear"  # how augmentation resamples the target
-    divide_by_scale: ClassVar[bool] = False  # depth-like targets shrink when the image is zoomed in
-    is_normal: ClassVar[bool] = False  # x component flips sign with a horizontal flip
-    higher_is_better: ClassVar[dict[str, bool]] = {}
-    primary: ClassVar[str] = ""
-    # What its values are, for the methods that stack or map them (MTPSL, JTR) and choose an encoding per kind:
-    # classes (logits; labels as indices, -1 ignored), depth (positive, 0 = no label), direction (unit
-    # vectors, 0 = no label), regression (unbounded, NaN = masked), presence (image-level multi-label).
-    value_kind: ClassVar[str] = "regression"
+    interpolation: ClassVar[str] = "bilinear"
+    divide_by_scale: ClassVar[bool] = False
+    is_normal: ClassVar[bool] = False
 
-    def valid_pixels(self, label: Tensor) -> Tensor:
-        """[B, 1, H, W] float: the pixels of a dense label that carry a value."""
-        return finite_pixels(label)
-
-    def label_map(self, label: Tensor) -> Tensor:
-        """The label as a map with the task's output channels, zero where a pixel has no label."""
-        return label.float().nan_to_num()
-
-    def random_target(self, batch: int, height: int, width: int, generator: torch.Generator) -> Tensor:
-        """A random label batch of the task's shape and value range (``mtlbench bench``, on random tensors)."""
-        return torch.rand(batch, self.channels, height, width, generator=generator)
-
-    def loss_per_image(self, pred: Tensor, target: Tensor) -> Tensor:
-        raise NotImplementedError
-
-    def meter(self) -> Meter:
-        raise NotImplementedError
-
-    @property
-    def directions(self) -> dict[str, bool]:
-        """Every metric evaluation reports, with its direction: the task's metrics and its ``loss``."""
-        return {**self.higher_is_better, "loss": False}
-
-    def postprocess(self, raw: Tensor) -> Tensor:
-        """Map the raw head output to the task's prediction space (identity unless overridden)."""
-        return raw
-
-    def prepare(self, stored: Tensor) -> Tensor:
-        """The stored (compact) target as the tensor the loss and metrics take."""
-        return stored.float()
-
-    def as_map(self, pred: Tensor) -> Tensor:
-        """A prediction as a map two views can be compared on (class probabilities for segmentation)."""
-        return pred.float()
-
-    def ensemble_label(self, preds: Tensor) -> Tensor:
-        """A pseudo-label from the predictions [E, B, ...] of E networks, as ``prepare`` gives targets (the
-        mean prediction for regression tasks)."""
-        return preds.float().mean(0)
-
-    def target_sums(self, target: Tensor) -> tuple[Tensor, Tensor]:
-        """Per channel, the sum and the count of a batch's valid target entries (finite ones): what ``constant``
-        fits the training mean from, a batch at a time."""
-        valid = target.isfinite()
-        dims = [0, *range(2, target.dim())]
-        return torch.where(valid, target, 0.0).double().sum(dims), valid.sum(dims)
-
-    def constant(self, sums: Tensor, counts: Tensor) -> Tensor:
-        """What a model that ignores its input predicts for every image: the training targets' mean, as one
-        image's output (a 1 x 1 map for dense tasks). Evaluated like a network, it is the reference a trained
-        network must beat (``train.evaluation.constant_reference``)."""
-        mean = (sums / counts.clamp_min(1)).float()
-        return mean.view(-1, 1, 1) if self.dense else mean
+    def warped(self, value: Tensor, warp: Warp, mode: str | None = None) -> Tensor:
+        if value.dim() == 3:  # class maps [B, H, W]
+            return warp.nearest(value[:, None].float())[:, 0].long()
+        out = warp.resample(value, mode or self.interpolation)
+        if self.divide_by_scale:
+            out = out / warp.scale.view(-1, 1, 1, 1).to(out.dtype)
+        if self.is_normal:
+            out = warp.mirrored_x(out)
+        return out
 
 
 # ----------------------------------------------------------------------------------------------- seg
@@ -134,7 +64,7 @@ class ConfusionMeter(Meter):
 
 
 @dataclass(frozen=True)
-class Segmentation(Task):
+class Segmentation(DenseTask):
     """Cross-entropy with ignore index -1 (with ``label_smoothing``, the targets' smoothing of torch's
     cross-entropy, as Yun and Cho 2023's code trains with 0.1: the job's ``train.label_smoothing``); mIoU from a
     confusion matrix accumulated over the split."""
@@ -213,7 +143,7 @@ def depth_stats(pred: Tensor, target: Tensor) -> dict[str, tuple[Tensor, Tensor]
 
 
 @dataclass(frozen=True)
-class Depth(Task):
+class Depth(DenseTask):
     """L1 on valid pixels (target > 0); abs err, rel err, RMSE and δ<1.25 pooled over the split."""
 
     higher_is_better: ClassVar[dict[str, bool]] = {"abs_err": False, "rel_err": False, "rmse": False,
@@ -302,7 +232,7 @@ class AngleMeter(Meter):
 
 
 @dataclass(frozen=True)
-class Normal(Task):
+class Normal(DenseTask):
     """1 - cosine similarity on valid pixels (non-zero target); angle statistics in degrees."""
 
     higher_is_better: ClassVar[dict[str, bool]] = {"mean_angle": False, "median_angle": False,
@@ -349,7 +279,7 @@ def l1_stats(pred: Tensor, target: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
 
 
 @dataclass(frozen=True)
-class DenseL1(Task):
+class DenseL1(DenseTask):
     """L1 regression (edges, keypoint heatmaps, shading, standardised depth), as Standley et al. train them;
     a NaN target marks a masked pixel (Taskonomy's invalid-depth mask), left out of loss and metric."""
 
@@ -369,53 +299,3 @@ class Edge(DenseL1):
     interpolation: ClassVar[str] = "nearest"
 
 
-# ------------------------------------------------------------------------------------------------ cls
-class JaccardMeter(Meter):
-    """Per-image Jaccard score of predicted vs true class sets, averaged over images (Sun et al. 2023, footnote 4).
-
-    An image with no true and no predicted class scores 1 (both sets agree).
-    """
-
-    def __init__(self) -> None:
-        self.score_sum: Tensor | float = 0.0
-        self.n = 0
-
-    def update(self, pred: Tensor, target: Tensor) -> None:
-        predicted, truth = pred > 0, target > 0.5
-        intersection = (predicted & truth).sum(1).double()
-        union = (predicted | truth).sum(1).double()
-        self.score_sum = self.score_sum + torch.where(union > 0, intersection / union.clamp_min(1), 1.0).sum()
-        self.n += len(target)
-
-    def compute(self) -> dict[str, float]:
-        return {"jaccard": float(self.score_sum / self.n)}
-
-
-@dataclass(frozen=True)
-class MultiLabel(Task):
-    """Multi-label class presence: binary cross-entropy on logits; Jaccard score."""
-
-    dense: ClassVar[bool] = False
-    value_kind: ClassVar[str] = "presence"
-    higher_is_better: ClassVar[dict[str, bool]] = {"jaccard": True}
-    primary: ClassVar[str] = "jaccard"
-
-    def loss_per_image(self, pred: Tensor, target: Tensor) -> Tensor:
-        return F.binary_cross_entropy_with_logits(pred.float(), target, reduction="none").mean(1)
-
-    def ensemble_label(self, preds: Tensor) -> Tensor:
-        """The classes whose mean probability exceeds 1/2."""
-        return (torch.sigmoid(preds.float()).mean(0) > 0.5).float()
-
-    def constant(self, sums: Tensor, counts: Tensor) -> Tensor:
-        """Logits of each class's training frequency: the classes present in most training images."""
-        return torch.logit(sums / counts.clamp_min(1), eps=1e-6).float()
-
-    def meter(self) -> Meter:
-        return JaccardMeter()
-
-
-TASK_KINDS: Registry[type[Task]] = Registry("task kind")
-for _kind, _cls in {"segmentation": Segmentation, "depth": Depth, "normal": Normal, "l1": DenseL1,
-                    "edge": Edge, "multilabel": MultiLabel}.items():
-    TASK_KINDS.register(_kind)(_cls)
