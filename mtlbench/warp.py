@@ -17,6 +17,7 @@ class Warp:
     scale: Tensor  # [B]
     mirror: Tensor  # [B] bool
     smooth: Tensor | None = None  # [B, H, W, 2] for bilinear maps with align_corners=True (None: use ``grid``)
+    affine: Tensor | None = None  # [B, 2, 3]: output to input coordinates in [-1, 1] (the grid before clamping)
 
     def bilinear(self, value: Tensor) -> Tensor:
         if self.smooth is None:
@@ -38,3 +39,20 @@ class Warp:
 
     def images(self, images: Tensor) -> Tensor:
         return self.bilinear(images)
+
+    def boxes(self, boxes: Tensor) -> Tensor:
+        """[B, M, 5] boxes (x1, y1, x2, y2 in pixels, class; class -1 pads) as the warped images show them: mapped
+        through the transform (pixel edges, as the nearest-neighbour maps are sampled; with ``align_corners`` the
+        images' bilinear grid differs by under a pixel) and clipped to the image. A box the crop leaves without
+        area becomes padding."""
+        height, width = self.grid.shape[1:3]
+        size = boxes.new_tensor([width, height])
+        a = torch.stack([self.affine[:, 0, 0], self.affine[:, 1, 1]], -1)[:, None].to(boxes.dtype)  # [B, 1, 2]
+        t = torch.stack([self.affine[:, 0, 2], self.affine[:, 1, 2]], -1)[:, None].to(boxes.dtype)
+        corners = [((2 * boxes[..., i:i + 2] / size - 1 - t) / a + 1) * size / 2 for i in (0, 2)]
+        low = torch.minimum(*corners).clamp_min(0).minimum(size)
+        high = torch.maximum(*corners).clamp_min(0).minimum(size)
+        kept = ((high - low) > 0).all(-1) & (boxes[..., 4] >= 0)
+        out = torch.cat([low, high, boxes[..., 4:]], -1)
+        return torch.where(kept[..., None], out, torch.cat([torch.zeros_like(out[..., :4]), -torch.ones_like(out[..., 4:5]),
+                                                             out[..., 5:]], -1))

@@ -69,7 +69,7 @@ class Augment:
         grid = torch.stack([clamp_to_crop(grid[..., 0], left, crop_w, w),
                             clamp_to_crop(grid[..., 1], top, crop_h, h)], -1)
         smooth = corner_aligned_grid(top, left, crop_h, crop_w, mirror, h, w) if self.align_corners else None
-        return Warp(grid.to(images.dtype), scale, mirror, None if smooth is None else smooth.to(images.dtype))
+        return Warp(grid.to(images.dtype), scale, mirror, None if smooth is None else smooth.to(images.dtype), theta)
 
     def __call__(self, images: Tensor, targets: dict[str, Tensor], tasks: dict[str, Task],
                  generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:

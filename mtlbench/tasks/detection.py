@@ -1,0 +1,219 @@
+"""Object detection as a task: a set of boxes per image, trained and scored as EfficientDet does (Tan et al. 2020,
+as Yun and Cho 2023 Table 7 train it), one image at a time so that label masks and per-image weightings apply.
+
+**Targets.** A batch's boxes are one tensor [B, M, 5]: ``x1, y1, x2, y2`` in pixels (edges: a box covering the whole
+W x H image is 0, 0, W, H) and the class; rows of class -1 are padding, M is the most objects any image of the split
+has. An image without objects is all padding. Batches are thus cut by indexing, as every other target.
+
+**Predictions.** The network's raw output is one tensor [B, A, 8 + C] over the task's anchors (``Anchors``, ordered
+level, row, column, anchor as EfficientDet orders them): each anchor's box (xyxy, a constant the head writes so that
+the output says which anchors it was computed on, whatever the image size), the box offsets (tx, ty, tw, th) of
+Faster R-CNN's coder, and C class logits. ``detections`` turns it into at most ``max_detections`` scored boxes per
+image.
+
+**Loss** (EfficientDet's, ``effdet/loss.py``): each anchor is matched to the ground-truth box of highest IoU when
+that IoU is at least 0.5 and to none otherwise, and every box also claims its best anchor (``force_match_for_each_row``);
+focal loss (alpha 0.25, gamma 1.5) over every anchor and class, plus 50 x the Huber loss (delta 0.1) of the matched
+anchors' offsets, the focal term divided by the positives + 1 and the Huber term by 4 (positives + 1). EfficientDet
+counts the positives over the batch; here each image's loss is divided by its own, so that an image's loss does not
+depend on the images it is batched with (label masks leave images out, weightings weight them); for a batch of one
+the two agree (tests/test_detection.py).
+
+**Metrics**: COCO's box mAP@[.5:.95] (``map``), AP50 and AP75, through torchmetrics' ``MeanAveragePrecision`` on
+pycocotools, checked against pycocotools itself in the tests.
+
+Anchors come from effdet; the matching and the loss are written here, vectorised over the batch, because effdet's
+``AnchorLabeler`` labels one image at a time in a Python loop and its ``DetectionLoss`` normalises over the batch;
+the tests check both against effdet's on a batch of one. Everything lives in the ``detection`` extra (effdet,
+torchmetrics, pycocotools).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.ops import batched_nms, box_iou
+
+from ..warp import Warp
+from .base import Meter, Task
+
+CLASS = 4  # the column of a target row that holds the class (-1: padding)
+
+
+@dataclass(frozen=True)
+class Anchors:
+    """EfficientDet's anchors, as effdet's ``Anchors`` places them: at each pyramid level l from ``min_level`` to
+    ``max_level`` (the image halved l times, rounding up), centred on every cell, ``scales`` octave scales
+    2^(i/scales) times ``size`` times the cell's size, in each aspect ratio (w, h)."""
+
+    min_level: int = 3
+    max_level: int = 7
+    scales: int = 3
+    ratios: tuple[tuple[float, float], ...] = ((1.0, 1.0), (1.4, 0.7), (0.7, 1.4))
+    size: float = 4.0
+
+    @property
+    def per_cell(self) -> int:
+        return self.scales * len(self.ratios)
+
+    def cells(self, height: int, width: int) -> list[tuple[int, int]]:
+        """Each level's grid (rows, columns)."""
+        return [(math.ceil(height / 2 ** level), math.ceil(width / 2 ** level))
+                for level in range(self.min_level, self.max_level + 1)]
+
+    def boxes(self, height: int, width: int, device: torch.device | str = "cpu") -> Tensor:
+        """[A, 4] xyxy, in the order the network's outputs are flattened: level, row, column, (scale, ratio)."""
+        from effdet.anchors import Anchors as EffdetAnchors
+
+        yxyx = EffdetAnchors(self.min_level, self.max_level, self.scales, list(self.ratios), self.size,
+                             (height, width)).boxes
+        return yxyx[:, [1, 0, 3, 2]].to(device)
+
+
+def encode(boxes: Tensor, anchors: Tensor) -> Tensor:
+    """Faster R-CNN's offsets (tx, ty, tw, th) of ``boxes`` [..., 4] from ``anchors`` [..., 4], both xyxy."""
+    size, centre = anchors[..., 2:] - anchors[..., :2], (anchors[..., 2:] + anchors[..., :2]) / 2
+    box_size = (boxes[..., 2:] - boxes[..., :2]).clamp_min(1e-8)
+    box_centre = (boxes[..., 2:] + boxes[..., :2]) / 2
+    return torch.cat([(box_centre - centre) / size, torch.log(box_size / size)], -1)
+
+
+def decode(offsets: Tensor, anchors: Tensor) -> Tensor:
+    """The boxes (xyxy) that ``offsets`` [..., 4] encode from ``anchors`` (the inverse of ``encode``)."""
+    size, centre = anchors[..., 2:] - anchors[..., :2], (anchors[..., 2:] + anchors[..., :2]) / 2
+    box_centre, box_size = centre + offsets[..., :2] * size, size * torch.exp(offsets[..., 2:])
+    return torch.cat([box_centre - box_size / 2, box_centre + box_size / 2], -1)
+
+
+def batched_box_iou(a: Tensor, b: Tensor) -> Tensor:
+    """IoU of every box of ``a`` [B, M, 4] with every box of ``b`` [A, 4]: [B, M, A]."""
+    return box_iou(a.reshape(-1, 4), b).view(*a.shape[:2], len(b))
+
+
+def match(targets: Tensor, anchors: Tensor, threshold: float = 0.5) -> Tensor:
+    """For each image and anchor, the index of the ground-truth row it is matched to, or -1: [B, A].
+
+    An anchor takes the box of highest IoU when that IoU is at least ``threshold``; then each box claims its own best
+    anchor whatever the IoU, the first box winning an anchor two claim (EfficientDet's ArgMaxMatcher with
+    ``force_match_for_each_row``, as effdet's ``object_detection/argmax_matcher.py`` breaks ties)."""
+    present = targets[..., CLASS] >= 0  # [B, M]
+    iou = batched_box_iou(targets[..., :4], anchors).masked_fill(~present[..., None], -1.0)  # [B, M, A]
+    best_iou, best_box = iou.max(1)
+    matched = torch.where(best_iou >= threshold, best_box, -1)
+    claims = F.one_hot(iou.argmax(2), len(anchors)) * present[..., None]  # [B, M, A]: each box's best anchor
+    return torch.where(claims.any(1), claims.argmax(1), matched)
+
+
+def focal_loss(logits: Tensor, targets: Tensor, alpha: float, gamma: float) -> Tensor:
+    """Per entry: -alpha_t (1 - p_t)^gamma log p_t (Lin et al. 2017, Eq. 5), as effdet's default focal loss computes it."""
+    probability = torch.sigmoid(logits)
+    p_t = targets * probability + (1 - targets) * (1 - probability)
+    alpha_t = targets * alpha + (1 - targets) * (1 - alpha)
+    return alpha_t * (1 - p_t) ** gamma * F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+
+
+def huber(error: Tensor, delta: float) -> Tensor:
+    quadratic = error.abs().clamp_max(delta)
+    return 0.5 * quadratic ** 2 + delta * (error.abs() - quadratic)
+
+
+class DetectionMeter(Meter):
+    """COCO's box AP over the split: torchmetrics' MeanAveragePrecision on the pycocotools backend, fed one image
+    at a time as its API takes them."""
+
+    def __init__(self, task: "Detection") -> None:
+        try:
+            from torchmetrics.detection import MeanAveragePrecision
+        except ImportError as error:  # the extra is not installed: say how to get it
+            raise ImportError(f"the detection task's mAP needs torchmetrics and pycocotools: pip install "
+                              f"'mtlbench[detection]' ({error})") from None
+        self.task = task
+        self.metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools")
+
+    def update(self, pred: Tensor, target: Tensor) -> None:
+        self.update_detections(self.task.detections(pred), target)
+
+    def update_detections(self, detections: Tensor, target: Tensor) -> None:
+        """``detections`` [B, K, 6]: x1, y1, x2, y2, score, class (-1: none)."""
+        found, present = detections[..., 5] >= 0, target[..., CLASS] >= 0
+        self.metric.update(
+            [{"boxes": d[k, :4].float(), "scores": d[k, 4].float(), "labels": d[k, 5].long()}
+             for d, k in zip(detections, found)],
+            [{"boxes": t[k, :4].float(), "labels": t[k, CLASS].long()} for t, k in zip(target, present)])
+
+    def compute(self) -> dict[str, float]:
+        result = self.metric.compute()
+        return {"map": float(result["map"]), "map_50": float(result["map_50"]), "map_75": float(result["map_75"])}
+
+
+@dataclass(frozen=True)
+class Detection(Task):
+    """Boxes and classes (``channels``: the number of classes); EfficientDet's anchors, matching and loss."""
+
+    anchors: Anchors = field(default_factory=Anchors)
+    alpha: float = 0.25
+    gamma: float = 1.5
+    delta: float = 0.1
+    box_weight: float = 50.0
+    match_threshold: float = 0.5
+    max_candidates: int = 5000  # the highest-scoring (anchor, class) pairs NMS sees per image
+    nms_threshold: float = 0.5
+    max_detections: int = 100
+    dense: ClassVar[bool] = False
+    value_kind: ClassVar[str] = "boxes"
+    higher_is_better: ClassVar[dict[str, bool]] = {"map": True, "map_50": True, "map_75": True}
+    primary: ClassVar[str] = "map"
+
+    def outputs(self) -> int:
+        """Channels per anchor of the network's output: the anchor's box, 4 offsets and a logit per class."""
+        return 8 + self.channels
+
+    def loss_per_image(self, pred: Tensor, target: Tensor) -> Tensor:
+        anchors, offsets, logits = pred[0, :, :4].float(), pred[..., 4:8].float(), pred[..., 8:].float()
+        matched = match(target.float(), anchors, self.match_threshold)  # [B, A]
+        positive = matched >= 0
+        rows = target.float().gather(1, matched.clamp_min(0)[..., None].expand(-1, -1, target.shape[-1]))  # [B, A, 5]
+        classes = F.one_hot(rows[..., CLASS].long().clamp_min(0), self.channels).float() * positive[..., None]
+        normaliser = positive.sum(1).float() + 1.0
+        class_loss = focal_loss(logits, classes, self.alpha, self.gamma).sum((1, 2))
+        box_error = huber(offsets - encode(rows[..., :4], anchors.expand_as(offsets)), self.delta)
+        box_loss = (box_error * positive[..., None]).sum((1, 2))
+        return class_loss / normaliser + self.box_weight * box_loss / (4 * normaliser)
+
+    def detections(self, pred: Tensor) -> Tensor:
+        """[B, K, 6]: per image the ``max_detections`` best boxes after class-wise NMS (x1, y1, x2, y2, score,
+        class; class -1 pads), from the ``max_candidates`` highest (anchor, class) scores, as effdet's
+        ``_batch_detection`` selects them; one NMS call for the whole batch."""
+        batch, count, _ = pred.shape
+        scores = torch.sigmoid(pred[..., 8:].float()).flatten(1)  # [B, A * C]
+        top, index = scores.topk(min(self.max_candidates, scores.shape[1]), 1)
+        anchor, label = index // self.channels, index % self.channels
+        boxes = decode(pred[..., 4:8].float().gather(1, anchor[..., None].expand(-1, -1, 4)),
+                       pred[..., :4].float().gather(1, anchor[..., None].expand(-1, -1, 4)))
+        image = torch.arange(batch, device=pred.device)[:, None].expand_as(label)
+        keep = batched_nms(boxes.flatten(0, 1), top.flatten(), (image * self.channels + label).flatten(),
+                           self.nms_threshold)  # sorted by score, over the whole batch
+        kept_image = image.flatten()[keep]
+        order = torch.argsort(kept_image, stable=True)  # by image, each image's boxes still by score
+        keep, kept_image = keep[order], kept_image[order]
+        first = torch.searchsorted(kept_image, kept_image, right=False)
+        rank = torch.arange(len(keep), device=pred.device) - first
+        chosen = rank < self.max_detections
+        out = torch.zeros(batch, self.max_detections, 6, device=pred.device)
+        out[..., 5] = -1
+        values = torch.cat([boxes.flatten(0, 1)[keep], top.flatten()[keep, None], label.flatten()[keep, None].float()], 1)
+        out[kept_image[chosen], rank[chosen]] = values[chosen]
+        return out
+
+    def meter(self) -> Meter:
+        return DetectionMeter(self)
+
+    def warped(self, value: Tensor, warp: Warp, mode: str | None = None) -> Tensor:
+        return warp.boxes(value)
+
+    def prepare(self, stored: Tensor) -> Tensor:
+        return stored.float()
