@@ -191,6 +191,34 @@ def test_weightings_give_one_finite_term_per_present_task(name):
     assert all(torch.isfinite(term) for term in part.terms({"depth": params[1]}, net).values())
 
 
+# ------------------------------------------------------------------------------------------------- tasks
+@pytest.mark.parametrize("name", sorted({name for name in SynthRooms().tasks()}))
+def test_every_task_trains_a_finite_step_only_where_it_has_labels_and_evaluates(name):
+    """Each task type through the supervised recipe on SegNet: a finite step; with no label in the batch its head
+    learns nothing; with labels it does; its meter scores a batch, and its loss is one finite value per image."""
+    from mtlbench.train.evaluation import evaluate
+
+    dataset = SynthRooms(height=32, width=64, train=4, val=1, test=4)
+    tasks = {t: dataset.tasks()[t] for t in dict.fromkeys(["seg", name])}
+    split = dataset.load("train").select(list(tasks))
+    images, targets = split.batch(torch.arange(4), tasks)
+    torch.manual_seed(0)
+    model = MODELS.get("segnet")(width=0.0625).build(tasks)
+    recipe = Recipe(METHODS.get("supervised"), tasks, model)
+    head = {k: v.clone() for k, v in model.heads[name].named_parameters()}  # (BatchNorm statistics move anyway)
+    unlabelled = torch.tensor([[1.0, 0.0]] * 4) if name != "seg" else torch.zeros(4, 1)
+    logs = recipe.train_step(torch.optim.Adam(recipe.parameters(), 1e-3), images, targets, unlabelled)
+    assert all(torch.isfinite(torch.as_tensor(v)).all() for v in logs.values())
+    assert all(torch.equal(v, head[k]) for k, v in model.heads[name].named_parameters())
+    recipe.train_step(torch.optim.Adam(recipe.parameters(), 1e-3), images, targets, torch.ones(4, len(tasks)))
+    assert any(not torch.equal(v, head[k]) for k, v in model.heads[name].named_parameters())
+    model.eval()
+    loss = tasks[name].loss_per_image(model(images)[name].float(), targets[name])
+    assert loss.shape == (4,) and torch.isfinite(loss).all()
+    scores = evaluate(model, dataset.load("test").select(list(tasks)), tasks, 2, torch.no_grad)[name]
+    assert set(scores) == set(tasks[name].directions) and all(math.isfinite(v) for v in scores.values())
+
+
 # ------------------------------------------------------------------------------------------------ models
 @pytest.mark.parametrize("name", MODELS.list())
 def test_models_keep_the_protocol_the_parts_rely_on(name):

@@ -63,7 +63,7 @@ def effdet_loss(pred: torch.Tensor, target: torch.Tensor) -> float:
         stop = start + rows * columns * ANCHORS.per_cell
         level = pred[0, start:stop]
         cls_outputs.append(level[:, 8:].reshape(1, rows, columns, -1).permute(0, 3, 1, 2))
-        box_outputs.append(level[:, [5, 4, 7, 6]].reshape(1, rows, columns, -1).permute(0, 3, 1, 2))
+        box_outputs.append(level[:, 4:8].reshape(1, rows, columns, -1).permute(0, 3, 1, 2))
         start = stop
     total, _, _ = DetectionLoss(config)(cls_outputs, box_outputs, [c[None] for c in cls_targets],
                                         [b[None] for b in box_targets], positives.view(1))
@@ -215,3 +215,14 @@ def test_padding_stays_padding_and_a_box_cropped_away_becomes_padding():
     lost = moved[:, 0, 4] == -1
     assert lost.any() and (moved[lost, 0, :4] == 0).all()  # the corner box leaves some crops
     assert (moved[:, 1, 4] == 1).all()  # the central one stays in every crop
+
+
+def test_an_ensembles_pseudo_label_is_the_confident_detections_of_its_mean_output():
+    target = random_targets(torch.Generator().manual_seed(8), 2, 3, pad_to=4)
+    members = torch.stack([perfect_prediction(target)] * 3)
+    label = task().ensemble_label(members)
+    assert label.shape == (2, 100, 5)
+    for image in range(2):
+        found = label[image][label[image, :, 4] >= 0]
+        truth = target[image][target[image, :, 4] >= 0]
+        assert torch.allclose(found.sort(0).values, truth.sort(0).values, atol=1e-3)

@@ -4,7 +4,8 @@ import torch
 from mtlbench.data.synthrooms import SynthRooms
 from mtlbench.models import SegNet
 
-ALL = SynthRooms().tasks()
+ALL = SynthRooms(height=64, width=96).tasks()  # the detection head is built for the dataset's image size
+MAPS_AND_VECTORS = {k: v for k, v in ALL.items() if v.output in ("map", "image")}
 NYU_LIKE = {k: ALL[k] for k in ("seg", "depth", "normal")}
 
 
@@ -19,8 +20,17 @@ def test_outputs_follow_the_task_list_and_expose_the_bottleneck():
     assert set(preds) == set(ALL)
     assert preds["seg"].shape == (2, 7, 64, 96) and preds["depth"].shape == (2, 1, 64, 96)
     assert preds["cls"].shape == (2, 7)
+    anchors = ALL["detection"].anchors
+    assert preds["detection"].shape == (2, len(anchors.boxes(64, 96)), 8 + 3)
+    assert torch.equal(preds["detection"][1, :, :4], anchors.boxes(64, 96))  # the output names its anchors
     assert torch.allclose(preds["normal"].norm(dim=1), torch.ones(1), atol=1e-5)
     assert feature.shape == (2, model.filters[-1], 2, 3)
+
+
+def test_a_detection_head_refuses_images_of_another_size_than_it_was_built_for():
+    model = SegNet({"detection": ALL["detection"]}, 0.125).eval()
+    with pytest.raises(ValueError, match="built for 64 x 96 images"):
+        model(torch.rand(1, 3, 96, 128))
 
 
 def test_width_scales_filters():
@@ -52,14 +62,19 @@ def test_deeplab_dilates_as_paper_000_appendix_b():
 
 @pytest.mark.parametrize("decoder", ["v3", "v3+"])
 def test_deeplab_heads_give_every_task_its_output_shape(decoder):
-    model = DeepLabResNet50(ALL, decoder).eval()
+    model = DeepLabResNet50(MAPS_AND_VECTORS, decoder).eval()
     preds, feature = model(torch.rand(2, 3, 40, 56), return_feature=True)
-    assert set(preds) == set(ALL)
-    for name, task in ALL.items():
+    assert set(preds) == set(MAPS_AND_VECTORS)
+    for name, task in MAPS_AND_VECTORS.items():
         assert preds[name].shape == ((2, task.channels, 40, 56) if task.dense else (2, task.channels))
     assert torch.allclose(preds["normal"].norm(dim=1), torch.ones(1), atol=1e-5)
     assert feature.shape == (2, 2048, 5, 7)
     assert isinstance(model.heads["cls"][0], torch.nn.Conv2d)  # a convolution, then the fully connected layer
+
+
+def test_deeplab_names_the_task_whose_output_it_has_no_head_for():
+    with pytest.raises(ValueError, match="deeplab has no head for task detection's output 'anchors'"):
+        DeepLabResNet50({"detection": ALL["detection"]})
 
 
 def test_task_norm_gives_each_task_its_own_batchnorm_and_shares_the_convolutions():

@@ -12,6 +12,8 @@ a chunk of scenes gives, per pixel, the first surface hit; every label is derive
 - ``keypoint``: Gaussian heatmap of the visible projected corners of the room and of the boxes
 - ``shading``: Lambertian shading, ambient + (1 - ambient) max(0, n . l)
 - ``albedo``: the reflectance, class colour x procedural 3D checker texture (3 channels)
+- ``detection``: the box of each object's visible pixels (its extent, as COCO boxes its segment) and its class
+  among the things (sphere, box, cylinder); an object hidden or outside the view has none
 - the RGB image: albedo x shading + Gaussian noise
 
 Normals follow from depth, edges from normals and classes, shading from normals: the cross-task structure the
@@ -35,13 +37,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..registry import require
-from ..tasks import Depth, DenseL1, Edge, MultiLabel, Normal, Segmentation, Task
+from ..tasks import Anchors, Depth, DenseL1, Detection, Edge, MultiLabel, Normal, Segmentation, Task
 from .base import DATASETS, Split
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: the detection boxes (every earlier array unchanged)
 CLASSES = ("floor", "wall", "ceiling", "painting", "sphere", "box", "cylinder")
 FLOOR, WALL, CEILING, PAINTING, SPHERE, BOX, CYLINDER = range(len(CLASSES))
 N_SPHERES, N_BOXES, N_CYLINDERS = 3, 3, 2
+THINGS = (SPHERE, BOX, CYLINDER)  # the classes of the objects, what the detection task finds
+ROOM_FACES = 6  # instance ids 0-5 are the room's faces, then the objects in THINGS' order
 SPLIT_STREAM = {"train": 0, "val": 1, "test": 2, "pool": 3}
 CHUNK = 32
 EPS = 1e-4
@@ -306,7 +310,28 @@ def render(scenes: dict[str, Tensor], height: int, width: int) -> dict[str, Tens
     maps["edge"] = edges(maps["seg"].long(), instance.view(batch, height, width), maps["normal"])
     maps["keypoint"] = keypoints(scenes, rot, maps["depth"], height, width)
     maps["cls"] = class_presence(maps["seg"].long(), len(CLASSES))
+    maps["detection"] = object_boxes(instance.view(batch, height, width))
     return maps
+
+
+def object_boxes(instance: Tensor) -> Tensor:
+    """[B, objects, 5]: per object the extent of its visible pixels (x1, y1, x2, y2, pixel edges) and its class in
+    THINGS; -1 where no pixel of it is visible."""
+    counts = (N_SPHERES, N_BOXES, N_CYLINDERS)
+    ids = torch.arange(ROOM_FACES, ROOM_FACES + sum(counts))
+    label = torch.repeat_interleave(torch.arange(len(THINGS)), torch.tensor(counts)).float()
+    pixels = instance[:, None] == ids[:, None, None]  # [B, objects, H, W]
+    columns, rows = pixels.any(2), pixels.any(3)
+    visible = columns.any(-1)
+
+    def extent(line: Tensor) -> tuple[Tensor, Tensor]:
+        first = line.float().argmax(-1)
+        return first, line.shape[-1] - line.flip(-1).float().argmax(-1)
+
+    (x1, x2), (y1, y2) = extent(columns), extent(rows)
+    boxes = torch.stack([x1, y1, x2, y2], -1).float()
+    return torch.cat([torch.where(visible[..., None], boxes, 0.0),
+                      torch.where(visible, label, -1.0)[..., None]], -1)
 
 
 def edges(seg: Tensor, instance: Tensor, normal: Tensor, crease_degrees: float = 30.0) -> Tensor:
@@ -392,7 +417,13 @@ class SynthRooms:
         return {"seg": Segmentation("seg", len(CLASSES)), "depth": Depth("depth", 1),
                 "normal": Normal("normal", 3), "edge": Edge("edge", 1), "keypoint": DenseL1("keypoint", 1),
                 "shading": DenseL1("shading", 1), "albedo": DenseL1("albedo", 3),
-                "cls": MultiLabel("cls", len(CLASSES))}
+                "cls": MultiLabel("cls", len(CLASSES)), "detection": self.detection()}
+
+    def detection(self) -> Detection:
+        """Boxes of 8 to 100 pixels at the default resolution take anchors of levels 2 to 5 at twice the cell's
+        size; the head is CPU-sized (EfficientDet-D0's at half its width, two repeats)."""
+        return Detection("detection", len(THINGS), anchors=Anchors(min_level=2, max_level=5, size=2.0),
+                         image_size=(self.height, self.width), fpn_channels=32, fpn_repeats=2, head_repeats=2)
 
     def split_size(self, split: str) -> int:
         return getattr(self, split)

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..space import Float, Space
+from ..tasks import Task
 from .context import StepContext
 from .parts import REGULARIZERS, Regularizer
 
@@ -30,6 +31,12 @@ class Consistency(Regularizer):
     @property
     def extra_views(self) -> int:
         return 1
+
+    def check(self, tasks: dict[str, Task]) -> None:
+        unaligned = [name for name, task in tasks.items() if not task.aligned_views]
+        if unaligned:
+            raise ValueError(f"consistency compares two augmented views' predictions, which tasks {unaligned} cannot "
+                             f"be aligned on ({', '.join(sorted({tasks[t].output for t in unaligned}))} outputs)")
 
     def loss(self, ctx: StepContext, net: nn.Module | None) -> Tensor | None:
         first, second = ctx.views

@@ -132,9 +132,9 @@ class JTR(Regularizer):
         return 2 if self.gradient_flow == "code" else int(self.unlabeled_consistency)
 
     def check(self, tasks: dict[str, Task]) -> None:
-        image_level = [t for t, task in tasks.items() if not task.dense]
-        if image_level:
-            raise ValueError(f"jtr stacks dense maps; image-level tasks {image_level} are not supported")
+        not_dense = [f"{t} ({task.output})" for t, task in tasks.items() if not task.dense]
+        if not_dense:
+            raise ValueError(f"jtr stacks dense maps; tasks whose outputs are not maps are not supported: {', '.join(not_dense)}")
         unknown = [f"{t} ({task.value_kind})" for t, task in tasks.items() if task.value_kind not in ENCODED_KINDS]
         if unknown:
             raise ValueError(f"jtr has no encoding for the values of {', '.join(unknown)}; it stacks "

@@ -125,9 +125,9 @@ class MTPSL(Regularizer):
         return 1
 
     def check(self, tasks: dict[str, Task]) -> None:
-        image_level = [t for t, task in tasks.items() if not task.dense]
-        if image_level:
-            raise ValueError(f"mtpsl maps dense predictions; image-level tasks {image_level} are not supported")
+        not_dense = [f"{t} ({task.output})" for t, task in tasks.items() if not task.dense]
+        if not_dense:
+            raise ValueError(f"mtpsl maps dense predictions; tasks whose outputs are not maps are not supported: {', '.join(not_dense)}")
         unmapped = [f"{t} ({task.value_kind})" for t, task in tasks.items() if task.value_kind not in SOURCE_INPUT]
         if unmapped:
             raise ValueError(f"mtpsl has no input encoding for the values of {', '.join(unmapped)}; it maps "

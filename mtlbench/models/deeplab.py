@@ -149,8 +149,10 @@ class DeepLabResNet50(nn.Module):
         self.input_norm = input_norm
 
         def task_head(task: Task) -> nn.Module:
-            if not task.dense:
+            if task.output == "image":
                 return image_level_head(task.channels)
+            if task.output != "map":
+                raise ValueError(f"deeplab has no head for task {task.name}'s output {task.output!r}")
             if self.aspp is not None:
                 return shared_aspp_head(task.channels)
             return DeepLabV3PlusHead(task.channels) if decoder == "v3+" else DeepLabHead(BACKBONE_CHANNELS,
@@ -189,7 +191,7 @@ class DeepLabResNet50(nn.Module):
                 size: torch.Size) -> Tensor:
         """A task's prediction; ``context``: the shared ASPP's output (None without one)."""
         task, head = self.tasks[name], self.heads[name]
-        if not task.dense:
+        if task.output == "image":
             return task.postprocess(head(feature))
         if context is not None:
             raw = head(context)

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ..registry import require
 from ..tasks import Task
+from .efficientdet import EfficientDetHead
 from .registry import MODELS
 from .init import xavier_init
 
@@ -61,11 +62,23 @@ class SegNet(nn.Module):
         self.pool = nn.MaxPool2d(2, 2, return_indices=True)
         self.unpool = nn.MaxUnpool2d(2, 2)
         self.tasks = dict(tasks)
-        self.heads = nn.ModuleDict({
-            name: nn.Sequential(nn.Conv2d(f[0], f[0], 3, padding=1), nn.Conv2d(f[0], task.channels, 1))
-            if task.dense else nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(f[-1], task.channels))
-            for name, task in tasks.items()})
+        self.heads = nn.ModuleDict({name: self.head(task) for name, task in tasks.items()})
         xavier_init(self)
+        for head in self.heads.values():
+            if isinstance(head, EfficientDetHead):
+                head.reset_parameters()
+
+    def head(self, task: Task) -> nn.Module:
+        """The head of the task's output: on the decoded map, on the pooled bottleneck, or EfficientDet's on the
+        encoder's pyramid (stage i's pooled output is level i + 1)."""
+        f = self.filters
+        if task.output == "map":
+            return nn.Sequential(nn.Conv2d(f[0], f[0], 3, padding=1), nn.Conv2d(f[0], task.channels, 1))
+        if task.output == "image":
+            return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(f[-1], task.channels))
+        if task.output == "anchors":
+            return EfficientDetHead(task, f[task.anchors.min_level - 1:])
+        raise ValueError(f"segnet has no head for task {task.name}'s output {task.output!r}")
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters every task's loss reaches: the encoder and the decoder ("split" SegNet shares both)."""
@@ -75,12 +88,14 @@ class SegNet(nn.Module):
         """The weight of the decoder's last convolution, where GradNorm measures task gradients."""
         return self.decoder[-1][-1][0].weight
 
-    def encode(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        indices = []
+    def encode(self, x: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """The bottleneck, the pooling indices and every stage's pooled output (strides 2 to 32)."""
+        indices, pyramid = [], []
         for block in self.encoder:
             x, index = self.pool(block(x))
             indices.append(index)
-        return x, indices
+            pyramid.append(x)
+        return x, indices, pyramid
 
     def decode(self, feature: Tensor, indices: list[Tensor]) -> Tensor:
         x = feature
@@ -91,12 +106,13 @@ class SegNet(nn.Module):
     def forward(self, x: Tensor, return_feature: bool = False, feature_only: bool = False):
         if x.shape[-1] % 32 or x.shape[-2] % 32:
             raise ValueError(f"SegNet needs height and width divisible by 32, got {tuple(x.shape[-2:])}")
-        feature, indices = self.encode(x)
+        feature, indices, pyramid = self.encode(x)
         if feature_only:
             return feature
         decoded = self.decode(feature, indices)
-        preds = {name: task.postprocess(self.heads[name](decoded if task.dense else feature))
-                 for name, task in self.tasks.items()}
+        inputs = {"map": lambda task: decoded, "image": lambda task: feature,
+                  "anchors": lambda task: pyramid[task.anchors.min_level - 1:]}
+        preds = {name: task.postprocess(self.heads[name](inputs[task.output](task))) for name, task in self.tasks.items()}
         return (preds, feature) if return_feature else preds
 
 

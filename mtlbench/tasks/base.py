@@ -42,13 +42,22 @@ class Task:
 
     name: str
     channels: int
-    dense: ClassVar[bool] = True
+    # What a network's head gives for the task: "map" (a value per pixel), "image" (a vector per image), "anchors"
+    # (a row per anchor of a detection head); each model builds the head its tasks' outputs need.
+    output: ClassVar[str] = "map"
+    # Whether the predictions of two augmented views can be warped onto each other and compared (consistency).
+    aligned_views: ClassVar[bool] = True
     higher_is_better: ClassVar[dict[str, bool]] = {}
     primary: ClassVar[str] = ""
     # What its values are, for the methods that stack or map them (MTPSL, JTR) and choose an encoding per kind:
     # classes (logits; labels as indices, -1 ignored), depth (positive, 0 = no label), direction (unit
     # vectors, 0 = no label), regression (unbounded, NaN = masked), presence (image-level multi-label).
     value_kind: ClassVar[str] = "regression"
+
+    @property
+    def dense(self) -> bool:
+        """Whether the task's output is a per-pixel map."""
+        return self.output == "map"
 
     def valid_pixels(self, label: Tensor) -> Tensor:
         """[B, 1, H, W] float: the pixels of a dense label that carry a value."""
@@ -108,5 +117,10 @@ class Task:
         network must beat (``train.evaluation.constant_reference``)."""
         mean = (sums / counts.clamp_min(1)).float()
         return mean.view(-1, 1, 1) if self.dense else mean
+
+    def constant_prediction(self, constant: Tensor, batch: int, height: int, width: int) -> Tensor:
+        """``constant`` as the prediction of every image of a batch of ``height`` x ``width`` images: a map of it
+        for dense tasks, the vector for image-level ones."""
+        return constant.expand(batch, -1, height, width) if self.dense else constant.expand(batch, -1)
 
 

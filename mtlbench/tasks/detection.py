@@ -7,9 +7,9 @@ has. An image without objects is all padding. Batches are thus cut by indexing, 
 
 **Predictions.** The network's raw output is one tensor [B, A, 8 + C] over the task's anchors (``Anchors``, ordered
 level, row, column, anchor as EfficientDet orders them): each anchor's box (xyxy, a constant the head writes so that
-the output says which anchors it was computed on, whatever the image size), the box offsets (tx, ty, tw, th) of
-Faster R-CNN's coder, and C class logits. ``detections`` turns it into at most ``max_detections`` scored boxes per
-image.
+the output says which anchors it was computed on, whatever the image size), the box offsets (ty, tx, th, tw) of
+Faster R-CNN's coder in effdet's order, and C class logits. ``detections`` turns it into at most
+``max_detections`` scored boxes per image.
 
 **Loss** (EfficientDet's, ``effdet/loss.py``): each anchor is matched to the ground-truth box of highest IoU when
 that IoU is at least 0.5 and to none otherwise, and every box also claims its best anchor (``force_match_for_each_row``);
@@ -75,17 +75,18 @@ class Anchors:
 
 
 def encode(boxes: Tensor, anchors: Tensor) -> Tensor:
-    """Faster R-CNN's offsets (tx, ty, tw, th) of ``boxes`` [..., 4] from ``anchors`` [..., 4], both xyxy."""
+    """Faster R-CNN's offsets of ``boxes`` [..., 4] from ``anchors`` [..., 4], both xyxy, in effdet's order (ty, tx,
+    th, tw), so that an EfficientDet head's weights keep their meaning."""
     size, centre = anchors[..., 2:] - anchors[..., :2], (anchors[..., 2:] + anchors[..., :2]) / 2
     box_size = (boxes[..., 2:] - boxes[..., :2]).clamp_min(1e-8)
     box_centre = (boxes[..., 2:] + boxes[..., :2]) / 2
-    return torch.cat([(box_centre - centre) / size, torch.log(box_size / size)], -1)
+    return torch.cat([((box_centre - centre) / size).flip(-1), torch.log(box_size / size).flip(-1)], -1)
 
 
 def decode(offsets: Tensor, anchors: Tensor) -> Tensor:
     """The boxes (xyxy) that ``offsets`` [..., 4] encode from ``anchors`` (the inverse of ``encode``)."""
     size, centre = anchors[..., 2:] - anchors[..., :2], (anchors[..., 2:] + anchors[..., :2]) / 2
-    box_centre, box_size = centre + offsets[..., :2] * size, size * torch.exp(offsets[..., 2:])
+    box_centre, box_size = centre + offsets[..., :2].flip(-1) * size, size * torch.exp(offsets[..., 2:].flip(-1))
     return torch.cat([box_centre - box_size / 2, box_centre + box_size / 2], -1)
 
 
@@ -155,6 +156,10 @@ class Detection(Task):
     """Boxes and classes (``channels``: the number of classes); EfficientDet's anchors, matching and loss."""
 
     anchors: Anchors = field(default_factory=Anchors)
+    image_size: tuple[int, int] | None = None  # (height, width) the head is built for; the dataset sets it
+    fpn_channels: int = 64  # the EfficientDet head's size: D0's BiFPN width and repeats, and its nets' depth
+    fpn_repeats: int = 3
+    head_repeats: int = 3
     alpha: float = 0.25
     gamma: float = 1.5
     delta: float = 0.1
@@ -163,7 +168,8 @@ class Detection(Task):
     max_candidates: int = 5000  # the highest-scoring (anchor, class) pairs NMS sees per image
     nms_threshold: float = 0.5
     max_detections: int = 100
-    dense: ClassVar[bool] = False
+    output: ClassVar[str] = "anchors"
+    aligned_views: ClassVar[bool] = False
     value_kind: ClassVar[str] = "boxes"
     higher_is_better: ClassVar[dict[str, bool]] = {"map": True, "map_50": True, "map_75": True}
     primary: ClassVar[str] = "map"
@@ -211,6 +217,40 @@ class Detection(Task):
 
     def meter(self) -> Meter:
         return DetectionMeter(self)
+
+    def ensemble_label(self, preds: Tensor) -> Tensor:
+        """Boxes as targets [B, max_detections, 5]: the detections of the members' mean output (their anchors are the
+        same) scoring above 1/2, as a class's mean probability above 1/2 makes a multi-label pseudo-label (mtlbench's
+        choice; the label-budget paper has no detection task)."""
+        detections = self.detections(preds.float().mean(0))
+        confident = detections[..., 4] > 0.5
+        return torch.cat([detections[..., :4] * confident[..., None],
+                          torch.where(confident, detections[..., 5], -1.0)[..., None]], -1)
+
+    def random_target(self, batch: int, height: int, width: int, generator: torch.Generator) -> Tensor:
+        """Up to 8 boxes per image (some rows padding), of random classes."""
+        corners = torch.rand(batch, 8, 2, 2, generator=generator) * torch.tensor([width, height])
+        low, high = corners.min(2).values, corners.max(2).values + 1
+        label = torch.randint(-1, self.channels, (batch, 8, 1), generator=generator).float()
+        return torch.cat([low, high.minimum(torch.tensor([width, height])), label], -1)
+
+    def target_sums(self, target: Tensor) -> tuple[Tensor, Tensor]:
+        """Per class, the batch's boxes; and the batch's images."""
+        label = target[..., CLASS].long()
+        counts = torch.bincount(label[label >= 0], minlength=self.channels).double()
+        return counts, torch.tensor(float(len(target)), dtype=torch.float64)
+
+    def constant(self, sums: Tensor, counts: Tensor) -> Tensor:
+        """The training images' boxes per image, per class (``constant_prediction`` spreads them over the anchors)."""
+        return (sums / counts.clamp_min(1)).float()
+
+    def constant_prediction(self, constant: Tensor, batch: int, height: int, width: int) -> Tensor:
+        """What ignores the image: every anchor unmoved, scored for each class at the chance that an anchor holds one
+        of the class's boxes (the training boxes per image over the anchors)."""
+        anchors = self.anchors.boxes(height, width, constant.device)
+        prior = (constant / len(anchors)).clamp(1e-6, 1 - 1e-6)
+        row = torch.cat([torch.zeros(len(anchors), 4, device=constant.device), torch.logit(prior).expand(len(anchors), -1)], 1)
+        return torch.cat([anchors, row], 1).expand(batch, -1, -1)
 
     def warped(self, value: Tensor, warp: Warp, mode: str | None = None) -> Tensor:
         return warp.boxes(value)

@@ -37,7 +37,7 @@ class JaccardMeter(Meter):
 class MultiLabel(Task):
     """Multi-label class presence: binary cross-entropy on logits; Jaccard score."""
 
-    dense: ClassVar[bool] = False
+    output: ClassVar[str] = "image"
     value_kind: ClassVar[str] = "presence"
     higher_is_better: ClassVar[dict[str, bool]] = {"jaccard": True}
     primary: ClassVar[str] = "jaccard"

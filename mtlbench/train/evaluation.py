@@ -48,13 +48,13 @@ def evaluate(model: nn.Module, split: Split, tasks: dict[str, Task], batch_size:
 class ConstantModel(nn.Module):
     """Predicts each task's constant (``Task.constant``) for every image, at the image's size."""
 
-    def __init__(self, constants: dict[str, Tensor]) -> None:
+    def __init__(self, constants: dict[str, Tensor], tasks: dict[str, Task]) -> None:
         super().__init__()
-        self.constants = constants
+        self.constants, self.tasks = constants, tasks
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         b, _, h, w = images.shape
-        return {name: c.expand(b, -1, h, w) if c.dim() == 3 else c.expand(b, -1) for name, c in self.constants.items()}
+        return {name: self.tasks[name].constant_prediction(c, b, h, w) for name, c in self.constants.items()}
 
 
 @torch.inference_mode()
@@ -78,4 +78,4 @@ def constant_reference(train: Split, test: Split, tasks: dict[str, Task], mask: 
     """The test metrics of the constant model fitted to the labelled training targets."""
     constants = fit_constants(train, tasks, mask, batch_size)
     scored = {name: task for name, task in tasks.items() if name in constants}
-    return evaluate(ConstantModel(constants), test.select(list(scored)), scored, batch_size, nullcontext)
+    return evaluate(ConstantModel(constants, scored), test.select(list(scored)), scored, batch_size, nullcontext)
