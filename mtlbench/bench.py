@@ -71,7 +71,7 @@ def random_batch(tasks: dict[str, Task], batch: int, height: int, width: int, de
 
 
 def bench_tasks(config: BenchConfig) -> dict[str, Task]:
-    all_tasks = SynthRooms().tasks()
+    all_tasks = SynthRooms(height=config.height, width=config.width).tasks()  # a detection head is built for a size
     return {t: all_tasks[t] for t in config.tasks}
 
 

@@ -12,14 +12,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..tasks.detection import Detection
+from ..tasks.detection import Detection, effdet
 
 
 def effdet_config(task: Detection):
     """effdet's EfficientDet-D0 config with the task's classes, anchors, image size and head size."""
-    from effdet.config import get_efficientdet_config
-
-    config = get_efficientdet_config("efficientdet_d0")
+    config = effdet().config.get_efficientdet_config("efficientdet_d0")
     anchors = task.anchors
     config.update(dict(num_classes=task.channels, min_level=anchors.min_level, max_level=anchors.max_level,
                        num_levels=anchors.max_level - anchors.min_level + 1, num_scales=anchors.scales,
@@ -35,25 +33,21 @@ class EfficientDetHead(nn.Module):
 
     def __init__(self, task: Detection, channels: list[int]) -> None:
         super().__init__()
-        from effdet.efficientdet import BiFpn, HeadNet
-
         if task.image_size is None:
             raise ValueError(f"task {task.name}: the detection head needs the images' size (the dataset sets it)")
         config = effdet_config(task)
         self.task = task
-        self.fpn = BiFpn(config, [dict(num_chs=c, reduction=2 ** level)
+        self.fpn = effdet().efficientdet.BiFpn(config, [dict(num_chs=c, reduction=2 ** level)
                                   for level, c in enumerate(channels, task.anchors.min_level)])
-        self.class_net = HeadNet(config, num_outputs=task.channels)
-        self.box_net = HeadNet(config, num_outputs=4)
+        self.class_net = effdet().efficientdet.HeadNet(config, num_outputs=task.channels)
+        self.box_net = effdet().efficientdet.HeadNet(config, num_outputs=4)
         self.reset_parameters()
         self.register_buffer("anchors", task.anchors.boxes(*task.image_size), persistent=False)
 
     def reset_parameters(self) -> None:
         """effdet's initialisation (a backbone that initialises every convolution its own way calls it again after)."""
-        from effdet.efficientdet import _init_weight
-
         for name, module in self.named_modules():
-            _init_weight(module, name)
+            effdet().efficientdet._init_weight(module, name)
 
     def forward(self, features: list[Tensor]) -> Tensor:
         expected = self.task.anchors.cells(*self.task.image_size)[0]

@@ -30,7 +30,9 @@ torchmetrics, pycocotools).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import ClassVar
 
 import torch
@@ -42,6 +44,20 @@ from ..warp import Warp
 from .base import Meter, Task
 
 CLASS = 4  # the column of a target row that holds the class (-1: padding)
+
+
+def effdet() -> ModuleType:
+    """The effdet package, imported once its import-time ``torch.jit.script`` calls (which torch 2.14 deprecates
+    with a FutureWarning per call, some forty, that no user can act on) have run quietly."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+        try:
+            import effdet.anchors
+            import effdet.config
+            import effdet.efficientdet
+        except ImportError as error:
+            raise ImportError(f"the detection task needs effdet: pip install 'mtlbench[detection]' ({error})") from None
+    return effdet
 
 
 @dataclass(frozen=True)
@@ -67,9 +83,7 @@ class Anchors:
 
     def boxes(self, height: int, width: int, device: torch.device | str = "cpu") -> Tensor:
         """[A, 4] xyxy, in the order the network's outputs are flattened: level, row, column, (scale, ratio)."""
-        from effdet.anchors import Anchors as EffdetAnchors
-
-        yxyx = EffdetAnchors(self.min_level, self.max_level, self.scales, list(self.ratios), self.size,
+        yxyx = effdet().anchors.Anchors(self.min_level, self.max_level, self.scales, list(self.ratios), self.size,
                              (height, width)).boxes
         return yxyx[:, [1, 0, 3, 2]].to(device)
 
