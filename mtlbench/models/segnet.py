@@ -6,7 +6,8 @@ max-unpooling, a mirrored decoder, and per task a head conv3x3(64) -> conv1x1(ch
 between. Normals are L2-normalised. ``width`` scales every filter count (1.0 gives the papers' ~25M
 parameters with three tasks; CPU suites use 0.125-0.25); weights are initialised as in MTAN (xavier-normal
 convolutions, zero biases). Image-level tasks (``cls``) get global average
-pooling of the bottleneck and a linear layer. ``forward(x, return_feature=True)`` also returns the shared
+pooling of the bottleneck and a linear layer; a detection task EfficientDet's head on the encoder's pooled stage
+outputs (models/efficientdet.py). ``forward(x, return_feature=True)`` also returns the shared
 bottleneck (filters[4] x H/32 x W/32) that MTPSL and JTR regularise.
 """
 from __future__ import annotations
@@ -110,10 +111,17 @@ class SegNet(nn.Module):
         if feature_only:
             return feature
         decoded = self.decode(feature, indices)
-        inputs = {"map": lambda task: decoded, "image": lambda task: feature,
-                  "anchors": lambda task: pyramid[task.anchors.min_level - 1:]}
-        preds = {name: task.postprocess(self.heads[name](inputs[task.output](task))) for name, task in self.tasks.items()}
+        preds = {name: task.postprocess(self.heads[name](head_input(task, decoded, feature, pyramid)))
+                 for name, task in self.tasks.items()}
         return (preds, feature) if return_feature else preds
+
+
+def head_input(task: Task, decoded: Tensor, feature: Tensor, pyramid: list[Tensor]) -> Tensor | list[Tensor]:
+    """What the task's head reads: the decoded map, the bottleneck, or the encoder's pyramid from the task's lowest
+    anchor level up."""
+    if task.output == "anchors":
+        return pyramid[task.anchors.min_level - 1:]
+    return decoded if task.output == "map" else feature
 
 
 @MODELS.register("segnet")
