@@ -61,4 +61,5 @@ class EfficientDetHead(nn.Module):
         logits = torch.cat([x.permute(0, 2, 3, 1).reshape(batch, -1, self.task.channels)
                             for x in self.class_net(levels)], 1)
         offsets = torch.cat([x.permute(0, 2, 3, 1).reshape(batch, -1, 4) for x in self.box_net(levels)], 1)
-        return torch.cat([self.anchors.to(offsets.dtype).expand(batch, -1, -1), offsets, logits], -1)
+        # float32 whatever the autocast: bf16 would round an anchor's corner at 640 px to 4 px
+        return torch.cat([self.anchors.expand(batch, -1, -1), offsets.float(), logits.float()], -1)

@@ -188,10 +188,6 @@ class Detection(Task):
     higher_is_better: ClassVar[dict[str, bool]] = {"map": True, "map_50": True, "map_75": True}
     primary: ClassVar[str] = "map"
 
-    def outputs(self) -> int:
-        """Channels per anchor of the network's output: the anchor's box, 4 offsets and a logit per class."""
-        return 8 + self.channels
-
     def loss_per_image(self, pred: Tensor, target: Tensor) -> Tensor:
         anchors, offsets, logits = pred[0, :, :4].float(), pred[..., 4:8].float(), pred[..., 8:].float()
         matched = match(target.float(), anchors, self.match_threshold)  # [B, A]
