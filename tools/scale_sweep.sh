@@ -8,4 +8,6 @@ RESULTS=${RESULTS:-results}
 point() { .venv/bin/mtlbench run suites/synthrooms_scale.yaml --workers "$(nproc)" --results "$RESULTS" "$@"; }
 point                                                             # 160 images, 20 epochs: the epochs axis
 point --set name=synthrooms_scale-images480 --set dataset.train=480 --set train.epochs=7   # 3x the images
+point --set name=synthrooms_scale-width025 --set model.width=0.25 --set train.epochs=10     # 2x the width
+point --set name=synthrooms_scale-96x128 --set dataset.height=96 --set dataset.width=128 --set train.epochs=10  # 2x the pixels
 .venv/bin/python tools/scale_figure.py "$RESULTS" leaderboards/synthrooms_scale
