@@ -219,6 +219,18 @@ def test_every_task_trains_a_finite_step_only_where_it_has_labels_and_evaluates(
     assert set(scores) == set(tasks[name].directions) and all(math.isfinite(v) for v in scores.values())
 
 
+def test_a_task_type_declaring_dense_as_before_is_told_to_declare_its_output():
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from mtlbench.tasks import MultiLabel
+
+    with pytest.raises(TypeError, match="declare output = 'map' | 'image' | 'anchors' instead of dense"):
+        @dataclass(frozen=True)
+        class OldStyle(MultiLabel):
+            dense: ClassVar[bool] = False
+
+
 # ------------------------------------------------------------------------------------------------ models
 @pytest.mark.parametrize("name", MODELS.list())
 def test_models_keep_the_protocol_the_parts_rely_on(name):

@@ -59,6 +59,12 @@ class Task:
         """Whether the task's output is a per-pixel map."""
         return self.output == "map"
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "dense" in cls.__dict__:  # a task type written before 0.3 declared ``dense``; its model head follows output
+            raise TypeError(f"task type {cls.__name__}: declare output = 'map' | 'image' | 'anchors' instead of dense "
+                            f"(dense = False was output = 'image')")
+
     def valid_pixels(self, label: Tensor) -> Tensor:
         """[B, 1, H, W] float: the pixels of a dense label that carry a value."""
         return finite_pixels(label)
