@@ -38,7 +38,6 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import batched_nms, box_iou
 
 from ..warp import Warp
 from .base import Meter, Task
@@ -106,6 +105,8 @@ def decode(offsets: Tensor, anchors: Tensor) -> Tensor:
 
 def batched_box_iou(a: Tensor, b: Tensor) -> Tensor:
     """IoU of every box of ``a`` [B, M, 4] with every box of ``b`` [A, 4]: [B, M, A]."""
+    from torchvision.ops import box_iou  # imported where boxes are scored: the trainer needs only torch and numpy
+
     return box_iou(a.reshape(-1, 4), b).view(*a.shape[:2], len(b))
 
 
@@ -204,6 +205,8 @@ class Detection(Task):
         """[B, K, 6]: per image the ``max_detections`` best boxes after class-wise NMS (x1, y1, x2, y2, score,
         class; class -1 pads), from the ``max_candidates`` highest (anchor, class) scores, as effdet's
         ``_batch_detection`` selects them; one NMS call for the whole batch."""
+        from torchvision.ops import batched_nms
+
         batch, count, _ = pred.shape
         scores = torch.sigmoid(pred[..., 8:].float()).flatten(1)  # [B, A * C]
         top, index = scores.topk(min(self.max_candidates, scores.shape[1]), 1)
