@@ -53,6 +53,6 @@ class Warp:
         low = torch.minimum(*corners).clamp_min(0).minimum(size)
         high = torch.maximum(*corners).clamp_min(0).minimum(size)
         kept = ((high - low) > 0).all(-1) & (boxes[..., 4] >= 0)
-        out = torch.cat([low, high, boxes[..., 4:]], -1)
-        return torch.where(kept[..., None], out, torch.cat([torch.zeros_like(out[..., :4]), -torch.ones_like(out[..., 4:5]),
-                                                             out[..., 5:]], -1))
+        padding = torch.zeros_like(boxes)
+        padding[..., 4] = -1
+        return torch.where(kept[..., None], torch.cat([low, high, boxes[..., 4:]], -1), padding)

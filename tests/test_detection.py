@@ -60,7 +60,7 @@ def effdet_loss(pred: torch.Tensor, target: torch.Tensor) -> float:
     config.num_classes = CLASSES
     cls_outputs, box_outputs, start = [], [], 0
     for rows, columns in ANCHORS.cells(HEIGHT, WIDTH):
-        stop = start + rows * columns * ANCHORS.per_cell
+        stop = start + rows * columns * ANCHORS.scales * len(ANCHORS.ratios)
         level = pred[0, start:stop]
         cls_outputs.append(level[:, 8:].reshape(1, rows, columns, -1).permute(0, 3, 1, 2))
         box_outputs.append(level[:, 4:8].reshape(1, rows, columns, -1).permute(0, 3, 1, 2))
@@ -226,3 +226,14 @@ def test_an_ensembles_pseudo_label_is_the_confident_detections_of_its_mean_outpu
         found = label[image][label[image, :, 4] >= 0]
         truth = target[image][target[image, :, 4] >= 0]
         assert torch.allclose(found.sort(0).values, truth.sort(0).values, atol=1e-3)
+
+
+def test_the_constant_prediction_leaves_anchors_unmoved_at_each_class_chance_of_holding_a_box():
+    target = boxes([[0, 0, 10, 10, 0], [5, 5, 20, 20, 0], [1, 1, 9, 9, 2]], pad_to=4)[None].expand(2, -1, -1)
+    sums, counts = task().target_sums(target)
+    pred = task().constant_prediction(task().constant(sums, counts), 3, HEIGHT, WIDTH)
+    anchors = ANCHORS.boxes(HEIGHT, WIDTH)
+    assert pred.shape == (3, len(anchors), 8 + CLASSES)
+    assert torch.equal(pred[0, :, :4], anchors) and (pred[..., 4:8] == 0).all()
+    chance = torch.tensor([2.0, 0.0, 1.0]) / len(anchors)  # boxes per image of each class, over the anchors
+    torch.testing.assert_close(torch.sigmoid(pred[1, 7, 8:]), chance.clamp(1e-6, 1 - 1e-6))

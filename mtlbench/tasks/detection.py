@@ -71,10 +71,6 @@ class Anchors:
     ratios: tuple[tuple[float, float], ...] = ((1.0, 1.0), (1.4, 0.7), (0.7, 1.4))
     size: float = 4.0
 
-    @property
-    def per_cell(self) -> int:
-        return self.scales * len(self.ratios)
-
     def cells(self, height: int, width: int) -> list[tuple[int, int]]:
         """Each level's grid (rows, columns)."""
         return [(math.ceil(height / 2 ** level), math.ceil(width / 2 ** level))
@@ -120,21 +116,10 @@ def match(targets: Tensor, anchors: Tensor, threshold: float = 0.5) -> Tensor:
     iou = batched_box_iou(targets[..., :4], anchors).masked_fill(~present[..., None], -1.0)  # [B, M, A]
     best_iou, best_box = iou.max(1)
     matched = torch.where(best_iou >= threshold, best_box, -1)
-    claims = F.one_hot(iou.argmax(2), len(anchors)) * present[..., None]  # [B, M, A]: each box's best anchor
-    return torch.where(claims.any(1), claims.argmax(1), matched)
-
-
-def focal_loss(logits: Tensor, targets: Tensor, alpha: float, gamma: float) -> Tensor:
-    """Per entry: -alpha_t (1 - p_t)^gamma log p_t (Lin et al. 2017, Eq. 5), as effdet's default focal loss computes it."""
-    probability = torch.sigmoid(logits)
-    p_t = targets * probability + (1 - targets) * (1 - probability)
-    alpha_t = targets * alpha + (1 - targets) * (1 - alpha)
-    return alpha_t * (1 - p_t) ** gamma * F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-
-
-def huber(error: Tensor, delta: float) -> Tensor:
-    quadratic = error.abs().clamp_max(delta)
-    return 0.5 * quadratic ** 2 + delta * (error.abs() - quadratic)
+    rows = targets.shape[1]
+    row = torch.where(present, torch.arange(rows, device=targets.device), rows)  # absent rows claim nothing
+    claimant = torch.full_like(matched, rows).scatter_reduce(1, iou.argmax(2), row, "amin")  # first box per anchor
+    return torch.where(claimant < rows, claimant, matched)
 
 
 class DetectionMeter(Meter):
@@ -190,14 +175,17 @@ class Detection(Task):
     primary: ClassVar[str] = "map"
 
     def loss_per_image(self, pred: Tensor, target: Tensor) -> Tensor:
+        from torchvision.ops import sigmoid_focal_loss  # Lin et al. 2017 Eq. 5, as effdet's default focal loss
+
         anchors, offsets, logits = pred[0, :, :4].float(), pred[..., 4:8].float(), pred[..., 8:].float()
         matched = match(target.float(), anchors, self.match_threshold)  # [B, A]
         positive = matched >= 0
         rows = target.float().gather(1, matched.clamp_min(0)[..., None].expand(-1, -1, target.shape[-1]))  # [B, A, 5]
         classes = F.one_hot(rows[..., CLASS].long().clamp_min(0), self.channels).float() * positive[..., None]
         normaliser = positive.sum(1).float() + 1.0
-        class_loss = focal_loss(logits, classes, self.alpha, self.gamma).sum((1, 2))
-        box_error = huber(offsets - encode(rows[..., :4], anchors.expand_as(offsets)), self.delta)
+        class_loss = sigmoid_focal_loss(logits, classes, self.alpha, self.gamma).sum((1, 2))
+        box_error = F.huber_loss(offsets, encode(rows[..., :4], anchors.expand_as(offsets)), reduction="none",
+                                 delta=self.delta)
         box_loss = (box_error * positive[..., None]).sum((1, 2))
         return class_loss / normaliser + self.box_weight * box_loss / (4 * normaliser)
 
@@ -267,6 +255,3 @@ class Detection(Task):
 
     def warped(self, value: Tensor, warp: Warp, mode: str | None = None) -> Tensor:
         return warp.boxes(value)
-
-    def prepare(self, stored: Tensor) -> Tensor:
-        return stored.float()
