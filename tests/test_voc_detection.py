@@ -114,4 +114,6 @@ def test_a_detection_job_trains_on_voc(tmp_path):
     job["train"]["epochs"] = 1
     (tmp_path / "job").mkdir()
     result = run_job(job, tmp_path / "job")
-    assert set(result["test"]["detection"]) == {"map", "map_50", "map_75", "loss"}
+    scores = result["test"]["detection"]
+    assert set(scores) == {"map", "map_50", "map_75", "loss"}
+    assert all(0 <= scores[k] <= 1 for k in ("map", "map_50", "map_75")) and scores["loss"] > 0
