@@ -22,7 +22,7 @@ from .data import SCENARIOS, scenario
 from .data.augment import Augment
 from .data.synthrooms import SynthRooms
 from .methods import AXES, METHODS, PLAIN, Recipe
-from .models import SegNet
+from .models import MODELS, SegNet
 from .registry import RegistryError, unknown_message
 from .tasks import Task
 from .train.trainer import autocast_for, check_device, device_name, resolve_device
@@ -46,6 +46,7 @@ class BenchConfig:
     height: int = 64
     width: int = 96
     model_width: float = 0.125
+    model: str = "segnet"
     batch_size: int = 8
     scenario: str = "onelabel"
     steps: int = 6
@@ -57,6 +58,7 @@ class BenchConfig:
         check_device(self.device)
         for method in self.methods:
             METHODS.get(method)
+        MODELS.get(self.model)
         SCENARIOS.get(self.scenario)
         known = list(SynthRooms().tasks())
         for task in self.tasks:
@@ -92,6 +94,13 @@ def part_recipes(config: BenchConfig) -> dict[str, dict]:
     return recipes
 
 
+def build_model(config: BenchConfig, tasks: dict[str, Task]) -> torch.nn.Module:
+    """SegNet at the configured width, or another registered model with its defaults."""
+    if config.model == "segnet":
+        return SegNet(tasks, config.model_width)
+    return MODELS.get(config.model)().build(tasks)
+
+
 def measure(config: BenchConfig, recipes: dict[str, dict] | None = None) -> dict[str, float]:
     """Median seconds per training step (one batch, however many updates its supervision part makes) of each
     method, or of each of ``recipes``, taking turns."""
@@ -105,7 +114,7 @@ def measure(config: BenchConfig, recipes: dict[str, dict] | None = None) -> dict
     runs = {}
     for label, method in recipes.items():
         torch.manual_seed(0)
-        model = SegNet(tasks, config.model_width).to(device)
+        model = build_model(config, tasks).to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         recipe = Recipe(method, tasks, model, Augment(), torch.Generator(device).manual_seed(0), autocast).to(device)
@@ -163,8 +172,12 @@ def growth(n: np.ndarray, extra: np.ndarray) -> str:
 def header(config: BenchConfig) -> str:
     device = resolve_device(config.device)
     return (f"device: {device_name(device)}; torch {torch.__version__}; {config.height}x{config.width}, "
-            f"SegNet width {config.model_width}, batch {config.batch_size}, scenario {config.scenario}, "
+            f"{model_label(config)}, batch {config.batch_size}, scenario {config.scenario}, "
             f"median of {config.steps} steps after {config.warmup} warm-up")
+
+
+def model_label(config: BenchConfig) -> str:
+    return f"SegNet width {config.model_width}" if config.model == "segnet" else f"{config.model} (defaults)"
 
 
 def config_of(given: dict[str, object]) -> BenchConfig:

@@ -511,6 +511,8 @@ def add_bench_command(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--height", type=positive_int)
     bench.add_argument("--width", type=positive_int)
     bench.add_argument("--model-width", type=positive_float, help="SegNet width multiplier (1.0 = papers)")
+    bench.add_argument("--model", help="a registered model, built with its defaults (default: segnet at "
+                                       "--model-width); e.g. maskrcnn with --tasks detection,instance")
     bench.add_argument("--batch-size", type=positive_int)
     bench.add_argument("--scenario")
     bench.add_argument("--steps", type=positive_int)

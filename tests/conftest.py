@@ -79,7 +79,7 @@ def without_dataset_files(monkeypatch):
     """Real datasets and pretrained weights as if their files were there (no file decides an id; split sizes bound
     budgets and must match the masks a suite's scenarios make when it is loaded)."""
     from mtlbench.data import DATASETS
-    from mtlbench.models import deeplab
+    from mtlbench.models import deeplab, maskrcnn
 
     for name in DATASETS.list():
         cls = DATASETS.get(name)
@@ -87,6 +87,7 @@ def without_dataset_files(monkeypatch):
             monkeypatch.setattr(cls, "require", lambda self: None)
             monkeypatch.setattr(cls, "split_size", split_size_of_real_files)
     monkeypatch.setattr(deeplab, "load_resnet_weights", lambda backbone, path: None)  # a suite's ImageNet weights
+    monkeypatch.setattr(maskrcnn, "load_weights", lambda net, path: None)
 
 
 @pytest.fixture

@@ -192,28 +192,39 @@ def test_weightings_give_one_finite_term_per_present_task(name):
 
 
 # ------------------------------------------------------------------------------------------------- tasks
+def task_model(tasks):
+    """The model a task set trains on in the contracts: SegNet, or Mask R-CNN (ResNet-18) for tasks whose loss only
+    their model can compute."""
+    if any(task.loss_from_model for task in tasks.values()):
+        return MODELS.get("maskrcnn")(backbone="resnet18", anchor_sizes=(8, 16, 32, 64, 128)).build(tasks)
+    return MODELS.get("segnet")(width=0.0625).build(tasks)
+
+
 @pytest.mark.parametrize("name", sorted({name for name in SynthRooms().tasks()}))
 def test_every_task_trains_a_finite_step_only_where_it_has_labels_and_evaluates(name):
-    """Each task type through the supervised recipe on SegNet: a finite step; with no label in the batch its head
-    learns nothing; with labels it does; its meter scores a batch, and its loss is one finite value per image."""
-    from mtlbench.train.evaluation import evaluate
+    """Each task type through the supervised recipe (on SegNet, or on Mask R-CNN beside the detection task for the
+    instance task): a finite step; with no label in the batch its head learns nothing; with labels it does; its meter
+    scores a batch, and its loss is one finite value per image."""
+    from mtlbench.train.evaluation import evaluate, losses_per_image
 
     dataset = SynthRooms(height=32, width=64, train=4, val=1, test=4)
-    tasks = {t: dataset.tasks()[t] for t in dict.fromkeys(["seg", name])}
+    partner = "detection" if dataset.tasks()[name].loss_from_model else "seg"
+    tasks = {t: dataset.tasks()[t] for t in dict.fromkeys([partner, name])}
     split = dataset.load("train").select(list(tasks))
     images, targets = split.batch(torch.arange(4), tasks)
     torch.manual_seed(0)
-    model = MODELS.get("segnet")(width=0.0625).build(tasks)
+    model = task_model(tasks)
     recipe = Recipe(METHODS.get("supervised"), tasks, model)
     head = {k: v.clone() for k, v in model.heads[name].named_parameters()}  # (BatchNorm statistics move anyway)
-    unlabelled = torch.tensor([[1.0, 0.0]] * 4) if name != "seg" else torch.zeros(4, 1)
+    unlabelled = torch.tensor([[1.0, 0.0]] * 4) if name != partner else torch.zeros(4, 1)
     logs = recipe.train_step(torch.optim.Adam(recipe.parameters(), 1e-3), images, targets, unlabelled)
     assert all(torch.isfinite(torch.as_tensor(v)).all() for v in logs.values())
     assert all(torch.equal(v, head[k]) for k, v in model.heads[name].named_parameters())
     recipe.train_step(torch.optim.Adam(recipe.parameters(), 1e-3), images, targets, torch.ones(4, len(tasks)))
     assert any(not torch.equal(v, head[k]) for k, v in model.heads[name].named_parameters())
     model.eval()
-    loss = tasks[name].loss_per_image(model(images)[name].float(), targets[name])
+    with torch.no_grad():
+        loss = losses_per_image(model, images, targets, model(images), tasks)[name]
     assert loss.shape == (4,) and torch.isfinite(loss).all()
     scores = evaluate(model, dataset.load("test").select(list(tasks)), tasks, 2, torch.no_grad)[name]
     assert set(scores) == set(tasks[name].directions) and all(math.isfinite(v) for v in scores.values())
@@ -235,15 +246,19 @@ def test_a_task_type_declaring_dense_as_before_is_told_to_declare_its_output():
 @pytest.mark.parametrize("name", MODELS.list())
 def test_models_keep_the_protocol_the_parts_rely_on(name):
     spec = build(MODELS, plugin(MODELS, name, "model", Path("contract.yaml")))
-    model = spec.build(TASKS)
-    assert isinstance(model, MultiTaskModel) and spec.input_multiple >= 1
     side = 32 * spec.input_multiple // math.gcd(32, spec.input_multiple)
+    outputs = getattr(spec, "outputs", ("map", "image"))  # the heads it builds; a set-valued model: its own tasks
+    tasks = TASKS if "map" in outputs else {
+        t: task for t, task in SynthRooms(height=side, width=side).tasks().items() if task.output in outputs}
+    model = spec.build(tasks)
+    assert isinstance(model, MultiTaskModel) and spec.input_multiple >= 1
     images = torch.rand(getattr(spec, "min_batch", 1) + 1, 3, side, side)
     model.eval()
     preds, feature = model(images, return_feature=True)
-    assert list(preds) == list(TASKS) and feature.shape[0] == len(images)
-    for task_name, task in TASKS.items():
-        assert preds[task_name].shape[:2] == (len(images), task.channels)
+    assert list(preds) == list(tasks) and feature.shape[0] == len(images)
+    for task_name, task in tasks.items():
+        assert preds[task_name].shape[:2] == (len(images), task.channels) if task.output in ("map", "image") \
+            else preds[task_name].shape[0] == len(images)
     assert torch.equal(model(images, feature_only=True), feature)
     shared = {id(p) for p in model.shared_parameters()}
     assert shared and shared < {id(p) for p in model.parameters()}  # heads are not shared

@@ -4,7 +4,8 @@ import torch
 from mtlbench.data.synthrooms import SynthRooms
 from mtlbench.models import SegNet
 
-ALL = SynthRooms(height=64, width=96).tasks()  # the detection head is built for the dataset's image size
+ALL = {name: task for name, task in SynthRooms(height=64, width=96).tasks().items()  # the detection head is built
+       if not task.loss_from_model}  # for the dataset's image size; the instance task trains on Mask R-CNN alone
 MAPS_AND_VECTORS = {k: v for k, v in ALL.items() if v.output in ("map", "image")}
 NYU_LIKE = {k: ALL[k] for k in ("seg", "depth", "normal")}
 

@@ -312,3 +312,23 @@ def test_a_job_config_that_lacks_or_adds_a_setting_is_refused_by_name(tiny_job):
         JobSpec.of({**tiny_job, "train": {**tiny_job["train"], "lr": 0.1}})
     with pytest.raises(ValueError, match="lacks scenario"):
         JobSpec.of({k: v for k, v in tiny_job.items() if k != "scenario"})
+
+
+def test_the_multistep_schedule_warms_up_then_decays_at_its_milestones_as_detectron2():
+    """detectron2's WarmupMultiStepLR: linear warm-up from factor x base over the warm-up batches, x gamma from each
+    milestone on (fractions of all batches)."""
+    from mtlbench.train.optim import SCHEDULERS
+
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([weight], lr=0.02)
+    schedule = SCHEDULERS.get("multistep")(milestones=(0.5, 0.75), warmup_steps=10, warmup_factor=0.1)
+    scheduler = schedule.build(optimizer, epochs=10, steps_per_epoch=10)
+    rates = []
+    for _ in range(100):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert schedule.per_step
+    assert rates[0] == pytest.approx(0.002) and rates[5] == pytest.approx(0.02 * 0.55)
+    assert rates[10] == rates[49] == pytest.approx(0.02)
+    assert rates[50] == rates[74] == pytest.approx(0.002) and rates[75] == rates[99] == pytest.approx(0.0002)

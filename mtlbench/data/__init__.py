@@ -1,6 +1,7 @@
 """Datasets, label scenarios and tensor augmentation."""
 from .base import DATASETS, SPLITS, Dataset, Split
-from . import cityscapes, nyud_mt, nyuv2, pascal_voc, synthrooms, taskonomy, voc_detection  # noqa: F401  (register)
+from . import (cityscapes, cityscapes_instances, coco, nyud_mt, nyuv2, pascal_voc, synthrooms,  # noqa: F401  (register)
+               taskonomy, voc_detection)
 from .npy_folders import DatasetError
 from .scenarios import SCENARIOS, LabelPlan, label_mask, scenario
 

@@ -14,6 +14,8 @@ a chunk of scenes gives, per pixel, the first surface hit; every label is derive
 - ``albedo``: the reflectance, class colour x procedural 3D checker texture (3 channels)
 - ``detection``: the box of each object's visible pixels (its extent, as COCO boxes its segment) and its class
   among the things (sphere, box, cylinder); an object hidden or outside the view has none
+- ``instance``: each object's visible pixels, ``class * 1000 + k`` for the object of detection row k - 1 (0 where no
+  object is seen, the room's surfaces); its mask's extent is the object's detection box
 - the RGB image: albedo x shading + Gaussian noise
 
 Normals follow from depth, edges from normals and classes, shading from normals: the cross-task structure the
@@ -37,10 +39,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..registry import require
-from ..tasks import Anchors, Depth, DenseL1, Detection, Edge, MultiLabel, Normal, Segmentation, Task
+from ..tasks import Anchors, Depth, DenseL1, Detection, Edge, Instance, MultiLabel, Normal, Segmentation, Task
+from ..tasks.instance import INSTANCE_STRIDE
 from .base import DATASETS, Split
 
-GENERATOR_VERSION = 3  # 3: the detection boxes (every earlier array unchanged)
+GENERATOR_VERSION = 4  # 3: the detection boxes; 4: the instance maps (every earlier array unchanged)
 CLASSES = ("floor", "wall", "ceiling", "painting", "sphere", "box", "cylinder")
 FLOOR, WALL, CEILING, PAINTING, SPHERE, BOX, CYLINDER = range(len(CLASSES))
 N_SPHERES, N_BOXES, N_CYLINDERS = 3, 3, 2
@@ -311,15 +314,31 @@ def render(scenes: dict[str, Tensor], height: int, width: int) -> dict[str, Tens
     maps["keypoint"] = keypoints(scenes, rot, maps["depth"], height, width)
     maps["cls"] = class_presence(maps["seg"].long(), len(CLASSES))
     maps["detection"] = object_boxes(instance.view(batch, height, width))
+    maps["instance"] = object_map(instance.view(batch, 1, height, width))
     return maps
+
+
+def object_ids_and_classes() -> tuple[Tensor, Tensor]:
+    """The objects' surface ids (after the room's faces) and their classes among THINGS (0-based)."""
+    counts = (N_SPHERES, N_BOXES, N_CYLINDERS)
+    return (torch.arange(ROOM_FACES, ROOM_FACES + sum(counts)),
+            torch.repeat_interleave(torch.arange(len(THINGS)), torch.tensor(counts)))
+
+
+def object_map(instance: Tensor) -> Tensor:
+    """[B, 1, H, W] int16: ``class * INSTANCE_STRIDE + k`` on the pixels of the object of detection row k - 1, 0 on
+    the room's surfaces (tasks/instance.py)."""
+    ids, label = object_ids_and_classes()
+    value = torch.cat([torch.zeros(ROOM_FACES, dtype=torch.long),
+                       label * INSTANCE_STRIDE + torch.arange(1, len(ids) + 1)])
+    return value[instance].to(torch.int16)
 
 
 def object_boxes(instance: Tensor) -> Tensor:
     """[B, objects, 5]: per object the extent of its visible pixels (x1, y1, x2, y2, pixel edges) and its class in
     THINGS; -1 where no pixel of it is visible."""
-    counts = (N_SPHERES, N_BOXES, N_CYLINDERS)
-    ids = torch.arange(ROOM_FACES, ROOM_FACES + sum(counts))
-    label = torch.repeat_interleave(torch.arange(len(THINGS)), torch.tensor(counts)).float()
+    ids, label = object_ids_and_classes()
+    label = label.float()
     pixels = instance[:, None] == ids[:, None, None]  # [B, objects, H, W]
     columns, rows = pixels.any(2), pixels.any(3)
     visible = columns.any(-1)
@@ -417,7 +436,8 @@ class SynthRooms:
         return {"seg": Segmentation("seg", len(CLASSES)), "depth": Depth("depth", 1),
                 "normal": Normal("normal", 3), "edge": Edge("edge", 1), "keypoint": DenseL1("keypoint", 1),
                 "shading": DenseL1("shading", 1), "albedo": DenseL1("albedo", 3),
-                "cls": MultiLabel("cls", len(CLASSES)), "detection": self.detection()}
+                "cls": MultiLabel("cls", len(CLASSES)), "detection": self.detection(),
+                "instance": Instance("instance", len(THINGS))}
 
     def detection(self) -> Detection:
         """Boxes of 8 to 100 pixels at the default resolution take anchors of levels 2 to 5 at twice the cell's

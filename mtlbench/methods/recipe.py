@@ -58,6 +58,11 @@ for _weighting in ("rlw", "dwa", "dtp"):  # Yun and Cho 2023 Table 6: the weight
 preset("amtl+cagrad", weighting="amtl", gradients="cagrad")  # Yun and Cho 2023 Table 5
 
 
+def model_computes_losses(model: nn.Module) -> bool:
+    """Whether the model computes its tasks' losses itself (``losses_per_image``, models/protocol.py)."""
+    return callable(getattr(model, "losses_per_image", None))
+
+
 class Recipe:
     """The parts of one method, bound to a model: one call of ``train_step`` per batch."""
 
@@ -71,6 +76,15 @@ class Recipe:
         built = {axis: part.build(tasks, model) for axis, part in self.parts.items()}
         self.nets = nn.ModuleDict({axis: net for axis, net in built.items() if net is not None})
         self.own = [pair for axis, net in self.nets.items() for pair in self.parts[axis].own_optimizers(net)]
+        self.model_losses = model_computes_losses(model)
+        needing = [t for t, task in tasks.items() if task.loss_from_model]
+        if needing and not self.model_losses:
+            raise ValueError(f"task {needing[0]}: its loss is its model's, and {type(model).__name__} computes none; "
+                             f"train it with model: maskrcnn")
+        if self.model_losses and method["regularizer"]["name"] != "none":
+            raise ValueError(f"method {method.get('name', '')}: regularizer {method['regularizer']['name']!r} needs "
+                             f"the model's predictions of the training batch, and {type(model).__name__} computes its "
+                             f"losses from its proposals instead; use regularizer: none")
 
     def net(self, axis: str) -> nn.Module | None:
         return self.nets[axis] if axis in self.nets else None
@@ -131,17 +145,15 @@ class Recipe:
         optimizer.zero_grad(set_to_none=True)
         for own, _ in self.own:
             own.zero_grad(set_to_none=True)
-        views = self.views(images, targets)
-        preds = views[0].preds
         device_rows = {t: rows[t].to(images.device, non_blocking=True) for t in active}
-        per_image = {t: self.tasks[t].loss_per_image(preds[t][device_rows[t]], targets[t][device_rows[t]])
-                     for t in active}
+        views = None if self.model_losses else self.views(images, targets)
+        per_image = self.losses_per_image(images, targets, views, device_rows)
         task_losses = self.supervision.task_losses(per_image, {t: rows[t] for t in active}, supervise) \
             if active else {}
         terms = self.weighting.terms(task_losses, self.net("weighting")) if task_losses else {}
         with self.autocast():
-            regularization = self.regularizer.loss(StepContext(self.tasks, supervise, views),
-                                                   self.net("regularizer"))
+            regularization = None if views is None else self.regularizer.loss(
+                StepContext(self.tasks, supervise, views), self.net("regularizer"))
         if regularization is not None:
             logs["regularizer"] = logs.get("regularizer", 0) + regularization.detach()
         if not terms and regularization is None:
@@ -152,6 +164,18 @@ class Recipe:
             own.step()
         for t, loss in task_losses.items():
             logs[f"loss/{t}"] = logs.get(f"loss/{t}", 0) + loss.detach()
+
+    def losses_per_image(self, images: Tensor, targets: dict[str, Tensor], views: list[View] | None,
+                         rows: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Each supervised task's loss on its supervised images: the task's on the model's predictions, or, for a
+        model that computes its losses (a two-stage detector), the model's on the photometrically augmented batch."""
+        if views is None:
+            if not rows:
+                return {}
+            with self.autocast():
+                return self.model.losses_per_image(self.augment.photometric(images, self.generator), targets, rows)
+        preds = views[0].preds
+        return {t: self.tasks[t].loss_per_image(preds[t][r], targets[t][r]) for t, r in rows.items()}
 
     def end_epoch(self, epoch_losses: dict[str, float]) -> None:
         for _, scheduler in self.own:

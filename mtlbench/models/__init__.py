@@ -1,5 +1,5 @@
 """Model zoo: backbones registered by name, each built from the task list."""
-from . import deeplab, segnet  # noqa: F401  (register "deeplab_resnet50", "segnet")
+from . import deeplab, maskrcnn, segnet  # noqa: F401  (register "deeplab_resnet50", "maskrcnn", "segnet")
 from .deeplab import DeepLabResNet50
 from .protocol import ModelSpec, MultiTaskModel
 from .registry import MODELS, parameter_count

@@ -6,6 +6,9 @@
 - ``last_shared_layer()``: one of them, the weight where GradNorm measures task gradients;
 - ``forward(x)``: ``{task: prediction}`` in the task order; ``return_feature=True`` also returns the shared
   feature (regularizers read it), ``feature_only=True`` returns the feature alone;
+- optionally ``losses_per_image(x, targets, rows)``: each task's loss on the images ``rows[task]``, computed by the
+  model itself where its heads learn from samples drawn against the ground truth (Mask R-CNN's proposals); the recipe
+  and the evaluation then call it instead of ``Task.loss_per_image``, and no regularizer reads predictions;
 - the spec's ``input_multiple``: height and width must be multiples of it (suites are checked against it),
   and optionally ``min_batch``, the smallest training batch it accepts.
 """

@@ -53,6 +53,9 @@ class Task:
     # classes (logits; labels as indices, -1 ignored), depth (positive, 0 = no label), direction (unit
     # vectors, 0 = no label), regression (unbounded, NaN = masked), presence (image-level multi-label).
     value_kind: ClassVar[str] = "regression"
+    # Whether only the model that predicts the task can compute its loss (Mask R-CNN's masks: the mask head learns on
+    # proposals sampled from the ground truth); a model that does has ``losses_per_image`` (models/protocol.py).
+    loss_from_model: ClassVar[bool] = False
 
     @property
     def dense(self) -> bool:

@@ -9,7 +9,8 @@ has. An image without objects is all padding. Batches are thus cut by indexing, 
 level, row, column, anchor as EfficientDet orders them): each anchor's box (xyxy, a constant the head writes so that
 the output says which anchors it was computed on, whatever the image size), the box offsets (ty, tx, th, tw) of
 Faster R-CNN's coder in effdet's order, and C class logits. ``detections`` turns it into at most
-``max_detections`` scored boxes per image.
+``max_detections`` scored boxes per image. A model that selects its detections itself (Mask R-CNN's box head and
+NMS) predicts them directly, [B, K, 6]; its loss is its own (``models/maskrcnn.py``).
 
 **Loss** (EfficientDet's, ``effdet/loss.py``): each anchor is matched to the ground-truth box of highest IoU when
 that IoU is at least 0.5 and to none otherwise, and every box also claims its best anchor (``force_match_for_each_row``);
@@ -43,6 +44,7 @@ from ..warp import Warp
 from .base import Meter, Task
 
 CLASS = 4  # the column of a target row that holds the class (-1: padding)
+DETECTION_COLUMNS = 6  # x1, y1, x2, y2, score, class: a detection (an anchor-level output has 8 + C >= 9)
 
 
 def effdet() -> ModuleType:
@@ -122,6 +124,17 @@ def match(targets: Tensor, anchors: Tensor, threshold: float = 0.5) -> Tensor:
     return torch.where(claimant < rows, claimant, matched)
 
 
+def coco_scores(metric, found: bool) -> dict[str, float]:
+    """mAP@[.5:.95], AP50 and AP75 of a ``MeanAveragePrecision``; 0 where the predictor found nothing in the whole
+    split (pycocotools then has no detection to rank and reports -1, "undefined", where the AP of finding nothing among
+    real objects is 0)."""
+    keys = ("map", "map_50", "map_75")
+    if not found:
+        return dict.fromkeys(keys, 0.0)
+    result = metric.compute()
+    return {key: float(result[key]) for key in keys}
+
+
 class DetectionMeter(Meter):
     """COCO's box AP over the split: torchmetrics' MeanAveragePrecision on the pycocotools backend, fed one image
     at a time as its API takes them."""
@@ -134,6 +147,7 @@ class DetectionMeter(Meter):
                               f"'mtlbench[detection]' ({error})") from None
         self.task = task
         self.metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools")
+        self.found = False
 
     def update(self, pred: Tensor, target: Tensor) -> None:
         self.update_detections(self.task.detections(pred), target)
@@ -141,14 +155,14 @@ class DetectionMeter(Meter):
     def update_detections(self, detections: Tensor, target: Tensor) -> None:
         """``detections`` [B, K, 6]: x1, y1, x2, y2, score, class (-1: none)."""
         found, present = detections[..., 5] >= 0, target[..., CLASS] >= 0
+        self.found = self.found or bool(found.any())
         self.metric.update(
             [{"boxes": d[k, :4].float(), "scores": d[k, 4].float(), "labels": d[k, 5].long()}
              for d, k in zip(detections, found)],
             [{"boxes": t[k, :4].float(), "labels": t[k, CLASS].long()} for t, k in zip(target, present)])
 
     def compute(self) -> dict[str, float]:
-        result = self.metric.compute()
-        return {"map": float(result["map"]), "map_50": float(result["map_50"]), "map_75": float(result["map_75"])}
+        return coco_scores(self.metric, self.found)
 
 
 @dataclass(frozen=True)
@@ -192,8 +206,12 @@ class Detection(Task):
     def detections(self, pred: Tensor) -> Tensor:
         """[B, K, 6]: per image the ``max_detections`` best boxes after class-wise NMS (x1, y1, x2, y2, score,
         class; class -1 pads), from the ``max_candidates`` highest (anchor, class) scores, as effdet's
-        ``_batch_detection`` selects them; one NMS call for the whole batch."""
+        ``_batch_detection`` selects them; one NMS call for the whole batch. A two-stage model (Mask R-CNN) predicts
+        its detections itself: a prediction of 6 columns is already this and is returned as it is."""
         from torchvision.ops import batched_nms
+
+        if pred.shape[-1] == DETECTION_COLUMNS:
+            return pred
 
         batch, count, _ = pred.shape
         scores = torch.sigmoid(pred[..., 8:].float()).flatten(1)  # [B, A * C]

@@ -1,7 +1,8 @@
 """Evaluation over a whole split: metrics accumulate on the device, one host sync per task at the end.
 
-Besides its metrics, every task reports ``loss``: its training loss (``Task.loss_per_image``) averaged over the
-split's images, the score Standley et al. 2020 selects networks by.
+Besides its metrics, every task reports ``loss``: its training loss (``Task.loss_per_image``, or the model's own
+for a model that computes it) averaged over the split's images, the score Standley et al. 2020 selects networks by;
+NaN where only a model could compute it and the predictor has none (the constant reference of an instance task).
 
 ``constant_reference`` scores the model that predicts each task's training mean whatever the image (the majority
 class for segmentation): a network that does no better has learnt nothing the leaderboard should rank.
@@ -36,13 +37,29 @@ def evaluate(model: nn.Module, split: Split, tasks: dict[str, Task], batch_size:
             finite[name] &= ok.all()
             pred = torch.where(ok, pred, 0.0)  # the metrics stay computable; the job fails below, naming the task
             meter.update(pred, targets[name])
-            loss_sums[name] += tasks[name].loss_per_image(pred, targets[name]).double().sum()
+        for name, loss in losses_per_image(model, images, targets, preds, tasks).items():
+            loss_sums[name] += loss.double().sum()
     model.train(was_training)
     diverged = [name for name, flag in finite.items() if not flag]
     if diverged:
         raise FloatingPointError(f"evaluation: the predictions of {', '.join(diverged)} are NaN or infinite (the "
                                  f"network diverged); no metric of them is recorded")
     return {name: {**meter.compute(), "loss": loss_sums[name].item() / len(split)} for name, meter in meters.items()}
+
+
+def losses_per_image(model: nn.Module, images: Tensor, targets: dict[str, Tensor], preds: dict[str, Tensor],
+                     tasks: dict[str, Task]) -> dict[str, Tensor]:
+    """Each task's loss per image: the task's on the predictions, or the model's own (a two-stage detector's, whose
+    proposal sampling draws from a generator of its own here, so that evaluating does not move the training's
+    random stream and scores the same whenever it runs)."""
+    if not callable(getattr(model, "losses_per_image", None)):  # e.g. the constant model: no loss of its own
+        return {name: torch.full((len(images),), torch.nan, device=images.device) if task.loss_from_model
+                else task.loss_per_image(preds[name].float(), targets[name]) for name, task in tasks.items()}
+    devices = [images.device] if images.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(0)
+        every = torch.arange(len(images), device=images.device)
+        return model.losses_per_image(images, targets, {name: every for name in tasks})
 
 
 class ConstantModel(nn.Module):
