@@ -31,6 +31,13 @@ def registries() -> list[tuple[str, str, Registry[Any]]]:
             ("Job kinds", "(internal: how a job runs)", KINDS), ("Resolvers", "(internal: a job's inputs)", RESOLVERS)]
 
 
+def dataset_tasks(cls: type, quote: str = "") -> str:
+    """The tasks a dataset gives with its defaults; one that needs settings first (``union``: its parts) says so."""
+    if any(default is dataclasses.MISSING for default in parameters(cls).values()):
+        return "tasks: those its settings name"
+    return "tasks: " + ", ".join(f"{quote}{t}{quote}" for t in cls().tasks())
+
+
 def part_label(spec: dict[str, Any]) -> str:
     """``sta_gap(gap=4)``: a recipe part with its non-default settings."""
     settings = ", ".join(f"{k}={v!r}" for k, v in spec.items() if k != "name")
@@ -51,7 +58,7 @@ def terminal() -> Iterator[str]:
             space = ", ".join(f"{k} in {describe(s)}" for k, s in search_space(registry.get(name)).items())
             yield f"  {name}" + (f" ({params})" if params else "") + (f"; tune: {space}" if space else "")
         if registry is DATASETS:
-            yield from (f"  {name} tasks: {', '.join(DATASETS.get(name)().tasks())}" for name in DATASETS.list())
+            yield from (f"  {name} {dataset_tasks(DATASETS.get(name))}" for name in DATASETS.list())
     yield "methods (presets):"
     for name in METHODS.list():
         recipe = METHODS.get(name)
@@ -118,7 +125,7 @@ def markdown() -> str:
         for name in registry.list():
             lines += entry(name, registry.get(name))
             if registry is DATASETS:
-                lines += [f"Tasks: {', '.join(f'`{t}`' for t in DATASETS.get(name)().tasks())}.", ""]
+                lines += [f"T{dataset_tasks(registry.get(name), '`')[1:]}.", ""]
     lines += ["## Method presets", "", "Used as `methods: [NAME]`: a recipe of one part per axis (docs/methods.md).",
               "", "| method | networks | " + " | ".join(AXES) + " |", "|---|---|" + "---|" * len(AXES)]
     for name in METHODS.list():

@@ -34,7 +34,10 @@ VALIDATION = {"seg": {"miou": 0.3}, "depth": {"delta1": 0.6},
 REGISTRIES = {**{f"{axis} part": registry for axis, registry in AXES.items()}, "model": MODELS, "dataset": DATASETS,
               "scenario": SCENARIOS, "allocator": ALLOCATORS, "selector": SELECTORS, "objective": OBJECTIVES,
               "pruner": PRUNERS, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}
-REQUIRED = {("allocator", "single_task"): {"task": "seg"}}  # parameters without a default
+REQUIRED = {("allocator", "single_task"): {"task": "seg"},  # parameters without a default
+            ("dataset", "union"): {"parts": [{"name": "synthrooms", "train": 4, "val": 1, "test": 1, "tasks": ["seg"]},
+                                             {"name": "synthrooms", "train": 4, "val": 1, "test": 1, "seed": 1,
+                                              "tasks": ["depth"]}]}}
 
 
 def entries(*kinds):
@@ -269,14 +272,18 @@ def test_models_keep_the_protocol_the_parts_rely_on(name):
 @pytest.mark.parametrize("name", DATASETS.list())
 def test_datasets_declare_their_tasks_and_say_where_files_are_missing(name, tmp_path):
     dataset_class = DATASETS.get(name)
-    tasks = dataset_class().tasks()
+    required = REQUIRED.get(("dataset", name), {})
+    tasks = dataset_class(**required).tasks()
     assert tasks and all(task.primary in task.directions for task in tasks.values())
     if hasattr(dataset_class, "require"):
         with pytest.raises(DatasetError, match=str(tmp_path)):
             dataset_class(root=str(tmp_path)).require()
     else:
-        split = dataset_class(height=32, width=64, train=4, val=2, test=2).load("val")
-        assert len(split) == 2 and set(split.targets) >= set(tasks)
+        small = {k: v for k, v in dict(height=32, width=64, train=4, val=2, test=2).items()
+                 if k in parameters(dataset_class)}
+        dataset = dataset_class(**required, **small)
+        split = dataset.load("val")
+        assert len(split) == dataset.split_size("val") and set(split.targets) >= set(tasks)
 
 
 SCENARIO_SETTINGS = {

@@ -20,24 +20,37 @@ SPLITS = ("train", "val", "test")
 
 @dataclass
 class Split:
+    """A split's images and targets; ``labelled`` says, per task, which images carry a label for it, where a dataset
+    assembled from sources (``union``) has images whose source does not label every task (absent: all do)."""
+
     images: Tensor
     targets: dict[str, Tensor] = field(default_factory=dict)
+    labelled: dict[str, Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def to(self, device: torch.device | str) -> "Split":
-        return Split(self.images.to(device), {k: v.to(device) for k, v in self.targets.items()})
+        return Split(self.images.to(device), {k: v.to(device) for k, v in self.targets.items()},
+                     {k: v.to(device) for k, v in self.labelled.items()})
 
     def select(self, tasks: list[str]) -> "Split":
-        return Split(self.images, {t: self.targets[t] for t in tasks})
+        return Split(self.images, {t: self.targets[t] for t in tasks},
+                     {t: self.labelled[t] for t in tasks if t in self.labelled})
 
     def concat(self, other: "Split") -> "Split":
+        if self.labelled or other.labelled:
+            raise ValueError("a split whose images are not all labelled for every task is not concatenated")
         return Split(torch.cat([self.images, other.images]),
                      {k: torch.cat([v, other.targets[k]]) for k, v in self.targets.items()})
 
     def subset(self, index: Tensor) -> "Split":
-        return Split(self.images[index], {k: v[index] for k, v in self.targets.items()})
+        return Split(self.images[index], {k: v[index] for k, v in self.targets.items()},
+                     {k: v[index] for k, v in self.labelled.items()})
+
+    def labelled_rows(self, task: str) -> Tensor | None:
+        """The indices of the images labelled for ``task``; None when every image is."""
+        return self.labelled[task].nonzero().squeeze(1) if task in self.labelled else None
 
     def batch(self, index: Tensor, tasks: dict[str, Task]) -> tuple[Tensor, dict[str, Tensor]]:
         """Images as float in [0, 1]; each target in the dtype its task trains on."""

@@ -83,6 +83,15 @@ class Task:
     def loss_per_image(self, pred: Tensor, target: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def no_label(self, like: Tensor) -> Tensor:
+        """Targets of ``like``'s shape and dtype that label nothing (what a dataset assembled from sources stores for
+        an image whose source does not label the task): NaN for float values, -1 for integers."""
+        return torch.full_like(like, torch.nan if like.is_floating_point() else -1)
+
+    def concat(self, targets: list[Tensor]) -> Tensor:
+        """Stored targets of several sources as one tensor (sets of different sizes are padded by their type)."""
+        return torch.cat(targets)
+
     def meter(self) -> Meter:
         raise NotImplementedError
 

@@ -153,6 +153,9 @@ class Depth(DenseTask):
     divide_by_scale: ClassVar[bool] = True
     value_kind: ClassVar[str] = "depth"
 
+    def no_label(self, like: Tensor) -> Tensor:
+        return torch.zeros_like(like)  # 0: no label, as every dataset stores it
+
     def valid_pixels(self, label: Tensor) -> Tensor:
         return nonzero_pixels(label)
 
@@ -242,6 +245,9 @@ class Normal(DenseTask):
     primary: ClassVar[str] = "mean_angle"
     is_normal: ClassVar[bool] = True
     value_kind: ClassVar[str] = "direction"
+
+    def no_label(self, like: Tensor) -> Tensor:
+        return torch.zeros_like(like)  # 0: no label, as every dataset stores it
 
     def valid_pixels(self, label: Tensor) -> Tensor:
         return nonzero_pixels(label)

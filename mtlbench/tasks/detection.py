@@ -273,3 +273,21 @@ class Detection(Task):
 
     def warped(self, value: Tensor, warp: Warp, mode: str | None = None) -> Tensor:
         return warp.boxes(value)
+
+    def no_label(self, like: Tensor) -> Tensor:
+        return padded(like[:, :0], like.shape[1])
+
+    def concat(self, targets: list[Tensor]) -> Tensor:
+        """Padded to the most rows any source has."""
+        rows = max(t.shape[1] for t in targets)
+        return torch.cat([padded(t, rows) for t in targets])
+
+
+def padded(target: Tensor, rows: int) -> Tensor:
+    """[N, M, 5] boxes with padding rows (class -1) up to ``rows``; every row of an empty input is padding."""
+    out = torch.zeros(len(target), rows, target.shape[2], dtype=target.dtype, device=target.device)
+    out[..., CLASS] = -1
+    kept = target[:, :rows]
+    present = kept[..., CLASS] >= 0
+    out[:, :kept.shape[1]] = torch.where(present[..., None], kept, out[:, :kept.shape[1]])
+    return out

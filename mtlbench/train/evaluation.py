@@ -9,6 +9,7 @@ class for segmentation): a network that does no better has learnt nothing the le
 """
 from __future__ import annotations
 
+import math
 from contextlib import AbstractContextManager, nullcontext
 from typing import Callable
 
@@ -31,20 +32,29 @@ def evaluate(model: nn.Module, split: Split, tasks: dict[str, Task], batch_size:
         images, targets = split.batch(index, tasks)
         with autocast():
             preds = model(images)
+        keep = {name: split.labelled[name][index] for name in tasks if name in split.labelled}
         for name, meter in meters.items():
             pred = preds[name].float()
             ok = torch.isfinite(pred)
             finite[name] &= ok.all()
             pred = torch.where(ok, pred, 0.0)  # the metrics stay computable; the job fails below, naming the task
-            meter.update(pred, targets[name])
+            meter.update(*labelled_only(keep.get(name), pred, targets[name]))
         for name, loss in losses_per_image(model, images, targets, preds, tasks).items():
-            loss_sums[name] += loss.double().sum()
+            loss_sums[name] += labelled_only(keep.get(name), loss)[0].double().sum()
     model.train(was_training)
     diverged = [name for name, flag in finite.items() if not flag]
     if diverged:
         raise FloatingPointError(f"evaluation: the predictions of {', '.join(diverged)} are NaN or infinite (the "
                                  f"network diverged); no metric of them is recorded")
-    return {name: {**meter.compute(), "loss": loss_sums[name].item() / len(split)} for name, meter in meters.items()}
+    counts = {name: int(split.labelled[name].sum()) if name in split.labelled else len(split) for name in tasks}
+    return {name: {**meter.compute(), "loss": loss_sums[name].item() / counts[name] if counts[name] else math.nan}
+            for name, meter in meters.items()}
+
+
+def labelled_only(keep: Tensor | None, *values: Tensor) -> tuple[Tensor, ...]:
+    """The rows of ``values`` that ``keep`` marks (all of them without a mark): a task is scored on the images
+    labelled for it (in a dataset assembled from sources, its source's test images)."""
+    return values if keep is None else tuple(v[keep] for v in values)
 
 
 def losses_per_image(model: nn.Module, images: Tensor, targets: dict[str, Tensor], preds: dict[str, Tensor],

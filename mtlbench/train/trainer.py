@@ -245,7 +245,18 @@ def load_job_data(job: JobSpec, device: torch.device, test: bool = True) -> JobD
     plan = labels.plan(len(splits["train"]), names, job.scenario["mask_seed"], n_pool)
     if labels.pool:
         splits["train"] = splits["train"].concat(dataset.load("pool").select(names))
-    return JobData(tasks, {name: split.to(device) for name, split in splits.items()}, plan)
+    return JobData(tasks, {name: split.to(device) for name, split in splits.items()},
+                   within_labels(plan, splits["train"], names))
+
+
+def within_labels(plan: LabelPlan, train: Split, names: list[str]) -> LabelPlan:
+    """The scenario's mask left only where the dataset has labels (a dataset assembled from sources labels each
+    task on its source's images alone)."""
+    if not train.labelled:
+        return plan
+    has = np.stack([train.labelled[name].cpu().numpy() if name in train.labelled else np.ones(len(train), bool)
+                    for name in names], 1)
+    return dataclasses.replace(plan, mask=plan.mask * has.astype(plan.mask.dtype))
 
 
 def smoothed(tasks: dict[str, Task], label_smoothing: float) -> dict[str, Task]:
