@@ -34,7 +34,8 @@ VALIDATION = {"seg": {"miou": 0.3}, "depth": {"delta1": 0.6},
 REGISTRIES = {**{f"{axis} part": registry for axis, registry in AXES.items()}, "model": MODELS, "dataset": DATASETS,
               "scenario": SCENARIOS, "allocator": ALLOCATORS, "selector": SELECTORS, "objective": OBJECTIVES,
               "pruner": PRUNERS, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}
-REQUIRED = {("allocator", "single_task"): {"task": "seg"},  # parameters without a default
+REQUIRED = {("allocator", "single_task"): {"task": "seg"},  # parameters without a default (or a usable one)
+            ("model", "pyramid"): {"backbone": "mobilenet_v2", "height": 32, "width": 32},
             ("dataset", "union"): {"parts": [{"name": "synthrooms", "train": 4, "val": 1, "test": 1, "tasks": ["seg"]},
                                              {"name": "synthrooms", "train": 4, "val": 1, "test": 1, "seed": 1,
                                               "tasks": ["depth"]}]}}
@@ -248,7 +249,8 @@ def test_a_task_type_declaring_dense_as_before_is_told_to_declare_its_output():
 # ------------------------------------------------------------------------------------------------ models
 @pytest.mark.parametrize("name", MODELS.list())
 def test_models_keep_the_protocol_the_parts_rely_on(name):
-    spec = build(MODELS, plugin(MODELS, name, "model", Path("contract.yaml")))
+    spec = build(MODELS, plugin(MODELS, {"name": name, **REQUIRED.get(("model", name), {})}, "model",
+                                Path("contract.yaml")))
     side = 32 * spec.input_multiple // math.gcd(32, spec.input_multiple)
     outputs = getattr(spec, "outputs", ("map", "image"))  # the heads it builds; a set-valued model: its own tasks
     tasks = TASKS if "map" in outputs else {

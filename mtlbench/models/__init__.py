@@ -1,5 +1,5 @@
 """Model zoo: backbones registered by name, each built from the task list."""
-from . import deeplab, maskrcnn, segnet  # noqa: F401  (register "deeplab_resnet50", "maskrcnn", "segnet")
+from . import deeplab, maskrcnn, pyramid, segnet  # noqa: F401  (register "deeplab_resnet50", "maskrcnn", "pyramid", "segnet")
 from .deeplab import DeepLabResNet50
 from .protocol import ModelSpec, MultiTaskModel
 from .registry import MODELS, parameter_count
