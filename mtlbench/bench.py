@@ -23,7 +23,7 @@ from .data.augment import Augment
 from .data.synthrooms import SynthRooms
 from .methods import AXES, METHODS, PLAIN, Recipe
 from .models import MODELS, SegNet
-from .registry import RegistryError, unknown_message
+from .registry import RegistryError, parameters, unknown_message
 from .tasks import Task
 from .train.trainer import autocast_for, check_device, device_name, resolve_device
 
@@ -95,10 +95,13 @@ def part_recipes(config: BenchConfig) -> dict[str, dict]:
 
 
 def build_model(config: BenchConfig, tasks: dict[str, Task]) -> torch.nn.Module:
-    """SegNet at the configured width, or another registered model with its defaults."""
+    """SegNet at the configured width, or another registered model with its defaults (at the images' size, for a
+    model built for one)."""
     if config.model == "segnet":
         return SegNet(tasks, config.model_width)
-    return MODELS.get(config.model)().build(tasks)
+    spec = MODELS.get(config.model)
+    size = {k: getattr(config, k) for k in ("height", "width") if k in parameters(spec)}  # a model built for a size
+    return spec(**size).build(tasks)
 
 
 def measure(config: BenchConfig, recipes: dict[str, dict] | None = None) -> dict[str, float]:

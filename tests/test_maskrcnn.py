@@ -110,3 +110,26 @@ def test_weights_load_from_a_local_torchvision_file(tmp_path):
     assert net.net.backbone.body.layer4[0].conv1.weight.requires_grad
     with pytest.raises(ValueError, match="model.weights: .*missing.pth not found"):
         model(tasks, weights=str(tmp_path / "missing.pth"))
+
+
+def test_the_constant_reference_finds_no_object_and_has_no_instance_loss():
+    from mtlbench.train.evaluation import constant_reference
+
+    dataset, tasks, train = synthrooms()
+    scores = constant_reference(train, dataset.load("test").select(list(tasks)), tasks, torch.ones(4, 2), 2)
+    assert scores["instance"] == {"map": 0.0, "map_50": 0.0, "map_75": 0.0}  # no loss: only proposals define one
+    assert set(scores["detection"]) == {"map", "map_50", "map_75", "loss"}
+
+
+def test_an_image_without_objects_has_finite_losses_and_gradients():
+    """torchvision encodes an empty image's regression targets from a zero box (infinite offsets): only positives
+    may reach them."""
+    _, tasks, split = synthrooms()
+    images, targets = split.batch(torch.arange(2), tasks)
+    targets = {"detection": torch.cat([targets["detection"][:1], torch.full_like(targets["detection"][1:], -1.0)]),
+               "instance": torch.cat([targets["instance"][:1], torch.zeros_like(targets["instance"][1:])])}
+    net = model(tasks)
+    losses = net.losses_per_image(images, targets, {t: torch.arange(2) for t in TASKS})
+    assert all(torch.isfinite(loss).all() for loss in losses.values())
+    sum(loss.sum() for loss in losses.values()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)

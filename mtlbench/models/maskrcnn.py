@@ -208,7 +208,10 @@ class MaskRCNN(nn.Module):
         objectness_loss = F.binary_cross_entropy_with_logits(objectness.view(batch, -1), torch.stack(labels).clamp_min(0),
                                                              reduction="none")
         box_loss = F.smooth_l1_loss(deltas.view(batch, -1, 4), regression, beta=BOX_BETA, reduction="none").sum(-1)
-        return boxes, ((objectness_loss * sampled).sum(1) + (box_loss * positive).sum(1)) / count
+        # where: an image without objects has infinite regression targets (torchvision encodes an empty box), which
+        # only positives may reach, as torchvision's own loss indexes them
+        box_loss = torch.where(positive, box_loss, 0.0)
+        return boxes, ((objectness_loss * sampled).sum(1) + box_loss.sum(1)) / count
 
     def box_losses(self, features, images, sampled: list[Tensor], labels: list[Tensor],
                    regression: list[Tensor]) -> Tensor:
@@ -220,8 +223,8 @@ class MaskRCNN(nn.Module):
         image = torch.repeat_interleave(torch.arange(len(sampled), device=labels.device),
                                         torch.tensor([len(s) for s in sampled], device=labels.device))
         rows = torch.arange(len(labels), device=labels.device)
-        box_error = F.smooth_l1_loss(box_regression.view(len(labels), -1, 4)[rows, labels], regression,
-                                     beta=BOX_BETA, reduction="none").sum(1) * (labels > 0)
+        box_error = torch.where(labels > 0, F.smooth_l1_loss(box_regression.view(len(labels), -1, 4)[rows, labels],
+                                                             regression, beta=BOX_BETA, reduction="none").sum(1), 0.0)
         return per_image_mean(F.cross_entropy(class_logits, labels, reduction="none") + box_error, image, len(sampled))
 
     def mask_losses(self, features, images, sampled: list[Tensor], matched: list[Tensor], labels: list[Tensor],

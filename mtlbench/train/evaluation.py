@@ -1,15 +1,14 @@
 """Evaluation over a whole split: metrics accumulate on the device, one host sync per task at the end.
 
 Besides its metrics, every task reports ``loss``: its training loss (``Task.loss_per_image``, or the model's own
-for a model that computes it) averaged over the split's images, the score Standley et al. 2020 selects networks by;
-NaN where only a model could compute it and the predictor has none (the constant reference of an instance task).
+for a model that computes it) averaged over the split's images (those labelled for the task), the score Standley et al. 2020 selects networks by;
+left out where only a model could compute it and the predictor has none (the constant reference of an instance task).
 
 ``constant_reference`` scores the model that predicts each task's training mean whatever the image (the majority
 class for segmentation): a network that does no better has learnt nothing the leaderboard should rank.
 """
 from __future__ import annotations
 
-import math
 from contextlib import AbstractContextManager, nullcontext
 from typing import Callable
 
@@ -28,6 +27,7 @@ def evaluate(model: nn.Module, split: Split, tasks: dict[str, Task], batch_size:
     meters = {name: task.meter() for name, task in tasks.items()}
     loss_sums = {name: torch.zeros((), dtype=torch.float64, device=split.images.device) for name in tasks}
     finite = {name: torch.ones((), dtype=torch.bool, device=split.images.device) for name in tasks}
+    scored: set[str] = set()  # the tasks whose loss the predictor defines
     for index in torch.arange(len(split), device=split.images.device).split(batch_size):
         images, targets = split.batch(index, tasks)
         with autocast():
@@ -41,14 +41,15 @@ def evaluate(model: nn.Module, split: Split, tasks: dict[str, Task], batch_size:
             meter.update(*labelled_only(keep.get(name), pred, targets[name]))
         for name, loss in losses_per_image(model, images, targets, preds, tasks).items():
             loss_sums[name] += labelled_only(keep.get(name), loss)[0].double().sum()
+            scored.add(name)
     model.train(was_training)
     diverged = [name for name, flag in finite.items() if not flag]
     if diverged:
         raise FloatingPointError(f"evaluation: the predictions of {', '.join(diverged)} are NaN or infinite (the "
                                  f"network diverged); no metric of them is recorded")
     counts = {name: int(split.labelled[name].sum()) if name in split.labelled else len(split) for name in tasks}
-    return {name: {**meter.compute(), "loss": loss_sums[name].item() / counts[name] if counts[name] else math.nan}
-            for name, meter in meters.items()}
+    losses = {name: {"loss": loss_sums[name].item() / counts[name]} for name in scored if counts[name]}
+    return {name: {**meter.compute(), **losses.get(name, {})} for name, meter in meters.items()}
 
 
 def labelled_only(keep: Tensor | None, *values: Tensor) -> tuple[Tensor, ...]:
@@ -63,8 +64,8 @@ def losses_per_image(model: nn.Module, images: Tensor, targets: dict[str, Tensor
     proposal sampling draws from a generator of its own here, so that evaluating does not move the training's
     random stream and scores the same whenever it runs)."""
     if not callable(getattr(model, "losses_per_image", None)):  # e.g. the constant model: no loss of its own
-        return {name: torch.full((len(images),), torch.nan, device=images.device) if task.loss_from_model
-                else task.loss_per_image(preds[name].float(), targets[name]) for name, task in tasks.items()}
+        return {name: task.loss_per_image(preds[name].float(), targets[name])
+                for name, task in tasks.items() if not task.loss_from_model}
     devices = [images.device] if images.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(0)
