@@ -142,3 +142,35 @@ def test_a_wrong_cityscapes_label_file_is_named(tmp_path, capsys):
     assert "aachen_000000_000001_gtFine_instanceIds.png: size 8x8, its RGB image is 32x16" in capsys.readouterr().out
     with pytest.raises(DatasetError, match="folder .*none/leftImg8bit/train not found"):
         DATASETS.get("cityscapes_instances")(root=str(tmp_path / "none")).require()
+
+
+def write_nyu_depth(root):
+    rng = np.random.default_rng(2)
+    lines = {"train": [], "test": []}
+    for split, folder, scenes in (("train", "sync", ("kitchen_0028a", "office_0003")), ("test", "official_splits/test",
+                                                                                        ("bathroom",))):
+        for scene in scenes:
+            (root / folder / scene).mkdir(parents=True)
+            Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(root / folder / scene / "rgb_00045.jpg")
+            depth = np.full((12, 16), 2500, np.uint16)
+            depth[0, :] = 0  # no sensor value
+            Image.fromarray(depth).save(root / folder / scene / "sync_depth_00045.png")
+            lines[split].append(f"/{scene}/rgb_00045.jpg /{scene}/sync_depth_00045.png 518.8579")
+    for split, listed in lines.items():
+        (root / f"nyudepthv2_{split}_files_with_gt.txt").write_text("\n".join(listed) + "\n")
+
+
+def test_nyu_depth_reads_bts_lists_as_metres_with_zero_unlabelled(tmp_path, capsys):
+    write_nyu_depth(tmp_path)
+    dataset = DATASETS.get("nyu_depth")(root=str(tmp_path), height=12, width=16)
+    train = dataset.load("train")
+    assert train.images.shape == (2, 3, 12, 16) and len(dataset.load("test")) == 1
+    depth = train.targets["depth"]
+    assert depth.shape == (2, 1, 12, 16) and (depth[:, :, 0] == 0).all() and (depth[:, :, 1:] == 2.5).all()
+    halved = DATASETS.get("nyu_depth")(root=str(tmp_path), height=6, width=8).load("test").targets["depth"]
+    assert set(halved.unique().tolist()) <= {0.0, 2.5}  # nearest: no value blended with a missing one
+    Image.fromarray(np.zeros((4, 4), np.uint16)).save(tmp_path / "sync" / "office_0003" / "sync_depth_00045.png")
+    assert main(["data", "check", "nyu_depth", str(tmp_path)]) == 1
+    assert "office_0003/sync_depth_00045.png: size 4x4, its RGB image is 16x12" in capsys.readouterr().out
+    with pytest.raises(DatasetError, match="nyudepthv2_train_files_with_gt.txt not found.*cleinc/bts"):
+        DATASETS.get("nyu_depth")(root=str(tmp_path / "none")).require()

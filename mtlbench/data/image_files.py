@@ -46,8 +46,9 @@ def read_image(path: Path, modes: tuple[str, ...], size: tuple[int, int] | None 
 
 
 def resize(array: np.ndarray, height: int, width: int, nearest: bool) -> np.ndarray:
-    """``array`` [H, W] or [H, W, C] (any dtype) resized channel by channel: nearest for labels and masks,
-    bilinear otherwise, as float32 unless nearest."""
+    """``array`` [H, W] or [H, W, C] resized channel by channel: nearest for integer labels and masks (through
+    int32: a float array loses its fractions, so resize integer millimetres, not metres), bilinear otherwise, as
+    float32 unless nearest."""
     from PIL import Image
 
     if array.shape[:2] == (height, width):
