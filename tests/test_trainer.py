@@ -332,3 +332,15 @@ def test_the_multistep_schedule_warms_up_then_decays_at_its_milestones_as_detect
     assert rates[0] == pytest.approx(0.002) and rates[5] == pytest.approx(0.02 * 0.55)
     assert rates[10] == rates[49] == pytest.approx(0.02)
     assert rates[50] == rates[74] == pytest.approx(0.002) and rates[75] == rates[99] == pytest.approx(0.0002)
+
+
+def test_adamw_decays_the_weights_apart_from_the_gradient():
+    """Decoupled decay: with a zero gradient AdamW still shrinks a weight by lr x decay, where Adam's L2 term would
+    pass through the moment estimates."""
+    from mtlbench.train.optim import OPTIMIZERS
+
+    weight = torch.nn.Parameter(torch.ones(1))
+    optimizer = OPTIMIZERS.get("adamw")(lr=0.1, weight_decay=0.5).build([weight])
+    weight.grad = torch.zeros(1)
+    optimizer.step()
+    torch.testing.assert_close(weight.detach(), torch.tensor([1 - 0.1 * 0.5]))
