@@ -41,6 +41,9 @@ class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov and Hutter 2019), the optimiser of Yun and Cho 2023's VOC + NYU
     runs (cfg/seg+det+depth: lr 1e-4, weight decay 5e-5); torch's default decay 1e-2."""
 
+    # decoupled decay is not scaled by the gradient's moments: its useful values lie higher than Adam's L2 term's
+    space: ClassVar[dict[str, Space]] = {"lr": Float(8e-5, 8e-4, log=True),
+                                         "weight_decay": Choice((0.0, 5e-5, 1e-3, 1e-2, 5e-2))}
     weight_decay: float = 1e-2
 
     def build(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
