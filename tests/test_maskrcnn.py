@@ -133,3 +133,20 @@ def test_an_image_without_objects_has_finite_losses_and_gradients():
     assert all(torch.isfinite(loss).all() for loss in losses.values())
     sum(loss.sum() for loss in losses.values()).backward()
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
+def test_a_checkpoint_round_trips_the_model():
+    import io
+
+    dataset, tasks, split = synthrooms()
+    images, _ = split.batch(torch.arange(2), tasks)
+    net = model(tasks).eval()
+    stream = io.BytesIO()
+    torch.save(net.state_dict(), stream)
+    stream.seek(0)
+    torch.manual_seed(9)
+    other = MODELS.get("maskrcnn")(backbone="resnet18", anchor_sizes=(8, 16, 32, 64, 128)).build(tasks).eval()
+    other.load_state_dict(torch.load(stream, weights_only=True))
+    with torch.no_grad():
+        first, second = net(images), other(images)
+    assert all(torch.equal(first[t], second[t]) for t in TASKS)

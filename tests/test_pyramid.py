@@ -59,3 +59,19 @@ def test_weights_load_from_a_local_file_and_wrong_settings_are_named(tmp_path):
     model = MODELS.get("pyramid")(backbone="mobilenet_v2").build(tasks())
     with pytest.raises(ValueError, match="built for 64 x 96 images"):
         model(torch.rand(1, 3, 96, 128))
+
+
+def test_a_checkpoint_round_trips_the_model():
+    import io
+
+    torch.manual_seed(0)
+    model = MODELS.get("pyramid")(backbone="mobilenet_v2").build(tasks()).eval()
+    stream = io.BytesIO()
+    torch.save(model.state_dict(), stream)
+    stream.seek(0)
+    torch.manual_seed(1)
+    other = MODELS.get("pyramid")(backbone="mobilenet_v2").build(tasks()).eval()
+    other.load_state_dict(torch.load(stream, weights_only=True))
+    images = torch.rand(2, 3, HEIGHT, WIDTH)
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(model(images).values(), other(images).values()))
