@@ -200,7 +200,8 @@ def task_model(tasks):
     """The model a task set trains on in the contracts: SegNet, or Mask R-CNN (ResNet-18) for tasks whose loss only
     their model can compute."""
     if any(task.loss_from_model for task in tasks.values()):
-        return MODELS.get("maskrcnn")(backbone="resnet18", anchor_sizes=(8, 16, 32, 64, 128)).build(tasks)
+        return MODELS.get("maskrcnn")(backbone="resnet18", anchor_sizes=(8, 16, 32, 64, 128), proposals_per_image=64,
+                                      representation_size=128).build(tasks)
     return MODELS.get("segnet")(width=0.0625).build(tasks)
 
 

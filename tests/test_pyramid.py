@@ -71,6 +71,8 @@ def test_a_checkpoint_round_trips_the_model():
     stream.seek(0)
     torch.manual_seed(1)
     other = MODELS.get("pyramid")(backbone="mobilenet_v2").build(tasks()).eval()
+    first_conv = "features.0.0"
+    assert not torch.equal(other.body.get_submodule(first_conv).weight, model.body.get_submodule(first_conv).weight)
     other.load_state_dict(torch.load(stream, weights_only=True))
     images = torch.rand(2, 3, HEIGHT, WIDTH)
     with torch.no_grad():
