@@ -105,3 +105,20 @@ def write_suite(tmp_path: Path):
         return path
 
     return write
+
+
+def pycocotools_map(images: list[dict], annotations: list[dict], results: list[dict], classes: int,
+                    iou_type: str) -> list[float]:
+    """AP@[.5:.95], AP50 and AP75 of pycocotools' own COCOeval (``iou_type`` "bbox" or "segm") on COCO-format
+    records: the reference the tasks' meters are checked against."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    truth_set = COCO()
+    truth_set.dataset = {"images": images, "annotations": annotations, "categories": [{"id": c} for c in range(classes)]}
+    truth_set.createIndex()
+    evaluation = COCOeval(truth_set, truth_set.loadRes(results), iou_type)
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    return evaluation.stats[:3].tolist()

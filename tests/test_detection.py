@@ -138,8 +138,7 @@ def test_a_perfect_prediction_scores_map_1_and_is_found_once_per_object():
 
 def coco_map(detections: torch.Tensor, target: torch.Tensor) -> list[float]:
     """AP@[.5:.95], AP50, AP75 from pycocotools' COCOeval on the same boxes."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+    from conftest import pycocotools_map
 
     images, annotations, results = [], [], []
     for i, (found, truth) in enumerate(zip(detections, target)):
@@ -150,15 +149,7 @@ def coco_map(detections: torch.Tensor, target: torch.Tensor) -> list[float]:
         for x1, y1, x2, y2, score, label in found[found[:, 5] >= 0].tolist():
             results.append({"image_id": i, "category_id": int(label), "bbox": [x1, y1, x2 - x1, y2 - y1],
                             "score": score})
-    truth_set = COCO()
-    truth_set.dataset = {"images": images, "annotations": annotations,
-                         "categories": [{"id": c} for c in range(CLASSES)]}
-    truth_set.createIndex()
-    evaluation = COCOeval(truth_set, truth_set.loadRes(results), "bbox")
-    evaluation.evaluate()
-    evaluation.accumulate()
-    evaluation.summarize()
-    return evaluation.stats[:3].tolist()
+    return pycocotools_map(images, annotations, results, CLASSES, "bbox")
 
 
 def test_the_map_is_pycocotools():

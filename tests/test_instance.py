@@ -47,13 +47,12 @@ def test_a_box_filled_by_its_mask_pastes_onto_exactly_its_pixels_and_scores_map_
 
 
 def coco_segm_map(preds: list[dict], truths: list[dict]) -> list[float]:
+    """AP@[.5:.95], AP50, AP75 from pycocotools' COCOeval on the same masks (as RLE)."""
+    from conftest import pycocotools_map
     from pycocotools import mask as coco_mask
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
 
     def rle(mask: torch.Tensor) -> dict:
-        encoded = coco_mask.encode(np.asfortranarray(mask.numpy().astype(np.uint8)))
-        return encoded
+        return coco_mask.encode(np.asfortranarray(mask.numpy().astype(np.uint8)))
 
     images, annotations, results = [], [], []
     for i, (pred, truth) in enumerate(zip(preds, truths)):
@@ -65,15 +64,7 @@ def coco_segm_map(preds: list[dict], truths: list[dict]) -> list[float]:
                                 "bbox": coco_mask.toBbox(encoded).tolist()})
         for mask, score, label in zip(pred["masks"], pred["scores"].tolist(), pred["labels"].tolist()):
             results.append({"image_id": i, "category_id": label, "segmentation": rle(mask), "score": score})
-    truth_set = COCO()
-    truth_set.dataset = {"images": images, "annotations": annotations,
-                         "categories": [{"id": c} for c in range(CLASSES)]}
-    truth_set.createIndex()
-    evaluation = COCOeval(truth_set, truth_set.loadRes(results), "segm")
-    evaluation.evaluate()
-    evaluation.accumulate()
-    evaluation.summarize()
-    return evaluation.stats[:3].tolist()
+    return pycocotools_map(images, annotations, results, CLASSES, "segm")
 
 
 def test_the_mask_map_is_pycocotools():
