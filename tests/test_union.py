@@ -42,14 +42,16 @@ def test_the_label_mask_follows_the_sources_and_each_task_is_scored_on_its_sourc
     assert plan.mask.tolist() == [[1, 1, 0]] * 6 + [[0, 0, 1]] * 10
     torch.manual_seed(0)
     model = MODELS.get("segnet")(width=0.0625).build(tasks).eval()
-    scores = evaluate(model, dataset.load("test"), tasks, 3, torch.no_grad)
+    # batches of 2 hold one source's images each, as the sources alone do: the same kernels, the same numbers (mAP
+    # is not continuous in the logits, so another batching's last-bit differences could move it)
+    scores = evaluate(model, dataset.load("test"), tasks, 2, torch.no_grad)
     first = SynthRooms(seed=1, train=6, val=2, test=4, **SIZE)
     second = SynthRooms(seed=2, train=10, val=2, test=6, **SIZE)
     first_tasks = {name: tasks[name] for name in ("seg", "detection")}
-    alone = {**evaluate(model, first.load("test").select(list(first_tasks)), first_tasks, 3, torch.no_grad),
-             **evaluate(model, second.load("test").select(["depth"]), {"depth": tasks["depth"]}, 3, torch.no_grad)}
+    alone = {**evaluate(model, first.load("test").select(list(first_tasks)), first_tasks, 2, torch.no_grad),
+             **evaluate(model, second.load("test").select(["depth"]), {"depth": tasks["depth"]}, 2, torch.no_grad)}
     for name in tasks:
-        assert scores[name] == pytest.approx(alone[name], rel=1e-5), name
+        assert scores[name] == alone[name], name
 
 
 def test_a_job_trains_on_a_union_and_its_mask_is_the_sources():
