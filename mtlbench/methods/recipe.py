@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ..data.augment import Augment, warped_targets
 from ..registry import Registry, build
+from ..models.protocol import computes_losses
 from ..tasks import Task
 from .context import StepContext, View
 from .parts import SUPERVISIONS, GRADIENTS, REGULARIZERS, WEIGHTINGS
@@ -58,11 +59,6 @@ for _weighting in ("rlw", "dwa", "dtp"):  # Yun and Cho 2023 Table 6: the weight
 preset("amtl+cagrad", weighting="amtl", gradients="cagrad")  # Yun and Cho 2023 Table 5
 
 
-def model_computes_losses(model: nn.Module) -> bool:
-    """Whether the model computes its tasks' losses itself (``losses_per_image``, models/protocol.py)."""
-    return callable(getattr(model, "losses_per_image", None))
-
-
 class Recipe:
     """The parts of one method, bound to a model: one call of ``train_step`` per batch."""
 
@@ -76,7 +72,7 @@ class Recipe:
         built = {axis: part.build(tasks, model) for axis, part in self.parts.items()}
         self.nets = nn.ModuleDict({axis: net for axis, net in built.items() if net is not None})
         self.own = [pair for axis, net in self.nets.items() for pair in self.parts[axis].own_optimizers(net)]
-        self.model_losses = model_computes_losses(model)
+        self.model_losses = computes_losses(model)
         needing = [t for t, task in tasks.items() if task.loss_from_model]
         if needing and not self.model_losses:
             raise ValueError(f"task {needing[0]}: its loss is its model's, and {type(model).__name__} computes none; "

@@ -34,3 +34,8 @@ class ModelSpec(Protocol):
     input_multiple: ClassVar[int]
 
     def build(self, tasks: dict[str, Task]) -> MultiTaskModel: ...
+
+
+def computes_losses(model: nn.Module) -> bool:
+    """Whether the model computes its tasks' losses itself (``losses_per_image``, a two-stage detector)."""
+    return callable(getattr(model, "losses_per_image", None))

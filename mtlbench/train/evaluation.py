@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import Split
+from ..models.protocol import computes_losses
 from ..tasks import Task
 
 
@@ -63,7 +64,7 @@ def losses_per_image(model: nn.Module, images: Tensor, targets: dict[str, Tensor
     """Each task's loss per image: the task's on the predictions, or the model's own (a two-stage detector's, whose
     proposal sampling draws from a generator of its own here, so that evaluating does not move the training's
     random stream and scores the same whenever it runs)."""
-    if not callable(getattr(model, "losses_per_image", None)):  # e.g. the constant model: no loss of its own
+    if not computes_losses(model):  # e.g. the constant model: no loss of its own
         return {name: task.loss_per_image(preds[name].float(), targets[name])
                 for name, task in tasks.items() if not task.loss_from_model}
     devices = [images.device] if images.device.type == "cuda" else []
