@@ -117,3 +117,58 @@ def test_a_detection_job_trains_on_voc(tmp_path):
     scores = result["test"]["detection"]
     assert set(scores) == {"map", "map_50", "map_75", "loss"}
     assert all(0 <= scores[k] <= 1 for k in ("map", "map_50", "map_75")) and scores["loss"] > 0
+
+
+def write_label_map(path, image_id, fill):
+    width, height = SIZES[image_id]
+    labels = np.full((height, width), fill, np.uint8)
+    labels[:2, :] = 255  # a boundary
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(labels, mode="L").save(path)
+
+
+def test_segmentation_is_read_where_a_label_map_exists_and_the_rest_is_unlabelled(tmp_path, capsys):
+    """Yun and Cho 2023's VOC source: detection on every image, segmentation where VOC or SBD has a map
+    (SegmentationClassAug for training images, SegmentationClass for test images)."""
+    write_voc(tmp_path)
+    write_label_map(tmp_path / "SegmentationClassAug" / "2008_000002.png", "2008_000002", 7)
+    write_label_map(tmp_path / "SegmentationClass" / "2007_000010.png", "2007_000010", 3)
+    write_label_map(tmp_path / "SegmentationClass" / "2008_000001.png", "2008_000001", 5)  # a test-time map only
+    dataset = DATASETS.get("pascal_voc_detection")(root=str(tmp_path), height=10, width=10, max_objects=4,
+                                                   segmentation=True)
+    assert set(dataset.tasks()) == {"detection", "seg"} and dataset.tasks()["seg"].channels == 21
+    train, test = dataset.load("train"), dataset.load("test")
+    assert train.labelled["seg"].tolist() == [False, True, False]
+    assert (train.targets["seg"][1, 0] == -1).all() and (train.targets["seg"][1, -1] == 7).all()
+    assert set(train.targets["seg"][1].unique().tolist()) == {-1, 7}
+    assert (train.targets["seg"][[0, 2]] == -1).all()
+    assert test.labelled["seg"].tolist() == [True] and (test.targets["seg"][0, -1] == 3).all()
+    assert "seg" not in DATASETS.get("pascal_voc_detection")(root=str(tmp_path)).tasks()
+
+    write_label_map(tmp_path / "SegmentationClassAug" / "2008_000003.png", "2008_000003", 40)
+    assert main(["data", "check", "pascal_voc_detection", str(tmp_path), "--set", "segmentation=true"]) == 1
+    assert "SegmentationClassAug/2008_000003.png: labels [40] outside 0..20" in capsys.readouterr().out
+
+
+def test_a_union_part_with_partial_labels_keeps_them(tmp_path):
+    write_voc(tmp_path / "voc")
+    write_label_map(tmp_path / "voc" / "SegmentationClassAug" / "2008_000001.png", "2008_000001", 1)
+    union = DATASETS.get("union")(height=16, width=16, parts=[
+        {"name": "pascal_voc_detection", "root": str(tmp_path / "voc"), "max_objects": 4, "segmentation": True,
+         "tasks": ["detection", "seg"]},
+        {"name": "synthrooms", "train": 2, "val": 1, "test": 1, "tasks": ["depth"]}])
+    train = union.load("train")
+    assert train.labelled["seg"].tolist() == [True, False, False, False, False]
+    assert train.labelled["detection"].tolist() == [True, True, True, False, False]
+    assert train.labelled["depth"].tolist() == [False, False, False, True, True]
+
+
+def test_a_union_names_the_part_whose_files_are_missing_and_a_list_of_ones_own_says_so(tmp_path):
+    write_voc(tmp_path / "voc")
+    union = DATASETS.get("union")(height=16, width=16, parts=[
+        {"name": "synthrooms", "train": 2, "val": 1, "test": 1, "tasks": ["depth"]},
+        {"name": "pascal_voc_detection", "root": str(tmp_path / "voc"), "train": "trainvalsegdet",
+         "tasks": ["detection"]}])
+    with pytest.raises(DatasetError, match=r"union: parts\[1\] \(pascal_voc_detection; .*dataset.parts\[1\]\): .*"
+                                           r"trainvalsegdet.txt not found. trainvalsegdet.txt is not one of VOC's"):
+        union.require()

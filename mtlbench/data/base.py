@@ -21,7 +21,8 @@ SPLITS = ("train", "val", "test")
 @dataclass
 class Split:
     """A split's images and targets; ``labelled`` says, per task, which images carry a label for it, where a dataset
-    assembled from sources (``union``) has images whose source does not label every task (absent: all do)."""
+    assembled from sources (``union``) or one whose label maps are partial (VOC detection with segmentation)
+    has images without a label for the task (absent: all have one)."""
 
     images: Tensor
     targets: dict[str, Tensor] = field(default_factory=dict)

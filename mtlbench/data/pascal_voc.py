@@ -39,6 +39,21 @@ def label_values(raw: np.ndarray) -> str | None:
     return f"labels {bad[:5].tolist()} outside 0..20 and 255 (boundary)" if len(bad) else None
 
 
+def read_label_map(path: Path, image_shape: tuple[int, ...]) -> tuple[np.ndarray | None, list[str]]:
+    """A VOC segmentation PNG (class indices, 255 on boundaries) of the image's size, or the problems found."""
+    seg, problems = read_image(path, ("L", "P"), (image_shape[1], image_shape[0]))
+    if seg is not None and (message := label_values(seg)):
+        problems.append(f"{path}: {message}")
+    return seg, problems
+
+
+def resized_labels(seg: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The labels at height x width (nearest), the boundary as mtlbench's ignore value -1."""
+    seg = resize(seg, height, width, nearest=True).astype(np.int16)
+    seg[seg == BOUNDARY] = -1
+    return seg
+
+
 @DATASETS.register("pascal_voc")
 @dataclass(frozen=True)
 class PascalVOC(ImageFileDataset):
@@ -92,17 +107,13 @@ class PascalVOC(ImageFileDataset):
         image, problems = read_image(root / "JPEGImages" / f"{image_id}.jpg", ("RGB",))
         if image is None:
             return {}, problems
-        path = root / labels / f"{image_id}.png"
-        seg, problems = read_image(path, ("L", "P"), (image.shape[1], image.shape[0]))
-        if seg is not None and (message := label_values(seg)):
-            problems.append(f"{path}: {message}")
+        seg, problems = read_label_map(root / labels / f"{image_id}.png", image.shape)
         if problems:
             return {}, problems
         present = np.zeros(CLASSES - 1, np.float32)
         foreground = np.unique(seg[(seg > 0) & (seg < CLASSES)])
         present[foreground - 1] = 1
-        seg = resize(seg, self.height, self.width, nearest=True).astype(np.int16)
-        seg[seg == BOUNDARY] = -1
+        seg = resized_labels(seg, self.height, self.width)
         image = np.round(resize(image, self.height, self.width, nearest=False)).astype(np.uint8)
         return {"image": np.moveaxis(image, -1, 0), "seg": seg, "cls": present}, []
 

@@ -4,7 +4,8 @@ segmentation) + NYU depth: 39,446 training images, each labelled only for the ta
 A suite writes ``dataset: {name: union, parts: [{name: pascal_voc_detection, tasks: [detection], ...}, {name: nyuv2,
 tasks: [depth], ...}]}``: each part is a registered dataset with its own settings and the tasks it labels. Every
 split is the parts' splits one after the other; a task's targets come from the parts that label it, and the others'
-images store the task's "no label" value (``Task.no_label``) and are marked unlabelled (``Split.labelled``), so
+images store the task's "no label" value (``Task.no_label``) and are marked unlabelled (``Split.labelled``; so are a
+part's own images that its dataset gives without the task's label, e.g. VOC images without a segmentation map), so
 that the label mask leaves them out of the task's loss and the evaluation scores each task on its own sources' test
 images only. As the authors' code (``core/data/utils.py``: a plain concatenation of the sources, every image brought
 to one training size, shuffled batches that mix them, one test set per source), batches mix the sources, and every
@@ -50,6 +51,16 @@ class Union:
             built.append(build(DATASETS, settings))
         return built
 
+    def require(self) -> None:
+        """Each part's files are there (fails in seconds, before any job starts), its error naming the part."""
+        for k, dataset in enumerate(self.datasets()):
+            if hasattr(dataset, "require"):
+                try:
+                    dataset.require()
+                except DatasetError as error:
+                    raise DatasetError(f"union: parts[{k}] ({self.parts[k]['name']}; its settings are the suite's "
+                                       f"dataset.parts[{k}]): {error}") from None
+
     def part_tasks(self) -> list[list[str]]:
         return [list(part["tasks"]) for part in self.parts]
 
@@ -81,6 +92,13 @@ class Union:
         targets = {name: task.concat([part.targets[name] if name in part.targets else
                                       task.no_label(examples[name][:1].expand(len(part), *examples[name].shape[1:]))
                                       for part in loaded]) for name, task in tasks.items()}
-        labelled = {name: torch.cat([torch.full((len(part),), name in part.targets) for part in loaded])
-                    for name in tasks}
+        labelled = {name: torch.cat([part_labelled(part, name) for part in loaded]) for name in tasks}
         return Split(torch.cat([part.images for part in loaded]), targets, labelled)
+
+
+def part_labelled(part: Split, task: str) -> torch.Tensor:
+    """Which of a part's images carry a label for ``task``: none if the part does not label it, else those its
+    dataset says (all, unless its own labels are partial)."""
+    if task not in part.targets:
+        return torch.zeros(len(part), dtype=torch.bool)
+    return part.labelled[task] if task in part.labelled else torch.ones(len(part), dtype=torch.bool)

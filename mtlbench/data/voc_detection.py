@@ -11,6 +11,11 @@ scaled with the image to ``height`` x ``width``. Objects marked ``difficult`` ar
 true (VOC's evaluation ignores them; COCO's mAP, which mtlbench reports, cannot). An image keeps at most
 ``max_objects`` boxes, the padded width of the detection targets; one with more is refused, naming it.
 
+With ``segmentation``, the images also carry VOC's ``seg`` task (21 classes, boundaries ignored) where a label map
+exists, as the detection + segmentation source of Yun and Cho 2023 Sec. 4.2.2 (the authors' ``voc0712.py`` reads an
+image's map if its file exists): training images from ``SegmentationClassAug/<id>.png`` (SBD's, as DeepLab converts
+them), test images from ``SegmentationClass/<id>.png``; an image without one is unlabelled for ``seg``.
+
 A malformed annotation (XML that does not parse, a missing field, an unknown class, a box outside the image or of
 negative size) is refused naming the file and the object.
 """
@@ -23,11 +28,14 @@ from xml.etree import ElementTree
 
 import numpy as np
 
-from ..tasks import Detection, Task
-from .base import DATASETS
+
+from ..tasks import Detection, Segmentation, Task
+from .base import DATASETS, Split
 from .image_files import ImageFileDataset, read_image, resize
+from .pascal_voc import CLASSES as SEG_CLASSES, LABELS, read_label_map, resized_labels
 from .npy_folders import DatasetError
 
+VOC_LISTS = ("train", "val", "trainval", "test")  # ImageSets/Main's own lists
 CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
            "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 
@@ -91,14 +99,20 @@ class PascalVOCDetection(ImageFileDataset):
     val: int = 0
     difficult: bool = False
     max_objects: int = 64
+    segmentation: bool = False
 
     def tasks(self) -> dict[str, Task]:
-        return {"detection": Detection("detection", len(CLASSES), image_size=(self.height, self.width))}
+        tasks: dict[str, Task] = {"detection": Detection("detection", len(CLASSES), image_size=(self.height, self.width))}
+        if self.segmentation:
+            tasks["seg"] = Segmentation("seg", SEG_CLASSES)
+        return tasks
 
     def ids(self, listed: str) -> list[str]:
         path = Path(self.root) / "ImageSets" / "Main" / f"{listed}.txt"
         if not path.is_file():
-            raise DatasetError(f"{self.name}: {path} not found. {self.layout()}")
+            own = "" if listed in VOC_LISTS else (f" {listed}.txt is not one of VOC's lists: write it, one image id "
+                                                  f"per line (docs/datasets.md gives the lists of the VOC + NYU set).")
+            raise DatasetError(f"{self.name}: {path} not found.{own} {self.layout()}")
         return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
 
     def layout(self) -> str:
@@ -116,13 +130,25 @@ class PascalVOCDetection(ImageFileDataset):
             raise DatasetError(f"{self.name}: {len(overlap)} images of {self.test}.txt are also in {self.train}.txt "
                                f"(e.g. {sorted(overlap)[:3]}); the test list must be disjoint from the training one")
 
-    def records(self, split: str) -> list[str]:
-        return self.held_out(split, self.ids(self.train), self.ids(self.test))
+    def records(self, split: str) -> list[tuple[str, str]]:
+        """(image id, the folder of its label map) of an mtlbench split."""
+        return self.held_out(split, self.listed("train"), self.listed("test"))
 
-    def every_record(self) -> list[str]:
-        return list(dict.fromkeys([*self.ids(self.train), *self.ids(self.test)]))
+    def listed(self, split: str) -> list[tuple[str, str]]:
+        return [(image_id, LABELS[split]) for image_id in self.ids(getattr(self, split))]
 
-    def read(self, image_id: str) -> tuple[dict[str, np.ndarray], list[str]]:
+    def every_record(self) -> list[tuple[str, str]]:
+        return list(dict.fromkeys([*self.listed("train"), *self.listed("test")]))
+
+    def load(self, split: str) -> Split:
+        loaded = super().load(split)
+        if not self.segmentation:
+            return loaded
+        labelled = (loaded.targets["seg"] >= 0).flatten(1).any(1)  # a map that ignores every pixel: no label
+        return Split(loaded.images, loaded.targets, {"seg": labelled})
+
+    def read(self, record: tuple[str, str]) -> tuple[dict[str, np.ndarray], list[str]]:
+        image_id, labels = record
         root = Path(self.root)
         path = root / "Annotations" / f"{image_id}.xml"
         boxes, size, problems = parse_annotation(path, self.difficult)
@@ -137,5 +163,18 @@ class PascalVOCDetection(ImageFileDataset):
         target[:, 4] = -1
         target[:len(boxes), :4] = boxes[:, :4] * scale
         target[:len(boxes), 4] = boxes[:, 4]
+        arrays = {"detection": target}
+        if self.segmentation:
+            seg, seg_problems = self.label_map(root / labels / f"{image_id}.png", image.shape)
+            if seg_problems:
+                return {}, seg_problems
+            arrays["seg"] = seg
         image = np.round(resize(image, self.height, self.width, nearest=False)).astype(np.uint8)
-        return {"image": np.moveaxis(image, -1, 0), "detection": target}, []
+        return {"image": np.moveaxis(image, -1, 0), **arrays}, []
+
+    def label_map(self, path: Path, image_shape: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
+        """The image's segmentation at the dataset's size, every pixel ignored (-1) where it has no map."""
+        if not path.is_file():
+            return np.full((self.height, self.width), -1, np.int16), []
+        seg, problems = read_label_map(path, image_shape)
+        return (resized_labels(seg, self.height, self.width) if seg is not None else None), problems

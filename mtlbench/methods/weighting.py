@@ -16,7 +16,7 @@ from ..data import DATASETS
 from ..jobs import RESOLVERS, Resolution, ResultLookup
 from ..registry import build, require
 from ..space import Choice, Float, Space
-from ..tasks import Depth, MultiLabel, Normal, Segmentation, Task
+from ..tasks import Depth, Detection, Instance, MultiLabel, Normal, Segmentation, Task
 from .parts import WEIGHTINGS, Weighting
 
 if TYPE_CHECKING:
@@ -126,7 +126,8 @@ class RLW(Weighting):
         return weighted_mean_terms(torch.softmax(torch.randn(len(task_losses)), 0), task_losses, self.mean)
 
 
-ACCURACY = {Segmentation: "miou", Depth: "delta1", Normal: "within_11.25", MultiLabel: "jaccard"}
+ACCURACY = {Segmentation: "miou", Depth: "delta1", Normal: "within_11.25", MultiLabel: "jaccard", Detection: "map",
+            Instance: "map"}  # detection: box mAP@[.5:.95] as the authors' code tracks it; instance: the mask mAP
 PER_IMAGE = {"within_11.25": "within_11.25_per_image"}  # the authors' normal accuracy (test_net.py)
 
 

@@ -25,7 +25,10 @@ training: 1000 per image there, 2000 here): RPN IoU 0.7 / 0.3, 256 anchors at ha
 standardised with ImageNet's statistics and not resized (the dataset's resolution is the job's; torchvision's
 ``GeneralizedRCNNTransform`` would rescale to 800 px). ``anchor_sizes`` (one per FPN level) adapt the anchors to
 small images; ``proposals_per_image`` (512) and ``representation_size`` (1024) size the box head's training sample
-and layers, which CPU suites shrink (a simplification they name); ``backbone`` picks torchvision's ResNet (ResNet-50, the paper's, by default; CPU suites use ResNet-18,
+and layers, ``fpn_channels`` (256) and ``mask_head_channels`` (256) the FPN and the mask head, ``test_proposals``
+(1000) and ``detections_per_image`` (100) what is kept when predicting: torchvision's values by default, which CPU
+suites shrink (a simplification they name; RoIAlign's backward pass and the mask head over 100 detections dominate a
+CPU's time); ``backbone`` picks torchvision's ResNet (ResNet-50, the paper's, by default; CPU suites use ResNet-18,
 a simplification they name). Weights: none (random, trainable BatchNorm everywhere), or a local file: a torchvision
 ResNet (ImageNet) state dict for the backbone, or a whole torchvision Mask R-CNN state dict (its predictors skipped where
 the classes differ); with weights, BatchNorm is frozen and ``trainable_layers`` of the ResNet's stages train, as
@@ -42,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..ids import spelt_as_before
 from ..registry import require
 from ..tasks import Detection, Task
 from ..tasks.instance import MASK, Instance, instances_of, labelled_images
@@ -50,7 +54,6 @@ from .registry import MODELS
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, as torchvision's transform standardises
 ROI_SIDE = 7  # the box head's RoIAlign output (torchvision's MultiScaleRoIAlign 7 x 7)
 MASK_SIDE = 28  # the mask head's output (RoIAlign 14 x 14, upsampled twice)
-MASK_HEAD_CHANNELS = 256  # torchvision's mask head: four 3x3 convolutions of 256 channels, then the predictor's
 BOX_BETA = 1 / 9  # torchvision's smooth-L1 beta for the RPN and box-head regressions
 
 
@@ -70,11 +73,10 @@ def per_image_mean(values: Tensor, image: Tensor, images: int) -> Tensor:
 
 
 class MaskRCNN(nn.Module):
-    def __init__(self, tasks: dict[str, Task], backbone: str, weights: str | None, trainable_layers: int,
-                 anchor_sizes: tuple[int, ...], proposals_per_image: int, representation_size: int) -> None:
+    def __init__(self, tasks: dict[str, Task], spec: MaskRCNNSpec) -> None:
         super().__init__()
         from torchvision.models.detection import MaskRCNN as TorchvisionMaskRCNN
-        from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
+        from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
         from torchvision.models.detection.anchor_utils import AnchorGenerator
         from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
         from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
@@ -89,15 +91,24 @@ class MaskRCNN(nn.Module):
         if tasks[self.instance].mask_size != MASK_SIDE:
             raise ValueError(f"maskrcnn predicts {MASK_SIDE} x {MASK_SIDE} masks; task {self.instance} "
                              f"has mask_size {tasks[self.instance].mask_size}")
-        backbone = resnet_fpn_backbone(backbone_name=backbone, weights=None,
+        weights = spec.weights
+        backbone = resnet_fpn_backbone(backbone_name=spec.backbone, weights=None,
                                        norm_layer=FrozenBatchNorm2d if weights else nn.BatchNorm2d,
-                                       trainable_layers=trainable_layers if weights else 5)
-        anchors = AnchorGenerator(tuple((size,) for size in anchor_sizes), ((0.5, 1.0, 2.0),) * len(anchor_sizes))
-        box_head = TwoMLPHead(backbone.out_channels * ROI_SIDE ** 2, representation_size)
+                                       trainable_layers=spec.trainable_layers if weights else 5)
+        if spec.fpn_channels != backbone.out_channels:
+            narrowed(backbone, spec.fpn_channels)
+        anchors = AnchorGenerator(tuple((size,) for size in spec.anchor_sizes),
+                                  ((0.5, 1.0, 2.0),) * len(spec.anchor_sizes))
+        box_head = TwoMLPHead(backbone.out_channels * ROI_SIDE ** 2, spec.representation_size)
+        mask_channels = spec.mask_head_channels
         self.net = TorchvisionMaskRCNN(backbone, rpn_anchor_generator=anchors, box_head=box_head,
-                                       box_predictor=FastRCNNPredictor(representation_size, classes + 1),
-                                       box_batch_size_per_image=proposals_per_image,
-                                       mask_predictor=MaskRCNNPredictor(MASK_HEAD_CHANNELS, MASK_HEAD_CHANNELS, classes + 1))
+                                       box_predictor=FastRCNNPredictor(spec.representation_size, classes + 1),
+                                       box_batch_size_per_image=spec.proposals_per_image,
+                                       rpn_post_nms_top_n_test=spec.test_proposals,
+                                       box_detections_per_img=spec.detections_per_image,
+                                       # the predictor before the head: torchvision's order of initialisation
+                                       mask_predictor=MaskRCNNPredictor(mask_channels, mask_channels, classes + 1),
+                                       mask_head=MaskRCNNHeads(backbone.out_channels, [mask_channels] * 4, 1))
         self.net.transform = None  # images are standardised here and keep the dataset's size
         if weights:
             load_weights(self.net, Path(weights))
@@ -250,6 +261,15 @@ class MaskRCNN(nn.Module):
         return (per_image_mean(error, image, batch) + 0 * logits.sum())[rows]  # connected even with no positive
 
 
+def narrowed(backbone: nn.Module, channels: int) -> None:
+    """torchvision's ResNet-FPN with an FPN of ``channels`` instead of its fixed 256 (a CPU suite's simplification)."""
+    from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
+
+    inputs = [block[0].in_channels for block in backbone.fpn.inner_blocks]
+    backbone.fpn = FeaturePyramidNetwork(inputs, channels, extra_blocks=LastLevelMaxPool())
+    backbone.out_channels = channels
+
+
 def load_weights(net: nn.Module, path: Path) -> None:
     """A torchvision ResNet state dict into the backbone, or a torchvision Mask R-CNN one into the whole network
     (predictors whose shapes differ, i.e. another class count, keep their initialisation)."""
@@ -276,16 +296,35 @@ class MaskRCNNSpec:
     anchor_sizes: tuple[int, ...] = (32, 64, 128, 256, 512)  # one per FPN level (torchvision's)
     proposals_per_image: int = 512  # the box head's sampled proposals per training image (torchvision's)
     representation_size: int = 1024  # the box head's two fully connected layers (torchvision's)
+    fpn_channels: int = 256  # the FPN's width, fixed in torchvision (CPU suites: 64)
+    mask_head_channels: int = 256  # the mask head's four 3x3 convolutions and its predictor (torchvision's)
+    test_proposals: int = 1000  # the RPN's proposals kept per image after NMS when predicting (torchvision's)
+    detections_per_image: int = 100  # the most detections kept per image when predicting (torchvision's, COCO's)
     input_multiple: ClassVar[int] = 32  # the FPN's coarsest level
     outputs: ClassVar[tuple[str, ...]] = ("anchors", "instances")
 
     def __post_init__(self) -> None:
         require("trainable_layers", self.trainable_layers, 0 <= self.trainable_layers <= 5, "must be 0 to 5")
-        for name in ("proposals_per_image", "representation_size"):
+        for name in ("proposals_per_image", "representation_size", "fpn_channels", "mask_head_channels", "test_proposals",
+                     "detections_per_image"):
             require(name, getattr(self, name), getattr(self, name) >= 1, "must be >= 1")
         require("anchor_sizes", self.anchor_sizes, len(self.anchor_sizes) == 5 and min(self.anchor_sizes) > 0,
                 "one positive size per FPN level (5)")
 
     def build(self, tasks: dict[str, Task]) -> nn.Module:
-        return MaskRCNN(tasks, self.backbone, self.weights, self.trainable_layers, tuple(self.anchor_sizes),
-                        self.proposals_per_image, self.representation_size)
+        return MaskRCNN(tasks, self)
+
+
+TORCHVISION_DEFAULTS = {"fpn_channels": 256, "mask_head_channels": 256, "test_proposals": 1000, "detections_per_image": 100}
+
+
+@spelt_as_before
+def maskrcnn_head_defaults(config: dict) -> dict:
+    """The mask head's width and the prediction limits came after the first Mask R-CNN suites; at torchvision's
+    values they build and score the network as before: hashed as absent."""
+    model = config.get("model", {})
+    if model.get("name") == "maskrcnn":
+        for key, default in TORCHVISION_DEFAULTS.items():
+            if model.get(key) == default:
+                del model[key]
+    return config
