@@ -11,21 +11,27 @@ the grouping track's ``--selection K``).
 """
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 import torch
 
-from .data import SCENARIOS, scenario
+from .data import DATASETS, SCENARIOS, scenario
+from .errors import UserError
 from .data.augment import Augment
-from .data.synthrooms import SynthRooms
 from .methods import AXES, METHODS, PLAIN, Recipe
 from .models import MODELS, SegNet
-from .registry import RegistryError, parameters, unknown_message
+from .registry import RegistryError, build, parameters, unknown_message
 from .tasks import Task
 from .train.trainer import autocast_for, check_device, device_name, resolve_device
+
+class BenchOptionError(UserError, ValueError):
+    """A bench option that names nothing it can build."""
+
 
 SHAPES = {"synthrooms": (64, 96), "nyuv2": (288, 384), "cityscapes": (128, 256), "taskonomy": (256, 256)}
 DENSE_TASKS = ("seg", "depth", "normal", "edge", "keypoint", "shading", "albedo")
@@ -47,6 +53,7 @@ class BenchConfig:
     width: int = 96
     model_width: float = 0.125
     model: str = "segnet"
+    dataset: str = "synthrooms"  # whose tasks are trained: a registered name, or its settings as a JSON mapping
     batch_size: int = 8
     scenario: str = "onelabel"
     steps: int = 6
@@ -60,7 +67,7 @@ class BenchConfig:
             METHODS.get(method)
         MODELS.get(self.model)
         SCENARIOS.get(self.scenario)
-        known = list(SynthRooms().tasks())
+        known = list(bench_dataset(self).tasks())
         for task in self.tasks:
             if task not in known:
                 raise RegistryError(unknown_message("task", task, known))
@@ -72,8 +79,26 @@ def random_batch(tasks: dict[str, Task], batch: int, height: int, width: int, de
     return torch.rand(batch, 3, height, width, generator=generator).to(device), targets
 
 
+def bench_dataset(config: BenchConfig) -> Any:
+    """The dataset whose tasks are trained, at the bench's size where it has one (a detection head is built for a
+    size); only its task definitions are used, so its files need not exist (e.g. ``{"name": "union", "parts":
+    [{"name": "pascal_voc_detection", "segmentation": true, "tasks": ["detection", "seg"]}, {"name": "nyu_depth",
+    "tasks": ["depth"]}]}``, Yun and Cho 2023 Table 7's tasks)."""
+    text = config.dataset.strip()
+    try:
+        settings = json.loads(text) if text.startswith("{") else {"name": text}
+    except json.JSONDecodeError as error:
+        raise BenchOptionError(f"--dataset: not a JSON mapping ({error}); give a dataset name or its settings as "
+                               f"JSON, e.g. '{{\"name\": \"synthrooms\"}}'") from None
+    size = {k: getattr(config, k) for k in ("height", "width") if k in parameters(DATASETS.get(settings.get("name")))}
+    try:
+        return build(DATASETS, {**size, **settings})
+    except (TypeError, ValueError) as error:
+        raise BenchOptionError(f"--dataset {text}: {error}") from None
+
+
 def bench_tasks(config: BenchConfig) -> dict[str, Task]:
-    all_tasks = SynthRooms(height=config.height, width=config.width).tasks()  # a detection head is built for a size
+    all_tasks = bench_dataset(config).tasks()
     return {t: all_tasks[t] for t in config.tasks}
 
 

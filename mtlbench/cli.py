@@ -513,6 +513,8 @@ def add_bench_command(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--model-width", type=positive_float, help="SegNet width multiplier (1.0 = papers)")
     bench.add_argument("--model", help="a registered model, built with its defaults (default: segnet at "
                                        "--model-width); e.g. maskrcnn with --tasks detection,instance")
+    bench.add_argument("--dataset", help="whose tasks are trained: a registered dataset, or its settings as JSON "
+                                         "(no files needed; default: synthrooms)")
     bench.add_argument("--batch-size", type=positive_int)
     bench.add_argument("--scenario")
     bench.add_argument("--steps", type=positive_int)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from mtlbench.bench import PLAIN_LABEL, BenchConfig, growth, measure, part_recipes, table
+from mtlbench.bench import PLAIN_LABEL, BenchConfig, bench_tasks, growth, measure, part_recipes, table
 from mtlbench.methods import AXES
 
 
@@ -29,3 +29,14 @@ def test_bench_parts_swaps_every_part_of_three_axes_into_the_plain_recipe():
     seconds = measure(config, {k: recipes[k] for k in (PLAIN_LABEL, "weighting=amtl", "supervision=ista")})
     rendered = table(config, seconds)
     assert "cost vs uniform+sum" in rendered and "| uniform+sum |" in rendered and "1.00x" in rendered
+
+
+def test_bench_trains_the_tasks_of_the_dataset_it_is_given_without_its_files():
+    """Yun and Cho 2023 Table 7's tasks (VOC detection and segmentation, NYU depth) from a union's settings."""
+    union = ('{"name": "union", "parts": [{"name": "pascal_voc_detection", "root": "/nowhere", "segmentation": true, '
+             '"tasks": ["detection", "seg"]}, {"name": "nyu_depth", "root": "/nowhere", "tasks": ["depth"]}]}')
+    config = BenchConfig(dataset=union, tasks=("detection", "seg", "depth"), height=128, width=128)
+    tasks = bench_tasks(config)
+    assert list(tasks) == ["detection", "seg", "depth"]
+    assert tasks["detection"].channels == 20 and tasks["seg"].channels == 21
+    assert tasks["detection"].image_size == (128, 128) and tasks["detection"].anchors.min_level == 3

@@ -151,3 +151,23 @@ def test_a_checkpoint_round_trips_the_model():
     with torch.no_grad():
         first, second = net(images), other(images)
     assert all(torch.equal(first[t], second[t]) for t in TASKS)
+
+
+def test_the_cpu_sizes_narrow_the_network_and_bound_the_detections():
+    """``fpn_channels``, ``mask_head_channels``, ``test_proposals`` and ``detections_per_image`` (CPU suites); at
+    torchvision's values they hash as absent, so the suites written before them keep their job ids."""
+    _, tasks, split = synthrooms()
+    images, targets = split.batch(torch.arange(2), tasks)
+    net = model(tasks, fpn_channels=32, mask_head_channels=16, test_proposals=20, detections_per_image=3)
+    assert net.net.backbone.out_channels == 32 and net.net.rpn.head.conv[0][0].in_channels == 32
+    assert [m.out_channels for m in net.net.roi_heads.mask_head if hasattr(m, "out_channels")] == [16] * 4
+    losses = net.losses_per_image(images, targets, {t: torch.arange(2) for t in TASKS})
+    assert all(torch.isfinite(loss).all() for loss in losses.values())
+    with torch.no_grad():
+        found = net.eval()(images)
+    assert found["detection"].shape[1] <= 4  # 3 detections and the padding row
+
+    from mtlbench.ids import job_id
+    defaults = {"name": "maskrcnn", "fpn_channels": 256, "mask_head_channels": 256, "test_proposals": 1000,
+                "detections_per_image": 100}
+    assert job_id({"model": defaults}) == job_id({"model": {"name": "maskrcnn"}})

@@ -74,3 +74,26 @@ def test_a_published_delta_is_what_its_stated_baseline_and_metrics_give_from_the
                    for row in entry["rows"].values() if all(f"{t}/{m}" in row for t, ms in metrics.items() for m in ms)]
         # an entry that calls its metrics unstated does so because the columns shown do not give its ΔMTL
         assert all(matches) if entry["metrics"] != "unstated" else not all(matches), suite
+
+
+def test_the_voc_nyu_suite_trains_as_the_authors_script(without_dataset_files, monkeypatch):
+    """Yun and Cho 2023 Table 7 as cfg/seg+det+depth/VMM_efficientnet_v2_s.cfg sets it: VOC 2007 + 2012
+    (detection and segmentation) and NYU depth at 640 x 640, batch 32, AdamW 1e-4 with weight decay 5e-5, 200
+    epochs, 2 warm-up epochs."""
+    monkeypatch.chdir(REPO)
+    suite = load_suite(REPO / "suites" / "voc_nyu_union.yaml")
+    assert {job.method for job in suite.jobs} == {"stl", "supervised", "rlw", "dwa", "gls", "mgda", "pcgrad", "cagrad",
+                                                  "gradnorm", "imtl_g", "dtp", "amtl"}
+    for job in suite.jobs:
+        dataset = job.config["dataset"]
+        assert (dataset["name"], dataset["height"], dataset["width"]) == ("union", 640, 640)
+        assert [(p["name"], p["tasks"]) for p in dataset["parts"]] == [
+            ("pascal_voc_detection", ["detection", "seg"]), ("pascal_voc_detection", ["detection", "seg"]),
+            ("nyu_depth", ["depth"])]
+        assert all(p["segmentation"] for p in dataset["parts"][:2])
+        assert job.config["model"]["name"] == "pyramid" and job.config["model"]["backbone"] == "efficientnet_v2_s"
+        train = job.config["train"]
+        assert (train["epochs"], train["batch_size"], train["precision"]) == (200, 32, "bf16")
+        assert train["optimizer"] == {"name": "adamw", "lr": 1e-4, "weight_decay": 5e-5}
+        assert train["scheduler"]["warmup_steps"] == 2 * -(-39446 // 32) and train["scheduler"]["milestones"] == []
+    assert all(job.inputs["amtl-potentials"] for job in suite.jobs if job.method == "amtl")
