@@ -21,13 +21,14 @@ import numpy as np
 import torch
 
 from .data import DATASETS, SCENARIOS, scenario
-from .errors import UserError
 from .data.augment import Augment
+from .errors import UserError
 from .methods import AXES, METHODS, PLAIN, Recipe
 from .models import MODELS, SegNet
 from .registry import RegistryError, build, parameters, unknown_message
 from .tasks import Task
 from .train.trainer import autocast_for, check_device, device_name, resolve_device
+
 
 class BenchOptionError(UserError, ValueError):
     """A bench option that names nothing it can build."""

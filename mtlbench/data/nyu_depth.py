@@ -10,8 +10,8 @@ official split for testing, depth only. Layout (BTS's)::
 
 A depth PNG holds millimetres as 16-bit integers, 0 where the sensor has no value; mtlbench stores metres (0 stays
 "no label"). Images are resized to ``height`` x ``width`` (480 x 640 by default, the frames' size: bilinear, depth
-nearest). A list line whose depth is "None" (BTS lists frames without depth so for KITTI) or a depth file of another
-size than its image is refused naming the file.
+nearest). A list line whose depth is "None" (BTS's way of listing a frame without depth, used for KITTI) or a depth
+file of another size than its image is refused naming the file.
 """
 from __future__ import annotations
 
@@ -91,4 +91,4 @@ class NYUDepth(ImageFileDataset):
             return {}, problems
         metres = resize(millimetres, self.height, self.width, nearest=True).astype(np.float32) / MILLIMETRES
         pixels = np.round(resize(image, self.height, self.width, nearest=False)).astype(np.uint8)
-        return {"image": np.moveaxis(pixels, -1, 0), "depth": metres[None].astype(np.float32)}, []
+        return {"image": np.moveaxis(pixels, -1, 0), "depth": metres[None]}, []

@@ -1,8 +1,9 @@
 """Evaluation over a whole split: metrics accumulate on the device, one host sync per task at the end.
 
 Besides its metrics, every task reports ``loss``: its training loss (``Task.loss_per_image``, or the model's own
-for a model that computes it) averaged over the split's images (those labelled for the task), the score Standley et al. 2020 selects networks by;
-left out where only a model could compute it and the predictor has none (the constant reference of an instance task).
+for a model that computes it) averaged over the split's images labelled for the task, the score Standley et al.
+2020 selects networks by; left out where only a model could compute it and the predictor has none (the constant
+reference of an instance task).
 
 ``constant_reference`` scores the model that predicts each task's training mean whatever the image (the majority
 class for segmentation): a network that does no better has learnt nothing the leaderboard should rank.
