@@ -166,6 +166,7 @@ def test_the_cpu_sizes_narrow_the_network_and_bound_the_detections():
     with torch.no_grad():
         found = net.eval()(images)
     assert found["detection"].shape[1] <= 4  # 3 detections and the padding row
+    assert net.net.rpn.post_nms_top_n() == 20  # in eval mode: the test proposals
 
     from mtlbench.ids import job_id
     defaults = {"name": "maskrcnn", "fpn_channels": 256, "mask_head_channels": 256, "test_proposals": 1000,
