@@ -123,8 +123,33 @@ def test_part_state_round_trips_through_a_checkpoint(axis, name):
     saved = torch.load(buffer, weights_only=True)  # checkpoints never unpickle arbitrary objects
     fresh, _ = recipe_with(axis, name)
     fresh.load_state_dict(saved)
-    for key, value in recipe.state_dict()["nets"].items():
-        assert torch.equal(fresh.state_dict()["nets"][key], value), key
+    for key, value in recipe.state_dict()["nets"].items():  # NaN marks "not seen yet" in some states
+        torch.testing.assert_close(fresh.state_dict()["nets"][key], value, rtol=0, atol=0, equal_nan=True, msg=key)
+
+
+STATEFUL_PARTS = [pytest.param(axis, name, id=f"{axis}:{name}") for axis in ("weighting", "gradients")
+                  for name in AXES[axis].list()]
+
+
+@pytest.mark.parametrize("axis, name", STATEFUL_PARTS)
+def test_a_task_absent_from_a_batch_keeps_its_state(axis, name):
+    """docs/methods.md, "Absent tasks": a step without labels for a task is finite and moves none of that task's
+    state (buffers: EMAs, logits, nadirs, counts, pairwise targets). Parameters trained by the main optimiser
+    (uncertainty's log σ², IMTL-L's scales) get no gradient from the absent task, though Adam's momentum moves them."""
+    recipe, _ = recipe_with(axis, name)
+    images, targets = tiny_batch()
+    optimizer = torch.optim.Adam(recipe.parameters(), 1e-3)
+    recipe.train_step(optimizer, images, targets, torch.ones(4, 3))
+    net = recipe.net(axis)
+    before = {key: value.clone() for key, value in net.named_buffers()} if net is not None else {}
+    absent = list(TASKS).index("normal")
+    logs = recipe.train_step(optimizer, images, targets, torch.tensor([[1, 0, 0], [0, 1, 0], [1, 1, 0], [1, 0, 0.]]))
+    assert all(torch.isfinite(torch.as_tensor(v)).all() for v in logs.values())
+    for key, value in (net.named_buffers() if net is not None else []):
+        if value.dim() and value.shape[0] == len(TASKS):
+            torch.testing.assert_close(value[absent], before[key][absent], rtol=0, atol=0, equal_nan=True, msg=key)
+        if value.dim() == 2 and value.shape == (len(TASKS), len(TASKS)):
+            torch.testing.assert_close(value[:, absent], before[key][:, absent], rtol=0, atol=0, equal_nan=True, msg=key)
 
 
 class TwoLayers(nn.Module):
@@ -166,6 +191,9 @@ def test_combiners_stay_finite_on_zero_tiny_and_huge_gradients(name, scale):
 
 # CAGrad's update with one task is (g + c g) / (1 + c^2): its authors' rescaling (rescale=1), same direction
 SINGLE_TASK_SCALE = {"cagrad": lambda part: (1 + part.c) / (1 + part.c ** 2)}
+# these rescale even a lone gradient, by design: Nash-MTL to α g with α |g|² = 1, FairGrad to w g with
+# w |g|² = w^(-1/α), MoCo and DB-MTL to their tracked estimate's first step (a fraction of g); same direction
+RESCALING = {"nash_mtl", "fairgrad", "moco", "db_mtl"}
 
 
 @pytest.mark.parametrize("name", AXES["gradients"].list())
@@ -176,8 +204,12 @@ def test_combiners_leave_a_single_tasks_gradient_unchanged(name):
     expected = torch.autograd.grad(plain, reference.shared_parameters())
     part = build(AXES["gradients"], part_spec("gradients", name))
     scale = SINGLE_TASK_SCALE.get(name, lambda part: 1.0)(part)
-    for p, g in zip(model.shared_parameters(), expected):
-        assert torch.allclose(p.grad, scale * g, rtol=1e-4, atol=1e-7)
+    got = torch.cat([p.grad.flatten() for p in model.shared_parameters()])
+    want = scale * torch.cat([g.flatten() for g in expected])
+    if name in RESCALING:
+        assert torch.nn.functional.cosine_similarity(got, want, dim=0) > 1 - 1e-5
+    else:
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.parametrize("name", AXES["weighting"].list())

@@ -1,9 +1,12 @@
-"""What a regularizer sees of one training step: every view of the batch, its predictions and label mask."""
+"""What a regularizer sees of one training step (every view of the batch, its predictions and label mask), and
+what a weighting's meta step sees (the batch as the model saw it, another batch, the model and its optimiser)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
 from ..warp import Warp
 from ..tasks import Task
@@ -33,3 +36,27 @@ class StepContext:
     def device_mask(self) -> Tensor:
         return self.mask.to(self.views[0].images.device, non_blocking=True)
 
+
+
+@dataclass
+class SeenBatch:
+    """A training batch as the model saw it: the augmented images, the targets, each present task's supervised rows
+    (on the device and on the CPU) and the step's mask [B, T]."""
+
+    images: Tensor
+    targets: dict[str, Tensor]
+    device_rows: dict[str, Tensor]
+    rows: dict[str, Tensor]
+    mask: Tensor
+
+
+@dataclass
+class MetaStep:
+    """What a weighting's ``meta_step`` may use before an update: the model, its optimiser, this step's batch, another
+    training batch (``meta``), and the task losses of any model with the recipe's parameters on a batch."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    batch: SeenBatch
+    meta: SeenBatch
+    task_losses: Callable[[nn.Module, SeenBatch], dict[str, Tensor]]

@@ -1,8 +1,15 @@
 """Gradient combiners on the shared parameters (encoder and decoder of the "split" SegNet).
 
 Per step, the gradient of every task's weighted term with respect to the shared parameters is computed once
-(one backward pass per task); the combiner turns the stacked gradients G [T, P] into one, which replaces the
-plain sum; task-specific heads get their own term's gradient; a regularizer's term is added unchanged.
+(one backward pass per task); the combiner turns the stacked gradients G [k, P] of the k tasks present in the
+batch into one, which replaces the plain sum; task-specific heads get their own term's gradient; a regularizer's
+term is added unchanged. A task with no label in the batch has no row: stateless combiners aggregate the present
+rows, stateful ones (methods/stateful_gradients.py) keep the absent task's state as it was.
+
+This module holds the combiners of the papers mtlbench reproduces (PCGrad, IMTL-G, MGDA, CAGrad, GradNorm).
+torchjd implements the first four as well; tests/test_gradients_torchjd.py shows on random Jacobians that
+ours give torchjd's result (or where and why they differ), and ours are kept: MGDA's exact minimum-norm solver
+and CAGrad's SLSQP are the ones the stored results were trained with.
 """
 from __future__ import annotations
 
@@ -14,9 +21,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..ids import spelt_as_before
 from ..space import Float, Space
 from ..tasks import Task
 from .parts import GRADIENTS, Gradients
+from .solvers import SolverCounts, count
 
 
 def flat_gradients(term: Tensor, params: list[nn.Parameter]) -> Tensor:
@@ -25,9 +34,12 @@ def flat_gradients(term: Tensor, params: list[nn.Parameter]) -> Tensor:
 
 
 class Combiner(Gradients):
-    """Shared parameters get combine(G); everything else the plain gradient of the summed terms."""
+    """Shared parameters get combine(G); everything else the plain gradient of the summed terms.
 
-    def combine(self, grads: Tensor) -> Tensor:
+    ``combine`` receives the present tasks' gradients, their indices ``present`` into the job's task list, the
+    part's state (``build``; None for a stateless combiner) and the present tasks' weighted terms (detached)."""
+
+    def combine(self, grads: Tensor, present: list[int], net: nn.Module | None, losses: Tensor) -> Tensor:
         raise NotImplementedError
 
     def backward(self, terms: dict[str, Tensor], rest: Tensor | None, model: nn.Module,
@@ -36,7 +48,9 @@ class Combiner(Gradients):
         stacked = torch.stack([flat_gradients(term, shared) for term in terms.values()]) if terms else None
         extra = flat_gradients(rest, shared) if rest is not None else 0
         torch.stack([*terms.values(), *([rest] if rest is not None else [])]).sum().backward()
-        combined = (self.combine(stacked) if stacked is not None else 0) + extra
+        present = [net.names.index(t) for t in terms] if net is not None else list(range(len(terms)))
+        losses = torch.stack([term.detach() for term in terms.values()]) if terms else None
+        combined = (self.combine(stacked, present, net, losses) if stacked is not None else 0) + extra
         offset = 0
         for p in shared:
             p.grad = combined[offset:offset + p.numel()].view_as(p).clone()
@@ -49,7 +63,7 @@ class PCGrad(Combiner):
     """PCGrad (Yu et al., NeurIPS 2020, Alg. 1): each task gradient, in turn against the others in random
     order, loses its component along any original gradient it conflicts with (negative inner product)."""
 
-    def combine(self, grads: Tensor) -> Tensor:
+    def combine(self, grads: Tensor, present: list[int], net: nn.Module | None, losses: Tensor) -> Tensor:
         projected = grads.clone()
         for i in range(len(grads)):
             for j in torch.randperm(len(grads)).tolist():
@@ -68,7 +82,7 @@ class IMTLG(Combiner):
     α_1 = 1 - Σ α_{2..T}, D = [g_1 - g_t], U = [u_1 - u_t], u_t = g_t / |g_t|: the combined gradient has
     equal projections on every unit task gradient."""
 
-    def combine(self, grads: Tensor) -> Tensor:
+    def combine(self, grads: Tensor, present: list[int], net: nn.Module | None, losses: Tensor) -> Tensor:
         if len(grads) == 1:
             return grads[0]
         units = grads / grads.norm(dim=1, keepdim=True).clamp_min(1e-20)
@@ -104,7 +118,7 @@ class MGDA(Combiner):
     """MGDA (Sener & Koltun, NeurIPS 2018): the minimum-norm point of the convex hull of the task gradients
     on the shared parameters (solved exactly on their Gram matrix; no gradient normalisation)."""
 
-    def combine(self, grads: Tensor) -> Tensor:
+    def combine(self, grads: Tensor, present: list[int], net: nn.Module | None, losses: Tensor) -> Tensor:
         weights = min_norm_weights((grads @ grads.t()).double().cpu().numpy())
         return torch.as_tensor(weights, dtype=grads.dtype, device=grads.device) @ grads
 
@@ -117,8 +131,12 @@ class CAGrad(Combiner):
 
     space: ClassVar[dict[str, Space]] = {"c": Float(0.1, 0.9)}  # Alg. 1 needs 0 ≤ c < 1
     c: float = 0.4
+    max_failure_rate: float = 0.05
 
-    def combine(self, grads: Tensor) -> Tensor:
+    def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module:
+        return SolverCounts(tasks)
+
+    def combine(self, grads: Tensor, present: list[int], net: nn.Module | None, losses: Tensor) -> Tensor:
         from scipy.optimize import minimize
 
         n = len(grads)
@@ -132,6 +150,7 @@ class CAGrad(Combiner):
 
         result = minimize(objective, start, bounds=[(0, 1)] * n,
                           constraints=({"type": "eq", "fun": lambda x: 1 - x.sum()},))
+        count(net, bool(result.success))  # the authors use SLSQP's last iterate either way: so does this
         weights = torch.as_tensor(result.x, dtype=grads.dtype, device=grads.device)
         g_w = weights @ grads
         g = grads.mean(0) + radius / (g_w.norm() + 1e-8) * g_w
@@ -175,3 +194,12 @@ class GradNorm(Gradients):
         (net.weights.grad,) = torch.autograd.grad((norms - target).abs().sum(), net.weights, retain_graph=True)
         total = (weights.detach() * losses).sum() + (rest if rest is not None else 0)
         total.backward()
+
+
+@spelt_as_before
+def cagrad_failure_rate_default(config: dict) -> dict:
+    """CAGrad's ``max_failure_rate`` came with 0.3 and only stops a run: at its default, hashed as before."""
+    gradients = config.get("method", {}).get("gradients", {})
+    if gradients.get("name") == "cagrad" and gradients.get("max_failure_rate") == CAGrad.max_failure_rate:
+        del gradients["max_failure_rate"]
+    return config

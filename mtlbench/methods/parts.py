@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from ..registry import Registry
 from ..tasks import Task
-from .context import StepContext
+from .context import MetaStep, StepContext
 
 if TYPE_CHECKING:
     from ..jobs import Job
@@ -119,8 +119,19 @@ class Weighting(Part):
     whose gradients are what the gradients axis combines (non-linear schemes such as the geometric mean
     return gradient-equivalent terms c_t L_t with c_t detached)."""
 
+    losses_after_update: ClassVar[bool] = False  # whether ``after_update`` needs the losses after the step
+    meta_batches: ClassVar[bool] = False  # whether ``meta_step`` runs before each update, given another batch
+
     def terms(self, task_losses: dict[str, Tensor], net: nn.Module | None) -> dict[str, Tensor]:
         raise NotImplementedError
+
+    def after_update(self, net: nn.Module | None, before: dict[str, Tensor], after: dict[str, Tensor]) -> None:
+        """With ``losses_after_update``: called after each update with the present tasks' losses on the batch
+        before it and after it (one more forward pass, without gradients, on the same augmented images)."""
+
+    def meta_step(self, net: nn.Module | None, step: MetaStep) -> None:
+        """With ``meta_batches``: called before each update whose epoch had a batch before it (``step.meta``, the
+        previous training batch of the epoch, so that a run resumed at an epoch boundary makes the same steps)."""
 
 
 @WEIGHTINGS.register("uniform")

@@ -16,12 +16,14 @@ from ..data.augment import Augment, warped_targets
 from ..registry import Registry, build
 from ..models.protocol import computes_losses
 from ..tasks import Task
-from .context import StepContext, View
+from .context import MetaStep, SeenBatch, StepContext, View
 from .parts import SUPERVISIONS, GRADIENTS, REGULARIZERS, WEIGHTINGS
+from .solvers import check_failure_rate, solver_report
 
 AXES = {"supervision": SUPERVISIONS, "weighting": WEIGHTINGS, "gradients": GRADIENTS, "regularizer": REGULARIZERS}
 AXIS_ALIASES = {"allocation": "supervision"}  # the axis' name until 0.2, still read in suites
 NETWORKS = ("shared", "per_task")
+COUNTERS = (".solver_calls", ".solver_failures")
 
 METHODS: Registry[dict[str, Any]] = Registry("method")
 
@@ -57,6 +59,14 @@ preset("dtp", weighting="dtp")  # Guo et al. 2018, as Yun and Cho 2023 runs it
 for _weighting in ("rlw", "dwa", "dtp"):  # Yun and Cho 2023 Table 6: the weighted geometric mean
     preset(f"{_weighting}_g", weighting={"name": _weighting, "mean": "geometric"})
 preset("amtl+cagrad", weighting="amtl", gradients="cagrad")  # Yun and Cho 2023 Table 5
+# the balancers and aggregators of 2020-2024 (issue 34; docs/methods.md, "Loss balancers and gradient aggregators")
+for _weighting in ("si", "imtl_l", "uw_so", "famo", "stch", "auto_lambda"):
+    preset(_weighting, weighting=_weighting)
+for _gradients in ("upgrad", "dualproj", "config_grad", "graddrop", "aligned_mtl", "rgw", "nash_mtl", "fairgrad",
+                   "gradvac", "moco", "excess_mtl"):
+    preset(_gradients, gradients=_gradients)
+preset("imtl", weighting="imtl_l", gradients="imtl_g")  # Liu et al. 2021: IMTL-L on every loss, IMTL-G on shared
+preset("db_mtl", weighting={"name": "si", "eps": 1e-8}, gradients="db_mtl")  # Lin et al. 2023: both balancings
 
 
 class Recipe:
@@ -66,6 +76,7 @@ class Recipe:
                  augment: Augment = Augment(), generator: torch.Generator | None = None,
                  autocast: Callable[[], AbstractContextManager] = nullcontext):
         self.parts = {axis: build(registry, method[axis]) for axis, registry in AXES.items()}
+        self.part_names = {axis: method[axis]["name"] for axis in AXES}
         self.supervision, self.weighting, self.gradients, self.regularizer = self.parts.values()
         self.tasks, self.model, self.augment, self.autocast = tasks, model, augment, autocast
         self.generator = generator or torch.Generator().manual_seed(0)
@@ -77,6 +88,10 @@ class Recipe:
         if needing and not self.model_losses:
             raise ValueError(f"task {needing[0]}: its loss is its model's, and {type(model).__name__} computes none; "
                              f"train it with model: maskrcnn")
+        if self.weighting.meta_batches and method["regularizer"]["name"] != "none":
+            raise ValueError(f"method {method.get('name', '')}: weighting {method['weighting']['name']!r} meta-learns "
+                             f"the task weights from the supervised losses alone; use regularizer: none")
+        self.previous: SeenBatch | None = None  # the epoch's previous batch, for a weighting's meta step
         if self.model_losses and method["regularizer"]["name"] != "none":
             raise ValueError(f"method {method.get('name', '')}: regularizer {method['regularizer']['name']!r} needs "
                              f"the model's predictions of the training batch, and {type(model).__name__} computes its "
@@ -94,10 +109,12 @@ class Recipe:
         self.nets.to(device)
         return self
 
-    def views(self, images: Tensor, targets: dict[str, Tensor]) -> list[View]:
-        """View 0 and ``extra_views`` further augmentations of it, forwarded as one batch."""
+    def views(self, images: Tensor, targets: dict[str, Tensor], seen: Tensor | None = None) -> list[View]:
+        """View 0 (``seen``, or the batch augmented photometrically) and ``extra_views`` further augmentations of
+        it, forwarded as one batch."""
         warps = [self.augment.sample(images, self.generator) for _ in range(self.regularizer.extra_views)]
-        views = [self.augment.photometric(view, self.generator) for view in [images, *(w.images(images) for w in warps)]]
+        views = [seen if seen is not None else self.augment.photometric(images, self.generator),
+                 *(self.augment.photometric(w.images(images), self.generator) for w in warps)]
         batch = torch.cat(views) if warps else views[0]
         with self.autocast():
             preds, feature = self.model(batch, return_feature=True)
@@ -142,8 +159,15 @@ class Recipe:
         for own, _ in self.own:
             own.zero_grad(set_to_none=True)
         device_rows = {t: rows[t].to(images.device, non_blocking=True) for t in active}
-        views = None if self.model_losses else self.views(images, targets)
-        per_image = self.losses_per_image(images, targets, views, device_rows)
+        if self.weighting.meta_batches:
+            seen = self.meta_step(optimizer, images, targets, device_rows, {t: rows[t] for t in active}, supervise)
+            views = None if self.model_losses else self.views(images, targets, seen)
+        elif self.model_losses:
+            views, seen = None, self.augment.photometric(images, self.generator) if active else images
+        else:
+            views = self.views(images, targets)
+            seen = views[0].images
+        per_image = self.losses_per_image(seen, targets, views, device_rows)
         task_losses = self.supervision.task_losses(per_image, {t: rows[t] for t in active}, supervise) \
             if active else {}
         terms = self.weighting.terms(task_losses, self.net("weighting")) if task_losses else {}
@@ -158,22 +182,55 @@ class Recipe:
         optimizer.step()
         for own, _ in self.own:
             own.step()
+        if self.weighting.losses_after_update and task_losses:
+            batch = SeenBatch(seen, targets, device_rows, {t: rows[t] for t in active}, supervise)
+            with torch.no_grad():
+                after = self.task_losses_on(self.model, batch)
+            self.weighting.after_update(self.net("weighting"), {t: v.detach() for t, v in task_losses.items()}, after)
         for t, loss in task_losses.items():
             logs[f"loss/{t}"] = logs.get(f"loss/{t}", 0) + loss.detach()
 
-    def losses_per_image(self, images: Tensor, targets: dict[str, Tensor], views: list[View] | None,
+    def losses_per_image(self, seen: Tensor, targets: dict[str, Tensor], views: list[View] | None,
                          rows: dict[str, Tensor]) -> dict[str, Tensor]:
         """Each supervised task's loss on its supervised images: the task's on the model's predictions, or, for a
-        model that computes its losses (a two-stage detector), the model's on the photometrically augmented batch."""
+        model that computes its losses (a two-stage detector), the model's on ``seen``, the photometrically
+        augmented batch."""
         if views is None:
             if not rows:
                 return {}
             with self.autocast():
-                return self.model.losses_per_image(self.augment.photometric(images, self.generator), targets, rows)
+                return self.model.losses_per_image(seen, targets, rows)
         preds = views[0].preds
         return {t: self.tasks[t].loss_per_image(preds[t][r], targets[t][r]) for t, r in rows.items()}
 
+    def task_losses_on(self, model: nn.Module, batch: SeenBatch) -> dict[str, Tensor]:
+        """The present tasks' losses of ``model`` (the recipe's, or a copy with other weights) on a seen batch:
+        FAMO's losses after the update, Auto-λ's virtual step."""
+        with self.autocast():
+            if self.model_losses:
+                per_image = model.losses_per_image(batch.images, batch.targets, batch.device_rows)
+            else:
+                preds = model(batch.images)
+        if not self.model_losses:
+            per_image = {t: self.tasks[t].loss_per_image(preds[t][r], batch.targets[t][r])
+                         for t, r in batch.device_rows.items()}
+        return self.supervision.task_losses(per_image, batch.rows, batch.mask)
+
+    def meta_step(self, optimizer: torch.optim.Optimizer, images: Tensor, targets: dict[str, Tensor],
+                  device_rows: dict[str, Tensor], rows: dict[str, Tensor], supervise: Tensor) -> Tensor:
+        """Augment the batch, let the weighting meta-learn on it against the epoch's previous batch, and return
+        the augmented images the update trains on."""
+        seen = self.augment.photometric(images, self.generator) if rows or not self.model_losses else images
+        batch = SeenBatch(seen, targets, device_rows, rows, supervise)
+        if self.previous is not None and rows and self.previous.rows:
+            self.weighting.meta_step(self.net("weighting"), MetaStep(self.model, optimizer, batch, self.previous,
+                                                                     self.task_losses_on))
+            optimizer.zero_grad(set_to_none=True)
+        self.previous = batch
+        return seen
+
     def end_epoch(self, epoch_losses: dict[str, float]) -> None:
+        self.previous = None  # a meta step pairs batches of one epoch only, so a resumed run makes the same steps
         for _, scheduler in self.own:
             scheduler.step()
         for axis, part in self.parts.items():
@@ -183,11 +240,24 @@ class Recipe:
         for axis, part in self.parts.items():
             part.after_validation(self.net(axis), metrics)
 
+    def solver_counts(self) -> dict[str, dict[str, int]]:
+        """For each part that solves a problem every step, its calls and failures so far (methods/solvers.py)."""
+        return {axis: report for axis in self.parts if (report := solver_report(self.net(axis)))}
+
+    def check_solvers(self) -> None:
+        """Raise SolverFailures if a part's solver failed on more steps than its ``max_failure_rate`` allows."""
+        for axis, part in self.parts.items():
+            check_failure_rate(self.part_names[axis], self.net(axis), getattr(part, "max_failure_rate", None))
+
     def state_dict(self) -> dict[str, Any]:
         return {"nets": self.nets.state_dict(), "own": [(o.state_dict(), s.state_dict()) for o, s in self.own]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.nets.load_state_dict(state["nets"])
+        missing, unexpected = self.nets.load_state_dict(state["nets"], strict=False)
+        lost = [key for key in missing if not key.endswith(COUNTERS)]  # counters came with 0.3: they restart
+        if lost or unexpected:
+            raise RuntimeError(f"the checkpoint's method state does not fit this method: missing {lost}, "
+                               f"unexpected {unexpected}")
         for (optimizer, scheduler), (o, s) in zip(self.own, state["own"], strict=True):
             optimizer.load_state_dict(o)
             scheduler.load_state_dict(s)

@@ -307,6 +307,8 @@ def job_outcome(tasks: dict[str, Task], mask: np.ndarray, results: dict[str, "St
         "labels_per_task": dict(zip(tasks, mask.sum(0).astype(int).tolist())),
         "first_step_loss": {t: loss for r in results.values() for t, loss in r.first_loss.items()},
         "diverged": [t for r in results.values() for t in diverged_tasks(r.first_loss, r.history[-1])],
+        **({"solver": solver} if (solver := {name: r.history[-1]["solver"] for name, r in results.items()
+                                             if "solver" in r.history[-1]}) else {}),
         **({"images_left_out_per_epoch": left_out} if (left_out := {name: r.images_left_out for name, r in
                                                                     results.items() if r.images_left_out}) else {}),
         "device": device_name(device),
@@ -443,6 +445,7 @@ def train_one_epoch(parts: StageParts, epoch: int, first_losses: dict[str, Any])
     trained = EpochTrained(sums, len(batches), sum(len(index) for index, _ in batches), 0.0)
     parts.recipe.end_epoch({k.removeprefix("loss/"): v for k, v in trained.mean_logs().items()
                             if k.startswith("loss/")})
+    parts.recipe.check_solvers()
     trained.seconds = time.perf_counter() - start
     return trained
 
@@ -456,6 +459,7 @@ def evaluate_epoch(parts: StageParts, splits: dict[str, Split], epoch: int, trai
     record = {"stage": stage.name, "epoch": epoch + 1, "lr": parts.optimizer.param_groups[0]["lr"],
               "seconds": trained.seconds, "images_per_second": trained.images / trained.seconds,
               **{f"train/{k}": v for k, v in trained.mean_logs().items()},
+              **({"solver": solved} if (solved := parts.recipe.solver_counts()) else {}),
               "val": evaluate(parts.model, splits["val"].select(list(stage.tasks)), stage.tasks,
                               settings.eval_batch_size, parts.autocast)}
     parts.recipe.after_validation(record["val"])
