@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_JOB, preset
+from conftest import TINY_JOB, TINY_SUITE, preset
 from mtlbench.methods import GRADIENTS, METHODS, WEIGHTINGS
 from mtlbench.methods.loss_balancers import FAMO
 from mtlbench.methods.solvers import SolverCounts, SolverFailures, check_failure_rate
@@ -204,14 +204,17 @@ def test_a_failure_rate_above_the_threshold_stops_the_run_with_the_counts():
         check_failure_rate("nash_mtl", net, 0.05)
 
 
-def test_the_solver_counts_reach_the_result(tmp_path):
-    config = copy.deepcopy(TINY_JOB)
-    config["method"] = preset("nash_mtl")
-    config["train"]["epochs"] = 1
-    result = run_job(config, tmp_path, test=False)
-    counts = next(iter(result["solver"].values()))["gradients"]
+def test_the_solver_counts_reach_result_json_and_each_epochs_record(write_suite, tmp_path):
+    from mtlbench.cli import main
+    from mtlbench.runner import Store
+
+    path = write_suite({"methods": ["nash_mtl", "gradvac"], "train": {**TINY_SUITE["train"], "epochs": 1}})
+    assert main(["run", str(path), "--results", str(tmp_path / "results"), "--wandb", "disabled"]) == 0
+    records = {r["method"]: r for r in Store(tmp_path / "results").results("tiny")}
+    counts = records["nash_mtl"]["solver"]["mtl"]["gradients"]
     assert counts["calls"] > 0 and 0 <= counts["failures"] <= counts["calls"]
-    assert result["history"][-1]["solver"]["gradients"] == counts  # per epoch, hence in W&B's history
+    assert records["nash_mtl"]["history"][-1]["solver"]["gradients"] == counts  # per epoch, hence in W&B's history
+    assert "solver" not in records["gradvac"]  # a rule that solves nothing reports nothing
 
 
 def test_mtlbench_has_more_balancers_and_aggregators_than_libmtl():

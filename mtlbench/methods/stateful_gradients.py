@@ -20,11 +20,13 @@ from ..tasks import Task
 from .gradients import Combiner
 from .parts import GRADIENTS
 from .solvers import SolverCounts, count
+from .weighting import TaskState
 
 
-def task_state(tasks: dict[str, Task], **buffers: Tensor) -> nn.Module:
-    """A per-task state with solver counts and the given buffers (first dimension: the tasks)."""
-    state = SolverCounts(tasks)
+def task_state(tasks: dict[str, Task], solver: bool = False, **buffers: Tensor) -> nn.Module:
+    """A per-task state with the given buffers (first dimension: the tasks), and solver counts for a part that
+    solves a problem each step."""
+    state = SolverCounts(tasks) if solver else TaskState(tasks)
     for name, value in buffers.items():
         state.register_buffer(name, value)
     return state
@@ -74,7 +76,7 @@ class NashMTL(Combiner):
     max_failure_rate: float = 0.05
 
     def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module:
-        return task_state(tasks, alpha=torch.ones(len(tasks), dtype=torch.float64))
+        return task_state(tasks, solver=True, alpha=torch.ones(len(tasks), dtype=torch.float64))
 
     def combine(self, grads: Tensor, present: list[int], net: nn.Module | None, losses: Tensor) -> Tensor:
         gram = (grads @ grads.t()).double().cpu().numpy()
@@ -104,7 +106,7 @@ class FairGrad(Combiner):
     max_failure_rate: float = 0.05
 
     def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module:
-        return task_state(tasks)
+        return task_state(tasks, solver=True)
 
     def combine(self, grads: Tensor, present: list[int], net: nn.Module | None, losses: Tensor) -> Tensor:
         from scipy.optimize import least_squares
