@@ -7,7 +7,7 @@ term is added unchanged. A task with no label in the batch has no row: stateless
 rows, stateful ones (methods/stateful_gradients.py) keep the absent task's state as it was.
 
 This module holds the combiners of the papers mtlbench reproduces (PCGrad, IMTL-G, MGDA, CAGrad, GradNorm).
-torchjd implements the first four as well; tests/test_gradients_torchjd.py shows on random Jacobians that
+torchjd implements the first four as well; tests/test_aggregators.py shows on random Jacobians that
 ours give torchjd's result (or where and why they differ), and ours are kept: MGDA's exact minimum-norm solver
 and CAGrad's SLSQP are the ones the stored results were trained with.
 """

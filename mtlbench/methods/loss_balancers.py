@@ -167,14 +167,15 @@ class STCH(Weighting):
             net.nadir[seen] = net.sums[seen] / net.counts[seen]
 
     def terms(self, task_losses: dict[str, Tensor], net: nn.Module | None) -> dict[str, Tensor]:
-        index = [net.index(t) for t in task_losses]
+        index = torch.tensor([net.index(t) for t in task_losses], device=net.nadir.device)
         losses = stacked(task_losses).detach().clamp_min(1e-20)
         nadir = net.nadir[index].to(losses)
-        if int(net.epochs) >= self.warmup_epochs - 1 and bool(torch.isnan(nadir).any()):
-            missing = torch.tensor(index)[torch.isnan(net.nadir[index])]
-            net.sums[missing] += losses[torch.isnan(nadir)].double().cpu()
-            net.counts[missing] += 1
-        if bool(torch.isnan(nadir).any()):
+        unset = torch.isnan(nadir)
+        if bool(unset.any()):
+            if int(net.epochs) >= self.warmup_epochs - 1:  # the last warm-up epoch, or a task that missed it
+                missing = index[unset.to(index.device)]
+                net.sums[missing] += losses[unset].to(net.sums)
+                net.counts[missing] += 1
             return scaled_terms(task_losses, 1 / losses)  # warm-up: Σ log L_t
         weights = torch.softmax((losses / nadir).log() / self.mu, 0)
         return scaled_terms(task_losses, len(losses) * weights / losses)

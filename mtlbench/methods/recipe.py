@@ -200,20 +200,22 @@ class Recipe:
                 return {}
             with self.autocast():
                 return self.model.losses_per_image(seen, targets, rows)
-        preds = views[0].preds
+        return self.losses_of(views[0].preds, targets, rows)
+
+    def losses_of(self, preds: dict[str, Tensor], targets: dict[str, Tensor],
+                  rows: dict[str, Tensor]) -> dict[str, Tensor]:
         return {t: self.tasks[t].loss_per_image(preds[t][r], targets[t][r]) for t, r in rows.items()}
 
     def task_losses_on(self, model: nn.Module, batch: SeenBatch) -> dict[str, Tensor]:
         """The present tasks' losses of ``model`` (the recipe's, or a copy with other weights) on a seen batch:
         FAMO's losses after the update, Auto-λ's virtual step."""
-        with self.autocast():
-            if self.model_losses:
+        if self.model_losses:
+            with self.autocast():
                 per_image = model.losses_per_image(batch.images, batch.targets, batch.device_rows)
-            else:
+        else:
+            with self.autocast():
                 preds = model(batch.images)
-        if not self.model_losses:
-            per_image = {t: self.tasks[t].loss_per_image(preds[t][r], batch.targets[t][r])
-                         for t, r in batch.device_rows.items()}
+            per_image = self.losses_of(preds, batch.targets, batch.device_rows)
         return self.supervision.task_losses(per_image, batch.rows, batch.mask)
 
     def meta_step(self, optimizer: torch.optim.Optimizer, images: Tensor, targets: dict[str, Tensor],

@@ -4,7 +4,7 @@ Under partial labels a task may have no label in a batch: it then has no gradien
 state of the present tasks only (an absent task's EMA, step count, weight or warm start stays as it was), solve
 their problem over the present tasks, and never divide by the absent task's zero. torchjd implements several of
 them (Nash-MTL, FairGrad, GradVac, ExcessMTL) with state sized to a fixed task count and without a solver report;
-tests/test_gradients_torchjd.py shows that ours give torchjd's result when every task is present.
+tests/test_aggregators.py shows that ours give torchjd's result when every task is present.
 """
 from __future__ import annotations
 
@@ -83,9 +83,9 @@ class NashMTL(Combiner):
         scale = float(np.linalg.norm(gram))
         if scale == 0:  # every gradient is zero: any weights give the zero update
             return grads.sum(0)
-        alpha, converged = nash_weights(gram / scale, net.alpha[present].numpy(), self.iterations)
+        alpha, converged = nash_weights(gram / scale, net.alpha[present].cpu().numpy(), self.iterations)
         count(net, converged)
-        net.alpha[present] = torch.from_numpy(alpha)
+        net.alpha[present] = torch.from_numpy(alpha).to(net.alpha.device)
         combined = torch.as_tensor(alpha / np.sqrt(scale), dtype=grads.dtype, device=grads.device) @ grads
         norm = combined.norm()
         if self.max_norm > 0 and norm > self.max_norm:
@@ -136,7 +136,8 @@ class GradVac(Combiner):
         return task_state(tasks, targets=torch.zeros(len(tasks), len(tasks), dtype=torch.float64))
 
     def combine(self, grads: Tensor, present: list[int], net: nn.Module | None, losses: Tensor) -> Tensor:
-        gram = (grads @ grads.t()).double().cpu()
+        gram = (grads @ grads.t()).double().cpu()  # T x T scalars: the loop below runs on the host
+        targets = net.targets.cpu().clone()
         n = len(gram)
         coefficients = torch.eye(n, dtype=gram.dtype)  # row i: g_i's corrected gradient in the basis of the g_j
         norms = gram.diagonal().clamp_min(0).sqrt()
@@ -146,12 +147,13 @@ class GradVac(Combiner):
                 dots = coefficients[i] @ gram
                 norm_i = (dots @ coefficients[i]).clamp_min(0).sqrt()
                 cosine = dots[j] / (norm_i * norms[j] + self.eps)
-                target = net.targets[present[i], present[j]]
+                target = targets[present[i], present[j]]
                 if cosine < target:
                     sin, sin_target = (1 - cosine ** 2).clamp_min(0).sqrt(), (1 - target ** 2).clamp_min(0).sqrt()
                     coefficients[i, j] += norm_i * (target * sin - cosine * sin_target) / (norms[j] * sin_target
                                                                                            + self.eps)
-                net.targets[present[i], present[j]] = (1 - self.beta) * target + self.beta * cosine
+                targets[present[i], present[j]] = (1 - self.beta) * target + self.beta * cosine
+        net.targets.copy_(targets)
         return coefficients.sum(0).to(grads.dtype).to(grads.device) @ grads
 
 

@@ -3,7 +3,7 @@ axis: the aggregator sees the Jacobian of the tasks present in the batch (one ro
 task without labels takes no part in the step. torchjd is imported when a part is built, never by the trainer.
 
 The aggregators mtlbench already had (MGDA, CAGrad, PCGrad, IMTL-G) stay in gradients.py:
-tests/test_gradients_torchjd.py compares them with torchjd's on random Jacobians.
+tests/test_aggregators.py compares them with torchjd's on random Jacobians.
 """
 from __future__ import annotations
 
