@@ -96,7 +96,8 @@ class Suite:
                    "methods": list(dict.fromkeys(job.row for job in self.jobs)),
                    "jobs": [job.id for job in self.jobs], "track": self.track,
                    "index": {job.id: [job.dataset, job.scenario, job.row, job.seed] for job in self.jobs},
-                   "wandb": self.raw.wandb.model_dump()}
+                   "wandb": self.raw.wandb.model_dump(),
+                   **({"lr_grid": self.raw.lr_grid.model_dump()} if self.raw.lr_grid else {})}
         return summary | ({self.track: self.details} if self.details is not None else {})
 
 
@@ -190,9 +191,13 @@ def check_published(raw: SuiteFile, track: Track, jobs: list[Job], details: dict
                                  f"({', '.join(sorted(names['method']))})")
             for key in values:
                 task, slash, _ = key.partition("/")
-                if track.published_metrics and key != "delta_mtl" and (not slash or task not in raw.tasks):
-                    raise SuiteError(f"{where}.rows.{method}.{key}: give delta_mtl or TASK/METRIC with a task of "
-                                     f"the suite ({', '.join(raw.tasks)})")
+                if key == "acc_mtl" and not raw.leaderboard.acc_mtl:
+                    raise SuiteError(f"{where}.rows.{method}.{key}: the tables show Acc_MTL only with "
+                                     f"leaderboard.acc_mtl: true")
+                if track.published_metrics and key not in ("delta_mtl", "acc_mtl") and (
+                        not slash or task not in raw.tasks):
+                    raise SuiteError(f"{where}.rows.{method}.{key}: give delta_mtl, acc_mtl or TASK/METRIC with a "
+                                     f"task of the suite ({', '.join(raw.tasks)})")
 
 
 def suite_name(raw: SuiteFile, path: Path) -> str:
@@ -436,6 +441,9 @@ def resolve_single_method_track(raw: SuiteFile, path: Path, track: str, no_scena
     model, training settings, datasets and that method (default ``supervised``), checked."""
     if raw.scenarios:
         raise SuiteError(f"{path}: scenarios: a {track} suite has none ({no_scenarios})")
+    if raw.lr_grid:
+        raise SuiteError(f"{path}: lr_grid: a {track} suite trains one method; a learning-rate grid compares methods "
+                         f"(a suite of scenarios x methods)")
     if len(raw.methods) > 1:
         raise SuiteError(f"{path}: methods: a {track} suite trains one method ({method_role}), got "
                          f"{len(raw.methods)}")

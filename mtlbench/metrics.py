@@ -60,12 +60,15 @@ def seed_mean(runs: Sequence[Metrics], chosen: Mapping[str, list[str]]) -> Metri
 def acc_mtl(method: Metrics, directions: Directions, chosen: Mapping[str, list[str]]) -> float:
     """Paper 003 Eq. 8: Π_t Π_i M_{t,i}^(S_{t,i} / (N_T N_t)), the geometric multi-task accuracy.
 
-    Eq. 8 prints M_{m,t} without the metric index; Eq. 9 shows the intended per-metric product.
+    Eq. 8 prints M_{m,t} without the metric index; Eq. 9 shows the intended per-metric product. A geometric mean
+    is defined for positive metrics only: NaN when a metric that enters is 0, negative or not finite (a table
+    flags the cell; it never averages it away).
     """
+    values = [(method[task][m], directions[task][m], len(names)) for task, names in chosen.items() for m in names]
+    if any(not (math.isfinite(v) and v > 0) for v, _, _ in values):
+        return math.nan
     n_tasks = len(chosen)
-    log_acc = sum(_sign(directions[task][m]) * math.log(method[task][m]) / (n_tasks * len(names))
-                  for task, names in chosen.items() for m in names)
-    return math.exp(log_acc)
+    return math.exp(math.fsum(_sign(higher) * math.log(v) / (n_tasks * n) for v, higher, n in values))
 
 
 def delta_t(after: Metrics, seed_only: Metrics, directions: Directions, chosen: Mapping[str, str]) -> float:

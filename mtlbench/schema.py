@@ -23,7 +23,7 @@ class PublishedSection(Strict):
     dataset: str | None = Field(None, description="the table it belongs to (default: every dataset)")
     scenario: str | None = Field(None, description="the scenario label it belongs to (default: every scenario)")
     note: str = Field("", description="how the paper's setting differs from the suite's, if it does")
-    rows: dict[str, dict[str, float]] = Field(description="method -> {TASK/METRIC or delta_mtl: value}")
+    rows: dict[str, dict[str, float]] = Field(description="method -> {TASK/METRIC, delta_mtl or acc_mtl: value}")
     baseline: str | None = Field(None, description="the method the paper's delta_mtl is against, as the suite names "
                                                    "it (a delta_mtl beside ours is compared only if it matches)")
     metrics: dict[str, list[str]] | Literal["unstated"] | None = Field(
@@ -41,6 +41,8 @@ class LeaderboardSection(Strict):
         "last", description="the epoch reported: the last, or the best on validation (needs train.test_every_epoch)")
     select_by: str = Field("delta_mtl", description="best_val's criterion: delta_mtl (validation ΔMTL vs the "
                                                     "baseline) or TASK/METRIC")
+    acc_mtl: bool = Field(False, description="a column of Acc_MTL (Yun and Cho 2023 Eq. 8) over the metrics "
+                                             "entering ΔMTL, beside ΔMTL")
     published: list[PublishedSection] = Field(default_factory=list,
                                               description="papers' numbers shown beside ours")
 
@@ -104,13 +106,34 @@ class TuneSection(Strict):
 
     trials: PositiveInt = Field(20, description="finished (complete or pruned) trials per study, every method alike")
     seeds: list[int] | None = Field(None, description="training seeds of every trial (default: the suite's first)")
-    objective: str = Field("delta_mtl", description="delta_mtl (validation ΔMTL vs baseline) or TASK/METRIC")
+    objective: str = Field("delta_mtl", description="delta_mtl (validation ΔMTL vs baseline), acc_mtl (Yun and Cho "
+                                                    "2023 Eq. 8 over leaderboard.metrics) or TASK/METRIC")
     baseline: str | None = Field(None, description="ΔMTL's reference method (default: leaderboard.baseline)")
     pruner: str | dict[str, Any] = "median"
     sampler_seed: int = 0
     startup_trials: PositiveInt = Field(10, description="TPE's random trials before it models the results")
     space: dict[str, dict[str, Any] | None] = Field(
         default_factory=dict, description="per parameter path: null (not tuned), {low, high} or {values: [...]}")
+
+
+class LrGridSection(Strict):
+    """Yun and Cho 2023 Sec. 4.1's protocol: every method (the baseline too) trained with every seed at each learning
+    rate; per rate, the runs' mean score without the ``trim`` largest and ``trim`` smallest; the rate with the best
+    mean is the one the leaderboard reports, over those runs (the paper: 5 rates x 10 runs, trim 1, Acc_MTL)."""
+
+    rates: list[float] = Field(min_length=1, description="the learning rates train.optimizer.lr takes")
+    trim: int = Field(1, ge=0, description="runs left out at each end of each rate's scores")
+    score: str = Field("acc_mtl", description="what trims and picks the rate: acc_mtl (over leaderboard.metrics) or "
+                                              "TASK/METRIC")
+    split: Literal["val", "test"] = Field("val", description="the split the score is read on (the paper: test, "
+                                                             "having no validation split)")
+
+    @field_validator("rates")
+    @classmethod
+    def positive_and_distinct(cls, rates: list[float]) -> list[float]:
+        if any(rate <= 0 for rate in rates) or len(set(rates)) != len(rates):
+            raise ValueError("give distinct positive learning rates")
+        return rates
 
 
 class SuiteFile(Strict):
@@ -130,6 +153,8 @@ class SuiteFile(Strict):
     leaderboard: LeaderboardSection = LeaderboardSection()
     tune: TuneSection = TuneSection()
     wandb: WandbSection = WandbSection()
+    lr_grid: LrGridSection | None = Field(None, description="train every method at several learning rates and report "
+                                                            "each at its best (Yun and Cho 2023 Sec. 4.1)")
     executor: str | dict[str, Any] = Field("local", description="where jobs run: local, or {name: slurm, ...}")
 
     @model_validator(mode="after")

@@ -410,3 +410,29 @@ def test_diverged_runs_and_cells_no_better_than_a_constant_are_marked_and_never_
     rows = {r["method"]: r for r in csv.DictReader(out.with_suffix(".csv").open())}
     assert rows["stl"]["diverged_seeds"] == "1" and rows["mtpsl"]["depth/abs_err/below_constant_seeds"] == "8"
     assert float(rows["(constant)"]["depth/abs_err/mean"]) == 0.52
+
+
+def test_acc_mtl_column_is_eq_8_per_seed_and_stands_beside_the_papers(tmp_path):
+    published = [{"source": "Yun and Cho 2023", "table": "Table 1", "scenario": "onelabel",
+                  "metrics": {"seg": ["miou"], "depth": ["abs_err"]}, "rows": {"mtpsl": {"acc_mtl": 0.7}}}]
+    store = two_tables(tmp_path, acc_mtl=True, published=published)
+    out = tmp_path / "board" / "demo"
+    assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
+    rows = {(r["scenario"], r["method"]): r for r in csv.DictReader(out.with_suffix(".csv").open())}
+    seeds = [(0.26 + 0.01 * s) ** 0.5 * 0.55 ** -0.5 for s in range(3)]  # sqrt(mIoU / abs err), Eq. 8 for two tasks
+    mean = sum(seeds) / 3
+    assert float(rows["onelabel", "mtpsl"]["acc_mean"]) == pytest.approx(mean, abs=1e-5)
+    text = out.with_suffix(".md").read_text()
+    assert "Acc_MTL ↑" in text and f"{mean:.4f} ± " in text
+    published_rows = next(csv.DictReader(out.with_name("demo-published.csv").open()))
+    assert float(published_rows["difference"]) == pytest.approx(mean - 0.7, abs=1e-4)
+    assert r"Acc\_MTL" in out.with_suffix(".tex").read_text()
+
+
+def test_acc_mtl_of_a_seed_with_a_zero_metric_is_shown_undefined_not_averaged(tmp_path):
+    runs = [result("supervised", s, 0.2, 0.6) for s in range(2)] + [result("mtpsl", 0, 0.0, 0.5),
+                                                                     result("mtpsl", 1, 0.3, 0.5)]
+    store = write_suite(tmp_path / "results", runs, acc_mtl=True)
+    out = tmp_path / "board" / "demo"
+    assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
+    assert re.search(r"^\| mtpsl \|.*\| — \(undefined\) \|", out.with_suffix(".md").read_text(), re.MULTILINE)

@@ -44,6 +44,32 @@ def test_paper_003_table_7(method, delta, acc):
     assert acc_mtl(method, VOC_NYU, TWO_DEPTH) == pytest.approx(acc, abs=0.00006)
 
 
+NYU_SIX = {"seg": {"miou": True}, "depth": {"delta1": True, "rmse": False},
+           "normal": {"mean": False, "median": False, "within": True}}
+SIX = {task: list(metrics) for task, metrics in NYU_SIX.items()}
+
+
+def nyu_six(miou, d1, rmse, mean, median, within):
+    return {"seg": {"miou": miou}, "depth": {"delta1": d1, "rmse": rmse},
+            "normal": {"mean": mean, "median": median, "within": within}}
+
+
+@pytest.mark.parametrize("method, acc", [
+    (nyu_six(0.4437, 0.8087, 0.5814, 19.3462, 13.2045, 0.4553), 0.3989),  # Yun and Cho 2023 Table 1, Single-Task
+    (nyu_six(0.4446, 0.8091, 0.5776, 22.8531, 17.7271, 0.3322), 0.3666),  # Uniform
+    (nyu_six(0.2511, 0.7636, 0.6266, 19.2796, 13.1962, 0.4553), 0.3229),  # MGDA
+    (nyu_six(0.4377, 0.8205, 0.5667, 20.7974, 15.1003, 0.3969), 0.3847),  # AMTL
+])
+def test_acc_mtl_is_paper_003_eq_9_on_table_1(method, acc):
+    assert acc_mtl(method, NYU_SIX, SIX) == pytest.approx(acc, abs=0.00006)
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, math.nan, math.inf])
+def test_acc_mtl_is_undefined_for_a_metric_that_is_not_positive_and_finite(bad):
+    method = nyu_six(bad, 0.8, 0.5, 20.0, 15.0, 0.4)
+    assert math.isnan(acc_mtl(method, NYU_SIX, SIX))
+
+
 def test_delta_t_is_paper_000_eq_9():
     seed_only = {"cls": {"jaccard": 0.50}, "seg": {"miou": 0.40}, "depth": {"l1": 0.20}}
     after = {"cls": {"jaccard": 0.55}, "seg": {"miou": 0.42}, "depth": {"l1": 0.18}}

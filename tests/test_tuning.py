@@ -17,6 +17,7 @@ from mtlbench.data.synthrooms import SynthRooms
 from mtlbench.runner.store import Store
 from mtlbench.tuning import apply_params, plan_studies, read_params
 from mtlbench.tuning.backend import PaperFirstTPE, open_storage, redacted
+from mtlbench.metrics import acc_mtl
 from mtlbench.tuning.objective import counts, is_surplus
 
 from conftest import TINY_SUITE
@@ -70,6 +71,15 @@ def test_search_spaces_are_declared_by_the_parts_and_checked_against_the_suite(t
         plan_studies(load_suite(tune_suite(space={"method.regularizer.c_dist": None})))
     with pytest.raises(SuiteError, match=r"tune.baseline: .*'stl'"):
         plan_studies(load_suite(tune_suite(baseline="stl")))
+
+
+def test_acc_mtl_is_an_objective_maximised_without_a_reference(tune_suite):
+    (study,) = plan_studies(load_suite(tune_suite(objective="acc_mtl")), ["dwa"])
+    assert study.baseline is None and study.references == () and study.score.maximize
+    metrics = {"seg": {"miou": 0.25}, "depth": {"abs_err": 0.5}, "normal": {"mean_angle": 20.0}}
+    chosen = {t: [m] for t, ms in metrics.items() for m in ms if t in study.score.chosen}
+    expected = acc_mtl({t: metrics[t] for t in chosen}, study.score.directions, chosen)
+    assert study.score({t: metrics[t] for t in chosen}, None) == pytest.approx(expected)
 
 
 def test_processes_sharing_a_study_take_the_budgets_places_in_trial_order():

@@ -26,10 +26,11 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from ..metrics import UndefinedDelta, delta_mtl, seed_mean
+from ..metrics import UndefinedDelta, acc_mtl, delta_mtl, seed_mean
 from .stats import holm, paired_p, t_interval
 
 DELTA = ("delta", "")
+ACC = ("acc_mtl", "")  # Yun and Cho 2023 Eq. 8 over the metrics entering ΔMTL (leaderboard.acc_mtl)
 
 
 class LeaderboardError(UserError, ValueError):
@@ -56,6 +57,7 @@ class Table:
     below_constant: dict[tuple[str, str], dict[str, list[int]]] = dataclasses.field(default_factory=dict)  # column
     # -> method -> seeds no better than the constant prediction
     constant: dict[tuple[str, str], float] = dataclasses.field(default_factory=dict)  # column -> the constant's
+    acc: bool = False  # whether rows carry Acc_MTL (acc_mean, acc_std) and by_seed[ACC]
 
     def complete(self, method: str) -> bool:
         """Whether the method has every seed the suite asks for (only complete rows can be bold)."""
@@ -96,19 +98,22 @@ def suite_order(first: list[str], present: set[str]) -> list[str]:
 
 def tables(results: list[dict[str, Any]], baseline: str, chosen: dict[str, list[str]],
            methods: list[str] = (), scenarios: list[str] = (),
-           expected: dict[str, list[Any]] | None = None) -> list[Table]:
+           expected: dict[str, list[Any]] | None = None, acc: bool = False,
+           finished: set[str] | None = None) -> list[Table]:
     """One table per (dataset, scenario), scenarios in the suite's order; rows in the suite's method order.
     ``expected`` (job id -> [dataset, scenario, method, seed], from the suite's summary) lets each table mark the
-    methods with fewer finished seeds than the suite asks for, and name the jobs they lack."""
+    methods with fewer finished seeds than the suite asks for, and name the jobs they lack (``finished``: the ids of
+    every finished job, where ``results`` holds only those reported, as in a learning-rate grid); ``acc`` adds
+    Acc_MTL."""
     data = frame(results)
     methods = suite_order(list(methods), {r["method"] for r in results})
     scenarios = suite_order(list(scenarios), {r["scenario"] for r in results})
     groups = dict(list(data.groupby(["dataset", "scenario"], sort=False)))
-    built = [table(dataset, scenario, groups[dataset, scenario], methods, baseline, chosen)
+    built = [table(dataset, scenario, groups[dataset, scenario], methods, baseline, chosen, acc)
              for dataset in suite_order([], {d for d, _ in groups}) for scenario in scenarios
              if (dataset, scenario) in groups]
     if expected is not None:
-        finished = {r["job_id"] for r in results}
+        finished = finished if finished is not None else {r["job_id"] for r in results}
         for made in built:
             asked = [(job_id, row) for job_id, row in expected.items() if row[:2] == [made.dataset, made.scenario]]
             seeds = {row[3] for _, row in asked}
@@ -120,7 +125,7 @@ def tables(results: list[dict[str, Any]], baseline: str, chosen: dict[str, list[
 
 
 def table(dataset: str, scenario: str, group: pd.DataFrame, order: list[str], baseline: str,
-          chosen: dict[str, list[str]]) -> Table:
+          chosen: dict[str, list[str]], acc: bool = False) -> Table:
     tasks = list(dict.fromkeys(group["task"]))
     directions = {(t, m): bool(h) for t, m, h in
                   group[["task", "metric", "higher_is_better"]].drop_duplicates().itertuples(index=False)}
@@ -145,9 +150,26 @@ def table(dataset: str, scenario: str, group: pd.DataFrame, order: list[str], ba
     made = Table(dataset, scenario, tasks, shown, {c: directions[c] for c in shown}, rows, None,
                  asked_baseline=baseline, by_seed=by_seed, delta_metrics=delta_metrics)
     mark_degenerate(made, group)
+    if acc:
+        score_accuracy(made, wide)
     if baseline in stats.index:
         score_against_baseline(made, wide, group, baseline)
     return made
+
+
+def score_accuracy(made: Table, wide: pd.DataFrame) -> None:
+    """Each seed's Acc_MTL over the metrics entering ΔMTL, and its mean and std per method (a seed whose Acc_MTL is
+    undefined, a metric not positive, makes the mean NaN: shown as missing, never averaged away)."""
+    directions = {t: {m: made.higher_is_better[(t, m)] for m in made.delta_metrics[t]} for t in made.tasks}
+    per_seed = {method: pd.Series([acc_mtl({t: {m: row[(t, m)] for m in made.delta_metrics[t]} for t in made.tasks},
+                                           directions, made.delta_metrics)
+                                   for _, row in wide.loc[method].iterrows()], index=wide.loc[method].index)
+                for method in made.rows.index}
+    made.rows["acc_mean"] = [float(per_seed[m].mean(skipna=False)) for m in made.rows.index]
+    made.rows["acc_std"] = [float(per_seed[m].std(ddof=1, skipna=False)) if len(per_seed[m]) > 1 else np.nan
+                            for m in made.rows.index]
+    made.by_seed[ACC] = per_seed
+    made.acc = True
 
 
 def mark_degenerate(made: Table, group: pd.DataFrame) -> None:

@@ -1,6 +1,7 @@
 """The per-table leaderboard (one table per dataset and scenario, methods as rows), from results to files.
 
-Steps: pick each job's reported epoch (``select.py``), build the tables with their statistics
+Steps: pick each job's reported epoch (``select.py``), in a learning-rate grid each method's rate and runs
+(``grid.py``), build the tables with their statistics
 (``aggregate.py``), put the papers' numbers beside them (``published.py``), summarise across tables
 (``summary.py``), then write Markdown and CSV, and the LaTeX, HTML and figures asked for (``formats.py``).
 A track whose jobs are (dataset, scenario, method, seed) renders with it.
@@ -15,6 +16,7 @@ from ..provenance import Provenance
 from ..jobs import TUNED, baseline_row, row_name
 from .aggregate import LeaderboardError, tables
 from .formats import write_formats
+from .grid import choose_rates, grid_markdown
 from .published import beside
 from .render import csv_frame, footer, markdown, table_note, write, write_csv
 from .select import select_epochs
@@ -34,8 +36,13 @@ def per_table_board(summary: dict[str, Any], results: list[dict[str, Any]], prov
     chosen = settings["metrics"]
     results = select_epochs(results, settings["select"], settings["select_by"],
                             baseline, chosen)
+    grid = summary.get("lr_grid")
+    finished = {r["job_id"] for r in results}
+    if grid:
+        results, rates = choose_rates(results, grid, chosen, summary.get("index"))
     built = tables(results, baseline, chosen, paper_then_tuned(summary.get("methods", [])),
-                   summary.get("scenarios", []), summary.get("index"))
+                   summary.get("scenarios", []), summary.get("index"), acc=settings["acc_mtl"],
+                   finished=finished)
     missing = [job_id for table in built for ids in table.missing.values() for job_id in ids]
     if missing:
         warnings.warn(f"{summary['name']}: {len(missing)} job(s) of the suite have no result (failed or not run), "
@@ -43,9 +50,10 @@ def per_table_board(summary: dict[str, Any], results: list[dict[str, Any]], prov
     for table in built:
         table.published = beside(table, settings["published"])
     overview = summarize(built)
-    md, csv_path = write(out, markdown(summary, built, provenance, overview), csv_frame(built))
+    md, csv_path = write(out, markdown(summary, built, provenance, overview,
+                                       grid_markdown(rates, grid) if grid else []), csv_frame(built))
     stem = md.with_name(md.name[:-len(".md")])
-    extra = []
+    extra = [write_csv(stem.with_name(stem.name + "-grid.csv"), rates)] if grid else []
     if overview is not None:
         extra.append(write_csv(stem.with_name(stem.name + "-summary.csv"), summary_frame(overview)))
     published = [table.published.assign(dataset=table.dataset, scenario=table.scenario,

@@ -20,8 +20,8 @@ from ..provenance import Provenance
 from .aggregate import Table
 from .figures import FIGURES, IMAGE_FORMATS, write_figures
 from .published import difference, number
-from .render import (CONSTANT_ROW, DELTA, bold_sets, column_header, constant_cells, delta_cell, delta_header, footer,
-                     method_cell, metric_cell, p_cell, page as markdown_page, seeds_cell, table_notes, write,
+from .render import (ACC, ACC_HEADER, CONSTANT_ROW, DELTA, acc_cell, bold_sets, column_header, constant_cells,
+                     delta_cell, delta_header, footer, method_cell, metric_cell, p_cell, page as markdown_page, seeds_cell, table_notes, write,
                      write_csv)
 from .summary import SUMMARY_NOTE, Summary, diagram_note, interval, probability, summary_frame
 
@@ -87,6 +87,8 @@ def cells(table: Table, markup: str) -> pd.DataFrame:
         columns[("ΔMTL", delta_header(table).removeprefix("ΔMTL "))] = [mark(delta_cell(row), DELTA, method)
                                                                        for method, row in rows]
         columns[("ΔMTL", "p (Holm)")] = [p_cell(row["p_vs_baseline"]) for _, row in rows]
+    if table.acc:
+        columns[("", ACC_HEADER)] = [mark(acc_cell(row), ACC, method) for method, row in rows]
     columns[("", "seeds")] = [seeds_cell(table, method, int(row["seeds"])) for method, row in rows]
     index = [escape(method_cell(table, method)) for method, _ in rows]
     if table.constant:

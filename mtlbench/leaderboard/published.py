@@ -1,8 +1,8 @@
 """Numbers a paper published, beside ours (``leaderboard.published`` in the suite).
 
 Each entry names its source and table, the (dataset, scenario) table it belongs to (default: every one) and rows
-of values per method: ``TASK/METRIC`` in mtlbench's units (mIoU as a fraction, not percent) or ``delta_mtl``
-(percent, against the paper's own baseline). Below each leaderboard table, one row per (method, value): ours
+of values per method: ``TASK/METRIC`` in mtlbench's units (mIoU as a fraction, not percent), ``delta_mtl``
+(percent, against the paper's own baseline) or ``acc_mtl`` (Yun and Cho 2023 Eq. 8, with leaderboard.acc_mtl). Below each leaderboard table, one row per (method, value): ours
 (mean ± std over seeds), the paper's, ours minus the paper's, and a note.
 
 A paper's ΔMTL is comparable with ours only if it is against the same baseline over the same metrics: an entry
@@ -22,6 +22,7 @@ from . import cells
 from .aggregate import LeaderboardError, Table
 
 DELTA_KEY = "delta_mtl"
+ACC_KEY = "acc_mtl"
 
 
 Lookup = Callable[[str, str, str], "tuple[float, float]"]  # (method, key, field) -> our (mean, std)
@@ -63,7 +64,10 @@ def comparison(found: tuple[int, dict[str, Any]], lookup: Lookup,
 
 
 def delta_comparability(table: Table, entry: dict[str, Any], key: str) -> tuple[bool, str]:
-    """Whether the paper's ΔMTL can stand beside this table's: the same baseline over the same metrics."""
+    """Whether the paper's ΔMTL can stand beside this table's (the same baseline over the same metrics), or its
+    Acc_MTL (the same metrics; Eq. 8 has no baseline)."""
+    if key == ACC_KEY:
+        return metrics_comparability(table, entry, "Acc_MTL", f"ours is over {metric_list(table.delta_metrics)}")
     if key != DELTA_KEY or table.baseline is None:
         return True, ""
     ours = f"ours is against {table.baseline} over {metric_list(table.delta_metrics)}"
@@ -74,6 +78,17 @@ def delta_comparability(table: Table, entry: dict[str, Any], key: str) -> tuple[
     paper = {task: list(metrics) for task, metrics in entry["metrics"].items()}
     if entry["baseline"] != table.baseline or paper != table.delta_metrics:
         return False, f"not comparable: the paper's ΔMTL is against {entry['baseline']} over {metric_list(paper)}, {ours}"
+    return True, ""
+
+
+def metrics_comparability(table: Table, entry: dict[str, Any], score: str, ours: str) -> tuple[bool, str]:
+    if entry["metrics"] == "unstated":
+        return False, f"not comparable: the paper does not state which metrics its {score} averages ({ours})"
+    if entry["metrics"] is None:
+        return True, f"comparability unchecked: the entry states no metrics of the paper's {score} ({ours})"
+    paper = {task: list(metrics) for task, metrics in entry["metrics"].items()}
+    if paper != table.delta_metrics:
+        return False, f"not comparable: the paper's {score} is over {metric_list(paper)}, {ours}"
     return True, ""
 
 
@@ -98,11 +113,15 @@ def ours_of(table: Table, method: str, key: str, field: str) -> tuple[float, flo
         if table.baseline is None:
             raise LeaderboardError(f"{field}: the table has no ΔMTL column (its baseline has no result)")
         columns = ("delta_mean", "delta_std")
+    elif key == ACC_KEY:
+        if not table.acc:
+            raise LeaderboardError(f"{field}: the table has no Acc_MTL column; set leaderboard.acc_mtl: true")
+        columns = ("acc_mean", "acc_std")
     else:
         task, _, metric = key.partition("/")
         if (task, metric) not in table.columns:
             shown = ", ".join(f"{t}/{m}" for t, m in table.columns)
-            raise LeaderboardError(f"{field}: not a value of this table; give delta_mtl or one of {shown} (add "
+            raise LeaderboardError(f"{field}: not a value of this table; give delta_mtl, acc_mtl or one of {shown} (add "
                                    f"others to leaderboard.metrics)")
         columns = (f"{key}/mean", f"{key}/std")
     if method not in table.rows.index:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..files import write_text_atomic
 from ..provenance import Provenance
-from .aggregate import DELTA, Table
+from .aggregate import ACC, DELTA, Table
 from .cells import number
 from .published import beside_markdown
 from .summary import Summary, summary_markdown
@@ -46,6 +46,14 @@ def delta_cell(row: pd.Series) -> str:
     return number(row["delta_mean"], row["delta_std"], digits=2, signed=True) + interval
 
 
+def acc_cell(row: pd.Series) -> str:
+    """Acc_MTL mean ± std; "— (undefined)" where a seed's metric is not positive (Eq. 8 is a geometric mean)."""
+    return "— (undefined)" if math.isnan(row["acc_mean"]) else number(row["acc_mean"], row["acc_std"], digits=4)
+
+
+ACC_HEADER = "Acc_MTL ↑"
+
+
 def metric_cell(table: Table, method: str, row: pd.Series, column: tuple[str, str]) -> str:
     """mean ± std of a metric, marked when some seed is no better than the constant prediction."""
     t, m = column
@@ -79,6 +87,10 @@ def bold_sets(table: Table) -> dict[tuple[str, str], set[str]]:
     if table.baseline:
         eligible = [m for m in table.rows.index if table.complete(m) and not table.diverged.get(m)]
         bold[DELTA] = significantly_best(table.by_seed.get(DELTA, {}), True, eligible)
+    if table.acc:
+        eligible = [m for m in table.rows.index if table.complete(m) and not table.diverged.get(m)
+                    and not math.isnan(table.rows.loc[m, "acc_mean"])]
+        bold[ACC] = significantly_best(table.by_seed[ACC], True, eligible)
     return bold
 
 
@@ -89,13 +101,15 @@ def table_power_note(table: Table) -> list[str]:
 def delta_note(table: Table) -> str:
     """Which metrics enter ΔMTL, and what its interval and p-value are."""
     metrics = ", ".join(f"{t} {m}" for t in table.tasks for m in table.delta_metrics[t])
+    acc = (f" Acc_MTL: Yun and Cho 2023 Eq. 8, the geometric mean over the same metrics of each metric raised to "
+           f"+1 (higher is better) or −1, needing no baseline." if table.acc else "")
     if not table.baseline:
-        return f"ΔMTL would average {metrics} (columns marked {ENTERS})."
+        return f"ΔMTL would average {metrics} (columns marked {ENTERS}).{acc}"
     seeds = table.expected_seeds or int(table.rows["seeds"].max())
     return (f"ΔMTL against {table.baseline} over {metrics} (columns marked {ENTERS}); its interval is the "
             f"{CONFIDENCE:.0%} Student t interval over {seeds} seeds of each method's paired per-seed difference from "
             f"{table.baseline}, and p the exact sign-flip test of the same differences, Holm-adjusted over "
-            f"{len(table.rows) - 1} comparisons.")
+            f"{len(table.rows) - 1} comparisons.{acc}")
 
 
 def degenerate_notes(table: Table) -> list[str]:
@@ -126,6 +140,8 @@ def markdown_table(table: Table) -> str:
     header = ["method"] + [column_header(table, column) for column in table.columns]
     if table.baseline:
         header += [delta_header(table), f"p vs {table.baseline} (Holm)"]
+    if table.acc:
+        header.append(ACC_HEADER)
     header += ["seeds", "params"]
     bold = bold_sets(table)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -137,6 +153,8 @@ def markdown_table(table: Table) -> str:
         if table.baseline:
             cell = delta_cell(row)
             cells += [f"**{cell}**" if method in bold[DELTA] else cell, p_cell(row["p_vs_baseline"])]
+        if table.acc:
+            cells.append(f"**{acc_cell(row)}**" if method in bold[ACC] else acc_cell(row))
         cells += [seeds_cell(table, method, int(row["seeds"])), row["params"]]
         lines.append("| " + " | ".join(cells) + " |")
     absent = [method for method in table.missing if method not in table.rows.index]
@@ -171,7 +189,8 @@ def table_note(settings: dict) -> str:
     return TABLE_NOTE.format(epoch=epoch_reported(settings))
 
 
-def markdown(suite: dict, tables: list[Table], provenance: Provenance, summary: Summary | None = None) -> str:
+def markdown(suite: dict, tables: list[Table], provenance: Provenance, summary: Summary | None = None,
+             grid: list[str] = ()) -> str:
     body = []
     for table in tables:
         body += [f"## {table.dataset} / {table.scenario}", "", markdown_table(table)]
@@ -181,6 +200,7 @@ def markdown(suite: dict, tables: list[Table], provenance: Provenance, summary: 
         if table.baseline is None:
             body += [f"No ΔMTL column: the baseline method {table.asked_baseline!r} has no result in this table "
                      f"(set leaderboard.baseline to one of the suite's methods).", ""]
+    body += grid
     if summary is not None:
         body += summary_markdown(summary)
     return page(suite, table_note(suite["leaderboard"]), body, provenance)

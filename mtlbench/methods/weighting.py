@@ -212,7 +212,9 @@ class AMTL(Weighting):
     def inputs(self, job: "Job", jobs: list["Job"]) -> dict[str, list[str]]:
         if self.potentials is not None:
             return {}
-        stl = [other.id for other in jobs if other.kind == "train" and is_stl_of(other.config, job.config)]
+        stl = [other for other in jobs if other.kind == "train" and is_stl_of(other.config, job.config)]
+        same_training = [other for other in stl if other.config["train"] == job.config["train"]]
+        stl = [other.id for other in same_training or stl]  # a learning-rate grid: the STL runs at the same rate
         if not stl:
             raise ValueError("amtl takes its potentials from the suite's stl results: add stl to methods, or set "
                              "weighting.potentials")

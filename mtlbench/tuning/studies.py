@@ -20,12 +20,13 @@ from ..jobs import Job
 from ..track import TRACKS
 from ..data import DATASETS
 from ..methods import AXES
-from ..metrics import delta_mtl
+from ..metrics import acc_mtl, delta_mtl
 from ..registry import build
 from ..space import Choice, Float, Space, describe, search_space
 from ..train.optim import OPTIMIZERS
 from .pruners import PRUNERS
 
+SCORES = ("delta_mtl", "acc_mtl")  # the multi-task scores a study may maximise (else one TASK/METRIC)
 TUNING = "tuning"  # trials and references live in <results>/<suite>/tuning/, the default storage too
 Metrics = dict[str, dict[str, float]]
 
@@ -33,7 +34,8 @@ Metrics = dict[str, dict[str, float]]
 @dataclasses.dataclass(frozen=True)
 class Score:
     """A trial's score on the validation split: ΔMTL (Yun and Cho 2023 Eq. 7, percent) against the reference
-    method's mean validation metrics, or one validation metric ``task/metric``."""
+    method's mean validation metrics, Acc_MTL (Yun and Cho 2023 Eq. 8, over the same metrics, needing no reference),
+    or one validation metric ``task/metric``."""
 
     objective: str
     chosen: dict[str, list[str]]  # the metrics per task that enter ΔMTL
@@ -41,7 +43,7 @@ class Score:
 
     @property
     def maximize(self) -> bool:
-        if self.objective == "delta_mtl":
+        if self.objective in SCORES:
             return True
         task, metric = self.objective.split("/")
         return self.directions[task][metric]
@@ -53,6 +55,8 @@ class Score:
     def __call__(self, metrics: Metrics, reference: Metrics | None) -> float:
         if self.objective == "delta_mtl":
             return delta_mtl(metrics, reference, self.directions, self.chosen)
+        if self.objective == "acc_mtl":
+            return acc_mtl(metrics, self.directions, self.chosen)
         task, metric = self.objective.split("/")
         return metrics[task][metric]
 
@@ -140,6 +144,9 @@ def plan_studies(suite: Suite, methods: list[str] | None = None) -> list[StudySp
     if not TRACKS.get(suite.track).tunable:
         raise SuiteError(f"{where}: tuning compares the methods of a suite of scenarios x methods; a {suite.track} "
                          f"suite trains one method")
+    if raw.lr_grid:
+        raise SuiteError(f"{where}: the suite states its own protocol (lr_grid: each method at its best of "
+                         f"{len(raw.lr_grid.rates)} learning rates); tune a copy of it without lr_grid")
     settings = raw.tune
     seeds = settings.seeds or raw.seeds[:1]
     by_id = {job.id: job for job in suite.jobs}
@@ -226,10 +233,10 @@ def make_score(objective: str, config: dict[str, Any], chosen: dict[str, list[st
     tasks = build(DATASETS, config["dataset"]).tasks()
     directions = {t: tasks[t].directions for t in config["tasks"]}
     metrics = {t: chosen.get(t, [tasks[t].primary]) for t in config["tasks"]}
-    if objective != "delta_mtl":
+    if objective not in SCORES:
         task, _, metric = objective.partition("/")
         if task not in directions or metric not in directions[task]:
             valid = ", ".join(f"{t}/{m}" for t, ms in directions.items() for m in ms)
-            raise SuiteError(f"{where}.objective: {objective!r} is neither delta_mtl nor a validation metric "
+            raise SuiteError(f"{where}.objective: {objective!r} is neither delta_mtl, acc_mtl nor a validation metric "
                              f"TASK/METRIC of this suite ({valid})")
     return Score(objective, metrics, directions)

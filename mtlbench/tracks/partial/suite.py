@@ -6,7 +6,7 @@ from pathlib import Path
 from ...config import SuiteError, check_methods, check_scenario, plugin, resolve_common, resolve_method
 from ...schema import SuiteFile
 from ...data import DATASETS, SCENARIOS
-from ...jobs import Job, new_job
+from ...jobs import Job, new_job, scenario_label
 from ...registry import build
 
 
@@ -46,7 +46,33 @@ def expand(raw: SuiteFile, path: Path) -> list[Job]:
         duplicated = sorted(n for n in set(names) if names.count(n) > 1)
         raise SuiteError(f"{path}: methods: duplicate method names {duplicated}")
     check_leaderboard(raw, names, datasets, path)
+    check_grid(raw, datasets, path)
     name = raw.name or path.stem
+    rates = raw.lr_grid.rates if raw.lr_grid else [None]
     return [new_job(name, {"dataset": dataset, "tasks": list(raw.tasks), "scenario": scenario, "method": method,
-                           "model": model, "train": train, "seed": seed})
-            for dataset in datasets for scenario in scenarios for method in methods for seed in raw.seeds]
+                           "model": model, "train": at_rate(train, rate), "seed": seed},
+                    label="" if rate is None else f"{scenario_label(scenario)} lr={rate:g}")
+            for dataset in datasets for scenario in scenarios for method in methods for rate in rates
+            for seed in raw.seeds]
+
+
+def at_rate(train: dict, rate: float | None) -> dict:
+    """The training settings with the optimiser's learning rate set to one of the grid's (None: as they are)."""
+    return train if rate is None else {**train, "optimizer": {**train["optimizer"], "lr": rate}}
+
+
+def check_grid(raw: SuiteFile, datasets: list[dict], path: Path) -> None:
+    """The grid's score is acc_mtl or a metric of the suite's tasks, and each rate keeps a run after trimming."""
+    grid = raw.lr_grid
+    if grid is None:
+        return
+    if len(raw.seeds) <= 2 * grid.trim:
+        raise SuiteError(f"{path}: lr_grid.trim: {grid.trim} runs left out at each end of {len(raw.seeds)} seeds "
+                         f"leave none; give more seeds or a smaller trim")
+    if grid.score != "acc_mtl":
+        task, _, metric = grid.score.partition("/")
+        for dataset in datasets:
+            reported = build(DATASETS, dataset).tasks()
+            if task not in raw.tasks or metric not in reported[task].directions:
+                raise SuiteError(f"{path}: lr_grid.score: {grid.score!r} is neither acc_mtl nor TASK/METRIC of this "
+                                 f"suite's tasks ({', '.join(raw.tasks)})")
