@@ -28,6 +28,7 @@ from .models import MODELS, parameter_count
 from .registry import Registry, RegistryError, build, parameters
 from .schema import SuiteFile, TrainSection
 from .track import DEFAULT_TRACK, TRACKS, Track
+from .train.observers import OBSERVERS
 from .train.optim import OPTIMIZERS, SCHEDULERS
 
 SCHEMA_VERSION = 1
@@ -63,6 +64,14 @@ def label_smoothing_default(config: dict[str, Any]) -> dict[str, Any]:
     """``train.label_smoothing`` came with 0.3; 0 is the earlier loss, hashed as before."""
     if config.get("train", {}).get("label_smoothing") == default_of(TrainSection, "label_smoothing"):
         del config["train"]["label_smoothing"]
+    return config
+
+
+@spelt_as_before
+def observe_default(config: dict[str, Any]) -> dict[str, Any]:
+    """``train.observe`` came with 0.4; no observer is the earlier behaviour, hashed as before."""
+    if config.get("train", {}).get("observe") == []:
+        del config["train"]["observe"]
     return config
 
 
@@ -426,6 +435,10 @@ def resolve_common(raw: SuiteFile, path: Path) -> tuple[dict[str, Any], dict[str
     train = raw.train.model_dump()
     train["optimizer"] = plugin(OPTIMIZERS, raw.train.optimizer, "train.optimizer", path)
     train["scheduler"] = plugin(SCHEDULERS, raw.train.scheduler, "train.scheduler", path)
+    unknown = [name for name in raw.train.observe if name not in OBSERVERS.list()]
+    if unknown:
+        raise SuiteError(f"{path}: train.observe: unknown observer {', '.join(unknown)}. Valid observers: "
+                         f"{', '.join(OBSERVERS.list())}")
     datasets = [plugin(DATASETS, spec, f"datasets[{i}]" if raw.datasets else "dataset", path)
                 for i, spec in enumerate(dataset_specs)]
     for i, dataset in enumerate(datasets):
@@ -441,6 +454,9 @@ def resolve_single_method_track(raw: SuiteFile, path: Path, track: str, no_scena
     model, training settings, datasets and that method (default ``supervised``), checked."""
     if raw.scenarios:
         raise SuiteError(f"{path}: scenarios: a {track} suite has none ({no_scenarios})")
+    if raw.train.observe:
+        raise SuiteError(f"{path}: train.observe: a {track} suite's jobs take their own measurements; step observers "
+                         f"run in suites of scenarios x methods")
     if raw.lr_grid:
         raise SuiteError(f"{path}: lr_grid: a {track} suite trains one method; a learning-rate grid compares methods "
                          f"(a suite of scenarios x methods)")

@@ -18,6 +18,7 @@ def registries() -> list[tuple[str, str, Registry[Any]]]:
     from .models import MODELS
     from .runner import EXECUTORS
     from .track import TRACKS
+    from .train.observers import OBSERVERS
     from .train.optim import OPTIMIZERS, SCHEDULERS
     from .tuning import PRUNERS
 
@@ -26,6 +27,7 @@ def registries() -> list[tuple[str, str, Registry[Any]]]:
               for axis, registry in AXES.items()],
             ("Models", "`model:`", MODELS), ("Optimizers", "`train.optimizer:`", OPTIMIZERS),
             ("Schedulers", "`train.scheduler:`", SCHEDULERS), ("Pruners", "`tune.pruner:`", PRUNERS),
+            ("Observers", "`train.observe:`", OBSERVERS),
             *[entry for track in TRACKS.list() for entry in TRACKS.get(track)().registries()],
             ("Executors", "`executor:`", EXECUTORS), ("Tracks", "a suite's section", TRACKS),
             ("Job kinds", "(internal: how a job runs)", KINDS), ("Resolvers", "(internal: a job's inputs)", RESOLVERS)]

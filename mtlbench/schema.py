@@ -91,6 +91,9 @@ class TrainSection(Strict):
                                                       "best_val needs; trains nothing differently")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="label smoothing of the segmentation "
                                                                     "cross-entropy (Yun and Cho 2023's code: 0.1)")
+    observe: list[str] = Field(default_factory=list, description="step observers, by name (mtlbench list): what "
+                                                                  "they measure goes to W&B and result.json; they "
+                                                                  "change no step")
 
     @field_validator("device")
     @classmethod

@@ -287,3 +287,37 @@ def test_amtl_beyond_the_potential_follows_the_authors_code_or_clips():
     assert net.weights[1] > net.weights[2]  # depth (most beyond its potential) outweighs normal (at it)
     with pytest.raises(ValueError, match="gamma = 2.5: must be an integer with beyond_potential: code"):
         amtl_state(potentials, gamma=2.5)
+
+
+class Shared(torch.nn.Module):
+    """A model whose only shared parameter is w (what a gradients part reads of a model)."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(w, dtype=torch.float64))
+
+    def shared_parameters(self):
+        return [self.w]
+
+
+def test_cosreg_penalty_is_the_squared_cosine_of_task_gradients_and_is_differentiated_through_them():
+    from mtlbench.methods.gradients import CosReg, orthogonality_penalty
+
+    a = torch.tensor([[2.0, 0.0, 1.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+    b = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 3.0]], dtype=torch.float64)
+
+    def losses(w):
+        return [0.5 * (a @ w).pow(2).sum(), 0.5 * (b @ w).pow(2).sum()]
+
+    def cos2(w):  # g_1 = AᵀA w, g_2 = BᵀB w, in closed form
+        g1, g2 = a.T @ a @ w, b.T @ b @ w
+        return float((g1 @ g2) ** 2 / ((g1 @ g1) * (g2 @ g2)))
+
+    w0 = [0.3, -0.7, 0.5]
+    model = Shared(w0)
+    assert float(orthogonality_penalty(losses(model.w), model).detach()) == pytest.approx(cos2(model.w.detach()))
+    CosReg(weight=2.0).backward(dict(zip("xy", losses(model.w))), None, model, None)
+    plain = (a.T @ a + b.T @ b) @ torch.tensor(w0, dtype=torch.float64)
+    numeric = torch.tensor([(cos2(torch.tensor(w0, dtype=torch.float64) + e) - cos2(torch.tensor(w0, dtype=torch.float64) - e))
+                            / 2e-6 for e in torch.eye(3, dtype=torch.float64) * 1e-6])
+    assert torch.allclose(model.w.grad, plain + 2.0 * numeric, atol=1e-6)

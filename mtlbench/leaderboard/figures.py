@@ -4,6 +4,10 @@
 - ``-curves``: validation metrics per epoch, mean over seeds with a band from the lowest to the highest seed,
   one panel per (table, task).
 - ``-tasks``: each task's test metric per method, mean with the standard deviation over seeds.
+- ``-cosine``: with ``train.observe: [gradient_cosine]``, each task pair's gradient cosine on the shared parameters
+  per epoch (its epoch means, mean over seeds with a band from the lowest to the highest seed), one panel per
+  (table, pair); ``-angles``: the distribution of the angle between the pair's gradients over every update of every
+  seed, one line per method (Li et al. 2022a Fig. 1).
 - ``-cd``: the critical-difference diagram of the across-table summary (when it has one).
 """
 from __future__ import annotations
@@ -125,6 +129,77 @@ def curve_figure(results: list[dict[str, Any]], tables: list[Table]):
     return fig
 
 
+def cosine_records(results: list[dict[str, Any]], tables: list[Table]) -> pd.DataFrame:
+    """One row per (dataset, scenario, method, seed, epoch, pair): the epoch's mean gradient cosine."""
+    shown = {(table.dataset, table.scenario) for table in tables}
+    records = [{"dataset": r["dataset"], "scenario": r["scenario"], "method": r["method"], "seed": r["seed"],
+                "epoch": record["epoch"], "pair": key.removeprefix("cos/"), "value": value}
+               for r in results if (r["dataset"], r["scenario"]) in shown
+               for record in r.get("history", []) for key, value in record.items() if key.startswith("cos/")]
+    return pd.DataFrame.from_records(records, columns=["dataset", "scenario", "method", "seed", "epoch", "pair",
+                                                       "value"])
+
+
+def pair_panels(tables: list[Table], data: pd.DataFrame) -> list[tuple[Table, str]]:
+    return [(table, pair) for table in tables
+            for pair in dict.fromkeys(data[(data["dataset"] == table.dataset)
+                                           & (data["scenario"] == table.scenario)]["pair"])]
+
+
+def cosine_figure(results: list[dict[str, Any]], tables: list[Table]):
+    data = cosine_records(results, tables)
+    panels = pair_panels(tables, data)
+    if not panels:
+        return None
+    fig, axes = grid(1, len(panels))
+    colors = pyplot().get_cmap("tab20")
+    for axis, (table, pair) in zip(axes[0], panels):
+        here = data[(data["dataset"] == table.dataset) & (data["scenario"] == table.scenario) & (data["pair"] == pair)]
+        for k, method in enumerate(table.rows.index):
+            per_epoch = here[here["method"] == method].groupby("epoch")["value"]
+            if not len(per_epoch):
+                continue
+            mean = per_epoch.mean()
+            axis.plot(mean.index, mean.to_numpy(), color=colors(k % 20), label=method, linewidth=1.2)
+            axis.fill_between(mean.index, per_epoch.min().to_numpy(), per_epoch.max().to_numpy(),
+                              color=colors(k % 20), alpha=0.15)
+        axis.axhline(0, color="black", linewidth=0.8)
+        axis.set_title(f"{table.dataset} / {table.scenario}: cos(∇{pair.replace('|', ', ∇')}) shared", fontsize=9)
+        axis.set_xlabel("epoch")
+        axis.xaxis.get_major_locator().set_params(integer=True)
+    axes[0][0].legend(fontsize=7, ncol=2)
+    return fig
+
+
+def angle_figure(results: list[dict[str, Any]], tables: list[Table]):
+    """Per (table, pair): each method's histogram (density) of the angle between the pair's gradients, in degrees,
+    over every update of every seed."""
+    angles: dict[tuple[str, str, str], dict[str, list[float]]] = {}
+    for r in results:
+        for report in r.get("observed") or []:
+            if isinstance(report, dict) and report.get("observer") == "gradient_cosine":
+                for k, pair in enumerate(report["pairs"]):
+                    values = [row[k] for row in report["cosines"] if row[k] is not None]
+                    angles.setdefault((r["dataset"], r["scenario"], pair), {}).setdefault(r["method"], []).extend(
+                        np.degrees(np.arccos(np.clip(values, -1, 1))).tolist())
+    panels = [(table, pair) for table in tables for (d, s, pair) in angles if (d, s) == (table.dataset, table.scenario)]
+    if not panels:
+        return None
+    fig, axes = grid(1, len(panels))
+    colors = pyplot().get_cmap("tab20")
+    bins = np.linspace(0, 180, 37)
+    for axis, (table, pair) in zip(axes[0], panels):
+        for k, method in enumerate(table.rows.index):
+            values = angles[table.dataset, table.scenario, pair].get(method)
+            if values:
+                axis.hist(values, bins=bins, density=True, histtype="step", color=colors(k % 20), label=method)
+        axis.axvline(90, color="black", linewidth=0.8)
+        axis.set_title(f"{table.dataset} / {table.scenario}: angle({pair.replace('|', ', ')}) shared", fontsize=9)
+        axis.set_xlabel("degrees")
+    axes[0][0].legend(fontsize=7, ncol=2)
+    return fig
+
+
 def cd_diagram(summary: Summary | None):
     if summary is None or summary.ranks is None:
         return None
@@ -156,6 +231,10 @@ FIGURES: dict[str, tuple[str, Callable[..., Any]]] = {
               lambda tables, results, summary: task_figure(tables)),
     "curves": ("validation metrics per epoch (mean over seeds, band: lowest to highest seed)",
                lambda tables, results, summary: curve_figure(results, tables)),
+    "cosine": ("gradient cosine of each task pair per epoch (train.observe: [gradient_cosine])",
+               lambda tables, results, summary: cosine_figure(results, tables)),
+    "angles": ("distribution of the angle between task gradients over updates (Li et al. 2022a Fig. 1)",
+               lambda tables, results, summary: angle_figure(results, tables)),
     "cd": ("critical-difference diagram over tables", lambda tables, results, summary: cd_diagram(summary)),
 }
 

@@ -196,6 +196,45 @@ class GradNorm(Gradients):
         total.backward()
 
 
+@GRADIENTS.register("cosreg")
+@dataclass(frozen=True)
+class CosReg(Gradients):
+    """CosReg (Suteu and Guo 2019, arXiv:1912.06844; the "CosReg" row of Li et al. 2022a Table 1): the summed task
+    losses plus ``weight`` × Σ_{i<j} cos²(g_i, g_j), g_t = ∇_θ L_t on the shared parameters θ, a penalty that
+    pushes every two task gradients towards orthogonality and is back-propagated through the gradients themselves
+    (a double backward, the "multiple back-propagation" Li et al. set STA against).
+
+    Suteu and Guo's text is not among the papers mtlbench is built from, and Li et al. 2022a give neither the
+    penalty's form nor its weight: the squared cosine (which penalises conflicting and aligned gradients alike, as
+    "near orthogonal" asks) and ``weight`` 1 are mtlbench's reading, named in docs/methods.md, with a search range
+    for `mtlbench tune`. It is a gradients part rather than a regularizer because it acts on the task gradients
+    of the shared weights, which only this axis sees; it therefore cannot be combined with PCGrad or MGDA.
+    """
+
+    space: ClassVar[dict[str, Space]] = {"weight": Float(0.01, 10.0, log=True)}
+    weight: float = 1.0
+
+    def backward(self, terms: dict[str, Tensor], rest: Tensor | None, model: nn.Module,
+                 net: nn.Module | None) -> None:
+        total = torch.stack([*terms.values(), *([rest] if rest is not None else [])]).sum()
+        if len(terms) > 1:
+            total = total + self.weight * orthogonality_penalty(list(terms.values()), model)
+        total.backward()
+
+
+def orthogonality_penalty(terms: list[Tensor], model: nn.Module) -> Tensor:
+    """Σ_{i<j} cos²(∇_θ L_i, ∇_θ L_j) over the shared parameters, differentiable in θ (create_graph)."""
+    shared = [p for p in model.shared_parameters() if p.requires_grad]
+    rows = []
+    for term in terms:
+        grads = torch.autograd.grad(term, shared, retain_graph=True, create_graph=True, allow_unused=True)
+        rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, shared)]))
+    stacked = torch.stack(rows)
+    units = stacked / stacked.norm(dim=1, keepdim=True).clamp_min(1e-20)
+    cos = units @ units.t()
+    return cos.triu(diagonal=1).pow(2).sum()
+
+
 @spelt_as_before
 def cagrad_failure_rate_default(config: dict) -> dict:
     """CAGrad's ``max_failure_rate`` came with 0.3 and only stops a run: at its default, hashed as before."""

@@ -65,6 +65,10 @@ for _weighting in ("si", "imtl_l", "uw_so", "famo", "stch", "auto_lambda"):
 for _gradients in ("upgrad", "dualproj", "config_grad", "graddrop", "aligned_mtl", "rgw", "nash_mtl", "fairgrad",
                    "gradvac", "moco", "excess_mtl"):
     preset(_gradients, gradients=_gradients)
+preset("cosreg", gradients="cosreg")  # Suteu and Guo 2019, Li et al. 2022a Table 1
+for _supervision in ("sta", "ista"):  # Li et al. 2022a Table 6 (PCGrad) and Figs. 5-6 (GradNorm)
+    preset(f"{_supervision}+pcgrad", supervision=_supervision, gradients="pcgrad")
+preset("sta+gradnorm", supervision="sta", gradients="gradnorm")
 preset("imtl", weighting="imtl_l", gradients="imtl_g")  # Liu et al. 2021: IMTL-L on every loss, IMTL-G on shared
 preset("db_mtl", weighting={"name": "si", "eps": 1e-8}, gradients="db_mtl")  # Lin et al. 2023: both balancings
 
@@ -92,6 +96,7 @@ class Recipe:
             raise ValueError(f"method {method.get('name', '')}: weighting {method['weighting']['name']!r} meta-learns "
                              f"the task weights from the supervised losses alone; use regularizer: none")
         self.previous: SeenBatch | None = None  # the epoch's previous batch, for a weighting's meta step
+        self.term_watchers: list[Callable[[dict[str, Tensor]], None]] = []  # observers of each update's task terms
         if self.model_losses and method["regularizer"]["name"] != "none":
             raise ValueError(f"method {method.get('name', '')}: regularizer {method['regularizer']['name']!r} needs "
                              f"the model's predictions of the training batch, and {type(model).__name__} computes its "
@@ -178,6 +183,8 @@ class Recipe:
             logs["regularizer"] = logs.get("regularizer", 0) + regularization.detach()
         if not terms and regularization is None:
             return
+        for watch in self.term_watchers:
+            watch(terms)
         self.gradients.backward(terms, regularization, self.model, self.net("gradients"))
         optimizer.step()
         for own, _ in self.own:

@@ -119,7 +119,7 @@ def result_record(job: Job, outcome: dict[str, Any], resolved: Resolution, optio
                                    "resumed_from_epoch", "train_seconds",
                                    "device", "torch")},
         **{k: outcome[k] for k in ("estimate", "data_seconds", "eval_seconds", "constant", "first_step_loss",
-                                   "diverged", "images_left_out_per_epoch", "solver") if k in outcome},
+                                   "diverged", "images_left_out_per_epoch", "solver", "observed") if k in outcome},
         "wall_seconds": wall_seconds,
         **resolved.record,
         **options.record,

@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from ..jobs import KINDS, EpochCallback
+from .observers import OBSERVERS
 from .trainer import run_job
 
 
 @KINDS.register("train")
 class Train:  # registered as a class, like every plugin: the runner calls KINDS.get(kind)().run(...)
-    """An ordinary job: the trainer's ``run_job`` on its config."""
+    """An ordinary job: the trainer's ``run_job`` on its config, with the step observers it asks for
+    (``train.observe``)."""
 
     def run(self, config: dict[str, Any], job_dir: Any, on_epoch: EpochCallback, test: bool) -> dict[str, Any]:
-        return run_job(config, job_dir, on_epoch, test=test)
+        observers = [OBSERVERS.get(name) for name in config["train"].get("observe", [])]
+        return run_job(config, job_dir, on_epoch, test=test, observers=observers)

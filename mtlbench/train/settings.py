@@ -24,6 +24,7 @@ class TrainSettings:
     precision: str
     test_every_epoch: bool
     label_smoothing: float
+    observe: tuple[str, ...]
 
     @classmethod
     def of(cls, train: Mapping[str, Any]) -> TrainSettings:
@@ -36,7 +37,7 @@ class TrainSettings:
                              f"{' and ' if missing and unknown else ''}"
                              f"{'has unknown ' + ', '.join(unknown) if unknown else ''}: train from the config a "
                              f"suite resolved (config.load_suite names every setting with its default)")
-        return cls(**train)
+        return cls(**{**train, "observe": tuple(train["observe"])})
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,10 @@ class StepObserver(Protocol):
 
     def after_step(self, step: int) -> None: ...
 
+    def epoch_log(self) -> dict[str, float]:
+        """What the epoch's record (W&B history) gets from the observer, read once after each epoch."""
+        ...
+
     def state(self) -> Any: ...
 
     def restore(self, state: Any) -> None: ...
@@ -460,6 +464,7 @@ def evaluate_epoch(parts: StageParts, splits: dict[str, Split], epoch: int, trai
               "seconds": trained.seconds, "images_per_second": trained.images / trained.seconds,
               **{f"train/{k}": v for k, v in trained.mean_logs().items()},
               **({"solver": solved} if (solved := parts.recipe.solver_counts()) else {}),
+              **{key: value for watcher in parts.watchers for key, value in watcher.epoch_log().items()},
               "val": evaluate(parts.model, splits["val"].select(list(stage.tasks)), stage.tasks,
                               settings.eval_batch_size, parts.autocast)}
     parts.recipe.after_validation(record["val"])

@@ -118,6 +118,9 @@ class Probe:
             self.records.append({"step": step, **self.probe()})
             self.seconds += time.perf_counter() - start
 
+    def epoch_log(self) -> dict[str, float]:
+        return {}
+
     def state(self) -> dict[str, Any]:
         return {"records": self.records, "seconds": self.seconds, "generator": self.generator.get_state(),
                 "augment_generator": self.augment_generator.get_state()}

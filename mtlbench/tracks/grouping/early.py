@@ -50,6 +50,9 @@ class EarlyLosses:
             self.recorded = {"step": step, "images": self.images, "val": val,
                              "seconds": time.perf_counter() - start}
 
+    def epoch_log(self) -> dict[str, float]:
+        return {}
+
     def state(self) -> dict[str, Any] | None:
         return self.recorded
 

@@ -128,6 +128,9 @@ class GradientAlignment:
             start = end
         return compare(flat)
 
+    def epoch_log(self) -> dict[str, float]:
+        return {}
+
     def modules(self) -> nn.Module:
         return nn.ModuleList([self.seen.model, self.seen.recipe.nets])
 
