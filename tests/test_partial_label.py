@@ -194,6 +194,28 @@ def test_jtr_paper_gradient_flow_trains_the_encoder_with_dist_and_reaches_labell
     assert any(not torch.equal(a, b) for a, b in zip(grads, changed))
 
 
+@pytest.mark.parametrize("flow", ["code", "paper"])
+def test_jtr_without_l_recon_never_runs_the_decoder_but_trains_the_encoder(flow):
+    """Nishi et al. 2024 Table 8's "JTR w/o L_Recon": no reconstruction term, the decoder gets no gradient."""
+    tasks, part, net, views, mask = jtr_setup(gradient_flow=flow, reconstruction=False)
+    net.zero_grad()
+    part.loss(StepContext(tasks, mask, views), net).backward()
+    encoder = {id(p) for p in net.encoder.parameters()}
+    assert all(p.grad is None for p in net.parameters() if id(p) not in encoder)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters() if id(p) in encoder)
+    with_recon = jtr_setup(gradient_flow=flow)[1]
+    ctx = StepContext(tasks, mask, views)
+    with torch.no_grad():
+        assert float(part.loss(ctx, net)) < float(with_recon.loss(ctx, net))  # the recon losses are positive
+
+
+def test_jtr_l1_and_l2_distances_are_per_image_means_of_the_bottleneck_difference():
+    a, b = torch.randn(3, 4, 2, 5), torch.randn(3, 4, 2, 5)
+    assert torch.allclose(JTR(distance="l1").dist(a, b), (a - b).abs().mean((1, 2, 3)))
+    assert torch.allclose(JTR(distance="l2").dist(a, b), ((a - b) ** 2).mean((1, 2, 3)))
+    assert torch.allclose(JTR().dist(a, b), 1 - torch.nn.functional.cosine_similarity(a, b, dim=1).mean((1, 2)))
+
+
 def test_jtr_images_without_labels_regularise_across_views():
     unlabelled = torch.tensor([[1.0, 0], [0, 0], [1, 1], [1, 0]])
     for consistency, reaches_view0 in ((True, True), (False, False)):

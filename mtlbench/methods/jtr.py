@@ -35,6 +35,12 @@ against the CDF of the target, normals 1 - Σ n̂·n; each summed over masked pi
 non-zero target entries (so a perfect normal reconstruction scores 1 - 1/3: the code's normalisation, kept).
 Y's targets are the raw labels (or predictions where unlabelled); Ŷ's are the encoded predictions, as in the
 code (its depth target thus passes the CDF twice, and its normal target is (n + 1) / 2; kept).
+Ablations (Nishi et al. 2024 supplementary): ``distance`` "l1" or "l2" replaces the cosine distance in the joint
+space by the per-image mean absolute or mean squared difference of the two bottlenecks (Table 16; the paper names
+the norms only, and the means are mtlbench's reading: torch's L1Loss and MSELoss on one image, as the authors'
+per-image loop would give them). ``reconstruction: false`` is Table 8's "JTR w/o L_Recon": neither reconstruction
+loss is computed and the decoder g_θ2 never runs (its weights are built but get no gradient); the encoder still
+learns from L_Dist (in the code's flow, from view 2's distance term, which reads the encoder alone).
 Not copied: the code's un-guarded division by the predicted normal's norm (NaN at zero); ours uses an epsilon.
 Tasks beyond seg/depth/normal (edges, keypoints, shading) enter as their values and reconstruct with L1 of the
 sigmoid output, averaged over masked pixels (mtlbench's extension). The auto-encoder's normalisation is per
@@ -126,6 +132,8 @@ class JTR(Regularizer):
     depth_mean: float = 2.3618
     depth_std: float = 1.5876
     width: float | None = None
+    distance: Literal["cosine", "l1", "l2"] = "cosine"
+    reconstruction: bool = True
 
     @property
     def extra_views(self) -> int:
@@ -193,6 +201,13 @@ class JTR(Regularizer):
                    for (name, task), out in zip(ctx.tasks.items(), outputs))
         return feature, loss
 
+    def dist(self, a: Tensor, b: Tensor) -> Tensor:
+        """Per image: L_Dist between two bottlenecks (cosine distance, or Table 16's L1 / L2)."""
+        if self.distance == "cosine":
+            return cosine_distance(a, b)
+        difference = a.float() - b.float()
+        return (difference.abs() if self.distance == "l1" else difference.pow(2)).flatten(1).mean(1)
+
     # ------------------------------------------------------------------------------------------ losses
     def loss(self, ctx: StepContext, net: nn.Module | None) -> Tensor:
         unlabelled = (ctx.mask.sum(1) == 0) if self.unlabeled_consistency else None
@@ -206,11 +221,14 @@ class JTR(Regularizer):
         y_hat_1, y_1, _, _ = self.stacks(ctx, 1, hard_prediction=True, detach_labelled=True, from_view0=unlabelled)
         frozen = {name: p.detach() for name, p in net.named_parameters()}
         encode = lambda x: torch.func.functional_call(net, frozen, (x,), {"feature_only": True})  # noqa: E731
-        distance_1 = cosine_distance(encode(y_1), encode(y_hat_1))
+        distance_1 = self.dist(encode(y_1), encode(y_hat_1))
         y_hat_2, y_2, mask_2, raw_2 = self.stacks(ctx, 2, hard_prediction=False, detach_labelled=True)
+        if not self.reconstruction:
+            feature_y, feature_hat = (net(x.detach(), feature_only=True) for x in (y_2, y_hat_2))
+            return self.c_dist * (distance_1 + self.c_recon * self.dist(feature_y, feature_hat))
         feature_y, recon_y = self.recon(net, ctx, y_2, raw_2, mask_2)
         feature_hat, recon_hat = self.recon(net, ctx, y_hat_2, self.encoded_predictions(ctx, 2, mask_2), mask_2)
-        distance = distance_1 + self.c_recon * cosine_distance(feature_y, feature_hat)
+        distance = distance_1 + self.c_recon * self.dist(feature_y, feature_hat)
         return self.c_dist * distance + self.c_recon * (recon_y + recon_hat)
 
     def paper_loss(self, ctx: StepContext, net: nn.Module, unlabelled: Tensor | None) -> Tensor:
@@ -221,7 +239,9 @@ class JTR(Regularizer):
             y_hat = torch.where(unlabelled[:, None, None, None], y_hat_u, y_hat)
             y = torch.where(unlabelled[:, None, None, None], y_u, y)
         encode = lambda x: net(x, feature_only=True)  # noqa: E731
-        distance = cosine_distance(encode(y), encode(y_hat))
+        distance = self.dist(encode(y), encode(y_hat))
+        if not self.reconstruction:
+            return self.c_dist * distance
         _, recon_y = self.recon(net, ctx, y, raw, mask)
         _, recon_hat = self.recon(net, ctx, y_hat, self.encoded_predictions(ctx, 0, mask), mask)
         return self.c_dist * distance + self.c_recon * (recon_y + recon_hat)
@@ -236,4 +256,17 @@ def jtr_unlabeled_consistency_default(config: dict) -> dict:
         low, _ = SCENARIOS.get(config["scenario"]["name"]).label_range(config["scenario"], config["tasks"])
         if low >= 1:
             regularizer["unlabeled_consistency"] = True
+    return config
+
+
+@spelt_as_before
+def jtr_ablation_defaults(config: dict) -> dict:
+    """``distance`` and ``reconstruction`` came with 0.4: at their defaults (cosine, with L_Recon) JTR trains as
+    before and is hashed without them."""
+    regularizer = config.get("method", {}).get("regularizer", {})
+    if regularizer.get("name") == "jtr":
+        if regularizer.get("distance") == JTR.distance:
+            del regularizer["distance"]
+        if regularizer.get("reconstruction") is JTR.reconstruction:
+            del regularizer["reconstruction"]
     return config

@@ -40,6 +40,9 @@ preset("stl", networks="per_task")  # one network per task, trained on that task
 preset("consistency", regularizer="consistency")  # Nishi et al. 2024 Eq. 2
 preset("mtpsl", regularizer="mtpsl")  # Li et al. 2022b as Nishi et al. 2024 Eq. 3 and the released code
 preset("jtr", regularizer="jtr")  # Nishi et al. 2024 Eq. 4-6, the released code's gradient flow
+preset("jtr_no_recon", regularizer={"name": "jtr", "reconstruction": False})  # Nishi et al. 2024 Table 8
+for _distance in ("l1", "l2"):  # Nishi et al. 2024 Table 16
+    preset(f"jtr_{_distance}", regularizer={"name": "jtr", "distance": _distance})
 for _supervision in ("sta", "ista", "ft_plus"):  # Li et al. 2022a Alg. 1, Alg. 2, Table 5
     preset(_supervision, supervision=_supervision)
 for _weighting in ("uncertainty", "dwa", "gls", "rlw"):  # the loss weightings of Li et al. 2022a and Yun and Cho 2023
