@@ -192,6 +192,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_costs(args: argparse.Namespace) -> int:
+    from .config import load_suite
+    from .models.costs import costs_table
+
+    print(costs_table(load_suite(args.suite, args.set), args.size))
+    return 0
+
+
 def default_workers() -> int:
     import torch
 
@@ -381,6 +389,7 @@ def parser() -> argparse.ArgumentParser:
     sub = main.add_subparsers(dest="command", required=True)
     add_run_command(sub)
     add_status_command(sub)
+    add_costs_command(sub)
     add_cancel_command(sub)
     add_tune_command(sub)
     add_leaderboard_command(sub)
@@ -425,6 +434,16 @@ def add_status_command(sub: argparse._SubParsersAction) -> None:
     status.add_argument("--json", action="store_true", help="print {suite, track, jobs: [...], counts} as JSON")
     add_results(status)
     status.set_defaults(func=cmd_status)
+
+
+def add_costs_command(sub: argparse._SubParsersAction) -> None:
+    costs = sub.add_parser("costs", help="the suite's model: parameters and GMACs of one image's forward pass, "
+                                         "measured with torch's FLOP counter (shared network and STL's per-task ones)")
+    costs.add_argument("suite", help="suite YAML file")
+    costs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite field")
+    costs.add_argument("--size", nargs=2, type=int, metavar=("HEIGHT", "WIDTH"),
+                       help="image size (default: the dataset's setting, or its standard size)")
+    costs.set_defaults(func=cmd_costs)
 
 
 def add_cancel_command(sub: argparse._SubParsersAction) -> None:

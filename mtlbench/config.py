@@ -396,7 +396,7 @@ def check_dataset(dataset: dict[str, Any], tasks: list[str], model: dict[str, An
     if unknown:
         raise SuiteError(f"{path}: tasks: {', '.join(unknown)} not in dataset {dataset['name']!r}. "
                          f"Valid tasks: {', '.join(available)}")
-    multiple = getattr(MODELS.get(model["name"]), "input_multiple", 1)
+    multiple = getattr(build(MODELS, model), "input_multiple", 1)
     for side in ("height", "width"):
         if side in dataset and dataset[side] % multiple:
             raise SuiteError(f"{path}: {where}.{side}: {dataset[side]} is not a multiple of {multiple}, "

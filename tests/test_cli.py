@@ -138,3 +138,18 @@ def test_each_figure_format_is_written_only_when_asked_for_and_cd_rank_is_always
         assert figures == kept, formats  # html inlines png figures and leaves none behind
     header = (out.parent / "tiny-summary.csv").read_text().splitlines()[0].split(",")
     assert header[-3:] == ["iman_davenport_p", "critical_difference", "cd_rank"]  # empty: one dataset
+
+
+def test_costs_prints_the_shared_network_and_stls_per_task_networks_measured(write_suite, capsys):
+    from mtlbench.data.synthrooms import SynthRooms
+    from mtlbench.models.costs import model_cost
+
+    assert main(["costs", str(write_suite())]) == 0
+    rows = {line.split(" | ")[3]: line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:]}
+    tasks = {t: SynthRooms().tasks()[t] for t in ("seg", "depth", "normal")}
+    spec = {"name": "segnet", "width": 0.0625}
+    shared = model_cost(spec, tasks, 32, 64)
+    singles = [model_cost(spec, {t: task}, 32, 64) for t, task in tasks.items()]
+    assert rows["shared"][1] == "32x64" and float(rows["shared"][4]) == round(shared.parameters / 1e6, 2)
+    assert float(rows["per_task"][4]) == round(sum(c.parameters for c in singles) / 1e6, 2)
+    assert shared.macs > 0 and sum(c.macs for c in singles) > shared.macs

@@ -18,14 +18,26 @@
   with ``--shared_head True``); the ASPP then belongs to the shared parameters and its projection is the last
   shared layer (where their code measures task gradients). The default ``per_task`` gives each task the whole
   DeepLabV3 head (Sun et al. 2023; Yun and Cho 2023 Table 2's "individual ASPP").
+- ``decoder: "v3+_amtl"``: the DeepLabV3+ of Yun and Cho 2023's code (models/DeepLab.py, Tables 2-3): the ASPP
+  output upsampled to the backbone's stride-8 features (ResNet-50's second stage, 512 channels), which a 1x1
+  conv + BN + ReLU projects to 48 channels, concatenated, then per task conv3x3(256) + BN + ReLU and the 1x1
+  classifier. With ``head: shared_aspp`` the ASPP and the projection are shared (their ``MultiTaskSharedHead``
+  with a skip connection), with ``per_task`` each task has both.
+- ``backbone`` (Yun and Cho 2023 Table 3, their nn/backbones): ``resnet50`` (above), or torchvision's
+  ``mobilenet_v2`` or ``efficientnet_v2_s`` undilated (output stride 32, ASPP rates 6/12/18 as their code sets
+  for it), the last stage's output into the ASPP (MobileNetV2: features[18], 1280 channels; EfficientNetV2-S:
+  features[6], 256 channels, its final 1x1 convolution left out) and the stride-8 features as the skip
+  (features[6], 32 channels; features[3], 64 channels). EfficientNetV2-S keeps torchvision's stochastic depth
+  (0.2), as their subclass of it does.
 - Weights: ``weights=None`` (random init, no download). ``weights=PATH`` loads a local torchvision ResNet-50
-  state dict (e.g. ``resnet50-11ad3fa6.pth``; its ``fc`` entries are dropped). ``input_norm: imagenet``
+  state dict (e.g. ``resnet50-11ad3fa6.pth``; its ``fc`` entries are dropped), or of the chosen backbone
+  (``mobilenet_v2-7ebf99e0.pth``, ``efficientnet_v2_s-dd5fe13b.pth``; their classifiers dropped). ``input_norm: imagenet``
   standardises the [0, 1] images with ImageNet's mean and standard deviation first, as pretrained weights expect
   (Yun and Cho 2023's code normalises so, core/data/augmentations/transforms.py).
 
 Training leaves out an epoch's last batch if it holds a single image (``min_batch``): ASPP's image-pooling
 branch batch-normalises a 1x1 map, which one image cannot. ``forward(x, return_feature=True)`` also returns
-the backbone's output (2048 x H/8 x W/8; with ``task_norm``, that of the first task's pass).
+the backbone's output (ResNet-50: 2048 x H/8 x W/8; with ``task_norm``, that of the first task's pass).
 """
 from __future__ import annotations
 
@@ -46,6 +58,24 @@ BACKBONE_CHANNELS = 2048
 LOW_LEVEL_CHANNELS = 256  # output of the first residual stage (stride 4), DeepLabV3+'s skip
 ATROUS_RATES = (12, 24, 36)  # DeepLabV3 at output stride 8
 HEAD_CHANNELS = 256
+SKIP_CHANNELS = 48  # Yun and Cho 2023's --skip_connection 48
+
+
+@dataclass(frozen=True)
+class BackboneLayout:
+    """How a backbone's stages are cut: the channels of its output and of its stride-8 stage (``skip_stage``,
+    the index into ``stages``), its output stride, and the ASPP rates for it."""
+
+    channels: int
+    skip_channels: int
+    skip_stage: int
+    output_stride: int
+    rates: tuple[int, int, int]
+
+
+LAYOUTS = {"resnet50": BackboneLayout(BACKBONE_CHANNELS, 512, 1, 8, ATROUS_RATES),
+           "mobilenet_v2": BackboneLayout(1280, 32, 0, 32, (6, 12, 18)),
+           "efficientnet_v2_s": BackboneLayout(256, 64, 0, 32, (6, 12, 18))}
 
 
 class TaskBatchNorm(nn.Module):
@@ -73,18 +103,75 @@ def task_specific_norms(module: nn.Module, tasks: list[str]) -> None:
             task_specific_norms(child, tasks)
 
 
-def load_resnet_weights(backbone: nn.Module, path: str) -> None:
-    file = Path(path)
+CLASSIFIERS = {"resnet50": "fc.", "mobilenet_v2": "classifier.", "efficientnet_v2_s": "classifier."}
+NAMES = {"resnet50": "ResNet-50", "mobilenet_v2": "MobileNetV2", "efficientnet_v2_s": "EfficientNetV2-S"}
+
+
+def load_resnet_weights(backbone: nn.Module, path: str, name: str = "resnet50") -> None:
+    """A local torchvision state dict of the ``name`` backbone into ``backbone`` (its classifier left out)."""
+    file, classifier = Path(path), CLASSIFIERS[name]
     if not file.is_file():
-        raise ValueError(f"model.weights: {file} not found; give the path of a torchvision ResNet-50 state dict "
+        raise ValueError(f"model.weights: {file} not found; give the path of a torchvision {NAMES[name]} state dict "
                          f"(e.g. resnet50-11ad3fa6.pth), or leave weights unset for a random initialisation")
     state = torch.load(file, map_location="cpu", weights_only=True)
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    missing, unexpected = backbone.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("fc.")]  # the classifier is not part of the backbone
+    state = {k: v for k, v in state.items() if not k.startswith(classifier)}
+    try:
+        missing, unexpected = backbone.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # a tensor of another shape
+        raise ValueError(f"model.weights: {file} is not a torchvision {NAMES[name]} state dict "
+                         f"({str(error).splitlines()[-1].strip()})") from None
+    missing = [k for k in missing if not k.startswith(classifier)]  # the classifier is not part of the backbone
     if missing or unexpected:
-        raise ValueError(f"model.weights: {file} is not a torchvision ResNet-50 state dict (missing "
+        raise ValueError(f"model.weights: {file} is not a torchvision {NAMES[name]} state dict (missing "
                          f"{missing[:3]}, unexpected {unexpected[:3]})")
+
+
+def backbone_stages(name: str, weights: str | None) -> tuple[nn.Module, nn.ModuleList]:
+    """The stem and the stages of a backbone (``LAYOUTS`` says which stage ends at stride 8)."""
+    from torchvision import models
+
+    if name == "resnet50":
+        resnet = models.resnet50(weights=None, replace_stride_with_dilation=[False, True, True])
+        if weights is not None:
+            load_resnet_weights(resnet, weights)
+        return (nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool),
+                nn.ModuleList([resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4]))
+    net = getattr(models, name)(weights=None)
+    if weights is not None:
+        load_resnet_weights(net, weights, name)
+    features = net.features
+    if name == "mobilenet_v2":  # features[6] ends at stride 8, features[18] (1280 channels) is the output
+        return features[0], nn.ModuleList([features[1:7], features[7:19]])
+    return features[0], nn.ModuleList([features[1:4], features[4:7]])  # efficientnet_v2_s: [3] stride 8, [7] left out
+
+
+class SkipProjection(nn.Sequential):
+    """Yun and Cho 2023's skip connection: the stride-8 features to 48 channels (1x1 conv + BN + ReLU)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(*conv_bn_relu(channels, SKIP_CHANNELS, 1))
+
+
+def with_skip(context: Tensor, skip: Tensor, project: nn.Module) -> Tensor:
+    """The ASPP output upsampled to the skip's size, concatenated with the projected skip."""
+    context = F.interpolate(context, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+    return torch.cat([context, project(skip)], 1)
+
+
+class AMTLPlusHead(nn.Module):
+    """A task's own DeepLabV3+ of Yun and Cho 2023's code (``DeepLabV3PlusHead``): ASPP, the skip projection,
+    conv3x3(256) + BN + ReLU and the 1x1 classifier, at stride 8."""
+
+    def __init__(self, layout: "BackboneLayout", channels: int) -> None:
+        from torchvision.models.segmentation.deeplabv3 import ASPP
+
+        super().__init__()
+        self.aspp = ASPP(layout.channels, layout.rates, HEAD_CHANNELS)
+        self.project = SkipProjection(layout.skip_channels)
+        self.predictor = shared_aspp_head(channels, HEAD_CHANNELS + SKIP_CHANNELS)
+
+    def forward(self, feature: Tensor, skip: Tensor) -> Tensor:
+        return self.predictor(with_skip(self.aspp(feature), skip, self.project))
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
@@ -109,40 +196,40 @@ class DeepLabV3PlusHead(nn.Module):
         return self.fuse(torch.cat([context, self.project(low_level)], 1))
 
 
-def image_level_head(channels: int) -> nn.Sequential:
-    return nn.Sequential(*conv_bn_relu(BACKBONE_CHANNELS, HEAD_CHANNELS, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+def image_level_head(channels: int, backbone_channels: int = BACKBONE_CHANNELS) -> nn.Sequential:
+    return nn.Sequential(*conv_bn_relu(backbone_channels, HEAD_CHANNELS, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                          nn.Linear(HEAD_CHANNELS, channels))
 
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def shared_aspp_head(channels: int) -> nn.Sequential:
-    """A task's part of the shared-ASPP head: conv3x3(256) + BN + ReLU, then the 1x1 classifier."""
-    return nn.Sequential(*conv_bn_relu(HEAD_CHANNELS, HEAD_CHANNELS, 3), nn.Conv2d(HEAD_CHANNELS, channels, 1))
+def shared_aspp_head(channels: int, inputs: int = HEAD_CHANNELS) -> nn.Sequential:
+    """A task's part of the shared-ASPP head: conv3x3(256) + BN + ReLU, then the 1x1 classifier (``inputs``: 256,
+    or 256 + 48 with the skip of ``v3+_amtl``)."""
+    return nn.Sequential(*conv_bn_relu(inputs, HEAD_CHANNELS, 3), nn.Conv2d(HEAD_CHANNELS, channels, 1))
 
 
 class DeepLabResNet50(nn.Module):
-    def __init__(self, tasks: dict[str, Task], decoder: Literal["v3", "v3+"] = "v3", weights: str | None = None,
-                 task_norm: bool = False, head: Literal["per_task", "shared_aspp"] = "per_task",
-                 input_norm: Literal["none", "imagenet"] = "none") -> None:
+    def __init__(self, tasks: dict[str, Task], decoder: Literal["v3", "v3+", "v3+_amtl"] = "v3",
+                 weights: str | None = None, task_norm: bool = False,
+                 head: Literal["per_task", "shared_aspp"] = "per_task",
+                 input_norm: Literal["none", "imagenet"] = "none",
+                 backbone: Literal["resnet50", "mobilenet_v2", "efficientnet_v2_s"] = "resnet50") -> None:
         # torchvision is imported when a DeepLab is built, so that `import mtlbench` needs only torch and numpy
-        from torchvision.models import resnet50
         from torchvision.models.segmentation.deeplabv3 import ASPP, DeepLabHead
 
         super().__init__()
-        resnet = resnet50(weights=None, replace_stride_with_dilation=[False, True, True])
-        if weights is not None:
-            load_resnet_weights(resnet, weights)
-        self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
-        self.stages = nn.ModuleList([resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4])
+        layout = self.layout = LAYOUTS[backbone]
+        self.stem, self.stages = backbone_stages(backbone, weights)
         self.tasks, self.decoder = dict(tasks), decoder
         self.task_norm = task_norm
         if task_norm:
             task_specific_norms(self.stem, list(tasks))
             task_specific_norms(self.stages, list(tasks))
 
-        self.aspp = ASPP(BACKBONE_CHANNELS, ATROUS_RATES, HEAD_CHANNELS) if head == "shared_aspp" else None
+        self.aspp = ASPP(layout.channels, layout.rates, HEAD_CHANNELS) if head == "shared_aspp" else None
+        self.skip = SkipProjection(layout.skip_channels) if head == "shared_aspp" and decoder == "v3+_amtl" else None
         if input_norm == "imagenet":
             self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
             self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
@@ -150,13 +237,15 @@ class DeepLabResNet50(nn.Module):
 
         def task_head(task: Task) -> nn.Module:
             if task.output == "image":
-                return image_level_head(task.channels)
+                return image_level_head(task.channels, layout.channels)
             if task.output != "map":
                 raise ValueError(f"deeplab has no head for task {task.name}'s output {task.output!r}")
             if self.aspp is not None:
-                return shared_aspp_head(task.channels)
-            return DeepLabV3PlusHead(task.channels) if decoder == "v3+" else DeepLabHead(BACKBONE_CHANNELS,
-                                                                                         task.channels, ATROUS_RATES)
+                return shared_aspp_head(task.channels, HEAD_CHANNELS + (SKIP_CHANNELS if self.skip else 0))
+            if decoder == "v3+_amtl":
+                return AMTLPlusHead(layout, task.channels)
+            return DeepLabV3PlusHead(task.channels) if decoder == "v3+" else DeepLabHead(layout.channels,
+                                                                                         task.channels, layout.rates)
         self.heads = nn.ModuleDict({name: task_head(task) for name, task in tasks.items()})
 
     def shared_parameters(self) -> list[nn.Parameter]:
@@ -164,22 +253,26 @@ class DeepLabResNet50(nn.Module):
         shared ASPP's."""
         task_specific = {id(p) for m in self.modules() if isinstance(m, TaskBatchNorm) for p in m.parameters()}
         shared = [*self.stem.parameters(), *self.stages.parameters(),
-                  *(self.aspp.parameters() if self.aspp is not None else ())]
+                  *(self.aspp.parameters() if self.aspp is not None else ()),
+                  *(self.skip.parameters() if self.skip is not None else ())]
         return [p for p in shared if id(p) not in task_specific]
 
     def last_shared_layer(self) -> nn.Parameter:
         """Where GradNorm measures task gradients: the shared ASPP's projection, else the last convolution of
-        the last residual block."""
+        the backbone (ResNet-50: of the last residual block)."""
         if self.aspp is not None:
             return self.aspp.project[0].weight
-        return self.stages[-1][-1].conv3.weight
+        return [m for m in self.stages[-1].modules() if isinstance(m, nn.Conv2d)][-1].weight
 
     def backbone(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(stride-8 feature, stride-4 feature of the first stage)."""
-        low_level = self.stages[0](self.stem(x))
-        feature = low_level
-        for stage in self.stages[1:]:
+        """(the backbone's output, the low-level features: ResNet-50's stride-4 first stage for ``v3+``, the
+        stride-8 stage for ``v3+_amtl``)."""
+        feature, low_level = self.stem(x), None
+        keep = self.layout.skip_stage if self.decoder == "v3+_amtl" else 0
+        for i, stage in enumerate(self.stages):
             feature = stage(feature)
+            if i == keep:
+                low_level = feature
         return feature, low_level
 
     def use_norms_of(self, task: str) -> None:
@@ -194,9 +287,9 @@ class DeepLabResNet50(nn.Module):
         if task.output == "image":
             return task.postprocess(head(feature))
         if context is not None:
-            raw = head(context)
+            raw = head(with_skip(context, low_level, self.skip) if self.skip is not None else context)
         else:
-            raw = head(feature, low_level) if self.decoder == "v3+" else head(feature)
+            raw = head(feature, low_level) if self.decoder in ("v3+", "v3+_amtl") else head(feature)
         return task.postprocess(F.interpolate(raw, size=size, mode="bilinear", align_corners=False))
 
     def predict_all(self, names: list[str], feature: Tensor, low_level: Tensor, size: torch.Size) -> dict[str, Tensor]:
@@ -226,31 +319,40 @@ class DeepLabResNet50(nn.Module):
 @MODELS.register("deeplab_resnet50")
 @dataclass(frozen=True)
 class DeepLabSpec:
-    """Parameters of the ``deeplab_resnet50`` backbone (Sun et al. 2023 App. B)."""
+    """Parameters of the ``deeplab_resnet50`` model (Sun et al. 2023 App. B; Yun and Cho 2023 Tables 1-3 through
+    ``head``, ``decoder`` and ``backbone``)."""
 
-    decoder: Literal["v3", "v3+"] = "v3"
+    decoder: Literal["v3", "v3+", "v3+_amtl"] = "v3"
     weights: str | None = None
     task_norm: bool = False
     head: Literal["per_task", "shared_aspp"] = "per_task"
     input_norm: Literal["none", "imagenet"] = "none"
-    input_multiple: ClassVar[int] = 8  # output stride
+    backbone: Literal["resnet50", "mobilenet_v2", "efficientnet_v2_s"] = "resnet50"
     min_batch: ClassVar[int] = 2  # ASPP's image-pooling branch batch-normalises a 1x1 map: one image cannot
 
     def __post_init__(self) -> None:
-        require("head", self.head, self.head == "per_task" or self.decoder == "v3",
-                "shared_aspp is the DeepLabV3 head (Yun and Cho 2023 Table 1); use decoder: v3")
+        require("head", self.head, self.head == "per_task" or self.decoder != "v3+",
+                "a shared ASPP takes decoder v3 (Yun and Cho 2023 Table 1) or v3+_amtl (Table 2)")
+        require("decoder", self.decoder, self.decoder != "v3+" or self.backbone == "resnet50",
+                "v3+ reads ResNet-50's stride-4 stage; use v3+_amtl (the stride-8 skip of Yun and Cho 2023's code)")
+
+    @property
+    def input_multiple(self) -> int:
+        """The backbone's output stride: image sides must be multiples of it."""
+        return LAYOUTS[self.backbone].output_stride
 
     def build(self, tasks: dict[str, Task]) -> nn.Module:
-        return DeepLabResNet50(tasks, self.decoder, self.weights, self.task_norm, self.head, self.input_norm)
+        return DeepLabResNet50(tasks, self.decoder, self.weights, self.task_norm, self.head, self.input_norm,
+                               self.backbone)
 
 
 @spelt_as_before
 def deeplab_head_default(config: dict) -> dict:
-    """``head`` and ``input_norm`` came with 0.3; their defaults build the network as before: hashed as absent."""
+    """``head`` and ``input_norm`` came with 0.3, ``backbone`` with 0.4; their defaults build the network as
+    before: hashed as absent."""
     model = config.get("model", {})
     if model.get("name") == "deeplab_resnet50":
-        if model.get("head") == "per_task":
-            del model["head"]
-        if model.get("input_norm") == "none":
-            del model["input_norm"]
+        for key, default in (("head", "per_task"), ("input_norm", "none"), ("backbone", "resnet50")):
+            if model.get(key) == default:
+                del model[key]
     return config

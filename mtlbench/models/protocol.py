@@ -14,7 +14,7 @@
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
@@ -31,7 +31,7 @@ class MultiTaskModel(Protocol):
 
 
 class ModelSpec(Protocol):
-    input_multiple: ClassVar[int]
+    input_multiple: int  # a class constant, or a property of the spec's parameters (DeepLab's backbone)
 
     def build(self, tasks: dict[str, Task]) -> MultiTaskModel: ...
 
