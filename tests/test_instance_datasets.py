@@ -174,3 +174,48 @@ def test_nyu_depth_reads_bts_lists_as_metres_with_zero_unlabelled(tmp_path, caps
     assert "office_0003/sync_depth_00045.png: size 4x4, its RGB image is 16x12" in capsys.readouterr().out
     with pytest.raises(DatasetError, match="nyudepthv2_train_files_with_gt.txt not found.*cleinc/bts"):
         DATASETS.get("nyu_depth")(root=str(tmp_path / "none")).require()
+
+
+def write_cityscapes_dense(root):
+    """Cityscapes' own files for two training frames and one validation frame (32x16 camera images)."""
+    rng = np.random.default_rng(3)
+    for split, city, frames in (("train", "aachen", 2), ("val", "lindau", 1)):
+        for folder in ("leftImg8bit", "gtFine", "disparity"):
+            (root / folder / split / city).mkdir(parents=True)
+        for frame in range(frames):
+            stem = f"{city}_000000_{frame:06d}"
+            Image.fromarray(rng.integers(0, 256, (16, 32, 3), dtype=np.uint8)).save(
+                root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png")
+            ids = np.full((16, 32), 7, np.uint8)  # road
+            ids[0:4] = 23  # sky
+            ids[4:8, 0:8] = 26  # car
+            ids[8:10] = 3  # out of roi: ignored
+            Image.fromarray(ids).save(root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png")
+            raw = np.zeros((16, 32), np.uint16)
+            raw[4:16] = 256 * (10 + frame) + 1  # 10 (11) pixels of disparity
+            raw[12:16, 16:32] = 256 * 3 + 129  # 3.5 pixels
+            Image.fromarray(raw).save(root / "disparity" / split / city / f"{stem}_disparity.png")
+
+
+def test_cityscapes_dense_gives_train_ids_and_disparity_in_pixels(tmp_path):
+    write_cityscapes_dense(tmp_path)
+    train = DATASETS.get("cityscapes_dense")(root=str(tmp_path), height=16, width=32).load("train")
+    seg, depth = train.targets["seg"][0], train.targets["depth"][0, 0]
+    assert seg[0, 0] == 10 and seg[5, 2] == 13 and seg[14, 20] == 0 and seg[9, 5] == -1
+    assert depth[0, 0] == 0 and depth[5, 0] == 10.0 and depth[14, 20] == 3.5 and train.targets["depth"][1, 0, 5, 0] == 11
+    half = DATASETS.get("cityscapes_dense")(root=str(tmp_path), height=8, width=16).load("train")
+    assert half.targets["depth"][0, 0, 7, 10] == 3.5  # resized, still in the camera's pixels
+    task = DATASETS.get("cityscapes_dense")().tasks()["depth"]
+    meter = task.meter()
+    meter.update(train.targets["depth"][:1] + 0.5, train.targets["depth"][:1])
+    assert meter.compute()["abs_err"] == pytest.approx(0.5)  # Li et al. 2022a Table 3's L1 distance in pixels
+
+
+def test_a_wrong_cityscapes_disparity_file_is_named(tmp_path, capsys):
+    write_cityscapes_dense(tmp_path)
+    disparity = tmp_path / "disparity" / "val" / "lindau" / "lindau_000000_000000_disparity.png"
+    Image.fromarray(np.zeros((16, 32), np.uint8)).save(disparity)
+    assert main(["data", "check", "cityscapes_dense", str(tmp_path)]) == 1
+    assert "lindau_000000_000000_disparity.png: image mode L, expected one of" in capsys.readouterr().out
+    with pytest.raises(DatasetError, match="folder .*none/leftImg8bit/train not found"):
+        DATASETS.get("cityscapes_dense")(root=str(tmp_path / "none")).require()

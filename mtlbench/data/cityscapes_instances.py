@@ -60,9 +60,42 @@ def extents(objects: np.ndarray, max_objects: int) -> np.ndarray:
     return target
 
 
+@dataclass(frozen=True)
+class CityscapesFiles(ImageFileDataset):
+    """Cityscapes' own layout: the split's images under ``leftImg8bit/``, each with files of the same name in the
+    ``folders`` a dataset reads (``companion``)."""
+
+    folders: ClassVar[tuple[str, ...]] = ("leftImg8bit", "gtFine")
+    root: str = "data/cityscapes_full"
+    train: str = "train"
+    test: str = "val"
+
+    def require(self) -> None:
+        for split in (self.train, self.test):
+            for folder in (Path(self.root) / name / split for name in self.folders):
+                if not folder.is_dir():
+                    raise DatasetError(f"{self.name}: folder {folder} not found. {self.layout()}")
+
+    def split_records(self, split: str) -> list[Path]:
+        """The split's images, sorted by city and name."""
+        return sorted((Path(self.root) / "leftImg8bit" / split).glob("*/*_leftImg8bit.png"))
+
+    def records(self, split: str) -> list[Path]:
+        return self.held_out(split, self.split_records(self.train), self.split_records(self.test))
+
+    def every_record(self) -> list[Path]:
+        return [*self.split_records(self.train), *self.split_records(self.test)]
+
+    def companion(self, image: Path, folder: str, suffix: str) -> Path:
+        """The file of ``folder`` that goes with ``image``: ``<folder>/<split>/<city>/<name>_<suffix>.png``."""
+        split, city = image.parent.parent.name, image.parent.name
+        stem = image.name.removesuffix("_leftImg8bit.png")
+        return Path(self.root) / folder / split / city / f"{stem}_{suffix}.png"
+
+
 @DATASETS.register("cityscapes_instances")
 @dataclass(frozen=True)
-class CityscapesInstances(ImageFileDataset):
+class CityscapesInstances(CityscapesFiles):
     """``root`` holds ``leftImg8bit/`` and ``gtFine/``."""
 
     name: ClassVar[str] = "cityscapes_instances"
@@ -86,26 +119,8 @@ class CityscapesInstances(ImageFileDataset):
         return (f"Expected {root}/leftImg8bit/<split>/<city>/<name>_leftImg8bit.png and "
                 f"{root}/gtFine/<split>/<city>/<name>_gtFine_instanceIds.png. {self.published}")
 
-    def require(self) -> None:
-        for split in (self.train, self.test):
-            for folder in (Path(self.root) / "leftImg8bit" / split, Path(self.root) / "gtFine" / split):
-                if not folder.is_dir():
-                    raise DatasetError(f"{self.name}: folder {folder} not found. {self.layout()}")
-
-    def split_records(self, split: str) -> list[Path]:
-        """The split's images, sorted by city and name."""
-        return sorted((Path(self.root) / "leftImg8bit" / split).glob("*/*_leftImg8bit.png"))
-
-    def records(self, split: str) -> list[Path]:
-        return self.held_out(split, self.split_records(self.train), self.split_records(self.test))
-
-    def every_record(self) -> list[Path]:
-        return [*self.split_records(self.train), *self.split_records(self.test)]
-
     def label_path(self, image: Path) -> Path:
-        split, city = image.parent.parent.name, image.parent.name
-        stem = image.name.removesuffix("_leftImg8bit.png")
-        return Path(self.root) / "gtFine" / split / city / f"{stem}_gtFine_instanceIds.png"
+        return self.companion(image, "gtFine", "gtFine_instanceIds")
 
     def read(self, image_path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
         image, problems = read_image(image_path, ("RGB",))
