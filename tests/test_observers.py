@@ -77,3 +77,16 @@ def test_the_recorded_cosine_is_that_of_the_task_terms_gradients_on_the_shared_p
     g = [flat_gradients(tasks[t].loss_per_image(preds[t], targets[t]).mean(), shared) for t in tasks]
     expected = float(g[0] @ g[1] / (g[0].norm() * g[1].norm()))
     assert observer.report()["cosines"] == [[pytest.approx(expected, abs=1e-5)]]
+
+
+def test_peak_memory_is_recorded_per_epoch_and_in_the_result(tmp_path):
+    root = tmp_path / "results"
+    assert main(["run", str(suite_file(tmp_path, ["peak_memory", "gradient_cosine"], "memory")), "--results",
+                 str(root), "--wandb", "disabled"]) == 0
+    result = results_of(root, "memory")["supervised"]
+    memory, cosine = result["observed"]
+    assert memory["observer"] == "peak_memory" and memory["measured"] == "process peak RSS"
+    assert memory["peak_bytes"] > 50 * 2 ** 20  # a Python process with torch holds far more than 50 MB
+    peaks = [record["memory/peak_mb"] for record in result["history"]]
+    assert peaks == sorted(peaks) and peaks[-1] == memory["peak_bytes"] / 2 ** 20
+    assert cosine["observer"] == "gradient_cosine"  # observers report in the order the suite names them

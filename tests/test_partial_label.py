@@ -153,6 +153,40 @@ def test_mtpsl_gradient_flow():
     assert part.own_optimizers(net)[0][0].param_groups[0]["lr"] == 1e-3
 
 
+def test_mtpsl_on_deeplab_maps_through_the_backbone_with_layer_wise_film_to_the_models_feature():
+    """Nishi et al. 2024 Table 15: MTPSL on DeepLabV3+ (ResNet-50); the mapping network is the backbone's
+    architecture with a FiLM per BatchNorm, its output the shape of the model's feature."""
+    from mtlbench.methods.mtpsl import FiLMNorm
+    from mtlbench.models import DeepLabResNet50
+
+    tasks = tasks_of("seg", "depth", "normal")
+    torch.manual_seed(0)
+    model = DeepLabResNet50(tasks, "v3+")
+    part = MTPSL()
+    net = part.build(tasks, model)
+    films = [m for m in net.modules() if isinstance(m, FiLMNorm)]
+    assert len(films) == sum(isinstance(m, torch.nn.BatchNorm2d) for m in [*model.stem.modules(),
+                                                                            *model.stages.modules()])
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    images = torch.rand(2, 3, 32, 32)
+    preds, feature = model(images, return_feature=True)
+    x = net.inputs["depth"](torch.rand(2, 1, 32, 32))
+    assert net.encode(x, torch.tensor([0, 0])).shape == feature.shape
+    films[-1].gamma.data[:, 1] = 3.0  # the pair's FiLM conditions the map
+    assert not torch.allclose(net.encode(x, torch.tensor([0, 0])), net.encode(x, torch.tensor([1, 1])))
+    film = {id(p) for group in part.own_optimizers(net)[0][0].param_groups for p in group["params"]}
+    assert film == {id(p) for m in films for p in (m.gamma, m.beta)}
+    mask = torch.tensor([[1.0, 0, 0], [0, 1, 1]])
+    targets = SynthRooms(height=32, width=32, train=2, val=1, test=1).load("train").select(list(tasks)).batch(
+        torch.arange(2), tasks)[1]
+    views = [View(images, targets, preds, feature), View(images, targets, preds, feature)]
+    loss = part.loss(StepContext(tasks, mask, views), net)
+    loss.backward()
+    assert torch.isfinite(loss) and net.inputs["seg"].weight.grad is not None
+    with pytest.raises(ValueError, match="task_norm"):
+        part.build(tasks, DeepLabResNet50(tasks, task_norm=True))
+
+
 # ------------------------------------------------------------------------------------------------ JTR
 def jtr_setup(grad=True, mask=None, **params):
     tasks = tasks_of("depth", "normal")  # no segmentation: no Gumbel noise, so runs are comparable

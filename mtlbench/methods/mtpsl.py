@@ -17,6 +17,14 @@ As the authors' code (VICO-UoE/MTPSL, model/mapfns.py and nyu_mtl_xtc.py) does i
 - The encoder's convolutions train with the main optimiser; the FiLM parameters with their own Adam
   (lr 1e-3, StepLR(30, 0.5)).
 
+On DeepLab (Nishi et al. 2024 Table 15, MTPSL on DeepLabV3+ with ResNet-50) neither paper nor code gives the
+mapping network; mtlbench follows what Nishi et al. say of its cost ("MTPSL's use of layer-wise FiLM
+transformations ... requires more VRAM for more complex network architectures", Sec. 5): the mapping network is
+the model's own backbone architecture (freshly initialised, xavier as the authors' mapping), every BatchNorm
+replaced by per-sample normalisation and the pair's FiLM, and the stem's input convolution by one per task, so its
+output has the shape of the model's feature (ResNet-50: 2048 x H/8 x W/8) that the regularisation term compares
+with. This is mtlbench's reading, named in docs/methods.md.
+
 The authors loop over images and pairs with batch size 1, so every normalisation sees one sample; here the
 batch is grouped by task pair and run through the encoder at once, with per-sample normalisation
 (GroupNorm with one group per channel, exactly batch-1 BatchNorm in training mode) and per-sample FiLM
@@ -82,6 +90,54 @@ class MappingNetwork(nn.Module):
         return x
 
 
+class FiLMNorm(nn.Module):
+    """A backbone BatchNorm in the mapping network: per-sample normalisation, then the task pair's FiLM."""
+
+    def __init__(self, channels: int, pairs: int) -> None:
+        super().__init__()
+        self.norm = per_sample_norm(channels)
+        self.gamma = nn.Parameter(torch.ones(channels, pairs))
+        self.beta = nn.Parameter(torch.zeros(channels, pairs))
+        self.pair: Tensor | None = None  # set by BackboneMapping.encode before each pass
+
+    def forward(self, x: Tensor) -> Tensor:
+        gamma, beta = self.gamma.t()[self.pair], self.beta.t()[self.pair]
+        return self.norm(x) * gamma[..., None, None] + beta[..., None, None]
+
+
+def with_film(module: nn.Module, pairs: int) -> None:
+    """Every BatchNorm2d under ``module`` replaced by a FiLMNorm of its width."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(module, name, FiLMNorm(child.num_features, pairs))
+        else:
+            with_film(child, pairs)
+
+
+class BackboneMapping(nn.Module):
+    """The mapping network for a model with a backbone of a stem and stages (DeepLab): the backbone's architecture
+    with layer-wise FiLM, each task entering through its own copy of the stem's input convolution."""
+
+    def __init__(self, tasks: dict[str, Task], model: nn.Module) -> None:
+        import copy
+
+        super().__init__()
+        self.pairs = {pair: i for i, pair in enumerate(permutations(list(tasks), 2))}
+        self.body = copy.deepcopy(nn.Sequential(model.stem, *model.stages))
+        first = self.body[0][0]
+        self.inputs = nn.ModuleDict({t: nn.Conv2d(task.channels, first.out_channels, first.kernel_size, first.stride,
+                                                  first.padding, bias=False) for t, task in tasks.items()})
+        self.body[0][0] = nn.Identity()
+        with_film(self.body, len(self.pairs))
+        self.films = [m for m in self.body.modules() if isinstance(m, FiLMNorm)]
+        xavier_init(self)
+
+    def encode(self, x: Tensor, pair: Tensor) -> Tensor:
+        for film in self.films:
+            film.pair = pair
+        return self.body(x)
+
+
 SOURCE_INPUT: dict[str, Callable[[Tensor], Tensor]] = {  # the authors' input of each kind of task values
     "classes": lambda pred: F.gumbel_softmax(pred.float(), tau=1.0, hard=True, dim=1),
     "depth": lambda pred: pred / (pred.flatten(1).amax(1).view(-1, 1, 1, 1) + 1e-12),
@@ -108,10 +164,10 @@ def cosine_distance(a: Tensor, b: Tensor) -> Tensor:
 @REGULARIZERS.register("mtpsl")
 @dataclass(frozen=True)
 class MTPSL(Regularizer):
-    """Its mapping network is the SegNet encoder and its feature term compares with a SegNet bottleneck, so it
-    is defined for the ``segnet`` backbone only (``models``)."""
+    """Its mapping network is the SegNet encoder on SegNet and the backbone's architecture with FiLM on DeepLab (its
+    feature term compares with the model's feature), so it is defined for those two (``models``)."""
 
-    models: ClassVar[tuple[str, ...] | None] = ("segnet",)
+    models: ClassVar[tuple[str, ...] | None] = ("segnet", "deeplab_resnet50")
     space: ClassVar[dict[str, Space]] = {"weight": Float(0.25, 8.0, log=True), "reg_weight": Float(0.1, 2.0, log=True)}
     weight: float = 2.0  # --con-weight of nyu_mtl_xtc.py
     reg_weight: float = 0.5  # --reg-weight
@@ -137,7 +193,12 @@ class MTPSL(Regularizer):
 
     def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module:
         self.check(tasks)
-        return MappingNetwork(tasks, model.filters)
+        if hasattr(model, "filters"):  # SegNet
+            return MappingNetwork(tasks, model.filters)
+        if getattr(model, "task_norm", False):
+            raise ValueError("mtpsl maps through the backbone's architecture with FiLM; a backbone with task-specific "
+                             "BatchNorms (task_norm) has none to give it")
+        return BackboneMapping(tasks, model)
 
     def main_parameters(self, net: nn.Module) -> list[nn.Parameter]:
         return [p for name, p in net.named_parameters() if not name.endswith(("gamma", "beta"))]

@@ -85,4 +85,48 @@ class GradientCosine:
                 "cosines": self.cosines}
 
 
-__all__ = ["OBSERVERS", "GradientCosine"]
+@OBSERVERS.register("peak_memory")
+class PeakMemory:
+    """Peak memory while a stage trains (the hook for the costs of Nishi et al. 2024 Tables 6-7, 18-19): on CUDA
+    the device's peak allocation by torch (``torch.cuda.max_memory_allocated``, reset when the stage starts), on
+    any other device the process's peak resident set size (``ru_maxrss``, which no process can reset: it includes
+    what came before the stage, the data loaded first among it). Each epoch's record gets ``memory/peak_mb``; the
+    report the stage's peak in bytes and what it measured."""
+
+    def __init__(self, seen: Observed) -> None:
+        self.device = seen.device
+        self.peak = 0
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def measured(self) -> str:
+        return "torch.cuda.max_memory_allocated" if self.device.type == "cuda" else "process peak RSS"
+
+    def current_peak(self) -> int:
+        if self.device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(self.device))
+        import resource
+        import sys
+
+        scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, kibibytes on Linux
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
+
+    def after_step(self, step: int) -> None:
+        """Nothing per step: the peak is read once per epoch (no device synchronisation in the loop)."""
+
+    def epoch_log(self) -> dict[str, float]:
+        self.peak = max(self.peak, self.current_peak())
+        return {"memory/peak_mb": self.peak / 2 ** 20}
+
+    def state(self) -> dict[str, Any]:
+        return {"peak": self.peak}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.peak = state["peak"]
+
+    def report(self) -> dict[str, Any]:
+        return {"observer": "peak_memory", "device": self.device.type, "measured": self.measured(),
+                "peak_bytes": self.peak}
+
+
+__all__ = ["OBSERVERS", "GradientCosine", "PeakMemory"]
