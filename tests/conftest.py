@@ -86,7 +86,7 @@ def without_dataset_files(monkeypatch):
         if hasattr(cls, "require"):
             monkeypatch.setattr(cls, "require", lambda self: None)
             monkeypatch.setattr(cls, "split_size", split_size_of_real_files)
-    monkeypatch.setattr(deeplab, "load_resnet_weights", lambda backbone, path: None)  # a suite's ImageNet weights
+    monkeypatch.setattr(deeplab, "load_resnet_weights", lambda backbone, path, name="resnet50": None)  # a suite's ImageNet weights
     monkeypatch.setattr(maskrcnn, "load_weights", lambda net, path: None)
 
 

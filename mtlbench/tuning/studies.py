@@ -146,7 +146,7 @@ def plan_studies(suite: Suite, methods: list[str] | None = None) -> list[StudySp
                          f"suite trains one method")
     if raw.lr_grid:
         raise SuiteError(f"{where}: the suite states its own protocol (lr_grid: each method at its best of "
-                         f"{len(raw.lr_grid.rates)} learning rates); tune a copy of it without lr_grid")
+                         f"{len(raw.lr_grid.rates)} learning rates); tune it with --set lr_grid=null")
     settings = raw.tune
     seeds = settings.seeds or raw.seeds[:1]
     by_id = {job.id: job for job in suite.jobs}
