@@ -69,8 +69,9 @@ def test_the_amtl_variant_suites_differ_from_table_1s_only_in_the_model(suite, m
     monkeypatch.chdir(REPO)
     base = load_suite(REPO / "suites" / "nyu_amtl.yaml")
     variant = load_suite(REPO / "suites" / f"{suite}.yaml")
+    table_1 = set(base.raw.model_dump()["methods"][:13])  # the variants run Table 1's methods
     assert [(j.method, j.seed, j.config["train"]["optimizer"]["lr"]) for j in variant.jobs] == \
-        [(j.method, j.seed, j.config["train"]["optimizer"]["lr"]) for j in base.jobs]
+        [(j.method, j.seed, j.config["train"]["optimizer"]["lr"]) for j in base.jobs if j.method in table_1]
     config = variant.jobs[0].config
     assert {k: config["model"][k] for k in model} == model
     smoothing = 0.1 if model["backbone"] == "resnet50" else 0.0  # the MobileNetV2 and EfficientNet configs set none
@@ -90,6 +91,8 @@ def test_nyu_amtls_published_acc_mtl_is_eq_9_of_its_own_rows():
     (entry,) = raw["leaderboard"]["published"]
     metrics = entry["metrics"]
     for method, row in entry["rows"].items():
+        if "seg/miou" not in row:  # Tables 4-6 print Acc_MTL and ΔMTL only
+            continue
         values = {t: {m: row[f"{t}/{m}"] for m in ms} for t, ms in metrics.items()}
         assert acc_mtl(values, directions, metrics) == pytest.approx(row["acc_mtl"], abs=0.00015), method
 
