@@ -69,7 +69,7 @@ def label_smoothing_default(config: dict[str, Any]) -> dict[str, Any]:
 
 @spelt_as_before
 def observe_default(config: dict[str, Any]) -> dict[str, Any]:
-    """``train.observe`` came with 0.4; no observer is the earlier behaviour, hashed as before."""
+    """``train.observe`` came with 0.3; no observer is the earlier behaviour, hashed as before."""
     if config.get("train", {}).get("observe") == []:
         del config["train"]["observe"]
     return config

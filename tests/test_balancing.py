@@ -211,6 +211,15 @@ def test_amtl_weights_start_uniform_and_fall_as_accuracy_nears_the_potential():
     assert net.accuracy[0].item() == pytest.approx(0.43)
 
 
+def test_amtl_state_updates_on_the_device_it_lives_on():
+    """The accuracy EMA is built on the state's device (a CUDA run once failed here: the H200 check of issue 35);
+    the meta device stands in for a GPU on a CPU-only machine."""
+    part, net = amtl_state()
+    net.to("meta")
+    part.after_validation(net, validation(0.45, 0.2, 0.2))
+    assert net.accuracy.device.type == "meta" and net.weights.device.type == "meta"
+
+
 def test_amtl_geometric_mean_by_hand_and_scale_invariant_direction():
     part, net = amtl_state()
     part.after_validation(net, validation(0.3, 0.5, 0.2))

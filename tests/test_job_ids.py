@@ -53,3 +53,16 @@ def test_a_probe_tolerance_of_0_hashes_the_budget_suite_as_before_it_came(withou
     now = ids(None)
     assert set(now) <= set(PINNED["synthrooms_budget"])
     assert ids(0) == [before.get(i, i) for i in now] and set(ids(0)) & set(before) == set()
+
+
+def test_nyu_amtl_with_its_earlier_weights_hashes_as_before(without_dataset_files, monkeypatch):
+    """0.3 changed nyu_amtl's ResNet-50 weights (IMAGENET1K_V2, as the authors' code) and added a learning-rate grid
+    and rows; its earlier jobs, listed in docs/job-id-changes-0.3.json, are its jobs at the old weights and lr 1e-4."""
+    monkeypatch.chdir(REPO)
+    changes = json.loads((REPO / "docs" / "job-id-changes-0.3.json").read_text())["suites"]["nyu_amtl"]
+    old = load_suite(REPO / "suites" / "nyu_amtl.yaml", ["model.weights=data/resnet50-0676ba61.pth", "lr_grid=null",
+                                                         "methods=[stl, supervised, rlw, dwa, gls, mgda, pcgrad, cagrad, "
+                                                         "gradnorm, imtl_g, dtp, amtl]", "leaderboard.published=[]"])
+    assert [job.id for job in old.jobs] == list(changes)
+    now = {job.id for job in load_suite(REPO / "suites" / "nyu_amtl.yaml").jobs}
+    assert {moved["new"] for moved in changes.values()} <= now

@@ -261,7 +261,7 @@ def jtr_unlabeled_consistency_default(config: dict) -> dict:
 
 @spelt_as_before
 def jtr_ablation_defaults(config: dict) -> dict:
-    """``distance`` and ``reconstruction`` came with 0.4: at their defaults (cosine, with L_Recon) JTR trains as
+    """``distance`` and ``reconstruction`` came with 0.3: at their defaults (cosine, with L_Recon) JTR trains as
     before and is hashed without them."""
     regularizer = config.get("method", {}).get("regularizer", {})
     if regularizer.get("name") == "jtr":

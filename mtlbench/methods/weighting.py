@@ -158,7 +158,8 @@ def accuracy_state(tasks: dict[str, Task], initial_weight: float, per_image: boo
 
 def update_accuracy(net: nn.Module, metrics: dict[str, dict[str, float]], ema: float) -> Tensor:
     """new = ema * measured + (1 - ema) * old; the first measurement is taken as is (the authors' code)."""
-    measured = torch.tensor([metrics[t][m] for t, m in zip(net.names, net.metrics)])
+    measured = torch.tensor([metrics[t][m] for t, m in zip(net.names, net.metrics)], dtype=net.accuracy.dtype,
+                            device=net.accuracy.device)  # the state lives on the training device
     net.accuracy.copy_(torch.where(net.measured, ema * measured + (1 - ema) * net.accuracy, measured))
     net.measured.fill_(True)
     return net.accuracy

@@ -348,7 +348,7 @@ class DeepLabSpec:
 
 @spelt_as_before
 def deeplab_head_default(config: dict) -> dict:
-    """``head`` and ``input_norm`` came with 0.3, ``backbone`` with 0.4; their defaults build the network as
+    """``head`` and ``input_norm`` came with 0.3, ``backbone`` later in 0.3; their defaults build the network as
     before: hashed as absent."""
     model = config.get("model", {})
     if model.get("name") == "deeplab_resnet50":
