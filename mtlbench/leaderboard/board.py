@@ -39,10 +39,15 @@ def per_table_board(summary: dict[str, Any], results: list[dict[str, Any]], prov
     grid = summary.get("lr_grid")
     finished = {r["job_id"] for r in results}
     if grid:
-        results, rates = choose_rates(results, grid, chosen, summary.get("index"))
+        results, rates = choose_rates(results, grid, chosen, summary.get("index"),
+                                      paper_then_tuned(summary.get("methods", [])))
     built = tables(results, baseline, chosen, paper_then_tuned(summary.get("methods", [])),
                    summary.get("scenarios", []), summary.get("index"), acc=settings["acc_mtl"],
                    finished=finished)
+    if grid:  # each method reports the runs its best rate keeps: the seeds asked less the trimmed ones
+        for table in built:
+            if table.expected_seeds is not None:
+                table.expected_seeds -= 2 * grid["trim"]
     missing = [job_id for table in built for ids in table.missing.values() for job_id in ids]
     if missing:
         warnings.warn(f"{summary['name']}: {len(missing)} job(s) of the suite have no result (failed or not run), "

@@ -40,7 +40,7 @@ def trimmed_mean(scores: list[float], trim: int) -> float:
 
 
 def choose_rates(results: list[Result], grid: dict[str, Any], chosen: dict[str, list[str]],
-                 expected: dict[str, list[Any]] | None) -> tuple[list[Result], pd.DataFrame]:
+                 expected: dict[str, list[Any]] | None, order: list[str] = ()) -> tuple[list[Result], pd.DataFrame]:
     """The runs each method is reported with, and the grid's table (one row per dataset, scenario, method and rate:
     runs, runs expected, the trimmed mean score, whether it was chosen). ``expected`` (job id -> [dataset, scenario,
     method, seed]) counts the runs each rate should have; without it (an older summary) every rate is taken as
@@ -50,7 +50,9 @@ def choose_rates(results: list[Result], grid: dict[str, Any], chosen: dict[str, 
         cells.setdefault((result["dataset"], result["scenario"], result["method"], rate_of(result)), []).append(result)
     asked = {} if expected is None else seeds_asked(expected, len(grid["rates"]))
     rows, kept = [], []
-    for (dataset, scenario, method), rates in by_method(cells).items():
+    grouped = by_method(cells)
+    rank = {method: i for i, method in enumerate(order)}
+    for (dataset, scenario, method), rates in sorted(grouped.items(), key=lambda item: rank.get(item[0][2], len(rank))):
         means = {}
         for rate in grid["rates"]:
             runs = rates.get(rate, [])
@@ -99,7 +101,8 @@ def grid_markdown(frame: pd.DataFrame, grid: dict[str, Any]) -> list[str]:
              f"Each method trained with every seed at each rate (lr_grid, Yun and Cho 2023 Sec. 4.1). A cell: the "
              f"mean {score} on the {grid['split']} split of the rate's runs without the {grid['trim']} largest and "
              f"{grid['trim']} smallest; bold: the rate each method is reported at, over those runs. A rate with runs "
-             f"missing (or a score not finite) is not compared, and its method is not reported.", ""]
+             f"missing (or a score not finite) is not compared, and its method is not reported. The kept runs of "
+             f"two methods need not share seeds: their paired comparisons above are over the seeds they share.", ""]
     for (dataset, scenario), table in frame.groupby(["dataset", "scenario"], sort=False):
         lines += [f"{dataset} / {scenario}:", "",
                   "| method | " + " | ".join(f"lr {rate:g}" for rate in grid["rates"]) + " |",
