@@ -24,6 +24,7 @@ from mtlbench.space import search_space
 from mtlbench.track import DEFAULT_TRACK, TRACKS
 from mtlbench.tracks.budget import ALLOCATORS, Estimates
 from mtlbench.tracks.grouping import OBJECTIVES, SELECTORS, Tables, read_losses
+from mtlbench.train.observers import OBSERVERS
 from mtlbench.train.optim import OPTIMIZERS, SCHEDULERS
 from mtlbench.tuning import PRUNERS
 from conftest import REFERENCE
@@ -429,3 +430,35 @@ def test_a_regularizer_refuses_task_values_it_has_no_encoding_for_by_name(method
     regularizer = build(AXES["regularizer"], {"name": method})
     with pytest.raises(ValueError, match=rf"{method} has no .*encoding for the values of boxes \(set\)"):
         regularizer.check(tasks)
+
+
+# ------------------------------------------------------------------------------------------------ observers
+@pytest.mark.parametrize("name", OBSERVERS.list())
+def test_every_observer_changes_no_step_logs_finite_numbers_and_round_trips(name):
+    """A registered step observer, watching two updates of a recipe: the weights it leaves are those of the same
+    updates without it, its epoch log is finite numbers, its state restores it and its report is strict JSON."""
+    from types import SimpleNamespace
+
+    images, targets = tiny_batch()
+    mask = torch.tensor([[1.0, 1, 0], [1, 0, 1], [0, 1, 1], [1, 1, 1]])
+
+    def two_updates(observed):
+        recipe, model = recipe_with("gradients", "sum")
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        seen = SimpleNamespace(model=model, recipe=recipe, stage=SimpleNamespace(tasks=TASKS),
+                               device=torch.device("cpu"))
+        observer = OBSERVERS.get(name)(seen) if observed else None
+        for step in (1, 2):
+            recipe.train_step(optimizer, images, targets, mask)
+            if observer:
+                observer.after_step(step)
+        return model, observer
+
+    plain, _ = two_updates(False)
+    watched, observer = two_updates(True)
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), watched.state_dict().values()))
+    log = observer.epoch_log()
+    assert all(isinstance(v, float) and math.isfinite(v) for v in log.values())
+    fresh = two_updates(True)[1]
+    fresh.restore(json.loads(json.dumps(observer.state())))
+    assert json.dumps(fresh.report(), allow_nan=False) == json.dumps(observer.report(), allow_nan=False)
