@@ -54,9 +54,6 @@ class CityscapesDense(CityscapesFiles):
     published: ClassVar[str] = ("Cityscapes is published at cityscapes-dataset.com (leftImg8bit_trainvaltest.zip, "
                                 "gtFine_trainvaltest.zip and disparity_trainvaltest.zip, after registering); point "
                                 "the suite's dataset.root at the folder holding leftImg8bit/, gtFine/ and disparity/.")
-    root: str = "data/cityscapes_full"
-    train: str = "train"
-    test: str = "val"
     height: int = 256
     width: int = 512
     val: int = 0

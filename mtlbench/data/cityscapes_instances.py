@@ -102,9 +102,6 @@ class CityscapesInstances(CityscapesFiles):
     published: ClassVar[str] = ("Cityscapes is published at cityscapes-dataset.com (leftImg8bit_trainvaltest.zip and "
                                 "gtFine_trainvaltest.zip, after registering); point the suite's dataset.root at the "
                                 "folder holding leftImg8bit/ and gtFine/.")
-    root: str = "data/cityscapes_full"
-    train: str = "train"
-    test: str = "val"
     height: int = 512
     width: int = 1024
     val: int = 0

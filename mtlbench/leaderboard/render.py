@@ -101,8 +101,8 @@ def table_power_note(table: Table) -> list[str]:
 def delta_note(table: Table) -> str:
     """Which metrics enter ΔMTL, and what its interval and p-value are."""
     metrics = ", ".join(f"{t} {m}" for t in table.tasks for m in table.delta_metrics[t])
-    acc = (f" Acc_MTL: Yun and Cho 2023 Eq. 8, the geometric mean over the same metrics of each metric raised to "
-           f"+1 (higher is better) or −1, needing no baseline." if table.acc else "")
+    acc = (" Acc_MTL: Yun and Cho 2023 Eq. 8, the geometric mean over the same metrics of each metric raised to "
+           "+1 (higher is better) or −1, needing no baseline." if table.acc else "")
     if not table.baseline:
         return f"ΔMTL would average {metrics} (columns marked {ENTERS}).{acc}"
     seeds = table.expected_seeds or int(table.rows["seeds"].max())
