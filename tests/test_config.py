@@ -80,8 +80,8 @@ def test_explicit_recipe_is_resolved_like_a_preset(write_suite):
     ({"scenarios": [{"name": "extended", "task": "albedo"}]}, "scenarios[0].task: 'albedo' is not a task"),
     ({"tasks": ["seg", "cls"], "methods": ["jtr"]}, "methods[0].regularizer: jtr stacks dense maps"),
     ({"tasks": ["seg"], "methods": ["mtpsl"]}, "mtpsl needs at least two tasks"),
-    ({"model": {"name": "deeplab_resnet50"}, "methods": ["mtpsl"]},
-     "methods[0].regularizer: mtpsl is defined for models ['segnet'] only, not 'deeplab_resnet50'"),
+    ({"model": {"name": "pyramid", "backbone": "mobilenet_v2", "height": 32, "width": 64}, "methods": ["mtpsl"]},
+     "methods[0].regularizer: mtpsl is defined for models ['segnet', 'deeplab_resnet50'] only, not 'pyramid'"),
     ({"model": {"name": "deeplab_resnet50"}, "dataset": {"name": "synthrooms", "height": 36}},
      "dataset.height: 36 is not a multiple of 8"),
 ])
