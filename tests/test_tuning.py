@@ -249,8 +249,15 @@ def test_every_shipped_tunable_suite_plans_its_studies(without_dataset_files, mo
     planned = 0
     for path in sorted((REPO / "suites").glob("*.yaml")):
         suite = load_suite(path)
+        if suite.raw.lr_grid:  # a suite with Yun and Cho's learning-rate grid states its own protocol
+            with pytest.raises(SuiteError, match="--set lr_grid=null"):
+                plan_studies(suite)
+            suite = load_suite(path, ["lr_grid=null"])
         if TRACKS.get(suite.track).tunable:
             studies = plan_studies(suite)
             assert studies and all(s.space for s in studies), path.name
+            for study in studies:  # an ablation's weight switched off is not searched
+                if study.method == "mtpsl_no_reg":
+                    assert "method.regularizer.reg_weight" not in study.space
             planned += 1
     assert planned >= 6

@@ -204,14 +204,18 @@ def around_suite_values(space: dict[str, Space], config: dict[str, Any], set_by_
     """A declared range that does not hold the suite's value is moved to centre on it, keeping its width (on
     the log scale for a log range): the papers declare ranges for their own settings (e.g. lr 8e-5 to 8e-4 for
     Adam at 1e-4 over hundreds of epochs), and a suite with another setting (the quickstart's lr 1e-3) searches
-    as widely around its own value. Ranges that hold the value, and ranges the suite sets in tune.space, stay."""
+    as widely around its own value. Ranges that hold the value, and ranges the suite sets in tune.space, stay. A
+    weight a method sets to 0 on a log-scale range switches its term off (an ablation: MTPSL without its
+    regularisation): no range is centred on 0, and the weight is not tuned."""
     moved = dict(space)
     for path, range_ in space.items():
         value = get_path(config, path)
         if path in set_by_suite or not isinstance(range_, Float) or range_.contains(value) \
                 or not isinstance(value, (int, float)):
             continue
-        if range_.log and value > 0:
+        if range_.log and value == 0:
+            del moved[path]
+        elif range_.log and value > 0:
             factor = value / math.sqrt(range_.low * range_.high)
             moved[path] = dataclasses.replace(range_, low=range_.low * factor, high=range_.high * factor)
         elif not range_.log:
