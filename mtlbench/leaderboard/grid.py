@@ -45,12 +45,12 @@ def choose_rates(results: list[Result], grid: dict[str, Any], chosen: dict[str, 
     runs, runs expected, the trimmed mean score, whether it was chosen). ``expected`` (job id -> [dataset, scenario,
     method, seed]) counts the runs each rate should have; without it (an older summary) every rate is taken as
     complete."""
-    cells: dict[tuple[str, str, str, float], list[Result]] = {}
+    grouped: dict[tuple[str, str, str], dict[float, list[Result]]] = {}
     for result in results:
-        cells.setdefault((result["dataset"], result["scenario"], result["method"], rate_of(result)), []).append(result)
+        method = grouped.setdefault((result["dataset"], result["scenario"], result["method"]), {})
+        method.setdefault(rate_of(result), []).append(result)
     asked = {} if expected is None else seeds_asked(expected, len(grid["rates"]))
     rows, kept = [], []
-    grouped = by_method(cells)
     rank = {method: i for i, method in enumerate(order)}
     for (dataset, scenario, method), rates in sorted(grouped.items(), key=lambda item: rank.get(item[0][2], len(rank))):
         means = {}
@@ -70,14 +70,6 @@ def choose_rates(results: list[Result], grid: dict[str, Any], chosen: dict[str, 
             row["chosen"] = row["lr"] == best
         kept += trimmed_runs(rates[best], grid, chosen)
     return kept, pd.DataFrame(rows)
-
-
-def by_method(cells: dict[tuple[str, str, str, float], list[Result]]
-              ) -> dict[tuple[str, str, str], dict[float, list[Result]]]:
-    grouped: dict[tuple[str, str, str], dict[float, list[Result]]] = {}
-    for (dataset, scenario, method, rate), runs in cells.items():
-        grouped.setdefault((dataset, scenario, method), {})[rate] = runs
-    return grouped
 
 
 def seeds_asked(expected: dict[str, list[Any]], rates: int) -> dict[tuple[str, str, str], int]:

@@ -35,6 +35,7 @@ class GradientCosine:
     def __init__(self, seen: Observed) -> None:
         self.model, self.names = seen.model, list(seen.stage.tasks)
         self.pairs = [(a, b) for i, a in enumerate(self.names) for b in self.names[i + 1:]]
+        self.pair_index = [(self.names.index(a), self.names.index(b)) for a, b in self.pairs]
         self.pending: list[Tensor] = []
         self.steps: list[int] = []
         self.cosines: list[list[float]] = []
@@ -58,8 +59,7 @@ class GradientCosine:
         for full in self.pending:  # one host copy per batch, not per pair
             values = full.cpu()
             self.steps.append(step)
-            self.cosines.append([finite_or_none(float(values[self.names.index(a), self.names.index(b)]))
-                                 for a, b in self.pairs])
+            self.cosines.append([finite_or_none(float(values[i, j])) for i, j in self.pair_index])
         self.pending = []
 
     def epoch_log(self) -> dict[str, float]:

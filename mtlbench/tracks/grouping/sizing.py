@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from ...data.synthrooms import cache_dir
 from ...files import write_text_atomic
 from ...models import MODELS
-from ...registry import build
+from ...models.costs import model_cost
 
 WIDTH_STEP = 1e-4
 
@@ -36,13 +35,8 @@ class Encoder:
 
 @lru_cache(maxsize=None)
 def measure(model: str, width: float, height: int, image_width: int) -> Encoder:
-    spec = build(MODELS, {"name": model, "width": width})
-    with torch.device("meta"):
-        net = spec.build({})
-        image = torch.zeros(1, 3, height, image_width)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        net(image)
-    return Encoder(width, counter.get_total_flops(), sum(p.numel() for p in net.parameters()))
+    cost = model_cost({"name": model, "width": width}, {}, height, image_width)
+    return Encoder(width, 2 * cost.macs, cost.parameters)  # the counter's FLOPs: each multiply-add twice
 
 
 def width_for(model: dict, size: float, height: int, image_width: int) -> Encoder:
