@@ -436,6 +436,47 @@ def test_sigterm_inside_the_block_is_a_clean_interrupt_and_the_handler_comes_bac
     assert exit_code_of(stopped.value) == 143 and signal.getsignal(signal.SIGTERM) is before
 
 
+class SignalOnSecondWrite:
+    """A checkpoint stream that sends this process SIGTERM when torch.save's C++ writer calls it the second time
+    (the interrupt of the first write reaches Python; torch reports those of the later ones as a RuntimeError)."""
+
+    def __init__(self, stream):
+        self.stream, self.writes = stream, 0
+
+    def write(self, data):
+        self.writes += 1
+        if self.writes == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return self.stream.write(data)
+
+    def flush(self):
+        self.stream.flush()
+
+
+def test_a_sigterm_that_torch_save_turns_into_an_error_stops_the_run_and_fails_no_job(write_suite, tmp_path,
+                                                                                      monkeypatch):
+    """torch.save calls a file's write from C++ and reports the interrupt raised there as a RuntimeError. A SIGTERM
+    landing mid-checkpoint counted the job as failed and the runner went on to the next job: a stopped parallel run
+    never exited (its worker kept training). Now the run stops with 143, no job is failed, the next is not begun."""
+    from mtlbench.interrupts import sigterm_as_interrupt
+    from mtlbench.train import checkpoint
+
+    save = torch.save
+
+    def save_interrupted(state, stream):
+        save(state, SignalOnSecondWrite(stream))
+
+    with pytest.raises(RuntimeError, match="unexpected pos"):  # the conversion this guards against, as torch does it
+        with open(tmp_path / "probe.pt", "wb") as stream, sigterm_as_interrupt():
+            save_interrupted({"w": torch.zeros(1000)}, stream)
+    monkeypatch.setattr(checkpoint.torch, "save", save_interrupted)
+    path = write_suite({"methods": ["supervised"], "seeds": [0, 1], "train": FAST})
+    assert run(path, tmp_path / "results") == 143
+    first, second = load_suite(path).jobs
+    store = Store(tmp_path / "results")
+    assert store.error_line(first) == "" and not store.job_dir(second).exists()
+
+
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_sigterm_and_ctrl_c_stop_cleanly_and_the_run_resumes(write_suite, tmp_path, signum, code):
     path = write_suite({"methods": ["supervised"], "train": {**FAST, "epochs": 40}})

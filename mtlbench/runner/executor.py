@@ -23,7 +23,7 @@ from typing import Any, Callable
 from .. import __version__
 from ..config import Suite
 from ..files import non_finite_fields
-from ..interrupts import exit_code_of, sigterm_as_interrupt
+from ..interrupts import exit_code_of, interrupt_behind, sigterm_as_interrupt
 from ..provenance import source_commit
 from ..jobs import KINDS, RESOLVERS, RESUMED, Job, Resolution, blocked_by, levels
 from ..tasks import METRICS_VERSION
@@ -91,9 +91,12 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
 
     try:
         outcome = KINDS.get(job.kind)().run(config, job_dir, on_epoch, validation is None)
-    except BaseException as error:  # pruned, interrupted or failed: the W&B run says so and the job resumes later
+    except BaseException as caught:  # pruned, interrupted or failed: the W&B run says so and the job resumes later
+        error = interrupt_behind(caught)
         run.finish({"stopped": type(error).__name__}, exit_code=exit_code_of(error))
-        raise
+        if error is caught:
+            raise
+        raise error from caught
     store.write_history(job, outcome["history"])
     result = result_record(job, outcome, resolved, options, time.perf_counter() - started)
     bad = non_finite_fields(result)
