@@ -81,7 +81,8 @@ def leaderboard_from_wandb(args: argparse.Namespace, formats: tuple[str, ...]) -
         if not chosen and needs_history(summary, args.select):  # the suite's own leaderboard.select, known now
             summary, results = suite_from_runs(fetch(args.from_wandb, args.suite, True), args.suite)
         out = Path(args.out) if args.out else default_out(Path(args.results), check_name(summary["name"]))
-        paths = render(summary, results, out, args.baseline, formats, args.select)
+        paths = render(summary, results, out, args.baseline, formats, args.select,
+                       args.columns.split(",") if args.columns else None)
     except (LeaderboardError, ValueError) as error:
         print(f"leaderboard: {error}", file=sys.stderr)
         return 2
@@ -218,6 +219,14 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         print(f"leaderboard: --format {', '.join(unknown)}: choose from {', '.join(FORMATS)}", file=sys.stderr)
         return 2
     args.suite = args.suite or args.suite_option
+    if args.columns:
+        from .schema import LEADERBOARD_COLUMNS
+
+        unknown = [c for c in args.columns.split(",") if c not in LEADERBOARD_COLUMNS]
+        if unknown:
+            print(f"leaderboard: --columns {', '.join(unknown)}: choose from {','.join(LEADERBOARD_COLUMNS)}",
+                  file=sys.stderr)
+            return 2
     if args.from_wandb:
         return leaderboard_from_wandb(args, formats)
     store = Store(args.results)
@@ -236,7 +245,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             warnings.simplefilter("always")
             try:
                 paths = render_suite(store, name, Path(args.out) if args.out else None, args.baseline,
-                                     formats, args.select)
+                                     formats, args.select, args.columns.split(",") if args.columns else None)
             except (LeaderboardError, CorruptFile, ValueError) as error:
                 print(f"leaderboard: {error}", file=sys.stderr)
                 return 2
@@ -485,6 +494,9 @@ def add_leaderboard_command(sub: argparse._SubParsersAction) -> None:
     board.add_argument("--out", help="output path, suffixes set per format (default: RESULTS/SUITE/leaderboard/SUITE; "
                                      "the committed pages: --out leaderboards/SUITE)")
     board.add_argument("--baseline", help="method ΔMTL is computed against (default: the suite's, else supervised)")
+    board.add_argument("--columns", help="the column groups shown, comma-separated, from "
+                       "metrics,delta,acc,time,memory,flops,seeds,params (default: the suite's leaderboard.columns, "
+                       "else all that apply), e.g. --columns delta,time,memory")
     board.add_argument("--select", choices=("last", "best_val"),
                        help="the epoch reported (default: the suite's leaderboard.select, else last); best_val needs "
                             "jobs run with train.test_every_epoch")

@@ -106,8 +106,23 @@ class Suite:
                    "jobs": [job.id for job in self.jobs], "track": self.track,
                    "index": {job.id: [job.dataset, job.scenario, job.row, job.seed] for job in self.jobs},
                    "wandb": self.raw.wandb.model_dump(),
-                   **({"lr_grid": self.raw.lr_grid.model_dump()} if self.raw.lr_grid else {})}
+                   **({"lr_grid": self.raw.lr_grid.model_dump()} if self.raw.lr_grid else {}),
+                   **({"sweep": self.sweep_summary()} if self.raw.sweep else {})}
         return summary | ({self.track: self.details} if self.details is not None else {})
+
+    def sweep_summary(self) -> dict[str, Any]:
+        """The sweep's parameter, and per scenario label of the suite the curve it lies on (the listed scenario's
+        name, numbered where two listed scenarios share one) and the parameter's value there."""
+        parameter = self.raw.sweep.parameter
+        curves: dict[str, str] = {}
+        at = {}
+        for job in self.jobs:
+            scenario = job.config["scenario"]
+            key = json.dumps({k: v for k, v in scenario.items() if k != parameter}, sort_keys=True)
+            named = [c for c in curves.values() if c.split(" #")[0] == scenario["name"]]
+            curves.setdefault(key, scenario["name"] + (f" #{len(named) + 1}" if named else ""))
+            at[job.scenario] = {"curve": curves[key], "value": scenario[parameter]}
+        return {"parameter": parameter, "values": self.raw.sweep.values, "at": at}
 
 
 # ----------------------------------------------------------------------------------------- loading
@@ -460,6 +475,8 @@ def resolve_single_method_track(raw: SuiteFile, path: Path, track: str, no_scena
     if raw.lr_grid:
         raise SuiteError(f"{path}: lr_grid: a {track} suite trains one method; a learning-rate grid compares methods "
                          f"(a suite of scenarios x methods)")
+    if raw.sweep:
+        raise SuiteError(f"{path}: sweep: a {track} suite has no scenarios to sweep ({no_scenarios})")
     if len(raw.methods) > 1:
         raise SuiteError(f"{path}: methods: a {track} suite trains one method ({method_role}), got "
                          f"{len(raw.methods)}")

@@ -33,6 +33,9 @@ class PublishedSection(Strict):
                                                                     "differs from the suite's")
 
 
+LEADERBOARD_COLUMNS = ("metrics", "delta", "acc", "time", "memory", "flops", "seeds", "params")
+
+
 class LeaderboardSection(Strict):
     baseline: str = "supervised"
     metrics: dict[str, list[str]] = Field(default_factory=dict,
@@ -45,6 +48,10 @@ class LeaderboardSection(Strict):
                                              "entering ΔMTL, beside ΔMTL")
     published: list[PublishedSection] = Field(default_factory=list,
                                               description="papers' numbers shown beside ours")
+    columns: list[Literal[LEADERBOARD_COLUMNS]] = Field(
+        default_factory=lambda: list(LEADERBOARD_COLUMNS),
+        description="the column groups shown, in their fixed order: metrics, delta (ΔMTL and p), acc (with acc_mtl), "
+                    "time and memory (ratios to the baseline), flops (GFLOPs per step), seeds, params")
 
     @model_validator(mode="after")
     def published_once(self) -> "LeaderboardSection":
@@ -60,12 +67,16 @@ class WandbSection(Strict):
     entity: str | None = None
 
 
-def resolved(summary: dict[str, Any], select: str | None = None) -> dict[str, Any]:
+def resolved(summary: dict[str, Any], select: str | None = None,
+             columns: list[str] | None = None) -> dict[str, Any]:
     """``summary`` (a suite.json, or what a W&B project gave back) with its leaderboard section validated and
-    every default filled in, ``select`` overriding the epoch reported: what every leaderboard reader indexes."""
+    every default filled in, ``select`` overriding the epoch reported and ``columns`` the columns shown: what every
+    leaderboard reader indexes."""
     settings = LeaderboardSection.model_validate(summary.get("leaderboard") or {})  # before 0.2: no section
     if select is not None:
         settings = settings.model_copy(update={"select": select})
+    if columns is not None:
+        settings = LeaderboardSection.model_validate({**settings.model_dump(), "columns": columns})
     return {**summary, "leaderboard": settings.model_dump()}
 
 
@@ -139,6 +150,23 @@ class LrGridSection(Strict):
         return rates
 
 
+class SweepSection(Strict):
+    """A label-efficiency curve (Sun et al. 2023 Fig. 2; Nishi et al. 2024 Tables 4-5): every listed scenario
+    trained at each value of one of its parameters, and the leaderboard's ``-sweep`` figure drawing each method's
+    ΔMTL and task metrics against it."""
+
+    parameter: str = Field(description="a parameter of every listed scenario, e.g. unlabeled (the share of training "
+                                       "images without any label)")
+    values: list[float] = Field(min_length=2, description="the values it takes, in the order drawn")
+
+    @field_validator("values")
+    @classmethod
+    def distinct(cls, values: list[float]) -> list[float]:
+        if len(set(values)) != len(values):
+            raise ValueError("give distinct values")
+        return values
+
+
 class SuiteFile(Strict):
     """The fields every suite has; each registered track with a section adds it (``suite_schema``)."""
 
@@ -158,6 +186,8 @@ class SuiteFile(Strict):
     wandb: WandbSection = WandbSection()
     lr_grid: LrGridSection | None = Field(None, description="train every method at several learning rates and report "
                                                             "each at its best (Yun and Cho 2023 Sec. 4.1)")
+    sweep: SweepSection | None = Field(None, description="train every scenario at several values of one of its "
+                                                        "parameters and draw the curves (label efficiency)")
     executor: str | dict[str, Any] = Field("local", description="where jobs run: local, or {name: slurm, ...}")
 
     @model_validator(mode="after")

@@ -48,7 +48,7 @@ class NullRun:
     def log_resumed(self, record: dict[str, Any]) -> None:
         pass
 
-    def finish(self, summary: dict[str, Any], exit_code: int = 0) -> None:
+    def finish(self, summary: dict[str, Any], exit_code: int = 0, config: dict[str, Any] | None = None) -> None:
         pass
 
 
@@ -153,7 +153,11 @@ class WandbRun:
         elif (record["stage"], record["epoch"]) == self.logged_until:
             self.logged_until = None
 
-    def finish(self, summary: dict[str, Any], exit_code: int = 0) -> None:
+    def finish(self, summary: dict[str, Any], exit_code: int = 0, config: dict[str, Any] | None = None) -> None:
+        """``config``: what the job learnt about itself that W&B should filter and group by (its hardware, its
+        model's size), added to the run's config."""
+        if config:
+            self.run.config.update(config, allow_val_change=True)
         self.run.summary.update(flatten(summary))
         self.run.finish(exit_code=exit_code)
 

@@ -436,3 +436,65 @@ def test_acc_mtl_of_a_seed_with_a_zero_metric_is_shown_undefined_not_averaged(tm
     out = tmp_path / "board" / "demo"
     assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
     assert re.search(r"^\| mtpsl \|.*\| — \(undefined\) \|", out.with_suffix(".md").read_text(), re.MULTILINE)
+
+
+def costed(r, epoch_seconds, peak_mib, gflops, device="test CPU"):
+    return {**r, "device": device, "costs": {"epoch_seconds": epoch_seconds, "evaluation_seconds": 0.1,
+                                             "samples_per_second": 100.0, "step_flops": int(gflops * 1e9),
+                                             "parameters": 1000, "method_parameters": 0,
+                                             "peak_memory_bytes": peak_mib * 2 ** 20, "memory_measured": "test"}}
+
+
+def cost_cells(text):
+    first = text.split("## ", 2)[1]  # the first table, not the summary after it
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in first.splitlines() if line.startswith("| ")}
+    header = rows["method"]
+    at = {name: header.index(name) for name in ("time ×", "memory ×", "GFLOPs/step")}
+    return {method: {name: cells[i].strip(" |") for name, i in at.items()} for method, cells in rows.items()
+            if method != "method"}
+
+
+def test_costs_are_ratios_to_the_baseline_on_one_device_and_an_unmeasured_cell_says_why(tmp_path, capsys):
+    runs = [costed(result("supervised", 0, 0.20, 0.60), 2.0, 100, 0.25),
+            costed(result("supervised", 1, 0.24, 0.64), 4.0, 300, 0.25),
+            costed(result("pcgrad", 0, 0.22, 0.61), 9.0, 300, 0.7), costed(result("pcgrad", 1, 0.23, 0.6), 9.0, 500, 0.7),
+            costed(result("gpu", 0, 0.2, 0.6), 0.1, 50, 0.3, device="H200"), costed(result("gpu", 1, 0.2, 0.6), 0.1, 50, 0.3,
+                                                                                     device="H200"),
+            result("old", 0, 0.2, 0.6), costed(result("old", 1, 0.2, 0.6), 1.0, 100, 0.25)]
+    root = write_suite(tmp_path / "results", runs)
+    out = tmp_path / "board" / "demo"
+    assert main(["leaderboard", "demo", "--results", str(root), "--out", str(out)]) == 0
+    text = out.with_suffix(".md").read_text()
+    cells = cost_cells(text)
+    assert cells["supervised"] == {"time ×": "1.00×", "memory ×": "1.00×", "GFLOPs/step": "0.25"}
+    assert cells["pcgrad"] == {"time ×": "3.00×", "memory ×": "2.00×", "GFLOPs/step": "0.7"}  # 9 s / 3 s, 400 / 200
+    assert cells["gpu"] == {"time ×": "—", "memory ×": "—", "GFLOPs/step": "0.3"}  # FLOPs need no common device
+    assert cells["old"] == {"time ×": "—", "memory ×": "—", "GFLOPs/step": "—"}  # never the mean of one seed
+    assert "3 s per epoch and 200 MiB, all measured on test CPU" in text
+    assert "gpu: measured on H200, the baseline on test CPU" in text
+    assert "old: 1 seed(s) ran before mtlbench measured costs (0.3); rerun them with --force" in text
+    rows = {row["method"]: row for row in csv.DictReader(out.with_suffix(".csv").open())}
+    assert float(rows["pcgrad"]["time_ratio"]) == 3.0 and rows["gpu"]["time_ratio"] == ""
+    assert (out.parent / "demo-pareto.png").exists()
+
+    assert main(["leaderboard", "demo", "--results", str(root), "--out", str(out), "--columns", "delta,time"]) == 0
+    header = next(line for line in out.with_suffix(".md").read_text().splitlines() if line.startswith("| method"))
+    assert header == ("| method | ΔMTL % vs supervised ↑ [95% CI of the paired difference] | p vs supervised (Holm) | "
+                      "time × |")
+    assert main(["leaderboard", "demo", "--results", str(root), "--columns", "delta,speed"]) == 2
+    assert "--columns speed: choose from metrics,delta,acc,time,memory,flops,seeds,params" in capsys.readouterr().err
+
+
+def test_results_from_before_costs_render_without_cost_columns_and_say_why(store, tmp_path):
+    out = tmp_path / "board" / "demo"
+    assert main(["leaderboard", "demo", "--results", str(store), "--out", str(out)]) == 0
+    text = out.with_suffix(".md").read_text()
+    assert "time ×" not in text and "No cost columns: none of these results measured what its job cost" in text
+    assert not (out.parent / "demo-pareto.png").exists()
+
+
+def test_the_pareto_front_joins_the_methods_nothing_beats_on_cost_and_delta():
+    from mtlbench.leaderboard.figures import pareto_front
+
+    points = [(1.0, 0.0), (2.0, 5.0), (3.0, 4.0), (0.5, -1.0), (4.0, 6.0), (2.0, 1.0)]
+    assert pareto_front(points) == [3, 0, 1, 4]  # (3, 4) is beaten by (2, 5); (2, 1) by (2, 5)

@@ -85,8 +85,9 @@ def test_peak_memory_is_recorded_per_epoch_and_in_the_result(tmp_path):
                  str(root), "--wandb", "disabled"]) == 0
     result = results_of(root, "memory")["supervised"]
     memory, cosine = result["observed"]
-    assert memory["observer"] == "peak_memory" and memory["measured"] == "process peak RSS"
+    assert memory["observer"] == "peak_memory" and memory["measured"] == result["costs"]["memory_measured"]
     assert memory["peak_bytes"] > 50 * 2 ** 20  # a Python process with torch holds far more than 50 MB
+    assert memory["peak_bytes"] <= result["costs"]["peak_memory_bytes"]  # the same measure, read at the job's end
     peaks = [record["memory/peak_mb"] for record in result["history"]]
     assert peaks == sorted(peaks) and peaks[-1] == memory["peak_bytes"] / 2 ** 20
     assert cosine["observer"] == "gradient_cosine"  # observers report in the order the suite names them

@@ -496,6 +496,7 @@ def test_sigterm_and_ctrl_c_stop_cleanly_and_the_run_resumes(write_suite, tmp_pa
     assert done.returncode == 0, done.stderr
     result = strict(results / "tiny" / job.id / "result.json")
     assert result["resumed_from_epoch"]["mtl"] >= 1 and [r["epoch"] for r in result["history"]] == list(range(1, 41))
+    assert result["costs"]["step_flops"] > 0  # counted by the first process (its checkpoint keeps it) or this one
 
 
 def children_of(pid: int) -> list[int]:

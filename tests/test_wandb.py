@@ -39,10 +39,15 @@ def test_job_is_logged_as_an_offline_run(write_suite, tmp_path):
     summary = json.loads(inspect(run_dir, "--summary"))
     assert summary["state"] == "finished"
     config = {k: v for k, v in summary["config"].items() if not k.startswith("_") and k != "mtlbench"}
-    assert config == json.loads(json.dumps({"suite": "tiny", **job.config}))
+    costs = result["costs"]
+    sizes = {k: costs[k] for k in ("parameters", "method_parameters", "step_flops")}
+    assert config == json.loads(json.dumps({"suite": "tiny", **job.config, "device": result["device"],
+                                            "costs": sizes}))
     for task, metrics in result["test"].items():
         for metric, value in metrics.items():
             assert summary["summary"][f"test/{task}/{metric}"] == pytest.approx(value)
+    for name, value in costs.items():  # the job's measured costs, in its summary too
+        assert summary["summary"][f"costs/{name}"] == (pytest.approx(value) if isinstance(value, float) else value)
 
 
 def only_run_id(job_dir: Path) -> str:

@@ -20,10 +20,11 @@ from .render import csv_frame, markdown, page, write
 
 
 def render_suite(store: Store, suite: str, out: Path | None = None, baseline: str | None = None,
-                 formats: tuple[str, ...] = FORMATS,
-                 select: str | None = None) -> tuple[Path, ...]:
+                 formats: tuple[str, ...] = FORMATS, select: str | None = None,
+                 columns: list[str] | None = None) -> tuple[Path, ...]:
     """Write ``<results>/<suite>/leaderboard/<suite>.md`` and ``.csv`` (or ``out``.md, .csv) from the suite's
-    result files, and the further ``formats``; ``select`` overrides the suite's ``leaderboard.select``. The
+    result files, and the further ``formats``; ``select`` and ``columns`` override the suite's
+    ``leaderboard.select`` and ``leaderboard.columns``. The
     default stays in the results folder, which git ignores: the committed pages under ``leaderboards/`` change
     only when ``out`` names them.
 
@@ -31,7 +32,7 @@ def render_suite(store: Store, suite: str, out: Path | None = None, baseline: st
     config changed, e.g. a new default parameter) is a different experiment and is left out, with a warning.
     """
     return render(store.suite_summary(suite), list(store.results(suite)), out or default_out(store.root, suite),
-                  baseline, formats, select)
+                  baseline, formats, select, columns)
 
 
 def default_out(results: Path, suite: str) -> Path:
@@ -40,8 +41,8 @@ def default_out(results: Path, suite: str) -> Path:
 
 
 def render(summary: dict[str, Any], results: list[dict[str, Any]], out: Path, baseline: str | None = None,
-           formats: tuple[str, ...] = FORMATS,
-           select: str | None = None) -> tuple[Path, ...]:
+           formats: tuple[str, ...] = FORMATS, select: str | None = None,
+           columns: list[str] | None = None) -> tuple[Path, ...]:
     """A suite's leaderboard from its summary and its results, wherever they were read (the results store, a
     W&B project)."""
     suite = summary["name"]
@@ -58,7 +59,7 @@ def render(summary: dict[str, Any], results: list[dict[str, Any]], out: Path, ba
                       f"\"Tasks and metrics\"); rerun the older jobs with --force to compare like with like",
                       stacklevel=2)
     track = TRACKS.get(track_of(summary))()
-    summary = resolved(summary, select)
+    summary = resolved(summary, select, columns)
     if summary["leaderboard"]["select"] != "last" and not track.selects_epochs:
         raise LeaderboardError(f"{suite}: the {track_of(summary)} track reports the last epoch of its jobs; "
                                f"leaderboard.select: best_val is for per-table (partial-label) suites")

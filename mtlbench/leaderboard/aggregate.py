@@ -27,10 +27,13 @@ import pandas as pd
 
 from ..errors import UserError
 from ..metrics import UndefinedDelta, acc_mtl, delta_mtl, seed_mean
+from ..schema import LEADERBOARD_COLUMNS
+from .costs import COST_COLUMNS, TableCosts, table_costs
 from .stats import holm, paired_p, t_interval
 
 DELTA = ("delta", "")
 ACC = ("acc_mtl", "")  # Yun and Cho 2023 Eq. 8 over the metrics entering ΔMTL (leaderboard.acc_mtl)
+COLUMN_GROUPS = LEADERBOARD_COLUMNS  # what leaderboard.columns chooses from
 
 
 class LeaderboardError(UserError, ValueError):
@@ -58,6 +61,15 @@ class Table:
     # -> method -> seeds no better than the constant prediction
     constant: dict[tuple[str, str], float] = dataclasses.field(default_factory=dict)  # column -> the constant's
     acc: bool = False  # whether rows carry Acc_MTL (acc_mean, acc_std) and by_seed[ACC]
+    costs: TableCosts | None = None  # what each method cost (leaderboard/costs.py)
+    shown: tuple[str, ...] = COLUMN_GROUPS  # the column groups asked for (leaderboard.columns, --columns)
+    swept: tuple[str, str, float] | None = None  # on a sweep's curve: (curve, parameter, value), leaderboard/sweep.py
+
+    def shows(self, group: str) -> bool:
+        """Whether the table shows a column group: asked for, and with something to show."""
+        available = {"delta": self.baseline is not None, "acc": self.acc,
+                     **dict.fromkeys(COST_COLUMNS, self.costs is not None and self.costs.measured)}
+        return group in self.shown and available.get(group, True)
 
     def complete(self, method: str) -> bool:
         """Whether the method has every seed the suite asks for (only complete rows can be bold)."""
@@ -99,12 +111,12 @@ def suite_order(first: list[str], present: set[str]) -> list[str]:
 def tables(results: list[dict[str, Any]], baseline: str, chosen: dict[str, list[str]],
            methods: list[str] = (), scenarios: list[str] = (),
            expected: dict[str, list[Any]] | None = None, acc: bool = False,
-           finished: set[str] | None = None) -> list[Table]:
+           finished: set[str] | None = None, shown: tuple[str, ...] = COLUMN_GROUPS) -> list[Table]:
     """One table per (dataset, scenario), scenarios in the suite's order; rows in the suite's method order.
     ``expected`` (job id -> [dataset, scenario, method, seed], from the suite's summary) lets each table mark the
     methods with fewer finished seeds than the suite asks for, and name the jobs they lack (``finished``: the ids of
     every finished job, where ``results`` holds only those reported, as in a learning-rate grid); ``acc`` adds
-    Acc_MTL."""
+    Acc_MTL; ``shown``: the column groups to show."""
     data = frame(results)
     methods = suite_order(list(methods), {r["method"] for r in results})
     scenarios = suite_order(list(scenarios), {r["scenario"] for r in results})
@@ -112,6 +124,9 @@ def tables(results: list[dict[str, Any]], baseline: str, chosen: dict[str, list[
     built = [table(dataset, scenario, groups[dataset, scenario], methods, baseline, chosen, acc)
              for dataset in suite_order([], {d for d, _ in groups}) for scenario in scenarios
              if (dataset, scenario) in groups]
+    for made in built:
+        made.shown = shown
+        add_costs(made, [r for r in results if (r["dataset"], r["scenario"]) == (made.dataset, made.scenario)])
     if expected is not None:
         finished = finished if finished is not None else {r["job_id"] for r in results}
         for made in built:
@@ -155,6 +170,21 @@ def table(dataset: str, scenario: str, group: pd.DataFrame, order: list[str], ba
     if baseline in stats.index:
         score_against_baseline(made, wide, group, baseline)
     return made
+
+
+def add_costs(made: Table, results: list[dict[str, Any]]) -> None:
+    """The table's measured costs, and their numbers in its rows (the CSV's columns)."""
+    made.costs = table_costs(results, list(made.rows.index), made.baseline)
+    if not made.costs.measured:
+        return
+    methods = list(made.rows.index)
+    own = made.costs.methods
+    made.rows["epoch_seconds"] = [own[m].epoch_seconds for m in methods]
+    made.rows["peak_memory_mib"] = [own[m].peak_bytes / 2 ** 20 for m in methods]
+    made.rows["time_ratio"] = [made.costs.ratio(m, "epoch_seconds") for m in methods]
+    made.rows["memory_ratio"] = [made.costs.ratio(m, "peak_bytes") for m in methods]
+    made.rows["gflops_per_step"] = [made.costs.gflops(m) for m in methods]
+    made.rows["cost_device"] = [own[m].device or "" for m in methods]
 
 
 def score_accuracy(made: Table, wide: pd.DataFrame) -> None:

@@ -21,6 +21,7 @@ from .published import beside
 from .render import csv_frame, footer, markdown, table_note, write, write_csv
 from .select import select_epochs
 from .summary import summarize, summary_frame
+from .sweep import mark_swept, sweep_frame, sweep_markdown
 
 
 def per_table_board(summary: dict[str, Any], results: list[dict[str, Any]], provenance: Provenance, out: Path,
@@ -43,7 +44,7 @@ def per_table_board(summary: dict[str, Any], results: list[dict[str, Any]], prov
                                       paper_then_tuned(summary.get("methods", [])))
     built = tables(results, baseline, chosen, paper_then_tuned(summary.get("methods", [])),
                    summary.get("scenarios", []), summary.get("index"), acc=settings["acc_mtl"],
-                   finished=finished)
+                   finished=finished, shown=tuple(settings["columns"]))
     if grid:  # each method reports the runs its best rate keeps: the seeds asked less the trimmed ones
         for table in built:
             if table.expected_seeds is not None:
@@ -54,11 +55,15 @@ def per_table_board(summary: dict[str, Any], results: list[dict[str, Any]], prov
                       f"their rows are marked: {', '.join(missing)}", stacklevel=2)
     for table in built:
         table.published = beside(table, settings["published"])
+    mark_swept(built, summary.get("sweep"))
+    swept = sweep_frame(built)
     overview = summarize(built)
-    md, csv_path = write(out, markdown(summary, built, provenance, overview,
-                                       grid_markdown(rates, grid) if grid else []), csv_frame(built))
+    sections = (grid_markdown(rates, grid) if grid else []) + sweep_markdown(swept, out.name)
+    md, csv_path = write(out, markdown(summary, built, provenance, overview, sections), csv_frame(built))
     stem = md.with_name(md.name[:-len(".md")])
     extra = [write_csv(stem.with_name(stem.name + "-grid.csv"), rates)] if grid else []
+    if swept is not None:
+        extra.append(write_csv(stem.with_name(stem.name + "-sweep.csv"), swept))
     if overview is not None:
         extra.append(write_csv(stem.with_name(stem.name + "-summary.csv"), summary_frame(overview)))
     published = [table.published.assign(dataset=table.dataset, scenario=table.scenario,

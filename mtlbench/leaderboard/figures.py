@@ -8,6 +8,10 @@
   per epoch (its epoch means, mean over seeds with a band from the lowest to the highest seed), one panel per
   (table, pair); ``-angles``: the distribution of the angle between the pair's gradients over every update of every
   seed, one line per method (Li et al. 2022a Fig. 1).
+- ``-pareto``: ΔMTL with its interval against training time per epoch as a ratio to the baseline (result.json's
+  ``costs``, measured on one device), the methods nothing beats on both axes joined by the Pareto front.
+- ``-sweep``: with a suite's ``sweep``, each method's ΔMTL and task metrics against the swept parameter
+  (leaderboard/sweep.py).
 - ``-cd``: the critical-difference diagram of the across-table summary (when it has one).
 """
 from __future__ import annotations
@@ -20,6 +24,7 @@ import pandas as pd
 
 from .aggregate import Table
 from .summary import Summary, cd_figure
+from .sweep import sweep_frame
 
 COLOR = "#4c72b0"
 
@@ -200,6 +205,70 @@ def angle_figure(results: list[dict[str, Any]], tables: list[Table]):
     return fig
 
 
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """The indices of the points no other point beats on both axes (lower cost, higher ΔMTL), by cost."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -np.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def pareto_figure(tables: list[Table]):
+    """ΔMTL with its interval against training time per epoch (a ratio to the baseline, one device), the
+    Pareto front drawn through the methods nothing beats on both; one panel per table."""
+    shown = [t for t in tables if t.baseline and t.shows("delta") and t.shows("time") and "time_ratio" in t.rows]
+    if not shown:
+        return None
+    fig, axes = grid(1, len(shown), width=5.5, height=4)
+    for axis, table in zip(axes[0], shown):
+        rows = table.rows[table.rows["time_ratio"].notna()]
+        x, y = rows["time_ratio"].to_numpy(), rows["delta_mean"].to_numpy()
+        low = np.maximum(y - rows["delta_ci_low"].fillna(rows["delta_mean"]).to_numpy(), 0)
+        high = np.maximum(rows["delta_ci_high"].fillna(rows["delta_mean"]).to_numpy() - y, 0)
+        axis.errorbar(x, y, yerr=[low, high], fmt="o", color=COLOR, capsize=3)
+        for method, xi, yi in zip(rows.index, x, y):
+            axis.annotate(method, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        front = pareto_front(list(zip(x, y)))
+        axis.step(x[front], y[front], where="post", color="grey", linestyle="--", linewidth=0.8)
+        axis.axhline(0, color="black", linewidth=0.8)
+        axis.set_xscale("log")
+        axis.set_xlabel(f"training time per epoch, × {table.baseline} ({table.costs.reference().device})")
+        axis.set_ylabel(f"ΔMTL % vs {table.baseline} (95% CI of the paired difference)")
+        left_out = [m for m in table.rows.index if m not in rows.index]
+        axis.set_title(f"{table.dataset} / {table.scenario}" + (f"\n(no comparable time: {', '.join(left_out)})"
+                                                               if left_out else ""), fontsize=9)
+    return fig
+
+
+def sweep_figure(tables: list[Table]):
+    """One row of panels per (dataset, curve) with at least two values: ΔMTL, then each task's primary metric."""
+    frame = sweep_frame(tables)
+    if frame is None:
+        return None
+    curves = [key for key, part in frame.groupby(["dataset", "curve"], sort=False) if part["value"].nunique() > 1]
+    if not curves:
+        return None
+    quantities = list(dict.fromkeys(frame["quantity"]))
+    fig, axes = grid(len(curves), len(quantities), width=4.2, height=3.2)
+    for axes_row, (dataset, curve) in zip(axes, curves):
+        part = frame[(frame["dataset"] == dataset) & (frame["curve"] == curve)]
+        for axis, quantity in zip(axes_row, quantities):
+            for method, line in part[part["quantity"] == quantity].groupby("method", sort=False):
+                line = line.sort_values("value")
+                drawn = axis.plot(line["value"], line["mean"], marker="o", label=method)[0]
+                short = line[~line["complete"]]  # fewer seeds than asked: hollow, never passed off as complete
+                axis.plot(short["value"], short["mean"], "o", markerfacecolor="white", color=drawn.get_color())
+                band = line.dropna(subset=["low", "high"])
+                axis.fill_between(band["value"], band["low"], band["high"], alpha=0.15, color=drawn.get_color())
+            axis.set_xlabel(part["parameter"].iloc[0])
+            axis.set_title(f"{dataset} / {curve}: {quantity}", fontsize=9)
+        axes_row[0].legend(fontsize=7)
+    return fig
+
+
 def cd_diagram(summary: Summary | None):
     if summary is None or summary.ranks is None:
         return None
@@ -235,6 +304,10 @@ FIGURES: dict[str, tuple[str, Callable[..., Any]]] = {
                lambda tables, results, summary: cosine_figure(results, tables)),
     "angles": ("distribution of the angle between task gradients over updates (Li et al. 2022a Fig. 1)",
                lambda tables, results, summary: angle_figure(results, tables)),
+    "pareto": ("ΔMTL with its 95% interval against training time per epoch, the Pareto front dashed",
+               lambda tables, results, summary: pareto_figure(tables)),
+    "sweep": ("each method's ΔMTL and task metrics against the swept scenario parameter (suite sweep)",
+              lambda tables, results, summary: sweep_figure(tables)),
     "cd": ("critical-difference diagram over tables", lambda tables, results, summary: cd_diagram(summary)),
 }
 

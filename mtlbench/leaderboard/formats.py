@@ -20,7 +20,8 @@ from ..provenance import Provenance
 from .aggregate import Table
 from .figures import FIGURES, IMAGE_FORMATS, write_figures
 from .published import difference, number
-from .render import (ACC, ACC_HEADER, CONSTANT_ROW, DELTA, acc_cell, bold_sets, column_header, constant_cells,
+from .costs import COST_COLUMNS
+from .render import (ACC, ACC_HEADER, CONSTANT_ROW, COST_HEADERS, DELTA, acc_cell, bold_sets, column_header, constant_cells, cost_cell,
                      delta_cell, delta_header, footer, method_cell, metric_cell, p_cell, page as markdown_page, seeds_cell, table_notes, write,
                      write_csv)
 from .summary import SUMMARY_NOTE, Summary, diagram_note, interval, probability, summary_frame
@@ -80,19 +81,24 @@ def cells(table: Table, markup: str) -> pd.DataFrame:
         return rf"\textbf{{{escaped}}}" if markup == "latex" else f"<b>{escaped}</b>"
 
     rows = list(table.rows.iterrows())
-    for column in table.columns:
+    metrics = table.columns if table.shows("metrics") else []
+    for column in metrics:
         task, _, rest = column_header(table, column).partition(" ")
         columns[(task, rest)] = [mark(metric_cell(table, method, row, column), column, method) for method, row in rows]
-    if table.baseline:
+    if table.shows("delta"):
         columns[("ΔMTL", delta_header(table).removeprefix("ΔMTL "))] = [mark(delta_cell(row), DELTA, method)
                                                                        for method, row in rows]
         columns[("ΔMTL", "p (Holm)")] = [p_cell(row["p_vs_baseline"]) for _, row in rows]
-    if table.acc:
+    if table.shows("acc"):
         columns[("", ACC_HEADER)] = [mark(acc_cell(row), ACC, method) for method, row in rows]
-    columns[("", "seeds")] = [seeds_cell(table, method, int(row["seeds"])) for method, row in rows]
+    for group in COST_COLUMNS:
+        if table.shows(group):
+            columns[("cost", COST_HEADERS[group])] = [escape(cost_cell(table, method, group)) for method, _ in rows]
+    if table.shows("seeds"):
+        columns[("", "seeds")] = [seeds_cell(table, method, int(row["seeds"])) for method, row in rows]
     index = [escape(method_cell(table, method)) for method, _ in rows]
-    if table.constant:
-        extra = len(columns) - len(table.columns)
+    if table.constant and metrics:
+        extra = len(columns) - len(metrics)
         for column, text in zip(columns, [*constant_cells(table), *["—"] * extra]):
             columns[column].append(escape(text))
         index.append(escape(CONSTANT_ROW))

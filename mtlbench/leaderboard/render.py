@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import math
 import platform
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
 from ..files import write_text_atomic
 from ..provenance import Provenance
 from .aggregate import ACC, DELTA, Table
+from .costs import COST_COLUMNS
 from .cells import number
 from .published import beside_markdown
 from .summary import Summary, summary_markdown
@@ -128,7 +131,9 @@ def degenerate_notes(table: Table) -> list[str]:
 def table_notes(table: Table) -> list[str]:
     """Every line that belongs under a table, as plain text: ΔMTL's definition, the marks, missing seeds and
     what the seeds can show (Markdown lists, HTML paragraphs and LaTeX captions carry the same)."""
-    return [delta_note(table), *degenerate_notes(table), *missing_note(table),
+    costs = table.costs.notes() if any(table.shows(g) for g in COST_COLUMNS) else \
+        [UNMEASURED] if table.costs is not None and set(COST_COLUMNS) & set(table.shown) else []
+    return [delta_note(table), *degenerate_notes(table), *missing_note(table), *costs,
             *(line for line in table_power_note(table) if line)]
 
 
@@ -136,34 +141,67 @@ def constant_cells(table: Table) -> list[str]:
     return [number(table.constant[c]) if c in table.constant else "—" for c in table.columns]
 
 
-def markdown_table(table: Table) -> str:
-    header = ["method"] + [column_header(table, column) for column in table.columns]
-    if table.baseline:
-        header += [delta_header(table), f"p vs {table.baseline} (Holm)"]
-    if table.acc:
-        header.append(ACC_HEADER)
-    header += ["seeds", "params"]
+UNMEASURED = ("No cost columns: none of these results measured what its job cost (they were written before mtlbench "
+              "0.3); rerun them with --force to measure it.")
+COST_HEADERS = {"time": "time ×", "memory": "memory ×", "flops": "GFLOPs/step"}
+
+
+def cost_cell(table: Table, method: str, group: str) -> str:
+    """A ratio to the baseline (``2.80×``) or GFLOPs per step; ``—`` where nothing comparable was measured."""
+    costs = table.costs
+    value = costs.gflops(method) if group == "flops" else costs.ratio(
+        method, "epoch_seconds" if group == "time" else "peak_bytes")
+    if math.isnan(value):
+        return "—"
+    return f"{value:.3g}" if group == "flops" else f"{value:.2f}×"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a Markdown table: its header, what kind of column it is (``metric`` columns take the
+    constant prediction's row), and its cell of a method's row."""
+
+    header: str
+    kind: str
+    cell: Callable[[str, pd.Series], str]
+
+
+def markdown_columns(table: Table) -> list[Column]:
+    """The columns the table shows (``leaderboard.columns``), bold where the paired test backs it."""
     bold = bold_sets(table)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+    def marked(text: str, column: tuple[str, str], method: str) -> str:
+        return f"**{text}**" if method in bold[column] else text
+
+    columns = [Column(column_header(table, c), "metric",
+                      lambda m, row, c=c: marked(metric_cell(table, m, row, c), c, m))
+               for c in table.columns] if table.shows("metrics") else []
+    if table.shows("delta"):
+        columns += [Column(delta_header(table), "delta", lambda m, row: marked(delta_cell(row), DELTA, m)),
+                    Column(f"p vs {table.baseline} (Holm)", "p", lambda m, row: p_cell(row["p_vs_baseline"]))]
+    if table.shows("acc"):
+        columns.append(Column(ACC_HEADER, "acc", lambda m, row: marked(acc_cell(row), ACC, m)))
+    columns += [Column(COST_HEADERS[g], g, lambda m, row, g=g: cost_cell(table, m, g))
+                for g in COST_COLUMNS if table.shows(g)]
+    if table.shows("seeds"):
+        columns.append(Column("seeds", "seeds", lambda m, row: seeds_cell(table, m, int(row["seeds"]))))
+    if table.shows("params"):
+        columns.append(Column("params", "params", lambda m, row: row["params"]))
+    return columns
+
+
+def markdown_table(table: Table) -> str:
+    columns = markdown_columns(table)
+    lines = ["| " + " | ".join(["method", *(c.header for c in columns)]) + " |", "|" + "---|" * (len(columns) + 1)]
     for method, row in table.rows.iterrows():
-        cells = [method_cell(table, method)]
-        for column in table.columns:
-            cell = metric_cell(table, method, row, column)
-            cells.append(f"**{cell}**" if method in bold[column] else cell)
-        if table.baseline:
-            cell = delta_cell(row)
-            cells += [f"**{cell}**" if method in bold[DELTA] else cell, p_cell(row["p_vs_baseline"])]
-        if table.acc:
-            cells.append(f"**{acc_cell(row)}**" if method in bold[ACC] else acc_cell(row))
-        cells += [seeds_cell(table, method, int(row["seeds"])), row["params"]]
-        lines.append("| " + " | ".join(cells) + " |")
-    absent = [method for method in table.missing if method not in table.rows.index]
-    lines += [f"| {method} | " + " | ".join("—" for _ in header[1:-2]) + f" | 0/{table.expected_seeds} seeds | |"
-              for method in absent]
-    if table.constant:
-        lines.append(f"| {CONSTANT_ROW} | " + " | ".join(constant_cells(table) + ["—"] * (len(header) - 1
-                                                                                         - len(table.columns)))
-                     + " |")
+        lines.append("| " + " | ".join([method_cell(table, method), *(c.cell(method, row) for c in columns)]) + " |")
+    absent = {"seeds": f"0/{table.expected_seeds} seeds", "params": ""}
+    lines += ["| " + " | ".join([method, *(absent.get(c.kind, "—") for c in columns)]) + " |"
+              for method in table.missing if method not in table.rows.index]
+    if table.constant and table.shows("metrics"):
+        constant = iter(constant_cells(table))
+        lines.append("| " + " | ".join([CONSTANT_ROW, *(next(constant) if c.kind == "metric" else "—"
+                                                          for c in columns)]) + " |")
     notes = table_notes(table)
     return "\n".join(lines + [""] + [f"- {line}" for line in notes])
 

@@ -106,8 +106,18 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
     store.finish(job, result)
     run.finish({"test": result["test"], "train_seconds": result["train_seconds"], "device": result["device"],
                 "commit": result["commit"], "metrics_version": result["metrics_version"],
-                **track_run_summary(store, job, result), **{k: result[k] for k in ("constant", "diverged") if k in result}})
+                **track_run_summary(store, job, result),
+                **{k: result[k] for k in ("constant", "diverged", "costs") if k in result}},
+               config=run_config_of(result))
     return result
+
+
+def run_config_of(result: dict[str, Any]) -> dict[str, Any]:
+    """What a finished job adds to its W&B config: the hardware it ran on and its size (parameters, FLOPs of a
+    step), which W&B filters and groups by; the timings and the peak memory are in its summary."""
+    costs = result.get("costs", {})
+    return {"device": result["device"],
+            "costs": {k: costs[k] for k in ("parameters", "method_parameters", "step_flops") if k in costs}}
 
 
 def result_record(job: Job, outcome: dict[str, Any], resolved: Resolution, options: RunOptions,
@@ -122,7 +132,8 @@ def result_record(job: Job, outcome: dict[str, Any], resolved: Resolution, optio
                                    "resumed_from_epoch", "train_seconds",
                                    "device", "torch")},
         **{k: outcome[k] for k in ("estimate", "data_seconds", "eval_seconds", "constant", "first_step_loss",
-                                   "diverged", "images_left_out_per_epoch", "solver", "observed") if k in outcome},
+                                   "diverged", "images_left_out_per_epoch", "solver", "observed", "costs")
+           if k in outcome},
         "wall_seconds": wall_seconds,
         **resolved.record,
         **options.record,

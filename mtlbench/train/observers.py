@@ -10,6 +10,7 @@ from torch import Tensor
 
 from ..methods.gradients import flat_gradients
 from ..registry import Registry
+from .costs import PeakMemory as JobMemory
 from .trainer import Observed
 
 OBSERVERS: Registry[type] = Registry("observer")
@@ -87,35 +88,20 @@ class GradientCosine:
 
 @OBSERVERS.register("peak_memory")
 class PeakMemory:
-    """Peak memory while a stage trains (the hook for the costs of Nishi et al. 2024 Tables 6-7, 18-19): on CUDA
-    the device's peak allocation by torch (``torch.cuda.max_memory_allocated``, reset when the stage starts), on
-    any other device the process's peak resident set size (``ru_maxrss``, which no process can reset: it includes
-    what came before the stage, the data loaded first among it). Each epoch's record gets ``memory/peak_mb``; the
-    report the stage's peak in bytes and what it measured."""
+    """Peak memory per epoch (Nishi et al. 2024 Tables 6-7, 18-19): every result has the job's peak in its
+    ``costs`` (train/costs.py, the same measure: torch's peak allocation on CUDA, else the process's peak resident
+    set, both since the job started); this observer adds each epoch's ``memory/peak_mb`` to its record (W&B
+    history), and reports the peak in bytes and what it measured."""
 
     def __init__(self, seen: Observed) -> None:
-        self.device = seen.device
+        self.meter = JobMemory(seen.device)
         self.peak = 0
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-
-    def measured(self) -> str:
-        return "torch.cuda.max_memory_allocated" if self.device.type == "cuda" else "process peak RSS"
-
-    def current_peak(self) -> int:
-        if self.device.type == "cuda":
-            return int(torch.cuda.max_memory_allocated(self.device))
-        import resource
-        import sys
-
-        scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, kibibytes on Linux
-        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
 
     def after_step(self, step: int) -> None:
         """Nothing per step: the peak is read once per epoch (no device synchronisation in the loop)."""
 
     def epoch_log(self) -> dict[str, float]:
-        self.peak = max(self.peak, self.current_peak())
+        self.peak = max(self.peak, self.meter.peak())
         return {"memory/peak_mb": self.peak / 2 ** 20}
 
     def state(self) -> dict[str, Any]:
@@ -125,7 +111,7 @@ class PeakMemory:
         self.peak = state["peak"]
 
     def report(self) -> dict[str, Any]:
-        return {"observer": "peak_memory", "device": self.device.type, "measured": self.measured(),
+        return {"observer": "peak_memory", "device": self.meter.device.type, "measured": self.meter.measured,
                 "peak_bytes": self.peak}
 
 

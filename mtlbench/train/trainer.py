@@ -36,6 +36,7 @@ from ..models import MODELS
 from ..registry import build
 from ..tasks import Task
 from . import checkpoint
+from .costs import PeakMemory, counted_flops, job_costs, parameter_count
 from .evaluation import constant_reference, evaluate
 from .optim import OPTIMIZERS, SCHEDULERS
 from .settings import JobSpec, TrainSettings
@@ -178,6 +179,9 @@ class StageResult:
     images_left_out: int = 0  # per epoch, in batches shorter than the model's min_batch
     model: nn.Module | None = None  # the trained network, for procedures that use it further (not saved here)
     observed: list[Any] = field(default_factory=list)  # what each StepObserver reports
+    step_flops: int | None = None  # one training step's, per batch (costs.py); None: no step was counted
+    parameters: int = 0  # the network's
+    method_parameters: int = 0  # those the method learns beside the network
 
 
 class StepObserver(Protocol):
@@ -280,6 +284,8 @@ def run_job(config: dict[str, Any], job_dir: Path, on_epoch: EpochCallback = lam
     """
     job = JobSpec.of(config)
     device = resolve_device(job.train.device)
+    memory = PeakMemory(device)
+    memory.reset()
     start = time.perf_counter()
     data = load_job_data(job, device, test=test)
     data_seconds = time.perf_counter() - start
@@ -289,6 +295,7 @@ def run_job(config: dict[str, Any], job_dir: Path, on_epoch: EpochCallback = lam
                                        on_epoch, observers) for stage in stages}
     outcome = job_outcome(data.tasks, data.plan.mask, results, device)
     outcome["data_seconds"] = data_seconds
+    outcome["costs"] = job_costs(results.values(), job.train.epochs, memory)
     if test:
         outcome["constant"] = constant_reference(data.splits["train"], data.splits["test"], data.tasks,
                                                  torch.from_numpy(data.plan.mask), job.train.eval_batch_size)
@@ -347,6 +354,15 @@ class StageParts:
     autocast: Callable[[], contextlib.AbstractContextManager]
     min_batch: int  # the model's smallest trainable batch: a shorter last batch of an epoch is left out
     watchers: list[StepObserver] = field(default_factory=list)
+    step_flops: int | None = None  # counted on the first step this process trains (or restored)
+
+    def train_step(self, loaded: list[tuple[Tensor, dict[str, Tensor], Tensor]]) -> dict[str, Tensor]:
+        """The recipe's update(s) of ``loaded``; the first step is also counted, per batch (costs.py)."""
+        if self.step_flops is not None:
+            return self.recipe.train_batches(self.optimizer, loaded)
+        logs, flops = counted_flops(lambda: self.recipe.train_batches(self.optimizer, loaded))
+        self.step_flops = flops // len(loaded)
+        return logs
 
     def batches(self) -> list[tuple[Tensor, Tensor]]:
         """One epoch's batches, those shorter than the model can train on left out."""
@@ -396,6 +412,7 @@ def restore(parts: StageParts, path: Path, on_epoch: EpochCallback) -> StageResu
     parts.optimizer.load_state_dict(saved["optimizer"])
     parts.scheduler.load_state_dict(saved["scheduler"])
     checkpoint.restore_rng(saved["rng"], parts.generators)
+    parts.step_flops = saved.get("step_flops")
     result = StageResult(saved["history"], saved.get("test", {}), saved["epoch"], saved["train_seconds"],
                          saved.get("first_loss", {}))  # checkpoints older than those fields lack them
     for watcher, state in zip(parts.watchers, observer_states(saved)):
@@ -431,7 +448,7 @@ def train_one_epoch(parts: StageParts, epoch: int, first_losses: dict[str, Any])
     for first in range(0, len(batches), group):
         loaded = [(*load_batch(parts.stage, index, parts.augment, parts.generators["augment"], parts.device), mask)
                   for index, mask in batches[first:first + group]]  # the mask stays on the CPU
-        logs = parts.recipe.train_batches(parts.optimizer, loaded)
+        logs = parts.train_step(loaded)
         if parts.schedule.per_step:
             for _ in loaded:
                 parts.scheduler.step()
@@ -485,7 +502,7 @@ def save_checkpoint(parts: StageParts, result: StageResult, epoch: int, path: Pa
                             "optimizer": parts.optimizer.state_dict(), "scheduler": parts.scheduler.state_dict(),
                             "rng": checkpoint.rng_state(parts.generators), "epoch": epoch + 1,
                             "history": result.history, "test": result.test, "train_seconds": result.train_seconds,
-                            "first_loss": result.first_loss,
+                            "first_loss": result.first_loss, "step_flops": parts.step_flops,
                             "observers": [watcher.state() for watcher in parts.watchers]}, path)
 
 
@@ -497,6 +514,8 @@ def train_stage(stage: Stage, job: JobSpec, splits: dict[str, Split], device: to
     parts = build_stage(stage, job, splits, device, observers)
     result = restore(parts, path, on_epoch)
     result.images_left_out = parts.images_left_out()
+    result.parameters = parameter_count(parts.model.parameters())
+    result.method_parameters = parameter_count(parts.recipe.nets.parameters())
     if result.images_left_out:
         warnings.warn(f"stage {stage.name}: the last batch of each epoch ({result.images_left_out} image(s)) is "
                       f"left out, the model needs batches of at least {parts.min_batch}; result.json records it "
@@ -512,6 +531,7 @@ def train_stage(stage: Stage, job: JobSpec, splits: dict[str, Split], device: to
         on_epoch({**record, "epochs": settings.epochs})
     result.model = parts.model
     result.observed = [watcher.report() for watcher in parts.watchers]
+    result.step_flops = parts.step_flops
     return result
 
 

@@ -36,6 +36,7 @@ def expand(raw: SuiteFile, path: Path) -> list[Job]:
             raise SuiteError(f"{path}: {key}: must list at least one entry")
     model, train, datasets = resolve_common(raw, path)
     scenarios = [plugin(SCENARIOS, spec, f"scenarios[{i}]", path) for i, spec in enumerate(raw.scenarios)]
+    scenarios = swept(scenarios, raw, path)
     for i, scenario in enumerate(scenarios):
         check_scenario(scenario, raw.tasks, datasets, raw.mask_seed, f"scenarios[{i}]", path)
         scenario["mask_seed"] = raw.mask_seed
@@ -54,6 +55,27 @@ def expand(raw: SuiteFile, path: Path) -> list[Job]:
                     label="" if rate is None else f"{scenario_label(scenario)} lr={rate:g}")
             for dataset in datasets for scenario in scenarios for method in methods for rate in rates
             for seed in raw.seeds]
+
+
+def swept(scenarios: list[dict], raw: SuiteFile, path: Path) -> list[dict]:
+    """Each scenario at each value of the suite's ``sweep`` (as listed without one): a scenario at a value it
+    would have anyway is the same scenario, and its jobs keep their ids."""
+    if raw.sweep is None:
+        return scenarios
+    parameter = raw.sweep.parameter
+    for i, scenario in enumerate(scenarios):
+        if parameter not in scenario:
+            raise SuiteError(f"{path}: sweep.parameter: {parameter!r} is not a parameter of scenarios[{i}] "
+                             f"({scenario['name']}: {', '.join(k for k in scenario if k != 'name')})")
+    expanded = [{**scenario, parameter: type(scenario[parameter])(value)}
+                for scenario in scenarios for value in raw.sweep.values]
+    labels = [scenario_label(scenario) for scenario in expanded]
+    alike = sorted({label for label in labels if labels.count(label) > 1})
+    if alike:
+        raise SuiteError(f"{path}: sweep.values: two values give the same scenario {alike[0]!r} (tables name a "
+                         f"scenario by its label, e.g. the unlabelled share in whole percent); give values further "
+                         f"apart")
+    return expanded
 
 
 def at_rate(train: dict, rate: float | None) -> dict:
