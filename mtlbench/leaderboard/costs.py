@@ -95,8 +95,7 @@ class TableCosts:
 
     def why(self, costs: MethodCosts) -> str:
         if costs.unmeasured:
-            return (f"{costs.unmeasured} seed(s) ran before mtlbench measured costs (0.3); rerun them with "
-                    f"--force to measure")
+            return f"{costs.unmeasured} seed(s) ran before mtlbench measured costs; rerun them with --force to measure"
         if len(costs.devices) > 1:
             return f"its seeds ran on {len(costs.devices)} different devices ({'; '.join(costs.devices)})"
         reference = self.reference()

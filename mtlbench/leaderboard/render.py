@@ -142,7 +142,7 @@ def constant_cells(table: Table) -> list[str]:
 
 
 UNMEASURED = ("No cost columns: none of these results measured what its job cost (they were written before mtlbench "
-              "0.3); rerun them with --force to measure it.")
+              "measured costs); rerun them with --force to measure it.")
 COST_HEADERS = {"time": "time ×", "memory": "memory ×", "flops": "GFLOPs/step"}
 
 
