@@ -25,6 +25,29 @@ def test_a_linear_steps_flops_are_its_forward_and_its_two_backward_products():
     assert flops == 3 * 2 * 5 * 8 * 4
 
 
+def test_a_recipe_steps_count_is_torchs_flop_counter_modes():
+    """The lean count sums the same formulas as torch's FlopCounterMode, here over a whole MTPSL step (extra
+    views, its mapping network, Adam)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mtlbench.data.synthrooms import SynthRooms
+    from mtlbench.methods import METHODS, Recipe
+    from mtlbench.models.segnet import SegNet
+
+    data = SynthRooms(height=32, width=64, train=4, val=1, test=1)
+    tasks = {k: v for k, v in data.tasks().items() if k in ("seg", "depth")}
+    images, targets = data.load("train").select(list(tasks)).batch(torch.arange(4), tasks)
+
+    def step():
+        torch.manual_seed(0)
+        recipe = Recipe(METHODS.get("mtpsl"), tasks, SegNet(tasks, 0.0625))
+        recipe.train_batches(torch.optim.Adam(recipe.parameters(), 1e-3), [(images, targets, torch.ones(4, 2))])
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    assert counted_flops(step)[1] == counter.get_total_flops() > 0
+
+
 def test_counting_a_step_changes_no_number():
     def trained(count: bool) -> list[torch.Tensor]:
         torch.manual_seed(0)

@@ -234,7 +234,6 @@ def pareto_figure(tables: list[Table]):
         front = pareto_front(list(zip(x, y)))
         axis.step(x[front], y[front], where="post", color="grey", linestyle="--", linewidth=0.8)
         axis.axhline(0, color="black", linewidth=0.8)
-        axis.set_xscale("log")
         axis.set_xlabel(f"training time per epoch, × {table.baseline} ({table.costs.reference().device})")
         axis.set_ylabel(f"ΔMTL % vs {table.baseline} (95% CI of the paired difference)")
         left_out = [m for m in table.rows.index if m not in rows.index]
