@@ -2,7 +2,7 @@
 
 Every job's run carries what its result.json holds for a leaderboard: the ``mtlbench`` config block (job id,
 dataset, scenario, method, seed, params, metric directions, primary metrics) and the test metrics, hardware,
-metric conventions, the constant prediction's metrics and the diverged tasks in its summary. The suite-level run (``<suite>-leaderboard``) carries the suite's
+metric conventions, the constant prediction's metrics, the diverged tasks and the job's costs in its summary. The suite-level run (``<suite>-leaderboard``) carries the suite's
 summary (method order, baseline, published numbers, ...). For ``leaderboard.select: best_val`` the runs' logged
 epochs (their history) are fetched too: each row holds an epoch's stage, validation and, with
 ``train.test_every_epoch``, test metrics. ``fetch`` is the only call to the server (the public API); everything
@@ -98,7 +98,13 @@ def result_of(run: RunRecord) -> dict[str, Any]:
             **({"commit": run.summary["commit"]} if "commit" in run.summary else {}),
             "metrics_version": run.summary.get("metrics_version", 1),
             "constant": nested(run.summary, "constant"), "diverged": list(run.summary.get("diverged", [])),
+            **({"costs": costs} if (costs := under(run.summary, "costs")) else {}),
             "config": {"tuned": meta.get("params") == "tuned"}}
+
+
+def under(summary: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The ``prefix/NAME`` keys of a summary as {NAME: value} (a job's ``costs``, flattened when logged)."""
+    return {key[len(prefix) + 1:]: value for key, value in summary.items() if key.startswith(prefix + "/")}
 
 
 def suite_from_runs(runs: list[RunRecord], suite: str | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
