@@ -269,6 +269,8 @@ def test_budget_suite_runs_end_to_end_without_reading_the_test_split_for_estimat
     for task in ("cls", "seg"):
         fit = by_method[f"taba-reduction-{task}"][0]["estimate"]
         assert 0 <= fit["beta"] <= 1 and [p["pseudo_labels"] for p in fit["curve"]] == [6, 12]
+        costs = by_method[f"taba-reduction-{task}"][0]["costs"]  # its 2 ensemble and 2 pseudo-label trainings
+        assert costs["step_flops"] > 0 and costs["parameters"] > 0 and costs["epoch_seconds"] > 0
     table = suite.details["tables"][0]
     taba_jobs = [r for s in table["settings"] for r in s["rows"] if r["allocator"].startswith("TABA")]
     for row in taba_jobs:

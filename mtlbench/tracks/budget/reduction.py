@@ -25,6 +25,7 @@ import torch
 from ...data import Split
 from ...tasks import Task
 from ...jobs import KINDS, EpochCallback
+from ...train.costs import PeakMemory, job_costs
 from ...train.settings import JobSpec
 from ...train.trainer import (Stage, StageResult, derive_seed, job_outcome, load_job_data,
                              resolve_device, train_stage)
@@ -106,6 +107,8 @@ def run_reduction(config: dict[str, Any], job_dir: Path, on_epoch: EpochCallback
     settings = ReductionSettings(**{k: v for k, v in config["reduction"].items() if k != "task"})
     name = config["reduction"]["task"]
     device = resolve_device(job.train.device)
+    memory = PeakMemory(device)
+    memory.reset()
     data = load_job_data(job, device, test=False)
     task = data.tasks[name]
     column = job.tasks.index(name)
@@ -146,6 +149,7 @@ def run_reduction(config: dict[str, Any], job_dir: Path, on_epoch: EpochCallback
     gains = [p - seed_score for p in points]
     beta, delta_s, error = fit_reduction(a_values, gains, settings.fit_steps)
     outcome = job_outcome({name: task}, mask[:, [column]], results, device)
+    outcome["costs"] = job_costs(results.values(), job.train.epochs, memory)  # all its trainings: per epoch of each
     outcome["estimate"] = {"task": name, "beta": beta, "delta_s": delta_s, "fit_l1": error, "seed_labels": n,
                            "metric": task.primary, "seed_score": seed_score,
                            "curve": [{"pseudo_labels": a, "score": p, "gain": g}
