@@ -119,8 +119,9 @@ class Suite:
         for job in self.jobs:
             scenario = job.config["scenario"]
             key = json.dumps({k: v for k, v in scenario.items() if k != parameter}, sort_keys=True)
-            named = [c for c in curves.values() if c.split(" #")[0] == scenario["name"]]
-            curves.setdefault(key, scenario["name"] + (f" #{len(named) + 1}" if named else ""))
+            if key not in curves:
+                named = sum(curve.split(" #")[0] == scenario["name"] for curve in curves.values())
+                curves[key] = scenario["name"] + (f" #{named + 1}" if named else "")
             at[job.scenario] = {"curve": curves[key], "value": scenario[parameter]}
         return {"parameter": parameter, "values": self.raw.sweep.values, "at": at}
 

@@ -32,8 +32,9 @@ def main(suite_path: str) -> None:
         return logs
 
     trainer.StageParts.train_step = timed
-    for job in load_suite(suite_path).jobs:
-        if job.seed not in (0, 1) or job.scenario != load_suite(suite_path).jobs[0].scenario:
+    jobs = load_suite(suite_path).jobs
+    for job in jobs:
+        if job.seed not in (0, 1) or job.scenario != jobs[0].scenario:
             continue
         steps.clear()
         with tempfile.TemporaryDirectory() as folder:

@@ -33,7 +33,6 @@ from .stats import holm, paired_p, t_interval
 
 DELTA = ("delta", "")
 ACC = ("acc_mtl", "")  # Yun and Cho 2023 Eq. 8 over the metrics entering ΔMTL (leaderboard.acc_mtl)
-COLUMN_GROUPS = LEADERBOARD_COLUMNS  # what leaderboard.columns chooses from
 
 
 class LeaderboardError(UserError, ValueError):
@@ -62,7 +61,7 @@ class Table:
     constant: dict[tuple[str, str], float] = dataclasses.field(default_factory=dict)  # column -> the constant's
     acc: bool = False  # whether rows carry Acc_MTL (acc_mean, acc_std) and by_seed[ACC]
     costs: TableCosts | None = None  # what each method cost (leaderboard/costs.py)
-    shown: tuple[str, ...] = COLUMN_GROUPS  # the column groups asked for (leaderboard.columns, --columns)
+    shown: tuple[str, ...] = LEADERBOARD_COLUMNS  # the column groups asked for (leaderboard.columns, --columns)
     swept: tuple[str, str, float] | None = None  # on a sweep's curve: (curve, parameter, value), leaderboard/sweep.py
 
     def shows(self, group: str) -> bool:
@@ -111,7 +110,7 @@ def suite_order(first: list[str], present: set[str]) -> list[str]:
 def tables(results: list[dict[str, Any]], baseline: str, chosen: dict[str, list[str]],
            methods: list[str] = (), scenarios: list[str] = (),
            expected: dict[str, list[Any]] | None = None, acc: bool = False,
-           finished: set[str] | None = None, shown: tuple[str, ...] = COLUMN_GROUPS) -> list[Table]:
+           finished: set[str] | None = None, shown: tuple[str, ...] = LEADERBOARD_COLUMNS) -> list[Table]:
     """One table per (dataset, scenario), scenarios in the suite's order; rows in the suite's method order.
     ``expected`` (job id -> [dataset, scenario, method, seed], from the suite's summary) lets each table mark the
     methods with fewer finished seeds than the suite asks for, and name the jobs they lack (``finished``: the ids of

@@ -100,7 +100,7 @@ def job_costs(stages: Iterable[Any], epochs: int, memory: PeakMemory) -> dict[st
     images = sum(record["seconds"] * record["images_per_second"] for record in records)
     flops = [stage.step_flops for stage in stages]
     return {
-        "epoch_seconds": sum(stage.train_seconds for stage in stages) / epochs,
+        "epoch_seconds": train_seconds / epochs,
         "evaluation_seconds": sum(record.get("eval_seconds", 0.0) for record in records) / epochs,
         "samples_per_second": images / train_seconds if train_seconds > 0 else None,
         "step_flops": sum(flops) if None not in flops else None,
