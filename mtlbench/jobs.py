@@ -147,11 +147,48 @@ RESUMED = "resumed"
 ResultLookup = Callable[[str], "dict[str, Any] | None"]
 
 
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """Where a stage's epoch stands after a training step: what a progress bar inside the epoch shows."""
+
+    stage: str
+    epoch: int  # from 1
+    epochs: int
+    batches: int  # trained in this epoch so far
+    of: int  # the epoch's batches
+    images: int  # trained in this epoch so far
+    seconds: float  # since the epoch started
+    logs: Mapping[str, Any]  # the step's logs, summed over its ``group`` batches; tensors on the job's device
+    group: int = 1
+
+    def loss(self) -> float:
+        """The step's training loss, summed over its tasks, per batch. Reading it waits for the device: call it
+        rarely (a progress bar a few times a second), never at every step."""
+        return float(sum(value for key, value in self.logs.items() if key.startswith("loss/"))) / self.group
+
+
+StepCallback = Callable[[Step], None]
+
+
+def ignore(_: Any) -> None:
+    """A hook nobody listens to."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Hooks:
+    """What a job tells whoever runs it while it trains, as Lightning's callbacks: ``epoch`` gets each epoch's
+    record (a resumed job first replays those of its checkpoint, marked ``{RESUMED: True}``), ``step`` each
+    training step's ``Step``. The trainer calls them and knows none of their listeners."""
+
+    epoch: EpochCallback = ignore
+    step: StepCallback = ignore
+
+
 class JobKind(Protocol):
     """How a job of a kind runs: ``run`` trains it and returns the outcome the runner records in result.json
     (``test`` and ``val`` metrics, ``history``, ...; ``estimate`` for jobs that estimate something)."""
 
-    def run(self, config: dict[str, Any], job_dir: Any, on_epoch: EpochCallback, test: bool) -> dict[str, Any]: ...
+    def run(self, config: dict[str, Any], job_dir: Any, hooks: Hooks, test: bool) -> dict[str, Any]: ...
 
 
 @dataclasses.dataclass(frozen=True)

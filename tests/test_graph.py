@@ -89,10 +89,10 @@ def test_a_job_whose_need_failed_is_blocked_not_run_and_shown_by_status(write_su
     stl, amtl, supervised = suite.jobs
     original = Train.run
 
-    def failing_stl(self, config, job_dir, on_epoch, test):
+    def failing_stl(self, config, job_dir, hooks, test):
         if config["method"]["networks"] == "per_task":
             raise RuntimeError("out of memory on purpose\nsecond line")
-        return original(self, config, job_dir, on_epoch, test)
+        return original(self, config, job_dir, hooks, test)
 
     monkeypatch.setattr(Train, "run", failing_stl)
     progress = Recorder(suite.jobs)

@@ -304,10 +304,10 @@ def test_a_method_with_fewer_seeds_is_marked_never_bold_and_its_missing_jobs_nam
     lost = suite.jobs[3]  # supervised, seed 1
     original = Train.run
 
-    def lose_one(self, config, job_dir, on_epoch, test):
+    def lose_one(self, config, job_dir, hooks, test):
         if Path(job_dir).name == lost.id:
             raise RuntimeError("lost on purpose")
-        return original(self, config, job_dir, on_epoch, test)
+        return original(self, config, job_dir, hooks, test)
 
     monkeypatch.setattr(Train, "run", lose_one)
     assert run(path, tmp_path / "results") == 1
@@ -534,11 +534,11 @@ def test_a_job_that_deletes_its_own_folder_fails_alone(write_suite, tmp_path, mo
     path = write_suite({"methods": ["stl", "supervised"], "train": FAST})
     original = Train.run
 
-    def vandal(self, config, job_dir, on_epoch, test):
+    def vandal(self, config, job_dir, hooks, test):
         if config["method"]["networks"] == "per_task":
             shutil.rmtree(job_dir)
             raise RuntimeError("folder gone")
-        return original(self, config, job_dir, on_epoch, test)
+        return original(self, config, job_dir, hooks, test)
 
     monkeypatch.setattr(Train, "run", vandal)
     assert run(path, tmp_path / "results") == 1

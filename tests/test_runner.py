@@ -85,10 +85,10 @@ def test_a_failing_job_does_not_lose_the_others(write_suite, tmp_path, capsys, m
     good, bad = load_suite(path).jobs
     original = Train.run
 
-    def fail_one(self, config, job_dir, on_epoch, test):
+    def fail_one(self, config, job_dir, hooks, test):
         if Path(job_dir).name == bad.id:
             raise RuntimeError("this job fails on purpose")
-        return original(self, config, job_dir, on_epoch, test)
+        return original(self, config, job_dir, hooks, test)
 
     monkeypatch.setattr(Train, "run", fail_one)
     assert run(path, results) == 1
@@ -105,10 +105,12 @@ def test_malformed_suite_fails_before_any_job_starts(write_suite, tmp_path, caps
 
 
 @pytest.mark.skipif(os.cpu_count() < 2, reason="needs two cores for two CPU workers")
-def test_parallel_workers_run_every_job(write_suite, tmp_path):
+def test_parallel_workers_run_every_job_and_report_to_the_parent(write_suite, tmp_path, capsys):
     path = write_suite({"methods": ["supervised"], "seeds": [0, 1]})
     assert run(path, tmp_path / "results", "--workers", "2") == 0
     assert len(list((tmp_path / "results" / "tiny").glob("*/result.json"))) == 2
+    shown = capsys.readouterr().out  # the parent's own output: the workers send it their events
+    assert shown.count("] epoch ") == 2 * 2 and shown.count("] done ") == 2 and "[2/2 done · " in shown
 
 
 def test_amtl_takes_its_potentials_from_the_suites_stl_validation_results(write_suite, tmp_path):

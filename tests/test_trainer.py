@@ -9,6 +9,7 @@ from mtlbench.methods import METHODS, Recipe
 from conftest import preset
 from mtlbench.models import DeepLabResNet50, SegNet
 from mtlbench.tracking import flatten
+from mtlbench.jobs import Hooks
 from mtlbench.train import checkpoint, run_job
 
 TASKS = {k: v for k, v in SynthRooms().tasks().items() if k in ("seg", "depth", "normal")}
@@ -106,7 +107,7 @@ def straight_and_resumed(job, folder, stop_at: int):
             raise Stop
 
     with pytest.raises(Stop):
-        run_job(job, folder / "b", stop)
+        run_job(job, folder / "b", Hooks(epoch=stop))
     return straight, run_job(job, folder / "b")
 
 

@@ -25,12 +25,12 @@ from ..config import Suite
 from ..files import non_finite_fields
 from ..interrupts import exit_code_of, interrupt_behind, sigterm_as_interrupt
 from ..provenance import source_commit
-from ..jobs import KINDS, RESOLVERS, RESUMED, Job, Resolution, blocked_by, levels
+from ..jobs import KINDS, RESOLVERS, RESUMED, Hooks, Job, Resolution, blocked_by, levels
 from ..tasks import METRICS_VERSION
 from ..track import TRACKS, summary_track
 from ..tracking import open_run
 from .claims import STALE_AFTER, Claims
-from .progress import Progress
+from .progress import Progress, Relay, replay
 from .store import Store
 
 FINISHED, FAILED, ELSEWHERE = "finished", "failed", "elsewhere"
@@ -61,7 +61,7 @@ class Validation:
     score: Callable[[dict[str, Any]], dict[str, float]] = lambda record: {}
 
 
-def execute(job: Job, options: RunOptions, project: str, entity: str | None, progress: Progress,
+def execute(job: Job, options: RunOptions, project: str, entity: str | None, progress: Progress | Relay,
             validation: Validation | None = None) -> dict[str, Any]:
     """Train one job into the store; returns its result record (``test`` empty under ``validation``)."""
     started = time.perf_counter()
@@ -90,7 +90,8 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
             progress.epoch(job, record)
 
     try:
-        outcome = KINDS.get(job.kind)().run(config, job_dir, on_epoch, validation is None)
+        hooks = Hooks(epoch=on_epoch, step=lambda step: progress.step(job, step))
+        outcome = KINDS.get(job.kind)().run(config, job_dir, hooks, validation is None)
     except BaseException as caught:  # pruned, interrupted or failed: the W&B run says so and the job resumes later
         error = interrupt_behind(caught)
         run.finish({"stopped": type(error).__name__}, exit_code=exit_code_of(error))
@@ -169,7 +170,7 @@ def resolve_inputs(job: Job, store: Store) -> Resolution:
     return resolution
 
 
-def run_one(job: Job, options: RunOptions, project: str, entity: str | None, progress: Progress) -> str:
+def run_one(job: Job, options: RunOptions, project: str, entity: str | None, progress: Progress | Relay) -> str:
     """Claim the job and train it: FINISHED (also when another runner finished it first), FAILED, or
     ELSEWHERE when another live runner holds it."""
     store = Store(options.results)
@@ -179,8 +180,9 @@ def run_one(job: Job, options: RunOptions, project: str, entity: str | None, pro
         progress.elsewhere(job, claims.holder(store.job_dir(job)))
         return ELSEWHERE
     with held:
-        if store.is_done(job) and not options.force:
-            progress.skipped(job)
+        finished = store.result(job.suite, job.id)
+        if finished is not None and not options.force:
+            progress.skipped(job, finished.get("wall_seconds"))
             return FINISHED
         start = time.monotonic()
         progress.started(job)
@@ -220,32 +222,37 @@ def run_suite(suite: Suite, options: RunOptions, progress: Progress | None = Non
     dies). Returns the jobs that failed or were blocked."""
     store = Store(options.results)
     store.write_suite(suite.name, suite.summary())
-    progress = progress or Progress(suite.jobs)
+    progress = progress or Progress(suite.jobs, workers=options.workers)
     project, entity = suite.raw.wandb.project, suite.raw.wandb.entity
     ledger = Ledger()
     graph = levels(suite.jobs)
-    while True:
-        moved = False
-        for level in graph:
-            runnable = [job for job in level if not ledger.settled(job) and ready(job, store, options, ledger, progress)]
-            if options.workers <= 1 or len(runnable) <= 1:
-                outcomes = {job.id: run_one(job, options, project, entity, progress) for job in runnable}
-            else:
-                outcomes = run_parallel(runnable, options, project, entity)
-            for job in runnable:
-                moved |= settle(job, outcomes[job.id], store, ledger)
-        if all(ledger.settled(job) for job in suite.jobs):
-            break
-        if not moved:
-            time.sleep(options.poll)  # what is left is held by other runners (or needs what they hold)
+    try:
+        while True:
+            moved = False
+            for level in graph:
+                runnable = [job for job in level
+                            if not ledger.settled(job) and ready(job, store, options, ledger, progress)]
+                if options.workers <= 1 or len(runnable) <= 1:
+                    outcomes = {job.id: run_one(job, options, project, entity, progress) for job in runnable}
+                else:
+                    outcomes = run_parallel(runnable, options, project, entity, progress)
+                for job in runnable:
+                    moved |= settle(job, outcomes[job.id], store, ledger)
+            if all(ledger.settled(job) for job in suite.jobs):
+                break
+            if not moved:
+                time.sleep(options.poll)  # what is left is held by other runners (or needs what they hold)
+    finally:
+        progress.close()
     return [job for job in suite.jobs if job.id in ledger.failed]
 
 
 def ready(job: Job, store: Store, options: RunOptions, ledger: Ledger, progress: Progress) -> bool:
     """Whether the job should run now; settles it in the ledger if it is finished or blocked."""
-    if (job.id in ledger.ran or not options.force) and store.is_done(job):
+    finished = store.result(job.suite, job.id) if job.id in ledger.ran or not options.force else None
+    if finished is not None:
         if job.id not in ledger.ran:
-            progress.skipped(job)
+            progress.skipped(job, finished.get("wall_seconds"))
             store.tidy(job)
         ledger.done.add(job.id)
         return False
@@ -285,7 +292,9 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _worker(queue: Any, outcomes: Any, options: RunOptions, project: str, entity: str | None) -> None:
+def _worker(queue: Any, results: Any, options: RunOptions, project: str, entity: str | None) -> None:
+    """Runs the jobs it takes from ``queue`` until it takes None; puts each one's outcome on ``results`` as
+    ``("outcome", job id, outcome)``, its progress events before it (``Relay``)."""
     import torch
 
     from ..plugins import load_plugins
@@ -300,28 +309,36 @@ def _worker(queue: Any, outcomes: Any, options: RunOptions, project: str, entity
                 job = queue.get()
                 if job is None:
                     return
-                outcomes.put((job.id, run_one(job, options, project, entity, Progress([job], live=False))))
+                results.put(("outcome", job.id, run_one(job, options, project, entity, Relay(results))))
     except KeyboardInterrupt:  # the parent stops the suite: the job keeps its last checkpoint
         return
 
 
-def collect(results: Any, workers: list[Any], jobs: list[Job]) -> dict[str, str]:
-    """Each job's outcome from the workers; a job whose worker died without a word (killed, out of memory)
-    counts as failed."""
+def collect(results: Any, workers: list[Any], jobs: list[Job], progress: Progress) -> dict[str, str]:
+    """Each job's outcome from the workers, their progress events replayed on ``progress``; a job whose worker
+    died without a word (killed, out of memory) counts as failed."""
     import queue as queues
 
     outcomes: dict[str, str] = {}
     while len(outcomes) < len(jobs):
         try:
-            job_id, outcome = results.get(timeout=1.0)
-            outcomes[job_id] = outcome
+            message = results.get(timeout=1.0)
         except queues.Empty:
             if not any(process.is_alive() for process in workers):
                 break
+            continue
+        if message[0] == "outcome":
+            outcomes[message[1]] = message[2]
+        else:
+            replay(progress, message)
+    for job in jobs:
+        if job.id not in outcomes:
+            progress.failed(job, "its worker process died without a word (killed, or out of memory)")
     return {job.id: outcomes.get(job.id, FAILED) for job in jobs}
 
 
-def run_parallel(jobs: list[Job], options: RunOptions, project: str, entity: str | None) -> dict[str, str]:
+def run_parallel(jobs: list[Job], options: RunOptions, project: str, entity: str | None,
+                 progress: Progress) -> dict[str, str]:
     """The jobs spread over one worker process per device; their outcomes by job id."""
     context = multiprocessing.get_context("spawn")
     queue, results = context.Queue(), context.Queue()
@@ -335,7 +352,7 @@ def run_parallel(jobs: list[Job], options: RunOptions, project: str, entity: str
             process = context.Process(target=_worker, args=(queue, results, worker_options, project, entity))
             process.start()
             workers.append(process)
-        outcomes = collect(results, workers, jobs)
+        outcomes = collect(results, workers, jobs, progress)
     except BaseException:  # interrupted: the workers stop with the run, each job keeps its last checkpoint
         for process in workers:
             process.terminate()

@@ -135,17 +135,21 @@ class Slurm:
         jobs that did not finish."""
         progress = Progress(suite.jobs)
         shown: dict[str, str] = {}
-        while True:
-            states = record.states()
-            for job in suite.jobs:
-                state = "done" if store.is_done(job) else "failed" if store.has_failed(job) else \
-                    states.get(job.id, {}).get("state", "")
-                if state and shown.get(job.id) != state:
-                    shown[job.id] = state
-                    progress.note(job, state, store.error_line(job) if state == "failed" else "")
-            if not any(s["state"] in ACTIVE for s in states.values()):
-                break
-            time.sleep(self.poll)
+        try:
+            while True:
+                states = record.states()
+                for job in suite.jobs:
+                    state = "done" if store.is_done(job) else "failed" if store.has_failed(job) else \
+                        states.get(job.id, {}).get("state", "")
+                    if state and shown.get(job.id) != state:
+                        shown[job.id] = state
+                        progress.note(job, state, store.error_line(job) if state == "failed" else "",
+                                      (store.result(job.suite, job.id) or {}).get("wall_seconds"))
+                if not any(s["state"] in ACTIVE for s in states.values()):
+                    break
+                time.sleep(self.poll)
+        finally:
+            progress.close()
         return [job for job in suite.jobs if not store.is_done(job)]
 
 

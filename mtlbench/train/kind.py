@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..jobs import KINDS, EpochCallback
+from ..jobs import KINDS, Hooks
 from .observers import OBSERVERS
 from .trainer import run_job
 
@@ -14,6 +14,6 @@ class Train:  # registered as a class, like every plugin: the runner calls KINDS
     """An ordinary job: the trainer's ``run_job`` on its config, with the step observers it asks for
     (``train.observe``)."""
 
-    def run(self, config: dict[str, Any], job_dir: Any, on_epoch: EpochCallback, test: bool) -> dict[str, Any]:
+    def run(self, config: dict[str, Any], job_dir: Any, hooks: Hooks, test: bool) -> dict[str, Any]:
         observers = [OBSERVERS.get(name) for name in config["train"].get("observe", [])]
-        return run_job(config, job_dir, on_epoch, test=test, observers=observers)
+        return run_job(config, job_dir, hooks, test=test, observers=observers)

@@ -29,7 +29,7 @@ from ..data import DATASETS, SPLITS, LabelPlan, Split, scenario
 from ..data.augment import Augment
 from ..errors import UserError
 from ..files import write_atomic
-from ..jobs import RESUMED, EpochCallback
+from ..jobs import RESUMED, EpochCallback, Hooks, Step, StepCallback
 from ..kernels import cpu_kernels, use_cpu_kernels
 from ..methods import Recipe
 from ..models import MODELS
@@ -274,11 +274,11 @@ def smoothed(tasks: dict[str, Task], label_smoothing: float) -> dict[str, Task]:
             for name, task in tasks.items()}
 
 
-def run_job(config: dict[str, Any], job_dir: Path, on_epoch: EpochCallback = lambda record: None,
-            test: bool = True, observers: Sequence[ObserverFactory] = ()) -> dict[str, Any]:
+def run_job(config: dict[str, Any], job_dir: Path, hooks: Hooks = Hooks(), test: bool = True,
+            observers: Sequence[ObserverFactory] = ()) -> dict[str, Any]:
     """Train and test one job; returns the result record (without the bookkeeping the runner adds).
 
-    ``observers`` watch every stage's training steps (the caller's hooks: the trainer knows none of them);
+    ``hooks`` hear of every epoch and step (progress, W&B: the runner's); ``observers`` watch every stage's training steps (the caller's hooks: the trainer knows none of them);
     what they report on the first stage is the outcome's ``observed`` list. With ``test=False`` (tuning
     trials, estimates that decide an experiment) the test split is never loaded and ``test`` is empty.
     """
@@ -292,7 +292,7 @@ def run_job(config: dict[str, Any], job_dir: Path, on_epoch: EpochCallback = lam
     write_atomic(job_dir / "mask.npy", lambda stream: np.save(stream, data.plan.mask))
     stages = plan_stages(job.method["networks"], data.tasks, data.splits["train"], data.plan)
     results = {stage.name: train_stage(stage, job, data.splits, device, job_dir / f"checkpoint-{stage.name}.pt",
-                                       on_epoch, observers) for stage in stages}
+                                       hooks, observers) for stage in stages}
     outcome = job_outcome(data.tasks, data.plan.mask, results, device)
     outcome["data_seconds"] = data_seconds
     outcome["costs"] = job_costs(results.values(), job.train.epochs, memory)
@@ -435,20 +435,25 @@ class EpochTrained:
         return {key: float(value) / self.batches for key, value in self.sums.items()}
 
 
-def train_one_epoch(parts: StageParts, epoch: int, first_losses: dict[str, Any]) -> EpochTrained:
+def train_one_epoch(parts: StageParts, epoch: int, first_losses: dict[str, Any],
+                    on_step: StepCallback = lambda step: None) -> EpochTrained:
     """One epoch of training steps, the scheduler and the recipe's end of epoch; raises NonFiniteLoss before
     anything of a diverged epoch is validated, checkpointed or logged. ``first_losses`` gets each task's loss at
-    its first step (tensors: no host sync)."""
+    its first step and ``on_step`` each step's ``Step`` (tensors: no host sync)."""
     start = time.perf_counter()
     parts.model.train()
     sums: dict[str, Tensor] = {}
     watch = NonFiniteWatch()
     batches = parts.batches()
     group = parts.recipe.interleaved_batches
+    images = 0
     for first in range(0, len(batches), group):
         loaded = [(*load_batch(parts.stage, index, parts.augment, parts.generators["augment"], parts.device), mask)
                   for index, mask in batches[first:first + group]]  # the mask stays on the CPU
         logs = parts.train_step(loaded)
+        images += sum(len(index) for index, _ in batches[first:first + group])
+        on_step(Step(parts.stage.name, epoch + 1, parts.settings.epochs, first + len(loaded), len(batches), images,
+                     time.perf_counter() - start, logs, len(loaded)))
         if parts.schedule.per_step:
             for _ in loaded:
                 parts.scheduler.step()
@@ -463,7 +468,7 @@ def train_one_epoch(parts: StageParts, epoch: int, first_losses: dict[str, Any])
     watch.check(parts.stage.name, epoch + 1)
     if not parts.schedule.per_step:
         parts.scheduler.step()
-    trained = EpochTrained(sums, len(batches), sum(len(index) for index, _ in batches), 0.0)
+    trained = EpochTrained(sums, len(batches), images, 0.0)
     parts.recipe.end_epoch({k.removeprefix("loss/"): v for k, v in trained.mean_logs().items()
                             if k.startswith("loss/")})
     parts.recipe.check_solvers()
@@ -507,12 +512,12 @@ def save_checkpoint(parts: StageParts, result: StageResult, epoch: int, path: Pa
 
 
 def train_stage(stage: Stage, job: JobSpec, splits: dict[str, Split], device: torch.device,
-                path: Path, on_epoch: EpochCallback, observers: Sequence[ObserverFactory] = ()) -> StageResult:
+                path: Path, hooks: Hooks, observers: Sequence[ObserverFactory] = ()) -> StageResult:
     """Train one stage to ``train.epochs`` (resuming from its checkpoint), validate after every epoch and test
     the last epoch's network when ``splits`` has a test split."""
     settings = job.train
     parts = build_stage(stage, job, splits, device, observers)
-    result = restore(parts, path, on_epoch)
+    result = restore(parts, path, hooks.epoch)
     result.images_left_out = parts.images_left_out()
     result.parameters = parameter_count(parts.model.parameters())
     result.method_parameters = parameter_count(parts.recipe.nets.parameters())
@@ -522,13 +527,13 @@ def train_stage(stage: Stage, job: JobSpec, splits: dict[str, Split], device: to
                       f"(images_left_out_per_epoch)", stacklevel=2)
     first_losses: dict[str, Any] = dict(result.first_loss)
     for epoch in range(result.resumed_from_epoch, settings.epochs):
-        trained = train_one_epoch(parts, epoch, first_losses)
+        trained = train_one_epoch(parts, epoch, first_losses, hooks.step)
         result.first_loss = {task: float(loss) for task, loss in first_losses.items()}
         result.train_seconds += trained.seconds
         record = evaluate_epoch(parts, splits, epoch, trained, result)
         result.history.append(record)
         save_checkpoint(parts, result, epoch, path)
-        on_epoch({**record, "epochs": settings.epochs})
+        hooks.epoch({**record, "epochs": settings.epochs})
     result.model = parts.model
     result.observed = [watcher.report() for watcher in parts.watchers]
     result.step_flops = parts.step_flops

@@ -49,7 +49,7 @@ from ...data.augment import Augment
 from ...train.evaluation import evaluate
 from ...files import finite_or_none
 from ...ids import spelt_as_before
-from ...jobs import KINDS, EpochCallback
+from ...jobs import KINDS, Hooks
 from ...train import run_job
 from ...train.trainer import ObserverFactory, Observed, Stage, autocast_for, derive_seed
 
@@ -254,7 +254,7 @@ class ProbeJob:
     """The job of TABA's informativeness: the MTL network trained on the seed set with a Probe watching its
     steps; the probe's report is the result's ``estimate``. It never loads the test split."""
 
-    def run(self, config: dict[str, Any], job_dir: Path, on_epoch: EpochCallback, test: bool) -> dict[str, Any]:
-        outcome = run_job(config, job_dir, on_epoch, test=False, observers=[Probe.factory(config)])
+    def run(self, config: dict[str, Any], job_dir: Path, hooks: Hooks, test: bool) -> dict[str, Any]:
+        outcome = run_job(config, job_dir, hooks, test=False, observers=[Probe.factory(config)])
         outcome["estimate"] = outcome.pop("observed")[0]
         return outcome

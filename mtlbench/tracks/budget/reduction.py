@@ -24,7 +24,7 @@ import torch
 
 from ...data import Split
 from ...tasks import Task
-from ...jobs import KINDS, EpochCallback
+from ...jobs import KINDS, Hooks
 from ...train.costs import PeakMemory, job_costs
 from ...train.settings import JobSpec
 from ...train.trainer import (Stage, StageResult, derive_seed, job_outcome, load_job_data,
@@ -101,7 +101,7 @@ def pseudo_label(members: list[torch.nn.Module], split: Split, name: str, task: 
     return torch.cat(labels)
 
 
-def run_reduction(config: dict[str, Any], job_dir: Path, on_epoch: EpochCallback) -> dict[str, Any]:
+def run_reduction(config: dict[str, Any], job_dir: Path, hooks: Hooks) -> dict[str, Any]:
     """The job of one task's beta (see the module docstring); its ``estimate`` holds beta and the curve."""
     job = JobSpec.of(config)
     settings = ReductionSettings(**{k: v for k, v in config["reduction"].items() if k != "task"})
@@ -130,7 +130,7 @@ def run_reduction(config: dict[str, Any], job_dir: Path, on_epoch: EpochCallback
     def stage_run(stage_name: str, split: Split) -> StageResult:
         stage = Stage(stage_name, {name: task}, split, torch.ones(len(split), 1), per_task=True,
                       steps=data.plan.steps)
-        return train_stage(stage, job, splits, device, job_dir / f"checkpoint-{stage_name}.pt", on_epoch)
+        return train_stage(stage, job, splits, device, job_dir / f"checkpoint-{stage_name}.pt", hooks)
 
     results = {f"{name}-seed{e}": stage_run(f"{name}-seed{e}", seed_split) for e in range(settings.ensemble)}
     pool_images = train.images[torch.from_numpy(pool).to(device)]
@@ -161,5 +161,5 @@ def run_reduction(config: dict[str, Any], job_dir: Path, on_epoch: EpochCallback
 class ReductionJob:
     """The job of one task's reduction rate (``run_reduction``); it never loads the test split."""
 
-    def run(self, config: dict[str, Any], job_dir: Path, on_epoch: EpochCallback, test: bool) -> dict[str, Any]:
-        return run_reduction(config, job_dir, on_epoch)
+    def run(self, config: dict[str, Any], job_dir: Path, hooks: Hooks, test: bool) -> dict[str, Any]:
+        return run_reduction(config, job_dir, hooks)

@@ -17,7 +17,7 @@ from torch import nn
 
 from ...data import Split
 from ...train.evaluation import evaluate
-from ...jobs import KINDS, EpochCallback
+from ...jobs import KINDS, Hooks
 from ...train import run_job
 from ...train.trainer import ObserverFactory, Observed, Stage, autocast_for
 
@@ -68,9 +68,9 @@ class NetworkJob:
     """A candidate network of the grouping track: an ordinary training job that, with ``esa_fraction`` > 0,
     records ESA's early validation losses as the result's ``estimate``."""
 
-    def run(self, config: dict[str, Any], job_dir: Path, on_epoch: EpochCallback, test: bool) -> dict[str, Any]:
+    def run(self, config: dict[str, Any], job_dir: Path, hooks: Hooks, test: bool) -> dict[str, Any]:
         observers = [EarlyLosses.factory(config)] if config["grouping"]["esa_fraction"] else []
-        outcome = run_job(config, job_dir, on_epoch, test=test, observers=observers)
+        outcome = run_job(config, job_dir, hooks, test=test, observers=observers)
         if observers:
             outcome["estimate"] = outcome.pop("observed")[0]
         return outcome
