@@ -78,7 +78,7 @@ def test_the_peak_resident_memory_starts_again_where_a_job_starts():
 
 
 def test_every_result_records_what_its_job_cost(write_suite, tmp_path):
-    path = write_suite({"methods": ["stl", "supervised", "pcgrad", "jtr"], "scenarios": ["full"],
+    path = write_suite({"methods": ["stl", "supervised", "pcgrad", "jtr", "auto_lambda"], "scenarios": ["full"],
                         "train": {"epochs": 1, "batch_size": 8, "eval_batch_size": 8, "device": "cpu"}})
     assert main(["run", str(path), "--results", str(tmp_path / "r"), "--wandb", "disabled"]) == 0
     costs, forward = {}, {}
@@ -98,3 +98,5 @@ def test_every_result_records_what_its_job_cost(write_suite, tmp_path):
     assert costs["pcgrad"]["step_flops"] > 1.5 * costs["supervised"]["step_flops"]  # a backward per task
     assert costs["jtr"]["method_parameters"] > 0 == costs["supervised"]["method_parameters"]
     assert costs["jtr"]["step_flops"] > costs["supervised"]["step_flops"]  # its auto-encoder's passes
+    # a step with Auto-λ's meta update (its virtual step, a forward and backward on another batch): not the first
+    assert costs["auto_lambda"]["step_flops"] > 2 * costs["supervised"]["step_flops"]

@@ -223,28 +223,32 @@ def run_suite(suite: Suite, options: RunOptions, progress: Progress | None = Non
     store = Store(options.results)
     store.write_suite(suite.name, suite.summary())
     progress = progress or Progress(suite.jobs, workers=options.workers)
-    project, entity = suite.raw.wandb.project, suite.raw.wandb.entity
     ledger = Ledger()
-    graph = levels(suite.jobs)
     try:
-        while True:
-            moved = False
-            for level in graph:
-                runnable = [job for job in level
-                            if not ledger.settled(job) and ready(job, store, options, ledger, progress)]
-                if options.workers <= 1 or len(runnable) <= 1:
-                    outcomes = {job.id: run_one(job, options, project, entity, progress) for job in runnable}
-                else:
-                    outcomes = run_parallel(runnable, options, project, entity, progress)
-                for job in runnable:
-                    moved |= settle(job, outcomes[job.id], store, ledger)
-            if all(ledger.settled(job) for job in suite.jobs):
-                break
-            if not moved:
-                time.sleep(options.poll)  # what is left is held by other runners (or needs what they hold)
+        run_graph(suite, options, store, ledger, progress)
     finally:
         progress.close()
     return [job for job in suite.jobs if job.id in ledger.failed]
+
+
+def run_graph(suite: Suite, options: RunOptions, store: Store, ledger: Ledger, progress: Progress) -> None:
+    """The graph's levels in order, again and again, until every job is settled in ``ledger``."""
+    project, entity = suite.raw.wandb.project, suite.raw.wandb.entity
+    graph = levels(suite.jobs)
+    while True:
+        moved = False
+        for level in graph:
+            runnable = [job for job in level if not ledger.settled(job) and ready(job, store, options, ledger, progress)]
+            if options.workers <= 1 or len(runnable) <= 1:
+                outcomes = {job.id: run_one(job, options, project, entity, progress) for job in runnable}
+            else:
+                outcomes = run_parallel(runnable, options, project, entity, progress)
+            for job in runnable:
+                moved |= settle(job, outcomes[job.id], store, ledger)
+        if all(ledger.settled(job) for job in suite.jobs):
+            return
+        if not moved:
+            time.sleep(options.poll)  # what is left is held by other runners (or needs what they hold)
 
 
 def ready(job: Job, store: Store, options: RunOptions, ledger: Ledger, progress: Progress) -> bool:

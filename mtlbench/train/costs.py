@@ -2,8 +2,9 @@
 Nishi et al. 2024 Tables 6-7 and 18-19 peak memory and time): a result's ``costs``.
 
 - FLOPs of one training step, the method's own work included (its extra forwards, one backward per task, a
-  double backward), counted by ``torch.utils.flop_counter``'s formulas on the first step a process trains: the real step,
-  whose numbers the counter leaves untouched, so nothing is built or run twice. The counter counts convolutions,
+  double backward), counted by ``torch.utils.flop_counter``'s formulas on the second step a process trains (an
+  epoch's first can lack work every other step does: Auto-λ's meta update): the real step, whose numbers the counter
+  leaves untouched, so nothing is built or run twice. The counter counts convolutions,
   linear layers and matrix products (a multiply-add is 2 FLOPs) and nothing else: not activations, normalisation,
   interpolation or the optimiser's update.
 - Peak memory: on CUDA torch's peak allocation, else the process's peak resident set (Linux's ``VmHWM``), both reset

@@ -354,11 +354,18 @@ class StageParts:
     autocast: Callable[[], contextlib.AbstractContextManager]
     min_batch: int  # the model's smallest trainable batch: a shorter last batch of an epoch is left out
     watchers: list[StepObserver] = field(default_factory=list)
-    step_flops: int | None = None  # counted on the first step this process trains (or restored)
+    step_flops: int | None = None  # counted on a step this process trains (or restored): ``counts``
 
-    def train_step(self, loaded: list[tuple[Tensor, dict[str, Tensor], Tensor]]) -> dict[str, Tensor]:
-        """The recipe's update(s) of ``loaded``; the first step is also counted, per batch (costs.py)."""
-        if self.step_flops is not None:
+    def counts(self, first: int, steps: int) -> bool:
+        """Whether the epoch's step at batch ``first`` of ``steps`` batches is the one whose FLOPs the stage
+        records: the second step of the first epoch this process trains, or the only one. Not the first: a method
+        may skip work there that every other step does (Auto-λ's meta update needs the previous batch)."""
+        group = self.recipe.interleaved_batches
+        return self.step_flops is None and (first == group or steps <= group)
+
+    def train_step(self, loaded: list[tuple[Tensor, dict[str, Tensor], Tensor]], count: bool) -> dict[str, Tensor]:
+        """The recipe's update(s) of ``loaded``; with ``count``, also counted, per batch (costs.py)."""
+        if not count:
             return self.recipe.train_batches(self.optimizer, loaded)
         logs, flops = counted_flops(lambda: self.recipe.train_batches(self.optimizer, loaded))
         self.step_flops = flops // len(loaded)
@@ -450,7 +457,7 @@ def train_one_epoch(parts: StageParts, epoch: int, first_losses: dict[str, Any],
     for first in range(0, len(batches), group):
         loaded = [(*load_batch(parts.stage, index, parts.augment, parts.generators["augment"], parts.device), mask)
                   for index, mask in batches[first:first + group]]  # the mask stays on the CPU
-        logs = parts.train_step(loaded)
+        logs = parts.train_step(loaded, parts.counts(first, len(batches)))
         images += sum(len(index) for index, _ in batches[first:first + group])
         on_step(Step(parts.stage.name, epoch + 1, parts.settings.epochs, first + len(loaded), len(batches), images,
                      time.perf_counter() - start, logs, len(loaded)))
