@@ -87,6 +87,20 @@ SETTLED = ("done", "failed", "blocked")
 STEP_INTERVAL = 0.25  # seconds between two redraws of a job's bar (each reads the loss, which waits for the device)
 
 
+class Throttle:
+    """Whether a job's step is due to be shown: at most one every ``STEP_INTERVAL`` seconds per job."""
+
+    def __init__(self) -> None:
+        self.shown: dict[str, float] = {}
+
+    def due(self, job: Job) -> bool:
+        now = time.monotonic()
+        if now - self.shown.get(job.id, 0.0) < STEP_INTERVAL:
+            return False
+        self.shown[job.id] = now
+        return True
+
+
 class Progress:
     """The suite's progress, live on a terminal or as plain lines (``live``; default: whether ``stream`` is a
     terminal). ``workers``: how many jobs run at once, for the estimate of the end."""
@@ -101,7 +115,7 @@ class Progress:
         self.holders: dict[str, str] = {}  # job id -> the runner said to hold it
         self.timings = Timings()
         self.began: dict[str, float] = {}
-        self.drawn: dict[str, float] = {}  # job id -> when its bar was last redrawn
+        self.throttle = Throttle()
         self.start = time.monotonic()
         self.display: Any = None  # the live view (rich), made at the first event
         self.bars: dict[str, Any] = {}  # job id -> its bar in the live view
@@ -123,7 +137,7 @@ class Progress:
     def step(self, job: Job, step: Step) -> None:
         """After each training step: at most one redraw every ``STEP_INTERVAL`` seconds, and none off a
         terminal."""
-        if self.live and self._due(job):
+        if self.live and self.throttle.due(job):
             self.position(job, Position.of_step(step))
 
     def position(self, job: Job, position: Position) -> None:
@@ -220,13 +234,6 @@ class Progress:
         if self.display is not None and job.id in self.bars:
             self.display.remove_task(self.bars.pop(job.id))
 
-    def _due(self, job: Job) -> bool:
-        now = time.monotonic()
-        if now - self.drawn.get(job.id, 0.0) < STEP_INTERVAL:
-            return False
-        self.drawn[job.id] = now
-        return True
-
     def _line(self, text: str, style: str = "", tally: bool = False) -> None:
         line = f"[{time.monotonic() - self.start:7.1f}s] {text}"
         if not self.live:
@@ -276,7 +283,7 @@ class Relay:
 
     def __init__(self, queue: Any) -> None:
         self.queue = queue
-        self.drawn: dict[str, float] = {}
+        self.throttle = Throttle()
 
     def _send(self, event: str, job: Job, *arguments: Any) -> None:
         self.queue.put(("progress", event, job.id, arguments))
@@ -288,9 +295,7 @@ class Relay:
         self._send("started", job)
 
     def step(self, job: Job, step: Step) -> None:
-        now = time.monotonic()
-        if now - self.drawn.get(job.id, 0.0) >= STEP_INTERVAL:
-            self.drawn[job.id] = now
+        if self.throttle.due(job):
             self._send("position", job, Position.of_step(step))
 
     def epoch(self, job: Job, record: dict[str, Any]) -> None:
