@@ -22,7 +22,7 @@ from .data.scenarios import ScenarioError
 from .errors import UserError
 from .files import check_name
 from .ids import spelt_as_before
-from .jobs import GraphError, Job, check_graph
+from .jobs import GraphError, Job, check_graph, with_kept_weights
 from .methods import AXES, AXIS_ALIASES, METHODS, NETWORKS
 from .models import MODELS, parameter_count
 from .registry import Registry, RegistryError, build, parameters
@@ -183,7 +183,7 @@ def load_suite(path: str | Path, overrides: list[str] = ()) -> Suite:
     track = track_of(raw, path)
     plugin_track = TRACKS.get(track)()
     jobs, details = plugin_track.expand(raw, path)
-    jobs = with_part_inputs(jobs, path)
+    jobs = with_kept_weights(with_part_inputs(jobs, path))
     try:
         check_graph(jobs)
     except GraphError as error:

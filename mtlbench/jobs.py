@@ -12,6 +12,7 @@ by name and knows none of them.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from .errors import UserError
@@ -34,6 +35,7 @@ class Job:
     kind: str = "train"  # a name in KINDS: how the job runs
     inputs: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # resolver -> job ids
     name: str = ""  # what results and tables call the job (default: its method's name)
+    keeps_weights: bool = False  # another job reads its trained weights (a teacher): kept when it finishes
 
     @property
     def needs(self) -> tuple[str, ...]:
@@ -144,7 +146,15 @@ def blocked_by(job: Job, failed: Mapping[str, tuple[str, str]]) -> tuple[str, st
 # records and W&B run hold every epoch however the earlier attempt ended.
 EpochCallback = Callable[[dict[str, Any]], None]
 RESUMED = "resumed"
-ResultLookup = Callable[[str], "dict[str, Any] | None"]
+
+
+class ResultLookup(Protocol):
+    """What a resolver reads of the jobs it needs: a finished job's result.json (None if it has none), and the
+    folder that holds the files it keeps (a teacher's weights)."""
+
+    def __call__(self, job_id: str) -> dict[str, Any] | None: ...
+
+    def folder(self, job_id: str) -> Path: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,6 +211,22 @@ class Resolution:
 
 
 Resolver = Callable[[dict[str, Any], tuple[str, ...], ResultLookup], Resolution]
+WEIGHTS_READERS: set[str] = set()  # resolvers that read their needs' trained weights, which those jobs then keep
+
+
+def reads_weights(name: str) -> Callable[[Resolver], Resolver]:
+    """Register a resolver that reads the trained weights of the jobs it needs (teachers): the suite marks those jobs
+    ``keeps_weights``, so that finishing them keeps ``weights-<stage>.pt`` instead of deleting every checkpoint."""
+    def register(resolver: Resolver) -> Resolver:
+        WEIGHTS_READERS.add(name)
+        return RESOLVERS.register(name)(resolver)
+    return register
+
+
+def with_kept_weights(jobs: list[Job]) -> list[Job]:
+    """The jobs, those whose weights a resolver of another job reads marked ``keeps_weights``."""
+    read = {i for job in jobs for name, ids in job.inputs.items() if name in WEIGHTS_READERS for i in ids}
+    return [dataclasses.replace(job, keeps_weights=True) if job.id in read else job for job in jobs]
 
 # The trainer registers ``train`` (mtlbench.train.kind) and the tracks their kinds: loaded by name, so that the job
 # graph, which the trainer and the methods import, imports neither of them back.

@@ -48,8 +48,10 @@ def entries(*kinds):
 
 
 def part_spec(axis, name):
-    """A recipe part with the settings it cannot do without (AMTL's potentials come from STL jobs in a suite)."""
-    return {"name": name, **({"potentials": POTENTIALS} if name == "amtl" else {})}
+    """A recipe part with the settings it cannot do without (AMTL's potentials and the teachers of MuST, Noisy Student
+    and KD-MTL come from STL jobs in a suite)."""
+    standalone = AXES[axis].get(name).standalone(list(TASKS))  # teachers: untrained copies of the student
+    return {"name": name, **({"potentials": POTENTIALS} if name == "amtl" else standalone)}
 
 
 # ----------------------------------------------------------------------------------------- every registry

@@ -15,7 +15,7 @@ without touching the trainer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -25,6 +25,7 @@ from ..tasks import Task
 from .context import MetaStep, StepContext
 
 if TYPE_CHECKING:
+    from ..data.base import Split
     from ..jobs import Job
 
 SUPERVISIONS: Registry[type] = Registry("supervision")
@@ -88,6 +89,14 @@ class Supervision(Part):
 
     def task_losses(self, per_image: dict[str, Tensor], rows: dict[str, Tensor], mask: Tensor) -> dict[str, Tensor]:
         raise NotImplementedError
+
+    def relabel(self, tasks: dict[str, Task], model: nn.Module, train: "Split", mask: Tensor, batch_size: int,
+                autocast: Callable[[], Any]) -> tuple["Split", Tensor, dict[str, Any]]:
+        """The training split and mask [N, T] this supervision trains with, made before the first epoch (``model``:
+        the network it will train, on its device), and what result.json's ``pseudo_labels`` records of them: the
+        split and mask as they are, unless the part fills targets in (teachers' pseudo-labels: methods/teachers.py).
+        The job's label mask (mask.npy, ``labels_per_task``) stays the scenario's."""
+        return train, mask, {}
 
 
 @SUPERVISIONS.register("full")

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.augment import Augment, warped_targets
+from ..data.base import Split
 from ..registry import Registry, build
 from ..models.protocol import computes_losses
 from ..tasks import Task
@@ -74,6 +75,10 @@ for _supervision in ("sta", "ista"):  # Li et al. 2022a Table 6 (PCGrad) and Fig
 preset("sta+gradnorm", supervision="sta", gradients="gradnorm")
 preset("imtl", weighting="imtl_l", gradients="imtl_g")  # Liu et al. 2021: IMTL-L on every loss, IMTL-G on shared
 preset("db_mtl", weighting={"name": "si", "eps": 1e-8}, gradients="db_mtl")  # Lin et al. 2023: both balancings
+# students of single-task teachers (the suite's stl jobs; methods/teachers.py): Yun and Cho 2023 Table 8
+preset("must", supervision="must")  # Ghiasi et al. 2021: hard pseudo-labels; Nishi et al. 2024 Table 9
+preset("noisy_student", supervision="noisy_student")  # Xie et al. 2020: soft pseudo-labels, a noised student
+preset("kd_mtl", regularizer="kd_mtl")  # Li and Bilen 2020: feature distillation through task adaptors
 
 
 class Recipe:
@@ -104,6 +109,10 @@ class Recipe:
             raise ValueError(f"method {method.get('name', '')}: regularizer {method['regularizer']['name']!r} needs "
                              f"the model's predictions of the training batch, and {type(model).__name__} computes its "
                              f"losses from its proposals instead; use regularizer: none")
+
+    def relabel(self, train: Split, mask: Tensor, batch_size: int) -> tuple[Split, Tensor, dict[str, Any]]:
+        """The training split and mask as the supervision trains with them, and its report (``Supervision.relabel``)."""
+        return self.supervision.relabel(self.tasks, self.model, train, mask, batch_size, self.autocast)
 
     def net(self, axis: str) -> nn.Module | None:
         return self.nets[axis] if axis in self.nets else None

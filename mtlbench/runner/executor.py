@@ -18,6 +18,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable
 
 from .. import __version__
@@ -108,7 +109,7 @@ def execute(job: Job, options: RunOptions, project: str, entity: str | None, pro
     run.finish({"test": result["test"], "train_seconds": result["train_seconds"], "device": result["device"],
                 "commit": result["commit"], "metrics_version": result["metrics_version"],
                 **track_run_summary(store, job, result),
-                **{k: result[k] for k in ("constant", "diverged", "costs") if k in result}},
+                **{k: result[k] for k in ("constant", "diverged", "costs", "pseudo_labels") if k in result}},
                config=run_config_of(result))
     return result
 
@@ -133,7 +134,8 @@ def result_record(job: Job, outcome: dict[str, Any], resolved: Resolution, optio
                                    "resumed_from_epoch", "train_seconds",
                                    "device", "torch")},
         **{k: outcome[k] for k in ("estimate", "data_seconds", "eval_seconds", "constant", "first_step_loss",
-                                   "diverged", "images_left_out_per_epoch", "solver", "observed", "costs")
+                                   "diverged", "images_left_out_per_epoch", "solver", "observed", "costs",
+                                   "pseudo_labels")
            if k in outcome},
         "wall_seconds": wall_seconds,
         **resolved.record,
@@ -160,12 +162,26 @@ def track_run_summary(store: Store, job: Job, result: dict[str, Any]) -> dict[st
                                                             lambda job_id: store.result(job.suite, job_id))
 
 
+@dataclass(frozen=True)
+class SuiteResults:
+    """A resolver's view of the store (``jobs.ResultLookup``): the suite's finished results and job folders."""
+
+    store: Store
+    suite: str
+
+    def __call__(self, job_id: str) -> dict[str, Any] | None:
+        return self.store.result(self.suite, job_id)
+
+    def folder(self, job_id: str) -> Path:
+        return self.store.suite_dir(self.suite) / job_id
+
+
 def resolve_inputs(job: Job, store: Store) -> Resolution:
     """The config the job trains with and the fields its result records, from its resolvers (each reads
     the results of the jobs it names; they are finished, since a job runs after its needs)."""
     resolution = Resolution(job.config, {})
     for name, ids in job.inputs.items():
-        step = RESOLVERS.get(name)(resolution.config, ids, lambda job_id: store.result(job.suite, job_id))
+        step = RESOLVERS.get(name)(resolution.config, ids, SuiteResults(store, job.suite))
         resolution = Resolution(step.config, {**resolution.record, **step.record})
     return resolution
 
@@ -180,7 +196,9 @@ def run_one(job: Job, options: RunOptions, project: str, entity: str | None, pro
         progress.elsewhere(job, claims.holder(store.job_dir(job)))
         return ELSEWHERE
     with held:
-        finished = store.result(job.suite, job.id)
+        if not options.force:
+            store.adopt(job)  # a teacher finished in another suite of the results folder is not trained again
+        finished = store.finished(job)
         if finished is not None and not options.force:
             progress.skipped(job, finished.get("wall_seconds"))
             return FINISHED
@@ -253,7 +271,7 @@ def run_graph(suite: Suite, options: RunOptions, store: Store, ledger: Ledger, p
 
 def ready(job: Job, store: Store, options: RunOptions, ledger: Ledger, progress: Progress) -> bool:
     """Whether the job should run now; settles it in the ledger if it is finished or blocked."""
-    finished = store.result(job.suite, job.id) if job.id in ledger.ran or not options.force else None
+    finished = store.finished(job) if job.id in ledger.ran or not options.force else None
     if finished is not None:
         if job.id not in ledger.ran:
             progress.skipped(job, finished.get("wall_seconds"))

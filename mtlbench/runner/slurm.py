@@ -116,6 +116,9 @@ class Slurm:
         submitted: dict[str, str] = {}
         folder = store.suite_dir(suite.name) / "slurm"
         for level in levels(suite.jobs):
+            if not options.force:
+                for job in level:
+                    store.adopt(job)  # a teacher finished in another suite of the results folder
             todo = [job for job in level if job.id not in queued and not (store.is_done(job) and not options.force)
                     and claims.holder(store.job_dir(job)) is None]
             if not todo:

@@ -31,14 +31,15 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..files import (CorruptFile, check_name, move_aside, read_json, remove_stale_temporaries, write_json_atomic,
-                     write_text_atomic)
+from ..files import (CorruptFile, check_name, load_tensors, move_aside, read_json, remove_stale_temporaries,
+                     write_atomic, write_json_atomic, write_text_atomic)
 from ..jobs import Job
 from .claims import CLAIM
 
 RESULT = "result.json"
 ERROR = "error.txt"
 HISTORY = "metrics.jsonl"
+WEIGHTS = "weights-{}.pt"  # a stage's trained network, kept by a job whose weights others read
 # the fields every reader of results relies on (leaderboards, resolvers, tuning)
 REQUIRED = {"schema": int, "job_id": str, "suite": str, "dataset": str, "scenario": str, "method": str,
             "seed": int, "test": dict, "primary": dict, "directions": dict}
@@ -84,7 +85,41 @@ class Store:
         return (None, f"{path}: {problem}") if problem else (result, None)
 
     def is_done(self, job: Job) -> bool:
-        return self.read_result(self.job_dir(job))[0] is not None
+        return self.finished(job) is not None
+
+    def finished(self, job: Job) -> dict[str, Any] | None:
+        """The job's result if it is finished: result.json, and for a job whose weights others read (a teacher),
+        its weights too (one finished before a student needed it trains again, once, to keep them)."""
+        result = self.read_result(self.job_dir(job))[0]
+        if result is None or not job.keeps_weights:
+            return result
+        return result if self.kept_weights(job.suite, job.id) else None
+
+    def adopt(self, job: Job) -> str | None:
+        """For a job whose weights others read and that has not finished here: copy it from another suite of this
+        results folder where the same job (same id: same config) finished and kept its weights, so that a teacher
+        trains once across suites; the name of that suite, or None. The copy's result.json says where it came from."""
+        if not job.keeps_weights or self.finished(job) is not None:
+            return None
+        for suite in self.suites():
+            if suite == job.suite or not self.kept_weights(suite, job.id):
+                continue
+            result = self.result(suite, job.id)
+            if result is None:
+                continue
+            source, target = self.suite_dir(suite) / job.id, self.job_dir(job)
+            target.mkdir(parents=True, exist_ok=True)
+            for path in sorted(source.iterdir()):
+                if path.is_file() and path.name not in (RESULT, CLAIM, ERROR) and not path.name.endswith(".tmp"):
+                    shutil.copyfile(path, target / path.name)
+            write_json_atomic(target / RESULT, {**result, "suite": job.suite, "copied_from": suite})
+            return suite
+        return None
+
+    def kept_weights(self, suite: str, job_id: str) -> dict[str, Path]:
+        """{stage: weights file} a finished job kept (empty if it kept none)."""
+        found = sorted((self.suite_dir(suite) / job_id).glob(WEIGHTS.format("*")))
+        return {path.name[len("weights-"):-len(".pt")]: path for path in found}
 
     def result(self, suite: str, job_id: str) -> dict[str, Any] | None:
         """A finished job's result record, or None."""
@@ -125,9 +160,20 @@ class Store:
                           "".join(json.dumps(record, allow_nan=False) + "\n" for record in history))
 
     def finish(self, job: Job, result: dict[str, Any]) -> None:
-        """Write result.json (the job is finished from then on), then tidy the folder."""
+        """Write result.json (the job is finished from then on), then tidy the folder. A job whose weights others
+        read first keeps each stage's network, as ``weights-<stage>.pt`` ({"model": state dict})."""
+        if job.keeps_weights:
+            self.keep_weights(job)
         write_json_atomic(self.job_dir(job) / RESULT, result)
         self.tidy(job)
+
+    def keep_weights(self, job: Job) -> None:
+        import torch
+
+        for path in sorted(self.job_dir(job).glob("checkpoint-*.pt")):
+            model = load_tensors(path, "checkpoint")["model"]
+            stage = path.name[len("checkpoint-"):-len(".pt")]
+            write_atomic(path.with_name(WEIGHTS.format(stage)), lambda stream: torch.save({"model": model}, stream))
 
     def tidy(self, job: Job) -> None:
         """Remove what a finished job no longer needs: checkpoints, temporary files, its last error. Never

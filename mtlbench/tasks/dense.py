@@ -85,7 +85,8 @@ class Segmentation(DenseTask):
         return (torch.rand(batch, height, width, generator=generator) * self.channels).long()
 
     def prepare(self, stored: Tensor) -> Tensor:
-        return stored.long()
+        """Class indices; class probabilities [B, C, H, W] stay probabilities (soft pseudo-labels)."""
+        return stored.float() if stored.is_floating_point() else stored.long()
 
     def as_map(self, pred: Tensor) -> Tensor:
         return torch.softmax(pred.float(), 1)
@@ -103,6 +104,11 @@ class Segmentation(DenseTask):
         return torch.log(sums / counts.clamp_min(1) + 1e-12).float().view(-1, 1, 1)
 
     def loss_per_image(self, pred: Tensor, target: Tensor) -> Tensor:
+        """Cross-entropy against class indices, or against class probabilities [B, C, H, W] (a teacher's soft
+        pseudo-labels; a pixel whose probabilities are all zero is ignored)."""
+        if target.is_floating_point():
+            pixel = -(target * torch.log_softmax(pred.float(), 1)).sum(1)
+            return masked_mean_per_image(pixel, target.sum(1) > 0)
         pixel = F.cross_entropy(pred.float(), target.clamp_min(0), reduction="none",
                                 label_smoothing=self.label_smoothing)
         return masked_mean_per_image(pixel, target != IGNORE_INDEX)

@@ -182,6 +182,7 @@ class StageResult:
     step_flops: int | None = None  # one training step's, per batch (costs.py); None: no step was counted
     parameters: int = 0  # the network's
     method_parameters: int = 0  # those the method learns beside the network
+    pseudo_labels: dict[str, Any] = field(default_factory=dict)  # task -> what of its targets are teachers'
 
 
 class StepObserver(Protocol):
@@ -320,6 +321,8 @@ def job_outcome(tasks: dict[str, Task], mask: np.ndarray, results: dict[str, "St
         "diverged": [t for r in results.values() for t in diverged_tasks(r.first_loss, r.history[-1])],
         **({"solver": solver} if (solver := {name: r.history[-1]["solver"] for name, r in results.items()
                                              if "solver" in r.history[-1]}) else {}),
+        **({"pseudo_labels": pseudo} if (pseudo := {t: p for r in results.values() for t, p in r.pseudo_labels.items()})
+           else {}),
         **({"images_left_out_per_epoch": left_out} if (left_out := {name: r.images_left_out for name, r in
                                                                     results.items() if r.images_left_out}) else {}),
         "device": device_name(device),
@@ -355,6 +358,7 @@ class StageParts:
     min_batch: int  # the model's smallest trainable batch: a shorter last batch of an epoch is left out
     watchers: list[StepObserver] = field(default_factory=list)
     step_flops: int | None = None  # counted on a step this process trains (or restored): ``counts``
+    relabelled: dict[str, Any] = field(default_factory=dict)  # the supervision's pseudo-labels, per task
 
     def counts(self, first: int, steps: int) -> bool:
         """Whether the epoch's step at batch ``first`` of ``steps`` batches is the one whose FLOPs the stage
@@ -396,6 +400,8 @@ def build_stage(stage: Stage, job: JobSpec, splits: dict[str, Split], device: to
     augment = Augment(**settings.augment)
     autocast = autocast_for(device, settings.precision)
     recipe = Recipe(job.method, stage.tasks, model, augment, generators["augment"], autocast).to(device)
+    train, mask, relabelled = recipe.relabel(stage.train, stage.mask, settings.eval_batch_size)
+    stage = dataclasses.replace(stage, train=train, mask=mask)
     optimizer = build(OPTIMIZERS, settings.optimizer).build(recipe.parameters())
     schedule = build(SCHEDULERS, settings.scheduler)
     min_batch = getattr(spec, "min_batch", 1)
@@ -405,6 +411,7 @@ def build_stage(stage: Stage, job: JobSpec, splits: dict[str, Split], device: to
     torch.manual_seed(derive_seed(seed, stage.name, "train"))
     parts.watchers = [make(Observed(job, stage, model, optimizer, recipe, splits["val"], device, autocast))
                       for make in observers]
+    parts.relabelled = relabelled
     return parts
 
 
@@ -544,6 +551,7 @@ def train_stage(stage: Stage, job: JobSpec, splits: dict[str, Split], device: to
     result.model = parts.model
     result.observed = [watcher.report() for watcher in parts.watchers]
     result.step_flops = parts.step_flops
+    result.pseudo_labels = parts.relabelled
     return result
 
 
