@@ -89,6 +89,19 @@ def test_heuristic_allocators_follow_sec_5_2():
         allocator({"name": "single_task", "task": "depth"}).allocate(COSTS, budget)
 
 
+def test_a_fixed_share_spends_that_share_of_the_budget_on_each_task():
+    budget = 6300  # Sun et al. 2023 Fig. 2: 300 seeds per task, c = 1:20, 6,300 units between cls and seg
+    assert allocator({"name": "share", "shares": {"cls": 0.3, "seg": 0.7}}).allocate(COSTS, budget) == \
+        {"cls": 1890, "seg": 220}
+    assert allocator({"name": "share", "shares": {"seg": 1.0}}).allocate(COSTS, budget) == \
+        allocator({"name": "single_task", "task": "seg"}).allocate(COSTS, budget)
+    assert allocator({"name": "share", "shares": {"cls": 0.5, "seg": 0.5}}).allocate(COSTS, budget) == \
+        allocator("equal_budget").allocate(COSTS, budget)
+    assert allocator({"name": "share", "shares": {"cls": 0.1, "seg": 0.9}}).label() == "10% cls / 90% seg"
+    with pytest.raises(AllocationError, match="sum to 1.2"):
+        allocator({"name": "share", "shares": {"cls": 0.6, "seg": 0.6}})
+
+
 def test_taba_uses_the_estimates_its_ablation_names():
     estimates = Estimates({"cls": 1.13, "seg": 2.03}, {"cls": 3.0, "seg": 0.1}, {"cls": 0.999, "seg": 0.997})
     taba = allocator("taba").allocate(COSTS, 6300, estimates)

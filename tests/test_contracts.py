@@ -37,6 +37,7 @@ REGISTRIES = {**{f"{axis} part": registry for axis, registry in AXES.items()}, "
               "scenario": SCENARIOS, "allocator": ALLOCATORS, "selector": SELECTORS, "objective": OBJECTIVES,
               "pruner": PRUNERS, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}
 REQUIRED = {("allocator", "single_task"): {"task": "seg"},  # parameters without a default (or a usable one)
+            ("allocator", "share"): {"shares": {"seg": 0.5, "depth": 0.25}},
             ("model", "pyramid"): {"backbone": "mobilenet_v2", "height": 32, "width": 32},
             ("dataset", "union"): {"parts": [{"name": "synthrooms", "train": 4, "val": 1, "test": 1, "tasks": ["seg"]},
                                              {"name": "synthrooms", "train": 4, "val": 1, "test": 1, "seed": 1,

@@ -63,6 +63,8 @@ class Table:
     costs: TableCosts | None = None  # what each method cost (leaderboard/costs.py)
     shown: tuple[str, ...] = LEADERBOARD_COLUMNS  # the column groups asked for (leaderboard.columns, --columns)
     swept: tuple[str, str, float] | None = None  # on a sweep's curve: (curve, parameter, value), leaderboard/sweep.py
+    pseudo: dict[str, dict[str, tuple[float, float]]] = dataclasses.field(default_factory=dict)  # method -> task ->
+    # (share of training images whose target is a teacher's, share of their pixels it labelled), means over seeds
 
     def shows(self, group: str) -> bool:
         """Whether the table shows a column group: asked for, and with something to show."""
@@ -125,7 +127,9 @@ def tables(results: list[dict[str, Any]], baseline: str, chosen: dict[str, list[
              if (dataset, scenario) in groups]
     for made in built:
         made.shown = shown
-        add_costs(made, [r for r in results if (r["dataset"], r["scenario"]) == (made.dataset, made.scenario)])
+        own = [r for r in results if (r["dataset"], r["scenario"]) == (made.dataset, made.scenario)]
+        add_costs(made, own)
+        made.pseudo = pseudo_labels(own)
     if expected is not None:
         finished = finished if finished is not None else {r["job_id"] for r in results}
         for made in built:
@@ -169,6 +173,17 @@ def table(dataset: str, scenario: str, group: pd.DataFrame, order: list[str], ba
     if baseline in stats.index:
         score_against_baseline(made, wide, group, baseline)
     return made
+
+
+def pseudo_labels(results: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float, float]]]:
+    """Per method whose jobs trained on teachers' pseudo-labels (result.json's ``pseudo_labels``), per task, the mean
+    over its seeds of the share of training images whose target was the teacher's and of their pixels it labelled."""
+    shares: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for r in results:
+        for task, share in r.get("pseudo_labels", {}).items():
+            shares.setdefault(r["method"], {}).setdefault(task, []).append((share["images"], share["pixels"]))
+    return {method: {task: tuple(float(np.mean(v)) for v in zip(*values)) for task, values in tasks.items()}
+            for method, tasks in shares.items()}
 
 
 def add_costs(made: Table, results: list[dict[str, Any]]) -> None:

@@ -133,8 +133,19 @@ def table_notes(table: Table) -> list[str]:
     what the seeds can show (Markdown lists, HTML paragraphs and LaTeX captions carry the same)."""
     costs = table.costs.notes() if any(table.shows(g) for g in COST_COLUMNS) else \
         [UNMEASURED] if table.costs is not None and set(COST_COLUMNS) & set(table.shown) else []
-    return [delta_note(table), *degenerate_notes(table), *missing_note(table), *costs,
+    return [delta_note(table), *degenerate_notes(table), *missing_note(table), *costs, *pseudo_note(table),
             *(line for line in table_power_note(table) if line)]
+
+
+def pseudo_note(table: Table) -> list[str]:
+    """Which share of each task's training targets a teacher gave, for the methods trained on pseudo-labels."""
+    if not table.pseudo:
+        return []
+    rows = "; ".join(f"{method}: " + ", ".join(f"{task} {images:.0%} of the images ({pixels:.0%} of their pixels)"
+                                               for task, (images, pixels) in table.pseudo[method].items())
+                     for method in table.rows.index if method in table.pseudo)
+    return [f"Pseudo-labels (training targets a single-task teacher gave where the scenario has no label; a pixel "
+            f"it was not sure of is left unlabelled): {rows}."]
 
 
 def constant_cells(table: Table) -> list[str]:
@@ -273,6 +284,9 @@ def csv_frame(tables: list[Table]) -> pd.DataFrame:
         rows["diverged_seeds"] = [len(table.diverged.get(m, [])) for m in rows.index]
         for (t, m), below in table.below_constant.items():
             rows[f"{t}/{m}/below_constant_seeds"] = [len(below.get(method, [])) for method in rows.index]
+        for task in dict.fromkeys(t for tasks in table.pseudo.values() for t in tasks):
+            shares = [table.pseudo.get(m, {}).get(task, (math.nan, math.nan)) for m in rows.index]
+            rows[f"{task}/pseudo_images"], rows[f"{task}/pseudo_pixels"] = zip(*shares)
         if table.constant:
             rows.loc[CONSTANT_ROW, [f"{t}/{m}/mean" for t, m in table.constant]] = list(table.constant.values())
         rows.insert(0, "scenario", table.scenario)

@@ -21,6 +21,12 @@ and the leaderboard names the file and leaves it out. Its schema:
 | first_step_loss, diverged | each task's training loss at its first step, and the tasks whose last-epoch training loss exceeds 10 times it (the run diverged without NaN) |
 | metrics_version | the metric conventions that scored it (2 since 0.2; absent: 1) |
 | config | the resolved job config (its hash is job_id) |
+| pseudo_labels | a student of teachers (MuST, Noisy Student): {task: {images: share of training images whose target was the teacher's, pixels: share of their pixels it labelled}} |
+| teacher | a student of teachers: {job_id, val} of the STL job it learnt from |
+| copied_from | a teacher copied from another suite of the results folder, where the same job finished: that suite |
+
+A job whose weights another job reads (a teacher) also keeps ``weights-<stage>.pt`` ({"model": state dict}, read
+with ``weights_only``) beside result.json; every other finished job keeps no network.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Allocators: how many new labels N_i each task gets from a budget B at label costs c_i (Sun et al. 2023 Eq. 1).
 
-The heuristics of Sec. 5.2 ("Baselines") need only (c, B); TABA and its Table 3 ablations also read estimates
+The heuristics of Sec. 5.2 ("Baselines") and the fixed shares of Fig. 2 need only (c, B); TABA and its Table 3 ablations also read estimates
 that jobs of the suite measure on the seed set (``needs``): the informativeness probe (budget/probe.py) and
 each task's reduction rate (budget/reduction.py). Every allocator may buy its labels for the same images
 (``same_images``, the * rows of Tables 1-2); by default different tasks get different images (Sec. 3.1).
@@ -86,6 +86,32 @@ class SingleTask(Allocator):
 
     def label(self) -> str:
         return f"100% {self.task}" + self.star()
+
+
+@ALLOCATORS.register("share")
+@dataclass(frozen=True, kw_only=True)
+class Share(Allocator):
+    """A fixed share of the budget per task, N_i = floor(s_i B / c_i): the allocations Sun et al. 2023 Fig. 2 sweeps
+    (the share of the 6,300 units spent on cls labels, the rest on seg). ``shares``: {task: share}, each in [0, 1],
+    summing to at most 1; a task not named gets nothing. ``single_task`` is the share 1 of one task."""
+
+    shares: dict[str, float]
+
+    def __post_init__(self) -> None:
+        bad = {t: s for t, s in self.shares.items() if not 0.0 <= s <= 1.0}
+        if bad:
+            raise AllocationError(f"share: shares must lie in [0, 1], got {bad}")
+        if sum(self.shares.values()) > 1.0 + 1e-9:
+            raise AllocationError(f"share: shares sum to {sum(self.shares.values()):g}, more than the budget (1)")
+
+    def allocate(self, costs: dict[str, int], budget: int, estimates: Estimates | None = None) -> dict[str, int]:
+        unknown = [t for t in self.shares if t not in costs]
+        if unknown:
+            raise AllocationError(f"share: tasks {unknown} are not among {list(costs)}")
+        return {t: math.floor(self.shares.get(t, 0.0) * budget / c + 1e-9) for t, c in costs.items()}
+
+    def label(self) -> str:
+        return " / ".join(f"{share:.0%} {task}" for task, share in self.shares.items()) + self.star()
 
 
 @ALLOCATORS.register("taba")
