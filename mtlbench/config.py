@@ -68,6 +68,15 @@ def label_smoothing_default(config: dict[str, Any]) -> dict[str, Any]:
 
 
 @spelt_as_before
+def head_lr_default(config: dict[str, Any]) -> dict[str, Any]:
+    """``train.optimizer.head_lr`` came with 0.3; null (one learning rate) is the earlier training, hashed as before."""
+    optimizer = config.get("train", {}).get("optimizer", {})
+    if "head_lr" in optimizer and optimizer["head_lr"] is None:
+        del optimizer["head_lr"]
+    return config
+
+
+@spelt_as_before
 def observe_default(config: dict[str, Any]) -> dict[str, Any]:
     """``train.observe`` came with 0.3; no observer is the earlier behaviour, hashed as before."""
     if config.get("train", {}).get("observe") == []:

@@ -345,3 +345,33 @@ def test_adamw_decays_the_weights_apart_from_the_gradient():
     weight.grad = torch.zeros(1)
     optimizer.step()
     torch.testing.assert_close(weight.detach(), torch.tensor([1 - 0.1 * 0.5]))
+
+
+def test_head_lr_trains_the_heads_at_their_own_rate_and_names_the_groups(tiny_job, tmp_path):
+    """Sun et al. 2023 Sec. 5.2's two learning rates (``train.optimizer.head_lr``): the network's shared parameters
+    at ``lr``, every other parameter of it at ``head_lr``; without it, one group as before."""
+    from mtlbench.models import MODELS
+    from mtlbench.train.optim import SGD, parameter_groups
+
+    model = MODELS.get("segnet")(width=0.0625).build({k: v for k, v in SynthRooms().tasks().items() if k in ("seg", "depth")})
+    params = list(model.parameters())
+    assert parameter_groups(model, params, None) is params
+    groups = parameter_groups(model, params, 0.01)
+    assert [g["name"] for g in groups] == ["backbone", "heads"]
+    assert sorted(id(p) for g in groups for p in g["params"]) == sorted(map(id, params))  # each parameter once
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in model.shared_parameters()}
+    optimizer = SGD(lr=1e-3, momentum=0.0, head_lr=1e-2).build(groups)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    before = [p.detach().clone() for p in params]
+    optimizer.step()
+    heads = {id(p) for p in groups[1]["params"]}
+    for p, old in zip(params, before):
+        torch.testing.assert_close(old - p.detach(), torch.full_like(p, 1e-2 if id(p) in heads else 1e-3))
+    config = {**tiny_job, "train": {**tiny_job["train"], "epochs": 1,
+                                    "optimizer": {**tiny_job["train"]["optimizer"], "head_lr": 5e-3}}}
+    outcome = run_job(config, tmp_path)
+    assert {name: g["lr"] for name, g in outcome["optimizer_groups"].items()} == \
+        {"backbone": tiny_job["train"]["optimizer"]["lr"], "heads": 5e-3}
+    (tmp_path / "plain").mkdir()
+    assert "optimizer_groups" not in run_job(tiny_job, tmp_path / "plain")

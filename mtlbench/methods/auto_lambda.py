@@ -49,7 +49,7 @@ class AutoLambda(Weighting):
 
     def meta_gradient(self, net: nn.Module, step: MetaStep) -> tuple[Tensor, Tensor]:
         """The present tasks' indices and the meta loss's gradient in their λ (Eq. 4's finite difference)."""
-        group = step.optimizer.param_groups[0]
+        group_of = {id(p): group for group in step.optimizer.param_groups for p in group["params"]}
         params = [p for p in step.model.parameters() if p.requires_grad]
         losses = step.task_losses(step.model, step.batch)
         index = torch.tensor([net.index(t) for t in losses])
@@ -60,6 +60,7 @@ class AutoLambda(Weighting):
         virtual_params = [p for p in virtual.parameters() if p.requires_grad]
         with torch.no_grad():
             for p, v, g in zip(params, virtual_params, grads):
+                group = group_of[id(p)]  # the heads' own learning rate where train.optimizer.head_lr sets one
                 buffer = step.optimizer.state.get(p, {}).get("momentum_buffer")
                 momentum = buffer * group["momentum"] if buffer is not None and group.get("momentum") else 0
                 v.copy_(p - group["lr"] * (momentum + (g if g is not None else 0) + group.get("weight_decay", 0) * p))

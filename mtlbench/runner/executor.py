@@ -135,7 +135,7 @@ def result_record(job: Job, outcome: dict[str, Any], resolved: Resolution, optio
                                    "device", "torch")},
         **{k: outcome[k] for k in ("estimate", "data_seconds", "eval_seconds", "constant", "first_step_loss",
                                    "diverged", "images_left_out_per_epoch", "solver", "observed", "costs",
-                                   "pseudo_labels")
+                                   "pseudo_labels", "optimizer_groups")
            if k in outcome},
         "wall_seconds": wall_seconds,
         **resolved.record,

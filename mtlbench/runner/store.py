@@ -23,6 +23,7 @@ and the leaderboard names the file and leaves it out. Its schema:
 | config | the resolved job config (its hash is job_id) |
 | pseudo_labels | a student of teachers (MuST, Noisy Student): {task: {images: share of training images whose target was the teacher's, pixels: share of their pixels it labelled}} |
 | teacher | a student of teachers: {job_id, val} of the STL job it learnt from |
+| optimizer_groups | with ``train.optimizer.head_lr``: {backbone, heads, method: {lr, parameters}}, the optimiser's named parameter groups |
 | copied_from | a teacher copied from another suite of the results folder, where the same job finished: that suite |
 
 A job whose weights another job reads (a teacher) also keeps ``weights-<stage>.pt`` ({"model": state dict}, read

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Iterable
+from typing import Any, ClassVar, Iterable, Optional
 
 import torch
 
@@ -16,9 +16,22 @@ SCHEDULERS: Registry[type] = Registry("scheduler")
 WEIGHT_DECAY = Choice((0.0, 1e-5, 1e-4, 1e-3))
 
 
+@dataclass(frozen=True)
+class HeadLR:
+    """``head_lr``: a learning rate of the task heads' own (every parameter of the network outside its
+    ``shared_parameters``), as Sun et al. 2023 Sec. 5.2 trains VOC (0.001 for the backbone, 0.01 for the heads);
+    None: ``lr`` for every parameter, one parameter group. The schedule scales both alike."""
+
+    head_lr: Optional[float] = None
+
+    def check_head_lr(self) -> None:
+        if self.head_lr is not None:
+            require("head_lr", self.head_lr, self.head_lr > 0, "must be > 0 (or null: lr for the heads too)")
+
+
 @OPTIMIZERS.register("adam")
 @dataclass(frozen=True)
-class Adam:
+class Adam(HeadLR):
     """The papers' optimiser (MTPSL, JTR: Adam, lr 1e-4). Tuned learning rates span Yun and Cho 2023's grid
     (Sec. 4.1: 8e-5 to 8e-4, searched for every method alike) on a log scale."""
 
@@ -30,6 +43,7 @@ class Adam:
     def __post_init__(self) -> None:
         require("lr", self.lr, self.lr > 0, "must be > 0")
         require("weight_decay", self.weight_decay, self.weight_decay >= 0, "must be >= 0")
+        self.check_head_lr()
 
     def build(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
@@ -52,7 +66,7 @@ class AdamW(Adam):
 
 @OPTIMIZERS.register("sgd")
 @dataclass(frozen=True)
-class SGD:
+class SGD(HeadLR):
     space: ClassVar[dict[str, Space]] = {"lr": Float(1e-3, 1e-1, log=True), "weight_decay": WEIGHT_DECAY}
     lr: float = 1e-2
     momentum: float = 0.9
@@ -62,6 +76,7 @@ class SGD:
         require("lr", self.lr, self.lr > 0, "must be > 0")
         require("momentum", self.momentum, 0 <= self.momentum < 1, "must lie in [0, 1)")
         require("weight_decay", self.weight_decay, self.weight_decay >= 0, "must be >= 0")
+        self.check_head_lr()
 
     @property
     def states(self) -> int:
@@ -169,3 +184,24 @@ class MultiStep(Schedule):
             return warmup * self.gamma ** sum(step >= m for m in steps)
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def parameter_groups(model: torch.nn.Module, params: list[torch.nn.Parameter],
+                     head_lr: Optional[float]) -> list[torch.nn.Parameter] | list[dict[str, Any]]:
+    """What the optimiser trains: ``params`` (the network's and the method's) as one group, or with ``head_lr`` as
+    named groups: ``backbone`` (the network's shared parameters), ``heads`` (its other parameters, at ``head_lr``)
+    and ``method`` (the recipe's own, at ``lr``); empty groups are left out."""
+    if head_lr is None:
+        return params
+    shared = {id(p) for p in model.shared_parameters()}
+    own = {id(p) for p in model.parameters()}
+    groups = [{"name": "backbone", "params": [p for p in params if id(p) in shared]},
+              {"name": "heads", "params": [p for p in params if id(p) in own and id(p) not in shared], "lr": head_lr},
+              {"name": "method", "params": [p for p in params if id(p) not in own]}]
+    return [group for group in groups if group["params"]]
+
+
+def group_record(optimizer: torch.optim.Optimizer) -> dict[str, dict[str, float]]:
+    """{group name: {lr, parameters}} of an optimiser with named groups (result.json's ``optimizer_groups``)."""
+    return {group["name"]: {"lr": group.get("initial_lr", group["lr"]), "parameters": sum(p.numel() for p in group["params"])}
+            for group in optimizer.param_groups if "name" in group}

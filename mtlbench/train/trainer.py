@@ -38,7 +38,7 @@ from ..tasks import Task
 from . import checkpoint
 from .costs import PeakMemory, counted_flops, job_costs, parameter_count
 from .evaluation import constant_reference, evaluate
-from .optim import OPTIMIZERS, SCHEDULERS
+from .optim import OPTIMIZERS, SCHEDULERS, group_record, parameter_groups
 from .settings import JobSpec, TrainSettings
 
 def derive_seed(*parts: Any) -> int:
@@ -183,6 +183,7 @@ class StageResult:
     parameters: int = 0  # the network's
     method_parameters: int = 0  # those the method learns beside the network
     pseudo_labels: dict[str, Any] = field(default_factory=dict)  # task -> what of its targets are teachers'
+    optimizer_groups: dict[str, Any] = field(default_factory=dict)  # named parameter groups (train.optimizer.head_lr)
 
 
 class StepObserver(Protocol):
@@ -321,6 +322,7 @@ def job_outcome(tasks: dict[str, Task], mask: np.ndarray, results: dict[str, "St
         "diverged": [t for r in results.values() for t in diverged_tasks(r.first_loss, r.history[-1])],
         **({"solver": solver} if (solver := {name: r.history[-1]["solver"] for name, r in results.items()
                                              if "solver" in r.history[-1]}) else {}),
+        **({"optimizer_groups": groups} if (groups := next(iter(results.values())).optimizer_groups) else {}),
         **({"pseudo_labels": pseudo} if (pseudo := {t: p for r in results.values() for t, p in r.pseudo_labels.items()})
            else {}),
         **({"images_left_out_per_epoch": left_out} if (left_out := {name: r.images_left_out for name, r in
@@ -402,7 +404,9 @@ def build_stage(stage: Stage, job: JobSpec, splits: dict[str, Split], device: to
     recipe = Recipe(job.method, stage.tasks, model, augment, generators["augment"], autocast).to(device)
     train, mask, relabelled = recipe.relabel(stage.train, stage.mask, settings.eval_batch_size)
     stage = dataclasses.replace(stage, train=train, mask=mask)
-    optimizer = build(OPTIMIZERS, settings.optimizer).build(recipe.parameters())
+    optimizer_spec = build(OPTIMIZERS, settings.optimizer)
+    optimizer = optimizer_spec.build(parameter_groups(model, recipe.parameters(),
+                                                      getattr(optimizer_spec, "head_lr", None)))
     schedule = build(SCHEDULERS, settings.scheduler)
     min_batch = getattr(spec, "min_batch", 1)
     steps = sum(size >= min_batch for size in stage.batch_sizes(settings.batch_size))
@@ -552,6 +556,7 @@ def train_stage(stage: Stage, job: JobSpec, splits: dict[str, Split], device: to
     result.observed = [watcher.report() for watcher in parts.watchers]
     result.step_flops = parts.step_flops
     result.pseudo_labels = parts.relabelled
+    result.optimizer_groups = group_record(parts.optimizer)
     return result
 
 
