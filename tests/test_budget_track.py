@@ -102,6 +102,19 @@ def test_a_fixed_share_spends_that_share_of_the_budget_on_each_task():
         allocator({"name": "share", "shares": {"cls": 0.6, "seg": 0.6}})
 
 
+def test_100_percent_seg_star_gives_the_same_images_their_derived_cls_labels_for_free():
+    budget = 9300  # Sun et al. 2023 Table 1
+    star = allocator({"name": "single_task", "task": "seg", "same_images": True, "derived": ["cls"]})
+    counts = star.allocate(COSTS, budget)
+    assert counts == {"cls": 465, "seg": 465} and star.spent(COSTS, counts) == 9300 and star.label() == "100% seg*"
+    with pytest.raises(AllocationError, match="same_images: true"):
+        allocator({"name": "single_task", "task": "seg", "derived": ["cls"]})
+    from mtlbench.tracks.budget.scenario import Budget
+    mask = Budget(seed_labels=2, new_labels=counts, same_images=True).mask(1000, ["cls", "seg"], 0)
+    assert (mask.sum(0) - 2).tolist() == [465, 465]  # beyond the seed sets (disjoint: no seed image has both)
+    assert int((mask.sum(1) == 2).sum()) == 465  # every bought seg image comes with its cls label
+
+
 def test_taba_uses_the_estimates_its_ablation_names():
     estimates = Estimates({"cls": 1.13, "seg": 2.03}, {"cls": 3.0, "seg": 0.1}, {"cls": 0.999, "seg": 0.997})
     taba = allocator("taba").allocate(COSTS, 6300, estimates)

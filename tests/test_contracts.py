@@ -362,7 +362,8 @@ def test_allocators_spend_at_most_the_budget_in_whole_labels(name):
                           {"seg": 0.99, "depth": 0.98, "normal": 0.995})
     counts = allocator.allocate(costs, 60, estimates)
     assert set(counts) == set(costs) and all(isinstance(n, int) and n >= 0 for n in counts.values())
-    assert sum(n * costs[t] for t, n in counts.items()) <= 60 and allocator.label()
+    assert allocator.spent(costs, counts) <= 60 and allocator.label()
+    assert allocator.spent(costs, counts) == sum(n * costs[t] for t, n in counts.items())  # no free label by default
 
 
 @pytest.mark.parametrize("name", SELECTORS.list())

@@ -41,6 +41,10 @@ class Allocator:
     def allocate(self, costs: dict[str, int], budget: int, estimates: Estimates | None = None) -> dict[str, int]:
         raise NotImplementedError
 
+    def spent(self, costs: dict[str, int], counts: dict[str, int]) -> int:
+        """The budget ``allocate``'s counts cost (labels that come free with others cost nothing)."""
+        return sum(n * costs[t] for t, n in counts.items())
+
     def label(self) -> str:
         raise NotImplementedError
 
@@ -75,14 +79,32 @@ class EqualBudget(Allocator):
 @ALLOCATORS.register("single_task")
 @dataclass(frozen=True, kw_only=True)
 class SingleTask(Allocator):
-    """The whole budget to ``task``: N_task = floor(B / c_task), nothing for the others ("100% budget")."""
+    """The whole budget to ``task``: N_task = floor(B / c_task), nothing for the others ("100% budget").
+
+    ``derived``: tasks whose label comes with every ``task`` label bought, at no cost, for the same images (Sun et al.
+    2023 Table 1's "100% Seg.*": the * rows provide every task's label for the same images, and an image's
+    segmentation gives its classes, so spending the budget on seg labels buys cls labels with them). Needs
+    ``same_images: true``; the derived labels are the dataset's own labels of those images."""
 
     task: str
+    derived: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.task in self.derived:
+            raise AllocationError(f"single_task: {self.task!r} cannot derive from itself")
+        if self.derived and not self.same_images:
+            raise AllocationError(f"single_task: derived labels come with the {self.task} labels of the same images: "
+                                  f"set same_images: true")
 
     def allocate(self, costs: dict[str, int], budget: int, estimates: Estimates | None = None) -> dict[str, int]:
-        if self.task not in costs:
-            raise AllocationError(f"single_task: task {self.task!r} is not one of {list(costs)}")
-        return {t: budget // c if t == self.task else 0 for t, c in costs.items()}
+        unknown = [t for t in (self.task, *self.derived) if t not in costs]
+        if unknown:
+            raise AllocationError(f"single_task: task(s) {unknown} not one of {list(costs)}")
+        bought = budget // costs[self.task]
+        return {t: bought if t == self.task or t in self.derived else 0 for t in costs}
+
+    def spent(self, costs: dict[str, int], counts: dict[str, int]) -> int:
+        return counts[self.task] * costs[self.task]
 
     def label(self) -> str:
         return f"100% {self.task}" + self.star()
