@@ -216,6 +216,26 @@ def test_grouping_suite_expands_every_subset_and_the_baseline_sizes_with_measure
     assert job.config["model"]["width"] == half["width"] and job.config["scenario"]["name"] == "full"
 
 
+def test_the_sener_row_trains_the_all_task_networks_with_mgda_and_reports_them_alone(tmp_path):
+    """Standley et al. 2020 Table 4's "Sener et al.": Traditional MTL's all-task networks, trained with MGDA."""
+    plain = load_suite(write_grouping_suite(tmp_path))
+    suite = load_suite(write_grouping_suite(tmp_path, methods=["optimal", "traditional", "sener"]))
+    added = suite.jobs[len(plain.jobs):]
+    assert [j.id for j in suite.jobs[:len(plain.jobs)]] == [j.id for j in plain.jobs]  # the other networks unchanged
+    assert [j.label for j in added] == ["seg+depth+edge", "seg+depth+edge@2"]
+    assert all(j.config["method"]["gradients"]["name"] == "mgda" for j in added)
+    assert [n["size"] for n in suite.details["tables"][0]["sener"]] == [1.0, 2.0]
+    tasks = ("seg", "depth", "edge")
+    summed = LossTable.from_rows(tasks, [(Network(tasks), 1.0, dict(zip(tasks, (0.1, 0.2, 0.3))))])
+    mgda = LossTable.from_rows(tasks, [(Network(tasks), 1.0, dict(zip(tasks, (0.2, 0.2, 0.3))))])
+    sener = build(SELECTORS, {"name": "sener"})
+    assert sener.choose(Tables(summed, summed, sener=mgda), 1.0, LowestTotal()).total == pytest.approx(0.7)
+    assert build(SELECTORS, {"name": "traditional"}).choose(Tables(summed, summed, sener=mgda), 1.0,
+                                                            LowestTotal()).total == pytest.approx(0.6)
+    assert sener.choose(Tables(summed, summed), 1.0, LowestTotal()) is None  # not trained: no cell
+    assert sener.choose(Tables(summed, summed, sener=mgda), 2.0, LowestTotal()) is None
+
+
 @pytest.mark.parametrize("changes,message", [
     ({"esa_fraction": 0}, "esa needs the early losses"),
     ({"esa_fraction": 3}, "exceed train.epochs"),

@@ -45,7 +45,11 @@ def seed_tables(table: dict[str, Any], tasks: list[str], seed_index: int, by_id:
     if not rows["test"]:
         return None
     tables = {split: LossTable.from_rows(tuple(tasks), rows[split]) if rows[split] else None for split in SPLITS}
-    return Tables(tables["val"], tables["test"], tables["esa"], tuple(selection_sizes))
+    sener = [(Network(tuple(n["tasks"]), n["size"]), n["cost"], {t: loss_of(by_id[n["jobs"][seed_index]], "test", t)
+                                                                for t in n["tasks"]})
+             for n in table.get("sener", []) if n["jobs"][seed_index] in by_id]
+    return Tables(tables["val"], tables["test"], tables["esa"], tuple(selection_sizes),
+                  LossTable.from_rows(tuple(tasks), sener) if sener else None)
 
 
 def choices(tables: Tables, selectors: list[dict[str, Any]], budgets: list[float],
@@ -59,14 +63,15 @@ def choices(tables: Tables, selectors: list[dict[str, Any]], budgets: list[float
     return out
 
 
-def uses(choice: Choice, tables: Tables) -> str:
-    """The chosen networks and the tasks each predicts (its best among the chosen, Fig. 5's black edges)."""
-    rows = tables.test.rows_of(list(choice.networks))
-    losses = tables.test.losses[rows]
+def uses(choice: Choice, test: LossTable) -> str:
+    """The chosen networks and the tasks each predicts (its best among the chosen, Fig. 5's black edges), from the
+    test losses they were chosen from."""
+    rows = test.rows_of(list(choice.networks))
+    losses = test.losses[rows]
     owner = losses.argmin(0)
     parts = []
     for k, network in enumerate(choice.networks):
-        served = [t for j, t in enumerate(tables.test.tasks) if owner[j] == k]
+        served = [t for j, t in enumerate(test.tasks) if owner[j] == k]
         parts.append(f"{network.name} → {', '.join(served) if served else 'nothing'}")
     return " · ".join(parts)
 
@@ -228,11 +233,12 @@ def grouping_report(summary: dict[str, Any], results: list[dict[str, Any]], out:
         for name in names:
             if name == "random":
                 continue
+            test = first.sener if name == "sener" else first.test
             body.append(f"- **{name}**")
             for budget in budgets:
                 choice = per_seed[0][name][budget]
                 if choice is not None and choice.networks:
-                    body.append(f"  - {budget:g} SNT ({choice.total:.4f}): {uses(choice, first)}")
+                    body.append(f"  - {budget:g} SNT ({choice.total:.4f}): {uses(choice, test)}")
         body += ["", "### Task relationships", "", *relationships(first), "### Candidates", "",
                  *candidates_lines(table), *training_cost(table, by_id, grouping)]
     if not frames:

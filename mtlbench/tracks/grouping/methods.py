@@ -27,6 +27,7 @@ class Tables:
     test: LossTable
     esa: LossTable | None = None
     selection_sizes: tuple[float, ...] = (0.5,)
+    sener: LossTable | None = None  # test losses of the all-task networks trained with MGDA (the "Sener et al." row)
 
     def c0(self, table: LossTable) -> LossTable:
         """C_0 (Sec. 4.2): every full-size network and the single-task networks of the selection sizes (half size
@@ -119,6 +120,24 @@ class Traditional(Selector):
 
     def choose(self, tables, budget, objective, incumbent=()):
         return report_rows(tables, traditional(tables.test, budget))
+
+
+@SELECTORS.register("sener")
+@dataclass(frozen=True)
+class Sener(Selector):
+    """The "Sener et al." row of Standley et al. 2020 Table 4: one all-task network of b SNT trained with MGDA
+    (Sener and Koltun 2018) instead of the sum of the task losses (when one of that size was trained: the suite's
+    ``traditional_sizes``)."""
+
+    def choose(self, tables, budget, objective, incumbent=()):
+        if tables.sener is None:
+            return None
+        rows = traditional(tables.sener, budget)
+        if rows is None:
+            return None
+        losses = tables.sener.task_losses(list(rows))
+        return Choice(float(losses.sum()), tuple(tables.sener.networks[i] for i in rows),
+                      tuple(float(x) for x in losses))
 
 
 @SELECTORS.register("independent")

@@ -20,6 +20,7 @@ from ...config import SuiteError, plugin, resolve_single_method_track
 from ...schema import Strict, SuiteFile
 from ...data import DATASETS, SCENARIOS
 from ...jobs import Job, new_job
+from ...methods import GRADIENTS
 from ...registry import build
 from .losses import Network
 from .methods import SELECTORS
@@ -67,9 +68,12 @@ def expand_grouping(raw: SuiteFile, path: Path) -> tuple[list[Job], dict[str, An
     scenario = {**plugin(SCENARIOS, "full", "scenario", path), "mask_seed": raw.mask_seed}
     jobs: list[Job] = []
 
-    def network_jobs(dataset: dict[str, Any], network: Network, width: float) -> list[str]:
-        """One job per seed of one candidate network, its encoder at ``width``; their ids."""
-        config = {"dataset": dataset, "tasks": list(network.tasks), "scenario": scenario, "method": method,
+    def network_jobs(dataset: dict[str, Any], network: Network, width: float,
+                     trained_with: dict[str, Any] | None = None) -> list[str]:
+        """One job per seed of one candidate network, its encoder at ``width`` (trained with the suite's method,
+        or ``trained_with``); their ids."""
+        config = {"dataset": dataset, "tasks": list(network.tasks), "scenario": scenario,
+                  "method": trained_with or method,
                   "model": {**model, "width": width}, "train": train,
                   "grouping": {"size": network.size, "esa_fraction": section.esa_fraction}}
         added = [new_job(raw.name or path.stem, {**config, "seed": seed}, network.name, kind="grouping-network")
@@ -77,7 +81,8 @@ def expand_grouping(raw: SuiteFile, path: Path) -> tuple[list[Job], dict[str, An
         jobs.extend(added)
         return [job.id for job in added]
 
-    tables = [network_table(raw, path, model, dataset, network_jobs) for dataset in datasets]
+    sener = sener_method(method, path) if any(s["name"] == "sener" for s in selectors) else None
+    tables = [network_table(raw, path, model, dataset, network_jobs, sener) for dataset in datasets]
     summary = {"tasks": list(raw.tasks), "seeds": list(raw.seeds),
                "budgets": sorted(section.budgets or default_budgets(len(raw.tasks))),
                "selection_sizes": sorted(section.selection_sizes), "esa_fraction": section.esa_fraction,
@@ -106,10 +111,17 @@ def checked_selection(raw: SuiteFile, path: Path, train: dict[str, Any],
     return selectors, objective
 
 
+def sener_method(method: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The suite's method with MGDA as its gradient rule (Sener and Koltun 2018): the "Sener et al." row of Standley
+    et al. 2020 Table 4 trains the all-task networks so."""
+    return {**method, "name": f"{method['name']}+mgda", "gradients": plugin(GRADIENTS, "mgda", "sener", path)}
+
+
 def network_table(raw: SuiteFile, path: Path, model: dict[str, Any], dataset: dict[str, Any],
-                  network_jobs: Callable[[dict[str, Any], Network, float], list[str]]) -> dict[str, Any]:
+                  network_jobs: Callable[..., list[str]], sener: dict[str, Any] | None = None) -> dict[str, Any]:
     """A dataset's candidate networks, each with its encoder width sized to its FLOPs (Sec. 4.1), cost and
-    parameters relative to one standard network, and its jobs."""
+    parameters relative to one standard network, and its jobs; with ``sener`` (the MGDA method), also the all-task
+    networks of ``traditional_sizes`` trained with it (``sener``: not candidates of any other selector)."""
     instance = build(DATASETS, dataset)
     height, width = getattr(instance, "height", None), getattr(instance, "width", None)
     if height is None or width is None:
@@ -122,5 +134,14 @@ def network_table(raw: SuiteFile, path: Path, model: dict[str, Any], dataset: di
         rows.append({"tasks": list(network.tasks), "size": network.size, "width": encoder.width,
                      "cost": encoder.flops / standard.flops, "params": encoder.params / standard.params,
                      "jobs": network_jobs(dataset, network, encoder.width)})
-    return {"dataset": dataset["name"], "input": [height, width],
-            "snt": {"flops": standard.flops, "params": standard.params}, "networks": rows}
+    table = {"dataset": dataset["name"], "input": [height, width],
+             "snt": {"flops": standard.flops, "params": standard.params}, "networks": rows}
+    if sener is not None:
+        table["sener"] = []
+        for size in sorted(set(raw.grouping.traditional_sizes)):
+            encoder = width_for(model, size, height, width)
+            table["sener"].append({"tasks": list(raw.tasks), "size": size, "width": encoder.width,
+                                   "cost": encoder.flops / standard.flops, "params": encoder.params / standard.params,
+                                   "jobs": network_jobs(dataset, Network(tuple(raw.tasks), size), encoder.width,
+                                                        sener)})
+    return table
