@@ -70,8 +70,12 @@ def main() -> None:
     print(f"{torch.get_num_threads()} threads, SegNet width {args.width}, {args.height}x{args.width_px}, batch {args.batch}")
     print(f"the {len(teachers)} teachers' forwards: {teacher_per_image * 1000:.1f} ms per image; a student step: "
           f"{step_per_image * 1000:.1f} ms per image ({teacher_per_image / step_per_image:.0%} of it)")
-    print(f"a job of {args.images} images x {args.epochs} epochs: training {training / 3600:.2f} h; labelling once "
-          f"{once:.1f} s ({once / training:.2%}); in the loop {in_loop / 3600:.2f} h (+{in_loop / training:.0%})")
+    print(f"a job of {args.images} images x {args.epochs} epochs: training {duration(training)}; labelling once "
+          f"{duration(once)} ({once / training:.2%} of it); in the loop {duration(in_loop)} (+{in_loop / training:.0%})")
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 600 else f"{seconds / 3600:.1f} h"
 
 
 if __name__ == "__main__":

@@ -232,13 +232,16 @@ def pareto_figure(tables: list[Table]):
         for method, xi, yi in zip(rows.index, x, y):
             axis.annotate(method, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
         front = pareto_front(list(zip(x, y)))
-        axis.step(x[front], y[front], where="post", color="grey", linestyle="--", linewidth=0.8)
+        # above the zero line, which a front through the baseline runs along
+        axis.step(x[front], y[front], where="post", color="tab:orange", linestyle="--", linewidth=1, zorder=3)
         axis.axhline(0, color="black", linewidth=0.8)
-        axis.set_xlabel(f"training time per epoch, × {table.baseline} ({table.costs.reference().device})")
-        axis.set_ylabel(f"ΔMTL % vs {table.baseline} (95% CI of the paired difference)")
+        axis.set_xlabel(f"training time per epoch, × {table.baseline}\n({table.costs.reference().device})")
+        if axis is axes[0][0]:  # one y label for the row: the panels share its meaning
+            axis.set_ylabel(f"ΔMTL % vs {table.baseline}\n(95% CI of the paired difference)")
         left_out = [m for m in table.rows.index if m not in rows.index]
         axis.set_title(f"{table.dataset} / {table.scenario}" + (f"\n(no comparable time: {', '.join(left_out)})"
                                                                if left_out else ""), fontsize=9)
+    fig.tight_layout()
     return fig
 
 

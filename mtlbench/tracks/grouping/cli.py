@@ -27,6 +27,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         help="sizes of single-task networks that join C_0 (default 0.5)")
     select.add_argument("--trials", type=positive_int, default=1000,
                         help="random groupings per budget (--method random)")
+    select.add_argument("--evaluate", action="store_true",
+                        help="also say how well ESA (with --esa) and HOA predict the trained networks' losses "
+                             "(Sec. 3.3, 5: Pearson r, HOA's max ratio error and overestimate)")
     select.add_argument("--json", action="store_true")
     select.set_defaults(func=cmd_select)
 
@@ -47,6 +50,17 @@ def budget_range(text: str) -> list[float]:
     if not all(0 < b < float("inf") for b in numbers):
         raise argparse.ArgumentTypeError(f"{text!r}: budgets are positive numbers of single-task networks")
     return numbers
+
+
+def approximation_agreement(tables) -> dict[str, dict[str, float]]:
+    """ESA's agreement (early validation against final test losses) where early losses are given, and HOA's (on the
+    validation losses it chooses from)."""
+    from .approximations import esa_agreement, hoa_agreement
+
+    out = {"hoa": hoa_agreement(tables.val).as_dict()}
+    if tables.esa is not None:
+        out = {"esa": esa_agreement(tables.esa, tables.test).as_dict(), **out}
+    return out
 
 
 def cmd_select(args: argparse.Namespace) -> int:
@@ -82,12 +96,17 @@ def cmd_select(args: argparse.Namespace) -> int:
                      "task_losses": [] if choice is None else list(choice.task_losses)}
                     for budget, choice in chosen.items()]
             out[method] = {"seconds": time.perf_counter() - start, "budgets": rows}
+        agreement = approximation_agreement(tables) if args.evaluate else {}
     except (LossFileError, ValueError) as error:
         print(f"select: {error}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(out, indent=1))
+        print(json.dumps({**out, **({"agreement": agreement} if args.evaluate else {})}, indent=1))
         return 0
+    for name, found in agreement.items():
+        extra = (f", max ratio error {found['max_ratio_error']:.1%}, overestimates performance by "
+                 f"{found['overestimate']:.1%}" if name == "hoa" else "")
+        print(f"{name}: Pearson r {found['pearson_r']:.3f} over {found['pairs']} (network, task) losses{extra}")
     for method, found in out.items():
         print(f"{method} ({found['seconds']:.3f} s; total test loss, chosen networks)")
         for row in found["budgets"]:

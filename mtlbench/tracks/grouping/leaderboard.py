@@ -16,6 +16,7 @@ from ...leaderboard.cells import mean_std, number
 from ...leaderboard.published import beside_markdown, comparison, entry_for, frame_lookup
 from ...leaderboard.stats import power_note, significantly_best
 from ...registry import build
+from .approximations import esa_agreement, hoa_agreement
 from .baselines import affinity, relative_performance
 from .losses import LossFileError, LossTable, Network, write_losses
 from .methods import SELECTORS, Choice, Tables, choose_per_budget
@@ -121,6 +122,36 @@ def matrix_lines(tasks: tuple[str, ...], values: np.ndarray, corner: str, upper_
     return lines
 
 
+def agreement_lines(seeds: list[Tables]) -> list[str]:
+    """How well ESA and HOA predict the trained networks (Sec. 3.3, 5), mean ± std over seeds; nothing where no seed
+    has what a measure needs (early losses; networks of three or more tasks)."""
+    rows = []
+    for name, measure in (("ESA", lambda t: esa_agreement(t.esa, t.test) if t.esa is not None else None),
+                          ("HOA", lambda t: hoa_agreement(t.val))):
+        found = []
+        for tables in seeds:
+            try:
+                agreement = measure(tables)
+            except LossFileError:
+                agreement = None
+            if agreement is not None:
+                found.append(agreement)
+        if found:
+            cells = [number(*mean_std([getattr(a, key) for a in found]), digits=3) if name == "HOA" or
+                     key == "pearson_r" else "—" for key in ("pearson_r", "max_ratio_error", "overestimate")]
+            rows.append(f"| {name} | {' | '.join(cells)} | {len(found)} |")
+    if not rows:
+        return []
+    return ["### How well ESA and HOA predict (Sec. 3.3, 5)", "",
+            "Pearson r between each approximation's (network, task) losses and the trained networks' (ESA: "
+            "validation after the early pass against the final test loss; HOA: its predictions of the networks of "
+            "three or more tasks against their validation losses), HOA's average max ratio error and how much it "
+            "overestimates performance (mean of trained / predicted - 1); Standley et al. report r = 0.49, 5.2% and "
+            "about 1.4% (`mtlbench select --evaluate` computes them from loss files).", "",
+            "| approximation | Pearson r | max ratio error | overestimate | seeds |", "|---|---|---|---|---|",
+            *rows, ""]
+
+
 def relationships(tables: Tables) -> list[str]:
     try:
         relative = relative_performance(tables.test, 0.5)
@@ -200,12 +231,13 @@ def grouping_report(summary: dict[str, Any], results: list[dict[str, Any]], out:
     body: list[str] = []
     frames, published, images = [], [], []
     for table in grouping["tables"]:
-        per_seed, first = [], None
+        per_seed, first, seed_loss_tables = [], None, []
         for index, seed in enumerate(grouping["seeds"]):
             tables = seed_tables(table, grouping["tasks"], index, by_id, grouping["selection_sizes"])
             if tables is None:
                 continue
             first = first or tables
+            seed_loss_tables.append(tables)
             per_seed.append(choices(tables, grouping["methods"], budgets, objective))
             for split in SPLITS:
                 loss_table = getattr(tables, split)
@@ -239,7 +271,8 @@ def grouping_report(summary: dict[str, Any], results: list[dict[str, Any]], out:
                 choice = per_seed[0][name][budget]
                 if choice is not None and choice.networks:
                     body.append(f"  - {budget:g} SNT ({choice.total:.4f}): {uses(choice, test)}")
-        body += ["", "### Task relationships", "", *relationships(first), "### Candidates", "",
+        body += ["", *agreement_lines(seed_loss_tables), "### Task relationships", "", *relationships(first),
+                 "### Candidates", "",
                  *candidates_lines(table), *training_cost(table, by_id, grouping)]
     if not frames:
         raise LookupError(f"{summary['name']}: no finished candidate network yet")
