@@ -115,9 +115,15 @@ def part_recipes(config: BenchConfig) -> dict[str, dict]:
         for name in AXES[axis].list():
             if name == base[axis]["name"]:
                 continue
-            part = {"name": name, **AXES[axis].get(name).standalone(list(config.tasks))}
-            recipes[f"{axis}={name}"] = {**base, axis: part}
+            recipes[f"{axis}={name}"] = {**base, axis: {"name": name}}
     return recipes
+
+
+def standalone(method: dict, tasks: list[str]) -> dict:
+    """The recipe with the settings each part needs to run without the jobs it reads (AMTL's potentials, the
+    teachers of MuST, Noisy Student and KD-MTL: ``Part.standalone``), where the recipe does not give them."""
+    return {axis: {**AXES[axis].get(spec["name"]).standalone(tasks), **spec} if axis in AXES else spec
+            for axis, spec in method.items()}
 
 
 def build_model(config: BenchConfig, tasks: dict[str, Task]) -> torch.nn.Module:
@@ -146,7 +152,8 @@ def measure(config: BenchConfig, recipes: dict[str, dict] | None = None) -> dict
         model = build_model(config, tasks).to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
-        recipe = Recipe(method, tasks, model, Augment(), torch.Generator(device).manual_seed(0), autocast).to(device)
+        recipe = Recipe(standalone(method, list(tasks)), tasks, model, Augment(), torch.Generator(device).manual_seed(0),
+                        autocast).to(device)
         runs[label] = (recipe, torch.optim.Adam(recipe.parameters(), 1e-4), [])
     for step in range(config.warmup + config.steps):
         for recipe, optimizer, times in runs.values():

@@ -39,10 +39,12 @@ TINY_SUITE = {
 
 
 def preset(name: str) -> dict:
-    """A preset's recipe, with the STL potentials AMTL would get from a suite's stl jobs filled in."""
+    """A preset's recipe, with what its parts would read from a suite's stl jobs filled in: AMTL's potentials, and
+    for the students of teachers untrained copies of the student as teachers (``Part.standalone``)."""
+    from mtlbench.bench import standalone
     from mtlbench.methods import METHODS
 
-    method = copy.deepcopy(METHODS.get(name))
+    method = standalone(copy.deepcopy(METHODS.get(name)), ["seg", "depth", "normal"])
     if method["weighting"]["name"] == "amtl":
         method["weighting"]["potentials"] = {"seg": 0.5, "depth": 0.8, "normal": 0.3}
     return method

@@ -126,7 +126,7 @@ def test_a_reader_that_stops_early_gets_no_traceback():
 def test_list_names_a_required_parameter_without_a_default(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "  single_task (same_images=False, task)" in out and "MISSING" not in out
+    assert "  single_task (same_images=False, task, derived=())" in out and "MISSING" not in out
 
 
 def test_each_figure_format_is_written_only_when_asked_for_and_cd_rank_is_always_a_column(finished, tmp_path, capsys):

@@ -49,7 +49,7 @@ def test_expansion_fills_defaults_and_hashes_configs(write_suite):
     assert [job.method for job in suite.jobs[:2]] == ["stl", "stl"]  # stl first: others may need its results
     assert len({job.id for job in suite.jobs}) == len(suite.jobs)
     job = suite.jobs[0]
-    assert job.config["train"]["optimizer"] == {"name": "adam", "lr": 1e-4, "weight_decay": 0.0}
+    assert job.config["train"]["optimizer"] == {"name": "adam", "head_lr": None, "lr": 1e-4, "weight_decay": 0.0}
     assert job.config["scenario"] == {"name": "onelabel", "unlabeled": 0.0, "unlabeled_per_batch": 0, "mask_seed": 0}
     assert {j.scenario for j in suite.jobs} == {"onelabel", "randomlabels+30%unlabeled"}
     again = load_suite(write_suite({"seeds": [0, 1], "scenarios": ["onelabel", {"name": "randomlabels",

@@ -306,7 +306,7 @@ def test_the_taskonomy_grouping_suite_validates_against_a_folder(tmp_path):
 
     write_taskonomy(tmp_path / "taskonomy")
     suite = load_suite(REPO / "suites" / "taskonomy_grouping.yaml", [f"dataset.root={tmp_path / 'taskonomy'}"])
-    assert len(suite.jobs) == 31 + 5 * 5 + 3  # subsets, single-task sizes 0.2-0.8, all-task 2 / 2.5 / 4
+    assert len(suite.jobs) == 31 + 5 * 5 + 3 + 4  # subsets, single-task sizes 0.2-0.8, all-task 2 / 2.5 / 4; MGDA
     costs = {n["size"]: n["cost"] for n in suite.details["tables"][0]["networks"]}
     assert costs[1.0] == 1.0 and all(0.9 * s <= c <= s for s, c in costs.items())
 

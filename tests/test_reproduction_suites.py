@@ -16,7 +16,7 @@ def test_the_reproduction_suites_train_as_the_released_scripts(suite, batch, fli
     for job in jobs:
         train = job.config["train"]
         assert train["precision"] == "fp32" and train["batch_size"] == batch and train["epochs"] == 300
-        assert train["optimizer"] == {"name": "adam", "lr": 1e-4, "weight_decay": 0.0}
+        assert train["optimizer"] == {"name": "adam", "head_lr": None, "lr": 1e-4, "weight_decay": 0.0}
         assert train["scheduler"] == {"name": "step", "step_size": 200, "gamma": 0.5}
         assert train["augment"] == {"scale_crop": True, "flip": flip, "align_corners": True, "photometric_ops": 2,
                                     "photometric_magnitude": 6}
@@ -46,7 +46,7 @@ def test_the_amtl_suite_trains_as_the_authors_script(without_dataset_files, monk
         train = config["train"]
         assert (train["epochs"], train["batch_size"], train["precision"], train["label_smoothing"]) == (100, 8, "bf16",
                                                                                                       0.1)
-        assert train["optimizer"] == {"name": "adam", "lr": train["optimizer"]["lr"], "weight_decay": 5e-6}
+        assert train["optimizer"] == {"name": "adam", "head_lr": None, "lr": train["optimizer"]["lr"], "weight_decay": 5e-6}
         assert train["scheduler"] == {"name": "poly", "power": 0.9}
     amtl = [job for job in suite.jobs if job.method == "amtl"]
     by_id = {job.id: job for job in suite.jobs}
@@ -144,6 +144,6 @@ def test_the_voc_nyu_suite_trains_as_the_authors_script(without_dataset_files, m
         assert job.config["model"]["name"] == "pyramid" and job.config["model"]["backbone"] == "efficientnet_v2_s"
         train = job.config["train"]
         assert (train["epochs"], train["batch_size"], train["precision"]) == (200, 32, "bf16")
-        assert train["optimizer"] == {"name": "adamw", "lr": 1e-4, "weight_decay": 5e-5}
+        assert train["optimizer"] == {"name": "adamw", "head_lr": None, "lr": 1e-4, "weight_decay": 5e-5}
         assert train["scheduler"]["warmup_steps"] == 2 * -(-39446 // 32) and train["scheduler"]["milestones"] == []
     assert all(job.inputs["amtl-potentials"] for job in suite.jobs if job.method == "amtl")

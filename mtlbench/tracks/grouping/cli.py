@@ -57,7 +57,7 @@ def approximation_agreement(tables) -> dict[str, dict[str, float]]:
     validation losses it chooses from)."""
     from .approximations import esa_agreement, hoa_agreement
 
-    out = {"hoa": hoa_agreement(tables.val).as_dict()}
+    out = {"hoa": hoa_agreement(tables.c0(tables.val)).as_dict()}  # HOA predicts within C_0, as it selects
     if tables.esa is not None:
         out = {"esa": esa_agreement(tables.esa, tables.test).as_dict(), **out}
     return out

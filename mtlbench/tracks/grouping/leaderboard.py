@@ -127,7 +127,7 @@ def agreement_lines(seeds: list[Tables]) -> list[str]:
     has what a measure needs (early losses; networks of three or more tasks)."""
     rows = []
     for name, measure in (("ESA", lambda t: esa_agreement(t.esa, t.test) if t.esa is not None else None),
-                          ("HOA", lambda t: hoa_agreement(t.val))):
+                          ("HOA", lambda t: hoa_agreement(t.c0(t.val)))):
         found = []
         for tables in seeds:
             try:
