@@ -20,6 +20,8 @@ from ...leaderboard.published import beside_markdown, comparison, entry_for, fra
 from ...leaderboard.cells import mean_std, number
 from ...leaderboard.render import ARROW
 from ...leaderboard.stats import power_note, significantly_best
+from ...registry import build
+from .allocators import ALLOCATORS
 
 
 def mean_metrics(results: list[dict[str, Any]], tasks: list[str]) -> dict[str, dict[str, float]]:
@@ -44,7 +46,7 @@ def setting_rows(setting: dict[str, Any], by_id: dict[str, dict[str, Any]], task
         new_labels = results[0].get("new_labels") or row["new_labels"]
         record = {"allocator": row["allocator"], "repeats": len(results),
                   **{f"N_{t}": new_labels[t] for t in tasks},
-                  "spent": sum(new_labels[t] * setting["costs"][t] for t in tasks)}
+                  "spent": build(ALLOCATORS, row["spec"]).spent(setting["costs"], new_labels)}  # derived labels: free
         per_repeat = [deltas(r, reference, tasks) for r in results]
         record["runs"] = {r["seed"]: d["T"] for r, d in zip(results, per_repeat)}  # Δ_T by repeat, for the test
         for key in [*tasks, "T"]:

@@ -13,7 +13,8 @@ NOTE = ("Δ_i: paper 000 Eq. 9, the test-split gain in percent of each task's pr
         "trained on the seed set only (mean of its seeds); Δ_T = mean_i Δ_i. Mean ± std over the repeats "
         "(each a new draw of the bought images and a new training seed); bold: the best Δ_T, only where the exact "
         "paired sign-flip test over repeats finds it above every other allocator's (Holm-adjusted, p < 0.05). N: "
-        "labels bought per task; spent: Σ N_i c_i.")
+        "labels bought per task; spent: Σ N_i c_i over the labels paid for (a derived label, as the cls labels of "
+        "100% seg*, comes free).")
 
 
 @TRACKS.register("budget")
