@@ -127,7 +127,8 @@ class Traditional(Selector):
 class Sener(Selector):
     """The "Sener et al." row of Standley et al. 2020 Table 4: one all-task network of b SNT trained with MGDA
     (Sener and Koltun 2018) instead of the sum of the task losses (when one of that size was trained: the suite's
-    ``traditional_sizes``)."""
+    ``traditional_sizes``). Simplification: the authors' code runs MGDA-UB (min-norm weights of the gradients at the
+    shared representation, times √K); these networks train with mtlbench's ``mgda`` on the shared parameters."""
 
     def choose(self, tables, budget, objective, incumbent=()):
         if tables.sener is None:
