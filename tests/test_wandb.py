@@ -50,6 +50,22 @@ def test_job_is_logged_as_an_offline_run(write_suite, tmp_path):
         assert summary["summary"][f"costs/{name}"] == (pytest.approx(value) if isinstance(value, float) else value)
 
 
+@pytest.mark.skipif(not Path(WANDB).exists(), reason="wandb command-line tool not installed")
+def test_a_student_of_teachers_logs_which_share_of_its_targets_were_pseudo(write_suite, tmp_path):
+    path = write_suite({"methods": ["stl", "must"], "leaderboard": {"baseline": "stl"},
+                        "train": {"epochs": 1, "batch_size": 8, "eval_batch_size": 8, "device": "cpu"}})
+    results = tmp_path / "results"
+    assert main(["run", str(path), "--results", str(results), "--wandb", "offline"]) == 0
+    student = load_suite(path).jobs[1]
+    result = json.loads((results / "tiny" / student.id / "result.json").read_text())
+    (run_dir,) = (results / "tiny" / student.id / "wandb").glob("offline-run-*")
+    summary = json.loads(inspect(run_dir, "--summary"))["summary"]
+    for task, share in result["pseudo_labels"].items():
+        assert share["images"] > 0
+        assert summary[f"pseudo_labels/{task}/images"] == pytest.approx(share["images"])
+        assert summary[f"pseudo_labels/{task}/pixels"] == pytest.approx(share["pixels"])
+
+
 def only_run_id(job_dir: Path) -> str:
     (run_dir,) = (job_dir / "wandb").glob("offline-run-*")
     return run_dir.name.split("-", 3)[-1]
