@@ -148,11 +148,15 @@ class PseudoLabels(FullSupervision):
             pseudo = self.pseudo_target(task, teacher_predictions(teacher, train.images[rows], name, batch_size,
                                                                   autocast))
             targets[name] = self.merged(task, train.targets[name], rows, pseudo)
-            del teacher
-            kept = task.valid_pixels(task.prepare(pseudo)).mean().item() if len(rows) and self.labels == "hard" else \
-                (1.0 if len(rows) else 0.0)
-            report[name] = {"images": len(rows) / max(len(train), 1), "pixels": kept}
+            del teacher  # freed before the next task's teacher loads: one teacher on the device at a time
+            report[name] = {"images": len(rows) / max(len(train), 1), "pixels": self.labelled_share(task, pseudo)}
         return Split(train.images, targets), torch.ones_like(mask), report
+
+    def labelled_share(self, task: Task, pseudo: Tensor) -> float:
+        """The share of the pseudo-labelled pixels the teacher labelled (hard labels leave unsure pixels out)."""
+        if not len(pseudo):
+            return 0.0
+        return task.valid_pixels(task.prepare(pseudo)).mean().item() if self.labels == "hard" else 1.0
 
     def pseudo_target(self, task: Task, pred: Tensor) -> Tensor:
         raise NotImplementedError
