@@ -311,6 +311,23 @@ def test_the_taskonomy_grouping_suite_validates_against_a_folder(tmp_path):
     assert costs[1.0] == 1.0 and all(0.9 * s <= c <= s for s, c in costs.items())
 
 
+def test_the_standley_setup_suite_trains_the_papers_network_and_reports_each_at_its_best_validation_epoch(tmp_path):
+    """taskonomy_grouping_standley: the same networks as taskonomy_grouping, as Sec. 4.2 trains them."""
+    from conftest import REPO
+    from test_image_datasets import write_taskonomy
+
+    write_taskonomy(tmp_path / "taskonomy")
+    suite = load_suite(REPO / "suites" / "taskonomy_grouping_standley.yaml",
+                       [f"dataset.root={tmp_path / 'taskonomy'}"])
+    assert len(suite.jobs) == 31 + 5 * 5 + 3 + 4
+    config = suite.jobs[0].config
+    assert config["model"]["name"] == "xception" and config["dataset"]["normal_loss"] == "l1"
+    assert config["train"]["scheduler"]["name"] == "loss_plateau" and config["train"]["test_every_epoch"]
+    assert suite.summary()["leaderboard"]["select"] == "best_val"
+    costs = {n["size"]: n["cost"] for n in suite.details["tables"][0]["networks"]}
+    assert costs[1.0] == 1.0 and all(0.99 * s <= c <= s for s, c in costs.items())
+
+
 def totals_table(seeds: int, with_hoa: bool = True) -> list[str]:
     """Table 4 at one budget: ``esa`` beats ``random`` by 0.1 at every seed, ``hoa`` only at every other seed."""
     names = ["esa", "random", "hoa"] if with_hoa else ["esa", "random"]

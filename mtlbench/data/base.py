@@ -12,10 +12,21 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from ..ids import spelt_as_before
 from ..registry import Registry
 from ..tasks import Task
 
 SPLITS = ("train", "val", "test")
+
+
+@spelt_as_before
+def normal_loss_default(config: dict) -> dict:
+    """``dataset.normal_loss`` came with 0.3 (Standley et al. 2020's L1 on normals, for the datasets with normals
+    that its setting uses); the cosine loss, its default, trains as before and is hashed as before."""
+    dataset = config.get("dataset")
+    if isinstance(dataset, dict) and dataset.get("normal_loss") == "cosine":
+        del dataset["normal_loss"]
+    return config
 
 
 @dataclass

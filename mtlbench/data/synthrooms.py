@@ -39,7 +39,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..registry import require
-from ..tasks import Anchors, Depth, DenseL1, Detection, Edge, Instance, MultiLabel, Normal, Segmentation, Task
+from ..tasks import (NORMAL_LOSSES, Anchors, Depth, DenseL1, Detection, Edge, Instance, MultiLabel, Normal, Segmentation,
+                     Task)
 from ..tasks.instance import INSTANCE_STRIDE
 from .base import DATASETS, Split
 
@@ -424,8 +425,11 @@ class SynthRooms:
     test: int = 200
     seed: int = 0
     pool: int = 0
+    normal_loss: str = "cosine"  # or "l1", Standley et al. 2020's (tasks.Normal)
 
     def __post_init__(self) -> None:
+        require("normal_loss", self.normal_loss, self.normal_loss in NORMAL_LOSSES,
+                f"must be one of {', '.join(NORMAL_LOSSES)}")
         for side in ("height", "width"):
             require(side, getattr(self, side), getattr(self, side) >= 1, "must be >= 1 pixel")
         for split in ("train", "val", "test"):
@@ -434,7 +438,8 @@ class SynthRooms:
 
     def tasks(self) -> dict[str, Task]:
         return {"seg": Segmentation("seg", len(CLASSES)), "depth": Depth("depth", 1),
-                "normal": Normal("normal", 3), "edge": Edge("edge", 1), "keypoint": DenseL1("keypoint", 1),
+                "normal": Normal("normal", 3, loss=self.normal_loss), "edge": Edge("edge", 1),
+                "keypoint": DenseL1("keypoint", 1),
                 "shading": DenseL1("shading", 1), "albedo": DenseL1("albedo", 3),
                 "cls": MultiLabel("cls", len(CLASSES)), "detection": self.detection(),
                 "instance": Instance("instance", len(THINGS))}

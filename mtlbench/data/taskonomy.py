@@ -22,10 +22,11 @@ The mask is his: depth_zbuffer < 2^13 (his saved ``mask`` files are this test). 
 L1 tasks (``tasks.DenseL1`` leaves them out) and an all-zero vector for normals (``tasks.Normal``'s invalid).
 Nishi et al. 2024 train seven tasks (all but curvature), Sun et al. 2023 and Standley et al. 2020 five (seg, depth,
 normal, keypoint and edge; Sun et al. 2023's "2D edges" are ``texture``). Normals train with the cosine loss as in
-Nishi et al. 2024 (Standley uses L1). Images (512x512 in the release) are resized to ``height`` x ``width`` (256x256
-as Standley's training): bilinear as his loader, except segmentation and depth (and so the mask), which are resized
-nearest so no label or invalid value is blended (mtlbench's choice). ``limit`` caps a split at a seeded random
-subset of its images, since the tiny split (~250k training images) does not fit in memory at any useful size.
+Nishi et al. 2024, or with ``normal_loss: l1`` as Standley et al. 2020 do. Images (512x512 in the release) are resized
+to ``height`` x ``width`` (256x256 as Standley's training): bilinear as his loader, except segmentation and depth (and
+so the mask), which are resized nearest so no label or invalid value is blended (mtlbench's choice). ``limit`` caps
+a split at a seeded random subset of its images, since the tiny split (~250k training images) does not fit in
+memory at any useful size.
 Regression targets are held as float16 (a named simplification to halve memory: 1.4 MB per 256x256 image with
 the seven tasks; relative rounding below 2^-11, e.g. 4 mm of depth at 6 m).
 """
@@ -38,7 +39,7 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
-from ..tasks import DenseL1, Normal, Segmentation, Task
+from ..tasks import NORMAL_LOSSES, DenseL1, Normal, Segmentation, Task
 from .base import DATASETS, SPLITS
 from .image_files import EIGHT_BIT, SIXTEEN_BIT, ImageFileDataset, read_image, resize
 from .npy_folders import DatasetError
@@ -132,8 +133,12 @@ class Taskonomy(ImageFileDataset):
     width: int = 256
     limit: dict[str, int] = field(default_factory=dict)
     seed: int = 0
+    normal_loss: str = "cosine"  # or "l1", Standley et al. 2020's (tasks.Normal)
 
     def __post_init__(self) -> None:
+        if self.normal_loss not in NORMAL_LOSSES:
+            raise DatasetError(f"taskonomy: normal_loss: {self.normal_loss!r} unknown; choose one of "
+                               f"{', '.join(NORMAL_LOSSES)} (l1: Standley et al. 2020's loss)")
         unknown = [t for t in self.tasks_read if t not in DOMAINS]
         if unknown:
             raise DatasetError(f"taskonomy: tasks_read: unknown {unknown}; known: {', '.join(DOMAINS)}")
@@ -141,7 +146,10 @@ class Taskonomy(ImageFileDataset):
             raise DatasetError(f"taskonomy: limit: keys must be splits {SPLITS}, got {sorted(self.limit)}")
 
     def tasks(self) -> dict[str, Task]:
-        return {t: TASKS[t] for t in self.tasks_read}
+        tasks = {t: TASKS[t] for t in self.tasks_read}
+        if "normal" in tasks:
+            tasks["normal"] = Normal("normal", 3, loss=self.normal_loss)
+        return tasks
 
     # ------------------------------------------------------------------------------------------ files
     def split_csv(self) -> Path:

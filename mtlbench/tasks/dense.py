@@ -200,7 +200,8 @@ class AngleMeter(Meter):
     summarised in 18,000 counters instead of keeping every pixel's angle (72M for NYUv2's test split).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, unit: bool = True) -> None:
+        self.unit = unit  # whether predictions arrive as unit vectors; else they are normalised here
         self.histogram: Tensor | None = None
         self.total = 0.0
         self.per_image = 0.0
@@ -210,7 +211,8 @@ class AngleMeter(Meter):
 
     def update(self, pred: Tensor, target: Tensor) -> None:
         valid = target.abs().sum(1) > 0
-        dot = (pred.float() * target.float()).sum(1).clamp(-1, 1)
+        pred = pred.float() if self.unit else F.normalize(pred.float(), dim=1)
+        dot = (pred * target.float()).sum(1).clamp(-1, 1)
         angle_map = torch.rad2deg(torch.acos(dot))
         angle = angle_map[valid]
         bins = (angle / ANGLE_BIN).long().clamp_max(int(180 / ANGLE_BIN) - 1)
@@ -240,9 +242,18 @@ class AngleMeter(Meter):
                 "median_angle_per_image": float(self.median_per_image / images)}
 
 
+NORMAL_LOSSES = ("cosine", "l1")
+
+
 @dataclass(frozen=True)
 class Normal(DenseTask):
-    """1 - cosine similarity on valid pixels (non-zero target); angle statistics in degrees."""
+    """Surface normals: 1 - cosine similarity of the unit prediction on valid pixels (non-zero target), or with
+    ``loss="l1"`` Standley et al. 2020's L1 (Sec. 4.1: "an L1 loss was used for all other tasks"; their code's
+    ``normal_loss_simple``) between the raw prediction and the target, averaged over channels and valid pixels
+    (their code divides by every pixel, masked ones included). Angle statistics in degrees, of the prediction
+    normalised to unit length."""
+
+    loss: str = "cosine"
 
     higher_is_better: ClassVar[dict[str, bool]] = {"mean_angle": False, "median_angle": False,
                                                    "within_11.25": True, "within_22.5": True,
@@ -261,12 +272,19 @@ class Normal(DenseTask):
     def random_target(self, batch: int, height: int, width: int, generator: torch.Generator) -> Tensor:
         return F.normalize(torch.rand(batch, 3, height, width, generator=generator) - 0.5, dim=1)
 
+    def __post_init__(self) -> None:
+        if self.loss not in NORMAL_LOSSES:
+            raise ValueError(f"task {self.name}: loss {self.loss!r} unknown; choose one of {', '.join(NORMAL_LOSSES)}")
+
     def loss_per_image(self, pred: Tensor, target: Tensor) -> Tensor:
         valid = target.abs().sum(1) > 0
+        if self.loss == "l1":
+            return masked_mean_per_image((pred.float() - target).abs().mean(1), valid)
         return masked_mean_per_image(1 - (pred.float() * target).sum(1), valid)
 
     def postprocess(self, raw: Tensor) -> Tensor:
-        return F.normalize(raw, dim=1)
+        """Unit vectors; the raw output under the L1 loss, which regresses the target's values."""
+        return raw if self.loss == "l1" else F.normalize(raw, dim=1)
 
     def ensemble_label(self, preds: Tensor) -> Tensor:
         """The normalised mean direction."""
@@ -281,7 +299,7 @@ class Normal(DenseTask):
         return F.normalize(sums.float(), dim=0).view(-1, 1, 1)
 
     def meter(self) -> Meter:
-        return AngleMeter()
+        return AngleMeter(unit=self.loss == "cosine")
 
 
 # ---------------------------------------------------------------------------------- edge, keypoint...

@@ -88,10 +88,14 @@ class SGD(HeadLR):
 
 
 class Schedule:
-    """A learning-rate schedule: ``build(optimizer, epochs, steps_per_epoch)`` returns a torch scheduler that the
-    trainer steps once per epoch, or once per batch where ``per_step``."""
+    """A learning-rate schedule: ``build(optimizer, epochs, steps_per_epoch, batch_size)`` returns a scheduler (a
+    torch one, or any object with ``step``, ``state_dict`` and ``load_state_dict``) that the trainer steps once per
+    epoch, or once per batch where ``per_step``. Where ``reads_loss``, ``step`` takes the batch's training loss (a
+    0-d tensor on the device); a scheduler whose ``finished`` becomes true ends the stage's training after the
+    epoch it is in (its last epoch is tested as the last of ``train.epochs`` would be)."""
 
     per_step: ClassVar[bool] = False
+    reads_loss: ClassVar[bool] = False
 
 
 @SCHEDULERS.register("step")
@@ -106,8 +110,8 @@ class Step(Schedule):
         require("step_size", self.step_size, self.step_size >= 1, "must be >= 1 (epochs between decays)")
         require("gamma", self.gamma, 0 < self.gamma <= 1, "must lie in (0, 1] (the factor of each decay)")
 
-    def build(self, optimizer: torch.optim.Optimizer, epochs: int,
-              steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    def build(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int,
+              batch_size: int = 1) -> torch.optim.lr_scheduler.LRScheduler:
         return torch.optim.lr_scheduler.StepLR(optimizer, self.step_size, self.gamma)
 
 
@@ -121,16 +125,16 @@ class Cosine(Schedule):
     def __post_init__(self) -> None:
         require("eta_min", self.eta_min, self.eta_min >= 0, "must be >= 0")
 
-    def build(self, optimizer: torch.optim.Optimizer, epochs: int,
-              steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    def build(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int,
+              batch_size: int = 1) -> torch.optim.lr_scheduler.LRScheduler:
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs, eta_min=self.eta_min)
 
 
 @SCHEDULERS.register("constant")
 @dataclass(frozen=True)
 class Constant(Schedule):
-    def build(self, optimizer: torch.optim.Optimizer, epochs: int,
-              steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    def build(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int,
+              batch_size: int = 1) -> torch.optim.lr_scheduler.LRScheduler:
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
@@ -146,8 +150,8 @@ class Poly(Schedule):
     def __post_init__(self) -> None:
         require("power", self.power, self.power > 0, "must be > 0")
 
-    def build(self, optimizer: torch.optim.Optimizer, epochs: int,
-              steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    def build(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int,
+              batch_size: int = 1) -> torch.optim.lr_scheduler.LRScheduler:
         total = epochs * steps_per_epoch
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / total) ** self.power)
 
@@ -173,8 +177,8 @@ class MultiStep(Schedule):
         require("warmup_steps", self.warmup_steps, self.warmup_steps >= 0, "must be >= 0")
         require("warmup_factor", self.warmup_factor, 0 < self.warmup_factor <= 1, "must lie in (0, 1]")
 
-    def build(self, optimizer: torch.optim.Optimizer, epochs: int,
-              steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    def build(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int,
+              batch_size: int = 1) -> torch.optim.lr_scheduler.LRScheduler:
         total = epochs * steps_per_epoch
         steps = [round(m * total) for m in self.milestones]
 
@@ -184,6 +188,115 @@ class MultiStep(Schedule):
             return warmup * self.gamma ** sum(step >= m for m in steps)
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@SCHEDULERS.register("loss_plateau")
+@dataclass(frozen=True)
+class LossPlateau(Schedule):
+    """Standley et al. 2020 Sec. 4.2: the rate "was reduced by half every time the training loss stopped
+    decreasing", and training ends below ``min_lr``; the rule as the authors' code runs it (train_taskonomy.py,
+    ``learning_rate_schedule``): each update's training loss is kept; from the end of epoch ``warmup_epochs`` on,
+    once more than a window of steps (``window_images`` / batch size) has passed since the last decay, the window's
+    first 3/8 and last 3/8 are each sorted, trimmed to their 5th-95th percentile ranks, cut to one length and
+    compared by a paired t-test (scipy's ``ttest_rel``, pairs by rank); the rate decays (initial x ``factor`` ^
+    decays) when t < 0 (the loss rose) or p > 0.99 (no change), and the window then doubles, up to
+    ``max_window_images``. Defaults: the code's (0.5M and 2M images, 3e-5, 2 epochs); its epochs are 20% of
+    Taskonomy, so its 2 epochs are ``warmup_epochs: 0.4`` where an epoch is a whole pass. The loss is the mean of
+    the tasks' training losses."""
+
+    per_step: ClassVar[bool] = True
+    reads_loss: ClassVar[bool] = True
+    window_images: int = 500_000
+    max_window_images: int = 2_000_000
+    factor: float = 0.5
+    min_lr: float = 3e-5
+    warmup_epochs: float = 2.0
+
+    def __post_init__(self) -> None:
+        require("window_images", self.window_images, self.window_images >= 1, "must be >= 1 (images per window)")
+        require("max_window_images", self.max_window_images, self.max_window_images >= self.window_images,
+                "must be >= window_images (the window doubles up to it)")
+        require("factor", self.factor, 0 < self.factor < 1, "must lie in (0, 1) (the rate's factor per decay)")
+        require("min_lr", self.min_lr, self.min_lr >= 0, "must be >= 0 (training ends below it)")
+        require("warmup_epochs", self.warmup_epochs, self.warmup_epochs >= 0, "must be >= 0")
+
+    def build(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int,
+              batch_size: int = 1) -> "PlateauScheduler":
+        return PlateauScheduler(self, optimizer, steps_per_epoch, batch_size)
+
+
+class PlateauScheduler:
+    """``LossPlateau``'s state: the last ``max_window_images`` / batch losses in a ring on the device (one host
+    read per step only while a test is due), the decays and where the last one happened."""
+
+    def __init__(self, rule: LossPlateau, optimizer: torch.optim.Optimizer, steps_per_epoch: int,
+                 batch_size: int) -> None:
+        self.rule, self.optimizer, self.steps_per_epoch, self.batch_size = rule, optimizer, steps_per_epoch, batch_size
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+        self.capacity = max(1, rule.max_window_images // batch_size)
+        self.losses: torch.Tensor | None = None
+        self.steps = 0
+        self.decays = 0
+        self.last_decay = 0
+        self.window_images = rule.window_images
+        self.critical: dict[int, float] = {}
+
+    @property
+    def finished(self) -> bool:
+        return self.optimizer.param_groups[0]["lr"] < self.rule.min_lr
+
+    def step(self, loss: torch.Tensor) -> None:
+        if self.losses is None:
+            self.losses = torch.zeros(self.capacity, device=loss.device)
+        self.losses[self.steps % self.capacity] = loss.detach().float()
+        self.steps += 1
+        window = self.window_images // self.batch_size
+        if self.steps <= self.rule.warmup_epochs * self.steps_per_epoch or self.steps - self.last_decay <= window:
+            return
+        if self.stopped_decreasing(self.recent(window)):
+            self.decays += 1
+            self.last_decay = self.steps
+            for group in self.optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * self.rule.factor ** self.decays
+            self.window_images = min(self.rule.max_window_images, 2 * self.window_images)
+
+    def recent(self, count: int) -> torch.Tensor:
+        """The last ``count`` losses (at most the ring's), oldest first."""
+        count = min(count, self.steps, self.capacity)
+        index = torch.arange(self.steps - count, self.steps, device=self.losses.device) % self.capacity
+        return self.losses[index]
+
+    def stopped_decreasing(self, history: torch.Tensor) -> bool:
+        """The code's test on the window ``history``: t < 0 or p > 0.99 of the paired t-test of its sorted,
+        trimmed first and last 3/8 (slices spelt as the code's, Python's floor division included)."""
+        window = len(history)
+        early, late = history[-window:-window * 5 // 8].sort().values, history[-window * 3 // 8:].sort().values
+        early = early[int(len(early) * .05):int(len(early) * .95)]
+        late = late[int(len(late) * .05):int(len(late) * .95)]
+        n = min(len(early), len(late))
+        if n < 2:
+            return False  # scipy's t is NaN: neither condition holds
+        difference = (early[:n] - late[:n]).double()
+        t = difference.mean() / (difference.std() / n ** 0.5)
+        return bool((t < 0) | (t.abs() < self.critical_t(n - 1)))  # |t| < t* <=> two-sided p > 0.99
+
+    def critical_t(self, df: int) -> float:
+        if df not in self.critical:
+            from scipy.stats import t as student_t  # scipy only for this schedule
+
+            self.critical[df] = float(student_t.isf(0.99 / 2, df))
+        return self.critical[df]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"losses": None if self.losses is None else self.losses.cpu(), "steps": self.steps,
+                "decays": self.decays, "last_decay": self.last_decay, "window_images": self.window_images}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        device = self.optimizer.param_groups[0]["params"][0].device
+        self.losses = None if state["losses"] is None else state["losses"].to(device)
+        self.steps, self.decays, self.last_decay = state["steps"], state["decays"], state["last_decay"]
+        self.window_images = state["window_images"]
 
 
 def parameter_groups(model: torch.nn.Module, params: list[torch.nn.Parameter],

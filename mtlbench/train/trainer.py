@@ -411,7 +411,8 @@ def build_stage(stage: Stage, job: JobSpec, splits: dict[str, Split], device: to
     min_batch = getattr(spec, "min_batch", 1)
     steps = sum(size >= min_batch for size in stage.batch_sizes(settings.batch_size))
     parts = StageParts(stage, settings, device, model, recipe, optimizer, schedule,
-                       schedule.build(optimizer, settings.epochs, steps), generators, augment, autocast, min_batch)
+                       schedule.build(optimizer, settings.epochs, steps, settings.batch_size), generators, augment,
+                       autocast, min_batch)
     torch.manual_seed(derive_seed(seed, stage.name, "train"))
     parts.watchers = [make(Observed(job, stage, model, optimizer, recipe, splits["val"], device, autocast))
                       for make in observers]
@@ -473,8 +474,7 @@ def train_one_epoch(parts: StageParts, epoch: int, first_losses: dict[str, Any],
         on_step(Step(parts.stage.name, epoch + 1, parts.settings.epochs, first + len(loaded), len(batches), images,
                      time.perf_counter() - start, logs, len(loaded)))
         if parts.schedule.per_step:
-            for _ in loaded:
-                parts.scheduler.step()
+            step_schedule(parts, logs, len(loaded))
         watch.step(logs, first + 1)
         if len(first_losses) < len(parts.stage.tasks):
             first_losses.update({k.removeprefix("loss/"): v / len(loaded) for k, v in logs.items()
@@ -494,6 +494,25 @@ def train_one_epoch(parts: StageParts, epoch: int, first_losses: dict[str, Any],
     return trained
 
 
+def step_schedule(parts: StageParts, logs: dict[str, Tensor], batches: int) -> None:
+    """Steps a per-batch schedule once per batch of the update; one that reads the loss gets the mean of the tasks'
+    training losses (the update's, for each of its batches)."""
+    if not parts.schedule.reads_loss:
+        for _ in range(batches):
+            parts.scheduler.step()
+        return
+    losses = [logs[f"loss/{t}"] for t in parts.stage.tasks if f"loss/{t}" in logs]
+    loss = torch.stack(losses).mean() / batches if losses else None
+    for _ in range(batches):
+        if loss is not None:
+            parts.scheduler.step(loss)
+
+
+def schedule_finished(parts: StageParts) -> bool:
+    """Whether the schedule ended training (``LossPlateau`` below its minimum rate)."""
+    return bool(getattr(parts.scheduler, "finished", False))
+
+
 def evaluate_epoch(parts: StageParts, splits: dict[str, Split], epoch: int, trained: EpochTrained,
                    result: StageResult) -> dict[str, Any]:
     """The epoch's record: validation after every epoch; the test split after the last (the stage's result)
@@ -508,7 +527,7 @@ def evaluate_epoch(parts: StageParts, splits: dict[str, Split], epoch: int, trai
               "val": evaluate(parts.model, splits["val"].select(list(stage.tasks)), stage.tasks,
                               settings.eval_batch_size, parts.autocast)}
     parts.recipe.after_validation(record["val"])
-    last = epoch + 1 == settings.epochs
+    last = epoch + 1 == settings.epochs or schedule_finished(parts)
     if "test" in splits and (last or settings.test_every_epoch):
         tested = evaluate(parts.model, splits["test"].select(list(stage.tasks)), stage.tasks,
                           settings.eval_batch_size, parts.autocast)
@@ -545,6 +564,8 @@ def train_stage(stage: Stage, job: JobSpec, splits: dict[str, Split], device: to
                       f"(images_left_out_per_epoch)", stacklevel=2)
     first_losses: dict[str, Any] = dict(result.first_loss)
     for epoch in range(result.resumed_from_epoch, settings.epochs):
+        if schedule_finished(parts):  # resumed after the schedule's last epoch
+            break
         trained = train_one_epoch(parts, epoch, first_losses, hooks.step)
         result.first_loss = {task: float(loss) for task, loss in first_losses.items()}
         result.train_seconds += trained.seconds
@@ -552,6 +573,8 @@ def train_stage(stage: Stage, job: JobSpec, splits: dict[str, Split], device: to
         result.history.append(record)
         save_checkpoint(parts, result, epoch, path)
         hooks.epoch({**record, "epochs": settings.epochs})
+        if schedule_finished(parts):
+            break
     result.model = parts.model
     result.observed = [watcher.report() for watcher in parts.watchers]
     result.step_flops = parts.step_flops

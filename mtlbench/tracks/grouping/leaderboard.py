@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ...leaderboard.aggregate import LeaderboardError
 from ...leaderboard.cells import mean_std, number
 from ...leaderboard.published import beside_markdown, comparison, entry_for, frame_lookup
 from ...leaderboard.stats import power_note, significantly_best
@@ -29,6 +30,19 @@ def loss_of(result: dict[str, Any], split: str, task: str) -> float:
     if split == "esa":
         return result["estimate"]["val"][task]["loss"]
     return result[split][task]["loss"]
+
+
+def at_lowest_validation_loss(result: dict[str, Any]) -> dict[str, Any]:
+    """``leaderboard.select: best_val`` for a network: Sec. 4.2's "the network with the [lowest] validation loss
+    (checked after each epoch ...) was saved", the epoch whose validation loss summed over the network's tasks is
+    lowest (ties: the earliest), with the test losses recorded at it (``train.test_every_epoch``)."""
+    history = result.get("history") or []
+    if not history or not all("test" in record for record in history):
+        raise LeaderboardError(f"leaderboard.select: best_val needs the test losses of every epoch, and job "
+                               f"{result['job_id']} ran without train.test_every_epoch: set it in the suite and "
+                               f"rerun, or use --select last")
+    best = min(history, key=lambda record: sum(record["val"][task]["loss"] for task in record["val"]))
+    return {**result, "val": best["val"], "test": best["test"], "selected_epochs": {best["stage"]: best["epoch"]}}
 
 
 def seed_tables(table: dict[str, Any], tasks: list[str], seed_index: int, by_id: dict[str, dict[str, Any]],
@@ -224,6 +238,8 @@ def grouping_report(summary: dict[str, Any], results: list[dict[str, Any]], out:
     """The page body, the Table 4 frame, the papers' numbers beside it (rows: selectors; keys: budgets, e.g.
     "1.5") and the plots; writes the plots and the per-seed loss tables next to ``out``."""
     grouping = summary["grouping"]
+    if summary["leaderboard"]["select"] == "best_val":
+        results = [at_lowest_validation_loss(r) for r in results]
     by_id = {r["job_id"]: r for r in results}
     budgets = grouping["budgets"]
     objective = build(OBJECTIVES, grouping["objective"])

@@ -23,6 +23,7 @@ class GroupingTrack(Track):
     """Paper 001: which networks (task subsets, encoder sizes) to train and deploy under an inference budget."""
 
     api = ("OBJECTIVES", "SELECTORS", "best_networks", "read_losses")
+    selects_epochs = True  # best_val: each network at its lowest summed validation loss (Sec. 4.2)
 
     def registries(self) -> list[tuple[str, str, Any]]:
         from .methods import SELECTORS
