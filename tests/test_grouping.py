@@ -8,8 +8,10 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import REFERENCE, TINY_DATASET, write_track_suite
+from mtlbench.data.synthrooms import SynthRooms
 from mtlbench.cli import main
 from mtlbench.config import SuiteError, load_suite
 from mtlbench.tracks.grouping import (LossFileError, LossTable, Network, Tables, affinity, best_networks,
@@ -352,3 +354,55 @@ def test_table_4_with_one_seed_bolds_nothing_and_says_why():
     lines = totals_table(1)
     assert not any("**" in line for line in lines)
     assert any("with 1 seed no paired comparison here can be significant" in line for line in lines)
+
+
+def test_transfer_affinities_fine_tune_each_tasks_network_for_every_other_and_set_them_beside_multi_task_ones(
+        tmp_path):
+    """Sec. 5.1, Table 3, Fig. 3 as an optional estimate: one job per ordered pair of tasks and seed starts from the
+    source's full-size single-task network (its shared part, the target's decoder fresh), needs that job (which
+    keeps its weights), and leaves every other job's id unchanged; the leaderboard shows the gains, the symmetric
+    affinity and its Pearson r against the multi-task affinity."""
+    from mtlbench.tracks.grouping.transfer import load_shared, pair_correlation, shared_state, transfer_gains
+
+    plain = load_suite(write_grouping_suite(tmp_path))
+    path = write_grouping_suite(tmp_path, transfer=True, methods=["optimal"])
+    suite = load_suite(path)
+    assert [j.id for j in suite.jobs[:len(plain.jobs)]] == [j.id for j in plain.jobs]
+    added = suite.jobs[len(plain.jobs):]
+    assert [j.label for j in added] == ["seg->depth", "seg->edge", "depth->seg", "depth->edge", "edge->seg",
+                                        "edge->depth"]
+    singles = {j.label: j for j in plain.jobs}
+    assert all(j.needs == (singles[j.label.split("->")[0]].id,) and j.config["tasks"] == [j.label.split("->")[1]]
+               for j in added)
+    assert {j.label for j in suite.jobs if j.keeps_weights} == {"seg", "depth", "edge"}
+
+    results = tmp_path / "results"
+    assert main(["run", str(path), "--results", str(results), "--wandb", "disabled"]) == 0
+    job = next(j for j in added if j.label == "seg->depth")
+    record = json.loads((results / "grouping_tiny" / job.id / "result.json").read_text())
+    assert record["transfer_source"] == singles["seg"].id
+    assert main(["leaderboard", "grouping_tiny", "--results", str(results), "--out", str(tmp_path / "lb")]) == 0
+    text = (tmp_path / "lb.md").read_text()
+    assert "### Transfer affinity (Table 3, Fig. 3)" in text and "Pearson r between the transfer affinity" in text
+
+    # the shared part, and only it, comes from the source: encoder and decoder of SegNet, BatchNorm statistics too
+    from mtlbench.models import MODELS
+
+    tasks = SynthRooms().tasks()
+    source = MODELS.get("segnet")(width=0.125).build({"seg": tasks["seg"]})
+    target = MODELS.get("segnet")(width=0.125).build({"depth": tasks["depth"]})
+    source.encoder[0][0][1].running_mean.fill_(3.0)
+    state = source.state_dict()
+    head = {k: v.clone() for k, v in target.state_dict().items() if k.startswith("heads.")}
+    assert load_shared(target, state, "source") == len(shared_state(target))
+    after = target.state_dict()
+    assert all(torch.equal(after[k], state[k]) for k in shared_state(target))
+    assert torch.equal(after["encoder.0.0.1.running_mean"], torch.full_like(after["encoder.0.0.1.running_mean"], 3.0))
+    assert all(torch.equal(after[k], v) for k, v in head.items())
+
+    tasks3 = ("a", "b", "c")
+    alone = LossTable.from_rows(tasks3, [(Network((t,)), 1.0, {t: 1.0}) for t in tasks3])
+    gains = transfer_gains(alone, {("a", "b"): 0.9, ("b", "a"): 1.1})
+    assert gains[0, 1] == pytest.approx(10.0) and gains[1, 0] == pytest.approx(-10.0) and np.isnan(gains[0, 2])
+    first = np.array([[0, 1, 2], [1, 0, 3], [2, 3, 0.0]])
+    assert pair_correlation(first, -first)[0] == pytest.approx(-1.0)

@@ -375,3 +375,22 @@ def test_head_lr_trains_the_heads_at_their_own_rate_and_names_the_groups(tiny_jo
         {"backbone": tiny_job["train"]["optimizer"]["lr"], "heads": 5e-3}
     (tmp_path / "plain").mkdir()
     assert "optimizer_groups" not in run_job(tiny_job, tmp_path / "plain")
+
+
+def test_an_initialiser_sets_each_stages_new_network_before_it_trains(tiny_job, tmp_path):
+    """``run_job(initialise=...)`` (a track's initial weights) gets every stage's freshly built network once, before
+    the first step: weights it sets are the ones the first step starts from."""
+    tiny_job["method"] = preset("stl")
+    tiny_job["train"]["epochs"] = 1
+    seen = []
+
+    def initialise(stage, model):
+        seen.append(stage.name)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.zero_()  # a network of zeros predicts constants: every task's first loss is that of 0
+
+    result = run_job(tiny_job, tmp_path, initialise=initialise)
+    assert seen == ["seg", "depth", "normal"]
+    seg_classes = SynthRooms().tasks()["seg"].channels
+    assert result["first_step_loss"]["seg"] == pytest.approx(np.log(seg_classes), rel=1e-5)  # uniform logits

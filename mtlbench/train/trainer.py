@@ -219,6 +219,9 @@ class Observed:
 
 
 ObserverFactory = Callable[[Observed], StepObserver]
+# Sets a stage's freshly built network before its recipe and optimiser are made (a track's initial weights, such as
+# another job's encoder); a checkpoint restored afterwards overrides it, so a resumed job resumes what it trained.
+Initialiser = Callable[["Stage", nn.Module], None]
 
 
 def plan_stages(networks: str, tasks: dict[str, Task], train: Split, plan: LabelPlan) -> list[Stage]:
@@ -277,12 +280,13 @@ def smoothed(tasks: dict[str, Task], label_smoothing: float) -> dict[str, Task]:
 
 
 def run_job(config: dict[str, Any], job_dir: Path, hooks: Hooks = Hooks(), test: bool = True,
-            observers: Sequence[ObserverFactory] = ()) -> dict[str, Any]:
+            observers: Sequence[ObserverFactory] = (), initialise: Initialiser | None = None) -> dict[str, Any]:
     """Train and test one job; returns the result record (without the bookkeeping the runner adds).
 
-    ``hooks`` hear of every epoch and step (progress, W&B: the runner's); ``observers`` watch every stage's training steps (the caller's hooks: the trainer knows none of them);
-    what they report on the first stage is the outcome's ``observed`` list. With ``test=False`` (tuning
-    trials, estimates that decide an experiment) the test split is never loaded and ``test`` is empty.
+    ``hooks`` hear of every epoch and step (progress, W&B: the runner's); ``observers`` watch every stage's training
+    steps and ``initialise`` sets each stage's new network (the caller's: the trainer knows none of them); what the
+    observers report on the first stage is the outcome's ``observed`` list. With ``test=False`` (tuning trials,
+    estimates that decide an experiment) the test split is never loaded and ``test`` is empty.
     """
     job = JobSpec.of(config)
     device = resolve_device(job.train.device)
@@ -294,7 +298,7 @@ def run_job(config: dict[str, Any], job_dir: Path, hooks: Hooks = Hooks(), test:
     write_atomic(job_dir / "mask.npy", lambda stream: np.save(stream, data.plan.mask))
     stages = plan_stages(job.method["networks"], data.tasks, data.splits["train"], data.plan)
     results = {stage.name: train_stage(stage, job, data.splits, device, job_dir / f"checkpoint-{stage.name}.pt",
-                                       hooks, observers) for stage in stages}
+                                       hooks, observers, initialise) for stage in stages}
     outcome = job_outcome(data.tasks, data.plan.mask, results, device)
     outcome["data_seconds"] = data_seconds
     outcome["costs"] = job_costs(results.values(), job.train.epochs, memory)
@@ -388,13 +392,15 @@ class StageParts:
 
 
 def build_stage(stage: Stage, job: JobSpec, splits: dict[str, Split], device: torch.device,
-                observers: Sequence[ObserverFactory]) -> StageParts:
+                observers: Sequence[ObserverFactory], initialise: Initialiser | None = None) -> StageParts:
     """The stage's network, recipe, optimiser, schedule, random streams and observers, seeded per stage; the
     order of the draws is part of what a job id promises, so it never changes."""
     seed, settings = job.seed, job.train
     torch.manual_seed(derive_seed(seed, stage.name, "init"))
     spec = build(MODELS, job.model)
     model = spec.build(stage.tasks).to(device)
+    if initialise is not None:
+        initialise(stage, model)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     generators = {"order": torch.Generator().manual_seed(derive_seed(seed, stage.name, "order")),
@@ -549,11 +555,12 @@ def save_checkpoint(parts: StageParts, result: StageResult, epoch: int, path: Pa
 
 
 def train_stage(stage: Stage, job: JobSpec, splits: dict[str, Split], device: torch.device,
-                path: Path, hooks: Hooks, observers: Sequence[ObserverFactory] = ()) -> StageResult:
-    """Train one stage to ``train.epochs`` (resuming from its checkpoint), validate after every epoch and test
-    the last epoch's network when ``splits`` has a test split."""
+                path: Path, hooks: Hooks, observers: Sequence[ObserverFactory] = (),
+                initialise: Initialiser | None = None) -> StageResult:
+    """Train one stage to ``train.epochs`` or until its schedule ends it (resuming from its checkpoint), validate
+    after every epoch and test the last epoch's network when ``splits`` has a test split."""
     settings = job.train
-    parts = build_stage(stage, job, splits, device, observers)
+    parts = build_stage(stage, job, splits, device, observers, initialise)
     result = restore(parts, path, hooks.epoch)
     result.images_left_out = parts.images_left_out()
     result.parameters = parameter_count(parts.model.parameters())

@@ -22,6 +22,7 @@ from .baselines import affinity, relative_performance
 from .losses import LossFileError, LossTable, Network, write_losses
 from .methods import SELECTORS, Choice, Tables, choose_per_budget
 from .selection import OBJECTIVES
+from .transfer import pair_correlation, transfer_gains, transferred_losses
 
 SPLITS = ("val", "test", "esa")
 
@@ -64,7 +65,8 @@ def seed_tables(table: dict[str, Any], tasks: list[str], seed_index: int, by_id:
                                                                 for t in n["tasks"]})
              for n in table.get("sener", []) if n["jobs"][seed_index] in by_id]
     return Tables(tables["val"], tables["test"], tables["esa"], tuple(selection_sizes),
-                  LossTable.from_rows(tuple(tasks), sener) if sener else None)
+                  LossTable.from_rows(tuple(tasks), sener) if sener else None,
+                  transferred_losses(table.get("transfer", []), seed_index, by_id))
 
 
 def choices(tables: Tables, selectors: list[dict[str, Any]], budgets: list[float],
@@ -178,6 +180,32 @@ def relationships(tables: Tables) -> list[str]:
             *matrix_lines(tables.test.tasks, affinity(relative), "", upper_only=True), ""]
 
 
+def transfer_lines(seeds: list[Tables]) -> list[str]:
+    """Transfer gains and affinities averaged over the seeds that have them, and their correlation with the
+    multi-task affinity of the same seeds (transfer.py); nothing for a suite without ``grouping.transfer``."""
+    measured = [tables for tables in seeds if tables.transfer]
+    try:
+        gains = np.nanmean([transfer_gains(t.test, t.transfer) for t in measured], 0) if measured else None
+        multi = np.nanmean([affinity(relative_performance(t.test, 0.5)) for t in measured], 0) if measured else None
+    except LossFileError:
+        return []
+    if gains is None:
+        return []
+    tasks = measured[0].test.tasks
+    symmetric = (gains + gains.T) / 2
+    r, p, pairs = pair_correlation(symmetric, multi)
+    return ["### Transfer affinity (Table 3, Fig. 3)", "",
+            "How much lower each target's (columns) test loss is when its full-size network is fine-tuned from the "
+            "source's (rows) full-size single-task network than when trained from scratch, mean over "
+            f"{len(measured)} seed(s):", "",
+            *matrix_lines(tasks, gains, "source ↓ / target →"), "",
+            "Transfer affinity: the mean of that table and its transpose (Table 3's forward and backward):", "",
+            *matrix_lines(tasks, symmetric, "", upper_only=True), "",
+            f"Pearson r between the transfer affinity and the multi-task affinity (Table 2, mean over the same "
+            f"seeds) over {pairs} task pairs: {r:+.2f} (p = {p:.2f}); Standley et al. find -0.54 (p = 0.13) against "
+            "Taskonomy's transfer affinities, one outlier removed.", ""]
+
+
 def training_cost(table: dict[str, Any], by_id: dict[str, dict[str, Any]], summary: dict[str, Any]) -> list[str]:
     """What each selector needed trained, in measured CPU seconds of the candidates (one seed)."""
     seconds = {}
@@ -288,6 +316,7 @@ def grouping_report(summary: dict[str, Any], results: list[dict[str, Any]], out:
                 if choice is not None and choice.networks:
                     body.append(f"  - {budget:g} SNT ({choice.total:.4f}): {uses(choice, test)}")
         body += ["", *agreement_lines(seed_loss_tables), "### Task relationships", "", *relationships(first),
+                 *transfer_lines(seed_loss_tables),
                  "### Candidates", "",
                  *candidates_lines(table), *training_cost(table, by_id, grouping)]
     if not frames:

@@ -6,7 +6,7 @@ Every selector only ever chooses on validation (or early) losses; the test table
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,6 +28,8 @@ class Tables:
     esa: LossTable | None = None
     selection_sizes: tuple[float, ...] = (0.5,)
     sener: LossTable | None = None  # test losses of the all-task networks trained with MGDA (the "Sener et al." row)
+    # {(source, target): test loss on target} of the transfer networks (grouping.transfer; transfer.py)
+    transfer: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def c0(self, table: LossTable) -> LossTable:
         """C_0 (Sec. 4.2): every full-size network and the single-task networks of the selection sizes (half size

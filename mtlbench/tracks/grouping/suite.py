@@ -5,8 +5,11 @@ The networks (Standley et al. 2020 Sec. 3.1, 4.2): every non-empty subset of the
 Independent baseline), and the all-task networks of ``traditional_sizes`` (Traditional MTL). A network of size s has
 the encoder width whose measured FLOPs are s SNT (sizing.py). Each is a ``grouping-network`` job (an ordinary
 training job that also records ESA's early losses): full labels, the suite's method (default ``supervised``: with
-every label present, the unweighted mean of its tasks' losses, Sec. 4.2), the suite's model and schedule; the runner caches, resumes and distributes them like
-any other job. Selection happens in the leaderboard (or ``mtlbench select``), from the finished jobs' losses.
+every label present, the unweighted mean of its tasks' losses, Sec. 4.2), the suite's model and schedule; the runner
+caches, resumes and distributes them like any other job. Selection happens in the leaderboard (or ``mtlbench
+select``), from the finished jobs' losses. With ``transfer``, a ``grouping-transfer`` job per ordered pair of tasks and
+seed fine-tunes the source's full-size network for the target (transfer.py); it needs that network's job, which then
+keeps its weights.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from .losses import Network
 from .methods import SELECTORS
 from .selection import OBJECTIVES
 from .sizing import width_for
+from .transfer import SOURCE
 
 
 class GroupingSection(Strict):
@@ -42,6 +46,8 @@ class GroupingSection(Strict):
     methods: list[str | dict[str, Any]] = ["optimal", "esa", "hoa", "traditional", "independent", "random",
                                            "pessimal"]
     objective: str | dict[str, Any] = "lowest_total"
+    transfer: bool = Field(False, description="also fine-tune each task's full-size network for every other task: "
+                                              "transfer affinities beside the multi-task ones (Table 3, Fig. 3)")
 
 
 def networks_of(tasks: list[str], section: Any) -> list[Network]:
@@ -81,13 +87,38 @@ def expand_grouping(raw: SuiteFile, path: Path) -> tuple[list[Job], dict[str, An
         jobs.extend(added)
         return [job.id for job in added]
 
+    def transfer_jobs(dataset: dict[str, Any], source: str, target: str, width: float,
+                      sources: list[str]) -> list[str]:
+        """One job per seed fine-tuning ``source``'s full-size network (its job of that seed: ``sources``) for
+        ``target`` (transfer.py); their ids."""
+        config = {"dataset": dataset, "tasks": [target], "scenario": scenario, "method": method,
+                  "model": {**model, "width": width}, "train": train,
+                  "grouping": {"size": 1.0, "esa_fraction": 0.0, "transfer_from": source}}
+        added = [new_job(raw.name or path.stem, {**config, "seed": seed}, f"{source}->{target}",
+                         kind="grouping-transfer", inputs={SOURCE: [source_id]})
+                 for seed, source_id in zip(raw.seeds, sources)]
+        jobs.extend(added)
+        return [job.id for job in added]
+
     sener = sener_method(method, path) if any(s["name"] == "sener" for s in selectors) else None
     tables = [network_table(raw, path, model, dataset, network_jobs, sener) for dataset in datasets]
+    if section.transfer:
+        for dataset, table in zip(datasets, tables):
+            table["transfer"] = transfer_rows(table, dataset, list(raw.tasks), transfer_jobs)
     summary = {"tasks": list(raw.tasks), "seeds": list(raw.seeds),
                "budgets": sorted(section.budgets or default_budgets(len(raw.tasks))),
                "selection_sizes": sorted(section.selection_sizes), "esa_fraction": section.esa_fraction,
                "methods": selectors, "objective": objective, "tables": tables}
     return jobs, summary
+
+
+def transfer_rows(table: dict[str, Any], dataset: dict[str, Any], tasks: list[str],
+                  transfer_jobs: Callable[..., list[str]]) -> list[dict[str, Any]]:
+    """Every ordered pair of tasks with the jobs that fine-tune the source's full-size network for the target."""
+    singles = {row["tasks"][0]: row for row in table["networks"] if len(row["tasks"]) == 1 and row["size"] == 1}
+    return [{"source": source, "target": target,
+             "jobs": transfer_jobs(dataset, source, target, singles[source]["width"], singles[source]["jobs"])}
+            for source, target in itertools.permutations(tasks, 2)]
 
 
 def checked_selection(raw: SuiteFile, path: Path, train: dict[str, Any],

@@ -7,7 +7,8 @@ from typing import Any
 
 from ...provenance import Provenance
 from ...track import TRACKS, Track
-from . import early  # noqa: F401  (registers the grouping-network job kind)
+from . import early, transfer  # noqa: F401  (register the grouping-network and grouping-transfer job kinds and
+#   the transfer_source resolver)
 
 NOTE = ("Paper 001's task grouping: every selector chooses networks on validation losses (ESA: the "
         "early-stopped validation losses; HOA: higher-order networks predicted from their pairs) within "
