@@ -99,6 +99,8 @@ def test_the_schedule_ends_training_below_its_minimum_rate_and_a_resumed_job_sta
     epochs = [record["epoch"] for record in result["history"]]
     assert 2 <= len(epochs) < 6 and result["test"]
     assert result["history"][-1]["lr"] == pytest.approx(0.005)  # the epoch after the first decay was not trained
+    seconds = [record["seconds"] for record in result["history"]]
+    assert result["costs"]["epoch_seconds"] == pytest.approx(sum(seconds) / len(seconds))  # the epochs it trained
     again = run_job(tiny_job, tmp_path)
     assert [r["epoch"] for r in again["history"]] == epochs and again["test"] == result["test"]
 

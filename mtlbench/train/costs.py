@@ -92,17 +92,23 @@ class PeakMemory:
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
 
 
-def job_costs(stages: Iterable[Any], epochs: int, memory: PeakMemory) -> dict[str, Any]:
+def job_costs(stages: Iterable[Any], memory: PeakMemory) -> dict[str, Any]:
     """A result's ``costs`` from its stages' results (``StageResult``): per epoch of the job (one epoch of every
-    stage: a network per task trains T of them), per training step and at the peak."""
+    stage: a network per task trains T of them; each stage's mean over the epochs it trained, which a schedule may
+    end early), per training step and at the peak."""
     stages = list(stages)
     records = [record for stage in stages for record in stage.history]
     train_seconds = sum(record["seconds"] for record in records)
     images = sum(record["seconds"] * record["images_per_second"] for record in records)
     flops = [stage.step_flops for stage in stages]
+
+    def per_epoch(key: str) -> float:
+        return sum(sum(record.get(key, 0.0) for record in stage.history) / max(len(stage.history), 1)
+                   for stage in stages)
+
     return {
-        "epoch_seconds": train_seconds / epochs,
-        "evaluation_seconds": sum(record.get("eval_seconds", 0.0) for record in records) / epochs,
+        "epoch_seconds": per_epoch("seconds"),
+        "evaluation_seconds": per_epoch("eval_seconds"),
         "samples_per_second": images / train_seconds if train_seconds > 0 else None,
         "step_flops": sum(flops) if None not in flops else None,
         "parameters": sum(stage.parameters for stage in stages),

@@ -301,7 +301,7 @@ def run_job(config: dict[str, Any], job_dir: Path, hooks: Hooks = Hooks(), test:
                                        hooks, observers, initialise) for stage in stages}
     outcome = job_outcome(data.tasks, data.plan.mask, results, device)
     outcome["data_seconds"] = data_seconds
-    outcome["costs"] = job_costs(results.values(), job.train.epochs, memory)
+    outcome["costs"] = job_costs(results.values(), memory)
     if test:
         outcome["constant"] = constant_reference(data.splits["train"], data.splits["test"], data.tasks,
                                                  torch.from_numpy(data.plan.mask), job.train.eval_batch_size)

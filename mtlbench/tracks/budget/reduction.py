@@ -149,7 +149,7 @@ def run_reduction(config: dict[str, Any], job_dir: Path, hooks: Hooks) -> dict[s
     gains = [p - seed_score for p in points]
     beta, delta_s, error = fit_reduction(a_values, gains, settings.fit_steps)
     outcome = job_outcome({name: task}, mask[:, [column]], results, device)
-    outcome["costs"] = job_costs(results.values(), job.train.epochs, memory)  # all its trainings: per epoch of each
+    outcome["costs"] = job_costs(results.values(), memory)  # all its trainings: per epoch of each
     outcome["estimate"] = {"task": name, "beta": beta, "delta_s": delta_s, "fit_l1": error, "seed_labels": n,
                            "metric": task.primary, "seed_score": seed_score,
                            "curve": [{"pseudo_labels": a, "score": p, "gain": g}
