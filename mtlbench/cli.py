@@ -269,10 +269,40 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from .config import SuiteError, apply_override, plugin
+    from .data import DATASETS, DatasetError, prepared
+    from .runner.progress import ProgressBar
+
+    spec: dict = {"name": args.name} if args.source == "-" else {"name": args.name, "root": args.source}
+    try:
+        for override in args.set:
+            apply_override(spec, override, Path("data prepare"))
+        config = plugin(DATASETS, spec, "dataset", Path("data prepare"))
+        with ProgressBar("prepare") as bar:
+            manifest = prepared.prepare(config, args.source, Path(args.dest), bar.update)
+    except (SuiteError, DatasetError, prepared.PreparedDataError) as error:
+        print(f"data prepare: {error}", file=sys.stderr)
+        return 2
+    counts = ", ".join(f"{split} {entry['count']}" for split, entry in manifest["splits"].items())
+    print(f"{args.name} prepared in {args.dest} ({counts} images); mtlbench data check {args.name} {args.dest} "
+          f"verifies it")
+    return 0
+
+
 def cmd_data_check(args: argparse.Namespace) -> int:
     from .config import SuiteError, apply_override
-    from .data import DATASETS, DatasetError
+    from .data import DATASETS, DatasetError, prepared
 
+    if (Path(args.path) / prepared.MANIFEST).exists():
+        problems = prepared.check(Path(args.path))
+        for problem in problems:
+            print(problem)
+        if problems:
+            print(f"{args.path}: {len(problems)} problem(s)", file=sys.stderr)
+            return 1
+        print(f"{args.path}: a complete preparation of {args.name}; every file has its recorded size and checksum")
+        return 0
     dataset = DATASETS.get(args.name)
     if not hasattr(dataset, "check"):
         print(f"{args.name} has no files to check (it is generated)", file=sys.stderr)
@@ -564,10 +594,18 @@ def add_data_command(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="dataset utilities").add_subparsers(dest="action", required=True)
     check = data.add_parser("check", help="validate a dataset folder: counts, shapes, dtypes, value ranges")
     check.add_argument("name", help="dataset name (nyuv2, cityscapes, taskonomy, pascal_voc)")
-    check.add_argument("path", help="the dataset folder (its root)")
+    check.add_argument("path", help="the dataset folder (its root), or a folder mtlbench data prepare wrote")
     check.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="a dataset parameter, e.g. --set classes=19 (cityscapes), --set split_file=F (taskonomy)")
     check.set_defaults(func=cmd_data_check)
+    prepare = data.add_parser("prepare", help="convert a dataset once into memory-mapped arrays at its training "
+                                              "resolution, with a checksummed manifest (docs/datasets.md)")
+    prepare.add_argument("name", help="dataset name (synthrooms, nyuv2, cityscapes, taskonomy, pascal_voc, coco, ...)")
+    prepare.add_argument("source", help="the dataset's folder (its root; '-' for a generated dataset)")
+    prepare.add_argument("dest", help="the folder to write (an interrupted prepare into it continues)")
+    prepare.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="a dataset parameter as the suite gives it, e.g. --set height=256 --set width=256")
+    prepare.set_defaults(func=cmd_data_prepare)
 
 
 def add_sync_command(sub: argparse._SubParsersAction) -> None:

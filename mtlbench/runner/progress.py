@@ -315,3 +315,42 @@ def replay(progress: Progress, message: tuple[str, str, str, tuple[Any, ...]]) -
     """A worker's event (see ``Relay``) on the suite's progress."""
     _, event, job_id, arguments = message
     getattr(progress, event)(progress.jobs[job_id], *arguments)
+
+
+class ProgressBar:
+    """One bar per part of a long task (``mtlbench data prepare``: a bar per split), drawn with rich on a terminal;
+    elsewhere a plain line at every tenth of a part and at its end."""
+
+    def __init__(self, what: str, stream: TextIO | None = None, live: bool | None = None) -> None:
+        self.what, self.stream = what, stream or sys.stderr
+        self.live = self.stream.isatty() if live is None else live
+        self.display: Any = None
+        self.tasks: dict[str, Any] = {}
+        self.tenths: dict[str, int] = {}
+        self.start = time.monotonic()
+
+    def __enter__(self) -> "ProgressBar":
+        if self.live:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Rows, TextColumn, TimeRemainingColumn
+
+            self.display = Rows(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(), console=Console(file=self.stream))
+            self.display.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.display is not None:
+            self.display.stop()
+
+    def update(self, part: str, done: int, total: int) -> None:
+        if self.display is not None:
+            if part not in self.tasks:
+                self.tasks[part] = self.display.add_task(f"{self.what} {part}", total=total)
+            self.display.update(self.tasks[part], completed=done)
+            return
+        tenth = 10 * done // max(total, 1)
+        if tenth > self.tenths.get(part, 0) or done == total:
+            self.tenths[part] = tenth
+            print(f"[{time.monotonic() - self.start:7.1f}s] {self.what} {part}: {done}/{total}", file=self.stream,
+                  flush=True)

@@ -1,0 +1,108 @@
+"""Prepared datasets (``mtlbench data prepare``): the same data as the original files, resumable, and never trained
+on when a file is truncated or changed."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mtlbench.cli import main
+from mtlbench.config import plugin
+from mtlbench.data import DATASETS, prepared
+from mtlbench.data.prepared import PreparedDataError
+from mtlbench.registry import build
+
+SYNTH = {"name": "synthrooms", "height": 32, "width": 64, "train": 40, "val": 6, "test": 6}
+
+
+def resolved(spec: dict) -> dict:
+    return plugin(DATASETS, spec, "dataset", "test")
+
+
+def assert_same_split(loaded, original):
+    assert torch.equal(loaded.images, original.images)
+    assert loaded.targets.keys() == original.targets.keys()
+    for task, value in original.targets.items():
+        assert loaded.targets[task].dtype == value.dtype and torch.equal(loaded.targets[task].nan_to_num(),
+                                                                         value.nan_to_num()), task
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(prepared, "CHUNK", 16)
+
+
+def test_a_prepared_dataset_yields_exactly_the_data_of_the_dataset(tmp_path, small_chunks):
+    config = resolved(SYNTH)
+    manifest = prepared.prepare(config, "-", tmp_path / "out")
+    assert manifest["complete"] and manifest["splits"]["train"]["count"] == 40
+    dataset = build(DATASETS, config)
+    for split in ("train", "val", "test"):
+        assert_same_split(prepared.load(tmp_path / "out", split, config), dataset.load(split))
+    assert prepared.check(tmp_path / "out") == []
+    assert prepared.throughput(tmp_path / "out", "train", batch=8, batches=3) > 0
+
+
+def test_an_interrupted_prepare_continues_where_it_stopped(tmp_path, small_chunks):
+    config = resolved(SYNTH)
+
+    class Stop(Exception):
+        pass
+
+    def stop(split, done, total):
+        if split == "train" and done >= 32:
+            raise Stop
+
+    with pytest.raises(Stop):
+        prepared.prepare(config, "-", tmp_path / "out", stop)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["splits"]["train"]["done"] == 32 and not manifest["complete"]
+    assert "did not finish" in prepared.check(tmp_path / "out")[0]
+    with pytest.raises(PreparedDataError, match="not a finished preparation"):
+        prepared.load(tmp_path / "out", "train", config)
+    written = []
+    prepared.prepare(config, "-", tmp_path / "out", lambda split, done, total: written.append((split, done)))
+    assert written[0] == ("train", 40)  # only the last chunk of train was left
+    assert_same_split(prepared.load(tmp_path / "out", "train", config), build(DATASETS, config).load("train"))
+
+
+def test_a_truncated_or_changed_file_is_named_and_never_loaded(tmp_path, small_chunks):
+    config = resolved(SYNTH)
+    prepared.prepare(config, "-", tmp_path / "out")
+    seg = tmp_path / "out" / "train" / "seg.npy"
+    content = seg.read_bytes()
+    seg.write_bytes(content[:-100])
+    problems = prepared.check(tmp_path / "out")
+    assert len(problems) == 1 and str(seg) in problems[0] and "truncated" in problems[0]
+    with pytest.raises(PreparedDataError, match="seg.npy"):
+        prepared.load(tmp_path / "out", "train", config)
+    changed = bytearray(content)
+    changed[-1] ^= 0xFF
+    seg.write_bytes(bytes(changed))
+    assert "SHA-256" in prepared.check(tmp_path / "out")[0]
+    assert main(["data", "check", "synthrooms", str(tmp_path / "out")]) == 1
+
+
+def test_a_folder_of_another_config_is_refused_for_preparing_and_loading(tmp_path, small_chunks):
+    config = resolved(SYNTH)
+    prepared.prepare(config, "-", tmp_path / "out")
+    other = resolved({**SYNTH, "seed": 1})
+    with pytest.raises(PreparedDataError, match="another dataset config"):
+        prepared.prepare(other, "-", tmp_path / "out")
+    with pytest.raises(PreparedDataError, match="not this job's"):
+        prepared.load(tmp_path / "out", "train", other)
+
+
+def test_a_dataset_of_files_is_prepared_record_by_record_from_the_command_line(tmp_path, small_chunks, capsys):
+    from test_image_datasets import write_taskonomy
+
+    write_taskonomy(tmp_path / "taskonomy")
+    assert main(["data", "prepare", "taskonomy", str(tmp_path / "taskonomy"), str(tmp_path / "out"),
+                 "--set", "height=32", "--set", "width=32"]) == 0
+    assert "prepared in" in capsys.readouterr().out
+    config = resolved({"name": "taskonomy", "root": str(tmp_path / "taskonomy"), "height": 32, "width": 32})
+    dataset = build(DATASETS, config)
+    for split in ("train", "val", "test"):
+        assert_same_split(prepared.load(tmp_path / "out", split, config), dataset.load(split))
+    assert main(["data", "check", "taskonomy", str(tmp_path / "out")]) == 0
+    assert np.load(tmp_path / "out" / "train" / "images.npy", mmap_mode="r").dtype == np.uint8
