@@ -26,6 +26,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_suite
     from .runner import Launch, RunOptions, Store
 
+    if args.prepared:  # read by every job, in this process, its workers and the SLURM jobs it submits
+        from .data.prepared import VARIABLE
+
+        os.environ[VARIABLE] = os.pathsep.join(str(Path(p).resolve()) for p in args.prepared)
     suite = load_suite(args.suite, args.set)
     if args.params:
         from .tuning import apply_params
@@ -453,6 +457,9 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--wandb", default="offline", choices=MODES)
     run.add_argument("--workers", type=positive_int, default=None, help="parallel jobs (default: one per GPU, else 1)")
     run.add_argument("--params", metavar="FILE", help="train with the best parameters `mtlbench tune` wrote")
+    run.add_argument("--prepared", action="append", default=[], metavar="DIR",
+                     help="read each dataset from its folder `mtlbench data prepare` wrote, here or in DIR's "
+                          "subfolders (same data, same job ids; repeatable)")
     run.add_argument("--beside-paper", action="store_true",
                      help="with --params: the suite's own values too, so its leaderboard shows a paper and a tuned "
                           "row of each tuned method")

@@ -106,3 +106,29 @@ def test_a_dataset_of_files_is_prepared_record_by_record_from_the_command_line(t
         assert_same_split(prepared.load(tmp_path / "out", split, config), dataset.load(split))
     assert main(["data", "check", "taskonomy", str(tmp_path / "out")]) == 0
     assert np.load(tmp_path / "out" / "train" / "images.npy", mmap_mode="r").dtype == np.uint8
+
+
+def test_a_suite_run_with_prepared_data_reads_it_and_trains_the_same_jobs_to_the_same_results(
+        tmp_path, write_suite, small_chunks, monkeypatch):
+    """``mtlbench run --prepared DIR``: each job whose dataset config has a prepared folder in DIR reads it (recorded
+    as the result's ``data_source``); same ids, same data, so the same test metrics as a run from the dataset."""
+    from conftest import TINY_DATASET
+    from mtlbench.config import load_suite
+
+    monkeypatch.setenv("MTLBENCH_CPU_KERNELS", "portable")
+    path = write_suite({"methods": ["supervised"], "train": {"epochs": 1, "batch_size": 8, "eval_batch_size": 8,
+                                                             "device": "cpu"}})
+    prepared.prepare(resolved(TINY_DATASET), "-", tmp_path / "prepared" / "tiny")
+    runs, threads = {}, torch.get_num_threads()
+    torch.set_num_threads(1)  # bitwise-reproducible kernels, so that both runs can be compared exactly
+    try:
+        for name, extra in (("files", []), ("prepared", ["--prepared", str(tmp_path / "prepared")])):
+            monkeypatch.delenv(prepared.VARIABLE, raising=False)
+            assert main(["run", str(path), "--results", str(tmp_path / name), "--wandb", "disabled", *extra]) == 0
+            (job,) = load_suite(path).jobs
+            runs[name] = json.loads((tmp_path / name / "tiny" / job.id / "result.json").read_text())
+    finally:
+        torch.set_num_threads(threads)
+    assert runs["files"]["data_source"] == "files"
+    assert runs["prepared"]["data_source"] == str((tmp_path / "prepared" / "tiny").resolve())
+    assert runs["prepared"]["test"] == runs["files"]["test"]

@@ -220,7 +220,7 @@ def load(dest: Path, split: str, dataset_config: dict[str, Any]) -> Split:
     manifest = manifest_of(dest)
     if manifest is None or not manifest.get("complete"):
         raise PreparedDataError(f"{dest}: not a finished preparation ({check(dest, checksums=False)[0]})")
-    if manifest["dataset"] != dataset_config:
+    if manifest["dataset"] != dict(dataset_config):
         raise PreparedDataError(f"{dest / MANIFEST}: prepared from dataset config {json.dumps(manifest['dataset'])}, "
                                 f"not this job's {json.dumps(dataset_config)}; prepare it with the job's settings")
     entry = manifest["splits"].get(split)
@@ -233,6 +233,28 @@ def load(dest: Path, split: str, dataset_config: dict[str, Any]) -> Split:
     labelled = {name.removeprefix("labelled-"): arrays.pop(name) for name in list(arrays)
                 if name.startswith("labelled-")}
     return Split(arrays.pop("images"), arrays, labelled)
+
+
+VARIABLE = "MTLBENCH_PREPARED"  # folders (os.pathsep-separated) holding prepared datasets, or their parents
+
+
+def find(dataset_config: dict[str, Any]) -> Path | None:
+    """The complete prepared folder of ``dataset_config`` among ``$MTLBENCH_PREPARED`` (each entry a prepared folder
+    or a folder of them; ``mtlbench run --prepared``), or None: the dataset is then read from its own files. Where a
+    job's data comes from is no part of its id; a prepared folder holds the same data (tests compare them)."""
+    for entry in filter(None, os.environ.get(VARIABLE, "").split(os.pathsep)):
+        root = Path(entry)
+        for folder in [root, *sorted(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []:
+            manifest = manifest_of(folder) if (folder / MANIFEST).exists() else None
+            if manifest is not None and manifest.get("complete") and manifest.get("dataset") == dict(dataset_config):
+                return folder
+    return None
+
+
+def load_split(dataset: Any, dataset_config: dict[str, Any], split: str) -> Split:
+    """A split from the dataset's prepared folder where ``$MTLBENCH_PREPARED`` has one, else from its own files."""
+    folder = find(dataset_config)
+    return dataset.load(split) if folder is None else load(folder, split, dataset_config)
 
 
 def throughput(dest: Path, split: str, batch: int = 64, batches: int = 50, seed: int = 0) -> float:
@@ -250,4 +272,4 @@ def throughput(dest: Path, split: str, batch: int = 64, batches: int = 50, seed:
     return batches * min(batch, count) / (time.perf_counter() - start)
 
 
-__all__ = ["FORMAT", "PreparedDataError", "check", "load", "prepare", "throughput"]
+__all__ = ["FORMAT", "VARIABLE", "PreparedDataError", "check", "find", "load", "load_split", "prepare", "throughput"]

@@ -133,7 +133,8 @@ def result_record(job: Job, outcome: dict[str, Any], resolved: Resolution, optio
         **{k: outcome[k] for k in ("primary", "directions", "history", "labels_per_task",
                                    "resumed_from_epoch", "train_seconds",
                                    "device", "torch")},
-        **{k: outcome[k] for k in ("estimate", "data_seconds", "eval_seconds", "constant", "first_step_loss",
+        **{k: outcome[k] for k in ("estimate", "data_seconds", "data_source", "eval_seconds", "constant",
+                                   "first_step_loss",
                                    "diverged", "images_left_out_per_epoch", "solver", "observed", "costs",
                                    "pseudo_labels", "optimizer_groups")
            if k in outcome},

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data import DATASETS, SPLITS, LabelPlan, Split, scenario
+from ..data import DATASETS, SPLITS, LabelPlan, Split, prepared, scenario
 from ..data.augment import Augment
 from ..errors import UserError
 from ..files import write_atomic
@@ -244,6 +244,7 @@ class JobData:
     tasks: dict[str, Task]
     splits: dict[str, Split]
     plan: LabelPlan
+    source: str = "files"  # where the splits were read: the dataset's own files, or its prepared folder
 
 
 def load_job_data(job: JobSpec, device: torch.device, test: bool = True) -> JobData:
@@ -252,14 +253,15 @@ def load_job_data(job: JobSpec, device: torch.device, test: bool = True) -> JobD
     dataset = build(DATASETS, job.dataset)
     names = list(job.tasks)
     tasks = smoothed({name: dataset.tasks()[name] for name in names}, job.train.label_smoothing)
-    splits = {s: dataset.load(s).select(names) for s in SPLITS if test or s != "test"}
+    splits = {s: prepared.load_split(dataset, job.dataset, s).select(names) for s in SPLITS if test or s != "test"}
     labels = scenario(job.scenario)
     n_pool = dataset.split_size("pool") if labels.pool else 0
     plan = labels.plan(len(splits["train"]), names, job.scenario["mask_seed"], n_pool)
     if labels.pool:
-        splits["train"] = splits["train"].concat(dataset.load("pool").select(names))
+        splits["train"] = splits["train"].concat(prepared.load_split(dataset, job.dataset, "pool").select(names))
+    folder = prepared.find(job.dataset)
     return JobData(tasks, {name: split.to(device) for name, split in splits.items()},
-                   within_labels(plan, splits["train"], names))
+                   within_labels(plan, splits["train"], names), "files" if folder is None else str(folder))
 
 
 def within_labels(plan: LabelPlan, train: Split, names: list[str]) -> LabelPlan:
@@ -301,6 +303,7 @@ def run_job(config: dict[str, Any], job_dir: Path, hooks: Hooks = Hooks(), test:
                                        hooks, observers, initialise) for stage in stages}
     outcome = job_outcome(data.tasks, data.plan.mask, results, device)
     outcome["data_seconds"] = data_seconds
+    outcome["data_source"] = data.source
     outcome["costs"] = job_costs(results.values(), memory)
     if test:
         outcome["constant"] = constant_reference(data.splits["train"], data.splits["test"], data.tasks,
