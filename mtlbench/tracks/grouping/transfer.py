@@ -54,15 +54,16 @@ def load_shared(model: nn.Module, source: dict[str, Any], where: str) -> int:
 
 @reads_weights(SOURCE)
 def transfer_source(config: dict[str, Any], needs: tuple[str, ...], lookup: ResultLookup) -> Resolution:
-    """The source network's weights file (its job keeps it), filled in as ``grouping.transfer_weights``."""
+    """The source network's weights file (its job keeps it, ``weights-<stage>.pt``), filled in as
+    ``grouping.transfer_weights``."""
     (source,) = needs
     if lookup(source) is None:
         raise RuntimeError(f"the transfer source {source} has not finished")
-    path = lookup.folder(source) / "weights-mtl.pt"
-    if not path.exists():
-        raise RuntimeError(f"the transfer source {source} kept no weights ({path} missing): run the suite again, and "
-                           f"it trains the source again to keep them")
-    grouping = {**config["grouping"], "transfer_weights": str(path)}
+    kept = sorted(lookup.folder(source).glob("weights-*.pt"))  # a single-task network: one stage, one file
+    if len(kept) != 1:
+        raise RuntimeError(f"the transfer source {source} kept {len(kept)} weights files in {lookup.folder(source)}, "
+                           f"not one: run the suite again, and it trains the source again to keep them")
+    grouping = {**config["grouping"], "transfer_weights": str(kept[0])}
     return Resolution({**config, "grouping": grouping}, {"transfer_source": source})
 
 
