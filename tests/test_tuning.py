@@ -261,3 +261,23 @@ def test_every_shipped_tunable_suite_plans_its_studies(without_dataset_files, mo
                     assert "method.regularizer.reg_weight" not in study.space
             planned += 1
     assert planned >= 6
+
+
+def test_a_teacher_student_method_is_tuned_with_its_teachers_trained_once_and_kept(tune_suite, tmp_path):
+    """MuST's trials read the suite's stl jobs (seeded into the tuning folder) as teachers: each teacher trains
+    once before the trials, keeps its weights, and every trial records the teacher it learnt from."""
+    suite = copy.deepcopy(TUNE_SUITE)
+    suite.update(methods=["stl", "must"], tune={"trials": 2, "pruner": "none", "baseline": "stl",
+                                                 "space": {"train.optimizer.weight_decay": None}})
+    path = tmp_path / "teachers.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    results = tmp_path / "results"
+    assert main(["tune", str(path), "--method", "must", "--results", str(results), "--wandb", "disabled"]) == 0
+    outcomes = [json.loads(p.read_text()) for p in Path(results, "tunable", "tuning").glob("*/result.json")]
+    teachers = [o for o in outcomes if o["method"] == "stl"]
+    students = [o for o in outcomes if o["method"] == "must"]
+    assert len(teachers) == 1 and len(students) == 2
+    folder = Path(results, "tunable", "tuning", teachers[0]["job_id"])
+    assert sorted(p.name for p in folder.glob("weights-*.pt")) == ["weights-depth.pt", "weights-normal.pt",
+                                                                    "weights-seg.pt"]
+    assert all(s["teacher"]["job_id"] == teachers[0]["job_id"] and s["pseudo_labels"] for s in students)
