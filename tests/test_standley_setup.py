@@ -124,7 +124,8 @@ def test_the_l1_normal_loss_regresses_the_raw_output_and_angles_use_its_directio
 
 
 def test_the_normal_loss_setting_keeps_every_existing_id(tiny_job):
-    """``dataset.normal_loss`` at its default (cosine) trains as before: the job's id is unchanged; l1 is another job."""
+    """``dataset.normal_loss`` at its default (cosine) trains as before, so the job's id is unchanged; l1 is another
+    job."""
     before = job_id(tiny_job)
     assert job_id({**tiny_job, "dataset": {**tiny_job["dataset"], "normal_loss": "cosine"}}) == before
     assert job_id({**tiny_job, "dataset": {**tiny_job["dataset"], "normal_loss": "l1"}}) != before
