@@ -30,6 +30,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .data.prepared import VARIABLE
 
         os.environ[VARIABLE] = os.pathsep.join(str(Path(p).resolve()) for p in args.prepared)
+    if args.stream_above is not None:
+        from .data.prepared import STREAM_VARIABLE
+
+        os.environ[STREAM_VARIABLE] = str(args.stream_above)
     suite = load_suite(args.suite, args.set)
     if args.params:
         from .tuning import apply_params
@@ -460,6 +464,9 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--prepared", action="append", default=[], metavar="DIR",
                      help="read each dataset from its folder `mtlbench data prepare` wrote, here or in DIR's "
                           "subfolders (same data, same job ids; repeatable)")
+    run.add_argument("--stream-above", type=float, default=None, metavar="GB",
+                     help="with --prepared: stream a job's data from disk when its splits exceed GB (default: half "
+                          "the machine's memory); below it they are read into memory")
     run.add_argument("--beside-paper", action="store_true",
                      help="with --params: the suite's own values too, so its leaderboard shows a paper and a tuned "
                           "row of each tuned method")

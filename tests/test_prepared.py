@@ -123,7 +123,7 @@ def test_a_suite_run_with_prepared_data_reads_it_and_trains_the_same_jobs_to_the
     torch.set_num_threads(1)  # bitwise-reproducible kernels, so that both runs can be compared exactly
     try:
         for name, extra in (("files", []), ("prepared", ["--prepared", str(tmp_path / "prepared")])):
-            monkeypatch.delenv(prepared.VARIABLE, raising=False)
+            monkeypatch.setenv(prepared.VARIABLE, "")  # the run sets it; undone after the test
             assert main(["run", str(path), "--results", str(tmp_path / name), "--wandb", "disabled", *extra]) == 0
             (job,) = load_suite(path).jobs
             runs[name] = json.loads((tmp_path / name / "tiny" / job.id / "result.json").read_text())
@@ -132,3 +132,58 @@ def test_a_suite_run_with_prepared_data_reads_it_and_trains_the_same_jobs_to_the
     assert runs["files"]["data_source"] == "files"
     assert runs["prepared"]["data_source"] == str((tmp_path / "prepared" / "tiny").resolve())
     assert runs["prepared"]["test"] == runs["files"]["test"]
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("method,workers", [("supervised", "0"), ("stl", "2")])
+def test_a_streamed_job_trains_on_the_same_batches_as_in_memory_to_the_same_result(
+        tiny_job, tmp_path, monkeypatch, one_thread, small_chunks, method, workers):
+    """Above the threshold a job reads its batches from the prepared files (DataLoader workers, or none) instead of
+    holding them: same batches, so the same losses and metrics as the in-memory path, epoch by epoch."""
+    from conftest import preset
+    from mtlbench.train import run_job
+
+    tiny_job["method"] = preset(method)
+    tiny_job["dataset"] = resolved(tiny_job["dataset"])  # as a suite resolves it, which the manifest records
+    prepared.prepare(tiny_job["dataset"], "-", tmp_path / "prepared")
+    (tmp_path / "a").mkdir()
+    monkeypatch.setenv(prepared.VARIABLE, "")
+    plain = run_job(tiny_job, tmp_path / "a")
+    monkeypatch.setenv(prepared.VARIABLE, str(tmp_path / "prepared"))
+    monkeypatch.setenv(prepared.STREAM_VARIABLE, "0")
+    monkeypatch.setenv("MTLBENCH_LOADER_WORKERS", workers)
+    (tmp_path / "b").mkdir()
+    streamed = run_job(tiny_job, tmp_path / "b")
+    assert streamed["data_source"].endswith("(streamed)") and plain["data_source"] == "files"
+    assert streamed["test"] == plain["test"]
+    for a, b in zip(streamed["history"], plain["history"], strict=True):
+        assert a["val"] == b["val"]
+        assert {k: v for k, v in a.items() if k.startswith("train/")} == \
+            {k: v for k, v in b.items() if k.startswith("train/")}
+    assert 0 <= streamed["costs"]["data_wait_share"] < 1
+
+
+def test_a_streamed_split_reads_rows_in_any_order_with_repeats_and_across_an_appended_pool(tmp_path, small_chunks):
+    """Rows come back in the order asked (repeats included: an appended image is drawn again), from the training
+    split or the pool appended to it, as the in-memory split indexes them."""
+    from mtlbench.data.streaming import MappedSplit, in_memory
+
+    config = resolved({**SYNTH, "pool": 12})
+    prepared.prepare(config, "-", tmp_path / "out")
+    dataset = build(DATASETS, config)
+    memory = dataset.load("train").concat(dataset.load("pool"))
+    mapped = MappedSplit.of(tmp_path / "out", prepared.checked_entry(tmp_path / "out", "train", config)).concat(
+        MappedSplit.of(tmp_path / "out", prepared.checked_entry(tmp_path / "out", "pool", config)))
+    index = torch.tensor([45, 3, 3, 51, 0, 39, 40])
+    tasks = dataset.tasks()
+    images, targets = mapped.select(["seg", "depth"]).batch(index, tasks)
+    expected_images, expected = memory.select(["seg", "depth"]).batch(index, tasks)
+    assert torch.equal(images, expected_images) and all(torch.equal(targets[t], expected[t]) for t in expected)
+    assert_same_split(in_memory(mapped.subset(index).select(["seg"])), memory.subset(index).select(["seg"]))

@@ -2,7 +2,8 @@
 
 A dataset loads each split once into tensors (images uint8 [N, 3, H, W]; one compact tensor per task), which
 the trainer moves to the device whole, so a training step only indexes: no worker processes, no per-step
-host-to-device copy beyond the batch indices.
+host-to-device copy beyond the batch indices. A set too large for that is prepared once (prepared.py) and streamed
+(streaming.py: a ``MappedSplit`` offers a ``Split``'s interface over its files).
 """
 from __future__ import annotations
 
@@ -64,10 +65,18 @@ class Split:
         """The indices of the images labelled for ``task``; None when every image is."""
         return self.labelled[task].nonzero().squeeze(1) if task in self.labelled else None
 
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
     def batch(self, index: Tensor, tasks: dict[str, Task]) -> tuple[Tensor, dict[str, Tensor]]:
         """Images as float in [0, 1]; each target in the dtype its task trains on."""
         images = self.images[index].float().div_(255)
         return images, {k: tasks[k].prepare(v[index]) for k, v in self.targets.items()}
+
+    def stored_targets(self, name: str, index: Tensor) -> Tensor:
+        """Task ``name``'s targets of ``index`` as stored (a streamed split reads them from its files)."""
+        return self.targets[name][index]
 
 
 class Dataset(Protocol):

@@ -214,9 +214,9 @@ def array_problems(dest: Path, spec: dict[str, Any], checksums: bool) -> list[st
     return []
 
 
-def load(dest: Path, split: str, dataset_config: dict[str, Any]) -> Split:
-    """A split of a prepared folder, read into memory (the in-memory path), after checking that the folder holds
-    ``dataset_config``'s data and that its files have their recorded sizes."""
+def checked_entry(dest: Path, split: str, dataset_config: dict[str, Any]) -> dict[str, Any]:
+    """The manifest entry of ``split``, after checking that the folder holds ``dataset_config``'s data and that its
+    files have their recorded sizes."""
     manifest = manifest_of(dest)
     if manifest is None or not manifest.get("complete"):
         raise PreparedDataError(f"{dest}: not a finished preparation ({check(dest, checksums=False)[0]})")
@@ -229,6 +229,12 @@ def load(dest: Path, split: str, dataset_config: dict[str, Any]) -> Split:
     problems = [p for spec in entry["arrays"].values() for p in array_problems(dest, spec, checksums=False)]
     if problems:
         raise PreparedDataError(problems[0])
+    return entry
+
+
+def load(dest: Path, split: str, dataset_config: dict[str, Any]) -> Split:
+    """A split of a prepared folder, read into memory (the in-memory path), checked (``checked_entry``)."""
+    entry = checked_entry(dest, split, dataset_config)
     arrays = {name: torch.from_numpy(np.load(dest / spec["file"])) for name, spec in entry["arrays"].items()}
     labelled = {name.removeprefix("labelled-"): arrays.pop(name) for name in list(arrays)
                 if name.startswith("labelled-")}
@@ -251,10 +257,49 @@ def find(dataset_config: dict[str, Any]) -> Path | None:
     return None
 
 
-def load_split(dataset: Any, dataset_config: dict[str, Any], split: str) -> Split:
-    """A split from the dataset's prepared folder where ``$MTLBENCH_PREPARED`` has one, else from its own files."""
-    folder = find(dataset_config)
-    return dataset.load(split) if folder is None else load(folder, split, dataset_config)
+STREAM_VARIABLE = "MTLBENCH_STREAM_ABOVE_GB"
+
+
+def stream_threshold() -> float:
+    """Bytes of prepared data above which a job streams its splits (``MTLBENCH_STREAM_ABOVE_GB``, ``mtlbench run
+    --stream-above``); default: half of the machine's memory."""
+    if os.environ.get(STREAM_VARIABLE):
+        return float(os.environ[STREAM_VARIABLE]) * 2 ** 30
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2
+
+
+def prepared_bytes(dest: Path, splits: list[str]) -> int:
+    manifest = manifest_of(dest)
+    return sum(spec.get("bytes", 0) for split in splits for spec in manifest["splits"].get(split, {}).get(
+        "arrays", {}).values())
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a job's splits come from: the dataset's own files (``folder`` None), or its prepared folder, read into
+    memory or, above the threshold, streamed (streaming.py)."""
+
+    folder: Path | None = None
+    stream: bool = False
+
+    @classmethod
+    def of(cls, dataset_config: dict[str, Any], splits: list[str]) -> "Source":
+        folder = find(dataset_config)
+        if folder is None:
+            return cls()
+        return cls(folder, prepared_bytes(folder, splits) > stream_threshold())
+
+    def describe(self) -> str:
+        return "files" if self.folder is None else f"{self.folder}{' (streamed)' if self.stream else ''}"
+
+    def split(self, dataset: Any, dataset_config: dict[str, Any], split: str) -> Any:
+        if self.folder is None:
+            return dataset.load(split)
+        if not self.stream:
+            return load(self.folder, split, dataset_config)
+        from .streaming import MappedSplit
+
+        return MappedSplit.of(self.folder, checked_entry(self.folder, split, dataset_config))
 
 
 def throughput(dest: Path, split: str, batch: int = 64, batches: int = 50, seed: int = 0) -> float:
@@ -272,4 +317,5 @@ def throughput(dest: Path, split: str, batch: int = 64, batches: int = 50, seed:
     return batches * min(batch, count) / (time.perf_counter() - start)
 
 
-__all__ = ["FORMAT", "VARIABLE", "PreparedDataError", "check", "find", "load", "load_split", "prepare", "throughput"]
+__all__ = ["FORMAT", "STREAM_VARIABLE", "VARIABLE", "PreparedDataError", "Source", "check", "find", "load", "prepare",
+           "stream_threshold", "throughput"]

@@ -140,6 +140,10 @@ class PseudoLabels(FullSupervision):
     def relabel(self, tasks: dict[str, Task], model: nn.Module, train: Split, mask: Tensor, batch_size: int,
                 autocast: Callable[[], Any]) -> tuple[Split, Tensor, dict[str, Any]]:
         self.check(tasks)
+        if not isinstance(train, Split):
+            raise ValueError(f"{type(self).__name__} labels the training split in memory, and this job streams it "
+                             f"from a prepared folder (its data is above the streaming threshold): run it with "
+                             f"a higher MTLBENCH_STREAM_ABOVE_GB (mtlbench run --stream-above) or without --prepared")
         teachers = check_teachers(type(self).__name__, self.teachers, tasks)
         targets, report = dict(train.targets), {}
         for j, (name, task) in enumerate(tasks.items()):

@@ -110,6 +110,8 @@ def job_costs(stages: Iterable[Any], memory: PeakMemory) -> dict[str, Any]:
         "epoch_seconds": per_epoch("seconds"),
         "evaluation_seconds": per_epoch("eval_seconds"),
         "samples_per_second": images / train_seconds if train_seconds > 0 else None,
+        "data_wait_share": (sum(record.get("data_wait_seconds", 0.0) for record in records) / train_seconds
+                            if train_seconds > 0 else None),
         "step_flops": sum(flops) if None not in flops else None,
         "parameters": sum(stage.parameters for stage in stages),
         "method_parameters": sum(stage.method_parameters for stage in stages),

@@ -27,10 +27,10 @@ def evaluate(model: nn.Module, split: Split, tasks: dict[str, Task], batch_size:
     was_training = model.training
     model.eval()
     meters = {name: task.meter() for name, task in tasks.items()}
-    loss_sums = {name: torch.zeros((), dtype=torch.float64, device=split.images.device) for name in tasks}
-    finite = {name: torch.ones((), dtype=torch.bool, device=split.images.device) for name in tasks}
+    loss_sums = {name: torch.zeros((), dtype=torch.float64, device=split.device) for name in tasks}
+    finite = {name: torch.ones((), dtype=torch.bool, device=split.device) for name in tasks}
     scored: set[str] = set()  # the tasks whose loss the predictor defines
-    for index in torch.arange(len(split), device=split.images.device).split(batch_size):
+    for index in torch.arange(len(split), device=split.device).split(batch_size):
         images, targets = split.batch(index, tasks)
         with autocast():
             preds = model(images)
@@ -93,10 +93,10 @@ def fit_constants(split: Split, tasks: dict[str, Task], mask: Tensor, batch_size
     a task with no labelled image has none."""
     constants = {}
     for j, (name, task) in enumerate(tasks.items()):
-        rows = mask[:, j].nonzero().squeeze(1).to(split.images.device)
+        rows = mask[:, j].nonzero().squeeze(1).to(split.device)
         sums = counts = 0
         for index in rows.split(batch_size):
-            batch_sums, batch_counts = task.target_sums(task.prepare(split.targets[name][index]))
+            batch_sums, batch_counts = task.target_sums(task.prepare(split.stored_targets(name, index)))
             sums, counts = sums + batch_sums, counts + batch_counts
         if len(rows):
             constants[name] = task.constant(sums, counts)

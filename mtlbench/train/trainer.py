@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import DATASETS, SPLITS, LabelPlan, Split, prepared, scenario
+from ..data.streaming import feed
 from ..data.augment import Augment
 from ..errors import UserError
 from ..files import write_atomic
@@ -232,7 +233,7 @@ def plan_stages(networks: str, tasks: dict[str, Task], train: Split, plan: Label
     stages = []
     for j, (name, task) in enumerate(tasks.items()):
         labelled = mask_t[:, j].nonzero().squeeze(1)
-        stages.append(Stage(name, {name: task}, train.subset(labelled.to(train.images.device)).select([name]),
+        stages.append(Stage(name, {name: task}, train.subset(labelled.to(train.device)).select([name]),
                             torch.ones(len(labelled), 1)))
     return stages
 
@@ -253,15 +254,16 @@ def load_job_data(job: JobSpec, device: torch.device, test: bool = True) -> JobD
     dataset = build(DATASETS, job.dataset)
     names = list(job.tasks)
     tasks = smoothed({name: dataset.tasks()[name] for name in names}, job.train.label_smoothing)
-    splits = {s: prepared.load_split(dataset, job.dataset, s).select(names) for s in SPLITS if test or s != "test"}
+    wanted = [s for s in SPLITS if test or s != "test"]
     labels = scenario(job.scenario)
+    source = prepared.Source.of(job.dataset, wanted + (["pool"] if labels.pool else []))
+    splits = {s: source.split(dataset, job.dataset, s).select(names) for s in wanted}
     n_pool = dataset.split_size("pool") if labels.pool else 0
     plan = labels.plan(len(splits["train"]), names, job.scenario["mask_seed"], n_pool)
     if labels.pool:
-        splits["train"] = splits["train"].concat(prepared.load_split(dataset, job.dataset, "pool").select(names))
-    folder = prepared.find(job.dataset)
+        splits["train"] = splits["train"].concat(source.split(dataset, job.dataset, "pool").select(names))
     return JobData(tasks, {name: split.to(device) for name, split in splits.items()},
-                   within_labels(plan, splits["train"], names), "files" if folder is None else str(folder))
+                   within_labels(plan, splits["train"], names), source.describe())
 
 
 def within_labels(plan: LabelPlan, train: Split, names: list[str]) -> LabelPlan:
@@ -339,11 +341,10 @@ def job_outcome(tasks: dict[str, Task], mask: np.ndarray, results: dict[str, "St
     }
 
 
-def load_batch(stage: Stage, index: Tensor, augment: Augment, generator: torch.Generator,
-               device: torch.device) -> tuple[Tensor, dict[str, Tensor]]:
-    """A batch's images and targets on the device, augmented."""
-    images, targets = stage.train.batch(index.to(device, non_blocking=True), stage.tasks)
-    images, targets = augment(images, targets, stage.tasks, generator)
+def augmented(stage: Stage, fetched: tuple[Tensor, dict[str, Tensor]], augment: Augment, generator: torch.Generator,
+              device: torch.device) -> tuple[Tensor, dict[str, Tensor]]:
+    """A fetched batch's images and targets augmented on the device."""
+    images, targets = augment(*fetched, stage.tasks, generator)
     if device.type == "cuda":
         images = images.contiguous(memory_format=torch.channels_last)
     return images, targets
@@ -458,6 +459,7 @@ class EpochTrained:
     batches: int
     images: int
     seconds: float
+    data_wait: float = 0.0  # seconds the steps waited for their batches (read, copied to the device)
 
     def mean_logs(self) -> dict[str, float]:
         return {key: float(value) / self.batches for key, value in self.sums.items()}
@@ -474,10 +476,16 @@ def train_one_epoch(parts: StageParts, epoch: int, first_losses: dict[str, Any],
     watch = NonFiniteWatch()
     batches = parts.batches()
     group = parts.recipe.interleaved_batches
-    images = 0
+    images, waited = 0, 0.0
+    fetched = feed(parts.stage.train, [index for index, _ in batches], parts.stage.tasks, parts.device)
     for first in range(0, len(batches), group):
-        loaded = [(*load_batch(parts.stage, index, parts.augment, parts.generators["augment"], parts.device), mask)
-                  for index, mask in batches[first:first + group]]  # the mask stays on the CPU
+        loaded = []
+        for _, mask in batches[first:first + group]:  # the mask stays on the CPU
+            asked = time.perf_counter()
+            batch = next(fetched)
+            waited += time.perf_counter() - asked
+            loaded.append((*augmented(parts.stage, batch, parts.augment, parts.generators["augment"], parts.device),
+                           mask))
         logs = parts.train_step(loaded, parts.counts(first, len(batches)))
         images += sum(len(index) for index, _ in batches[first:first + group])
         on_step(Step(parts.stage.name, epoch + 1, parts.settings.epochs, first + len(loaded), len(batches), images,
@@ -495,7 +503,7 @@ def train_one_epoch(parts: StageParts, epoch: int, first_losses: dict[str, Any],
     watch.check(parts.stage.name, epoch + 1)
     if not parts.schedule.per_step:
         parts.scheduler.step()
-    trained = EpochTrained(sums, len(batches), images, 0.0)
+    trained = EpochTrained(sums, len(batches), images, 0.0, waited)
     parts.recipe.end_epoch({k.removeprefix("loss/"): v for k, v in trained.mean_logs().items()
                             if k.startswith("loss/")})
     parts.recipe.check_solvers()
@@ -530,6 +538,7 @@ def evaluate_epoch(parts: StageParts, splits: dict[str, Split], epoch: int, trai
     evaluated = time.perf_counter()
     record = {"stage": stage.name, "epoch": epoch + 1, "lr": parts.optimizer.param_groups[0]["lr"],
               "seconds": trained.seconds, "images_per_second": trained.images / trained.seconds,
+              "data_wait_seconds": trained.data_wait,
               **{f"train/{k}": v for k, v in trained.mean_logs().items()},
               **({"solver": solved} if (solved := parts.recipe.solver_counts()) else {}),
               **{key: value for watcher in parts.watchers for key, value in watcher.epoch_log().items()},

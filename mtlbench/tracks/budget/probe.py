@@ -89,7 +89,7 @@ class Probe:
                  device: torch.device, autocast: Any = None) -> None:
         self.settings, self.stage, self.model, self.optimizer = settings, stage, model, optimizer
         self.names = list(stage.tasks)
-        keep = torch.arange(min(len(val), settings.val_images or len(val)), device=val.images.device)
+        keep = torch.arange(min(len(val), settings.val_images or len(val)), device=val.device)
         self.val = val.subset(keep).select(self.names)
         self.batch_size, self.eval_batch_size, self.augment = batch_size, eval_batch_size, augment
         self.autocast = autocast or autocast_for(device)

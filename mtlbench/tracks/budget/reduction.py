@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ...data import Split
+from ...data.streaming import in_memory
 from ...tasks import Task
 from ...jobs import KINDS, Hooks
 from ...train.costs import PeakMemory, job_costs
@@ -124,7 +125,7 @@ def run_reduction(config: dict[str, Any], job_dir: Path, hooks: Hooks) -> dict[s
     pool = pool[:a_values[-1]]
     train = data.splits["train"].select([name])
     splits = {"val": data.splits["val"].select([name])}
-    seed_split = train.subset(torch.from_numpy(seed_rows).to(device))
+    seed_split = in_memory(train.subset(torch.from_numpy(seed_rows).to(device)))
     seed_split.targets[name] = task.prepare(seed_split.targets[name])
 
     def stage_run(stage_name: str, split: Split) -> StageResult:
@@ -133,7 +134,7 @@ def run_reduction(config: dict[str, Any], job_dir: Path, hooks: Hooks) -> dict[s
         return train_stage(stage, job, splits, device, job_dir / f"checkpoint-{stage_name}.pt", hooks)
 
     results = {f"{name}-seed{e}": stage_run(f"{name}-seed{e}", seed_split) for e in range(settings.ensemble)}
-    pool_images = train.images[torch.from_numpy(pool).to(device)]
+    pool_images = in_memory(train.subset(torch.from_numpy(pool).to(device))).images
     pseudo = pseudo_label([r.model for r in results.values()], Split(pool_images), name, task,
                           job.train.eval_batch_size)
     for r in results.values():
