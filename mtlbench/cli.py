@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import shlex
 import sys
@@ -48,7 +49,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"run: --detach needs an executor that runs elsewhere (slurm), not {args.executor or 'local'}",
               file=sys.stderr)
         return 2
-    workers = args.workers if args.workers is not None else default_workers()
+    if args.jobs_per_device is not None:
+        if args.workers is not None:
+            print("run: give --workers or --jobs-per-device, not both", file=sys.stderr)
+            return 2
+        if executor.detachable:  # a SLURM task packs that many jobs onto its devices
+            executor = dataclasses.replace(executor, jobs_per_task=args.jobs_per_device)
+    workers = args.workers if args.workers is not None else default_workers() * (args.jobs_per_device or 1)
     runner = uuid.uuid4().hex  # this invocation, recorded in the results it trains or submits
     options = RunOptions(args.results, args.force, args.wandb, workers, stale_after=args.claim_timeout,
                          record={"runner": runner})
@@ -460,6 +467,9 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--force", action="store_true", help="rerun finished jobs too")
     run.add_argument("--wandb", default="offline", choices=MODES)
     run.add_argument("--workers", type=positive_int, default=None, help="parallel jobs (default: one per GPU, else 1)")
+    run.add_argument("--jobs-per-device", type=positive_int, default=None, metavar="N",
+                     help="N jobs side by side on each GPU (or on the CPU), each its own process and seed; on SLURM, "
+                          "N jobs per task (docs/cluster.md)")
     run.add_argument("--params", metavar="FILE", help="train with the best parameters `mtlbench tune` wrote")
     run.add_argument("--prepared", action="append", default=[], metavar="DIR",
                      help="read each dataset from its folder `mtlbench data prepare` wrote, here or in DIR's "

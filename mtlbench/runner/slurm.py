@@ -8,7 +8,9 @@ mtlbench stays alive on the login node, yet a TABA retraining may start only aft
 itself blocked by it, in one line, like the local runner.
 
 A task is submitted as (suite file, overrides, job id, results folder) and rebuilds its job on the node by
-expanding the suite again: no tensor and no config is pickled. On the node it runs like a local job: it claims
+expanding the suite again: no tensor and no config is pickled. With ``jobs_per_task`` N (``mtlbench run
+--jobs-per-device N``) a task gets N job ids of a level and trains them side by side, one process each, on its
+devices: small jobs fill a GPU that one of them would leave mostly idle. On the node it runs like a local job: it claims
 the job (runner/claims.py), trains it, resumes from its last epoch checkpoint if it ran before, and writes
 result.json. A job already finished, claimed by a live runner, or queued or running in SLURM for this suite is
 not submitted again. Preemption and time limits: submitit's ``Checkpointable`` requeues a task that reaches its
@@ -61,6 +63,7 @@ class Slurm:
     mem_gb: float | None = None
     time_min: int = 60
     array_parallelism: int = 256
+    jobs_per_task: int = 1  # jobs one task trains side by side on its devices (mtlbench run --jobs-per-device)
     max_requeues: int = 3
     sbatch: dict[str, Any] = field(default_factory=dict)  # any further sbatch option, e.g. {exclude: node7}
     poll: float = 10.0  # seconds between looks at the queue while `run` waits
@@ -69,7 +72,7 @@ class Slurm:
         for name in ("gpus_per_job", "max_requeues"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} = {getattr(self, name)}: must be >= 0")
-        for name in ("cpus_per_job", "time_min", "array_parallelism"):
+        for name in ("cpus_per_job", "time_min", "array_parallelism", "jobs_per_task"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} = {getattr(self, name)}: must be >= 1")
 
@@ -126,11 +129,15 @@ class Slurm:
             waits = sorted({array_of[need] for job in todo for need in job.needs if need in array_of})
             executor = self.executor(folder, f"afterany:{':'.join(waits)}" if waits else None)
             executor.update_parameters(name=f"mtlbench-{suite.name}")
-            tasks = executor.map_array(NodeJob(), [launch] * len(todo), [job.id for job in todo])
-            for job, task in zip(todo, tasks):
-                submitted[job.id] = task.job_id
-                array_of[job.id] = task.job_id.split("_")[0]
-            record.add({job.id: task.job_id for job, task in zip(todo, tasks)})
+            groups = [[job.id for job in todo[i:i + self.jobs_per_task]]
+                      for i in range(0, len(todo), self.jobs_per_task)]
+            tasks = executor.map_array(NodeJob(), [launch] * len(groups),
+                                       [group[0] if len(group) == 1 else group for group in groups])
+            now = {job_id: task.job_id for group, task in zip(groups, tasks) for job_id in group}
+            for job_id, slurm_id in now.items():
+                submitted[job_id] = slurm_id
+                array_of[job_id] = slurm_id.split("_")[0]
+            record.add(now)
         return submitted
 
     def wait(self, suite: Suite, store: Store, record: "Submissions") -> list[Job]:

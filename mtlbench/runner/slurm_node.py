@@ -21,12 +21,39 @@ class NodeError(UserError, RuntimeError):
 
 
 class NodeJob(submitit.helpers.Checkpointable):
-    """The job ``job_id`` of the suite, rebuilt on the node and trained like a local job (claim, resume,
-    result.json). At its time limit, submitit's ``Checkpointable`` requeues it with the same arguments."""
+    """The job ``job_id`` of the suite (or each of a list of jobs, side by side in a process each), rebuilt on the
+    node and trained like a local job (claim, resume, result.json). At its time limit, submitit's
+    ``Checkpointable`` requeues it with the same arguments."""
 
-    def __call__(self, launch: Launch, job_id: str) -> str:
+    def __call__(self, launch: Launch, job_id: str | list[str]) -> str:
         with sigterm_as_interrupt():  # SLURM's requeue and cancel send SIGTERM: stop as a local run does
-            return train_on_node(launch, job_id)
+            if isinstance(job_id, str):
+                return train_on_node(launch, job_id)
+            return train_side_by_side(launch, job_id)
+
+
+def train_side_by_side(launch: Launch, job_ids: list[str]) -> str:
+    """The jobs in one process each (spawned: no CUDA state crosses a fork), sharing the task's CPU threads; the
+    first failure's outcome, else the last job's. Stopped (SIGTERM), the processes stop with it, each keeping its
+    last checkpoint."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(len(job_ids)) as pool:
+        try:
+            outcomes = pool.starmap(train_in_process, [(launch, job_id, len(job_ids)) for job_id in job_ids])
+        except KeyboardInterrupt:
+            pool.terminate()  # SIGTERM to each: they stop as an interrupted local run does
+            raise
+    return next((outcome for outcome in outcomes if outcome == FAILED), outcomes[-1])
+
+
+def train_in_process(launch: Launch, job_id: str, side_by_side: int) -> str:
+    import torch
+
+    torch.set_num_threads(max(1, (len(os.sched_getaffinity(0)) or 1) // side_by_side))
+    with sigterm_as_interrupt():
+        return train_on_node(launch, job_id)
 
 
 def train_on_node(launch: Launch, job_id: str) -> str:
