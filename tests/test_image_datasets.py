@@ -315,3 +315,28 @@ def test_nyud_mt_problems_are_named_and_a_job_trains_on_it(tmp_path, capsys):
     job["train"]["epochs"] = 1
     result = run_job(job, tmp_path)
     assert set(result["test"]) == {"seg", "depth", "normal"} and result["labels_per_task"]["seg"] == 1
+
+
+def test_taskonomy_lists_each_building_once_into_a_compact_index_in_path_order(tmp_path, monkeypatch):
+    """The split's files as the sorted glob of every building gave them (``limit``'s subset too), from a cached
+    index the second time: a full-size split is not listed again at every load."""
+    from mtlbench.data import taskonomy as module
+
+    monkeypatch.setenv("MTLBENCH_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "taskonomy"
+    write_taskonomy(root, per_building=12)
+    dataset = DATASETS.get("taskonomy")(root=str(root), height=S, width=S, limit={"train": 7})
+    for split in ("train", "val", "test"):
+        files = sorted(p for b in dataset.buildings()[split] for p in (root / "rgb" / b).glob("*.png"))
+        if split == "train":
+            keep = np.random.default_rng([0, 0]).choice(len(files), 7, replace=False)
+            files = [files[i] for i in sorted(keep)]
+        assert list(dataset.records(split)) == files and len(dataset.records(split)) == len(files)
+        assert list(dataset.records(split)[2:5]) == files[2:5]
+    with monkeypatch.context() as patched:
+        patched.setattr(module.os, "scandir", lambda folder: (_ for _ in ()).throw(AssertionError("listed again")))
+        assert len(dataset.records("val")) == 12  # one building of 12 images, from the cache
+    (root / "rgb" / "odd").mkdir()
+    (root / "rgb" / "odd" / "thumbnail.png").write_bytes(b"")
+    with pytest.raises(DatasetError, match="thumbnail.png: not named point_<p>_view_<v>_domain_rgb.png"):
+        module.building_index(root / "rgb" / "odd")

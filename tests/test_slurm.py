@@ -91,6 +91,21 @@ def test_a_suite_with_a_need_runs_on_slurm_exactly_as_locally(tmp_path):
     assert {row["state"] for row in rows.values()} == {"done"} and all("slurm" in row for row in rows.values())
 
 
+def test_jobs_per_task_trains_a_levels_jobs_side_by_side_in_one_task_as_locally(tmp_path):
+    """``executor.jobs_per_task: 2`` (``run --jobs-per-device 2``): the level's two jobs are one SLURM task, trained
+    in a process each, to the results a local run gets."""
+    path = write(tmp_path, methods=["stl", "supervised"])
+    slurm, local = tmp_path / "slurm", tmp_path / "local"
+    done = mtlbench("run", path, "--results", slurm, "--wandb", "disabled", "--jobs-per-device", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    submitted = read_json(slurm / "sl" / "slurm" / "submissions.json")
+    assert len(submitted) == 2 and len(set(submitted.values())) == 1  # one task
+    assert mtlbench("run", path, "--results", local, "--wandb", "disabled", "--executor", "local").returncode == 0
+    for job in load_suite(path).jobs:
+        on_slurm = read_json(slurm / "sl" / job.id / "result.json")
+        assert on_slurm["test"] == read_json(local / "sl" / job.id / "result.json")["test"]
+
+
 def test_a_requeued_job_resumes_from_its_checkpoint_and_trains_every_epoch_once(tmp_path):
     path = write(tmp_path, methods=["supervised"], train={**SUITE["train"], "epochs": 150})
     results = tmp_path / "results"

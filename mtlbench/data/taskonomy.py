@@ -33,12 +33,17 @@ the seven tasks; relative rounding below 2^-11, e.g. 4 mm of depth at 6 m).
 from __future__ import annotations
 
 import csv
+import hashlib
+import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar
 
 import numpy as np
 
+from ..files import write_atomic
 from ..tasks import NORMAL_LOSSES, DenseL1, Normal, Segmentation, Task
 from .base import DATASETS, SPLITS
 from .image_files import EIGHT_BIT, SIXTEEN_BIT, ImageFileDataset, read_image, resize
@@ -188,14 +193,13 @@ class Taskonomy(ImageFileDataset):
                 raise DatasetError(f"taskonomy: folder {root / DOMAINS[task].folder} (task {task}) not found. "
                                    f"{layout}")
 
-    def records(self, split: str) -> list[Path]:
-        """The RGB files of the split (sorted; a seeded subset if ``limit`` caps the split)."""
-        root = Path(self.root) / "rgb"
-        files = sorted(p for b in self.buildings()[split] for p in (root / b).glob("*.png"))
+    def records(self, split: str) -> "RgbFiles":
+        """The RGB files of the split (in path order; a seeded subset if ``limit`` caps the split)."""
+        files = RgbFiles.of(Path(self.root) / "rgb", self.buildings()[split])
         if split in self.limit and self.limit[split] < len(files):
             keep = np.random.default_rng([self.seed, SPLITS.index(split)]).choice(len(files), self.limit[split],
                                                                                  replace=False)
-            files = [files[i] for i in sorted(keep)]
+            files = files.take(np.sort(keep))
         return files
 
     # ---------------------------------------------------------------------------------------- reading
@@ -226,6 +230,71 @@ class Taskonomy(ImageFileDataset):
 
     def every_record(self) -> list[Path]:
         return [rgb for split in SPLITS for rgb in self.records(split)]
+
+
+RGB_NAME = re.compile(r"point_(\d+)_view_(\d+)_domain_rgb\.png")
+
+
+@dataclass(frozen=True, eq=False)
+class RgbFiles(Sequence[Path]):
+    """A split's RGB files as a compact index (building, point and view numbers per file: 10 bytes where a ``Path``
+    takes hundreds, 40 MB for the full 4M-image set), in the order of their sorted paths. A building's listing is read
+    once (``os.scandir``) and cached in ``$MTLBENCH_CACHE/taskonomy-index``, keyed by its folder and modification
+    time, so a full-size split is not listed again at every load."""
+
+    root: Path
+    buildings: tuple[str, ...]
+    building: np.ndarray  # index into buildings, per file
+    point: np.ndarray
+    view: np.ndarray
+
+    @classmethod
+    def of(cls, root: Path, buildings: list[str]) -> "RgbFiles":
+        names = tuple(sorted(buildings))
+        listed = [building_index(root / b) for b in names]
+        return cls(root, names, np.concatenate([np.full(len(p), i, np.int32) for i, (p, _) in enumerate(listed)]
+                                               or [np.zeros(0, np.int32)]),
+                   np.concatenate([p for p, _ in listed] or [np.zeros(0, np.int32)]),
+                   np.concatenate([v for _, v in listed] or [np.zeros(0, np.int32)]))
+
+    def __len__(self) -> int:
+        return len(self.point)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return self.take(np.arange(len(self))[i])
+        return self.root / self.buildings[self.building[i]] / f"point_{self.point[i]}_view_{self.view[i]}_domain_rgb.png"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and len(self) == len(other) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  (a list's equality, a list's hashability)
+
+    def take(self, index: np.ndarray) -> "RgbFiles":
+        return RgbFiles(self.root, self.buildings, self.building[index], self.point[index], self.view[index])
+
+
+def building_index(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(point, view) of a building's RGB files in the order of their sorted names, from the cache when the folder
+    has not changed since it was listed."""
+    from .synthrooms import cache_dir
+
+    stamp = folder.stat().st_mtime_ns
+    key = hashlib.sha256(f"{folder.resolve()}|{stamp}".encode()).hexdigest()[:20]
+    cached = cache_dir() / "taskonomy-index" / f"{key}.npy"
+    if cached.exists():
+        both = np.load(cached, allow_pickle=False)
+        return both[0], both[1]
+    names = sorted(entry.name for entry in os.scandir(folder) if entry.name.endswith(".png"))
+    matched = [RGB_NAME.fullmatch(name) for name in names]
+    odd = [name for name, m in zip(names, matched) if m is None]
+    if odd:
+        raise DatasetError(f"taskonomy: {folder / odd[0]}: not named point_<p>_view_<v>_domain_rgb.png as Taskonomy "
+                           f"names its files ({len(odd)} such file(s) in the folder); move them out")
+    both = np.array([[int(m.group(1)) for m in matched], [int(m.group(2)) for m in matched]], np.int32).reshape(2, -1)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(cached, lambda stream: np.save(stream, both))
+    return both[0], both[1]
 
 
 def stored_dtype(values: np.ndarray) -> np.ndarray:
