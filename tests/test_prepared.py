@@ -187,3 +187,12 @@ def test_a_streamed_split_reads_rows_in_any_order_with_repeats_and_across_an_app
     expected_images, expected = memory.select(["seg", "depth"]).batch(index, tasks)
     assert torch.equal(images, expected_images) and all(torch.equal(targets[t], expected[t]) for t in expected)
     assert_same_split(in_memory(mapped.subset(index).select(["seg"])), memory.subset(index).select(["seg"]))
+
+
+def test_prepared_data_asked_for_but_not_found_is_said_not_silently_skipped(tmp_path, monkeypatch, small_chunks):
+    config = resolved(SYNTH)
+    prepared.prepare(config, "-", tmp_path / "out")
+    monkeypatch.setenv(prepared.VARIABLE, str(tmp_path))
+    assert prepared.Source.of(config, ["train"]).folder == tmp_path / "out"
+    with pytest.warns(UserWarning, match="no complete preparation there holds dataset"):
+        assert prepared.Source.of({**config, "seed": 3}, ["train"]).folder is None

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,6 +287,11 @@ class Source:
     def of(cls, dataset_config: dict[str, Any], splits: list[str]) -> "Source":
         folder = find(dataset_config)
         if folder is None:
+            if os.environ.get(VARIABLE):
+                warnings.warn(f"{VARIABLE} (mtlbench run --prepared) names {os.environ[VARIABLE]}, but no complete "
+                              f"preparation there holds dataset {json.dumps(dict(dataset_config))}: reading its own "
+                              f"files. Prepare it with the suite's dataset settings exactly as the suite gives them "
+                              f"(mtlbench data prepare NAME SRC DEST --set KEY=VALUE)", stacklevel=2)
             return cls()
         return cls(folder, prepared_bytes(folder, splits) > stream_threshold())
 
