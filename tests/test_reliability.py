@@ -629,7 +629,7 @@ def trained_metrics(path, results, env) -> dict:
     assert done.returncode == 0, done.stderr
     (result,) = results.glob("tiny/*/result.json")
     record = json.loads(result.read_text())
-    timings = ("seconds", "images_per_second", "eval_seconds")
+    timings = ("seconds", "images_per_second", "eval_seconds", "data_wait_seconds")
     return {"test": record["test"], "device": record["device"],
             "history": [{k: v for k, v in epoch.items() if k not in timings} for epoch in record["history"]]}
 

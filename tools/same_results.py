@@ -17,7 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CIRCUMSTANTIAL = {"train_seconds", "eval_seconds", "data_seconds", "wall_seconds", "seconds", "images_per_second",
                   "finished_at", "runner", "commit", "mtlbench", "claim", "epoch_seconds", "evaluation_seconds",
-                  "samples_per_second", "peak_memory_bytes"}
+                  "samples_per_second", "peak_memory_bytes", "data_wait_seconds", "data_wait_share", "data_source"}
 
 
 def behaviour(value):
