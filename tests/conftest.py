@@ -124,3 +124,14 @@ def pycocotools_map(images: list[dict], annotations: list[dict], results: list[d
     evaluation.accumulate()
     evaluation.summarize()
     return evaluation.stats[:3].tolist()
+
+
+@pytest.fixture
+def one_thread():
+    """With several threads, some CPU kernels are not bitwise reproducible run to run (resumed or not)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

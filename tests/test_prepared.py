@@ -134,14 +134,6 @@ def test_a_suite_run_with_prepared_data_reads_it_and_trains_the_same_jobs_to_the
     assert runs["prepared"]["test"] == runs["files"]["test"]
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("method,workers", [("supervised", "0"), ("stl", "2")])
 def test_a_streamed_job_trains_on_the_same_batches_as_in_memory_to_the_same_result(
         tiny_job, tmp_path, monkeypatch, one_thread, small_chunks, method, workers):

@@ -85,15 +85,6 @@ def test_supervised_loss_is_paper_004_eq_1():
     assert sum(recipe.weighting.terms(task_losses, None).values()).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
-@pytest.fixture
-def one_thread():
-    """With several threads, some CPU kernels are not bitwise reproducible run to run (resumed or not)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def straight_and_resumed(job, folder, stop_at: int):
     """The job run through in ``folder/a``, and in ``folder/b`` stopped after epoch ``stop_at``, then resumed."""
     (folder / "a").mkdir(), (folder / "b").mkdir()
