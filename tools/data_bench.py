@@ -139,20 +139,26 @@ def layouts(args: argparse.Namespace) -> None:
         print(f"{name}: {rate:,.0f} images/s ({'cold' if cold else 'warm'} page cache)")
 
 
+def streamed_job(dataset: dict, root: Path) -> dict:
+    """One epoch of Supervised MTL on the prepared set, resolved as a suite resolves it."""
+    import yaml
+
+    from mtlbench.config import load_suite
+
+    suite = {"name": "data_bench", "dataset": dataset, "tasks": ["seg", "depth", "normal"], "scenarios": ["full"],
+             "methods": ["supervised"], "seeds": [0], "model": {"name": "segnet", "width": 0.125},
+             "train": {"epochs": 1, "batch_size": 32, "eval_batch_size": 64, "device": "cpu",
+                       "optimizer": {"name": "adam", "lr": 1.0e-3}, "augment": {"scale_crop": False}}}
+    path = root / "data_bench.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    return load_suite(path).jobs[0].config
+
+
 def stream(args: argparse.Namespace) -> None:
     root = Path(args.folder or tempfile.mkdtemp(prefix="data_bench-"))
     made = prepare(root / "set", args.height, args.width, args.train)
     print(f"prepared {made['bytes'] / 2**30:.2f} GB in {made['seconds']:.0f} s")
-    job = {"dataset": made["config"], "tasks": ["seg", "depth", "normal"],
-           "scenario": {"name": "full", "unlabeled": 0.0, "unlabeled_per_batch": 0, "mask_seed": 0},
-           "method": {"name": "supervised", "networks": "shared", "supervision": {"name": "full"},
-                      "weighting": {"name": "uniform"}, "gradients": {"name": "sum"}, "regularizer": {"name": "none"}},
-           "model": {"name": "segnet", "width": 0.125},
-           "train": {"epochs": 1, "batch_size": 32, "eval_batch_size": 64,
-                     "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0},
-                     "scheduler": {"name": "constant"}, "augment": {"scale_crop": False, "flip": True},
-                     "device": "cpu", "precision": "auto", "test_every_epoch": False, "label_smoothing": 0.0,
-                     "observe": []}, "seed": 0}
+    job = streamed_job(made["config"], root)
     (root / "job").mkdir(exist_ok=True)
     env = {**os.environ, "MTLBENCH_PREPARED": str(root / "set"), "MTLBENCH_STREAM_ABOVE_GB": "0"}
     code = ("import json, resource, sys; from pathlib import Path; from mtlbench.train import run_job; "
