@@ -269,9 +269,10 @@ def load_job_data(job: JobSpec, device: torch.device, test: bool = True) -> JobD
 def within_labels(plan: LabelPlan, train: Split, names: list[str]) -> LabelPlan:
     """The scenario's mask left only where the dataset has labels (a dataset assembled from sources labels each
     task on its source's images alone)."""
-    if not train.labelled:
+    labelled = train.labelled  # a streamed split reads its flags from disk: once
+    if not labelled:
         return plan
-    has = np.stack([train.labelled[name].cpu().numpy() if name in train.labelled else np.ones(len(train), bool)
+    has = np.stack([labelled[name].cpu().numpy() if name in labelled else np.ones(len(train), bool)
                     for name in names], 1)
     return dataclasses.replace(plan, mask=plan.mask * has.astype(plan.mask.dtype))
 
