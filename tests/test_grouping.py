@@ -357,7 +357,7 @@ def test_table_4_with_one_seed_bolds_nothing_and_says_why():
 
 
 def test_transfer_affinities_fine_tune_each_tasks_network_for_every_other_and_set_them_beside_multi_task_ones(
-        tmp_path):
+        tmp_path, monkeypatch):
     """Sec. 5.1, Table 3, Fig. 3 as an optional estimate: one job per ordered pair of tasks and seed starts from the
     source's full-size single-task network (its shared part, the target's decoder fresh), needs that job (which
     keeps its weights), and leaves every other job's id unchanged; the leaderboard shows the gains, the symmetric
@@ -377,7 +377,13 @@ def test_transfer_affinities_fine_tune_each_tasks_network_for_every_other_and_se
     assert {j.label for j in suite.jobs if j.keeps_weights} == {"seg", "depth", "edge"}
 
     results = tmp_path / "results"
+    from mtlbench.tracks.grouping import transfer
+
+    loaded, load = [], transfer.load_shared
+    monkeypatch.setattr(transfer, "load_shared", lambda model, state, where: loaded.append(where) or load(model, state,
+                                                                                                          where))
     assert main(["run", str(path), "--results", str(results), "--wandb", "disabled"]) == 0
+    assert len(loaded) == 6  # every transfer job's network started from its source's weights
     job = next(j for j in added if j.label == "seg->depth")
     record = json.loads((results / "grouping_tiny" / job.id / "result.json").read_text())
     assert record["transfer_source"] == singles["seg"].id
