@@ -85,6 +85,14 @@ def observe_default(config: dict[str, Any]) -> dict[str, Any]:
 
 
 @spelt_as_before
+def devices_default(config: dict[str, Any]) -> dict[str, Any]:
+    """``train.devices`` came with 0.4; one device is the earlier training, hashed as before."""
+    if config.get("train", {}).get("devices") == default_of(TrainSection, "devices"):
+        del config["train"]["devices"]
+    return config
+
+
+@spelt_as_before
 def align_corners_default(config: dict[str, Any]) -> dict[str, Any]:
     """``train.augment.align_corners`` came with 0.2; without a scale-crop nothing is resized, so such a job
     trains as before and is hashed without it."""

@@ -105,6 +105,8 @@ class TrainSection(Strict):
     observe: list[str] = Field(default_factory=list, description="step observers, by name (mtlbench list): what "
                                                                   "they measure goes to W&B and result.json; they "
                                                                   "change no step")
+    devices: PositiveInt = Field(1, description="devices (processes) one job trains on, data-parallel: each takes "
+                                                "every N-th image of a batch (docs/cluster.md)")
 
     @field_validator("device")
     @classmethod

@@ -23,7 +23,7 @@ TINY_JOB = {
               "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0},
               "scheduler": {"name": "step", "step_size": 100, "gamma": 0.5},
               "augment": {"scale_crop": True, "flip": True}, "device": "cpu", "precision": "auto",
-              "test_every_epoch": False, "label_smoothing": 0.0, "observe": []},
+              "test_every_epoch": False, "label_smoothing": 0.0, "observe": [], "devices": 1},
     "seed": 0,
 }
 TINY_SUITE = {

@@ -106,6 +106,21 @@ def test_jobs_per_task_trains_a_levels_jobs_side_by_side_in_one_task_as_locally(
         assert on_slurm["test"] == read_json(local / "sl" / job.id / "result.json")["test"]
 
 
+def test_a_job_on_two_devices_is_one_task_with_both_and_trains_as_locally(tmp_path):
+    """``train.devices: 2``: one SLURM task with a CPU per rank, its two gloo ranks on that task's node."""
+    path = write(tmp_path, methods=["supervised"], train={**SUITE["train"], "devices": 2})
+    slurm, local = tmp_path / "slurm", tmp_path / "local"
+    done = mtlbench("run", path, "--results", slurm, "--wandb", "disabled")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert mtlbench("run", path, "--results", local, "--wandb", "disabled", "--executor", "local").returncode == 0
+    (job,) = load_suite(path).jobs
+    (slurm_id,) = read_json(slurm / "sl" / "slurm" / "submissions.json").values()
+    cpus = subprocess.run(["sacct", "-n", "-X", "-j", slurm_id, "-o", "AllocCPUS"], capture_output=True, text=True)
+    assert cpus.stdout.split()[0] == "2"
+    assert read_json(slurm / "sl" / job.id / "result.json")["test"] == read_json(local / "sl" / job.id /
+                                                                                   "result.json")["test"]
+
+
 def test_a_requeued_job_resumes_from_its_checkpoint_and_trains_every_epoch_once(tmp_path):
     path = write(tmp_path, methods=["supervised"], train={**SUITE["train"], "epochs": 150})
     results = tmp_path / "results"

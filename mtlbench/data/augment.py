@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ..tasks import Task
 from ..warp import Warp
+from ..distributed import Shard
 from .photometric import RandAugment
 
 SCALES = (1.0, 1.2, 1.5)
@@ -40,19 +41,22 @@ class Augment:
     photometric_ops: int = 0
     photometric_magnitude: int = 6
 
-    def photometric(self, images: Tensor, generator: torch.Generator) -> Tensor:
+    def photometric(self, images: Tensor, generator: torch.Generator, shard: Shard | None = None) -> Tensor:
         if not self.photometric_ops:
             return images
-        return RandAugment(self.photometric_ops, self.photometric_magnitude)(images, generator)
+        return RandAugment(self.photometric_ops, self.photometric_magnitude)(images, generator, shard)
 
     @property
     def active(self) -> bool:
         return self.scale_crop or self.flip
 
-    def sample(self, images: Tensor, generator: torch.Generator) -> Warp:
+    def sample(self, images: Tensor, generator: torch.Generator, shard: Shard | None = None) -> Warp:
+        """Each image's warp; with ``shard``, drawn for the whole global batch and kept for the shard's images,
+        so that several ranks augment every image as one process would (train/distributed.py)."""
         b, _, h, w = images.shape
         device = images.device
-        draw = torch.rand(b, 4, generator=generator, device=generator.device).to(device)
+        draw = torch.rand(shard.size if shard else b, 4, generator=generator, device=generator.device).to(device)
+        draw = shard.draws(draw) if shard else draw
         scale = torch.tensor(SCALES, device=device)[(draw[:, 0] * len(SCALES)).long()] if self.scale_crop \
             else torch.ones(b, device=device)
         crop_h, crop_w = (h / scale).floor(), (w / scale).floor()
@@ -72,10 +76,10 @@ class Augment:
         return Warp(grid.to(images.dtype), scale, mirror, None if smooth is None else smooth.to(images.dtype), theta)
 
     def __call__(self, images: Tensor, targets: dict[str, Tensor], tasks: dict[str, Task],
-                 generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
+                 generator: torch.Generator, shard: Shard | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         if not self.active:
             return images, targets
-        warp = self.sample(images, generator)
+        warp = self.sample(images, generator, shard)
         return warp.images(images), warped_targets(warp, targets, tasks)
 
 

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..distributed import Shard
+
 OPS = ("identity", "brightness", "color", "contrast", "sharpness", "posterize", "solarize", "autocontrast",
        "equalize")
 SIGNED = {"brightness", "color", "contrast", "sharpness"}
@@ -88,9 +90,11 @@ class RandAugment:
     ops: int = 2
     magnitude: int = 6
 
-    def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
+    def __call__(self, images: Tensor, generator: torch.Generator, shard: Shard | None = None) -> Tensor:
+        """``shard``: draw for the whole global batch, apply the shard's draws (train/distributed.py)."""
         for _ in range(self.ops):
-            images = self.apply(images, *self.draw(len(images), generator, images.device))
+            drawn = self.draw(shard.size if shard else len(images), generator, images.device)
+            images = self.apply(images, *(tuple(map(shard.draws, drawn)) if shard else drawn))
         return images
 
     def draw(self, n: int, generator: torch.Generator, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:

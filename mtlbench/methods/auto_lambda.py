@@ -35,6 +35,8 @@ class AutoLambda(Weighting):
     init: float = 0.1
     lr: float = 1e-4
     meta_batches: ClassVar[bool] = True
+    single_device: ClassVar[str] = ("its meta step takes gradients of a virtual update of the network, which "
+                                    "mtlbench does not carry across devices")
 
     def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module:
         return adam_state(tasks, "weights", self.init)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..distributed import all_sum
 from ..ids import spelt_as_before
 from ..space import Float, Space
 from ..tasks import Task
@@ -39,14 +40,18 @@ class Combiner(Gradients):
     ``combine`` receives the present tasks' gradients, their indices ``present`` into the job's task list, the
     part's state (``build``; None for a stateless combiner) and the present tasks' weighted terms (detached)."""
 
+    def whole_gradients(self, model: nn.Module) -> list[nn.Parameter]:
+        return [p for p in model.shared_parameters() if p.requires_grad]
+
     def combine(self, grads: Tensor, present: list[int], net: nn.Module | None, losses: Tensor) -> Tensor:
         raise NotImplementedError
 
     def backward(self, terms: dict[str, Tensor], rest: Tensor | None, model: nn.Module,
                  net: nn.Module | None) -> None:
-        shared = [p for p in model.shared_parameters() if p.requires_grad]
-        stacked = torch.stack([flat_gradients(term, shared) for term in terms.values()]) if terms else None
-        extra = flat_gradients(rest, shared) if rest is not None else 0
+        shared = self.whole_gradients(model)
+        # several devices: each rank's gradients are partial sums, combined only once they are the global batch's
+        stacked = all_sum(torch.stack([flat_gradients(term, shared) for term in terms.values()])) if terms else None
+        extra = all_sum(flat_gradients(rest, shared)) if rest is not None else 0
         torch.stack([*terms.values(), *([rest] if rest is not None else [])]).sum().backward()
         present = [net.names.index(t) for t in terms] if net is not None else list(range(len(terms)))
         losses = torch.stack([term.detach() for term in terms.values()]) if terms else None
@@ -184,7 +189,7 @@ class GradNorm(Gradients):
         weights = net.weights[index]
         layer = model.last_shared_layer()
         # ∇_W (w_t L_t) = w_t ∇_W L_t: G_t is differentiable in w without a double backward through the network
-        norms = weights.abs() * torch.stack([torch.autograd.grad(loss, layer, retain_graph=True)[0].norm()
+        norms = weights.abs() * torch.stack([all_sum(torch.autograd.grad(loss, layer, retain_graph=True)[0]).norm()
                                              for loss in losses])
         with torch.no_grad():
             initial = net.initial[index]
@@ -212,6 +217,8 @@ class CosReg(Gradients):
     """
 
     space: ClassVar[dict[str, Space]] = {"weight": Float(0.01, 10.0, log=True)}
+    single_device: ClassVar[str] = ("its penalty is differentiated through the task gradients (a double backward), "
+                                    "which mtlbench does not carry across devices")
     weight: float = 1.0
 
     def backward(self, terms: dict[str, Tensor], rest: Tensor | None, model: nn.Module,

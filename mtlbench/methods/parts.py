@@ -42,6 +42,8 @@ class Part:
     and react at the end of an epoch."""
 
     models: ClassVar[tuple[str, ...] | None] = None
+    # why the part cannot train one job on several devices (train.devices > 1; mtlbench/distributed.py), if it cannot
+    single_device: ClassVar[str] = ""
 
     def check(self, tasks: dict[str, Task]) -> None:
         """Raise ValueError if this part cannot train these tasks (called before any training)."""
@@ -159,6 +161,11 @@ class Gradients(Part):
                  net: nn.Module | None) -> None:
         raise NotImplementedError
 
+    def whole_gradients(self, model: nn.Module) -> list[nn.Parameter]:
+        """The parameters whose gradients ``backward`` leaves as the global batch's on every device (a combiner's
+        shared weights); the others' are each device's share, summed by the recipe (mtlbench/distributed.py)."""
+        return []
+
 
 @GRADIENTS.register("sum")
 @dataclass(frozen=True)
@@ -176,6 +183,9 @@ class Regularizer(Part):
     parameters with optimisers of its own (``own_optimizers``) and ask for ``extra_views`` further augmented
     views of the batch; the recipe forwards all views through the model in one batch, as the authors do."""
 
+    single_device: ClassVar[str] = ("its loss is computed from each rank's images alone, and mtlbench does not "
+                                    "combine it into the global batch's loss across devices")
+
     @property
     def extra_views(self) -> int:
         return 0
@@ -188,6 +198,8 @@ class Regularizer(Part):
 @dataclass(frozen=True)
 class NoRegularizer(Regularizer):
     """Unlabelled (image, task) pairs contribute nothing (Supervised MTL)."""
+
+    single_device: ClassVar[str] = ""
 
     def loss(self, ctx: StepContext, net: nn.Module | None) -> Tensor | None:
         return None

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ..data.augment import Augment, warped_targets
 from ..data.base import Split
+from ..distributed import Shard, gather_rows, own_rows, shard, sum_gradients, world
 from ..registry import Registry, build
 from ..models.protocol import computes_losses
 from ..tasks import Task
@@ -81,6 +82,13 @@ preset("noisy_student", supervision="noisy_student")  # Xie et al. 2020: soft ps
 preset("kd_mtl", regularizer="kd_mtl")  # Li and Bilen 2020: feature distillation through task adaptors
 
 
+def single_device_parts(method: dict[str, Any]) -> list[str]:
+    """The method's parts that cannot train one job on several devices, each with its reason."""
+    parts = {axis: build(registry, method[axis]) for axis, registry in AXES.items()}
+    return [f"{axis} {method[axis]['name']!r}: {part.single_device}" for axis, part in parts.items()
+            if part.single_device]
+
+
 class Recipe:
     """The parts of one method, bound to a model: one call of ``train_step`` per batch."""
 
@@ -126,12 +134,13 @@ class Recipe:
         self.nets.to(device)
         return self
 
-    def views(self, images: Tensor, targets: dict[str, Tensor], seen: Tensor | None = None) -> list[View]:
+    def views(self, images: Tensor, targets: dict[str, Tensor], seen: Tensor | None = None,
+              part: Shard | None = None) -> list[View]:
         """View 0 (``seen``, or the batch augmented photometrically) and ``extra_views`` further augmentations of
-        it, forwarded as one batch."""
-        warps = [self.augment.sample(images, self.generator) for _ in range(self.regularizer.extra_views)]
-        views = [seen if seen is not None else self.augment.photometric(images, self.generator),
-                 *(self.augment.photometric(w.images(images), self.generator) for w in warps)]
+        it, forwarded as one batch (``part``: this device's share of the global batch)."""
+        warps = [self.augment.sample(images, self.generator, part) for _ in range(self.regularizer.extra_views)]
+        views = [seen if seen is not None else self.augment.photometric(images, self.generator, part),
+                 *(self.augment.photometric(w.images(images), self.generator, part) for w in warps)]
         batch = torch.cat(views) if warps else views[0]
         with self.autocast():
             preds, feature = self.model(batch, return_feature=True)
@@ -167,24 +176,26 @@ class Recipe:
 
         ``supervise`` [B, T] lives on the CPU, so selecting the labelled rows of each task costs no device
         sync. A task with no supervised image gets no loss term at all, so its head receives no gradient (not
-        even a zero one that Adam's momentum would turn into an update).
+        even a zero one that Adam's momentum would turn into an update). On several devices (mtlbench/distributed.py)
+        ``images`` and ``targets`` are this device's share of the batch and ``supervise`` is the whole batch's.
         """
         names = list(self.tasks)
         rows = {t: supervise[:, j].nonzero().squeeze(1) for j, t in enumerate(names)}
         active = [t for t in names if len(rows[t])]
+        part = shard(len(supervise))
         optimizer.zero_grad(set_to_none=True)
         for own, _ in self.own:
             own.zero_grad(set_to_none=True)
-        device_rows = {t: rows[t].to(images.device, non_blocking=True) for t in active}
+        device_rows = {t: own_rows(rows[t]).to(images.device, non_blocking=True) for t in active}
         if self.weighting.meta_batches:
             seen = self.meta_step(optimizer, images, targets, device_rows, {t: rows[t] for t in active}, supervise)
             views = None if self.model_losses else self.views(images, targets, seen)
         elif self.model_losses:
-            views, seen = None, self.augment.photometric(images, self.generator) if active else images
+            views, seen = None, self.augment.photometric(images, self.generator, part) if active else images
         else:
-            views = self.views(images, targets)
+            views = self.views(images, targets, part=part)
             seen = views[0].images
-        per_image = self.losses_per_image(seen, targets, views, device_rows)
+        per_image = self.gathered(self.losses_per_image(seen, targets, views, device_rows), rows)
         task_losses = self.supervision.task_losses(per_image, {t: rows[t] for t in active}, supervise) \
             if active else {}
         terms = self.weighting.terms(task_losses, self.net("weighting")) if task_losses else {}
@@ -198,6 +209,8 @@ class Recipe:
         for watch in self.term_watchers:
             watch(terms)
         self.gradients.backward(terms, regularization, self.model, self.net("gradients"))
+        if world() > 1:
+            self.sum_shares()
         optimizer.step()
         for own, _ in self.own:
             own.step()
@@ -221,6 +234,19 @@ class Recipe:
                 return self.model.losses_per_image(seen, targets, rows)
         return self.losses_of(views[0].preds, targets, rows)
 
+    def gathered(self, per_image: dict[str, Tensor], rows: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Each task's per-image losses over the global batch's ``rows``, from this device's (one device: as they are)."""
+        if world() == 1:
+            return per_image
+        return {t: gather_rows(loss, rows[t]) for t, loss in per_image.items()}
+
+    def sum_shares(self) -> None:
+        """The network's gradients, each device's share of them, summed over the devices, but for those the gradient
+        rule left whole; the weighting's and the rule's own parameters see global values only and are whole too
+        (regularizers, whose networks would need summing, train on one device: ``Regularizer.single_device``)."""
+        whole = {id(p) for p in self.gradients.whole_gradients(self.model)}
+        sum_gradients([p for p in self.model.parameters() if id(p) not in whole])
+
     def losses_of(self, preds: dict[str, Tensor], targets: dict[str, Tensor],
                   rows: dict[str, Tensor]) -> dict[str, Tensor]:
         return {t: self.tasks[t].loss_per_image(preds[t][r], targets[t][r]) for t, r in rows.items()}
@@ -235,7 +261,7 @@ class Recipe:
             with self.autocast():
                 preds = model(batch.images)
             per_image = self.losses_of(preds, batch.targets, batch.device_rows)
-        return self.supervision.task_losses(per_image, batch.rows, batch.mask)
+        return self.supervision.task_losses(self.gathered(per_image, batch.rows), batch.rows, batch.mask)
 
     def meta_step(self, optimizer: torch.optim.Optimizer, images: Tensor, targets: dict[str, Tensor],
                   device_rows: dict[str, Tensor], rows: dict[str, Tensor], supervise: Tensor) -> Tensor:

@@ -92,6 +92,15 @@ class Slurm:
         executor.update_parameters(**parameters)
         return executor
 
+    def task_devices(self, jobs: list[Job]) -> dict[str, int]:
+        """What a task of ``jobs`` asks for beyond ``executor``'s: as many GPUs as the level's job that trains on the
+        most devices (``train.devices``; all of one task's ranks run on its node), and as many CPUs per device."""
+        devices = max(job.config["train"].get("devices", 1) for job in jobs)
+        if devices == 1:
+            return {}
+        return {"gpus_per_node": max(self.gpus_per_job, devices)} if self.gpus_per_job else \
+            {"cpus_per_task": self.cpus_per_job * devices}
+
     def run(self, suite: Suite, options: RunOptions, launch: Launch, detach: bool = False) -> list[Job]:
         store = Store(options.results)
         store.write_suite(suite.name, suite.summary())
@@ -128,7 +137,7 @@ class Slurm:
                 continue
             waits = sorted({array_of[need] for job in todo for need in job.needs if need in array_of})
             executor = self.executor(folder, f"afterany:{':'.join(waits)}" if waits else None)
-            executor.update_parameters(name=f"mtlbench-{suite.name}")
+            executor.update_parameters(name=f"mtlbench-{suite.name}", **self.task_devices(todo))
             groups = [[job.id for job in todo[i:i + self.jobs_per_task]]
                       for i in range(0, len(todo), self.jobs_per_task)]
             tasks = executor.map_array(NodeJob(), [launch] * len(groups),

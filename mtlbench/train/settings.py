@@ -25,6 +25,7 @@ class TrainSettings:
     test_every_epoch: bool
     label_smoothing: float
     observe: tuple[str, ...]
+    devices: int
 
     @classmethod
     def of(cls, train: Mapping[str, Any]) -> TrainSettings:

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from ..data import DATASETS, SPLITS, LabelPlan, Split, prepared, scenario
 from ..data.streaming import feed
 from ..data.augment import Augment
+from ..distributed import Shard, broadcast_object, broadcast_state, rank, shard, with_global_batchnorm, world
 from ..errors import UserError
 from ..files import write_atomic
 from ..jobs import RESUMED, EpochCallback, Hooks, Step, StepCallback
@@ -40,6 +41,7 @@ from . import checkpoint
 from .costs import PeakMemory, counted_flops, job_costs, parameter_count
 from .evaluation import constant_reference, evaluate
 from .optim import OPTIMIZERS, SCHEDULERS, group_record, parameter_groups
+from .ranks import check_devices, run_on_devices
 from .settings import JobSpec, TrainSettings
 
 def derive_seed(*parts: Any) -> int:
@@ -67,6 +69,12 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def rank_device(name: str) -> torch.device:
+    """This rank's device of a job on several (mtlbench/distributed.py): cuda:(i + rank) from the job's cuda:i."""
+    device = resolve_device(name)
+    return torch.device("cuda", (device.index or 0) + rank()) if device.type == "cuda" else device
 
 
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
@@ -294,16 +302,24 @@ def run_job(config: dict[str, Any], job_dir: Path, hooks: Hooks = Hooks(), test:
     estimates that decide an experiment) the test split is never loaded and ``test`` is empty.
     """
     job = JobSpec.of(config)
-    device = resolve_device(job.train.device)
+    if job.train.devices > 1 and world() == 1:
+        device = resolve_device(job.train.device)
+        check_devices(job, observers, device)
+        return run_on_devices(job, config, job_dir, device, test,
+                              lambda: run_job(config, job_dir, hooks, test, observers, initialise))
+    device = resolve_device(job.train.device) if world() == 1 else rank_device(job.train.device)
     memory = PeakMemory(device)
     memory.reset()
     start = time.perf_counter()
     data = load_job_data(job, device, test=test)
     data_seconds = time.perf_counter() - start
-    write_atomic(job_dir / "mask.npy", lambda stream: np.save(stream, data.plan.mask))
+    if rank() == 0:
+        write_atomic(job_dir / "mask.npy", lambda stream: np.save(stream, data.plan.mask))
     stages = plan_stages(job.method["networks"], data.tasks, data.splits["train"], data.plan)
     results = {stage.name: train_stage(stage, job, data.splits, device, job_dir / f"checkpoint-{stage.name}.pt",
                                        hooks, observers, initialise) for stage in stages}
+    if rank() > 0:  # rank 0 reports the job
+        return {}
     outcome = job_outcome(data.tasks, data.plan.mask, results, device)
     outcome["data_seconds"] = data_seconds
     outcome["data_source"] = data.source
@@ -338,14 +354,15 @@ def job_outcome(tasks: dict[str, Task], mask: np.ndarray, results: dict[str, "St
         **({"images_left_out_per_epoch": left_out} if (left_out := {name: r.images_left_out for name, r in
                                                                     results.items() if r.images_left_out}) else {}),
         "device": device_name(device),
+        **({"devices": world()} if world() > 1 else {}),
         "torch": torch.__version__,
     }
 
 
 def augmented(stage: Stage, fetched: tuple[Tensor, dict[str, Tensor]], augment: Augment, generator: torch.Generator,
-              device: torch.device) -> tuple[Tensor, dict[str, Tensor]]:
-    """A fetched batch's images and targets augmented on the device."""
-    images, targets = augment(*fetched, stage.tasks, generator)
+              device: torch.device, part: Shard | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    """A fetched batch's images and targets augmented on the device (``part``: the device's share of the batch)."""
+    images, targets = augment(*fetched, stage.tasks, generator, part)
     if device.type == "cuda":
         images = images.contiguous(memory_format=torch.channels_last)
     return images, targets
@@ -404,6 +421,8 @@ def build_stage(stage: Stage, job: JobSpec, splits: dict[str, Split], device: to
     torch.manual_seed(derive_seed(seed, stage.name, "init"))
     spec = build(MODELS, job.model)
     model = spec.build(stage.tasks).to(device)
+    if world() > 1:
+        model = with_global_batchnorm(model)
     if initialise is not None:
         initialise(stage, model)
     if device.type == "cuda":
@@ -478,15 +497,17 @@ def train_one_epoch(parts: StageParts, epoch: int, first_losses: dict[str, Any],
     batches = parts.batches()
     group = parts.recipe.interleaved_batches
     images, waited = 0, 0.0
-    fetched = feed(parts.stage.train, [index for index, _ in batches], parts.stage.tasks, parts.device)
+    shares = [shard(len(index)) for index, _ in batches]  # None on one device
+    fetched = feed(parts.stage.train, [index if part is None else index[part.rows] for (index, _), part
+                                       in zip(batches, shares)], parts.stage.tasks, parts.device)
     for first in range(0, len(batches), group):
         loaded = []
-        for _, mask in batches[first:first + group]:  # the mask stays on the CPU
+        for (_, mask), part in zip(batches[first:first + group], shares[first:first + group]):  # masks stay on the CPU
             asked = time.perf_counter()
             batch = next(fetched)
             waited += time.perf_counter() - asked
-            loaded.append((*augmented(parts.stage, batch, parts.augment, parts.generators["augment"], parts.device),
-                           mask))
+            loaded.append((*augmented(parts.stage, batch, parts.augment, parts.generators["augment"], parts.device,
+                                      part), mask))
         logs = parts.train_step(loaded, parts.counts(first, len(batches)))
         images += sum(len(index) for index, _ in batches[first:first + group])
         on_step(Step(parts.stage.name, epoch + 1, parts.settings.epochs, first + len(loaded), len(batches), images,
@@ -537,17 +558,18 @@ def evaluate_epoch(parts: StageParts, splits: dict[str, Split], epoch: int, trai
     and, with ``train.test_every_epoch``, after every epoch for ``leaderboard.select: best_val``."""
     stage, settings = parts.stage, parts.settings
     evaluated = time.perf_counter()
+    validated = evaluate(parts.model, splits["val"].select(list(stage.tasks)), stage.tasks, settings.eval_batch_size,
+                         parts.autocast) if rank() == 0 else None  # on several devices, rank 0 evaluates
     record = {"stage": stage.name, "epoch": epoch + 1, "lr": parts.optimizer.param_groups[0]["lr"],
               "seconds": trained.seconds, "images_per_second": trained.images / trained.seconds,
               "data_wait_seconds": trained.data_wait,
               **{f"train/{k}": v for k, v in trained.mean_logs().items()},
               **({"solver": solved} if (solved := parts.recipe.solver_counts()) else {}),
               **{key: value for watcher in parts.watchers for key, value in watcher.epoch_log().items()},
-              "val": evaluate(parts.model, splits["val"].select(list(stage.tasks)), stage.tasks,
-                              settings.eval_batch_size, parts.autocast)}
+              "val": broadcast_object(validated)}
     parts.recipe.after_validation(record["val"])
     last = epoch + 1 == settings.epochs or schedule_finished(parts)
-    if "test" in splits and (last or settings.test_every_epoch):
+    if "test" in splits and (last or settings.test_every_epoch) and rank() == 0:
         tested = evaluate(parts.model, splits["test"].select(list(stage.tasks)), stage.tasks,
                           settings.eval_batch_size, parts.autocast)
         if settings.test_every_epoch:
@@ -575,6 +597,7 @@ def train_stage(stage: Stage, job: JobSpec, splits: dict[str, Split], device: to
     settings = job.train
     parts = build_stage(stage, job, splits, device, observers, initialise)
     result = restore(parts, path, hooks.epoch)
+    broadcast_state(parts.model, parts.recipe.nets)  # rank 0's initialised or restored weights everywhere
     result.images_left_out = parts.images_left_out()
     result.parameters = parameter_count(parts.model.parameters())
     result.method_parameters = parameter_count(parts.recipe.nets.parameters())
@@ -591,7 +614,8 @@ def train_stage(stage: Stage, job: JobSpec, splits: dict[str, Split], device: to
         result.train_seconds += trained.seconds
         record = evaluate_epoch(parts, splits, epoch, trained, result)
         result.history.append(record)
-        save_checkpoint(parts, result, epoch, path)
+        if rank() == 0:
+            save_checkpoint(parts, result, epoch, path)
         hooks.epoch({**record, "epochs": settings.epochs})
         if schedule_finished(parts):
             break
