@@ -86,7 +86,7 @@ def observe_default(config: dict[str, Any]) -> dict[str, Any]:
 
 @spelt_as_before
 def devices_default(config: dict[str, Any]) -> dict[str, Any]:
-    """``train.devices`` came with 0.4; one device is the earlier training, hashed as before."""
+    """``train.devices`` came with 0.3; one device is the earlier training, hashed as before."""
     if config.get("train", {}).get("devices") == default_of(TrainSection, "devices"):
         del config["train"]["devices"]
     return config

@@ -66,3 +66,20 @@ def test_nyu_amtl_with_its_earlier_weights_hashes_as_before(without_dataset_file
     assert [job.id for job in old.jobs] == list(changes)
     now = {job.id for job in load_suite(REPO / "suites" / "nyu_amtl.yaml").jobs}
     assert {moved["new"] for moved in changes.values()} <= now
+
+
+def test_kd_mtl_at_one_level_hashes_as_before(monkeypatch):
+    """KD-MTL distils the authors' two levels since issue 37's second part; ``levels: 1`` is the earlier training
+    and keeps the ids listed in docs/job-id-changes-0.3.json (reason kd_mtl_levels)."""
+    monkeypatch.chdir(REPO)
+    changes = json.loads((REPO / "docs" / "job-id-changes-0.3.json").read_text())["suites"]["synthrooms_teachers"]
+    path = REPO / "suites" / "synthrooms_teachers.yaml"
+    one = load_suite(path, ["methods=[stl, supervised, mtpsl, must, noisy_student, "
+                            "{name: kd_mtl, regularizer: {name: kd_mtl, levels: 1}}]"])
+    two = load_suite(path)
+    back = {entry["new"]: old for old, entry in changes.items()}
+    assert [job.id for job in two.jobs] == PINNED["synthrooms_teachers"]
+    assert [job.id for job in one.jobs] == [back.get(i, i) for i in PINNED["synthrooms_teachers"]]
+    moved = {job.id: other.id for job, other in zip(one.jobs, two.jobs) if job.id != other.id}
+    assert moved == {old: entry["new"] for old, entry in changes.items()}
+    assert {job.config["method"]["name"] for job in two.jobs if job.id in moved.values()} == {"kd_mtl"}

@@ -181,33 +181,57 @@ def test_a_student_trains_finite_steps_on_relabelled_batches():
 
 
 # ------------------------------------------------------------------------------------------------------ KD-MTL
-def test_kd_mtl_loss_is_the_codes_normalised_squared_distance_with_normals_weighted_twice():
+def shared_maps(net, images, levels):
+    """The encoder's output and (levels 2) the decoder's last map, computed without KD-MTL's hooks."""
+    feature, indices, _ = net.encode(images)
+    return [feature] + ([net.decode(feature, indices)] if levels == 2 else [])
+
+
+@pytest.mark.parametrize("levels", [1, 2])
+def test_kd_mtl_loss_is_the_codes_normalised_squared_distance_with_normals_weighted_twice(levels):
+    """At both of the code's levels (model_segnet_kdmtl.py: dist_0 + dist_1 per task), or the first alone."""
     model = student()
-    part = KDMTL(teachers={t: UNTRAINED for t in TASKS})
+    part = KDMTL(teachers={t: UNTRAINED for t in TASKS}, levels=levels)
     net = part.build(TASKS, model)
     images = torch.rand(2, 3, 32, 64)
-    _, feature = model(images, return_feature=True)
+    _, feature = model(images, return_feature=True)  # the views' forward, whose decoded map the hook keeps
 
     class Ctx:
         views = [type("View", (), {"images": images, "feature": feature})]
 
+    adaptors = [net.adaptors] + ([net.decoded_adaptors] if levels == 2 else [])
     expected = 0
     for t, weight in (("seg", 1.0), ("depth", 1.0), ("normal", 2.0)):
         with torch.no_grad():
-            target = net.teachers[t](images, feature_only=True)  # a copy of the student, in eval mode
-        adapted = net.adaptors[t](feature)
-        a = adapted / torch.sqrt((adapted ** 2).sum(1, keepdim=True) + 1e-6)
-        b = target / torch.sqrt((target ** 2).sum(1, keepdim=True) + 1e-6)
-        expected = expected + weight * ((a - b) ** 2).sum(1).mean()
+            targets = shared_maps(net.teachers[t], images, levels)  # a copy of the student, in eval mode
+        for student_map, target, level in zip(shared_maps(model, images, levels), targets, adaptors):
+            adapted = level[t](student_map)
+            a = adapted / torch.sqrt((adapted ** 2).sum(1, keepdim=True) + 1e-6)
+            b = target / torch.sqrt((target ** 2).sum(1, keepdim=True) + 1e-6)
+            expected = expected + weight * ((a - b) ** 2).sum(1).mean()
     loss = part.loss(Ctx, net)
     torch.testing.assert_close(loss, expected)
-    # identity adaptors and the teachers' own feature (each a copy of the initial student): nothing to learn
-    Ctx.views[0].feature = net.teachers["seg"](images, feature_only=True)
-    for adaptor in net.adaptors.values():
+    # identity adaptors and the teachers' own maps (each a copy of the initial student): nothing to learn
+    model.load_state_dict(net.teachers["seg"].state_dict())  # the BatchNorm statistics the forward above moved
+    _, Ctx.views[0].feature = model.eval()(images, return_feature=True)
+    for adaptor in (conv for level in adaptors for conv in level.values()):
         adaptor.weight.data.copy_(torch.eye(adaptor.weight.shape[0])[:, :, None, None])
     torch.testing.assert_close(part.loss(Ctx, net), torch.tensor(0.0), atol=1e-5, rtol=0)
     assert all(not p.requires_grad for teacher in net.teachers.values() for p in teacher.parameters())
     torch.testing.assert_close(normalised(torch.ones(1, 4, 1, 1), 0.0).norm(dim=1), torch.ones(1, 1, 1))
+
+
+def test_kd_mtl_at_the_decoders_level_needs_a_model_that_names_its_decoded_map():
+    class NoDecoded(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 1)
+
+        def forward(self, x, return_feature=False, feature_only=False):
+            return ({}, self.conv(x)) if return_feature else {}
+
+    with pytest.raises(ValueError, match="names none \\(decoded_layer\\); use levels: 1"):
+        KDMTL(teachers={t: UNTRAINED for t in TASKS}).build(TASKS, NoDecoded())
 
 
 def test_kd_mtl_adaptors_learn_with_their_own_optimiser_and_the_teachers_stay_out_of_the_checkpoint():
@@ -217,4 +241,4 @@ def test_kd_mtl_adaptors_learn_with_their_own_optimiser_and_the_teachers_stay_ou
     assert [type(o).__name__ for o, _ in recipe.own] == ["Adam"] and recipe.own[0][0].defaults["lr"] == 0.1
     assert recipe.own[0][0].defaults["weight_decay"] == 5e-4
     assert not any(p is q for p in recipe.parameters() for q in net.adaptors.parameters())
-    assert {key.split(".")[1] for key in recipe.state_dict()["nets"]} == {"adaptors"}
+    assert {key.split(".")[1] for key in recipe.state_dict()["nets"]} == {"adaptors", "decoded_adaptors"}

@@ -1,21 +1,21 @@
 """Knowledge distillation for multi-task learning (KD-MTL; Li and Bilen, ECCV Workshops 2020, Sec. 3 Eq. 2-3), as
 the authors' code runs it (VICO-UoE/KD4MTL, ``model_segnet_kdmtl.py``) and Yun and Cho 2023 Table 8 compares it.
 
-Each task t has a frozen single-task teacher (methods/teachers.py) and a task-specific adaptor A_t, a 1x1
-convolution without bias (Xavier-normal initialised) on the student's shared feature. On every image of the batch,
-labelled or not (a teacher needs no label), the student's adapted feature is pulled towards the teacher's, both
-L2-normalised over channels at each location (x / sqrt(Σ_c x² + ε), ε = 1e-6):
+Each task t has a frozen single-task teacher (methods/teachers.py) and task-specific adaptors A_t^l, one 1x1
+convolution without bias (Xavier-normal initialised) per distilled level l of the student's shared maps. On every
+image of the batch, labelled or not (a teacher needs no label), the student's adapted map is pulled towards the
+teacher's, both L2-normalised over channels at each location (x / sqrt(Σ_c x² + ε), ε = 1e-6):
 
-    L_KD = Σ_t λ_t · mean_{b, h, w} Σ_c (n(A_t(f_s)) - n(f_t))²
+    L_KD = Σ_t λ_t Σ_l mean_{b, h, w} Σ_c (n(A_t^l(f_s^l)) - n(f_t^l))²
 
 added to the supervised task losses (the regularizer's term, outside the weighting and gradient axes, as in the
-code). λ_t follows the code: 1 for segmentation and depth, 2 for surface normals (``weights`` per task name
-overrides it; other tasks 1). The adaptors have their own Adam (lr 0.1, weight decay 5e-4, the code's), no
-schedule; the student's features get the loss' gradient, the teachers none (``no_grad``, eval mode).
-
-Simplification (named in docs/methods.md): the code distils at two levels of SegNet, the encoder's output and the
-decoder's last 64-channel map, and sums them; mtlbench distils at the shared feature the model protocol exposes
-(``return_feature``: SegNet's encoder output, 512 x H/32 x W/32 at width 1), the first of the two.
+code). The code distils two levels of SegNet (``levels: 2``, the default): the encoder's output (512 x H/32 x W/32
+at width 1, the model protocol's ``return_feature``) and the decoder's last shared map (64 x H x W, what the task
+heads read: the protocol's optional ``decoded_layer``, read by a forward hook on the student's and the teachers'
+forward passes); ``levels: 1`` distils the encoder's output alone (KD-MTL before the setting came; any backbone
+without a ``decoded_layer``). λ_t follows the code: 1 for segmentation and depth, 2 for surface normals (``weights`` per task
+name overrides it; other tasks 1). The adaptors have their own Adam (lr 0.1, weight decay 5e-4, the code's), no
+schedule; the student's maps get the loss' gradient, the teachers none (``no_grad``, eval mode).
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
+from ..ids import spelt_as_before
 from ..jobs import Job
 from ..tasks import Task
 from .context import StepContext
@@ -39,14 +40,35 @@ def normalised(x: Tensor, eps: float) -> Tensor:
     return x / torch.sqrt(x.pow(2).sum(1, keepdim=True) + eps)
 
 
-def feature_channels(model: nn.Module) -> int:
-    """Channels of the model's shared feature, from one small forward in eval mode (no statistic changes)."""
+class Captured:
+    """The output of a module's latest forward pass (a forward hook): the decoded map of the forward that made the
+    predictions, without a second forward (which would also move the student's BatchNorm statistics)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.output: Tensor | None = None
+        module.register_forward_hook(self.keep)
+
+    def keep(self, module: nn.Module, inputs: Any, output: Tensor) -> None:
+        self.output = output
+
+
+def decoded_layer(model: nn.Module) -> nn.Module:
+    if not hasattr(model, "decoded_layer"):
+        raise ValueError(f"kd_mtl: levels: 2 distils the decoder's shared map, and {type(model).__name__} names none "
+                         f"(decoded_layer); use levels: 1")
+    return model.decoded_layer()
+
+
+def map_channels(model: nn.Module, levels: int) -> list[int]:
+    """Channels of each distilled map of the model, from one small forward in eval mode (no statistic changes)."""
     was_training = model.training
     model.eval()
+    decoded = Captured(decoded_layer(model)) if levels == 2 else None
     try:
         with torch.no_grad():
             device = next(model.parameters()).device
-            return model(torch.zeros(1, 3, 64, 64, device=device), feature_only=True).shape[1]
+            _, feature = model(torch.zeros(1, 3, 64, 64, device=device), return_feature=True)
+        return [feature.shape[1]] + ([decoded.output.shape[1]] if decoded else [])
     finally:
         model.train(was_training)
 
@@ -63,8 +85,11 @@ class KDMTL(Regularizer):
     adaptor_lr: float = 0.1
     adaptor_weight_decay: float = 5e-4
     eps: float = 1e-6
+    levels: int = 2
 
     def __post_init__(self) -> None:
+        if self.levels not in (1, 2):
+            raise ValueError(f"levels: {self.levels} must be 1 (the encoder's output) or 2 (and the decoder's map)")
         for name, value in (self.weights or {}).items():
             if not value >= 0:
                 raise ValueError(f"weights.{name}: {value} must be >= 0")
@@ -85,16 +110,19 @@ class KDMTL(Regularizer):
 
     def build(self, tasks: dict[str, Task], model: nn.Module) -> nn.Module:
         teachers = check_teachers("kd_mtl", self.teachers, tasks)
-        channels = feature_channels(model)
-        adaptors = nn.ModuleDict({name: nn.Conv2d(channels, channels, 1, bias=False) for name in tasks})
-        for adaptor in adaptors.values():
-            nn.init.xavier_normal_(adaptor.weight)
+        channels = map_channels(model, self.levels)
         net = nn.Module()
-        net.adaptors = adaptors.to(next(model.parameters()).device)
+        device = next(model.parameters()).device
+        net.adaptors = adaptors(tasks, channels[0]).to(device)  # the encoder's level, named as with one level
+        if self.levels == 2:
+            net.decoded_adaptors = adaptors(tasks, channels[1]).to(device)
         # a plain dict: the teachers are neither trained, counted, checkpointed nor moved with the method's modules
         net.teachers = {name: load_teacher(teachers[name], self.teacher_model, name, task, model)
                         for name, task in tasks.items()}
         net.weights = {name: self.task_weight(name, task) for name, task in tasks.items()}
+        if self.levels == 2:  # hooked after the teachers are built: an untrained teacher is a copy of the student
+            net.decoded = {"student": Captured(decoded_layer(model)),
+                           **{name: Captured(decoded_layer(teacher)) for name, teacher in net.teachers.items()}}
         return net
 
     def main_parameters(self, net: nn.Module) -> list[nn.Parameter]:
@@ -107,11 +135,31 @@ class KDMTL(Regularizer):
 
     def loss(self, ctx: StepContext, net: nn.Module | None) -> Tensor | None:
         view = ctx.views[0]
-        student = view.feature.float()
-        total = student.new_zeros(())
+        students = [view.feature] + ([net.decoded["student"].output] if self.levels == 2 else [])
+        total = view.feature.new_zeros((), dtype=torch.float32)
         for name, teacher in net.teachers.items():
-            with torch.no_grad():
-                target = normalised(teacher(view.images, feature_only=True).float(), self.eps)
-            adapted = normalised(net.adaptors[name](student), self.eps)
-            total = total + net.weights[name] * (adapted - target).pow(2).sum(1).mean()
+            with torch.no_grad():  # the encoder alone where its output is all that is distilled
+                targets = [teacher(view.images, return_feature=True)[1], net.decoded[name].output] \
+                    if self.levels == 2 else [teacher(view.images, feature_only=True)]
+            adaptors = [net.adaptors[name]] + ([net.decoded_adaptors[name]] if self.levels == 2 else [])
+            for student, target, adaptor in zip(students, targets, adaptors):
+                distance = normalised(adaptor(student.float()), self.eps) - normalised(target.float(), self.eps)
+                total = total + net.weights[name] * distance.pow(2).sum(1).mean()
         return total
+
+
+def adaptors(tasks: dict[str, Task], channels: int) -> nn.ModuleDict:
+    """A 1x1 convolution without bias per task, Xavier-normal initialised (the code's ``transformer``)."""
+    convs = nn.ModuleDict({name: nn.Conv2d(channels, channels, 1, bias=False) for name in tasks})
+    for conv in convs.values():
+        nn.init.xavier_normal_(conv.weight)
+    return convs
+
+
+@spelt_as_before
+def one_level_default(config: dict) -> dict:
+    """``levels`` came with 0.3, at the code's 2; a job of one level trains as KD-MTL did before and is hashed so."""
+    regularizer = config.get("method", {}).get("regularizer", {})
+    if regularizer.get("name") == "kd_mtl" and regularizer.get("levels") == 1:
+        del regularizer["levels"]
+    return config

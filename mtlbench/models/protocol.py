@@ -9,6 +9,8 @@
 - optionally ``losses_per_image(x, targets, rows)``: each task's loss on the images ``rows[task]``, computed by the
   model itself where its heads learn from samples drawn against the ground truth (Mask R-CNN's proposals); the recipe
   and the evaluation then call it instead of ``Task.loss_per_image``, and no regularizer reads predictions;
+- optionally ``decoded_layer()``: the module whose output is the shared map the task heads read (SegNet: the
+  decoder's last block), which KD-MTL distils as its second level;
 - the spec's ``input_multiple``: height and width must be multiples of it (suites are checked against it),
   and optionally ``min_batch``, the smallest training batch it accepts.
 """

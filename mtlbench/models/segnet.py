@@ -89,6 +89,11 @@ class SegNet(nn.Module):
         """The weight of the decoder's last convolution, where GradNorm measures task gradients."""
         return self.decoder[-1][-1][0].weight
 
+    def decoded_layer(self) -> nn.Module:
+        """The decoder's last block, whose output is the shared map the task heads read (feature distillation's
+        second level: methods/kd_mtl.py)."""
+        return self.decoder[-1]
+
     def encode(self, x: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         """The bottleneck, the pooling indices and every stage's pooled output (strides 2 to 32)."""
         indices, pyramid = [], []
