@@ -188,3 +188,33 @@ def test_prepared_data_asked_for_but_not_found_is_said_not_silently_skipped(tmp_
     assert prepared.Source.of(config, ["train"]).folder == tmp_path / "out"
     with pytest.warns(UserWarning, match="no complete preparation there holds dataset"):
         assert prepared.Source.of({**config, "seed": 3}, ["train"]).folder is None
+
+
+def write_fixture(name: str, root):
+    """A fixture of the dataset's own on-disk format (the dataset tests' writers) and its config's fields."""
+    from test_image_datasets import write_taskonomy, write_voc
+    from test_instance_datasets import write_cityscapes, write_coco
+    from test_real_datasets import CITY, NYU, write_mtan
+
+    writers = {"nyuv2": (lambda: write_mtan(root, NYU), {}),
+               "cityscapes": (lambda: write_mtan(root, CITY, sizes=(2, 1)), {}),
+               "pascal_voc": (lambda: write_voc(root), {"height": 16, "width": 16}),
+               "coco": (lambda: write_coco(root), {"height": 20, "width": 40, "max_objects": 4}),
+               "cityscapes_instances": (lambda: write_cityscapes(root), {"height": 16, "width": 32, "max_objects": 4}),
+               "taskonomy": (lambda: write_taskonomy(root), {"height": 32, "width": 32})}
+    write, fields = writers[name]
+    write()
+    return {"name": name, "root": str(root), **fields}
+
+
+@pytest.mark.parametrize("name", ["nyuv2", "cityscapes", "pascal_voc", "coco", "cityscapes_instances", "taskonomy"])
+def test_every_real_dataset_is_prepared_to_exactly_its_own_splits(tmp_path, small_chunks, name):
+    """Issue 38's datasets (Taskonomy, NYUv2, Cityscapes, PASCAL VOC, COCO and Cityscapes' instances) in their exact
+    on-disk formats: every split's images and targets, set-valued ones included, come back from the prepared folder as
+    the dataset loads them, and the folder checks clean."""
+    config = resolved(write_fixture(name, tmp_path / name))
+    prepared.prepare(config, config["root"], tmp_path / "out")
+    dataset = build(DATASETS, config)
+    for split in ("train", "val", "test"):
+        assert_same_split(prepared.load(tmp_path / "out", split, config), dataset.load(split))
+    assert prepared.check(tmp_path / "out") == []
