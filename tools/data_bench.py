@@ -118,8 +118,15 @@ def prepare(folder: Path, height: int, width: int, train: int) -> dict:
     return {"config": config, "seconds": seconds, "bytes": size}
 
 
-def layouts(args: argparse.Namespace) -> None:
+def bench_folder(args: argparse.Namespace) -> Path:
+    """Where the bench writes, synthrooms' render cache included (deleted with the folder)."""
     root = Path(args.folder or tempfile.mkdtemp(prefix="data_bench-"))
+    os.environ["MTLBENCH_CACHE"] = str(root / "cache")
+    return root
+
+
+def layouts(args: argparse.Namespace) -> None:
+    root = bench_folder(args)
     made = prepare(root / "npy", args.height, args.width, args.images)
     print(f"prepared {made['bytes'] / 2**30:.2f} GB in {made['seconds']:.1f} s "
           f"({args.images / made['seconds']:.0f} images/s, synthrooms rendered included)")
@@ -155,7 +162,7 @@ def streamed_job(dataset: dict, root: Path) -> dict:
 
 
 def stream(args: argparse.Namespace) -> None:
-    root = Path(args.folder or tempfile.mkdtemp(prefix="data_bench-"))
+    root = bench_folder(args)
     made = prepare(root / "set", args.height, args.width, args.train)
     print(f"prepared {made['bytes'] / 2**30:.2f} GB in {made['seconds']:.0f} s")
     job = streamed_job(made["config"], root)

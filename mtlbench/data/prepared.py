@@ -77,6 +77,8 @@ def chunks(dataset: Any, split: str, start: int) -> Iterator[Chunk]:
                 loaded = list(pool.map(dataset.load_record, records[first:first + CHUNK]))
                 yield Chunk(first, {key: np.stack([item[key] for item in loaded]) for key in loaded[0]})
         return
+    if start >= dataset.split_size(split):  # prepared already: not loaded again
+        return
     loaded = split_arrays(dataset.load(split))
     total = len(loaded["images"])
     for first in range(start, total, CHUNK):
