@@ -47,6 +47,7 @@ def test_two_processes_train_what_one_trains(tiny_job, tmp_path, one_thread, nam
         assert shared["history"][0][key] == pytest.approx(alone["history"][0][key], rel=1e-4)
     assert shared["test"]["depth"]["abs_err"] == pytest.approx(alone["test"]["depth"]["abs_err"], rel=1e-3)
     assert not (tmp_path / "two" / "ranks" / "rank1.log").read_text().strip()
+    assert shared["devices"] == 2 and "devices" not in alone
 
 
 def test_a_part_that_cannot_run_on_several_devices_is_refused_with_its_reason(tiny_job, tmp_path):

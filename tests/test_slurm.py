@@ -114,11 +114,10 @@ def test_a_job_on_two_devices_is_one_task_with_both_and_trains_as_locally(tmp_pa
     assert done.returncode == 0, done.stdout + done.stderr
     assert mtlbench("run", path, "--results", local, "--wandb", "disabled", "--executor", "local").returncode == 0
     (job,) = load_suite(path).jobs
-    (slurm_id,) = read_json(slurm / "sl" / "slurm" / "submissions.json").values()
-    cpus = subprocess.run(["sacct", "-n", "-X", "-j", slurm_id, "-o", "AllocCPUS"], capture_output=True, text=True)
-    assert cpus.stdout.split()[0] == "2"
-    assert read_json(slurm / "sl" / job.id / "result.json")["test"] == read_json(local / "sl" / job.id /
-                                                                                   "result.json")["test"]
+    (script,) = (slurm / "sl" / "slurm").glob("*_submission.sh")
+    assert "#SBATCH --cpus-per-task=2" in script.read_text()
+    on_slurm = read_json(slurm / "sl" / job.id / "result.json")
+    assert on_slurm["devices"] == 2 and on_slurm["test"] == read_json(local / "sl" / job.id / "result.json")["test"]
 
 
 def test_a_requeued_job_resumes_from_its_checkpoint_and_trains_every_epoch_once(tmp_path):

@@ -136,7 +136,7 @@ def result_record(job: Job, outcome: dict[str, Any], resolved: Resolution, optio
         **{k: outcome[k] for k in ("estimate", "data_seconds", "data_source", "eval_seconds", "constant",
                                    "first_step_loss",
                                    "diverged", "images_left_out_per_epoch", "solver", "observed", "costs",
-                                   "pseudo_labels", "optimizer_groups")
+                                   "pseudo_labels", "optimizer_groups", "devices")
            if k in outcome},
         "wall_seconds": wall_seconds,
         **resolved.record,

@@ -25,6 +25,7 @@ and the leaderboard names the file and leaves it out. Its schema:
 | teacher | a student of teachers: {job_id, val} of the STL job it learnt from |
 | optimizer_groups | with ``train.optimizer.head_lr``: {backbone, heads, method: {lr, parameters}}, the optimiser's named parameter groups |
 | copied_from | a teacher copied from another suite of the results folder, where the same job finished: that suite |
+| devices | a job trained on several devices (``train.devices``): their number (``device`` is rank 0's) |
 
 A job whose weights another job reads (a teacher) also keeps ``weights-<stage>.pt`` ({"model": state dict}, read
 with ``weights_only``) beside result.json; every other finished job keeps no network.
