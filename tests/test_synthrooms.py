@@ -47,11 +47,21 @@ def test_cls_is_exactly_the_set_of_classes_in_seg():
 
 
 def test_same_parameters_give_identical_bytes_and_other_seeds_differ():
-    a = small().generate("train", 6)
-    b = small().generate("train", 6)
-    c = small(seed=1).generate("train", 6)
+    a = small().rendered("train", 0, 6)
+    b = small().rendered("train", 0, 6)
+    c = small(seed=1).rendered("train", 0, 6)
     assert all(a[k].tobytes() == b[k].tobytes() for k in a)
     assert a["image"].tobytes() != c["image"].tobytes()
+
+
+def test_any_rows_render_alone_to_the_bytes_of_the_whole_split():
+    """``load_rows`` (what a prepare of a set larger than memory renders, a chunk at a time) across chunk borders."""
+    dataset = small(train=40)
+    whole = dataset.load("train")
+    for start, stop in ((0, 3), (5, 37), (30, 40), (33, 99)):
+        rows = dataset.load_rows("train", start, stop)
+        assert rows["image"].tobytes() == whole.images[start:stop].numpy().tobytes()
+        assert all(rows[k].tobytes() == whole.targets[k][start:stop].numpy().tobytes() for k in whole.targets)
 
 
 def test_a_split_does_not_change_when_another_is_resized():

@@ -69,7 +69,8 @@ def split_names(dataset: Any) -> list[str]:
 
 def chunks(dataset: Any, split: str, start: int) -> Iterator[Chunk]:
     """The split's arrays from image ``start`` on, ``CHUNK`` images at a time: record by record for datasets read
-    from files (never the whole split in memory), else from the split the dataset loads (a generated dataset)."""
+    from files and chunk by chunk for one that generates rows (never the whole split in memory), else from the split
+    the dataset loads (MTAN's folders)."""
     if hasattr(dataset, "records") and hasattr(dataset, "load_record"):
         records = dataset.records(split)
         with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:  # decoding files releases the GIL
@@ -77,7 +78,12 @@ def chunks(dataset: Any, split: str, start: int) -> Iterator[Chunk]:
                 loaded = list(pool.map(dataset.load_record, records[first:first + CHUNK]))
                 yield Chunk(first, {key: np.stack([item[key] for item in loaded]) for key in loaded[0]})
         return
-    if start >= dataset.split_size(split):  # prepared already: not loaded again
+    count = dataset.split_size(split)
+    if hasattr(dataset, "load_rows"):  # a generated dataset that makes any rows alone
+        for first in range(start, count, CHUNK):
+            yield Chunk(first, record_keys(dataset.load_rows(split, first, first + CHUNK)))
+        return
+    if start >= count:  # prepared already: not loaded again
         return
     loaded = split_arrays(dataset.load(split))
     total = len(loaded["images"])

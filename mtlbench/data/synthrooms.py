@@ -470,7 +470,7 @@ class SynthRooms:
         n = self.split_size(split)
         path = cache_dir() / f"synthrooms-{split}-{self.cache_key(split, n)}.npz"
         if not path.exists():
-            arrays = self.generate(split, n)
+            arrays = self.rendered(split, 0, n)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
             np.savez(tmp, **arrays)
@@ -478,12 +478,20 @@ class SynthRooms:
         with np.load(path) as stored:
             return dict(stored)
 
-    def generate(self, split: str, n: int) -> dict[str, np.ndarray]:
-        stream = SPLIT_STREAM[split]
-        chunks = []
-        for start in range(0, n, CHUNK):
-            scenes = stack_scenes([sample_scene(self.seed, stream, i) for i in range(start, min(n, start + CHUNK))])
-            chunks.append(render(scenes, self.height, self.width))
-        return {k: torch.cat([c[k] for c in chunks]).numpy() for k in chunks[0]} if chunks else {}
+    def load_rows(self, split: str, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Images ``start`` to ``stop`` of the split and their targets, as ``load`` gives them, without rendering or
+        holding the rest (``mtlbench data prepare`` of a set larger than memory)."""
+        return self.rendered(split, start, min(stop, self.split_size(split)))
+
+    def rendered(self, split: str, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Scenes ``start`` to ``stop`` rendered in the chunks of ``CHUNK`` scenes the whole split is rendered in (the
+        same batches, so the same values to the last bit)."""
+        stream, parts = SPLIT_STREAM[split], []
+        for first in range(start - start % CHUNK, stop, CHUNK):
+            scenes = stack_scenes([sample_scene(self.seed, stream, i)
+                                   for i in range(first, min(first + CHUNK, self.split_size(split)))])
+            kept = slice(max(start - first, 0), stop - first)
+            parts.append({k: v[kept] for k, v in render(scenes, self.height, self.width).items()})
+        return {k: torch.cat([p[k] for p in parts]).numpy() for k in parts[0]} if parts else {}
 
 
