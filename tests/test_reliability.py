@@ -6,6 +6,7 @@ import random
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -621,6 +622,20 @@ def test_a_suite_killed_at_random_moments_finishes_as_an_uninterrupted_one(write
         assert (got["test"], got["val"], got.get("potentials")) == (want["test"], want["val"], want.get("potentials"))
         assert [r["epoch"] for r in got["history"]] == [r["epoch"] for r in want["history"]]
         assert not list((chaotic / "tiny" / job.id).glob("claim.json*"))
+
+
+def test_a_claim_left_on_a_finished_job_by_a_killed_runner_is_removed_by_the_next_run(write_suite, tmp_path):
+    """The kill above can land between a job's result.json and the release of its claim."""
+    path = write_suite({"methods": ["supervised"], "train": FAST})
+    results = tmp_path / "results"
+    run(path, results)
+    (job,) = load_suite(path).jobs
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (results / "tiny" / job.id / CLAIM).write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid,
+                                                               "started": "2026-01-01T00:00:00+00:00", "token": "x"}))
+    run(path, results)
+    assert not list((results / "tiny" / job.id).glob("claim.json*"))
 
 
 # ------------------------------------------------------------------------------ what reproduces where

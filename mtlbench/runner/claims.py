@@ -155,6 +155,13 @@ class Claims:
             return Held(path, claim, self.beat)
         return None
 
+    def clear_stale(self, job_dir: Path) -> None:
+        """Remove a stale claim from a finished job's folder: a runner killed after it wrote the job's result.json
+        and before it released its claim leaves one, and no runner would claim the job again to remove it."""
+        path = job_dir / CLAIM
+        if path.exists() and self.holder(job_dir) is None:
+            self.take_over(path)
+
     def take_over(self, path: Path) -> bool:
         """Remove the stale claim at ``path``; False if a live claim replaced it meanwhile (it is put back)."""
         stale = read_claim(path)

@@ -277,6 +277,7 @@ def ready(job: Job, store: Store, options: RunOptions, ledger: Ledger, progress:
         if job.id not in ledger.ran:
             progress.skipped(job, finished.get("wall_seconds"))
             store.tidy(job)
+            Claims(options.stale_after).clear_stale(store.job_dir(job))
         ledger.done.add(job.id)
         return False
     culprit = blocked_by(job, ledger.failed)
