@@ -47,9 +47,9 @@ def test_cls_is_exactly_the_set_of_classes_in_seg():
 
 
 def test_same_parameters_give_identical_bytes_and_other_seeds_differ():
-    a = small().rendered("train", 0, 6)
-    b = small().rendered("train", 0, 6)
-    c = small(seed=1).rendered("train", 0, 6)
+    a = small().load_rows("train", 0, 6)
+    b = small().load_rows("train", 0, 6)
+    c = small(seed=1).load_rows("train", 0, 6)
     assert all(a[k].tobytes() == b[k].tobytes() for k in a)
     assert a["image"].tobytes() != c["image"].tobytes()
 

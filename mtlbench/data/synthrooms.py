@@ -470,7 +470,7 @@ class SynthRooms:
         n = self.split_size(split)
         path = cache_dir() / f"synthrooms-{split}-{self.cache_key(split, n)}.npz"
         if not path.exists():
-            arrays = self.rendered(split, 0, n)
+            arrays = self.load_rows(split, 0, n)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
             np.savez(tmp, **arrays)
@@ -480,16 +480,12 @@ class SynthRooms:
 
     def load_rows(self, split: str, start: int, stop: int) -> dict[str, np.ndarray]:
         """Images ``start`` to ``stop`` of the split and their targets, as ``load`` gives them, without rendering or
-        holding the rest (``mtlbench data prepare`` of a set larger than memory)."""
-        return self.rendered(split, start, min(stop, self.split_size(split)))
-
-    def rendered(self, split: str, start: int, stop: int) -> dict[str, np.ndarray]:
-        """Scenes ``start`` to ``stop`` rendered in the chunks of ``CHUNK`` scenes the whole split is rendered in (the
-        same batches, so the same values to the last bit)."""
-        stream, parts = SPLIT_STREAM[split], []
+        holding the rest (``mtlbench data prepare`` of a set larger than memory): rendered in the chunks of ``CHUNK``
+        scenes the whole split is rendered in (the same batches, so the same values to the last bit)."""
+        size = self.split_size(split)
+        stream, parts, stop = SPLIT_STREAM[split], [], min(stop, size)
         for first in range(start - start % CHUNK, stop, CHUNK):
-            scenes = stack_scenes([sample_scene(self.seed, stream, i)
-                                   for i in range(first, min(first + CHUNK, self.split_size(split)))])
+            scenes = stack_scenes([sample_scene(self.seed, stream, i) for i in range(first, min(first + CHUNK, size))])
             kept = slice(max(start - first, 0), stop - first)
             parts.append({k: v[kept] for k, v in render(scenes, self.height, self.width).items()})
         return {k: torch.cat([p[k] for p in parts]).numpy() for k in parts[0]} if parts else {}
