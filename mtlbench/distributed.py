@@ -67,6 +67,11 @@ def all_sum(tensor: Tensor) -> Tensor:
     return tensor
 
 
+def summed_over_ranks(tensor: Tensor) -> Tensor:
+    """``tensor`` summed over the ranks, as a new tensor (``tensor`` itself in one process)."""
+    return all_sum(tensor.clone()) if world() > 1 else tensor
+
+
 class _SumOverRanks(torch.autograd.Function):
     """``tensor`` summed over the ranks, differentiably: the gradient of each rank's summand is the sum of the ranks'
     incoming gradients (each rank's loss depends on the sum)."""
@@ -143,13 +148,13 @@ def broadcast_state(*modules: nn.Module) -> None:
             dist.broadcast(tensor.data, 0)
 
 
-def broadcast_object(value: Any) -> Any:
-    """Rank 0's ``value`` on every rank."""
+def gather_objects(value: Any) -> list[Any]:
+    """Every rank's ``value`` (picklable, its tensors on the CPU), in rank order, on every rank."""
     if world() == 1:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, 0)
-    return box[0]
+        return [value]
+    values: list[Any] = [None] * world()
+    dist.all_gather_object(values, value)
+    return values
 
 
 class GlobalBatchNorm(nn.BatchNorm2d):

@@ -8,7 +8,9 @@ epochs, the metrics:
   caches either, and most jobs equal at any thread count, at up to twice the time of a regularizer's step;
 - ``native``: this CPU's fastest code.
 
-Measured in docs/results.md, "What reproduces where". GPU jobs are not affected (their kernels are cuDNN's).
+Measured in docs/results.md, "What reproduces where" (the same CPU model reproduces; an AMD EPYC and an Intel Xeon
+gave different numbers with ``portable`` kernels, one cause being MKL's matrix products in synthrooms' renderer).
+GPU jobs are not affected (their kernels are cuDNN's).
 Standard library only: oneDNN and MKL read their variables when first called, so the command line sets them
 before torch is imported, and a job's start sets them again (effective in a process that computed nothing yet).
 """

@@ -272,6 +272,41 @@ def test_every_task_trains_a_finite_step_only_where_it_has_labels_and_evaluates(
     assert set(scores) == set(tasks[name].directions) and all(math.isfinite(v) for v in scores.values())
 
 
+@pytest.mark.parametrize("name", sorted({name for name in SynthRooms().tasks()}))
+def test_every_tasks_meter_scores_two_shards_merged_as_the_whole(name):
+    """What a job on several devices relies on (each rank scores its batches, the meters merge): the meter of the
+    first three images merged with a pickled meter of the last three scores what one meter of all six scores."""
+    dataset = SynthRooms(height=32, width=64, train=6, val=1, test=1)
+    partner = "detection" if dataset.tasks()[name].loss_from_model else "seg"
+    tasks = {t: dataset.tasks()[t] for t in dict.fromkeys([partner, name])}
+    images, targets = dataset.load("train").select(list(tasks)).batch(torch.arange(6), tasks)
+    torch.manual_seed(0)
+    model = task_model(tasks).eval()
+    with torch.no_grad():
+        pred = model(images)[name]
+    if name == "detection":  # an untrained head finds nothing (mAP 0 whatever is merged): jittered true boxes
+        target = targets[name]
+        boxes = target[..., :4] + 2 * torch.randn(target[..., :4].shape, generator=torch.Generator().manual_seed(0))
+        pred = torch.cat([boxes, torch.rand(boxes.shape[:-1] + (1,)), target[..., 4:5]], -1)
+    merged = merged_scores(tasks[name], pred, targets[name], slice(0, 3), slice(3, 6))
+    assert merged == pytest.approx(merged_scores(tasks[name], pred, targets[name], slice(0, 6)), rel=1e-12, abs=1e-12)
+    assert merged != pytest.approx(merged_scores(tasks[name], pred, targets[name], slice(3, 6)), rel=1e-6)
+
+
+def merged_scores(task, pred, target, *shards: slice) -> dict:
+    """The scores of one meter per shard of the rows, the later ones pickled (as a rank sends them) and merged into
+    the first (detection: ``pred`` are detections)."""
+    import pickle
+
+    meters = [task.meter() for _ in shards]
+    for meter, rows in zip(meters, shards):
+        (meter.update_detections if task.name == "detection" else meter.update)(pred[rows], target[rows])
+    first, *others = meters
+    for other in others:
+        first.merge(pickle.loads(pickle.dumps(other)))
+    return first.compute()
+
+
 def test_a_task_type_declaring_dense_as_before_is_told_to_declare_its_output():
     from dataclasses import dataclass
     from typing import ClassVar

@@ -16,6 +16,7 @@ RECIPES = {
     "uncertainty": {"weighting": {"name": "uncertainty"}},  # a weighting with parameters of its own
     "pcgrad": {"gradients": {"name": "pcgrad"}},  # a rule combining the per-task gradients
     "sta+gradnorm": {"supervision": {"name": "sta", "k": 1}, "gradients": {"name": "gradnorm", "alpha": 1.5}},
+    "consistency": {"regularizer": {"name": "consistency"}},  # a regularizer: a second view, its mean per image
 }
 
 
@@ -25,7 +26,8 @@ def job_on(tiny_job: dict, recipe: dict, devices: int) -> dict:
     job["scenario"] = {"name": "randomlabels", "mask_seed": 0}  # a task may be absent from one rank's images
     job["dataset"] = {**job["dataset"], "train": 7, "val": 6, "test": 6}  # one step of 7 images: shares of 4 and 3
     job["train"].update(epochs=1, devices=devices, optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9,
-                                                               "weight_decay": 0.0})
+                                                               "weight_decay": 0.0},
+                        eval_batch_size=2)  # val and test in three batches: rank 0 scores two, rank 1 one
     return job
 
 
@@ -43,18 +45,36 @@ def test_two_processes_train_what_one_trains(tiny_job, tmp_path, one_thread, nam
         torch.testing.assert_close(two["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)
     for key, value in one["recipe"]["nets"].items():
         torch.testing.assert_close(two["recipe"]["nets"][key], value, rtol=1e-4, atol=1e-5, msg=key)
-    for key in ("train/loss/seg", "train/loss/depth", "train/loss/normal"):
+    logged = ["train/loss/seg", "train/loss/depth", "train/loss/normal"]
+    logged += ["train/regularizer"] if "regularizer" in RECIPES[name] else []
+    for key in logged:
         assert shared["history"][0][key] == pytest.approx(alone["history"][0][key], rel=1e-4)
-    assert shared["test"]["depth"]["abs_err"] == pytest.approx(alone["test"]["depth"]["abs_err"], rel=1e-3)
+    for split in ("test", "val", "constant"):  # scored in shards, merged
+        for task, metrics in alone[split].items():
+            assert shared[split][task] == pytest.approx(metrics, rel=1e-3, abs=1e-4), (split, task)
     assert not (tmp_path / "two" / "ranks" / "rank1.log").read_text().strip()
     assert shared["devices"] == 2 and "devices" not in alone
 
 
 def test_a_part_that_cannot_run_on_several_devices_is_refused_with_its_reason(tiny_job, tmp_path):
-    job = job_on(tiny_job, {"regularizer": {"name": "consistency"}}, 2)
-    with pytest.raises(DevicesError, match="regularizer 'consistency': its loss is computed from each rank's images"):
+    job = job_on(tiny_job, {"regularizer": {"name": "mtpsl"}}, 2)
+    with pytest.raises(DevicesError, match="regularizer 'mtpsl': its loss is computed from each rank's images"):
         run_job(job, tmp_path)
     assert not (tmp_path / "ranks").exists()
+
+
+def test_a_meter_that_cannot_merge_shards_is_named():
+    from mtlbench.tasks import Depth, Meter
+    from mtlbench.train.evaluation import unmergeable
+
+    class Pooled(Meter):  # a plugin's meter without merge
+        pass
+
+    class Plugin(Depth):
+        def meter(self) -> Meter:
+            return Pooled()
+
+    assert unmergeable({"depth": Depth("depth", 1), "mine": Plugin("mine", 1)}) == ["mine"]
 
 
 def test_one_device_keeps_every_job_id(write_suite):

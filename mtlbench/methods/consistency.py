@@ -25,6 +25,7 @@ from .parts import REGULARIZERS, Regularizer
 @REGULARIZERS.register("consistency")
 @dataclass(frozen=True)
 class Consistency(Regularizer):
+    single_device: ClassVar[str] = ""  # a mean of per-image terms: each device's share sums to it (batch_mean)
     space: ClassVar[dict[str, Space]] = {"weight": Float(0.1, 10.0, log=True)}
     weight: float = 1.0
 
@@ -42,11 +43,11 @@ class Consistency(Regularizer):
         first, second = ctx.views
         if ctx.mask.all():  # CPU mask: no device sync
             return None
-        unlabelled = 1 - ctx.device_mask()  # [B, T]
+        unlabelled = 1 - ctx.device_mask()  # [B, T] (on several devices, this device's images)
         per_task = []
         for name, task in ctx.tasks.items():
             aligned = task.warped(task.as_map(first.preds[name]), second.warp, mode="bilinear")
             difference = (task.as_map(second.preds[name]) - aligned) ** 2
             per_task.append(difference.flatten(1).mean(1))
         per_image = (torch.stack(per_task, 1) * unlabelled).sum(1) / unlabelled.sum(1).clamp_min(1)
-        return self.weight * per_image.mean()
+        return self.weight * ctx.batch_mean(per_image)

@@ -26,15 +26,24 @@ class View:
 @dataclass
 class StepContext:
     tasks: dict[str, Task]
-    mask: Tensor  # [B, T] on the CPU, 1 where (image, task) is labelled in this step
+    mask: Tensor  # [B, T] on the CPU, 1 where (image, task) is labelled in this step (the global batch's)
     views: list[View]  # views[0] carries the supervised loss; the others are views[0] warped again
+    rows: Tensor | None = None  # the rows of ``mask`` this device's views hold (mtlbench/distributed.py); None: all
 
     @property
     def batch_size(self) -> int:
+        """The global batch's size."""
         return self.mask.shape[0]
 
     def device_mask(self) -> Tensor:
-        return self.mask.to(self.views[0].images.device, non_blocking=True)
+        """The mask of the images this device holds, on its device."""
+        mask = self.mask if self.rows is None else self.mask[self.rows]
+        return mask.to(self.views[0].images.device, non_blocking=True)
+
+    def batch_mean(self, per_image: Tensor) -> Tensor:
+        """The global batch's mean of a per-image value of this device's images; on several devices this device's
+        share of it (the shares' gradients, summed over the devices, are the mean's)."""
+        return per_image.mean() if self.rows is None else per_image.sum() / self.batch_size
 
 
 

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ..data.augment import Augment, warped_targets
 from ..data.base import Split
-from ..distributed import Shard, gather_rows, own_rows, shard, sum_gradients, world
+from ..distributed import Shard, gather_rows, own_rows, shard, sum_gradients, summed_over_ranks, world
 from ..registry import Registry, build
 from ..models.protocol import computes_losses
 from ..tasks import Task
@@ -201,9 +201,9 @@ class Recipe:
         terms = self.weighting.terms(task_losses, self.net("weighting")) if task_losses else {}
         with self.autocast():
             regularization = None if views is None else self.regularizer.loss(
-                StepContext(self.tasks, supervise, views), self.net("regularizer"))
+                StepContext(self.tasks, supervise, views, part.rows if part else None), self.net("regularizer"))
         if regularization is not None:
-            logs["regularizer"] = logs.get("regularizer", 0) + regularization.detach()
+            logs["regularizer"] = logs.get("regularizer", 0) + summed_over_ranks(regularization.detach())
         if not terms and regularization is None:
             return
         for watch in self.term_watchers:
@@ -243,7 +243,8 @@ class Recipe:
     def sum_shares(self) -> None:
         """The network's gradients, each device's share of them, summed over the devices, but for those the gradient
         rule left whole; the weighting's and the rule's own parameters see global values only and are whole too
-        (regularizers, whose networks would need summing, train on one device: ``Regularizer.single_device``)."""
+        (regularizers with networks of their own, which would need summing, train on one device:
+        ``Regularizer.single_device``)."""
         whole = {id(p) for p in self.gradients.whole_gradients(self.model)}
         sum_gradients([p for p in self.model.parameters() if id(p) not in whole])
 

@@ -4,7 +4,7 @@ type implements the protocol of ``base.Task``; ``TASK_KINDS`` names them for dat
 from __future__ import annotations
 
 from ..registry import Registry
-from .base import Meter, Task, masked_mean_per_image
+from .base import Meter, Task, masked_mean_per_image, mergeable
 from .dense import (ANGLE_BIN, IGNORE_INDEX, METRICS_VERSION, NORMAL_LOSSES, AngleMeter, ConfusionMeter, DenseL1,
                     DenseTask, Depth, Edge, Normal, Segmentation, SumMeter, depth_stats, l1_stats)
 from .detection import Anchors, Detection, DetectionMeter
@@ -19,4 +19,4 @@ for _kind, _cls in {"segmentation": Segmentation, "depth": Depth, "normal": Norm
 __all__ = ["ANGLE_BIN", "IGNORE_INDEX", "METRICS_VERSION", "NORMAL_LOSSES", "TASK_KINDS", "Anchors", "AngleMeter", "ConfusionMeter",
            "DenseL1", "DenseTask", "Depth", "Detection", "DetectionMeter", "Edge", "Instance", "InstanceMeter",
            "JaccardMeter", "Meter", "MultiLabel",
-           "Normal", "Segmentation", "SumMeter", "Task", "depth_stats", "l1_stats", "masked_mean_per_image"]
+           "Normal", "Segmentation", "SumMeter", "Task", "depth_stats", "l1_stats", "masked_mean_per_image", "mergeable"]

@@ -27,13 +27,31 @@ def masked_mean_per_image(values: Tensor, valid: Tensor) -> Tensor:
 
 
 class Meter:
-    """Accumulates a task's metrics over a split; ``compute`` returns {metric: float}."""
+    """Accumulates a task's metrics over a split; ``compute`` returns {metric: float}. ``merge`` adds another
+    meter of the same task, fed other images, so that a split scored in shards (one per device of a job on
+    several, mtlbench/distributed.py) is scored as a whole."""
 
     def update(self, pred: Tensor, target: Tensor) -> None:
         raise NotImplementedError
 
     def compute(self) -> dict[str, float]:
         raise NotImplementedError
+
+    def merge(self, other: "Meter") -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot merge shards: define merge(other), or set "
+                                  f"train.devices: 1")
+
+
+def mergeable(meter: Meter) -> bool:
+    """Whether ``meter`` can add another shard's accumulation (a task type of a plugin may not)."""
+    return type(meter).merge is not Meter.merge
+
+
+def summed(mine: Tensor | float | None, theirs: Tensor | float | None) -> Tensor | float | None:
+    """Two shards' partial sums (``None``: nothing accumulated yet)."""
+    if theirs is None:
+        return mine
+    return theirs if mine is None else mine + theirs
 
 
 @dataclass(frozen=True)

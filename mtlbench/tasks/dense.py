@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..functional import nonzero_pixels, one_hot_ignoring
 from ..warp import Warp
-from .base import Meter, Task, masked_mean_per_image
+from .base import Meter, Task, masked_mean_per_image, summed
 
 IGNORE_INDEX = -1
 
@@ -53,6 +53,9 @@ class ConfusionMeter(Meter):
         index = target[valid] * self.num_classes + pred.argmax(1)[valid]
         counts = torch.bincount(index, minlength=self.num_classes ** 2)
         self.matrix = counts if self.matrix is None else self.matrix + counts
+
+    def merge(self, other: ConfusionMeter) -> None:
+        self.matrix = summed(self.matrix, other.matrix)
 
     def compute(self) -> dict[str, float]:
         m = self.matrix.view(self.num_classes, self.num_classes).double().cpu()
@@ -118,11 +121,16 @@ class Segmentation(DenseTask):
 
 
 # --------------------------------------------------------------------------------------------- depth
+def unchanged(metrics: dict[str, float]) -> dict[str, float]:
+    return metrics
+
+
 class SumMeter(Meter):
-    """Pools per-pixel statistics over the split: each entry of ``stats`` returns (sum, count)."""
+    """Pools per-pixel statistics over the split: each entry of ``stats`` returns (sum, count). ``stats`` and
+    ``finish`` are module-level functions, so that a meter pickles (a rank sends its shard's meter to the others)."""
 
     def __init__(self, stats: Callable[[Tensor, Tensor], dict[str, tuple[Tensor, Tensor]]],
-                 finish: Callable[[dict[str, float]], dict[str, float]] = lambda d: d) -> None:
+                 finish: Callable[[dict[str, float]], dict[str, float]] = unchanged) -> None:
         self.stats, self.finish = stats, finish
         self.sums: dict[str, Tensor] = {}
         self.counts: dict[str, Tensor] = {}
@@ -132,8 +140,18 @@ class SumMeter(Meter):
             self.sums[key] = self.sums.get(key, 0) + total.double()
             self.counts[key] = self.counts.get(key, 0) + count.double()
 
+    def merge(self, other: SumMeter) -> None:
+        for key in other.sums:
+            self.sums[key] = summed(self.sums.get(key), other.sums[key])
+            self.counts[key] = summed(self.counts.get(key), other.counts[key])
+
     def compute(self) -> dict[str, float]:
         return self.finish({k: (self.sums[k] / self.counts[k].clamp_min(1)).item() for k in self.sums})
+
+
+def root_of_mean_square(metrics: dict[str, float]) -> dict[str, float]:
+    """Depth's RMSE from its pooled mean square."""
+    return {**metrics, "rmse": math.sqrt(metrics["rmse"])}
 
 
 def depth_stats(pred: Tensor, target: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
@@ -176,10 +194,7 @@ class Depth(DenseTask):
         return torch.where(valid, target, 0.0).double().sum().view(1), valid.sum().view(1)
 
     def meter(self) -> Meter:
-        def finish(m: dict[str, float]) -> dict[str, float]:
-            return {**m, "rmse": math.sqrt(m["rmse"])}
-
-        return SumMeter(depth_stats, finish)
+        return SumMeter(depth_stats, root_of_mean_square)
 
 
 # -------------------------------------------------------------------------------------------- normal
@@ -227,6 +242,11 @@ class AngleMeter(Meter):
         self.mean_per_image = self.mean_per_image + masked.nanmean(1).double().sum()
         self.median_per_image = self.median_per_image + masked.nanmedian(1).values.double().sum()  # the lower middle
         self.images = self.images + scored.sum()
+
+    def merge(self, other: AngleMeter) -> None:
+        self.histogram = summed(self.histogram, other.histogram)
+        for name in ("total", "per_image", "mean_per_image", "median_per_image", "images"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def compute(self) -> dict[str, float]:
         counts = self.histogram.double().cpu()

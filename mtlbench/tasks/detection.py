@@ -135,6 +135,13 @@ def coco_scores(metric, found: bool) -> dict[str, float]:
     return {key: float(result[key]) for key in keys}
 
 
+def merge_coco(metric, other) -> None:
+    """Appends ``other``'s images (detections and ground truths, in its order) to ``metric``'s: a
+    ``MeanAveragePrecision`` keeps them in list states and ranks them all at ``compute``."""
+    for name, values in other.metric_state.items():
+        getattr(metric, name).extend(values)
+
+
 class DetectionMeter(Meter):
     """COCO's box AP over the split: torchmetrics' MeanAveragePrecision on the pycocotools backend, fed one image
     at a time as its API takes them."""
@@ -146,7 +153,9 @@ class DetectionMeter(Meter):
             raise ImportError(f"the detection task's mAP needs torchmetrics and pycocotools: pip install "
                               f"'mtlbench[detection]' ({error})") from None
         self.task = task
-        self.metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools")
+        # sync_on_compute off: shards are merged by ``merge``; torchmetrics would gather again, and wait on ranks
+        self.metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools",
+                                           sync_on_compute=False)
         self.found = False
 
     def update(self, pred: Tensor, target: Tensor) -> None:
@@ -160,6 +169,10 @@ class DetectionMeter(Meter):
             [{"boxes": d[k, :4].float(), "scores": d[k, 4].float(), "labels": d[k, 5].long()}
              for d, k in zip(detections, found)],
             [{"boxes": t[k, :4].float(), "labels": t[k, CLASS].long()} for t, k in zip(target, present)])
+
+    def merge(self, other: DetectionMeter) -> None:
+        merge_coco(self.metric, other.metric)
+        self.found = self.found or other.found
 
     def compute(self) -> dict[str, float]:
         return coco_scores(self.metric, self.found)

@@ -29,6 +29,9 @@ class JaccardMeter(Meter):
         self.score_sum = self.score_sum + torch.where(union > 0, intersection / union.clamp_min(1), 1.0).sum()
         self.n += len(target)
 
+    def merge(self, other: JaccardMeter) -> None:
+        self.score_sum, self.n = self.score_sum + other.score_sum, self.n + other.n
+
     def compute(self) -> dict[str, float]:
         return {"jaccard": float(self.score_sum / self.n)}
 

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from ..warp import Warp
 from .base import Meter, Task
-from .detection import coco_scores
+from .detection import coco_scores, merge_coco
 
 INSTANCE_STRIDE = 1000  # an object's value is class * INSTANCE_STRIDE + k, k = 1 .. INSTANCE_STRIDE - 1
 BOX, SCORE, LABEL, MASK = slice(0, 4), 4, 5, 6  # the columns of a prediction row
@@ -78,7 +78,8 @@ class InstanceMeter(Meter):
             raise ImportError(f"the instance task's mAP needs torchmetrics and pycocotools: pip install "
                               f"'mtlbench[detection]' ({error})") from None
         self.task = task
-        self.metric = MeanAveragePrecision(iou_type="segm", backend="pycocotools")
+        # sync_on_compute off: shards are merged by ``merge`` (DetectionMeter)
+        self.metric = MeanAveragePrecision(iou_type="segm", backend="pycocotools", sync_on_compute=False)
         self.found = False
 
     def update(self, pred: Tensor, target: Tensor) -> None:
@@ -92,6 +93,10 @@ class InstanceMeter(Meter):
                           "scores": found[:, SCORE], "labels": found[:, LABEL].long()})
             truths.append({"masks": masks, "labels": classes})
         self.metric.update(preds, truths)
+
+    def merge(self, other: InstanceMeter) -> None:
+        merge_coco(self.metric, other.metric)
+        self.found = self.found or other.found
 
     def compute(self) -> dict[str, float]:
         return coco_scores(self.metric, self.found)

@@ -1,5 +1,9 @@
 """Evaluation over a whole split: metrics accumulate on the device, one host sync per task at the end.
 
+On several devices (``train.devices``) each rank scores every N-th batch and the ranks' meters, loss sums and
+finiteness flags are merged in rank order on every rank (``Meter.merge``): every rank holds the whole split's
+metrics, as one process computes them up to the order of summation.
+
 Besides its metrics, every task reports ``loss``: its training loss (``Task.loss_per_image``, or the model's own
 for a model that computes it) averaged over the split's images labelled for the task, the score Standley et al.
 2020 selects networks by; left out where only a model could compute it and the predictor has none (the constant
@@ -11,14 +15,15 @@ class for segmentation): a network that does no better has learnt nothing the le
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 
 from ..data import Split
+from ..distributed import gather_objects, rank, world
 from ..models.protocol import computes_losses
-from ..tasks import Task
+from ..tasks import Meter, Task, mergeable
 
 
 @torch.inference_mode()
@@ -30,7 +35,7 @@ def evaluate(model: nn.Module, split: Split, tasks: dict[str, Task], batch_size:
     loss_sums = {name: torch.zeros((), dtype=torch.float64, device=split.device) for name in tasks}
     finite = {name: torch.ones((), dtype=torch.bool, device=split.device) for name in tasks}
     scored: set[str] = set()  # the tasks whose loss the predictor defines
-    for index in torch.arange(len(split), device=split.device).split(batch_size):
+    for index in torch.arange(len(split), device=split.device).split(batch_size)[rank()::world()]:
         images, targets = split.batch(index, tasks)
         with autocast():
             preds = model(images)
@@ -45,6 +50,8 @@ def evaluate(model: nn.Module, split: Split, tasks: dict[str, Task], batch_size:
             loss_sums[name] += labelled_only(keep.get(name), loss)[0].double().sum()
             scored.add(name)
     model.train(was_training)
+    if world() > 1:
+        meters, loss_sums, finite, scored = merge_shards(meters, loss_sums, finite, scored)
     diverged = [name for name, flag in finite.items() if not flag]
     if diverged:
         raise FloatingPointError(f"evaluation: the predictions of {', '.join(diverged)} are NaN or infinite (the "
@@ -52,6 +59,38 @@ def evaluate(model: nn.Module, split: Split, tasks: dict[str, Task], batch_size:
     counts = {name: int(split.labelled[name].sum()) if name in split.labelled else len(split) for name in tasks}
     losses = {name: {"loss": loss_sums[name].item() / counts[name]} for name in scored if counts[name]}
     return {name: {**meter.compute(), **losses.get(name, {})} for name, meter in meters.items()}
+
+
+def merge_shards(meters: dict[str, Meter], loss_sums: dict[str, Tensor], finite: dict[str, Tensor],
+                 scored: set[str]) -> tuple[dict[str, Meter], dict[str, Tensor], dict[str, Tensor], set[str]]:
+    """The ranks' accumulations over their batches, merged in rank order: the same whole on every rank."""
+    mine = ({name: on_host(meter) for name, meter in meters.items()}, on_host(loss_sums), on_host(finite), scored)
+    (meters, loss_sums, finite, scored), *others = gather_objects(mine)
+    for other_meters, other_sums, other_finite, other_scored in others:
+        for name, meter in meters.items():
+            meter.merge(other_meters[name])
+        loss_sums = {name: total + other_sums[name] for name, total in loss_sums.items()}
+        finite = {name: flag & other_finite[name] for name, flag in finite.items()}
+        scored = scored | other_scored
+    return meters, loss_sums, finite, scored
+
+
+def on_host(value: Any) -> Any:
+    """``value`` with its tensors on the CPU (a meter's accumulations, moved in place): what a rank sends the
+    others, whatever device it scored on."""
+    if isinstance(value, (Tensor, nn.Module)):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {key: on_host(item) for key, item in value.items()}
+    if isinstance(value, Meter):
+        for key, item in vars(value).items():
+            setattr(value, key, on_host(item))
+    return value
+
+
+def unmergeable(tasks: dict[str, Task]) -> list[str]:
+    """The tasks whose meter cannot merge shards (a plugin's task type without ``Meter.merge``)."""
+    return [name for name, task in tasks.items() if not mergeable(task.meter())]
 
 
 def labelled_only(keep: Tensor | None, *values: Tensor) -> tuple[Tensor, ...]:

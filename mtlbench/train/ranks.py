@@ -21,7 +21,7 @@ from ..files import write_atomic
 from ..methods import single_device_parts
 from .settings import JobSpec
 
-TIMEOUT = timedelta(minutes=30)  # a collective waiting longer than this fails (rank 0 evaluating a large split)
+TIMEOUT = timedelta(minutes=30)  # a collective waiting longer than this fails (a rank slowed by its data, say)
 
 
 class DevicesError(UserError, ValueError):

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from ..data import DATASETS, SPLITS, LabelPlan, Split, prepared, scenario
 from ..data.streaming import feed
 from ..data.augment import Augment
-from ..distributed import Shard, broadcast_object, broadcast_state, rank, shard, with_global_batchnorm, world
+from ..distributed import Shard, broadcast_state, rank, shard, with_global_batchnorm, world
 from ..errors import UserError
 from ..files import write_atomic
 from ..jobs import RESUMED, EpochCallback, Hooks, Step, StepCallback
@@ -39,9 +39,9 @@ from ..registry import build
 from ..tasks import Task
 from . import checkpoint
 from .costs import PeakMemory, counted_flops, job_costs, parameter_count
-from .evaluation import constant_reference, evaluate
+from .evaluation import constant_reference, evaluate, unmergeable
 from .optim import OPTIMIZERS, SCHEDULERS, group_record, parameter_groups
-from .ranks import check_devices, run_on_devices
+from .ranks import DevicesError, check_devices, run_on_devices
 from .settings import JobSpec, TrainSettings
 
 def derive_seed(*parts: Any) -> int:
@@ -313,20 +313,25 @@ def run_job(config: dict[str, Any], job_dir: Path, hooks: Hooks = Hooks(), test:
     start = time.perf_counter()
     data = load_job_data(job, device, test=test)
     data_seconds = time.perf_counter() - start
+    if world() > 1 and (tasks := unmergeable(data.tasks)):
+        raise DevicesError(f"train.devices: {job.train.devices}: the meters of {', '.join(tasks)} cannot merge the "
+                           f"ranks' shards of a split (no Meter.merge): define it, or set train.devices: 1")
     if rank() == 0:
         write_atomic(job_dir / "mask.npy", lambda stream: np.save(stream, data.plan.mask))
     stages = plan_stages(job.method["networks"], data.tasks, data.splits["train"], data.plan)
     results = {stage.name: train_stage(stage, job, data.splits, device, job_dir / f"checkpoint-{stage.name}.pt",
                                        hooks, observers, initialise) for stage in stages}
+    costs = job_costs(results.values(), memory)  # read before the constant reference, which is no training cost
+    constant = constant_reference(data.splits["train"], data.splits["test"], data.tasks,
+                                  torch.from_numpy(data.plan.mask), job.train.eval_batch_size) if test else None
     if rank() > 0:  # rank 0 reports the job
         return {}
     outcome = job_outcome(data.tasks, data.plan.mask, results, device)
     outcome["data_seconds"] = data_seconds
     outcome["data_source"] = data.source
-    outcome["costs"] = job_costs(results.values(), memory)
-    if test:
-        outcome["constant"] = constant_reference(data.splits["train"], data.splits["test"], data.tasks,
-                                                 torch.from_numpy(data.plan.mask), job.train.eval_batch_size)
+    outcome["costs"] = costs
+    if constant is not None:
+        outcome["constant"] = constant
     if observers:
         outcome["observed"] = next(iter(results.values())).observed
     return outcome
@@ -559,17 +564,17 @@ def evaluate_epoch(parts: StageParts, splits: dict[str, Split], epoch: int, trai
     stage, settings = parts.stage, parts.settings
     evaluated = time.perf_counter()
     validated = evaluate(parts.model, splits["val"].select(list(stage.tasks)), stage.tasks, settings.eval_batch_size,
-                         parts.autocast) if rank() == 0 else None  # on several devices, rank 0 evaluates
+                         parts.autocast)  # on several devices, each rank its share, merged on every rank
     record = {"stage": stage.name, "epoch": epoch + 1, "lr": parts.optimizer.param_groups[0]["lr"],
               "seconds": trained.seconds, "images_per_second": trained.images / trained.seconds,
               "data_wait_seconds": trained.data_wait,
               **{f"train/{k}": v for k, v in trained.mean_logs().items()},
               **({"solver": solved} if (solved := parts.recipe.solver_counts()) else {}),
               **{key: value for watcher in parts.watchers for key, value in watcher.epoch_log().items()},
-              "val": broadcast_object(validated)}
+              "val": validated}
     parts.recipe.after_validation(record["val"])
     last = epoch + 1 == settings.epochs or schedule_finished(parts)
-    if "test" in splits and (last or settings.test_every_epoch) and rank() == 0:
+    if "test" in splits and (last or settings.test_every_epoch):
         tested = evaluate(parts.model, splits["test"].select(list(stage.tasks)), stage.tasks,
                           settings.eval_batch_size, parts.autocast)
         if settings.test_every_epoch:
