@@ -8,6 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mtlbench.kernels import pin_instruction_sets
+
+# The kernels every job runs with, pinned before any test computes, as the command line pins them before torch does:
+# oneDNN and MKL read them once per process, so a test process that computed first would train on this CPU's native
+# code while the processes it starts (a job's ranks, workers) train on the pinned code, and differ in the last bits.
+pin_instruction_sets()
+
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(__file__).resolve().parent / "data" / "reference"  # vendored, see its README
 

@@ -80,3 +80,19 @@ def test_kd_mtl_at_one_level_hashes_as_before(monkeypatch):
     back = {entry["new"]: old for old, entry in changes.items()}
     assert [job.id for job in one.jobs] == [back.get(job.id, job.id) for job in two]
     assert {job.config["method"]["name"] for job in two if job.id in back} == {"kd_mtl"} and len(back) == 16
+
+
+def test_kd_mtl_with_untrained_decoder_adaptors_hashes_as_before_the_fix(monkeypatch):
+    """The two-level jobs first trained left the decoder's adaptors outside the optimiser; ``decoded_adaptor_lr: 0``
+    trains so and keeps their ids (docs/job-id-changes-0.3.json's ``untrained_decoded_adaptors``); every other job of
+    the suite keeps its id."""
+    monkeypatch.chdir(REPO)
+    changes = json.loads((REPO / "docs" / "job-id-changes-0.3.json").read_text())["suites"]["synthrooms_teachers"]
+    fixed_to_before = {entry["new"]: entry["untrained_decoded_adaptors"] for entry in changes.values()}
+    path = REPO / "suites" / "synthrooms_teachers.yaml"
+    now = load_suite(path).jobs
+    zero = load_suite(path, ["methods=[stl, supervised, mtpsl, must, noisy_student, {name: kd_mtl, regularizer: "
+                             "{name: kd_mtl, decoded_adaptor_lr: 0}}, {name: kd_mtl_encoder, regularizer: "
+                             "{name: kd_mtl, levels: 1}}]"]).jobs
+    assert [job.id for job in zero] == [fixed_to_before.get(job.id, job.id) for job in now]
+    assert len(set(fixed_to_before.values()) & {job.id for job in zero}) == 16

@@ -242,3 +242,21 @@ def test_kd_mtl_adaptors_learn_with_their_own_optimiser_and_the_teachers_stay_ou
     assert recipe.own[0][0].defaults["weight_decay"] == 5e-4
     assert not any(p is q for p in recipe.parameters() for q in net.adaptors.parameters())
     assert {key.split(".")[1] for key in recipe.state_dict()["nets"]} == {"adaptors", "decoded_adaptors"}
+
+
+@pytest.mark.parametrize("decoded_lr", [None, 0.0])
+def test_kd_mtl_trains_the_adaptors_of_both_levels_unless_the_decoders_rate_is_zero(decoded_lr):
+    """The code's one Adam holds every adaptor (``transformers.parameters()``); 0 leaves the decoder level's at their
+    initialisation, as the two-level jobs first trained did."""
+    regularizer = {"name": "kd_mtl", **KDMTL.standalone(list(TASKS)), "decoded_adaptor_lr": decoded_lr}
+    recipe = Recipe({**METHODS.get("kd_mtl"), "regularizer": regularizer}, TASKS, student())
+    net = recipe.net("regularizer")
+    held = {id(p) for group in recipe.own[0][0].param_groups for p in group["params"]}
+    assert held == {id(p) for p in [*net.adaptors.parameters(), *net.decoded_adaptors.parameters()]}
+    before = {k: v.clone() for k, v in net.state_dict().items() if "adaptors" in k}
+    split = SynthRooms(height=32, width=64, train=4, val=1, test=1).load("train").select(list(TASKS))
+    images, targets = split.batch(torch.arange(4), TASKS)
+    recipe.train_step(torch.optim.Adam(recipe.parameters(), 1e-3), images, targets, torch.ones(4, 3))
+    moved = {k for k, v in net.state_dict().items() if k in before and not torch.equal(v, before[k])}
+    encoder, decoded = {k for k in before if k.startswith("adaptors")}, {k for k in before if k.startswith("decoded")}
+    assert moved == (encoder if decoded_lr == 0 else encoder | decoded)

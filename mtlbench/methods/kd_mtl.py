@@ -14,8 +14,11 @@ at width 1, the model protocol's ``return_feature``) and the decoder's last shar
 heads read: the protocol's optional ``decoded_layer``, read by a forward hook on the student's and the teachers'
 forward passes); ``levels: 1`` distils the encoder's output alone (KD-MTL before the setting came; any backbone
 without a ``decoded_layer``). λ_t follows the code: 1 for segmentation and depth, 2 for surface normals (``weights`` per task
-name overrides it; other tasks 1). The adaptors have their own Adam (lr 0.1, weight decay 5e-4, the code's), no
-schedule; the student's maps get the loss' gradient, the teachers none (``no_grad``, eval mode).
+name overrides it; other tasks 1). The adaptors of both levels have their own Adam (lr 0.1, weight decay 5e-4, the
+code's one optimiser over every ``transformer``), no schedule; the student's maps get the loss' gradient, the
+teachers none (``no_grad``, eval mode). ``decoded_adaptor_lr`` sets the decoder level's rate apart (None: the
+encoder's, as the code); 0 is KD-MTL's two levels as 0.3 first trained them, with the decoder's adaptors left at
+their initialisation (they were outside the optimiser), and keeps those jobs' ids.
 """
 from __future__ import annotations
 
@@ -86,10 +89,14 @@ class KDMTL(Regularizer):
     adaptor_weight_decay: float = 5e-4
     eps: float = 1e-6
     levels: int = 2
+    decoded_adaptor_lr: Optional[float] = None  # None: adaptor_lr (the code's one Adam over both levels)
 
     def __post_init__(self) -> None:
         if self.levels not in (1, 2):
             raise ValueError(f"levels: {self.levels} must be 1 (the encoder's output) or 2 (and the decoder's map)")
+        if self.decoded_adaptor_lr is not None and (self.levels == 1 or not self.decoded_adaptor_lr >= 0):
+            raise ValueError(f"decoded_adaptor_lr: {self.decoded_adaptor_lr}: the decoder level's adaptors learn at a "
+                             f"rate >= 0, with levels: 2 only (null: adaptor_lr)")
         for name, value in (self.weights or {}).items():
             if not value >= 0:
                 raise ValueError(f"weights.{name}: {value} must be >= 0")
@@ -129,8 +136,11 @@ class KDMTL(Regularizer):
         return []  # the adaptors learn with their own optimiser
 
     def own_optimizers(self, net: nn.Module) -> list[tuple[torch.optim.Optimizer, object]]:
-        optimizer = torch.optim.Adam(net.adaptors.parameters(), lr=self.adaptor_lr,
-                                     weight_decay=self.adaptor_weight_decay)
+        groups = [{"params": list(net.adaptors.parameters())}]
+        if self.levels == 2:
+            decoded_lr = self.adaptor_lr if self.decoded_adaptor_lr is None else self.decoded_adaptor_lr
+            groups.append({"params": list(net.decoded_adaptors.parameters()), "lr": decoded_lr})
+        optimizer = torch.optim.Adam(groups, lr=self.adaptor_lr, weight_decay=self.adaptor_weight_decay)
         return [(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0))]
 
     def loss(self, ctx: StepContext, net: nn.Module | None) -> Tensor | None:
@@ -158,8 +168,15 @@ def adaptors(tasks: dict[str, Task], channels: int) -> nn.ModuleDict:
 
 @spelt_as_before
 def one_level_default(config: dict) -> dict:
-    """``levels`` came with 0.3, at the code's 2; a job of one level trains as KD-MTL did before and is hashed so."""
+    """``levels`` came with 0.3, at the code's 2; a job of one level trains as KD-MTL did before and is hashed so.
+    ``decoded_adaptor_lr`` came with the fix that trains the decoder level's adaptors: a job of one level has none,
+    and a job at 0 trains as the two levels did before the fix."""
     regularizer = config.get("method", {}).get("regularizer", {})
-    if regularizer.get("name") == "kd_mtl" and regularizer.get("levels") == 1:
+    if regularizer.get("name") != "kd_mtl":
+        return config
+    if regularizer.get("levels") == 1:
         del regularizer["levels"]
+        regularizer.pop("decoded_adaptor_lr", None)
+    elif regularizer.get("decoded_adaptor_lr") == 0:
+        del regularizer["decoded_adaptor_lr"]
     return config
