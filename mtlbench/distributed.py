@@ -126,7 +126,10 @@ def sum_gradients(parameters: Iterable[nn.Parameter]) -> None:
     if world() == 1:
         return
     parameters = list(parameters)
-    has = torch.tensor([p.grad is not None for p in parameters], dtype=torch.float32)
+    if not parameters:
+        return
+    has = torch.tensor([p.grad is not None for p in parameters], dtype=torch.float32,
+                       device=parameters[0].device)  # NCCL reduces device tensors only
     dist.all_reduce(has, op=dist.ReduceOp.MAX)
     summed = [p for p, present in zip(parameters, has.tolist()) if present]
     if not summed:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from mtlbench.config import load_suite
+from mtlbench.methods.kd_mtl import KDMTL
 from mtlbench.runner.slurm import Slurm
 from mtlbench.train import checkpoint, run_job
 from mtlbench.train.ranks import DevicesError
@@ -17,6 +18,8 @@ RECIPES = {
     "pcgrad": {"gradients": {"name": "pcgrad"}},  # a rule combining the per-task gradients
     "sta+gradnorm": {"supervision": {"name": "sta", "k": 1}, "gradients": {"name": "gradnorm", "alpha": 1.5}},
     "consistency": {"regularizer": {"name": "consistency"}},  # a regularizer: a second view, its mean per image
+    "kd_mtl_encoder": {"regularizer": {"name": "kd_mtl", "levels": 1,  # a regularizer with networks of its own
+                                       **KDMTL.standalone(["seg", "depth", "normal"])}},
 }
 
 
@@ -58,9 +61,15 @@ def test_two_processes_train_what_one_trains(tiny_job, tmp_path, one_thread, nam
 
 def test_a_part_that_cannot_run_on_several_devices_is_refused_with_its_reason(tiny_job, tmp_path):
     job = job_on(tiny_job, {"regularizer": {"name": "mtpsl"}}, 2)
-    with pytest.raises(DevicesError, match="regularizer 'mtpsl': its loss is computed from each rank's images"):
+    with pytest.raises(DevicesError, match="regularizer 'mtpsl': its segmentation inputs are hard Gumbel-softmax samples"):
         run_job(job, tmp_path)
     assert not (tmp_path / "ranks").exists()
+
+
+def test_kd_mtl_at_two_levels_is_refused_with_its_reason(tiny_job, tmp_path):
+    regularizer = {"name": "kd_mtl", **KDMTL.standalone(["seg", "depth", "normal"])}
+    with pytest.raises(DevicesError, match="regularizer 'kd_mtl': at levels: 2 its step on two devices differs"):
+        run_job(job_on(tiny_job, {"regularizer": regularizer}, 2), tmp_path)
 
 
 def test_a_meter_that_cannot_merge_shards_is_named():

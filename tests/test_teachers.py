@@ -8,6 +8,7 @@ import torch
 from mtlbench.config import load_suite
 from mtlbench.data.synthrooms import SynthRooms
 from mtlbench.methods import METHODS, Recipe
+from mtlbench.methods.context import StepContext, View
 from mtlbench.methods.kd_mtl import KDMTL, normalised
 from mtlbench.methods.teachers import UNTRAINED, MuST, NoisyStudent
 from mtlbench.models import MODELS
@@ -195,9 +196,7 @@ def test_kd_mtl_loss_is_the_codes_normalised_squared_distance_with_normals_weigh
     net = part.build(TASKS, model)
     images = torch.rand(2, 3, 32, 64)
     _, feature = model(images, return_feature=True)  # the views' forward, whose decoded map the hook keeps
-
-    class Ctx:
-        views = [type("View", (), {"images": images, "feature": feature})]
+    ctx = StepContext(TASKS, torch.ones(2, len(TASKS)), [View(images, {}, {}, feature)])
 
     adaptors = [net.adaptors] + ([net.decoded_adaptors] if levels == 2 else [])
     expected = 0
@@ -209,14 +208,14 @@ def test_kd_mtl_loss_is_the_codes_normalised_squared_distance_with_normals_weigh
             a = adapted / torch.sqrt((adapted ** 2).sum(1, keepdim=True) + 1e-6)
             b = target / torch.sqrt((target ** 2).sum(1, keepdim=True) + 1e-6)
             expected = expected + weight * ((a - b) ** 2).sum(1).mean()
-    loss = part.loss(Ctx, net)
+    loss = part.loss(ctx, net)
     torch.testing.assert_close(loss, expected)
     # identity adaptors and the teachers' own maps (each a copy of the initial student): nothing to learn
     model.load_state_dict(net.teachers["seg"].state_dict())  # the BatchNorm statistics the forward above moved
-    _, Ctx.views[0].feature = model.eval()(images, return_feature=True)
+    _, ctx.views[0].feature = model.eval()(images, return_feature=True)
     for adaptor in (conv for level in adaptors for conv in level.values()):
         adaptor.weight.data.copy_(torch.eye(adaptor.weight.shape[0])[:, :, None, None])
-    torch.testing.assert_close(part.loss(Ctx, net), torch.tensor(0.0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(part.loss(ctx, net), torch.tensor(0.0), atol=1e-5, rtol=0)
     assert all(not p.requires_grad for teacher in net.teachers.values() for p in teacher.parameters())
     torch.testing.assert_close(normalised(torch.ones(1, 4, 1, 1), 0.0).norm(dim=1), torch.ones(1, 1, 1))
 

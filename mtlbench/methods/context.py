@@ -40,10 +40,12 @@ class StepContext:
         mask = self.mask if self.rows is None else self.mask[self.rows]
         return mask.to(self.views[0].images.device, non_blocking=True)
 
-    def batch_mean(self, per_image: Tensor) -> Tensor:
-        """The global batch's mean of a per-image value of this device's images; on several devices this device's
-        share of it (the shares' gradients, summed over the devices, are the mean's)."""
-        return per_image.mean() if self.rows is None else per_image.sum() / self.batch_size
+    def batch_mean(self, values: Tensor) -> Tensor:
+        """The mean of ``values`` (one row per image of this device, any further axes) over the global batch; on
+        several devices this device's share of it (the shares' gradients, summed over the devices, are the mean's)."""
+        if self.rows is None:
+            return values.mean()
+        return values.sum() / (self.batch_size * values.shape[1:].numel())
 
 
 

@@ -124,6 +124,9 @@ class Encoding:
 @REGULARIZERS.register("jtr")
 @dataclass(frozen=True)
 class JTR(Regularizer):
+    single_device: ClassVar[str] = ("its segmentation inputs are hard Gumbel-softmax samples from torch's global "
+                                    "generator, which each rank would draw for its own images where one process "
+                                    "draws them for the whole batch")
     space: ClassVar[dict[str, Space]] = {"c_dist": Float(1.0, 16.0, log=True), "c_recon": Float(0.5, 8.0, log=True)}
     c_dist: float = 4.0
     c_recon: float = 2.0

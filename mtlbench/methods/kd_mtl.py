@@ -103,6 +103,14 @@ class KDMTL(Regularizer):
         if not self.adaptor_lr > 0:
             raise ValueError(f"adaptor_lr: {self.adaptor_lr} must be > 0")
 
+    @property
+    def single_device(self) -> str:  # type: ignore[override]  # a mean over images: each device adds its share
+        if self.levels == 1:
+            return ""
+        return ("at levels: 2 its step on two devices differs from one device's beyond rounding (in the gradient "
+                "reaching the network through the decoder's map; the encoder's level alone agrees), so it is refused "
+                "until that is understood; levels: 1 runs on several devices")
+
     def inputs(self, job: Job, jobs: list[Job]) -> dict[str, list[str]]:
         return {} if self.teachers is not None else teacher_inputs(job, jobs)
 
@@ -154,7 +162,7 @@ class KDMTL(Regularizer):
             adaptors = [net.adaptors[name]] + ([net.decoded_adaptors[name]] if self.levels == 2 else [])
             for student, target, adaptor in zip(students, targets, adaptors):
                 distance = normalised(adaptor(student.float()), self.eps) - normalised(target.float(), self.eps)
-                total = total + net.weights[name] * distance.pow(2).sum(1).mean()
+                total = total + net.weights[name] * ctx.batch_mean(distance.pow(2).sum(1))
         return total
 
 

@@ -167,6 +167,9 @@ class MTPSL(Regularizer):
     """Its mapping network is the SegNet encoder on SegNet and the backbone's architecture with FiLM on DeepLab (its
     feature term compares with the model's feature), so it is defined for those two (``models``)."""
 
+    single_device: ClassVar[str] = ("its segmentation inputs are hard Gumbel-softmax samples from torch's global "
+                                    "generator, which each rank would draw for its own images where one process "
+                                    "draws them for the whole batch")
     models: ClassVar[tuple[str, ...] | None] = ("segnet", "deeplab_resnet50")
     space: ClassVar[dict[str, Space]] = {"weight": Float(0.25, 8.0, log=True), "reg_weight": Float(0.1, 2.0, log=True)}
     weight: float = 2.0  # --con-weight of nyu_mtl_xtc.py

@@ -242,11 +242,12 @@ class Recipe:
 
     def sum_shares(self) -> None:
         """The network's gradients, each device's share of them, summed over the devices, but for those the gradient
-        rule left whole; the weighting's and the rule's own parameters see global values only and are whole too
-        (regularizers with networks of their own, which would need summing, train on one device:
-        ``Regularizer.single_device``)."""
+        rule left whole, and the regularizer's networks' (each device's images' share); the weighting's and the rule's
+        own parameters see global values only and are whole too."""
         whole = {id(p) for p in self.gradients.whole_gradients(self.model)}
-        sum_gradients([p for p in self.model.parameters() if id(p) not in whole])
+        regularizer = self.net("regularizer")
+        sum_gradients([p for p in self.model.parameters() if id(p) not in whole] +
+                      (list(regularizer.parameters()) if regularizer is not None else []))
 
     def losses_of(self, preds: dict[str, Tensor], targets: dict[str, Tensor],
                   rows: dict[str, Tensor]) -> dict[str, Tensor]:
