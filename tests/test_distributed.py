@@ -20,6 +20,10 @@ RECIPES = {
     "consistency": {"regularizer": {"name": "consistency"}},  # a regularizer: a second view, its mean per image
     "kd_mtl_encoder": {"regularizer": {"name": "kd_mtl", "levels": 1,  # a regularizer with networks of its own
                                        **KDMTL.standalone(["seg", "depth", "normal"])}},
+    # at both levels with eps 1e-2: at the code's 1e-6 the normalisation of the decoder's near-zero locations (6% of
+    # them at this width) turns the 7e-6 relative difference of the global BatchNorm's sums into 0.2% in the gradient
+    # (measured), so one step agrees to 5e-4 only; at 1e-2 it agrees to 5e-6, which checks the two-level logic
+    "kd_mtl": {"regularizer": {"name": "kd_mtl", "eps": 1e-2, **KDMTL.standalone(["seg", "depth", "normal"])}},
 }
 
 
@@ -64,12 +68,6 @@ def test_a_part_that_cannot_run_on_several_devices_is_refused_with_its_reason(ti
     with pytest.raises(DevicesError, match="regularizer 'mtpsl': its segmentation inputs are hard Gumbel-softmax samples"):
         run_job(job, tmp_path)
     assert not (tmp_path / "ranks").exists()
-
-
-def test_kd_mtl_at_two_levels_is_refused_with_its_reason(tiny_job, tmp_path):
-    regularizer = {"name": "kd_mtl", **KDMTL.standalone(["seg", "depth", "normal"])}
-    with pytest.raises(DevicesError, match="regularizer 'kd_mtl': at levels: 2 its step on two devices differs"):
-        run_job(job_on(tiny_job, {"regularizer": regularizer}, 2), tmp_path)
 
 
 def test_a_meter_that_cannot_merge_shards_is_named():

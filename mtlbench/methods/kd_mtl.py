@@ -23,7 +23,7 @@ their initialisation (they were outside the optimiser), and keeps those jobs' id
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import torch
 from torch import Tensor, nn
@@ -82,6 +82,8 @@ class KDMTL(Regularizer):
     """Feature distillation from single-task teachers through task adaptors (module docstring). ``teachers``
     ({task: weights file}) and ``teacher_model`` are filled in from the suite's stl job of the same seed."""
 
+    single_device: ClassVar[str] = ""  # a mean over images and locations, the adaptors' gradients summed over devices
+
     teachers: Optional[dict[str, str]] = None
     teacher_model: Optional[dict[str, Any]] = None
     weights: Optional[dict[str, float]] = None
@@ -102,14 +104,6 @@ class KDMTL(Regularizer):
                 raise ValueError(f"weights.{name}: {value} must be >= 0")
         if not self.adaptor_lr > 0:
             raise ValueError(f"adaptor_lr: {self.adaptor_lr} must be > 0")
-
-    @property
-    def single_device(self) -> str:  # type: ignore[override]  # a mean over images: each device adds its share
-        if self.levels == 1:
-            return ""
-        return ("at levels: 2 its step on two devices differs from one device's beyond rounding (in the gradient "
-                "reaching the network through the decoder's map; the encoder's level alone agrees), so it is refused "
-                "until that is understood; levels: 1 runs on several devices")
 
     def inputs(self, job: Job, jobs: list[Job]) -> dict[str, list[str]]:
         return {} if self.teachers is not None else teacher_inputs(job, jobs)
