@@ -52,7 +52,7 @@ class ConfusionMeter(Meter):
         valid = target != IGNORE_INDEX
         index = target[valid] * self.num_classes + pred.argmax(1)[valid]
         counts = torch.bincount(index, minlength=self.num_classes ** 2)
-        self.matrix = counts if self.matrix is None else self.matrix + counts
+        self.matrix = summed(self.matrix, counts)
 
     def merge(self, other: ConfusionMeter) -> None:
         self.matrix = summed(self.matrix, other.matrix)
@@ -232,7 +232,7 @@ class AngleMeter(Meter):
         angle = angle_map[valid]
         bins = (angle / ANGLE_BIN).long().clamp_max(int(180 / ANGLE_BIN) - 1)
         counts = torch.bincount(bins, minlength=int(180 / ANGLE_BIN))
-        self.histogram = counts if self.histogram is None else self.histogram + counts
+        self.histogram = summed(self.histogram, counts)
         self.total = self.total + angle.double().sum()
         pixels = valid.flatten(1).sum(1)
         within = ((angle_map < 11.25) & valid).flatten(1).sum(1)
