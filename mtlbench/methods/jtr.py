@@ -63,7 +63,7 @@ from ..data import SCENARIOS
 from ..ids import spelt_as_before
 from .context import StepContext
 from .mtpsl import cosine_distance
-from .parts import REGULARIZERS, Regularizer
+from .parts import GUMBEL_PER_RANK, REGULARIZERS, Regularizer
 
 
 ENCODED_KINDS = ("classes", "depth", "direction", "regression")  # the task values JTR stacks (Task.value_kind)
@@ -124,9 +124,7 @@ class Encoding:
 @REGULARIZERS.register("jtr")
 @dataclass(frozen=True)
 class JTR(Regularizer):
-    single_device: ClassVar[str] = ("its segmentation inputs are hard Gumbel-softmax samples from torch's global "
-                                    "generator, which each rank would draw for its own images where one process "
-                                    "draws them for the whole batch")
+    single_device: ClassVar[str] = GUMBEL_PER_RANK
     space: ClassVar[dict[str, Space]] = {"c_dist": Float(1.0, 16.0, log=True), "c_recon": Float(0.5, 8.0, log=True)}
     c_dist: float = 4.0
     c_recon: float = 2.0

@@ -48,7 +48,7 @@ from ..space import Float, Space
 from ..functional import signed_to_unit
 from ..tasks import Task
 from .context import StepContext
-from .parts import REGULARIZERS, Regularizer
+from .parts import GUMBEL_PER_RANK, REGULARIZERS, Regularizer
 
 
 class FiLMConv(nn.Module):
@@ -167,9 +167,7 @@ class MTPSL(Regularizer):
     """Its mapping network is the SegNet encoder on SegNet and the backbone's architecture with FiLM on DeepLab (its
     feature term compares with the model's feature), so it is defined for those two (``models``)."""
 
-    single_device: ClassVar[str] = ("its segmentation inputs are hard Gumbel-softmax samples from torch's global "
-                                    "generator, which each rank would draw for its own images where one process "
-                                    "draws them for the whole batch")
+    single_device: ClassVar[str] = GUMBEL_PER_RANK
     models: ClassVar[tuple[str, ...] | None] = ("segnet", "deeplab_resnet50")
     space: ClassVar[dict[str, Space]] = {"weight": Float(0.25, 8.0, log=True), "reg_weight": Float(0.1, 2.0, log=True)}
     weight: float = 2.0  # --con-weight of nyu_mtl_xtc.py
