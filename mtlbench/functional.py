@@ -2,6 +2,7 @@
 (MTPSL's mapping network, JTR's auto-encoder), as plain functions of tensors: one place for each."""
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -27,4 +28,24 @@ def signed_to_unit(values: Tensor) -> Tensor:
     return (values + 1.0) / 2.0
 
 
-__all__ = ["finite_pixels", "nonzero_pixels", "one_hot_ignoring", "signed_to_unit"]
+def standard_gumbel(shape: torch.Size | tuple[int, ...], like: Tensor) -> Tensor:
+    """Gumbel(0, 1) noise of ``shape`` in ``like``'s dtype and device, drawn as ``F.gumbel_softmax`` draws it (minus
+    the log of Exp(1) draws), so that the generator gives the same numbers and advances alike."""
+    return -torch.empty(shape, dtype=like.dtype, device=like.device).exponential_().log()
+
+
+def hard_gumbel_softmax(logits: Tensor, gumbels: Tensor) -> Tensor:
+    """``F.gumbel_softmax(logits, tau=1, hard=True, dim=1)`` with its noise given: the one-hot of the most likely
+    class of ``logits + gumbels``, carrying the softmax's gradient (straight-through)."""
+    soft = (logits + gumbels).softmax(1)
+    hard = torch.zeros_like(logits).scatter_(1, soft.max(1, keepdim=True)[1], 1.0)
+    return hard - soft.detach() + soft
+
+
+def gumbel_sample(logits: Tensor) -> Tensor:
+    """A hard Gumbel-softmax sample over dim 1 with fresh noise: ``F.gumbel_softmax(logits, hard=True, dim=1)``."""
+    return hard_gumbel_softmax(logits, standard_gumbel(logits.shape, logits))
+
+
+__all__ = ["finite_pixels", "gumbel_sample", "hard_gumbel_softmax", "nonzero_pixels", "one_hot_ignoring",
+           "signed_to_unit", "standard_gumbel"]

@@ -24,6 +24,16 @@ RECIPES = {
     # them at this width) turns the 7e-6 relative difference of the global BatchNorm's sums into 0.2% in the gradient
     # (measured), so one step agrees to 5e-4 only; at 1e-2 it agrees to 5e-6, which checks the two-level logic
     "kd_mtl": {"regularizer": {"name": "kd_mtl", "eps": 1e-2, **KDMTL.standalone(["seg", "depth", "normal"])}},
+    # regularizers pairing tasks within each image, through hard Gumbel samples drawn for the whole batch
+    "mtpsl": {"regularizer": {"name": "mtpsl"}},
+    "jtr": {"regularizer": {"name": "jtr", "unlabeled_consistency": True}},
+}
+# Recipes whose step amplifies the 1e-5 by which the global BatchNorm's predictions differ from ATen's (normals up to
+# 3e-4, measured): the bound on each weight tensor's relative distance (and the metrics'), None where only the step's
+# logged losses compare. Their arithmetic on each device's share is checked exactly in tests/test_partial_label.py.
+AMPLIFYING = {
+    "mtpsl": 1e-2,  # the mapping network's per-sample norms over 1x2 maps: the update agrees to 2e-3 (measured)
+    "jtr": None,  # its SegNet re-picks max-(un)pooling indices, segmentation's hard samples flip: 10-20% of the update
 }
 
 
@@ -46,26 +56,34 @@ def test_two_processes_train_what_one_trains(tiny_job, tmp_path, one_thread, nam
     (tmp_path / "one").mkdir(), (tmp_path / "two").mkdir()
     alone = run_job(job_on(tiny_job, RECIPES[name], 1), tmp_path / "one")
     shared = run_job(job_on(tiny_job, RECIPES[name], 2), tmp_path / "two")
-    one = checkpoint.load(tmp_path / "one" / "checkpoint-mtl.pt")
-    two = checkpoint.load(tmp_path / "two" / "checkpoint-mtl.pt")
-    for key, value in one["model"].items():
-        torch.testing.assert_close(two["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)
-    for key, value in one["recipe"]["nets"].items():
-        torch.testing.assert_close(two["recipe"]["nets"][key], value, rtol=1e-4, atol=1e-5, msg=key)
     logged = ["train/loss/seg", "train/loss/depth", "train/loss/normal"]
     logged += ["train/regularizer"] if "regularizer" in RECIPES[name] else []
-    for key in logged:
+    for key in logged:  # the step's losses, before its update
         assert shared["history"][0][key] == pytest.approx(alone["history"][0][key], rel=1e-4)
+    assert not (tmp_path / "two" / "ranks" / "rank1.log").read_text().strip()
+    assert shared["devices"] == 2 and "devices" not in alone
+    if name in AMPLIFYING and AMPLIFYING[name] is None:
+        return
+    one = checkpoint.load(tmp_path / "one" / "checkpoint-mtl.pt")
+    two = checkpoint.load(tmp_path / "two" / "checkpoint-mtl.pt")
+    weights = [(one["model"], two["model"]), (one["recipe"]["nets"], two["recipe"]["nets"])]
+    if name in AMPLIFYING:  # the weights' relative distance; metrics such as pixel accuracy flip with them
+        for ours, theirs in weights:
+            for key, value in ours.items():
+                if value.is_floating_point():  # plus 1e-4 an entry: the conv biases under BatchNorm move by noise
+                    assert (theirs[key] - value).norm() <= AMPLIFYING[name] * value.norm() + 1e-4 * value.numel() ** 0.5, key
+        return
+    for ours, theirs in weights:
+        for key, value in ours.items():
+            torch.testing.assert_close(theirs[key], value, rtol=1e-4, atol=1e-5, msg=key)
     for split in ("test", "val", "constant"):  # scored in shards, merged
         for task, metrics in alone[split].items():
             assert shared[split][task] == pytest.approx(metrics, rel=1e-3, abs=1e-4), (split, task)
-    assert not (tmp_path / "two" / "ranks" / "rank1.log").read_text().strip()
-    assert shared["devices"] == 2 and "devices" not in alone
 
 
 def test_a_part_that_cannot_run_on_several_devices_is_refused_with_its_reason(tiny_job, tmp_path):
-    job = job_on(tiny_job, {"regularizer": {"name": "mtpsl"}}, 2)
-    with pytest.raises(DevicesError, match="regularizer 'mtpsl': its segmentation inputs are hard Gumbel-softmax samples"):
+    job = job_on(tiny_job, {"gradients": {"name": "cosreg"}}, 2)
+    with pytest.raises(DevicesError, match="gradients 'cosreg': its penalty is differentiated through the task gradients"):
         run_job(job, tmp_path)
     assert not (tmp_path / "ranks").exists()
 

@@ -1,5 +1,6 @@
 """Consistency, MTPSL and JTR: hand-computed terms, per-image reference loops, and pinned gradient flow."""
 import copy
+from dataclasses import fields
 from itertools import permutations
 
 import pytest
@@ -16,6 +17,7 @@ from mtlbench.methods.jtr import JTR, Encoding
 from mtlbench.methods.mtpsl import MTPSL, cosine_distance, source_input, target_input
 from mtlbench.models import SegNet
 from mtlbench.models.segnet import per_sample_norm
+from mtlbench.warp import Warp
 
 ALL = SynthRooms().tasks()
 B, H, W = 4, 32, 32
@@ -101,16 +103,43 @@ def mtpsl_setup(grad=False, **params):
     return tasks, part, net, views
 
 
-def argmax_one_hot(logits, tau=1.0, hard=True, dim=1):
+def argmax_one_hot(logits):
     """A Gumbel-softmax without the noise: the same sample in both computations."""
-    return F.one_hot(logits.argmax(dim), logits.shape[dim]).movedim(-1, dim).float()
+    return F.one_hot(logits.argmax(1), logits.shape[1]).movedim(-1, 1).float()
+
+
+def test_a_gumbel_sample_is_torchs_with_the_same_draws():
+    logits = torch.randn(5, 4, 3, 3, requires_grad=True)
+    torch.manual_seed(7)
+    expected = F.gumbel_softmax(logits, tau=1.0, hard=True, dim=1)
+    (expected * torch.arange(4.0).view(1, 4, 1, 1)).sum().backward()
+    expected_grad, logits.grad = logits.grad, None
+    torch.manual_seed(7)
+    ours = StepContext({}, torch.ones(5, 1), []).gumbel_sample(logits)
+    (ours * torch.arange(4.0).view(1, 4, 1, 1)).sum().backward()
+    assert torch.equal(ours, expected) and torch.equal(logits.grad, expected_grad)  # straight-through, as torch's
+
+
+@pytest.mark.parametrize("positions", [None, torch.tensor([0, 1, 3, 4])])
+def test_each_device_samples_its_rows_of_what_one_process_samples(positions):
+    """Rank 1 of 2 holds images 1 and 3 of a batch of 5; the noise is drawn for every image of ``positions``."""
+    logits = torch.randn(5, 4, 3, 3)
+    chosen = torch.arange(5) if positions is None else positions
+    one, device = StepContext({}, torch.ones(5, 1), []), StepContext({}, torch.ones(5, 1), [], rows=torch.tensor([1, 3]))
+    torch.manual_seed(3)
+    whole = one.gumbel_sample(logits[chosen], positions)
+    after_one = torch.rand(1)
+    torch.manual_seed(3)
+    mine = device.gumbel_sample(logits[device.rows][device.own_rows(chosen)], positions)
+    assert torch.equal(mine, whole[torch.isin(chosen, device.rows)])
+    assert torch.equal(torch.rand(1), after_one)  # the generator advanced alike
 
 
 @pytest.mark.parametrize("full_labels", ["all_pairs", "none"])
 def test_mtpsl_equals_the_authors_per_image_per_pair_loop(full_labels, monkeypatch):
     """mapfns.py Mapfns.forward: partial labels map (unlabelled source, labelled target) pairs; an image with every
     label (--ssl-type full) maps every ordered pair of distinct tasks; ``none`` leaves such an image out."""
-    monkeypatch.setattr(F, "gumbel_softmax", argmax_one_hot)
+    monkeypatch.setattr(StepContext, "gumbel_sample", lambda ctx, logits, positions=None: argmax_one_hot(logits))
     tasks, part, net, views = mtpsl_setup(full_labels=full_labels)
     view = views[1]
     names = list(tasks)
@@ -120,7 +149,7 @@ def test_mtpsl_equals_the_authors_per_image_per_pair_loop(full_labels, monkeypat
         for s, t in permutations(names, 2):
             if (MASK[i, names.index(s)] == 0 and MASK[i, names.index(t)] == 1) or full:
                 pair = torch.tensor([net.pairs[(s, t)]])
-                m_s = net.encode(net.inputs[s](source_input(tasks[s], view.preds[s][i:i + 1])), pair)
+                m_s = net.encode(net.inputs[s](source_input(tasks[s], view.preds[s][i:i + 1], argmax_one_hot)), pair)
                 m_t = net.encode(net.inputs[t](target_input(tasks[t], view.targets[t][i:i + 1])), pair)
                 f = view.feature[i:i + 1]
                 total = total + (cosine_distance(m_s, m_t) + 0.5 * (cosine_distance(m_s, f)
@@ -188,8 +217,8 @@ def test_mtpsl_on_deeplab_maps_through_the_backbone_with_layer_wise_film_to_the_
 
 
 # ------------------------------------------------------------------------------------------------ JTR
-def jtr_setup(grad=True, mask=None, **params):
-    tasks = tasks_of("depth", "normal")  # no segmentation: no Gumbel noise, so runs are comparable
+def jtr_setup(grad=True, mask=None, names=("depth", "normal"), **params):
+    tasks = tasks_of(*names)  # by default no segmentation: no Gumbel noise, so runs are comparable
     torch.manual_seed(0)
     model = SegNet(tasks, 0.0625)
     part = JTR(**params)
@@ -315,6 +344,47 @@ def test_jtr_encodings_and_recon_losses_by_hand():
     assert torch.equal(enc.label(ALL["seg"], seg_label)[0, :2], torch.tensor([[[1.0, 0], [0, 0]], [[0, 1], [0, 1]]]))
 
 
+# ------------------------------------------------------------------------------- on several devices
+def device_views(views, rows):
+    """The views as a device holding images ``rows`` of the batch sees them (mtlbench/distributed.py)."""
+    def own(value):
+        return None if value is None else value[rows]
+    return [View(v.images[rows], {k: t[rows] for k, t in v.targets.items()}, {k: p[rows] for k, p in v.preds.items()},
+                 v.feature[rows], None if v.warp is None else Warp(*(own(getattr(v.warp, f.name)) for f in fields(Warp))))
+            for v in views]
+
+
+@pytest.mark.parametrize("method", ["mtpsl", "jtr"])
+def test_device_shares_of_a_gumbel_regularizer_sum_to_the_whole_batch(method):
+    """Two devices holding images 0, 2 and 1, 3 (segmentation unlabelled on both; the second holds none of MTPSL's pair
+    normal -> depth; JTR's image 2 has no label): their losses, hard Gumbel samples included, and their gradients sum
+    to one process's on the whole batch. The two-process run (tests/test_distributed.py) checks the wiring around it."""
+    if method == "mtpsl":
+        mask = torch.tensor([[0.0, 1, 0], [0, 0, 1], [1, 0, 1], [0, 1, 1]])
+        (tasks, part, net, views) = mtpsl_setup(grad=True)
+    else:
+        mask = torch.tensor([[1.0, 0, 0], [0, 1, 1], [0, 0, 0], [1, 1, 1]])
+        tasks, part, net, views, mask = jtr_setup(mask=mask, names=("seg", "depth", "normal"), unlabeled_consistency=True)
+    leaves = [p for v in views for p in v.preds.values() if p.requires_grad] + list(net.parameters())
+
+    def loss_and_gradients(contexts):
+        for leaf in leaves:
+            leaf.grad = None
+        total = 0
+        for ctx in contexts:
+            torch.manual_seed(5)  # every device's generator in the same state, as every rank's
+            total = total + part.loss(ctx, net)
+        total.backward()
+        return total.item(), [torch.zeros_like(leaf) if leaf.grad is None else leaf.grad.clone() for leaf in leaves]
+
+    whole, expected = loss_and_gradients([StepContext(tasks, mask, views)])
+    shares, got = loss_and_gradients([StepContext(tasks, mask, device_views(views, rows), rows=rows)
+                                      for rows in (torch.tensor([0, 2]), torch.tensor([1, 3]))])
+    assert shares == pytest.approx(whole, rel=1e-6)
+    scale = max(g.abs().max() for g in expected)
+    assert max((a - b).abs().max() for a, b in zip(got, expected)) < 1e-4 * scale
+
+
 # ---------------------------------------------------------------------------------------- contracts
 @pytest.mark.parametrize("method", METHODS.list())
 def test_no_supervised_loss_for_a_task_without_labels(method):
@@ -352,12 +422,12 @@ def test_jtr_reconstructs_an_unlabelled_segmentation_against_a_fresh_gumbel_samp
     tasks = tasks_of("seg", "depth")
     calls = []
 
-    def numbered_sample(logits, tau=1.0, hard=True, dim=1):  # the k-th draw picks class k everywhere
+    def numbered_sample(ctx, logits, positions=None):  # the k-th draw picks class k everywhere
         calls.append(len(calls))
         return F.one_hot(torch.full(logits.shape[:1] + logits.shape[2:], len(calls) % logits.shape[1]),
                          logits.shape[1]).permute(0, 3, 1, 2).float()
 
-    monkeypatch.setattr(F, "gumbel_softmax", numbered_sample)
+    monkeypatch.setattr(StepContext, "gumbel_sample", numbered_sample)
     views = [random_view(tasks, 0)] + [random_view(tasks, k, identity_warp()) for k in (1, 2)]
     mask = torch.tensor([[0.0, 1], [1, 1], [0, 1], [1, 0]])  # images 0 and 2: segmentation unlabelled
     _, y, _, raw = JTR().stacks(StepContext(tasks, mask, views), 2, hard_prediction=False, detach_labelled=True)

@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from ..functional import gumbel_sample, hard_gumbel_softmax, standard_gumbel
 from ..warp import Warp
 from ..tasks import Task
 
@@ -46,6 +47,20 @@ class StepContext:
         if self.rows is None:
             return values.mean()
         return values.sum() / (self.batch_size * values.shape[1:].numel())
+
+    def own_rows(self, positions: Tensor) -> Tensor:
+        """Of the global batch's ``positions`` (ascending, CPU), the rows of this device's views that hold them."""
+        return positions if self.rows is None else torch.isin(self.rows, positions).nonzero().squeeze(1)
+
+    def gumbel_sample(self, logits: Tensor, positions: Tensor | None = None) -> Tensor:
+        """Hard Gumbel-softmax samples over dim 1 of ``logits``, this device's rows of the global batch's ``positions``
+        (ascending, CPU; None: every image). The noise is drawn for all of ``positions`` and each device keeps its
+        rows, so every device samples what one process samples for its images and the generator advances alike."""
+        if self.rows is None:
+            return gumbel_sample(logits)
+        positions = torch.arange(self.batch_size) if positions is None else positions
+        drawn = standard_gumbel((len(positions), *logits.shape[1:]), logits)
+        return hard_gumbel_softmax(logits, drawn[torch.isin(positions, self.rows).to(drawn.device)])
 
 
 

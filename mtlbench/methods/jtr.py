@@ -57,13 +57,13 @@ from torch import Tensor, nn
 
 from ..models.segnet import SegNet, per_sample_norm
 from ..space import Float, Space
-from ..functional import signed_to_unit
+from ..functional import gumbel_sample, signed_to_unit
 from ..tasks import DenseL1, Task
 from ..data import SCENARIOS
 from ..ids import spelt_as_before
 from .context import StepContext
-from .mtpsl import cosine_distance
-from .parts import GUMBEL_PER_RANK, REGULARIZERS, Regularizer
+from .mtpsl import Sample, cosine_distance
+from .parts import REGULARIZERS, Regularizer
 
 
 ENCODED_KINDS = ("classes", "depth", "direction", "regression")  # the task values JTR stacks (Task.value_kind)
@@ -73,8 +73,9 @@ class Encoding:
     """The authors' encodings of labels and predictions into the stacked tensors Y and Ŷ, per kind of task
     values; the generic ones (one-hot labels, valid pixels) are the task's own."""
 
-    def __init__(self, mean: float, std: float) -> None:
+    def __init__(self, mean: float, std: float, sample: Sample = gumbel_sample) -> None:
         self.normal = torch.distributions.Normal(mean, std)
+        self.sample = sample  # hard Gumbel-softmax samples of segmentation logits (StepContext.gumbel_sample)
 
     def cdf(self, depth: Tensor) -> Tensor:
         return self.normal.cdf(depth)
@@ -83,7 +84,7 @@ class Encoding:
         pred = pred.float()
         kind = task.value_kind
         if kind == "classes":
-            probabilities = F.gumbel_softmax(pred, tau=1.0, hard=True, dim=1) if hard else pred.softmax(1)
+            probabilities = self.sample(pred) if hard else pred.softmax(1)
             return probabilities * mask
         if kind == "depth":
             return self.cdf(pred * mask)
@@ -124,7 +125,7 @@ class Encoding:
 @REGULARIZERS.register("jtr")
 @dataclass(frozen=True)
 class JTR(Regularizer):
-    single_device: ClassVar[str] = GUMBEL_PER_RANK
+    single_device: ClassVar[str] = ""  # per-image terms over the global batch; Gumbel noise drawn for it (gumbel_sample)
     space: ClassVar[dict[str, Space]] = {"c_dist": Float(1.0, 16.0, log=True), "c_recon": Float(0.5, 8.0, log=True)}
     c_dist: float = 4.0
     c_recon: float = 2.0
@@ -156,12 +157,15 @@ class JTR(Regularizer):
         return SegNet({"joint": DenseL1("joint", channels)}, width, in_channels=channels, norm=per_sample_norm)
 
     # ------------------------------------------------------------------------------------------ tensors
+    def encoding(self, ctx: StepContext) -> Encoding:
+        return Encoding(self.depth_mean, self.depth_std, ctx.gumbel_sample)
+
     def stacks(self, ctx: StepContext, view_index: int, hard_prediction: bool, detach_labelled: bool,
                from_view0: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
         """Ŷ, Y, the valid-pixel mask [B,1,H,W] and the per-task raw recon targets of Y, for one view.
 
         ``from_view0`` marks images whose Y is view 0's prediction warped onto this view (Sec. 4.4)."""
-        view, encoding = ctx.views[view_index], Encoding(self.depth_mean, self.depth_std)
+        view, encoding = ctx.views[view_index], self.encoding(ctx)
         labelled = ctx.device_mask().bool()
         mask = torch.ones_like(view.images[:, :1])
         for j, (name, task) in enumerate(ctx.tasks.items()):
@@ -188,7 +192,7 @@ class JTR(Regularizer):
     def encoded_predictions(self, ctx: StepContext, view_index: int, mask: Tensor) -> dict[str, Tensor]:
         """Ŷ's reconstruction targets in the code: the *encoded* predictions (hard Gumbel for segmentation),
         so depth passes the CDF twice (once here, once in the loss) and normals are compared as (n + 1) / 2."""
-        encoding = Encoding(self.depth_mean, self.depth_std)
+        encoding = self.encoding(ctx)
         return {name: encoding.prediction(task, ctx.views[view_index].preds[name].detach(), mask, hard=True)
                 for name, task in ctx.tasks.items()}
 
@@ -197,7 +201,7 @@ class JTR(Regularizer):
         """(bottleneck, per-image reconstruction loss) of g on detached ``inputs``."""
         preds, feature = net(inputs.detach(), return_feature=True)
         outputs = preds["joint"].split([task.channels for task in ctx.tasks.values()], 1)
-        encoding = Encoding(self.depth_mean, self.depth_std)
+        encoding = self.encoding(ctx)
         loss = sum(encoding.recon_loss(task, out, targets[name], mask)
                    for (name, task), out in zip(ctx.tasks.items(), outputs))
         return feature, loss
@@ -211,9 +215,10 @@ class JTR(Regularizer):
 
     # ------------------------------------------------------------------------------------------ losses
     def loss(self, ctx: StepContext, net: nn.Module | None) -> Tensor:
-        unlabelled = (ctx.mask.sum(1) == 0) if self.unlabeled_consistency else None
-        if unlabelled is not None:
-            unlabelled = unlabelled.to(ctx.views[0].images.device, non_blocking=True) if unlabelled.any() else None
+        # decided on the global mask: a device draws view 1's samples (paper_loss) whenever any device needs them
+        unlabelled = None
+        if self.unlabeled_consistency and (ctx.mask.sum(1) == 0).any():
+            unlabelled = ctx.device_mask().sum(1) == 0
         per_image = self.code_loss(ctx, net, unlabelled) if self.gradient_flow == "code" \
             else self.paper_loss(ctx, net, unlabelled)
         return per_image.sum() / ctx.batch_size

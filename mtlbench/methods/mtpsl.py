@@ -33,6 +33,7 @@ parameters, which gives the same numbers without the loops.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from itertools import permutations
 from typing import Callable, ClassVar, Literal
 
@@ -45,10 +46,10 @@ from ..ids import spelt_as_before
 from ..models.init import xavier_init
 from ..models.segnet import CONVS, conv_norm_relu, per_sample_norm
 from ..space import Float, Space
-from ..functional import signed_to_unit
+from ..functional import gumbel_sample, signed_to_unit
 from ..tasks import Task
 from .context import StepContext
-from .parts import GUMBEL_PER_RANK, REGULARIZERS, Regularizer
+from .parts import REGULARIZERS, Regularizer
 
 
 class FiLMConv(nn.Module):
@@ -138,22 +139,26 @@ class BackboneMapping(nn.Module):
         return self.body(x)
 
 
-SOURCE_INPUT: dict[str, Callable[[Tensor], Tensor]] = {  # the authors' input of each kind of task values
-    "classes": lambda pred: F.gumbel_softmax(pred.float(), tau=1.0, hard=True, dim=1),
+Sample = Callable[[Tensor], Tensor]  # logits [N, C, H, W] -> a hard Gumbel-softmax sample (StepContext.gumbel_sample)
+
+VALUE_INPUT: dict[str, Callable[[Tensor], Tensor]] = {  # the authors' input of each kind of task values but classes
     "depth": lambda pred: pred / (pred.flatten(1).amax(1).view(-1, 1, 1, 1) + 1e-12),
     "direction": signed_to_unit,
     "regression": lambda pred: pred,
 }
+MAPPED_KINDS = ("classes", *VALUE_INPUT)  # classes enter as hard Gumbel-softmax samples (predictions), one-hot (labels)
 
 
-def source_input(task: Task, pred: Tensor) -> Tensor:
-    return SOURCE_INPUT[task.value_kind](pred)
+def source_input(task: Task, pred: Tensor, sample: Sample = gumbel_sample) -> Tensor:
+    if task.value_kind == "classes":
+        return sample(pred.float())
+    return VALUE_INPUT[task.value_kind](pred)
 
 
 def target_input(task: Task, label: Tensor) -> Tensor:
     if task.value_kind == "classes":
         return task.label_map(label)
-    return source_input(task, label.nan_to_num())  # a masked pixel (NaN, see tasks.DenseL1) maps as 0
+    return VALUE_INPUT[task.value_kind](label.nan_to_num())  # a masked pixel (NaN, see tasks.DenseL1) maps as 0
 
 
 def cosine_distance(a: Tensor, b: Tensor) -> Tensor:
@@ -167,7 +172,7 @@ class MTPSL(Regularizer):
     """Its mapping network is the SegNet encoder on SegNet and the backbone's architecture with FiLM on DeepLab (its
     feature term compares with the model's feature), so it is defined for those two (``models``)."""
 
-    single_device: ClassVar[str] = GUMBEL_PER_RANK
+    single_device: ClassVar[str] = ""  # per-image terms over the global batch; Gumbel noise drawn for it (gumbel_sample)
     models: ClassVar[tuple[str, ...] | None] = ("segnet", "deeplab_resnet50")
     space: ClassVar[dict[str, Space]] = {"weight": Float(0.25, 8.0, log=True), "reg_weight": Float(0.1, 2.0, log=True)}
     weight: float = 2.0  # --con-weight of nyu_mtl_xtc.py
@@ -185,10 +190,10 @@ class MTPSL(Regularizer):
         not_dense = [f"{t} ({task.output})" for t, task in tasks.items() if not task.dense]
         if not_dense:
             raise ValueError(f"mtpsl maps dense predictions; tasks whose outputs are not maps are not supported: {', '.join(not_dense)}")
-        unmapped = [f"{t} ({task.value_kind})" for t, task in tasks.items() if task.value_kind not in SOURCE_INPUT]
+        unmapped = [f"{t} ({task.value_kind})" for t, task in tasks.items() if task.value_kind not in MAPPED_KINDS]
         if unmapped:
             raise ValueError(f"mtpsl has no input encoding for the values of {', '.join(unmapped)}; it maps "
-                             f"{', '.join(SOURCE_INPUT)} (give the task type a value_kind, or the method an encoding)")
+                             f"{', '.join(MAPPED_KINDS)} (give the task type a value_kind, or the method an encoding)")
         if len(tasks) < 2:
             raise ValueError("mtpsl needs at least two tasks (it maps task pairs)")
 
@@ -210,18 +215,22 @@ class MTPSL(Regularizer):
         return [(optimizer, torch.optim.lr_scheduler.StepLR(optimizer, self.film_step, self.film_gamma))]
 
     def loss(self, ctx: StepContext, net: nn.Module | None) -> Tensor | None:
+        """Which (image, pair) entries exist is decided on the global mask, so that every device maps the same pairs
+        (a device without images of a pair maps an empty batch) and draws the pair's Gumbel noise for all of its
+        images; each device sums its own images' entries."""
         view = ctx.views[1]
         names = list(ctx.tasks)
         device = view.images.device
         full = ctx.mask.sum(1) == len(names) if self.full_labels == "all_pairs" else ctx.mask[:, 0] != ctx.mask[:, 0]
         sources, targets, pairs, images = [], [], [], []
         for s, t in permutations(names, 2):
-            partial = (ctx.mask[:, names.index(s)] == 0) & (ctx.mask[:, names.index(t)] == 1)
-            rows = (partial | full).nonzero().squeeze(1)
-            if not len(rows):
+            partly = (ctx.mask[:, names.index(s)] == 0) & (ctx.mask[:, names.index(t)] == 1)
+            positions = (partly | full).nonzero().squeeze(1)
+            if not len(positions):
                 continue
-            rows = rows.to(device, non_blocking=True)
-            sources.append(net.inputs[s](source_input(ctx.tasks[s], view.preds[s][rows])))
+            rows = ctx.own_rows(positions).to(device, non_blocking=True)
+            sample = partial(ctx.gumbel_sample, positions=positions)
+            sources.append(net.inputs[s](source_input(ctx.tasks[s], view.preds[s][rows], sample)))
             targets.append(net.inputs[t](target_input(ctx.tasks[t], view.targets[t][rows])))
             pairs.append(torch.full((len(rows),), net.pairs[(s, t)], device=device))
             images.append(rows)

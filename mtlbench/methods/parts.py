@@ -178,11 +178,6 @@ class SumGradients(Gradients):
         torch.stack(total).sum().backward()
 
 
-# Why MTPSL and JTR train on one device: one process draws their Gumbel samples for the whole batch.
-GUMBEL_PER_RANK = ("its segmentation inputs are hard Gumbel-softmax samples from torch's global generator, which each "
-                   "rank would draw for its own images where one process draws them for the whole batch")
-
-
 class Regularizer(Part):
     """Base of the regularizer axis. A regularizer may own networks (``build``), train some of their
     parameters with optimisers of its own (``own_optimizers``) and ask for ``extra_views`` further augmented
