@@ -350,6 +350,19 @@ def test_table_4_bolds_the_lowest_only_where_the_paired_test_finds_it_lower_than
     assert any("7 seeds would be needed" in line for line in totals_table(6))  # 2/64 x 2 > 0.05
 
 
+def test_table_4_names_the_budgets_whose_comparisons_too_few_seeds_cannot_decide():
+    """At 1 SNT three selectors (2 comparisons) need 7 seeds, at 2 SNT two (1 comparison) need 6: with 6 seeds the
+    second may bold and the note names only the first."""
+    per_seed = [{"esa": {1.0: Choice(1.0 + 0.01 * s), 2.0: Choice(0.9 + 0.01 * s)},
+                 "random": {1.0: Choice(1.1 + 0.01 * s), 2.0: Choice(1.0 + 0.01 * s)},
+                 "hoa": {1.0: Choice(1.2 + 0.01 * s), 2.0: None}} for s in range(6)]
+    lines, _ = table4(per_seed, ["esa", "random", "hoa"], [1.0, 2.0])
+    esa = next(line for line in lines if line.startswith("| esa"))
+    assert esa.split(" | ")[1].count("**") == 0 and esa.split(" | ")[2].count("**") == 2
+    note = next(line for line in lines if "no paired comparison" in line)
+    assert "at budgets 1:" in note and "7 seeds would be needed" in note and "nothing is bold" not in note
+
+
 def test_table_4_with_one_seed_bolds_nothing_and_says_why():
     lines = totals_table(1)
     assert not any("**" in line for line in lines)

@@ -84,14 +84,29 @@ def power_note(seeds: int, comparisons: int, unit: str = "seed") -> list[str]:
     needed = seeds_needed(comparisons)
     if seeds >= needed:
         return []
+    return ["", f"A smoke run, not a finding: with {counted(seeds, unit)} no paired comparison here can be "
+                f"significant (the exact test's smallest p-value is 2/2^{seeds} = {smallest_p(seeds):.3g}, above "
+                f"{ALPHA} / {comparisons}, Holm's first step over {comparisons} comparisons), so nothing is bold. "
+                f"{counted(needed, unit)} would be needed."]
 
-    def count(n: int) -> str:
-        return f"{n} {unit}{'s' if n != 1 else ''}"
 
-    return ["", f"A smoke run, not a finding: with {count(seeds)} no paired comparison here can be significant "
-                f"(the exact test's smallest p-value is 2/2^{seeds} = {smallest_p(seeds):.3g}, above {ALPHA} / "
-                f"{comparisons}, Holm's first step over {comparisons} comparisons), so nothing is bold. "
-                f"{count(needed)} would be needed."]
+def column_power_note(seeds: int, comparisons: dict[str, int], column: str = "budget",
+                      unit: str = "seed") -> list[str]:
+    """``power_note`` for a table whose columns compare different numbers of rows (a grouping budget some
+    selectors cannot reach): the columns where no paired test can decide are named, since the others may bold."""
+    undecidable = {name: n for name, n in comparisons.items() if seeds < seeds_needed(n)}
+    if not undecidable or len(undecidable) == len(comparisons):
+        return power_note(seeds, max(comparisons.values(), default=1), unit)
+    most = max(undecidable.values())
+    return ["", f"Too few {unit}s at {column}s {', '.join(undecidable)}: with {counted(seeds, unit)} no paired "
+                f"comparison there can be significant (the exact test's smallest p-value is 2/2^{seeds} = "
+                f"{smallest_p(seeds):.3g}, above {ALPHA} / {most}, Holm's first step over the {most} comparisons "
+                f"of the {column}'s rows), so nothing there is bold; {counted(seeds_needed(most), unit)} would be "
+                f"needed. The other {column}s can decide."]
+
+
+def counted(n: int, unit: str) -> str:
+    return f"{n} {unit}{'s' if n != 1 else ''}"
 
 
 def significantly_best(samples: dict[str, "pd.Series"], higher_is_better: bool, eligible: list[str]) -> set[str]:

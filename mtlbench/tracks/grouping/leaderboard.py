@@ -15,7 +15,7 @@ import pandas as pd
 from ...leaderboard.aggregate import LeaderboardError
 from ...leaderboard.cells import mean_std, number
 from ...leaderboard.published import beside_markdown, comparison, entry_for, frame_lookup
-from ...leaderboard.stats import power_note, significantly_best
+from ...leaderboard.stats import column_power_note, significantly_best
 from ...registry import build
 from .approximations import esa_agreement, hoa_agreement
 from .baselines import affinity, relative_performance
@@ -121,8 +121,8 @@ def table4(per_seed: list[dict[str, dict[float, Choice | None]]], names: list[st
         cells = [cell(*shown[name, budget], name in bold[budget]) if (name, budget) in shown else "—"
                  for budget in budgets]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    compared = max((sum((name, budget) in shown for name in names) - 1 for budget in budgets), default=0)
-    return lines + power_note(len(per_seed), compared), frame
+    compared = {f"{budget:g}": sum((name, budget) in shown for name in names) - 1 for budget in budgets}
+    return lines + column_power_note(len(per_seed), compared), frame
 
 
 def matrix_lines(tasks: tuple[str, ...], values: np.ndarray, corner: str, upper_only: bool = False) -> list[str]:
