@@ -301,6 +301,25 @@ def test_grouping_suite_runs_end_to_end_and_the_leaderboard_agrees_with_select(t
     assert [r["total"] for r in selected] == pytest.approx(optimal.tolist(), rel=1e-5)
     assert all(math.isfinite(r["total"]) for r in selected)
 
+    # a second seed with one network unfinished is left out, and said so: a selection among part of the
+    # candidates would be another experiment (seed 1 reuses seed 0's finished jobs, but one is missing)
+    table = summary["grouping"]["tables"][0]
+    summary["grouping"]["seeds"] = [0, 1]
+    for row in [*table["networks"], *table["sener"]]:
+        row["jobs"] = row["jobs"] * 2
+    table["networks"][-1]["jobs"][1] = "000000000000"
+    summary_path.write_text(json.dumps(summary))
+    assert main(["leaderboard", "grouping_tiny", "--results", str(results), "--out", str(tmp_path / "lb")]) == 0
+    text = (tmp_path / "lb.md").read_text()
+    assert "**1 of 2 seeds left out**, their jobs not all finished: seed 1 (1 job)" in text
+    assert "1 seed(s)" in text and not (tmp_path / "lb-synthrooms-seed1-test.csv").exists()
+    assert __import__("pandas").read_csv(tmp_path / "lb.csv")["total_test_loss"].tolist() == frame[
+        "total_test_loss"].tolist()
+    table["networks"][-1]["jobs"][0] = "000000000000"
+    summary_path.write_text(json.dumps(summary))
+    assert main(["leaderboard", "grouping_tiny", "--results", str(results), "--out", str(tmp_path / "lb")]) == 2
+    assert "no seed has finished all its jobs yet" in capsys.readouterr().err
+
 
 def test_the_taskonomy_grouping_suite_validates_against_a_folder(tmp_path):
     from conftest import REPO

@@ -15,7 +15,7 @@ import pandas as pd
 from ...leaderboard.aggregate import LeaderboardError
 from ...leaderboard.cells import mean_std, number
 from ...leaderboard.published import beside_markdown, comparison, entry_for, frame_lookup
-from ...leaderboard.stats import column_power_note, significantly_best
+from ...leaderboard.stats import column_power_note, counted, significantly_best
 from ...registry import build
 from .approximations import esa_agreement, hoa_agreement
 from .baselines import affinity, relative_performance
@@ -46,24 +46,35 @@ def at_lowest_validation_loss(result: dict[str, Any]) -> dict[str, Any]:
     return {**result, "val": best["val"], "test": best["test"], "selected_epochs": {best["stage"]: best["epoch"]}}
 
 
+def unfinished(table: dict[str, Any], seed_index: int, by_id: dict[str, dict[str, Any]]) -> int:
+    """How many of one seed's jobs (candidates, sener's networks, transfers) have no result yet. A seed counts
+    only when it has none: selecting among part of the candidates would be another experiment."""
+    rows = [*table["networks"], *table.get("sener", []), *table.get("transfer", [])]
+    return sum(row["jobs"][seed_index] not in by_id for row in rows)
+
+
+def unfinished_note(missing: dict[int, int], seeds: int, suite: str) -> list[str]:
+    if not missing:
+        return []
+    listed = ", ".join(f"seed {seed} ({counted(count, 'job')})" for seed, count in missing.items())
+    return [f"**{len(missing)} of {seeds} seeds left out**, their jobs not all finished: {listed}; "
+            f"`mtlbench status {suite}` says why.", ""]
+
+
 def seed_tables(table: dict[str, Any], tasks: list[str], seed_index: int, by_id: dict[str, dict[str, Any]],
-                selection_sizes: list[float]) -> Tables | None:
-    """One seed's loss tables from the finished candidate jobs (networks not finished yet are left out)."""
+                selection_sizes: list[float]) -> Tables:
+    """One seed's loss tables from its candidate jobs, every one finished (``unfinished``)."""
     rows: dict[str, list] = {split: [] for split in SPLITS}
     for network in table["networks"]:
-        result = by_id.get(network["jobs"][seed_index])
-        if result is None:
-            continue
+        result = by_id[network["jobs"][seed_index]]
         net = Network(tuple(network["tasks"]), network["size"])
         for split in SPLITS:
             if split != "esa" or result.get("estimate"):
                 rows[split].append((net, network["cost"], {t: loss_of(result, split, t) for t in net.tasks}))
-    if not rows["test"]:
-        return None
     tables = {split: LossTable.from_rows(tuple(tasks), rows[split]) if rows[split] else None for split in SPLITS}
     sener = [(Network(tuple(n["tasks"]), n["size"]), n["cost"], {t: loss_of(by_id[n["jobs"][seed_index]], "test", t)
                                                                 for t in n["tasks"]})
-             for n in table.get("sener", []) if n["jobs"][seed_index] in by_id]
+             for n in table.get("sener", [])]
     return Tables(tables["val"], tables["test"], tables["esa"], tuple(selection_sizes),
                   LossTable.from_rows(tuple(tasks), sener) if sener else None,
                   transferred_losses(table.get("transfer", []), seed_index, by_id))
@@ -71,13 +82,7 @@ def seed_tables(table: dict[str, Any], tasks: list[str], seed_index: int, by_id:
 
 def choices(tables: Tables, selectors: list[dict[str, Any]], budgets: list[float],
             objective: Any) -> dict[str, dict[float, Choice | None]]:
-    out: dict[str, dict[float, Choice | None]] = {}
-    for spec in selectors:
-        try:
-            out[spec["name"]] = choose_per_budget(build(SELECTORS, spec), tables, budgets, objective)
-        except (LossFileError, ValueError):  # e.g. HOA before every pair network has finished
-            out[spec["name"]] = dict.fromkeys(budgets)
-    return out
+    return {spec["name"]: choose_per_budget(build(SELECTORS, spec), tables, budgets, objective) for spec in selectors}
 
 
 def uses(choice: Choice, test: LossTable) -> str:
@@ -275,11 +280,12 @@ def grouping_report(summary: dict[str, Any], results: list[dict[str, Any]], out:
     body: list[str] = []
     frames, published, images = [], [], []
     for table in grouping["tables"]:
-        per_seed, first, seed_loss_tables = [], None, []
+        per_seed, first, seed_loss_tables, missing = [], None, [], {}
         for index, seed in enumerate(grouping["seeds"]):
-            tables = seed_tables(table, grouping["tasks"], index, by_id, grouping["selection_sizes"])
-            if tables is None:
+            if count := unfinished(table, index, by_id):
+                missing[seed] = count
                 continue
+            tables = seed_tables(table, grouping["tasks"], index, by_id, grouping["selection_sizes"])
             first = first or tables
             seed_loss_tables.append(tables)
             per_seed.append(choices(tables, grouping["methods"], budgets, objective))
@@ -301,7 +307,8 @@ def grouping_report(summary: dict[str, Any], results: list[dict[str, Any]], out:
         plot(frame, names, image, f"{summary['name']}: {table['dataset']}")
         images.append(image)
         body += [f"## {table['dataset']}: total test loss per inference budget (Table 4)", "",
-                 f"{len(per_seed)} seed(s); the objective: {grouping['objective']['name']}.", "", *lines, "",
+                 f"{len(per_seed)} seed(s); the objective: {grouping['objective']['name']}.", "",
+                 *unfinished_note(missing, len(grouping["seeds"]), summary["name"]), *lines, "",
                  f"![total test loss against budget]({image.name})", "",
                  "### Chosen networks (Fig. 5), first seed", "",
                  "Each network with the tasks it predicts (its lowest test loss among the chosen); a network "
@@ -320,7 +327,8 @@ def grouping_report(summary: dict[str, Any], results: list[dict[str, Any]], out:
                  "### Candidates", "",
                  *candidates_lines(table), *training_cost(table, by_id, grouping)]
     if not frames:
-        raise LookupError(f"{summary['name']}: no finished candidate network yet")
+        raise LeaderboardError(f"{summary['name']}: no seed has finished all its jobs yet; `mtlbench status "
+                          f"{summary['name']}` lists them")
     return (body, pd.concat(frames, ignore_index=True), pd.concat(published, ignore_index=True) if published
             else None, tuple(images))
 
