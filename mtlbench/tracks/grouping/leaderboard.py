@@ -173,16 +173,18 @@ def agreement_lines(seeds: list[Tables]) -> list[str]:
             *rows, ""]
 
 
-def relationships(tables: Tables) -> list[str]:
+def relationships(seeds: list[Tables]) -> list[str]:
+    """Tables 1-2, mean over the seeds (the transfer section correlates with the same means)."""
     try:
-        relative = relative_performance(tables.test, 0.5)
+        relative = np.mean([relative_performance(tables.test, 0.5) for tables in seeds], 0)
     except LossFileError:
         return []
+    tasks = seeds[0].test.tasks
     return ["Relative performance on each task (columns) when trained in a full-size pair with another (rows) "
-            "instead of alone in a half-size network, test losses (Table 1):", "",
-            *matrix_lines(tables.test.tasks, relative, "trained with ↓ / on →"), "",
+            f"instead of alone in a half-size network, test losses, mean over {len(seeds)} seed(s) (Table 1):", "",
+            *matrix_lines(tasks, relative, "trained with ↓ / on →"), "",
             "Multi-task affinity: the mean of that table and its transpose (Table 2):", "",
-            *matrix_lines(tables.test.tasks, affinity(relative), "", upper_only=True), ""]
+            *matrix_lines(tasks, affinity(relative), "", upper_only=True), ""]
 
 
 def transfer_lines(seeds: list[Tables]) -> list[str]:
@@ -190,8 +192,8 @@ def transfer_lines(seeds: list[Tables]) -> list[str]:
     multi-task affinity of the same seeds (transfer.py); nothing for a suite without ``grouping.transfer``."""
     measured = [tables for tables in seeds if tables.transfer]
     try:
-        gains = np.nanmean([transfer_gains(t.test, t.transfer) for t in measured], 0) if measured else None
-        multi = np.nanmean([affinity(relative_performance(t.test, 0.5)) for t in measured], 0) if measured else None
+        gains = np.mean([transfer_gains(t.test, t.transfer) for t in measured], 0) if measured else None
+        multi = np.mean([affinity(relative_performance(t.test, 0.5)) for t in measured], 0) if measured else None
     except LossFileError:
         return []
     if gains is None:
@@ -322,7 +324,7 @@ def grouping_report(summary: dict[str, Any], results: list[dict[str, Any]], out:
                 choice = per_seed[0][name][budget]
                 if choice is not None and choice.networks:
                     body.append(f"  - {budget:g} SNT ({choice.total:.4f}): {uses(choice, test)}")
-        body += ["", *agreement_lines(seed_loss_tables), "### Task relationships", "", *relationships(first),
+        body += ["", *agreement_lines(seed_loss_tables), "### Task relationships", "", *relationships(seed_loss_tables),
                  *transfer_lines(seed_loss_tables),
                  "### Candidates", "",
                  *candidates_lines(table), *training_cost(table, by_id, grouping)]
