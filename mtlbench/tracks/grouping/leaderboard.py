@@ -324,13 +324,13 @@ def grouping_report(summary: dict[str, Any], results: list[dict[str, Any]], out:
                 choice = per_seed[0][name][budget]
                 if choice is not None and choice.networks:
                     body.append(f"  - {budget:g} SNT ({choice.total:.4f}): {uses(choice, test)}")
-        body += ["", *agreement_lines(seed_loss_tables), "### Task relationships", "", *relationships(seed_loss_tables),
-                 *transfer_lines(seed_loss_tables),
+        body += ["", *agreement_lines(seed_loss_tables), "### Task relationships", "",
+                 *relationships(seed_loss_tables), *transfer_lines(seed_loss_tables),
                  "### Candidates", "",
                  *candidates_lines(table), *training_cost(table, by_id, grouping)]
     if not frames:
         raise LeaderboardError(f"{summary['name']}: no seed has finished all its jobs yet; `mtlbench status "
-                          f"{summary['name']}` lists them")
+                               f"{summary['name']}` lists them")
     return (body, pd.concat(frames, ignore_index=True), pd.concat(published, ignore_index=True) if published
             else None, tuple(images))
 
