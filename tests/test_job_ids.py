@@ -100,9 +100,12 @@ def test_kd_mtl_with_untrained_decoder_adaptors_hashes_as_before_the_fix(monkeyp
 
 def test_synthrooms_grouping_s_ninth_seed_kept_the_ids_of_its_first_eight(without_dataset_files, monkeypatch):
     """Seed 8 came so that Holm over Table 4's 7 comparisons can decide (sener joined the rows); a suite's ids do
-    not depend on how many seeds it lists, so the 664 jobs of seeds 0-7, results already stored, kept theirs."""
+    not depend on how many seeds it lists, so the 664 jobs of seeds 0-7, results already stored, kept theirs: the
+    digest is of the eight-seed suite's pinned ids before the ninth came (tests/data/job_ids.json at c12c5a9)."""
     monkeypatch.chdir(REPO)
     path = REPO / "suites" / "synthrooms_grouping.yaml"
     eight = [job.id for job in load_suite(path, ["seeds=[0,1,2,3,4,5,6,7]"]).jobs]
     nine = load_suite(path).jobs
     assert len(eight) == 664 and eight == [job.id for job in nine if job.config["seed"] != 8]
+    assert hashlib.sha256(",".join(eight).encode()).hexdigest() == (
+        "b433ca50baa58fef9dada8a05deff06b73b783d809ae836161e6c8d7f2562bc8")
