@@ -30,7 +30,8 @@ RECIPES = {
 }
 # Recipes whose step amplifies the 1e-5 by which the global BatchNorm's predictions differ from ATen's (normals up to
 # 3e-4, measured): the bound on each weight tensor's relative distance (their metrics are not compared: pixel
-# accuracy and the like flip with such weights), None where only the step's logged losses compare. Their arithmetic on each device's share is checked exactly in tests/test_partial_label.py.
+# accuracy and the like flip with such weights), None where only the step's logged losses compare. Their arithmetic
+# on each device's share is checked exactly in tests/test_partial_label.py.
 AMPLIFYING = {
     "mtpsl": 1e-2,  # the mapping network's per-sample norms over 1x2 maps: the update agrees to 2e-3 (measured)
     "jtr": None,  # its SegNet re-picks max-(un)pooling indices, segmentation's hard samples flip: 10-20% of the update
